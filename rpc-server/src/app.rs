@@ -1,0 +1,180 @@
+//! Startup as a value: [`Application::build`] wires store, auth, cache, files and routes
+//! and binds the listener; [`Application::run_until_stopped`] serves until shutdown.
+
+use crate::auth::database::DatabaseAuth;
+use crate::auth::last_used::LastUsed;
+use crate::auth::single_key::{SINGLE_KEY_ZONE, SingleKeyAuth};
+use crate::auth::{AuthProvider, IdentityCache, InvalidationBus, TokenHasher};
+use crate::config::{AuthMode, ServerConfig, ensure_private_dir};
+use crate::control::Control;
+use crate::db::Store;
+use crate::files::FileService;
+use crate::metrics::Metrics;
+use crate::routes::{self, AppState};
+use crate::zones::ZoneSource;
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    last_used: Option<(Arc<LastUsed>, Store)>,
+    flush_every: std::time::Duration,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("addr", &self.listener.local_addr().ok())
+            .finish()
+    }
+}
+
+impl Application {
+    pub async fn build(cfg: ServerConfig) -> anyhow::Result<Self> {
+        Self::build_with_bus(cfg, InvalidationBus::new()).await
+    }
+
+    /// Builds with a given invalidation bus, so that callers sharing it (an in-process CLI,
+    /// a Redis subscriber) reach this server's caches.
+    pub async fn build_with_bus(
+        cfg: ServerConfig,
+        bus: Arc<InvalidationBus>,
+    ) -> anyhow::Result<Self> {
+        ensure_private_dir(&cfg.data_dir)?;
+        let files = FileService::new(&cfg.data_dir, cfg.max_file_bytes)
+            .with_context(|| format!("cannot use data dir {}", cfg.data_dir.display()))?;
+        let metrics = Metrics::new();
+        let (auth, control, store, zones, last_used): (Arc<dyn AuthProvider>, _, _, _, _) =
+            match &cfg.auth {
+                AuthMode::SingleKey { key } => {
+                    let auth =
+                        SingleKeyAuth::new(key.expose_secret()).map_err(anyhow::Error::msg)?;
+                    let zones = ZoneSource::Fixed(Arc::new(vec![SINGLE_KEY_ZONE.to_owned()]));
+                    (Arc::new(auth), None, None, zones, None)
+                }
+                AuthMode::Database { url, secret } => {
+                    let store = Store::connect(url.expose_secret())
+                        .await
+                        .context("cannot connect to the database")?;
+                    if cfg.migrate || store.backend() == crate::db::Backend::Sqlite {
+                        store
+                            .migrate()
+                            .await
+                            .context("cannot apply database migrations")?;
+                    }
+                    store.list_zones(false).await.context(
+                    "the database has no Nexus schema; run `nexus hub migrate` (or start with --migrate)",
+                )?;
+                    let hasher = Arc::new(TokenHasher::new(secret)?);
+                    let cache = Arc::new(IdentityCache::new(
+                        cfg.auth_cache_ttl,
+                        cfg.negative_cache_ttl,
+                    ));
+                    bus.subscribe(cache.clone());
+                    let zones = ZoneSource::store(store.clone(), cfg.auth_cache_ttl);
+                    bus.subscribe(Arc::new(zones.clone()));
+                    let last_used = Arc::new(LastUsed::default());
+                    let auth = DatabaseAuth::new(
+                        store.clone(),
+                        hasher.clone(),
+                        cache.clone(),
+                        last_used.clone(),
+                        metrics.clone(),
+                    );
+                    let endpoint = cfg.public_url.clone();
+                    let control = Control::new(store.clone(), hasher, bus.clone(), endpoint);
+                    metrics.register_cache_size(cache);
+                    (
+                        Arc::new(auth),
+                        Some(control),
+                        Some(store.clone()),
+                        zones,
+                        Some((last_used, store)),
+                    )
+                }
+            };
+        let listener = TcpListener::bind((cfg.host.as_str(), cfg.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", cfg.host, cfg.port))?;
+        let state = AppState::new(
+            auth,
+            files,
+            control,
+            store,
+            zones,
+            metrics,
+            cfg.max_body_bytes,
+            cfg.public_url.clone(),
+        );
+        Ok(Self {
+            listener,
+            state,
+            last_used,
+            flush_every: cfg.last_used_flush,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then drains connections and flushes `last_used_at`.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let flusher = self.last_used.clone().map(|(lu, store)| {
+            let every = self.flush_every;
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = lu.flush(&store).await {
+                        tracing::warn!(error = %e, "could not record token last-use times; will retry");
+                    }
+                }
+            })
+        });
+        tracing::info!(addr = ?self.listener.local_addr().ok(), "rpc-server listening");
+        let app = routes::router(self.state.clone());
+        let res = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        if let Some(f) = flusher {
+            f.abort();
+        }
+        if let Some((lu, store)) = &self.last_used {
+            let _ = lu.flush(store).await;
+        }
+        res.context("server error")
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,130 @@
+//! The database auth provider: validation order format → digest lookup → revoked →
+//! expired → zones active → identity, behind the identity cache.
+
+use super::cache::Cached;
+use super::last_used::LastUsed;
+use super::token::is_well_formed;
+use super::{AuthError, AuthFuture, AuthProvider, Identity, IdentityCache, Refusal, TokenHasher};
+use crate::db::Store;
+use crate::metrics::Metrics;
+use chrono::Utc;
+use std::sync::Arc;
+
+#[derive(Debug)]
+pub struct DatabaseAuth {
+    store: Store,
+    hasher: Arc<TokenHasher>,
+    cache: Arc<IdentityCache>,
+    last_used: Arc<LastUsed>,
+    metrics: Metrics,
+}
+
+impl DatabaseAuth {
+    pub fn new(
+        store: Store,
+        hasher: Arc<TokenHasher>,
+        cache: Arc<IdentityCache>,
+        last_used: Arc<LastUsed>,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            store,
+            hasher,
+            cache,
+            last_used,
+            metrics,
+        }
+    }
+
+    async fn verify(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
+        if !is_well_formed(token) {
+            return Err(AuthError::Refused(Refusal::Malformed));
+        }
+        let digest = self.hasher.digest(token);
+        let now = Utc::now();
+        match self.cache.get(&digest) {
+            Some(Cached::Valid(id)) => {
+                self.metrics.auth_cache.with_label_values(&["hit"]).inc();
+                // A cached identity still expires on time.
+                if id.is_expired(now) {
+                    return Err(AuthError::Refused(Refusal::Expired));
+                }
+                self.last_used.record(id.key_id, now);
+                return Ok(id);
+            }
+            Some(Cached::Refused(r)) => {
+                self.metrics
+                    .auth_cache
+                    .with_label_values(&["negative_hit"])
+                    .inc();
+                return Err(AuthError::Refused(r));
+            }
+            None => self.metrics.auth_cache.with_label_values(&["miss"]).inc(),
+        }
+        let epoch = self.cache.epoch();
+        let timer = self
+            .metrics
+            .db_query_seconds
+            .with_label_values(&["find_token"])
+            .start_timer();
+        let found = self.store.find_token_by_digest(&digest.0).await;
+        timer.observe_duration();
+        let rec = match found {
+            Ok(Some(rec)) => rec,
+            Ok(None) => return self.refuse(digest, Refusal::Unknown),
+            Err(_) => {
+                self.metrics
+                    .db_errors
+                    .with_label_values(&["find_token"])
+                    .inc();
+                return Err(AuthError::Unavailable);
+            }
+        };
+        if rec.revoked_at.is_some() {
+            return self.refuse(digest, Refusal::Revoked);
+        }
+        if rec.expires_at.is_some_and(|t| t <= now) {
+            return self.refuse(digest, Refusal::Expired);
+        }
+        if !rec.zones_active || (rec.zones.is_empty() && !rec.is_admin) {
+            return self.refuse(digest, Refusal::ZoneInactive);
+        }
+        let identity = Arc::new(Identity {
+            key_id: rec.key_id,
+            name: rec.name,
+            user_id: rec.user_id,
+            subject_type: rec.subject_type,
+            is_admin: rec.is_admin,
+            zones: rec.zones,
+            expires_at: rec.expires_at,
+            rate_limit: rec.rate_limit,
+        });
+        self.cache.insert_valid(digest, identity.clone(), epoch);
+        self.last_used.record(identity.key_id, now);
+        Ok(identity)
+    }
+
+    fn refuse(&self, digest: super::TokenDigest, r: Refusal) -> Result<Arc<Identity>, AuthError> {
+        self.cache.insert_refused(digest, r);
+        Err(AuthError::Refused(r))
+    }
+}
+
+impl AuthProvider for DatabaseAuth {
+    fn authenticate<'a>(&'a self, token: &'a str) -> AuthFuture<'a> {
+        Box::pin(async move {
+            let res = self.verify(token).await;
+            let label = match &res {
+                Ok(_) => "ok",
+                Err(AuthError::Refused(r)) => r.label(),
+                Err(AuthError::Unavailable) => "unavailable",
+            };
+            self.metrics.auth_results.with_label_values(&[label]).inc();
+            res
+        })
+    }
+
+    fn kind(&self) -> &'static str {
+        "database"
+    }
+}

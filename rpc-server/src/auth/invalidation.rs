@@ -1,0 +1,86 @@
+//! The invalidation bus: how a change to a token or zone reaches every identity cache.
+//!
+//! A change made in this process is applied to the local subscribers at once, then handed
+//! to the optional [`Broadcaster`] (Redis pub/sub) so other processes apply it too. A
+//! receiver of broadcasts calls [`InvalidationBus::apply_local`]. The cache TTL is only the
+//! backstop for when no broadcaster is present.
+
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, RwLock};
+use uuid::Uuid;
+
+/// What changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Invalidation {
+    /// A token was revoked or its grants changed.
+    Token { key_id: Uuid },
+    /// A zone was deleted or restored: every identity holding it, and zone lists, are stale.
+    Zone { zone_id: String },
+    /// Anything may have changed (e.g. missed broadcasts): drop everything.
+    All,
+}
+
+/// Something that holds derived state and must drop it on invalidation.
+pub trait Subscriber: Send + Sync {
+    fn invalidate(&self, what: &Invalidation);
+}
+
+/// Sends invalidations to other processes. Must not block or fail the caller.
+pub trait Broadcaster: Send + Sync {
+    fn broadcast(&self, what: &Invalidation);
+}
+
+#[derive(Default)]
+pub struct InvalidationBus {
+    subscribers: RwLock<Vec<Arc<dyn Subscriber>>>,
+    broadcaster: RwLock<Option<Arc<dyn Broadcaster>>>,
+}
+
+impl std::fmt::Debug for InvalidationBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InvalidationBus").finish_non_exhaustive()
+    }
+}
+
+impl InvalidationBus {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    pub fn subscribe(&self, s: Arc<dyn Subscriber>) {
+        self.subscribers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(s);
+    }
+
+    pub fn set_broadcaster(&self, b: Arc<dyn Broadcaster>) {
+        *self.broadcaster.write().unwrap_or_else(|e| e.into_inner()) = Some(b);
+    }
+
+    /// Applies a change made by this process here, then tells the other processes.
+    pub fn publish(&self, what: Invalidation) {
+        self.apply_local(&what);
+        let b = self
+            .broadcaster
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(b) = b {
+            b.broadcast(&what);
+        }
+    }
+
+    /// Applies a change to this process's subscribers only.
+    pub fn apply_local(&self, what: &Invalidation) {
+        let subs = self
+            .subscribers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for s in subs {
+            s.invalidate(what);
+        }
+    }
+}

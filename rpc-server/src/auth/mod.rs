@@ -1,0 +1,65 @@
+//! Who is calling: token types, the auth providers that turn a token into an [`Identity`],
+//! the identity cache in front of the database provider, and the invalidation bus that
+//! keeps the cache honest when tokens or zones change.
+
+pub mod cache;
+pub mod database;
+pub mod identity;
+pub mod invalidation;
+pub mod last_used;
+pub mod single_key;
+pub mod token;
+
+pub use cache::IdentityCache;
+pub use identity::Identity;
+pub use invalidation::{Invalidation, InvalidationBus};
+pub use token::{PlainToken, TokenDigest, TokenHasher};
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// Why a token was refused. Callers all see the same 401; the reason feeds metrics only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Malformed,
+    Unknown,
+    Revoked,
+    Expired,
+    ZoneInactive,
+}
+
+impl Refusal {
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::Unknown => "unknown",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+            Self::ZoneInactive => "zone_inactive",
+        }
+    }
+}
+
+/// The outcome of a failed authentication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// The token is not valid now. Maps to 401.
+    #[error("invalid token")]
+    Refused(Refusal),
+    /// The provider could not decide (database down). Maps to 503: the hub must not claim
+    /// a token is invalid when it cannot know.
+    #[error("authentication backend unavailable")]
+    Unavailable,
+}
+
+pub type AuthFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Arc<Identity>, AuthError>> + Send + 'a>>;
+
+/// Token in, identity or refusal out. Routes depend on this trait only, so further
+/// providers (static key file, JWT, OIDC) plug in without touching them.
+pub trait AuthProvider: Send + Sync + std::fmt::Debug {
+    fn authenticate<'a>(&'a self, token: &'a str) -> AuthFuture<'a>;
+    /// A short label for status and metrics.
+    fn kind(&self) -> &'static str;
+}

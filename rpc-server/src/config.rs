@@ -1,0 +1,195 @@
+//! Configuration: one typed struct, loaded once. Flags override environment variables
+//! (clap's `env`), which override defaults. Secrets are typed so they cannot be printed.
+
+use crate::auth::token::{MIN_SECRET_LEN, generate_secret};
+use anyhow::{Context, bail};
+use secrecy::{ExposeSecret, SecretString};
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Name of the generated secret file inside the data dir (mode 0600).
+pub const SECRET_FILE: &str = "api_key_secret";
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    if let Ok(secs) = s.trim().parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration {s:?}: {e} (e.g. 60 or 60s)"))
+}
+
+/// The rpc-server's command line; every flag also reads its `NEXUS_*` variable.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, env = "NEXUS_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "NEXUS_PORT", default_value_t = 2026)]
+    pub port: u16,
+    /// postgres://… or sqlite://…; defaults to sqlite in the data dir.
+    #[arg(long, env = "NEXUS_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<SecretString>,
+    /// Where files (and, embedded, the database and secret) live.
+    #[arg(long, env = "NEXUS_DATA_DIR", default_value = "./nexus-data")]
+    pub data_dir: PathBuf,
+    /// Single-key development mode: this key is the only (admin) identity; no database.
+    #[arg(long, hide_env_values = true)]
+    pub api_key: Option<SecretString>,
+    /// Identity cache lifetime (seconds or 60s/1m); 0 disables caching.
+    #[arg(long, env = "NEXUS_AUTH_CACHE_TTL", default_value = "60", value_parser = parse_ttl)]
+    pub auth_cache_ttl: Duration,
+    /// Largest file a write may create.
+    #[arg(long, env = "NEXUS_MAX_FILE_BYTES", default_value_t = DEFAULT_MAX_FILE_BYTES)]
+    pub max_file_bytes: u64,
+    /// Largest request body (default: room for a max-size file in base64).
+    #[arg(long, env = "NEXUS_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// With Postgres and no NEXUS_API_KEY_SECRET, use (or create) the secret file in the
+    /// data dir instead of refusing to start.
+    #[arg(long, env = "NEXUS_ALLOW_DATA_DIR_SECRET")]
+    pub allow_data_dir_secret: bool,
+    /// Apply database migrations before serving.
+    #[arg(long, env = "NEXUS_MIGRATE")]
+    pub migrate: bool,
+    /// The URL clients use to reach this server (shown by status).
+    #[arg(long = "public-url", env = "NEXUS_URL")]
+    pub public_url: Option<String>,
+}
+
+/// How callers are authenticated.
+#[derive(Debug, Clone)]
+pub enum AuthMode {
+    Database {
+        url: SecretString,
+        secret: SecretString,
+    },
+    SingleKey {
+        key: SecretString,
+    },
+}
+
+/// The resolved configuration of one rpc-server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub auth: AuthMode,
+    pub auth_cache_ttl: Duration,
+    pub negative_cache_ttl: Duration,
+    pub max_file_bytes: u64,
+    pub max_body_bytes: usize,
+    pub last_used_flush: Duration,
+    pub migrate: bool,
+    pub public_url: Option<String>,
+}
+
+impl ServerConfig {
+    /// Resolves arguments and the `NEXUS_API_KEY_SECRET` environment variable.
+    pub fn from_args(a: ServerArgs) -> anyhow::Result<Self> {
+        let env_secret = std::env::var("NEXUS_API_KEY_SECRET")
+            .ok()
+            .filter(|s| !s.trim().is_empty());
+        Self::resolve(a, env_secret.map(SecretString::from))
+    }
+
+    pub fn resolve(a: ServerArgs, env_secret: Option<SecretString>) -> anyhow::Result<Self> {
+        if a.max_file_bytes == 0 {
+            bail!("--max-file-bytes must be positive");
+        }
+        let auth = match a.api_key {
+            Some(key) => {
+                if a.database_url.is_some() {
+                    tracing::warn!("--api-key given: single-key mode, the database URL is ignored");
+                }
+                AuthMode::SingleKey { key }
+            }
+            None => {
+                let url = match a.database_url {
+                    Some(u) => u,
+                    None => {
+                        ensure_private_dir(&a.data_dir)?;
+                        SecretString::from(format!(
+                            "sqlite://{}",
+                            a.data_dir.join("nexus.db").display()
+                        ))
+                    }
+                };
+                let is_pg = url.expose_secret().starts_with("postgres");
+                let secret = match env_secret {
+                    Some(s) => s,
+                    None if !is_pg || a.allow_data_dir_secret => {
+                        load_or_create_secret(&a.data_dir)?
+                    }
+                    None => bail!(
+                        "NEXUS_API_KEY_SECRET is required with Postgres (set it, or pass --allow-data-dir-secret to keep one in the data dir)"
+                    ),
+                };
+                if secret.expose_secret().trim().len() < MIN_SECRET_LEN {
+                    bail!("NEXUS_API_KEY_SECRET must be at least {MIN_SECRET_LEN} characters");
+                }
+                AuthMode::Database { url, secret }
+            }
+        };
+        let default_body = (a.max_file_bytes as usize).saturating_mul(4) / 3 + 1024 * 1024;
+        Ok(Self {
+            host: a.host,
+            port: a.port,
+            data_dir: a.data_dir,
+            auth,
+            auth_cache_ttl: a.auth_cache_ttl,
+            negative_cache_ttl: Duration::from_secs(5).min(a.auth_cache_ttl),
+            max_file_bytes: a.max_file_bytes,
+            max_body_bytes: a.max_body_bytes.unwrap_or(default_body),
+            last_used_flush: Duration::from_secs(15),
+            migrate: a.migrate,
+            public_url: a.public_url,
+        })
+    }
+}
+
+/// Creates `dir` (mode 0700) if missing.
+pub fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
+    if !dir.exists() {
+        fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Reads the data dir's secret, creating it (mode 0600) on first use.
+pub fn load_or_create_secret(dir: &Path) -> anyhow::Result<SecretString> {
+    ensure_private_dir(dir)?;
+    let path = dir.join(SECRET_FILE);
+    match fs::read_to_string(&path) {
+        Ok(s) => {
+            let mode = fs::metadata(&path)?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                bail!(
+                    "{} is readable by others (mode {mode:o}); chmod 600 it",
+                    path.display()
+                );
+            }
+            Ok(SecretString::from(s.trim().to_owned()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secret = generate_secret();
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            f.write_all(secret.expose_secret().as_bytes())?;
+            f.sync_all()?;
+            Ok(secret)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}

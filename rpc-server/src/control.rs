@@ -1,0 +1,442 @@
+//! The control plane: minting, listing and revoking tokens, granting zones, managing
+//! zones, and hub status. The admin RPC methods and the CLI's local mode both call this,
+//! so the same request gives the same result and the same invalidations either way.
+
+use crate::auth::{Invalidation, InvalidationBus, PlainToken, TokenHasher};
+use crate::db::{NewToken, Store, StoreError, TokenRecord};
+use chrono::{DateTime, SecondsFormat, Utc};
+use nexus_wire::methods::*;
+use nexus_wire::spec::{
+    self, RateLimit, SubjectType, ZoneGrant, parse_zone_glob, parse_zone_spec, validate_token_name,
+    validate_zone_name,
+};
+use nexus_wire::{ErrorCode, RpcError};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Failures an operator can act on. The CLI maps these to exit codes, the RPC layer to
+/// JSON-RPC errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{message}")]
+    Ambiguous {
+        message: String,
+        matches: Vec<TokenInfo>,
+    },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database unavailable")]
+    Unavailable,
+    #[error("internal error")]
+    Internal,
+}
+
+impl From<StoreError> for ControlError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::DuplicateName(n) => {
+                Self::Conflict(format!("an active token named {n:?} already exists"))
+            }
+            StoreError::ZoneExists(z) => Self::Conflict(format!("zone {z:?} already exists")),
+            StoreError::ZoneNotActive(z) => Self::NotFound(format!(
+                "zone {z:?} does not exist (create it with: nexus hub zone create {z})"
+            )),
+            StoreError::NotFound => Self::NotFound("not found".into()),
+            e if e.is_unavailable() => Self::Unavailable,
+            e => {
+                tracing::error!(error = %e, "store operation failed");
+                Self::Internal
+            }
+        }
+    }
+}
+
+impl From<spec::SpecError> for ControlError {
+    fn from(e: spec::SpecError) -> Self {
+        Self::Invalid(e.0)
+    }
+}
+
+impl From<ControlError> for RpcError {
+    fn from(e: ControlError) -> Self {
+        let reason = |r: &str| Some(serde_json::json!({ "reason": r }));
+        match e {
+            ControlError::Invalid(m) => RpcError::invalid_params(m),
+            ControlError::NotFound(m) => RpcError {
+                data: reason("not_found"),
+                ..RpcError::invalid_params(m)
+            },
+            ControlError::Ambiguous { message, matches } => RpcError {
+                data: Some(serde_json::json!({ "reason": "ambiguous", "matches": matches })),
+                ..RpcError::invalid_params(message)
+            },
+            ControlError::Conflict(m) => RpcError {
+                data: reason("conflict"),
+                ..RpcError::new(ErrorCode::FileExists, m)
+            },
+            ControlError::Unavailable => {
+                RpcError::unavailable("database unavailable; retry shortly")
+            }
+            ControlError::Internal => RpcError::internal(),
+        }
+    }
+}
+
+pub fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Shape of a stored token for listings: never the token, never the digest.
+pub fn token_info(r: &TokenRecord, now: DateTime<Utc>) -> TokenInfo {
+    let status = if r.revoked_at.is_some() {
+        "revoked"
+    } else if r.expires_at.is_some_and(|t| t <= now) {
+        "expired"
+    } else {
+        "active"
+    };
+    TokenInfo {
+        key_id: r.key_id.to_string(),
+        name: r.name.clone(),
+        user_id: r.user_id.clone(),
+        subject_type: r.subject_type,
+        admin: r.is_admin,
+        zones: r.zones.clone(),
+        created_at: ts(r.created_at),
+        expires_at: r.expires_at.map(ts),
+        revoked_at: r.revoked_at.map(ts),
+        last_used_at: r.last_used_at.map(ts),
+        rate_limit: r.rate_limit.clone(),
+        status: status.into(),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Control {
+    store: Store,
+    hasher: Arc<TokenHasher>,
+    bus: Arc<InvalidationBus>,
+    endpoint: Option<String>,
+}
+
+impl Control {
+    pub fn new(
+        store: Store,
+        hasher: Arc<TokenHasher>,
+        bus: Arc<InvalidationBus>,
+        endpoint: Option<String>,
+    ) -> Self {
+        Self {
+            store,
+            hasher,
+            bus,
+            endpoint,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Mints a token. The raw token is in the result and nowhere else.
+    pub async fn create_token(&self, p: TokenCreateParams) -> Result<TokenCreated, ControlError> {
+        validate_token_name(&p.name)?;
+        let chosen = [p.zones.is_some(), p.zones_glob.is_some(), p.zone.is_some()]
+            .iter()
+            .filter(|x| **x)
+            .count();
+        if chosen > 1 {
+            return Err(ControlError::Invalid(
+                "use only one of --zones, --zones-glob and --zone".into(),
+            ));
+        }
+        let mut zones: Vec<ZoneGrant> = if let Some(spec) = &p.zones {
+            parse_zone_spec(spec)?
+        } else if let Some(z) = &p.zone {
+            parse_zone_spec(z)?
+        } else if let Some(g) = &p.zones_glob {
+            let (glob, permission) = parse_zone_glob(g)?;
+            let matcher = globset::Glob::new(&glob)
+                .map_err(|e| ControlError::Invalid(format!("invalid zone glob: {}", e.kind())))?
+                .compile_matcher();
+            let found: Vec<ZoneGrant> = self
+                .store
+                .active_zones()
+                .await?
+                .into_iter()
+                .filter(|z| matcher.is_match(z))
+                .map(|zone_id| ZoneGrant {
+                    zone_id,
+                    permission,
+                })
+                .collect();
+            if found.is_empty() {
+                return Err(ControlError::NotFound(format!(
+                    "no active zone matches {glob:?}"
+                )));
+            }
+            found
+        } else {
+            Vec::new()
+        };
+        if zones.is_empty() && !p.admin {
+            return Err(ControlError::Invalid(
+                "a token needs zones: use --zones eng:rw,ops:r, --zones-glob 'team-*' or --zone Z (or --admin)".into(),
+            ));
+        }
+        zones.sort_by(|a, b| a.zone_id.cmp(&b.zone_id));
+        let user_id = p.user_id.clone().unwrap_or_else(|| p.name.clone());
+        if user_id.is_empty() || user_id.len() > 256 || user_id.chars().any(char::is_control) {
+            return Err(ControlError::Invalid(
+                "user id must be 1-256 printable characters".into(),
+            ));
+        }
+        let rate_limit = p
+            .rate_limit
+            .as_deref()
+            .map(str::parse::<RateLimit>)
+            .transpose()?
+            .map(|r| r.to_string());
+        let now = Utc::now();
+        let expires_at = match &p.expires {
+            Some(e) => {
+                let d = spec::parse_expiry(e)?;
+                Some(
+                    now + chrono::Duration::from_std(d)
+                        .map_err(|_| ControlError::Invalid("duration too long".into()))?,
+                )
+            }
+            None => None,
+        };
+        let token = PlainToken::generate();
+        let new = NewToken {
+            key_id: Uuid::new_v4(),
+            digest: self.hasher.digest(token.expose()).0,
+            name: p.name.clone(),
+            user_id: user_id.clone(),
+            subject_type: p.subject_type.unwrap_or(SubjectType::User),
+            is_admin: p.admin,
+            rate_limit: rate_limit.clone(),
+            created_at: now,
+            expires_at,
+            zones: zones.clone(),
+        };
+        self.store.insert_token(&new).await?;
+        tracing::info!(key_id = %new.key_id, name = %new.name, admin = new.is_admin, "token created");
+        Ok(TokenCreated {
+            key_id: new.key_id.to_string(),
+            token: token.expose().to_owned(),
+            name: new.name,
+            admin: new.is_admin,
+            zones,
+            user_id,
+            subject_type: new.subject_type,
+            created_at: ts(now),
+            expires_at: expires_at.map(ts),
+            rate_limit,
+        })
+    }
+
+    pub async fn list_tokens(&self, show_revoked: bool) -> Result<Vec<TokenInfo>, ControlError> {
+        let now = Utc::now();
+        Ok(self
+            .store
+            .list_tokens(show_revoked)
+            .await?
+            .iter()
+            .map(|r| token_info(r, now))
+            .collect())
+    }
+
+    /// Finds the one non-revoked token an operator means: by name, key id, or a key id
+    /// prefix of at least 8 hex digits.
+    pub async fn find_token(&self, identifier: &str) -> Result<TokenRecord, ControlError> {
+        let ident = identifier.trim();
+        if ident.is_empty() {
+            return Err(ControlError::Invalid("token identifier is empty".into()));
+        }
+        let lowered = ident.to_ascii_lowercase();
+        let hexish =
+            lowered.len() >= 8 && lowered.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+        let all = self.store.list_tokens(false).await?;
+        let mut matches: Vec<TokenRecord> = all
+            .into_iter()
+            .filter(|r| r.name == ident || (hexish && r.key_id.to_string().starts_with(&lowered)))
+            .collect();
+        match matches.len() {
+            0 => Err(ControlError::NotFound(format!(
+                "no active token matches {:?}",
+                nexus_wire::jsonrpc::printable(ident)
+            ))),
+            1 => Ok(matches.remove(0)),
+            n => {
+                let now = Utc::now();
+                Err(ControlError::Ambiguous {
+                    message: format!(
+                        "{n} tokens match {:?}; use the full key_id",
+                        nexus_wire::jsonrpc::printable(ident)
+                    ),
+                    matches: matches.iter().map(|r| token_info(r, now)).collect(),
+                })
+            }
+        }
+    }
+
+    pub async fn revoke_token(&self, identifier: &str) -> Result<TokenInfo, ControlError> {
+        let rec = self.find_token(identifier).await?;
+        let now = Utc::now();
+        self.store.revoke_token(rec.key_id, now).await?;
+        self.bus.publish(Invalidation::Token { key_id: rec.key_id });
+        tracing::info!(key_id = %rec.key_id, name = %rec.name, "token revoked");
+        let mut rec = rec;
+        rec.revoked_at = Some(now);
+        Ok(token_info(&rec, now))
+    }
+
+    pub async fn add_token_zones(
+        &self,
+        identifier: &str,
+        spec: &str,
+    ) -> Result<TokenInfo, ControlError> {
+        let grants = parse_zone_spec(spec)?;
+        let rec = self.find_token(identifier).await?;
+        self.store.upsert_token_zones(rec.key_id, &grants).await?;
+        self.bus.publish(Invalidation::Token { key_id: rec.key_id });
+        self.show_token(&rec.key_id.to_string()).await
+    }
+
+    pub async fn remove_token_zones(
+        &self,
+        identifier: &str,
+        zones: &[String],
+    ) -> Result<TokenInfo, ControlError> {
+        for z in zones {
+            validate_zone_name(z)?;
+        }
+        let rec = self.find_token(identifier).await?;
+        let remaining = rec
+            .zones
+            .iter()
+            .filter(|g| !zones.contains(&g.zone_id))
+            .count();
+        if remaining == 0 && !rec.is_admin {
+            return Err(ControlError::Invalid(format!(
+                "token {:?} would hold no zone; revoke it instead",
+                rec.name
+            )));
+        }
+        let n = self.store.remove_token_zones(rec.key_id, zones).await?;
+        if n == 0 {
+            return Err(ControlError::NotFound(format!(
+                "token {:?} holds none of those zones",
+                rec.name
+            )));
+        }
+        self.bus.publish(Invalidation::Token { key_id: rec.key_id });
+        self.show_token(&rec.key_id.to_string()).await
+    }
+
+    pub async fn show_token(&self, identifier: &str) -> Result<TokenInfo, ControlError> {
+        let rec = self.find_token(identifier).await?;
+        Ok(token_info(&rec, Utc::now()))
+    }
+
+    pub async fn create_zone(&self, name: &str) -> Result<ZoneInfo, ControlError> {
+        validate_zone_name(name)?;
+        self.store.create_zone(name, Utc::now()).await?;
+        // Zoneless admins and refused tokens holding a restored zone must see the change.
+        self.bus.publish(Invalidation::Zone {
+            zone_id: name.to_owned(),
+        });
+        self.zone(name).await
+    }
+
+    pub async fn list_zones(&self, show_deleted: bool) -> Result<Vec<ZoneInfo>, ControlError> {
+        Ok(self
+            .store
+            .list_zones(show_deleted)
+            .await?
+            .into_iter()
+            .map(|z| ZoneInfo {
+                status: if z.deleted_at.is_some() {
+                    "deleted"
+                } else {
+                    "active"
+                }
+                .into(),
+                zone_id: z.zone_id,
+                created_at: ts(z.created_at),
+                deleted_at: z.deleted_at.map(ts),
+                tokens: z.tokens.max(0) as u64,
+            })
+            .collect())
+    }
+
+    async fn zone(&self, name: &str) -> Result<ZoneInfo, ControlError> {
+        self.list_zones(true)
+            .await?
+            .into_iter()
+            .find(|z| z.zone_id == name)
+            .ok_or_else(|| ControlError::NotFound(format!("zone {name:?} not found")))
+    }
+
+    /// Soft-deletes a zone; every token holding it is refused from now on.
+    pub async fn delete_zone(&self, name: &str) -> Result<ZoneInfo, ControlError> {
+        validate_zone_name(name)?;
+        self.store
+            .delete_zone(name, Utc::now())
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => {
+                    ControlError::NotFound(format!("no active zone named {name:?}"))
+                }
+                e => e.into(),
+            })?;
+        self.bus.publish(Invalidation::Zone {
+            zone_id: name.to_owned(),
+        });
+        self.zone(name).await
+    }
+
+    /// Status as the store sees it. Redis and traffic figures are filled by the caller.
+    pub async fn status(&self) -> HubStatus {
+        let backend = self.store.backend();
+        let tokens = self.store.list_tokens(true).await;
+        let zones = self.store.active_zones().await;
+        let db_ok = tokens.is_ok() && zones.is_ok();
+        let now = Utc::now();
+        let counts = tokens.ok().map(|all| {
+            let mut c = TokenCounts::default();
+            for r in &all {
+                match token_info(r, now).status.as_str() {
+                    "revoked" => c.revoked += 1,
+                    "expired" => c.expired += 1,
+                    _ => c.active += 1,
+                }
+            }
+            c
+        });
+        let health = if db_ok { "ok" } else { "err" };
+        HubStatus {
+            endpoint: self.endpoint.clone(),
+            profile: match backend {
+                crate::db::Backend::Postgres => "hub".into(),
+                crate::db::Backend::Sqlite => "embedded".into(),
+            },
+            postgres: match backend {
+                crate::db::Backend::Postgres => health.into(),
+                crate::db::Backend::Sqlite => "n/a".into(),
+            },
+            database: health.into(),
+            redis: "n/a".into(),
+            tokens: counts,
+            zones: zones.ok().map(|z| z.len() as u64),
+            connections: None,
+            qps_5m: None,
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The store: tokens and zones on Postgres (production) or SQLite (embedded).
+//!
+//! One set of queries serves both dialects: every method body is written once and expanded
+//! for each pool by [`with_pool!`], so both backends are type-checked against the same SQL
+//! and run the same store tests. Times are decided in Rust and bound as parameters, never
+//! taken from the database clock, so both dialects agree on them.
+
+mod tokens;
+mod zones;
+
+pub use tokens::{NewToken, TokenRecord};
+pub use zones::ZoneRecord;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Sqlite => "sqlite",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Pool {
+    Pg(PgPool),
+    Lite(SqlitePool),
+}
+
+/// Expands `$body` once per backend with `$p` bound to the concrete pool.
+macro_rules! with_pool {
+    ($store:expr, $p:ident => $body:expr) => {
+        match &$store.pool {
+            $crate::db::Pool::Pg($p) => $body,
+            $crate::db::Pool::Lite($p) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
+/// Failures of store operations, in terms the control plane can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("a token named {0:?} already exists")]
+    DuplicateName(String),
+    #[error("zone {0:?} already exists")]
+    ZoneExists(String),
+    #[error("zone {0:?} does not exist or is deleted")]
+    ZoneNotActive(String),
+    #[error("not found")]
+    NotFound,
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    /// True when the database could not be reached, as opposed to refusing the operation.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::Db(
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::Protocol(_)
+            )
+        )
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// A handle on the token and zone tables. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    /// Connects to `postgres://…` or `sqlite://…` (the SQLite file is created if missing).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let opts = PgConnectOptions::from_str(url)?.application_name("nexus-hub");
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .min_connections(1)
+                // Fail fast when the database is down: callers turn this into 503.
+                .acquire_timeout(Duration::from_secs(3))
+                .connect_with(opts)
+                .await?;
+            Pool::Pg(pool)
+        } else if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: a token that the CLI reported as minted or revoked survives power loss.
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(5));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(opts)
+                .await?;
+            Pool::Lite(pool)
+        } else {
+            return Err(StoreError::Db(sqlx::Error::Configuration(
+                "database URL must start with postgres://, postgresql:// or sqlite:".into(),
+            )));
+        };
+        Ok(Self { pool })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Pg(_) => Backend::Postgres,
+            Pool::Lite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Applies the migrations of this backend's dialect.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let res = match &self.pool {
+            Pool::Pg(p) => sqlx::migrate!("../migrations/postgres").run(p).await,
+            Pool::Lite(p) => sqlx::migrate!("../migrations/sqlite").run(p).await,
+        };
+        res.map_err(|e| StoreError::Db(e.into()))
+    }
+
+    /// One cheap round trip, for health checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        with_pool!(self, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        with_pool!(self, p => p.close().await)
+    }
+}

@@ -1,0 +1,305 @@
+//! Token rows and their zone grants.
+
+use super::{Store, StoreError, is_unique_violation, with_pool};
+use chrono::{DateTime, Utc};
+use nexus_wire::spec::{Permission, SubjectType, ZoneGrant};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// What the control plane asks the store to insert. Carries the digest, never the token.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub key_id: Uuid,
+    pub digest: [u8; 32],
+    pub name: String,
+    pub user_id: String,
+    pub subject_type: SubjectType,
+    pub is_admin: bool,
+    pub rate_limit: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub zones: Vec<ZoneGrant>,
+}
+
+/// A token as stored, with its grants. `zones_active` is false when any granted zone is
+/// deleted (the token is then refused).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenRecord {
+    pub key_id: Uuid,
+    pub name: String,
+    pub user_id: String,
+    pub subject_type: SubjectType,
+    pub is_admin: bool,
+    pub rate_limit: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub zones: Vec<ZoneGrant>,
+    pub zones_active: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    key_id: Uuid,
+    name: String,
+    user_id: String,
+    subject_type: String,
+    is_admin: bool,
+    rate_limit: Option<String>,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+    last_used_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct GrantRow {
+    key_id: Uuid,
+    zone_id: String,
+    permission: String,
+    zone_deleted_at: Option<DateTime<Utc>>,
+}
+
+/// Token columns joined with grants; `zone_id` is NULL for a zoneless token.
+#[derive(sqlx::FromRow)]
+struct JoinedRow {
+    #[sqlx(flatten)]
+    token: TokenRow,
+    zone_id: Option<String>,
+    permission: Option<String>,
+    zone_deleted_at: Option<DateTime<Utc>>,
+}
+
+const TOKEN_COLS: &str = "t.key_id, t.name, t.user_id, t.subject_type, t.is_admin, t.rate_limit, \
+     t.created_at, t.expires_at, t.revoked_at, t.last_used_at";
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Db(sqlx::Error::Decode(
+        format!("corrupt {what} in database").into(),
+    ))
+}
+
+impl TokenRow {
+    fn into_record(self) -> Result<TokenRecord, StoreError> {
+        Ok(TokenRecord {
+            key_id: self.key_id,
+            name: self.name,
+            user_id: self.user_id,
+            subject_type: self
+                .subject_type
+                .parse()
+                .map_err(|_| corrupt("subject_type"))?,
+            is_admin: self.is_admin,
+            rate_limit: self.rate_limit,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            revoked_at: self.revoked_at,
+            last_used_at: self.last_used_at,
+            zones: Vec::new(),
+            zones_active: true,
+        })
+    }
+}
+
+fn add_grant(
+    rec: &mut TokenRecord,
+    zone_id: String,
+    permission: &str,
+    deleted: Option<DateTime<Utc>>,
+) -> Result<(), StoreError> {
+    let permission: Permission = permission.parse().map_err(|_| corrupt("permission"))?;
+    rec.zones_active &= deleted.is_none();
+    rec.zones.push(ZoneGrant {
+        zone_id,
+        permission,
+    });
+    Ok(())
+}
+
+impl Store {
+    /// Inserts a token and its grants in one transaction. Every granted zone must be active.
+    pub async fn insert_token(&self, t: &NewToken) -> Result<(), StoreError> {
+        const INSERT: &str = "INSERT INTO api_tokens (key_id, token_hash, name, user_id, subject_type, \
+             is_admin, rate_limit, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+        const ZONE_OK: &str = "SELECT zone_id FROM zones WHERE zone_id = $1 AND deleted_at IS NULL";
+        const GRANT: &str =
+            "INSERT INTO token_zones (key_id, zone_id, permission) VALUES ($1, $2, $3)";
+        let res: Result<(), StoreError> = with_pool!(self, p => async {
+            let mut tx = p.begin().await?;
+            for g in &t.zones {
+                let found: Option<(String,)> =
+                    sqlx::query_as(ZONE_OK).bind(&g.zone_id).fetch_optional(&mut *tx).await?;
+                if found.is_none() {
+                    return Err(StoreError::ZoneNotActive(g.zone_id.clone()));
+                }
+            }
+            sqlx::query(INSERT)
+                .bind(t.key_id)
+                .bind(&t.digest[..])
+                .bind(&t.name)
+                .bind(&t.user_id)
+                .bind(t.subject_type.as_str())
+                .bind(t.is_admin)
+                .bind(&t.rate_limit)
+                .bind(t.created_at)
+                .bind(t.expires_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        StoreError::DuplicateName(t.name.clone())
+                    } else {
+                        StoreError::Db(e)
+                    }
+                })?;
+            for g in &t.zones {
+                sqlx::query(GRANT)
+                    .bind(t.key_id)
+                    .bind(&g.zone_id)
+                    .bind(g.permission.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }.await);
+        res
+    }
+
+    /// The verification lookup: one indexed round trip by digest, grants included.
+    pub async fn find_token_by_digest(
+        &self,
+        digest: &[u8; 32],
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {TOKEN_COLS}, tz.zone_id, tz.permission, z.deleted_at AS zone_deleted_at \
+             FROM api_tokens t \
+             LEFT JOIN token_zones tz ON tz.key_id = t.key_id \
+             LEFT JOIN zones z ON z.zone_id = tz.zone_id \
+             WHERE t.token_hash = $1 ORDER BY tz.zone_id"
+        );
+        let rows: Vec<JoinedRow> = with_pool!(self, p => {
+            sqlx::query_as(&sql).bind(&digest[..]).fetch_all(p).await
+        })?;
+        let mut out: Option<TokenRecord> = None;
+        for row in rows {
+            let rec = match &mut out {
+                Some(r) => r,
+                None => out.insert(row.token.into_record()?),
+            };
+            if let (Some(z), Some(perm)) = (row.zone_id, row.permission) {
+                add_grant(rec, z, &perm, row.zone_deleted_at)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// All tokens (revoked ones only when asked), oldest first, with grants.
+    pub async fn list_tokens(&self, include_revoked: bool) -> Result<Vec<TokenRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {TOKEN_COLS} FROM api_tokens t WHERE ($1 OR t.revoked_at IS NULL) \
+             ORDER BY t.created_at, t.name"
+        );
+        const GRANTS: &str = "SELECT tz.key_id, tz.zone_id, tz.permission, z.deleted_at AS zone_deleted_at \
+             FROM token_zones tz JOIN zones z ON z.zone_id = tz.zone_id ORDER BY tz.zone_id";
+        let (rows, grants): (Vec<TokenRow>, Vec<GrantRow>) = with_pool!(self, p => {
+            let rows = sqlx::query_as(&sql).bind(include_revoked).fetch_all(p).await?;
+            let grants = sqlx::query_as(GRANTS).fetch_all(p).await?;
+            Ok::<_, sqlx::Error>((rows, grants))
+        })?;
+        let mut records = rows
+            .into_iter()
+            .map(TokenRow::into_record)
+            .collect::<Result<Vec<_>, _>>()?;
+        let index: HashMap<Uuid, usize> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.key_id, i))
+            .collect();
+        for g in grants {
+            if let Some(&i) = index.get(&g.key_id) {
+                add_grant(&mut records[i], g.zone_id, &g.permission, g.zone_deleted_at)?;
+            }
+        }
+        Ok(records)
+    }
+
+    /// Soft-revokes a token. `NotFound` when it does not exist or is already revoked.
+    pub async fn revoke_token(&self, key_id: Uuid, now: DateTime<Utc>) -> Result<(), StoreError> {
+        const SQL: &str =
+            "UPDATE api_tokens SET revoked_at = $2 WHERE key_id = $1 AND revoked_at IS NULL";
+        let n = with_pool!(self, p => {
+            sqlx::query(SQL).bind(key_id).bind(now).execute(p).await.map(|r| r.rows_affected())
+        })?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound)
+        }
+    }
+
+    /// Adds grants to a token, or changes the permission of ones it already holds.
+    pub async fn upsert_token_zones(
+        &self,
+        key_id: Uuid,
+        grants: &[ZoneGrant],
+    ) -> Result<(), StoreError> {
+        const ZONE_OK: &str = "SELECT zone_id FROM zones WHERE zone_id = $1 AND deleted_at IS NULL";
+        const SQL: &str = "INSERT INTO token_zones (key_id, zone_id, permission) VALUES ($1, $2, $3) \
+             ON CONFLICT (key_id, zone_id) DO UPDATE SET permission = excluded.permission";
+        with_pool!(self, p => async {
+            let mut tx = p.begin().await?;
+            for g in grants {
+                let found: Option<(String,)> =
+                    sqlx::query_as(ZONE_OK).bind(&g.zone_id).fetch_optional(&mut *tx).await?;
+                if found.is_none() {
+                    return Err(StoreError::ZoneNotActive(g.zone_id.clone()));
+                }
+                sqlx::query(SQL)
+                    .bind(key_id)
+                    .bind(&g.zone_id)
+                    .bind(g.permission.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }.await)
+    }
+
+    /// Removes grants from a token; returns how many were removed.
+    pub async fn remove_token_zones(
+        &self,
+        key_id: Uuid,
+        zones: &[String],
+    ) -> Result<u64, StoreError> {
+        const SQL: &str = "DELETE FROM token_zones WHERE key_id = $1 AND zone_id = $2";
+        with_pool!(self, p => async {
+            let mut tx = p.begin().await?;
+            let mut n = 0;
+            for z in zones {
+                n += sqlx::query(SQL).bind(key_id).bind(z).execute(&mut *tx).await?.rows_affected();
+            }
+            tx.commit().await?;
+            Ok(n)
+        }.await)
+    }
+
+    /// Writes batched `last_used_at` times; never moves a time backwards.
+    pub async fn touch_last_used(&self, batch: &[(Uuid, DateTime<Utc>)]) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE api_tokens SET last_used_at = $2 \
+             WHERE key_id = $1 AND (last_used_at IS NULL OR last_used_at < $2)";
+        if batch.is_empty() {
+            return Ok(());
+        }
+        with_pool!(self, p => async {
+            let mut tx = p.begin().await?;
+            for (key_id, at) in batch {
+                sqlx::query(SQL).bind(key_id).bind(at).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }.await)
+    }
+}

@@ -1,0 +1,8 @@
+//! Zones and files: path normalisation ([`path`]) and the file operations ([`service`]),
+//! with atomic, durable writes under the data directory.
+
+pub mod path;
+pub mod service;
+
+pub use path::{Target, ZonePath, ZoneView};
+pub use service::FileService;

@@ -1,0 +1,156 @@
+//! The rpc-server's Prometheus metrics. Every label value comes from a closed set
+//! (method names via [`nexus_wire::methods::method_label`], fixed outcome words), never
+//! from raw request text.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+use std::sync::Arc;
+
+#[derive(Clone, Debug)]
+pub struct Metrics(Arc<Inner>);
+
+#[derive(Debug)]
+pub struct Inner {
+    pub registry: Registry,
+    /// `method`, `outcome` (ok, rpc_error, unauthorized, unavailable, too_large, bad_request).
+    pub rpc_requests: IntCounterVec,
+    /// `method`
+    pub rpc_latency: HistogramVec,
+    /// `route` (matched route template), `status` (HTTP status class)
+    pub http_requests: IntCounterVec,
+    /// `result`: hit, miss, negative_hit
+    pub auth_cache: IntCounterVec,
+    pub auth_cache_entries: IntGauge,
+    /// `result`: ok, malformed, unknown, revoked, expired, zone_inactive, unavailable, missing
+    pub auth_results: IntCounterVec,
+    /// `op`
+    pub db_errors: IntCounterVec,
+    /// `op`
+    pub db_query_seconds: HistogramVec,
+    cache_probe: std::sync::Mutex<Option<Arc<crate::auth::IdentityCache>>>,
+}
+
+impl std::ops::Deref for Metrics {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    reg.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn histogram(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+        labels,
+    )
+    .expect("valid metric");
+    reg.register(Box::new(h.clone())).expect("unique metric");
+    h
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let auth_cache_entries = IntGauge::new(
+            "nexus_auth_cache_entries",
+            "Identities held in the auth cache",
+        )
+        .expect("valid");
+        registry
+            .register(Box::new(auth_cache_entries.clone()))
+            .expect("unique metric");
+        Self(Arc::new(Inner {
+            rpc_requests: counter(
+                &registry,
+                "nexus_rpc_requests_total",
+                "RPC requests by method and outcome",
+                &["method", "outcome"],
+            ),
+            rpc_latency: histogram(
+                &registry,
+                "nexus_rpc_request_duration_seconds",
+                "RPC request latency by method",
+                &["method"],
+            ),
+            http_requests: counter(
+                &registry,
+                "nexus_http_requests_total",
+                "HTTP requests by matched route and status class",
+                &["route", "status"],
+            ),
+            auth_cache: counter(
+                &registry,
+                "nexus_auth_cache_requests_total",
+                "Identity cache lookups by result",
+                &["result"],
+            ),
+            auth_cache_entries,
+            auth_results: counter(
+                &registry,
+                "nexus_auth_results_total",
+                "Token verifications by result",
+                &["result"],
+            ),
+            db_errors: counter(
+                &registry,
+                "nexus_db_errors_total",
+                "Database errors by operation",
+                &["op"],
+            ),
+            db_query_seconds: histogram(
+                &registry,
+                "nexus_db_query_duration_seconds",
+                "Database query latency by operation",
+                &["op"],
+            ),
+            registry,
+            cache_probe: std::sync::Mutex::new(None),
+        }))
+    }
+
+    /// Renders the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        self.refresh_gauges();
+        let mut buf = Vec::new();
+        let enc = TextEncoder::new();
+        if enc.encode(&self.registry.gather(), &mut buf).is_err() {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Keeps `nexus_auth_cache_entries` current at scrape time.
+    pub fn register_cache_size(&self, cache: std::sync::Arc<crate::auth::IdentityCache>) {
+        *self.0.cache_probe.lock().unwrap_or_else(|e| e.into_inner()) = Some(cache);
+    }
+
+    pub fn refresh_gauges(&self) {
+        let probe = self
+            .0
+            .cache_probe
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(c) = probe {
+            self.auth_cache_entries.set(c.len() as i64);
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! `POST /api/nfs/{method}`: authenticate from headers, then read and decode the body,
+//! then dispatch. Authentication comes first so an unauthenticated caller can make the
+//! server do nothing, not even read its body.
+
+use super::{API_KEY_HEADER, ApiError, AppState};
+use crate::auth::{AuthError, Identity};
+use crate::files::ZoneView;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use nexus_wire::jsonrpc::{self, Response as RpcResponse};
+use nexus_wire::methods::*;
+use nexus_wire::{ErrorCode, RpcError};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub async fn call_method(
+    State(st): State<AppState>,
+    method: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let method = method.map(|Path(m)| m).unwrap_or_default();
+    let label = method_label(&method);
+    let (resp, outcome) = handle(&st, &method, &headers, body).await;
+    st.metrics
+        .rpc_requests
+        .with_label_values(&[label, outcome])
+        .inc();
+    st.metrics
+        .rpc_latency
+        .with_label_values(&[label])
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+async fn handle(
+    st: &AppState,
+    method: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> (Response, &'static str) {
+    let identity = match authenticate(st, headers).await {
+        Ok(id) => id,
+        Err(e) => {
+            let outcome = if e == ApiError::Unavailable {
+                "unavailable"
+            } else {
+                "unauthorized"
+            };
+            return (e.into_response(), outcome);
+        }
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > st.max_body_bytes) {
+        return (ApiError::PayloadTooLarge.into_response(), "too_large");
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, st.max_body_bytes).await else {
+        return (ApiError::PayloadTooLarge.into_response(), "too_large");
+    };
+    let (id, result) = match jsonrpc::decode_request(&bytes) {
+        Err((id, e)) => (id, Err(e)),
+        Ok(req) => match req.method.as_deref() {
+            Some(m) if m != method => (
+                req.id,
+                Err(RpcError::invalid_request(
+                    "the body's method does not match the URL's",
+                )),
+            ),
+            _ => (req.id, dispatch(st, &identity, method, req.params).await),
+        },
+    };
+    let outcome = if result.is_ok() { "ok" } else { "rpc_error" };
+    let resp = match result {
+        Ok(v) => RpcResponse::ok(id, v),
+        Err(e) => RpcResponse::err(id, e),
+    };
+    (Json(resp).into_response(), outcome)
+}
+
+async fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<Arc<Identity>, ApiError> {
+    // Two values of one credential header is ambiguity, not a credential.
+    if headers.get_all(header::AUTHORIZATION).iter().count() > 1
+        || headers.get_all(API_KEY_HEADER).iter().count() > 1
+    {
+        return Err(ApiError::Unauthorized);
+    }
+    let token = nexus_wire::bearer::extract(
+        headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
+        headers.get(API_KEY_HEADER).map(|v| v.as_bytes()),
+    )
+    .map_err(|_| {
+        st.metrics
+            .auth_results
+            .with_label_values(&["missing"])
+            .inc();
+        ApiError::Unauthorized
+    })?;
+    st.auth.authenticate(token).await.map_err(|e| match e {
+        AuthError::Refused(_) => ApiError::Unauthorized,
+        AuthError::Unavailable => ApiError::Unavailable,
+    })
+}
+
+fn params<T: DeserializeOwned>(v: Value) -> Result<T, RpcError> {
+    serde_json::from_value(v).map_err(|e| RpcError::invalid_params(format!("invalid params: {e}")))
+}
+
+fn to_value<T: serde::Serialize>(v: T) -> Result<Value, RpcError> {
+    serde_json::to_value(v).map_err(|_| RpcError::internal())
+}
+
+async fn view(st: &AppState, id: &Identity) -> Result<ZoneView, RpcError> {
+    let all = if id.zones.is_empty() {
+        st.zones.active().await?
+    } else {
+        Arc::new(Vec::new())
+    };
+    Ok(ZoneView::for_identity(id, &all))
+}
+
+async fn dispatch(st: &AppState, id: &Identity, method: &str, p: Value) -> Result<Value, RpcError> {
+    if ADMIN_METHODS.contains(&method) {
+        return dispatch_admin(st, id, method, p).await;
+    }
+    if !FILE_METHODS.contains(&method) {
+        return Err(RpcError::method_not_found(method));
+    }
+    let v = view(st, id).await?;
+    let f = &st.files;
+    match method {
+        "read" => to_value(f.read(&v, params(p)?).await?),
+        "write" => to_value(f.write(&v, params(p)?).await?),
+        "edit" => to_value(f.edit(&v, params(p)?).await?),
+        "delete" => to_value(f.delete(&v, params(p)?).await?),
+        "list" => to_value(f.list(&v, params(p)?).await?),
+        "stat" => to_value(f.stat(&v, params(p)?).await?),
+        "mkdir" => to_value(f.mkdir(&v, params(p)?).await?),
+        "rmdir" => to_value(f.rmdir(&v, params(p)?).await?),
+        "rename" => to_value(f.rename(&v, params(p)?).await?),
+        "glob" => to_value(f.glob(&v, params(p)?).await?),
+        "grep" => to_value(f.grep(&v, params(p)?).await?),
+        "whoami" => {
+            let _: EmptyParams = params(p)?;
+            to_value(WhoamiResult {
+                key_id: id.key_id.to_string(),
+                name: id.name.clone(),
+                user_id: id.user_id.clone(),
+                subject_type: id.subject_type,
+                is_admin: id.is_admin,
+                zones: v
+                    .zones()
+                    .into_iter()
+                    .map(|(zone, permission)| WhoamiZone { zone, permission })
+                    .collect(),
+                path_mode: if v.is_single() { "single" } else { "multi" }.into(),
+                expires_at: id.expires_at.map(crate::control::ts),
+            })
+        }
+        _ => Err(RpcError::method_not_found(method)),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmptyParams {}
+
+async fn dispatch_admin(
+    st: &AppState,
+    id: &Identity,
+    method: &str,
+    p: Value,
+) -> Result<Value, RpcError> {
+    if !id.is_admin {
+        return Err(RpcError::permission_denied(format!(
+            "permission denied: {method} needs an admin token"
+        )));
+    }
+    let Some(c) = &st.control else {
+        return Err(RpcError::new(
+            ErrorCode::MethodNotFound,
+            "admin methods need a database (not available in single-key mode)",
+        ));
+    };
+    match method {
+        "hub_admin_token_create" => to_value(c.create_token(params(p)?).await?),
+        "hub_admin_token_list" => {
+            let q: TokenListParams = params(p)?;
+            to_value(c.list_tokens(q.show_revoked).await?)
+        }
+        "hub_admin_token_revoke" => {
+            let q: TokenRevokeParams = params(p)?;
+            to_value(c.revoke_token(&q.identifier).await?)
+        }
+        "hub_admin_zone_create" => {
+            let q: ZoneParams = params(p)?;
+            to_value(c.create_zone(&q.name).await?)
+        }
+        "hub_admin_zone_list" => {
+            let q: ZoneListParams = params(p)?;
+            to_value(c.list_zones(q.show_deleted).await?)
+        }
+        "hub_admin_zone_delete" => {
+            let q: ZoneParams = params(p)?;
+            to_value(c.delete_zone(&q.name).await?)
+        }
+        "hub_admin_status" => {
+            let _: EmptyParams = params(p)?;
+            let mut s = c.status().await;
+            if s.endpoint.is_none() {
+                s.endpoint = st.public_url.clone();
+            }
+            to_value(s)
+        }
+        _ => Err(RpcError::method_not_found(method)),
+    }
+}

@@ -1,0 +1,67 @@
+//! Where zone lists come from when an identity does not carry its own: the zoneless
+//! admin's "every active zone". Cached like identities and dropped on zone changes.
+
+use crate::auth::invalidation::{Invalidation, Subscriber};
+use crate::db::Store;
+use moka::sync::Cache;
+use nexus_wire::RpcError;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub enum ZoneSource {
+    /// Single-key mode: a fixed list.
+    Fixed(Arc<Vec<String>>),
+    Store {
+        store: Store,
+        cache: Cache<(), Arc<Vec<String>>>,
+    },
+}
+
+impl std::fmt::Debug for ZoneSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fixed(z) => f.debug_tuple("Fixed").field(z).finish(),
+            Self::Store { .. } => f.write_str("Store"),
+        }
+    }
+}
+
+impl ZoneSource {
+    pub fn store(store: Store, ttl: Duration) -> Self {
+        Self::Store {
+            store,
+            cache: Cache::builder()
+                .max_capacity(1)
+                .time_to_live(ttl.max(Duration::from_millis(1)))
+                .build(),
+        }
+    }
+
+    pub async fn active(&self) -> Result<Arc<Vec<String>>, RpcError> {
+        match self {
+            Self::Fixed(z) => Ok(z.clone()),
+            Self::Store { store, cache } => {
+                if let Some(z) = cache.get(&()) {
+                    return Ok(z);
+                }
+                let zones =
+                    Arc::new(store.active_zones().await.map_err(|_| {
+                        RpcError::unavailable("database unavailable; retry shortly")
+                    })?);
+                cache.insert((), zones.clone());
+                Ok(zones)
+            }
+        }
+    }
+}
+
+impl Subscriber for ZoneSource {
+    fn invalidate(&self, what: &Invalidation) {
+        if let Self::Store { cache, .. } = self
+            && matches!(what, Invalidation::Zone { .. } | Invalidation::All)
+        {
+            cache.invalidate_all();
+        }
+    }
+}
