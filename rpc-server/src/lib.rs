@@ -18,3 +18,5 @@ pub mod zones;
 
 pub use app::Application;
 pub use config::{ServerArgs, ServerConfig};
+#[cfg(feature = "testing")]
+pub mod testing;

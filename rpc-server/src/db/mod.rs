@@ -152,3 +152,12 @@ impl Store {
         with_pool!(self, p => p.close().await)
     }
 }
+
+impl Store {
+    /// Runs one statement of DDL (test and maintenance use only).
+    #[doc(hidden)]
+    pub async fn execute_raw(&self, sql: &str) -> Result<(), StoreError> {
+        with_pool!(self, p => sqlx::raw_sql(sql).execute(p).await.map(|_| ()))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,224 @@
+//! Test support: a fresh database per test (Postgres from `NEXUS_TEST_DATABASE_URL`, or a
+//! SQLite file) and [`TestApp`], the real server on 127.0.0.1 port 0 with an in-process
+//! control plane sharing its invalidation bus.
+
+use crate::Application;
+use crate::auth::{InvalidationBus, TokenHasher};
+use crate::config::{AuthMode, ServerConfig};
+use crate::control::Control;
+use crate::db::{Backend, Store};
+use nexus_wire::methods::{TokenCreateParams, TokenCreated};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tempfile::TempDir;
+
+/// The secret every test server uses.
+pub const TEST_SECRET: &str = "test-secret-0123456789abcdef0123456789abcdef";
+
+pub fn test_secret() -> SecretString {
+    SecretString::from(TEST_SECRET)
+}
+
+/// Both backends, for tests that must behave the same on each.
+pub const BACKENDS: [Backend; 2] = [Backend::Postgres, Backend::Sqlite];
+
+/// The admin URL of the test Postgres cluster. Tests fail (never skip) without it.
+pub fn postgres_admin_url() -> String {
+    std::env::var("NEXUS_TEST_DATABASE_URL").expect(
+        "NEXUS_TEST_DATABASE_URL is not set: run the tests with scripts/test (it starts Postgres and Redis)",
+    )
+}
+
+/// A fresh, migrated, empty database of the given backend.
+#[derive(Debug)]
+pub struct TestDb {
+    pub url: String,
+    pub store: Store,
+    pub dir: TempDir,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("nexus.db").display()),
+            Backend::Postgres => {
+                let admin = postgres_admin_url();
+                let name = format!("nexus_test_{}", uuid::Uuid::new_v4().simple());
+                let admin_store = Store::connect(&admin)
+                    .await
+                    .expect("connect to test Postgres");
+                admin_store
+                    .execute_raw(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create database");
+                admin_store.close().await;
+                let (base, _) = admin.rsplit_once('/').expect("database URL has a path");
+                format!("{base}/{name}")
+            }
+        };
+        let store = Store::connect(&url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        Self { url, store, dir }
+    }
+}
+
+/// A running rpc-server with its own database and data dir.
+#[derive(Debug)]
+pub struct TestApp {
+    pub base: String,
+    pub port: u16,
+    pub db: TestDb,
+    pub data_dir: TempDir,
+    pub bus: Arc<InvalidationBus>,
+    pub control: Control,
+    pub client: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Options for [`TestApp::spawn_with`].
+#[derive(Debug, Clone)]
+pub struct TestOptions {
+    pub auth_cache_ttl: Duration,
+    pub max_file_bytes: u64,
+    /// Share the server's invalidation bus with [`TestApp::control`] (true) or give the
+    /// control plane its own, as a separate CLI process would have (false).
+    pub shared_bus: bool,
+}
+
+impl Default for TestOptions {
+    fn default() -> Self {
+        Self {
+            auth_cache_ttl: Duration::from_secs(60),
+            max_file_bytes: 1024 * 1024,
+            shared_bus: true,
+        }
+    }
+}
+
+pub fn config(db_url: &str, data_dir: &std::path::Path, o: &TestOptions) -> ServerConfig {
+    ServerConfig {
+        host: "127.0.0.1".into(),
+        port: 0,
+        data_dir: data_dir.to_path_buf(),
+        auth: AuthMode::Database {
+            url: SecretString::from(db_url.to_owned()),
+            secret: test_secret(),
+        },
+        auth_cache_ttl: o.auth_cache_ttl,
+        negative_cache_ttl: Duration::from_secs(5).min(o.auth_cache_ttl),
+        max_file_bytes: o.max_file_bytes,
+        max_body_bytes: (o.max_file_bytes as usize) * 2 + 65536,
+        last_used_flush: Duration::from_millis(200),
+        migrate: false,
+        public_url: None,
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, TestOptions::default()).await
+    }
+
+    pub async fn spawn_with(backend: Backend, o: TestOptions) -> Self {
+        let db = TestDb::new(backend).await;
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        Self::start(db, data_dir, o).await
+    }
+
+    /// Starts a server on an existing database and data dir (e.g. after a restart).
+    pub async fn start(db: TestDb, data_dir: TempDir, o: TestOptions) -> Self {
+        let bus = InvalidationBus::new();
+        let app = Application::build_with_bus(config(&db.url, data_dir.path(), &o), bus.clone())
+            .await
+            .expect("build app");
+        let port = app.port();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(app.run_until_stopped(async move {
+            let _ = rx.await;
+        }));
+        let control_bus = if o.shared_bus {
+            bus.clone()
+        } else {
+            InvalidationBus::new()
+        };
+        let hasher = Arc::new(TokenHasher::new(&test_secret()).expect("secret"));
+        let control = Control::new(db.store.clone(), hasher, control_bus, None);
+        Self {
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            db,
+            data_dir,
+            bus,
+            control,
+            client: reqwest::Client::new(),
+            shutdown: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops the server gracefully and hands back its database and data dir.
+    pub async fn stop(mut self) -> (TestDb, TempDir) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            let _ = h.await;
+        }
+        let TestApp { db, data_dir, .. } = self;
+        (db, data_dir)
+    }
+
+    pub async fn zone(&self, name: &str) {
+        self.control.create_zone(name).await.expect("create zone");
+    }
+
+    /// Mints a token through the control plane.
+    pub async fn mint(&self, name: &str, zones: Option<&str>, admin: bool) -> TokenCreated {
+        self.control
+            .create_token(TokenCreateParams {
+                name: name.into(),
+                zones: zones.map(Into::into),
+                admin,
+                ..Default::default()
+            })
+            .await
+            .expect("mint token")
+    }
+
+    /// POSTs a JSON-RPC call; returns the HTTP status and the parsed body.
+    pub async fn rpc_raw(&self, auth: Option<&str>, method: &str, params: Value) -> (u16, Value) {
+        let mut req = self
+            .client
+            .post(format!("{}/api/nfs/{method}", self.base))
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}));
+        if let Some(t) = auth {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// A call expected to succeed at the HTTP level; returns `result` or the `error`.
+    pub async fn rpc(&self, token: &str, method: &str, params: Value) -> Result<Value, Value> {
+        let (status, body) = self.rpc_raw(Some(token), method, params).await;
+        assert_eq!(status, 200, "HTTP status for {method}: {body}");
+        match body.get("error") {
+            Some(e) => Err(e.clone()),
+            None => Ok(body["result"].clone()),
+        }
+    }
+}
+
+/// The JSON-RPC error code of a failed [`TestApp::rpc`].
+pub fn code(r: &Result<Value, Value>) -> i64 {
+    match r {
+        Ok(v) => panic!("expected an error, got {v}"),
+        Err(e) => e["code"].as_i64().expect("error code"),
+    }
+}
