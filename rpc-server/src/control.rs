@@ -118,7 +118,8 @@ pub fn token_info(r: &TokenRecord, now: DateTime<Utc>) -> TokenInfo {
 #[derive(Debug, Clone)]
 pub struct Control {
     store: Store,
-    hasher: Arc<TokenHasher>,
+    /// Needed only to mint; listing and revoking work without the secret.
+    hasher: Option<Arc<TokenHasher>>,
     bus: Arc<InvalidationBus>,
     endpoint: Option<String>,
 }
@@ -132,7 +133,21 @@ impl Control {
     ) -> Self {
         Self {
             store,
-            hasher,
+            hasher: Some(hasher),
+            bus,
+            endpoint,
+        }
+    }
+
+    /// A control plane that can do everything but mint (no server secret at hand).
+    pub fn without_secret(
+        store: Store,
+        bus: Arc<InvalidationBus>,
+        endpoint: Option<String>,
+    ) -> Self {
+        Self {
+            store,
+            hasher: None,
             bus,
             endpoint,
         }
@@ -145,6 +160,11 @@ impl Control {
     /// Mints a token. The raw token is in the result and nowhere else.
     pub async fn create_token(&self, p: TokenCreateParams) -> Result<TokenCreated, ControlError> {
         validate_token_name(&p.name)?;
+        let Some(hasher) = &self.hasher else {
+            return Err(ControlError::Invalid(
+                "NEXUS_API_KEY_SECRET is not set: it is needed to mint tokens".into(),
+            ));
+        };
         let chosen = [p.zones.is_some(), p.zones_glob.is_some(), p.zone.is_some()]
             .iter()
             .filter(|x| **x)
@@ -215,7 +235,7 @@ impl Control {
         let token = PlainToken::generate();
         let new = NewToken {
             key_id: Uuid::new_v4(),
-            digest: self.hasher.digest(token.expose()).0,
+            digest: hasher.digest(token.expose()).0,
             name: p.name.clone(),
             user_id: user_id.clone(),
             subject_type: p.subject_type.unwrap_or(SubjectType::User),

@@ -1,0 +1,176 @@
+//! The command-line grammar.
+
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use rpc_server::ServerArgs;
+use secrecy::SecretString;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nexus",
+    version,
+    about = "Nexus Hub: an MCP hub gateway",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Operate a hub: tokens, zones, status, migrations.
+    Hub(HubArgs),
+    /// Run the rpc-server (same as `nexusd`).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct HubArgs {
+    /// The hub database (postgres://… or sqlite://…).
+    #[arg(
+        long,
+        global = true,
+        env = "NEXUS_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<SecretString>,
+    #[command(subcommand)]
+    pub command: HubCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HubCommand {
+    /// Mint, list and revoke tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Create, list and delete zones.
+    #[command(subcommand)]
+    Zone(ZoneCommand),
+    /// Show hub health and usage.
+    Status(StatusArgs),
+    /// Apply database migrations.
+    Migrate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mint a token; it is printed once.
+    Create(TokenCreateArgs),
+    /// List tokens.
+    List(TokenListArgs),
+    /// Revoke a token by name, key id, or key id prefix (8+ hex digits).
+    Revoke(TokenRevokeArgs),
+    /// Change or show a token's zones.
+    #[command(subcommand)]
+    Zones(TokenZonesCommand),
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("zone_choice").args(["zones", "zones_glob", "zone"]).multiple(false)))]
+pub struct TokenCreateArgs {
+    /// Unique name among active tokens.
+    #[arg(long)]
+    pub name: String,
+    /// Zones with permissions: eng:rw,ops:r (bare zone = rw).
+    #[arg(long)]
+    pub zones: Option<String>,
+    /// Every active zone matching a glob, e.g. 'team-*' or 'team-*:r'.
+    #[arg(long)]
+    pub zones_glob: Option<String>,
+    /// A single zone (alias of --zones Z).
+    #[arg(long)]
+    pub zone: Option<String>,
+    /// An admin token; without a zone flag it sees every zone.
+    #[arg(long)]
+    pub admin: bool,
+    /// Lifetime: 90d, 12h, 30m, 2w …
+    #[arg(long)]
+    pub expires: Option<String>,
+    /// The user the token acts for (default: the name).
+    #[arg(long)]
+    pub user_id: Option<String>,
+    /// user, agent or service.
+    #[arg(long, default_value = "user")]
+    pub subject_type: String,
+    /// Override the tier's rate limit: N/s, N/m or N/h.
+    #[arg(long)]
+    pub rate_limit: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenListArgs {
+    #[arg(long)]
+    pub show_revoked: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    /// Token name, key id, or key id prefix.
+    pub identifier: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenZonesCommand {
+    /// Grant zones (or change their permission): eng:rw,ops:r
+    Add {
+        identifier: String,
+        zones: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take zones away.
+    Remove {
+        identifier: String,
+        #[arg(required = true)]
+        zones: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a token's zones.
+    Show {
+        identifier: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ZoneCommand {
+    /// List zones.
+    List {
+        #[arg(long)]
+        show_deleted: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a zone (or restore a deleted one).
+    Create {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a zone; tokens holding it stop working.
+    Delete {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[arg(long)]
+    pub json: bool,
+}

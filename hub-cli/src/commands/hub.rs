@@ -1,0 +1,207 @@
+//! `nexus hub …` in local mode: straight to the database through the control plane.
+
+use crate::cli::*;
+use crate::error::CliError;
+use crate::output;
+use nexus_wire::methods::{HubStatus, TokenCreateParams};
+use rpc_server::auth::{InvalidationBus, TokenHasher};
+use rpc_server::config::SECRET_FILE;
+use rpc_server::control::Control;
+use rpc_server::db::Store;
+use secrecy::{ExposeSecret, SecretString};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+fn db_url(url: Option<&SecretString>) -> Result<&SecretString, CliError> {
+    url.ok_or_else(|| {
+        CliError::new(
+            "NEXUS_DATABASE_URL is not set: run this on the hub host, `source <data-dir>/admin.env`, or pass --database-url",
+        )
+    })
+}
+
+/// The server secret: `NEXUS_API_KEY_SECRET`, or for an embedded SQLite database the
+/// secret file beside it.
+fn secret_for(url: &str) -> Option<SecretString> {
+    if let Ok(s) = std::env::var("NEXUS_API_KEY_SECRET")
+        && !s.trim().is_empty()
+    {
+        return Some(SecretString::from(s));
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next()?;
+    let dir = PathBuf::from(path).parent()?.to_path_buf();
+    let text = std::fs::read_to_string(dir.join(SECRET_FILE)).ok()?;
+    Some(SecretString::from(text.trim().to_owned()))
+}
+
+async fn connect(url: &SecretString) -> Result<Store, CliError> {
+    Store::connect(url.expose_secret())
+        .await
+        .map_err(|e| CliError::new(format!("cannot connect to the database: {e}")))
+}
+
+/// The control plane on the local database, with its own invalidation bus (a separate
+/// process: running servers learn of changes through the broadcast or the cache TTL).
+pub async fn local_control(
+    url: &SecretString,
+    bus: Arc<InvalidationBus>,
+) -> Result<Control, CliError> {
+    let store = connect(url).await?;
+    let endpoint =
+        Some(std::env::var("NEXUS_URL").unwrap_or_else(|_| "http://127.0.0.1:2026".into()));
+    Ok(match secret_for(url.expose_secret()) {
+        Some(secret) => {
+            let hasher = TokenHasher::new(&secret).map_err(|e| CliError::new(e.to_string()))?;
+            Control::new(store, Arc::new(hasher), bus, endpoint)
+        }
+        None => Control::without_secret(store, bus, endpoint),
+    })
+}
+
+pub async fn run_hub(h: HubArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let url = h.database_url.as_ref();
+    match h.command {
+        HubCommand::Migrate => {
+            let store = connect(db_url(url)?).await?;
+            store
+                .migrate()
+                .await
+                .map_err(|e| CliError::new(format!("migration failed: {e}")))?;
+            output::line(
+                out,
+                &format!("migrations applied ({})", store.backend().as_str()),
+            )
+        }
+        HubCommand::Status(a) => {
+            let status = match url {
+                None => {
+                    return Err(db_url(None)
+                        .err()
+                        .unwrap_or_else(|| CliError::new("no database")));
+                }
+                Some(u) => match local_control(u, InvalidationBus::new()).await {
+                    Ok(c) => c.status().await,
+                    Err(_) => unreachable_status(u),
+                },
+            };
+            output::status(out, &status, a.json)?;
+            if status.database != "ok" {
+                return Err(CliError::with_code("the database is unreachable", 2));
+            }
+            Ok(())
+        }
+        HubCommand::Token(t) => {
+            let control = local_control(db_url(url)?, InvalidationBus::new()).await?;
+            run_token(&control, t, out).await
+        }
+        HubCommand::Zone(z) => {
+            let control = local_control(db_url(url)?, InvalidationBus::new()).await?;
+            run_zone(&control, z, out).await
+        }
+    }
+}
+
+fn unreachable_status(url: &SecretString) -> HubStatus {
+    let pg = url.expose_secret().starts_with("postgres");
+    HubStatus {
+        endpoint: Some(
+            std::env::var("NEXUS_URL").unwrap_or_else(|_| "http://127.0.0.1:2026".into()),
+        ),
+        profile: if pg { "hub" } else { "embedded" }.into(),
+        postgres: if pg { "err" } else { "n/a" }.into(),
+        database: "err".into(),
+        redis: "n/a".into(),
+        tokens: None,
+        zones: None,
+        connections: None,
+        qps_5m: None,
+    }
+}
+
+pub async fn run_token(c: &Control, t: TokenCommand, out: &mut dyn Write) -> Result<(), CliError> {
+    match t {
+        TokenCommand::Create(a) => {
+            let subject_type = a
+                .subject_type
+                .parse()
+                .map_err(|e: nexus_wire::spec::SpecError| CliError::new(e.0))?;
+            let created = c
+                .create_token(TokenCreateParams {
+                    name: a.name,
+                    zones: a.zones,
+                    zones_glob: a.zones_glob,
+                    zone: a.zone,
+                    admin: a.admin,
+                    expires: a.expires,
+                    user_id: a.user_id,
+                    subject_type: Some(subject_type),
+                    rate_limit: a.rate_limit,
+                })
+                .await?;
+            output::token_created(out, &created, a.json)
+        }
+        TokenCommand::List(a) => {
+            output::token_list(out, &c.list_tokens(a.show_revoked).await?, a.json)
+        }
+        TokenCommand::Revoke(a) => {
+            let info = c.revoke_token(&a.identifier).await?;
+            if a.json {
+                output::json(out, &info)
+            } else {
+                output::line(out, &format!("revoked: {} ({})", info.name, info.key_id))
+            }
+        }
+        TokenCommand::Zones(z) => {
+            let (info, json) = match z {
+                TokenZonesCommand::Add {
+                    identifier,
+                    zones,
+                    json,
+                } => (c.add_token_zones(&identifier, &zones).await?, json),
+                TokenZonesCommand::Remove {
+                    identifier,
+                    zones,
+                    json,
+                } => (c.remove_token_zones(&identifier, &zones).await?, json),
+                TokenZonesCommand::Show { identifier, json } => {
+                    (c.show_token(&identifier).await?, json)
+                }
+            };
+            output::token_zones(out, &info, json)
+        }
+    }
+}
+
+pub async fn run_zone(c: &Control, z: ZoneCommand, out: &mut dyn Write) -> Result<(), CliError> {
+    match z {
+        ZoneCommand::List { show_deleted, json } => {
+            output::zone_list(out, &c.list_zones(show_deleted).await?, json)
+        }
+        ZoneCommand::Create { name, json } => {
+            let info = c.create_zone(&name).await?;
+            if json {
+                output::json(out, &info)
+            } else {
+                output::line(out, &format!("created zone: {}", info.zone_id))
+            }
+        }
+        ZoneCommand::Delete { name, json } => {
+            let info = c.delete_zone(&name).await?;
+            if json {
+                output::json(out, &info)
+            } else {
+                output::line(
+                    out,
+                    &format!(
+                        "deleted zone: {} (tokens holding it are refused from now on)",
+                        info.zone_id
+                    ),
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! Command implementations. Each command resolves its control plane (local database) and
+//! prints through [`crate::output`].
+
+mod hub;
+
+use crate::cli::{Cli, Command};
+use crate::error::CliError;
+
+pub use hub::{local_control, run_hub};
+
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Hub(h) => run_hub(h, &mut std::io::stdout()).await,
+        Command::Serve(s) => {
+            rpc_server::telemetry::init_from_env();
+            let cfg = rpc_server::ServerConfig::from_args(s.server)?;
+            let app = rpc_server::Application::build(cfg).await?;
+            app.run_until_stopped(rpc_server::app::shutdown_signal())
+                .await?;
+            Ok(())
+        }
+    }
+}
