@@ -515,8 +515,25 @@ async fn token_create() {
         url,
         &["token", "create", "--name", "bad", "--zones", "eng:x"],
         1,
-        "",
+        "invalid permission",
     );
+    // Hostile input stays on one line, without raw control characters.
+    for name in ["a\nb", "a\u{1b}[31mb"] {
+        let err = fails(
+            url,
+            &["token", "create", "--name", name, "--zone", "eng"],
+            1,
+            "invalid token name",
+        );
+        assert!(!err.contains('\u{1b}'), "{err:?}");
+        let err = fails(
+            url,
+            &["token", "revoke", name],
+            1,
+            "no active token matches",
+        );
+        assert!(!err.contains('\u{1b}'), "{err:?}");
+    }
     fails(
         url,
         &["token", "create", "--name", "bad", "--zones", "Eng"],
@@ -1300,11 +1317,9 @@ async fn embedded_secret_file_on_sqlite() {
     app.stop().await;
 }
 
-// ---- known bugs ------------------------------------------------------------------------
+// ---- an un-migrated database ------------------------------------------------------------
 
 #[tokio::test]
-#[ignore = "BUG: on an un-migrated database every command says `error: internal error` (and \
-            status says `the database is unreachable`) instead of pointing at `nexus hub migrate`"]
 async fn unmigrated_database_points_at_migrate() {
     let admin = postgres_admin_url();
     let name = format!("nexus_cli_unmigrated_{}", uuid::Uuid::new_v4().simple());
@@ -1318,9 +1333,13 @@ async fn unmigrated_database_points_at_migrate() {
     store.close().await;
     let (base, _) = admin.rsplit_once('/').expect("database URL has a path");
     let url = format!("{base}/{name}");
-    for args in [&["token", "list"][..], &["zone", "create", "eng"]] {
+    for (args, want) in [
+        (&["token", "list"][..], 1),
+        (&["zone", "create", "eng"], 1),
+        (&["status"], 2),
+    ] {
         let (code, _, err) = nexus(&url, args);
-        assert_eq!(code, 1, "{args:?}: {err}");
+        assert_eq!(code, want, "{args:?}: {err}");
         assert!(
             err.contains("migrate"),
             "{args:?}: unhelpful error: {err:?}"

@@ -47,6 +47,9 @@ impl From<StoreError> for ControlError {
             )),
             StoreError::NotFound => Self::NotFound("not found".into()),
             e if e.is_unavailable() => Self::Unavailable,
+            e if e.is_missing_schema() => Self::Invalid(
+                "the database has no Nexus schema yet: run `nexus hub migrate`".into(),
+            ),
             e => {
                 tracing::error!(error = %e, "store operation failed");
                 Self::Internal
@@ -420,6 +423,15 @@ impl Control {
             zone_id: name.to_owned(),
         });
         self.zone(name).await
+    }
+
+    /// Ok when the database answers and has the schema; otherwise the reason.
+    pub async fn check_database(&self) -> Result<(), ControlError> {
+        self.store
+            .list_zones(false)
+            .await
+            .map(drop)
+            .map_err(Into::into)
     }
 
     /// Status as the store sees it. Redis and traffic figures are filled by the caller.

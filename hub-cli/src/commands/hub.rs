@@ -77,20 +77,18 @@ pub async fn run_hub(h: HubArgs, out: &mut dyn Write) -> Result<(), CliError> {
             )
         }
         HubCommand::Status(a) => {
-            let status = match url {
-                None => {
-                    return Err(db_url(None)
-                        .err()
-                        .unwrap_or_else(|| CliError::new("no database")));
+            let u = db_url(url)?;
+            let (status, problem) = match local_control(u, InvalidationBus::new()).await {
+                Ok(c) => {
+                    let problem = c.check_database().await.err();
+                    (c.status().await, problem.map(|e| e.to_string()))
                 }
-                Some(u) => match local_control(u, InvalidationBus::new()).await {
-                    Ok(c) => c.status().await,
-                    Err(_) => unreachable_status(u),
-                },
+                Err(e) => (unreachable_status(u), Some(e.message)),
             };
             output::status(out, &status, a.json)?;
             if status.database != "ok" {
-                return Err(CliError::with_code("the database is unreachable", 2));
+                let why = problem.unwrap_or_else(|| "the database is unreachable".into());
+                return Err(CliError::with_code(why, 2));
             }
             Ok(())
         }

@@ -81,6 +81,18 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// True when the tables do not exist: the database was never migrated.
+    pub fn is_missing_schema(&self) -> bool {
+        match self {
+            Self::Db(sqlx::Error::Database(d)) => {
+                d.code().as_deref() == Some("42P01") || d.message().contains("no such table")
+            }
+            _ => false,
+        }
+    }
+}
+
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
