@@ -22,6 +22,32 @@ pub enum Command {
     Hub(HubArgs),
     /// Run the rpc-server (same as `nexusd`).
     Serve(ServeArgs),
+    /// Run the MCP frontend.
+    #[command(subcommand)]
+    Mcp(McpCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum McpCommand {
+    /// Serve MCP over HTTP at /mcp, forwarding every call to the rpc-server with the caller's token.
+    Serve(McpServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct McpServeArgs {
+    #[command(flatten)]
+    pub frontend: mcp_frontend::FrontendArgs,
+}
+
+/// Where admin commands go: the local database (default) or a hub's MCP endpoint.
+#[derive(Debug, Args, Clone)]
+pub struct RemoteArgs {
+    /// A hub URL (https://hub.example.com or …/mcp): speak MCP to its admin tools.
+    #[arg(long)]
+    pub remote: Option<String>,
+    /// Admin token for --remote.
+    #[arg(long, env = "NEXUS_HUB_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<SecretString>,
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +82,19 @@ pub enum HubCommand {
     Status(StatusArgs),
     /// Apply database migrations.
     Migrate,
+    /// Run the embedded hub: SQLite, rpc-server and MCP frontend on 127.0.0.1, one command.
+    Up(UpArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Where the database, secret, files and admin.env live.
+    #[arg(long, default_value = "./nexus-data")]
+    pub data_dir: std::path::PathBuf,
+    #[arg(long, default_value_t = 2026)]
+    pub rpc_port: u16,
+    #[arg(long, default_value_t = 8081)]
+    pub mcp_port: u16,
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,6 +113,8 @@ pub enum TokenCommand {
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("zone_choice").args(["zones", "zones_glob", "zone"]).multiple(false)))]
 pub struct TokenCreateArgs {
+    #[command(flatten)]
+    pub target: RemoteArgs,
     /// Unique name among active tokens.
     #[arg(long)]
     pub name: String,
@@ -107,6 +148,8 @@ pub struct TokenCreateArgs {
 
 #[derive(Debug, Args)]
 pub struct TokenListArgs {
+    #[command(flatten)]
+    pub target: RemoteArgs,
     #[arg(long)]
     pub show_revoked: bool,
     #[arg(long)]
@@ -115,6 +158,8 @@ pub struct TokenListArgs {
 
 #[derive(Debug, Args)]
 pub struct TokenRevokeArgs {
+    #[command(flatten)]
+    pub target: RemoteArgs,
     /// Token name, key id, or key id prefix.
     pub identifier: String,
     #[arg(long)]
@@ -171,6 +216,8 @@ pub enum ZoneCommand {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: RemoteArgs,
     #[arg(long)]
     pub json: bool,
 }

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod output;
+pub mod remote;
 
 pub use error::CliError;
 

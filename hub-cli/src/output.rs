@@ -111,6 +111,14 @@ pub fn token_list(
     )
 }
 
+pub fn token_revoked(out: &mut dyn Write, info: &TokenInfo, as_json: bool) -> Result<(), CliError> {
+    if as_json {
+        json(out, info)
+    } else {
+        line(out, &format!("revoked: {} ({})", info.name, info.key_id))
+    }
+}
+
 pub fn token_zones(out: &mut dyn Write, t: &TokenInfo, as_json: bool) -> Result<(), CliError> {
     if as_json {
         return json(out, &t.zones);

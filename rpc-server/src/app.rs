@@ -13,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
 use crate::zones::ZoneSource;
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use secrecy::ExposeSecret;
 use std::future::Future;
 use std::sync::Arc;
@@ -146,8 +147,12 @@ impl Application {
         });
         tracing::info!(addr = ?self.listener.local_addr().ok(), "rpc-server listening");
         let app = routes::router(self.state.clone());
+        // Without TCP_NODELAY small responses wait on delayed ACKs (~40 ms per call).
+        let listener = self.listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let res = axum::serve(
-            self.listener,
+            listener,
             app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)

@@ -3,6 +3,7 @@
 use crate::cli::*;
 use crate::error::CliError;
 use crate::output;
+use crate::remote::RemoteAdmin;
 use nexus_wire::methods::{HubStatus, TokenCreateParams};
 use rpc_server::auth::{InvalidationBus, TokenHasher};
 use rpc_server::config::SECRET_FILE;
@@ -76,6 +77,27 @@ pub async fn run_hub(h: HubArgs, out: &mut dyn Write) -> Result<(), CliError> {
                 &format!("migrations applied ({})", store.backend().as_str()),
             )
         }
+        HubCommand::Up(u) => super::up::run(u, out).await,
+        HubCommand::Status(a) if a.target.remote.is_some() => {
+            let remote = connect_remote(&a.target).await?;
+            let status = remote.status().await;
+            remote.close().await;
+            let status = status?;
+            output::status(out, &status, a.json)?;
+            if status.database != "ok" {
+                return Err(CliError::with_code("the hub's database is unreachable", 2));
+            }
+            Ok(())
+        }
+        HubCommand::Token(t) if remote_of(&t).is_some() => {
+            let Some(target) = remote_of(&t).cloned() else {
+                return Err(CliError::new("no remote"));
+            };
+            let remote = connect_remote(&target).await?;
+            let res = run_remote_token(&remote, t, out).await;
+            remote.close().await;
+            res
+        }
         HubCommand::Status(a) => {
             let u = db_url(url)?;
             let (status, problem) = match local_control(u, InvalidationBus::new()).await {
@@ -103,6 +125,62 @@ pub async fn run_hub(h: HubArgs, out: &mut dyn Write) -> Result<(), CliError> {
     }
 }
 
+fn remote_of(t: &TokenCommand) -> Option<&RemoteArgs> {
+    let target = match t {
+        TokenCommand::Create(a) => &a.target,
+        TokenCommand::List(a) => &a.target,
+        TokenCommand::Revoke(a) => &a.target,
+        TokenCommand::Zones(_) => return None,
+    };
+    target.remote.is_some().then_some(target)
+}
+
+async fn connect_remote(target: &RemoteArgs) -> Result<RemoteAdmin, CliError> {
+    let url = target.remote.as_deref().unwrap_or_default();
+    RemoteAdmin::connect(url, target.admin_token.as_ref()).await
+}
+
+fn create_params(a: TokenCreateArgs) -> Result<(TokenCreateParams, bool), CliError> {
+    let subject_type = a
+        .subject_type
+        .parse()
+        .map_err(|e: nexus_wire::spec::SpecError| CliError::new(e.0))?;
+    Ok((
+        TokenCreateParams {
+            name: a.name,
+            zones: a.zones,
+            zones_glob: a.zones_glob,
+            zone: a.zone,
+            admin: a.admin,
+            expires: a.expires,
+            user_id: a.user_id,
+            subject_type: Some(subject_type),
+            rate_limit: a.rate_limit,
+        },
+        a.json,
+    ))
+}
+
+async fn run_remote_token(
+    r: &RemoteAdmin,
+    t: TokenCommand,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    match t {
+        TokenCommand::Create(a) => {
+            let (p, json) = create_params(a)?;
+            output::token_created(out, &r.create_token(p).await?, json)
+        }
+        TokenCommand::List(a) => {
+            output::token_list(out, &r.list_tokens(a.show_revoked).await?, a.json)
+        }
+        TokenCommand::Revoke(a) => {
+            output::token_revoked(out, &r.revoke_token(&a.identifier).await?, a.json)
+        }
+        TokenCommand::Zones(_) => Err(CliError::new("token zones is available in local mode only")),
+    }
+}
+
 fn unreachable_status(url: &SecretString) -> HubStatus {
     let pg = url.expose_secret().starts_with("postgres");
     HubStatus {
@@ -123,35 +201,14 @@ fn unreachable_status(url: &SecretString) -> HubStatus {
 pub async fn run_token(c: &Control, t: TokenCommand, out: &mut dyn Write) -> Result<(), CliError> {
     match t {
         TokenCommand::Create(a) => {
-            let subject_type = a
-                .subject_type
-                .parse()
-                .map_err(|e: nexus_wire::spec::SpecError| CliError::new(e.0))?;
-            let created = c
-                .create_token(TokenCreateParams {
-                    name: a.name,
-                    zones: a.zones,
-                    zones_glob: a.zones_glob,
-                    zone: a.zone,
-                    admin: a.admin,
-                    expires: a.expires,
-                    user_id: a.user_id,
-                    subject_type: Some(subject_type),
-                    rate_limit: a.rate_limit,
-                })
-                .await?;
-            output::token_created(out, &created, a.json)
+            let (p, json) = create_params(a)?;
+            output::token_created(out, &c.create_token(p).await?, json)
         }
         TokenCommand::List(a) => {
             output::token_list(out, &c.list_tokens(a.show_revoked).await?, a.json)
         }
         TokenCommand::Revoke(a) => {
-            let info = c.revoke_token(&a.identifier).await?;
-            if a.json {
-                output::json(out, &info)
-            } else {
-                output::line(out, &format!("revoked: {} ({})", info.name, info.key_id))
-            }
+            output::token_revoked(out, &c.revoke_token(&a.identifier).await?, a.json)
         }
         TokenCommand::Zones(z) => {
             let (info, json) = match z {

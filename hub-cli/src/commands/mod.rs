@@ -2,8 +2,9 @@
 //! prints through [`crate::output`].
 
 mod hub;
+mod up;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, McpCommand};
 use crate::error::CliError;
 
 pub use hub::{local_control, run_hub};
@@ -16,6 +17,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let cfg = rpc_server::ServerConfig::from_args(s.server)?;
             let app = rpc_server::Application::build(cfg).await?;
             app.run_until_stopped(rpc_server::app::shutdown_signal())
+                .await?;
+            Ok(())
+        }
+        Command::Mcp(McpCommand::Serve(m)) => {
+            rpc_server::telemetry::init_from_env();
+            let cfg = mcp_frontend::FrontendConfig::from_args(m.frontend)?;
+            let fe = mcp_frontend::Frontend::build(cfg).await?;
+            fe.run_until_stopped(rpc_server::app::shutdown_signal())
                 .await?;
             Ok(())
         }

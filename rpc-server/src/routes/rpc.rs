@@ -8,7 +8,7 @@ use crate::files::ZoneView;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use nexus_wire::jsonrpc::{self, Response as RpcResponse};
 use nexus_wire::methods::*;
@@ -83,8 +83,23 @@ async fn handle(
         Ok(v) => RpcResponse::ok(id, v),
         Err(e) => RpcResponse::err(id, e),
     };
-    (Json(resp).into_response(), outcome)
+    let mut resp = Json(resp).into_response();
+    // Tell a trusted forwarder (the MCP frontend) who was verified, so verification can
+    // ride on the call itself. A key id is an identifier, not a credential.
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&identity.key_id.to_string()) {
+        h.insert(KEY_ID_HEADER, v);
+    }
+    h.insert(
+        ADMIN_HEADER,
+        HeaderValue::from_static(if identity.is_admin { "true" } else { "false" }),
+    );
+    (resp, outcome)
 }
+
+/// Response headers naming the verified caller.
+pub const KEY_ID_HEADER: &str = "x-nexus-key-id";
+pub const ADMIN_HEADER: &str = "x-nexus-admin";
 
 async fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<Arc<Identity>, ApiError> {
     // Two values of one credential header is ambiguity, not a credential.

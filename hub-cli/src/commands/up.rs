@@ -1,0 +1,194 @@
+//! `nexus hub up`: the embedded hub in one command. SQLite, no Redis, the rpc-server and
+//! the MCP frontend on 127.0.0.1. The first start creates zone `default` and an admin
+//! token, prints the token once and writes `<data-dir>/admin.env` (0600) so that after
+//! `source <data-dir>/admin.env` every local `nexus hub …` command works. Restarting reuses
+//! the database, secret, files and token.
+
+use crate::cli::UpArgs;
+use crate::error::CliError;
+use crate::output;
+use nexus_wire::methods::TokenCreateParams;
+use rpc_server::auth::InvalidationBus;
+use rpc_server::config::{
+    AuthMode, DEFAULT_MAX_FILE_BYTES, ServerConfig, ensure_private_dir, load_or_create_secret,
+};
+use secrecy::{ExposeSecret, SecretString};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::time::Duration;
+
+pub const ENV_FILE: &str = "admin.env";
+const ADMIN_TOKEN_NAME: &str = "admin";
+const DEFAULT_ZONE: &str = "default";
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Reads `NEXUS_API_KEY` back from an existing admin.env.
+fn saved_token(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().find_map(|l| {
+        let v = l.strip_prefix("export NEXUS_API_KEY=")?;
+        Some(v.trim().trim_matches('\'').to_owned())
+    })
+}
+
+fn write_env_file(path: &Path, vars: &[(&str, &str)]) -> Result<(), CliError> {
+    let mut text = String::from("# Nexus Hub (embedded). Load with: source <this file>\n");
+    for (k, v) in vars {
+        text.push_str(&format!("export {k}={}\n", shell_quote(v)));
+    }
+    let tmp = path.with_extension("env.tmp");
+    let write = || -> std::io::Result<()> {
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+    };
+    write().map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))
+}
+
+pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    rpc_server::telemetry::init_from_env();
+    ensure_private_dir(&u.data_dir)?;
+    let data_dir = u
+        .data_dir
+        .canonicalize()
+        .map_err(|e| CliError::new(format!("cannot use data dir {}: {e}", u.data_dir.display())))?;
+    let secret = load_or_create_secret(&data_dir)?;
+    let db_url = format!("sqlite://{}", data_dir.join("nexus.db").display());
+    let cfg = ServerConfig {
+        host: "127.0.0.1".into(),
+        port: u.rpc_port,
+        data_dir: data_dir.clone(),
+        auth: AuthMode::Database {
+            url: SecretString::from(db_url.clone()),
+            secret: secret.clone(),
+        },
+        auth_cache_ttl: Duration::from_secs(60),
+        negative_cache_ttl: Duration::from_secs(5),
+        max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+        max_body_bytes: (DEFAULT_MAX_FILE_BYTES as usize) * 4 / 3 + 1024 * 1024,
+        last_used_flush: Duration::from_secs(15),
+        migrate: true,
+        public_url: None,
+    };
+    // One bus: CLI-style changes made through this process reach the server's cache at once.
+    let bus = InvalidationBus::new();
+    let app = rpc_server::Application::build_with_bus(cfg, bus).await?;
+    let rpc_url = format!("http://127.0.0.1:{}", app.port());
+    let control = app
+        .state()
+        .control
+        .clone()
+        .ok_or_else(|| CliError::new("embedded hub has no control plane"))?;
+
+    // First start: an empty database gets the default zone and an admin token.
+    let fresh = control.list_tokens(true).await?.is_empty();
+    let mut new_token = None;
+    if fresh {
+        if !control
+            .list_zones(true)
+            .await?
+            .iter()
+            .any(|z| z.zone_id == DEFAULT_ZONE)
+        {
+            control.create_zone(DEFAULT_ZONE).await?;
+        }
+        let created = control
+            .create_token(TokenCreateParams {
+                name: ADMIN_TOKEN_NAME.into(),
+                admin: true,
+                user_id: Some("admin".into()),
+                ..Default::default()
+            })
+            .await?;
+        new_token = Some(created.token);
+    }
+
+    let fe_cfg = mcp_frontend::FrontendConfig::local(&rpc_url, u.mcp_port);
+    let frontend = mcp_frontend::Frontend::build(fe_cfg).await?;
+    let mcp_url = format!("http://127.0.0.1:{}/mcp", frontend.port());
+
+    let env_path = data_dir.join(ENV_FILE);
+    let token = new_token
+        .clone()
+        .or_else(|| saved_token(&env_path))
+        .unwrap_or_default();
+    write_env_file(
+        &env_path,
+        &[
+            ("NEXUS_URL", &rpc_url),
+            ("NEXUS_MCP_URL", &mcp_url),
+            ("NEXUS_API_KEY", &token),
+            ("NEXUS_DATABASE_URL", &db_url),
+            ("NEXUS_API_KEY_SECRET", secret.expose_secret()),
+        ],
+    )?;
+
+    output::line(out, "Nexus Hub is up (embedded: SQLite, no Redis).")?;
+    output::line(out, &format!("  mcp: {mcp_url}"))?;
+    output::line(out, &format!("  rpc: {rpc_url}"))?;
+    output::line(out, &format!("  data dir: {}", data_dir.display()))?;
+    match &new_token {
+        Some(t) => {
+            output::line(
+                out,
+                "Admin token (shown once; also saved in admin.env, mode 0600):",
+            )?;
+            output::line(out, &format!("  token: {t}"))?;
+            eprintln!("warning: the admin token is shown once; store it now");
+        }
+        None if token.is_empty() => output::line(
+            out,
+            "No admin token on record: mint one with `nexus hub token create --name admin2 --admin`.",
+        )?,
+        None => output::line(
+            out,
+            &format!(
+                "Admin token: as before (NEXUS_API_KEY in {})",
+                env_path.display()
+            ),
+        )?,
+    }
+    output::line(
+        out,
+        "Agents: send `Authorization: Bearer <token>` to the mcp URL.",
+    )?;
+    output::line(
+        out,
+        &format!(
+            "Operators: source {} && nexus hub status",
+            env_path.display()
+        ),
+    )?;
+    out.flush().ok();
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut rx1 = stop_rx.clone();
+    let mut rx2 = stop_rx;
+    let rpc_task = tokio::spawn(app.run_until_stopped(async move {
+        let _ = rx1.wait_for(|s| *s).await;
+    }));
+    let fe_task = tokio::spawn(frontend.run_until_stopped(async move {
+        let _ = rx2.wait_for(|s| *s).await;
+    }));
+    rpc_server::app::shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    for t in [fe_task, rpc_task] {
+        match t.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e.into()),
+            Err(e) => return Err(CliError::new(format!("server task failed: {e}"))),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,241 @@
+//! Startup as a value: [`Frontend::build`] binds the listener and wires rmcp behind the
+//! layers; [`Frontend::run_until_stopped`] serves until shutdown.
+
+use crate::config::FrontendConfig;
+use crate::forward::RpcClient;
+use crate::layers;
+use crate::metrics::Metrics;
+use crate::sessions::SessionBindings;
+use crate::tools::NexusTools;
+use anyhow::Context;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::serve::ListenerExt;
+use axum::{Json, Router, middleware};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use serde_json::json;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+
+/// Shared state of the frontend's layers and routes.
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Inner>);
+
+#[derive(Debug)]
+pub struct Inner {
+    pub cfg: FrontendConfig,
+    pub rpc: Arc<RpcClient>,
+    pub metrics: Metrics,
+    pub sessions: SessionBindings,
+    pub started: Instant,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+pub struct Frontend {
+    listener: TcpListener,
+    state: AppState,
+    cancel: tokio_util_cancel::Token,
+}
+
+mod tokio_util_cancel {
+    pub type Token = tokio_util::sync::CancellationToken;
+}
+
+impl std::fmt::Debug for Frontend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Frontend")
+            .field("addr", &self.listener.local_addr().ok())
+            .finish()
+    }
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+impl Frontend {
+    pub async fn build(cfg: FrontendConfig) -> anyhow::Result<Self> {
+        let rpc = Arc::new(RpcClient::new(&cfg.rpc_url, cfg.rpc_timeout)?);
+        let listener = TcpListener::bind((cfg.host.as_str(), cfg.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", cfg.host, cfg.port))?;
+        let state = AppState(Arc::new(Inner {
+            cfg,
+            rpc,
+            metrics: Metrics::new(),
+            sessions: SessionBindings::default(),
+            started: Instant::now(),
+        }));
+        Ok(Self {
+            listener,
+            state,
+            cancel: Default::default(),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let app = router(self.state.clone(), self.cancel.clone());
+        tracing::info!(addr = ?self.listener.local_addr().ok(), rpc = %self.state.rpc.base(), "mcp-frontend listening");
+        // Without TCP_NODELAY a small SSE or JSON response waits on delayed ACKs (~40 ms).
+        let listener = self.listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let cancel = self.cancel.clone();
+        let res = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                cancel.cancel();
+            })
+            .await;
+        res.context("server error")
+    }
+}
+
+/// The whole HTTP application of the frontend.
+pub fn router(st: AppState, cancel: tokio_util_cancel::Token) -> Router {
+    let cfg = &st.cfg;
+    let mut mcp_cfg = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(true)
+        .with_json_response(true)
+        .with_max_request_body_bytes(cfg.max_body_bytes)
+        .with_cancellation_token(cancel.child_token());
+    mcp_cfg = if cfg.allowed_hosts.iter().any(|h| h == "*") {
+        mcp_cfg.disable_allowed_hosts()
+    } else {
+        mcp_cfg.with_allowed_hosts(cfg.allowed_hosts.clone())
+    };
+    if !cfg.allowed_origins.is_empty() {
+        mcp_cfg = mcp_cfg.with_allowed_origins(cfg.allowed_origins.clone());
+    }
+    let tools = NexusTools::new(st.rpc.clone());
+    let mcp: StreamableHttpService<NexusTools, LocalSessionManager> = StreamableHttpService::new(
+        move || Ok(tools.clone()),
+        Arc::new(LocalSessionManager::default()),
+        mcp_cfg,
+    );
+    let mcp_stack = ServiceBuilder::new()
+        // Count every MCP request, including the ones refused below.
+        .layer(middleware::from_fn_with_state(
+            st.clone(),
+            layers::metrics::track,
+        ))
+        // Refuse foreign Host/Origin first: DNS rebinding must not even reach auth.
+        .layer(middleware::from_fn_with_state(
+            st.clone(),
+            layers::guard::host_guard,
+        ))
+        // No valid token, no MCP: 401 before rmcp sees the request.
+        .layer(middleware::from_fn_with_state(
+            st.clone(),
+            layers::bearer::bearer,
+        ));
+    let mut app = Router::new()
+        .route_service("/mcp", mcp)
+        .route_layer(mcp_stack)
+        .route("/health", get(health))
+        .route(
+            "/.well-known/oauth-protected-resource",
+            get(resource_metadata),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/mcp",
+            get(resource_metadata),
+        );
+    if cfg.metrics_enabled {
+        app = app.route("/metrics", get(metrics));
+    }
+    app.fallback(|| async {
+        layers::error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such endpoint; MCP is at /mcp",
+        )
+    })
+    .layer(
+        ServiceBuilder::new()
+            // Credentials are sensitive from the first layer on, so nothing logs them.
+            .layer(SetSensitiveRequestHeadersLayer::new([
+                header::AUTHORIZATION,
+                HeaderName::from_static("x-nexus-api-key"),
+            ]))
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(TraceLayer::new_for_http())
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
+    )
+    .with_state(st)
+}
+
+async fn health(State(st): State<AppState>) -> Response {
+    let ok = st.rpc.ready().await;
+    let body = Json(json!({
+        "status": if ok { "ok" } else { "degraded" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "rpc_server": if ok { "ok" } else { "err" },
+        "uptime_seconds": st.started.elapsed().as_secs(),
+    }));
+    if ok {
+        body.into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    }
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        st.metrics.render(),
+    )
+        .into_response()
+}
+
+/// RFC 9728 protected resource metadata.
+async fn resource_metadata(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> Json<serde_json::Value> {
+    let resource = match &st.cfg.public_url {
+        Some(u) if u.ends_with("/mcp") => u.clone(),
+        Some(u) => format!("{u}/mcp"),
+        None => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("localhost");
+            format!("http://{host}/mcp")
+        }
+    };
+    Json(json!({
+        "resource": resource,
+        "authorization_servers": [],
+        "bearer_methods_supported": ["header"],
+        "resource_name": "Nexus Hub MCP",
+        "resource_documentation": "Send Authorization: Bearer sk-… (a token minted with `nexus hub token create`).",
+    }))
+}

@@ -1,0 +1,122 @@
+//! Frontend configuration: flags over `NEXUS_*` environment variables over defaults.
+
+use std::time::Duration;
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!("expected true or false, got {s:?}")),
+    }
+}
+
+fn parse_list(s: &str) -> Result<Vec<String>, String> {
+    Ok(s.split(',')
+        .map(|x| x.trim().to_owned())
+        .filter(|x| !x.is_empty())
+        .collect())
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| *v > 0.0 && *v < 3600.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("expected seconds between 0 and 3600, got {s:?}"))
+}
+
+/// `nexus mcp serve` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FrontendArgs {
+    /// Transport: only `http` is served by the hub frontend.
+    #[arg(long, default_value = "http", value_parser = ["http"])]
+    pub transport: String,
+    /// The rpc-server's URL.
+    #[arg(long, env = "NEXUS_URL", default_value = "http://127.0.0.1:2026")]
+    pub url: String,
+    /// Address to listen on.
+    #[arg(long, env = "NEXUS_MCP_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "NEXUS_MCP_PORT", default_value_t = 8081)]
+    pub port: u16,
+    /// Public URL of the MCP endpoint (for the RFC 9728 metadata); default from Host.
+    #[arg(long = "public-url", env = "NEXUS_MCP_URL")]
+    pub public_url: Option<String>,
+    /// Refuse requests without a valid token with 401 (default true for HTTP).
+    #[arg(long, env = "NEXUS_MCP_REQUIRE_BEARER", default_value = "true", value_parser = parse_bool)]
+    pub require_bearer: bool,
+    /// Allowed Host values (comma-separated; host or host:port; `*` allows any).
+    #[arg(long, env = "NEXUS_MCP_ALLOWED_HOSTS", value_parser = parse_list, default_value = "localhost,127.0.0.1,::1")]
+    pub allowed_hosts: Vec<String>,
+    /// Allowed browser Origins (comma-separated, with scheme); requests without Origin pass.
+    #[arg(long, env = "NEXUS_MCP_ALLOWED_ORIGINS", value_parser = parse_list, default_value = "")]
+    pub allowed_origins: Vec<String>,
+    /// Serve GET /metrics.
+    #[arg(long, env = "NEXUS_MCP_METRICS_ENABLED", default_value = "true", value_parser = parse_bool)]
+    pub metrics_enabled: bool,
+    /// Timeout of one call to the rpc-server, in seconds.
+    #[arg(long, env = "NEXUS_MCP_RPC_TIMEOUT", default_value = "30", value_parser = parse_secs)]
+    pub rpc_timeout: Duration,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct FrontendConfig {
+    pub rpc_url: String,
+    pub host: String,
+    pub port: u16,
+    pub public_url: Option<String>,
+    pub require_bearer: bool,
+    pub allowed_hosts: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub metrics_enabled: bool,
+    pub rpc_timeout: Duration,
+    /// Largest MCP request body accepted.
+    pub max_body_bytes: usize,
+}
+
+impl FrontendConfig {
+    pub fn from_args(a: FrontendArgs) -> anyhow::Result<Self> {
+        let rpc_url = a.url.trim_end_matches('/').to_owned();
+        if !(rpc_url.starts_with("http://") || rpc_url.starts_with("https://")) {
+            anyhow::bail!(
+                "--url must be an http:// or https:// URL of the rpc-server, got {rpc_url:?}"
+            );
+        }
+        for o in &a.allowed_origins {
+            if !o.contains("://") && o != "null" {
+                anyhow::bail!("allowed origin {o:?} needs a scheme, e.g. https://{o}");
+            }
+        }
+        Ok(Self {
+            rpc_url,
+            host: a.host,
+            port: a.port,
+            public_url: a.public_url.map(|u| u.trim_end_matches('/').to_owned()),
+            require_bearer: a.require_bearer,
+            allowed_hosts: a.allowed_hosts,
+            allowed_origins: a.allowed_origins,
+            metrics_enabled: a.metrics_enabled,
+            rpc_timeout: a.rpc_timeout,
+            max_body_bytes: 32 * 1024 * 1024,
+        })
+    }
+
+    /// Defaults for a frontend on loopback in front of `rpc_url` (embedded mode, tests).
+    pub fn local(rpc_url: &str, port: u16) -> Self {
+        Self {
+            rpc_url: rpc_url.trim_end_matches('/').to_owned(),
+            host: "127.0.0.1".into(),
+            port,
+            public_url: None,
+            require_bearer: true,
+            allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            allowed_origins: Vec::new(),
+            metrics_enabled: true,
+            rpc_timeout: Duration::from_secs(30),
+            max_body_bytes: 32 * 1024 * 1024,
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The rpc client: one pooled keep-alive HTTP client to the rpc-server, TCP_NODELAY on, a
+//! timeout per call, and the caller's token on every call. There is no ambient token here.
+
+use nexus_wire::RpcError;
+use nexus_wire::jsonrpc::Response as RpcResponse;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The caller's token, carried through one request in its extensions. `Debug` is redacted.
+#[derive(Clone)]
+pub struct CallerToken(pub SecretString);
+
+impl std::fmt::Debug for CallerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CallerToken(<redacted>)")
+    }
+}
+
+/// Who the rpc-server said the caller is, from the `x-nexus-key-id` and `x-nexus-admin`
+/// headers of an authenticated response. Valid for the one request that carried it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub key_id: String,
+    pub is_admin: bool,
+}
+
+/// Why a forwarded call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ForwardError {
+    /// The rpc-server refused the token (401).
+    #[error("the token is missing, invalid, expired or revoked")]
+    Unauthorized,
+    /// The rpc-server limited the caller (429).
+    #[error("rate limited; retry in {retry_after:?} s")]
+    RateLimited { retry_after: Option<u64> },
+    /// The rpc-server could not be reached or could not decide (connection error, 503).
+    #[error("the hub's rpc-server is unavailable: {0}; retry shortly")]
+    Unavailable(String),
+    /// The call reached the method and failed there.
+    #[error("{0}")]
+    Rpc(RpcError),
+}
+
+#[derive(Debug)]
+pub struct RpcClient {
+    http: reqwest::Client,
+    base: String,
+    next_id: AtomicU64,
+}
+
+pub const KEY_ID_HEADER: &str = "x-nexus-key-id";
+pub const ADMIN_HEADER: &str = "x-nexus-admin";
+
+impl RpcClient {
+    pub fn new(base: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            // Without it a small request waits on Nagle + delayed ACK (~40 ms per call).
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(timeout)
+            // The rpc-server is addressed directly; never through an environment proxy.
+            .no_proxy()
+            .build()?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Calls `method` with the caller's token. Returns the result and who the rpc-server
+    /// verified the caller to be.
+    pub async fn call(
+        &self,
+        token: &CallerToken,
+        method: &str,
+        params: Value,
+    ) -> Result<(Value, Verified), ForwardError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let body = nexus_wire::jsonrpc::encode_request(id, method, &params);
+        let resp = self
+            .http
+            .post(format!("{}/api/nfs/{method}", self.base))
+            .bearer_auth(token.0.expose_secret())
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| {
+                ForwardError::Unavailable(if e.is_timeout() {
+                    "timed out".into()
+                } else {
+                    "connection failed".into()
+                })
+            })?;
+        match resp.status().as_u16() {
+            200 => {}
+            401 => return Err(ForwardError::Unauthorized),
+            429 => {
+                let retry_after = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok());
+                return Err(ForwardError::RateLimited { retry_after });
+            }
+            413 => {
+                return Err(ForwardError::Rpc(RpcError::new(
+                    nexus_wire::ErrorCode::TooLarge,
+                    "request too large for the hub",
+                )));
+            }
+            s => return Err(ForwardError::Unavailable(format!("HTTP {s}"))),
+        }
+        let verified = Verified {
+            key_id: resp
+                .headers()
+                .get(KEY_ID_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+            is_admin: resp
+                .headers()
+                .get(ADMIN_HEADER)
+                .is_some_and(|v| v.as_bytes() == b"true"),
+        };
+        let parsed: RpcResponse = resp
+            .json()
+            .await
+            .map_err(|_| ForwardError::Unavailable("malformed response".into()))?;
+        match parsed.into_result() {
+            Ok(v) => Ok((v, verified)),
+            Err(e) => Err(ForwardError::Rpc(e)),
+        }
+    }
+
+    /// Is the rpc-server ready (its database reachable)?
+    pub async fn ready(&self) -> bool {
+        match self
+            .http
+            .get(format!("{}/healthz/ready", self.base))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+        {
+            Ok(r) => r.status().is_success(),
+            Err(_) => false,
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Frontend metrics. Label values come from closed sets: MCP methods and tool names we
+//! know, HTTP status codes we emit; anything else is `other`.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+use std::sync::Arc;
+use std::time::Duration;
+
+const MCP_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "server/discover",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "resources/list",
+    "resources/templates/list",
+    "prompts/list",
+    "logging/setLevel",
+    "completion/complete",
+];
+
+/// A bounded label for a JSON-RPC method (or the HTTP verb for GET/DELETE on `/mcp`).
+pub fn method_label(m: &str) -> &'static str {
+    match m {
+        "GET" => "GET",
+        "DELETE" => "DELETE",
+        "batch" => "batch",
+        _ => MCP_METHODS
+            .iter()
+            .find(|k| **k == m)
+            .copied()
+            .unwrap_or("other"),
+    }
+}
+
+pub fn status_label(code: u16) -> &'static str {
+    match code {
+        200 => "200",
+        202 => "202",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        406 => "406",
+        413 => "413",
+        415 => "415",
+        429 => "429",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        _ => "other",
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Metrics(Arc<Inner>);
+
+#[derive(Debug)]
+pub struct Inner {
+    registry: Registry,
+    /// `rpc_method`, `tool_name`, `status`
+    pub requests: IntCounterVec,
+    /// `rpc_method`
+    pub latency: HistogramVec,
+    /// `rpc_method`, `tool_name`, `status` (HTTP status, or `tool_error`)
+    pub errors: IntCounterVec,
+    pub active_clients: IntGauge,
+    recent_clients: moka::sync::Cache<String, ()>,
+}
+
+impl std::ops::Deref for Metrics {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "nexus_mcp_requests_total",
+                "MCP requests by method, tool and HTTP status",
+            ),
+            &["rpc_method", "tool_name", "status"],
+        )
+        .expect("valid metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "nexus_mcp_request_latency_seconds",
+                "MCP request latency by method",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 5.0,
+            ]),
+            &["rpc_method"],
+        )
+        .expect("valid metric");
+        let errors = IntCounterVec::new(
+            Opts::new(
+                "nexus_mcp_errors_total",
+                "Failed MCP requests and tool calls",
+            ),
+            &["rpc_method", "tool_name", "status"],
+        )
+        .expect("valid metric");
+        let active_clients = IntGauge::new(
+            "nexus_mcp_active_clients",
+            "Distinct verified tokens seen in the last 5 minutes",
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(errors.clone()),
+            Box::new(active_clients.clone()),
+        ] {
+            registry.register(c).expect("unique metric");
+        }
+        Self(Arc::new(Inner {
+            registry,
+            requests,
+            latency,
+            errors,
+            active_clients,
+            recent_clients: moka::sync::Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(Duration::from_secs(300))
+                .build(),
+        }))
+    }
+
+    /// Notes a verified caller by key id (never by token).
+    pub fn saw_client(&self, key_id: &str) {
+        if !key_id.is_empty() {
+            self.recent_clients.insert(key_id.to_owned(), ());
+        }
+    }
+
+    pub fn render(&self) -> String {
+        self.recent_clients.run_pending_tasks();
+        self.active_clients
+            .set(self.recent_clients.entry_count() as i64);
+        let mut buf = Vec::new();
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .is_err()
+        {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
