@@ -33,7 +33,13 @@ where
     let total = start.elapsed();
     times.sort();
     let pick = |q: f64| times[((times.len() as f64 - 1.0) * q) as usize];
-    Sample { name: name.into(), iters, p50: pick(0.5), p99: pick(0.99), mean: total / iters.max(1) as u32 }
+    Sample {
+        name: name.into(),
+        iters,
+        p50: pick(0.5),
+        p99: pick(0.99),
+        mean: total / iters.max(1) as u32,
+    }
 }
 
 fn us(d: Duration) -> f64 {
@@ -42,7 +48,10 @@ fn us(d: Duration) -> f64 {
 
 /// Prints one line per sample with its ratio to `baseline` (by p50).
 pub fn report(baseline: &Sample, samples: &[&Sample]) {
-    println!("{:<44} {:>9} {:>10} {:>10} {:>10} {:>8}", "figure", "iters", "p50 µs", "p99 µs", "mean µs", "× base");
+    println!(
+        "{:<44} {:>9} {:>10} {:>10} {:>10} {:>8}",
+        "figure", "iters", "p50 µs", "p99 µs", "mean µs", "× base"
+    );
     for s in std::iter::once(baseline).chain(samples.iter().copied()) {
         println!(
             "{:<44} {:>9} {:>10.1} {:>10.1} {:>10.1} {:>8.2}",

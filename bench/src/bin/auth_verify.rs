@@ -16,7 +16,11 @@ use std::time::Duration;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
-    let (hits, misses) = if quick { (20_000, 1_000) } else { (200_000, 10_000) };
+    let (hits, misses) = if quick {
+        (20_000, 1_000)
+    } else {
+        (200_000, 10_000)
+    };
     for backend in [Backend::Postgres, Backend::Sqlite] {
         let db = TestDb::new(backend).await;
         let hasher = Arc::new(TokenHasher::new(&test_secret())?);
@@ -57,18 +61,33 @@ async fn main() -> anyhow::Result<()> {
         let cached = provider(Duration::from_secs(3600));
         let uncached = provider(Duration::ZERO);
         let store = db.store.clone();
-        let base = measure(&format!("[{}] baseline: SELECT 1 round trip", backend.as_str()), 200, misses, || {
-            let s = store.clone();
-            async move { s.ping().await.expect("ping") }
-        })
+        let base = measure(
+            &format!("[{}] baseline: SELECT 1 round trip", backend.as_str()),
+            200,
+            misses,
+            || {
+                let s = store.clone();
+                async move { s.ping().await.expect("ping") }
+            },
+        )
         .await;
-        let miss = measure(&format!("[{}] verify, cache miss (database)", backend.as_str()), 200, misses, || async {
-            uncached.authenticate(&token).await.expect("valid");
-        })
+        let miss = measure(
+            &format!("[{}] verify, cache miss (database)", backend.as_str()),
+            200,
+            misses,
+            || async {
+                uncached.authenticate(&token).await.expect("valid");
+            },
+        )
         .await;
-        let hit = measure(&format!("[{}] verify, cache hit", backend.as_str()), 1000, hits, || async {
-            cached.authenticate(&token).await.expect("valid");
-        })
+        let hit = measure(
+            &format!("[{}] verify, cache hit", backend.as_str()),
+            1000,
+            hits,
+            || async {
+                cached.authenticate(&token).await.expect("valid");
+            },
+        )
         .await;
         report(&base, &[&miss, &hit]);
         println!();
