@@ -66,6 +66,9 @@ pub struct HubArgs {
         hide_env_values = true
     )]
     pub database_url: Option<SecretString>,
+    /// Redis: tells running servers about revocations at once; status reads traffic figures.
+    #[arg(long, global = true, env = "NEXUS_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<SecretString>,
     #[command(subcommand)]
     pub command: HubCommand,
 }

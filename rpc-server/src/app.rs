@@ -98,6 +98,21 @@ impl Application {
                     )
                 }
             };
+        let redis = match &cfg.redis_url {
+            Some(url) if control.is_some() => {
+                let health = crate::auth::broadcast::RedisHealth::default();
+                let b = crate::auth::broadcast::start(
+                    url.expose_secret(),
+                    bus.clone(),
+                    Some(metrics.clone()),
+                    health.clone(),
+                    true,
+                )?;
+                bus.set_broadcaster(b);
+                Some(health)
+            }
+            _ => None,
+        };
         let listener = TcpListener::bind((cfg.host.as_str(), cfg.port))
             .await
             .with_context(|| format!("cannot listen on {}:{}", cfg.host, cfg.port))?;
@@ -110,6 +125,7 @@ impl Application {
             metrics,
             cfg.max_body_bytes,
             cfg.public_url.clone(),
+            redis,
         );
         Ok(Self {
             listener,

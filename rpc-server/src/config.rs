@@ -56,6 +56,9 @@ pub struct ServerArgs {
     /// Apply database migrations before serving.
     #[arg(long, env = "NEXUS_MIGRATE")]
     pub migrate: bool,
+    /// Redis for revocation broadcast (and, later, shared limits); optional.
+    #[arg(long, env = "NEXUS_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<SecretString>,
     /// The URL clients use to reach this server (shown by status).
     #[arg(long = "public-url", env = "NEXUS_URL")]
     pub public_url: Option<String>,
@@ -87,6 +90,7 @@ pub struct ServerConfig {
     pub last_used_flush: Duration,
     pub migrate: bool,
     pub public_url: Option<String>,
+    pub redis_url: Option<SecretString>,
 }
 
 impl ServerConfig {
@@ -149,6 +153,7 @@ impl ServerConfig {
             last_used_flush: Duration::from_secs(15),
             migrate: a.migrate,
             public_url: a.public_url,
+            redis_url: a.redis_url.filter(|u| !u.expose_secret().trim().is_empty()),
         })
     }
 }

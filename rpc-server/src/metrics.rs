@@ -28,6 +28,10 @@ pub struct Inner {
     pub db_errors: IntCounterVec,
     /// `op`
     pub db_query_seconds: HistogramVec,
+    /// `event`: published, publish_failed, dropped, received
+    pub invalidations: IntCounterVec,
+    /// Time from a change in one process to its invalidation in this one.
+    pub invalidation_lag: prometheus::Histogram,
     cache_probe: std::sync::Mutex<Option<Arc<crate::auth::IdentityCache>>>,
 }
 
@@ -113,6 +117,23 @@ impl Metrics {
                 "Database query latency by operation",
                 &["op"],
             ),
+            invalidations: counter(
+                &registry,
+                "nexus_invalidations_total",
+                "Cache invalidation broadcasts by event",
+                &["event"],
+            ),
+            invalidation_lag: {
+                let h = prometheus::Histogram::with_opts(
+                    HistogramOpts::new("nexus_invalidation_lag_seconds", "Time from a token or zone change in another process to its invalidation here")
+                        .buckets(LATENCY_BUCKETS.to_vec()),
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(h.clone()))
+                    .expect("unique metric");
+                h
+            },
             registry,
             cache_probe: std::sync::Mutex::new(None),
         }))

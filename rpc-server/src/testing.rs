@@ -115,6 +115,7 @@ pub fn config(db_url: &str, data_dir: &std::path::Path, o: &TestOptions) -> Serv
         last_used_flush: Duration::from_millis(200),
         migrate: false,
         public_url: None,
+        redis_url: None,
     }
 }
 

@@ -63,7 +63,57 @@ pub async fn local_control(
     })
 }
 
+/// Pings Redis: `ok`, `err`, or `n/a` when none is configured.
+pub async fn redis_status(url: Option<&SecretString>) -> &'static str {
+    let Some(url) = url else { return "n/a" };
+    let ping = async {
+        let client = redis::Client::open(url.expose_secret())?;
+        let mut c = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut c).await
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(2), ping).await {
+        Ok(Ok(_)) => "ok",
+        _ => "err",
+    }
+}
+
 pub async fn run_hub(h: HubArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let bus = InvalidationBus::new();
+    let redis_url = h
+        .redis_url
+        .clone()
+        .filter(|u| !u.expose_secret().trim().is_empty());
+    let broadcaster = match &redis_url {
+        Some(u) => {
+            let b = rpc_server::auth::broadcast::start(
+                u.expose_secret(),
+                bus.clone(),
+                None,
+                rpc_server::auth::broadcast::RedisHealth::default(),
+                false,
+            )?;
+            bus.set_broadcaster(b.clone());
+            Some(b)
+        }
+        None => None,
+    };
+    let res = run_hub_inner(h, bus, redis_url.as_ref(), out).await;
+    if let Some(b) = broadcaster
+        && !b.flush(std::time::Duration::from_secs(3)).await
+    {
+        eprintln!(
+            "warning: could not tell running servers through Redis; they refuse the token within the cache TTL"
+        );
+    }
+    res
+}
+
+async fn run_hub_inner(
+    h: HubArgs,
+    bus: Arc<InvalidationBus>,
+    redis_url: Option<&SecretString>,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
     let url = h.database_url.as_ref();
     match h.command {
         HubCommand::Migrate => {
@@ -100,13 +150,14 @@ pub async fn run_hub(h: HubArgs, out: &mut dyn Write) -> Result<(), CliError> {
         }
         HubCommand::Status(a) => {
             let u = db_url(url)?;
-            let (status, problem) = match local_control(u, InvalidationBus::new()).await {
+            let (mut status, problem) = match local_control(u, bus.clone()).await {
                 Ok(c) => {
                     let problem = c.check_database().await.err();
                     (c.status().await, problem.map(|e| e.to_string()))
                 }
                 Err(e) => (unreachable_status(u), Some(e.message)),
             };
+            status.redis = redis_status(redis_url).await.into();
             output::status(out, &status, a.json)?;
             if status.database != "ok" {
                 let why = problem.unwrap_or_else(|| "the database is unreachable".into());
@@ -115,11 +166,11 @@ pub async fn run_hub(h: HubArgs, out: &mut dyn Write) -> Result<(), CliError> {
             Ok(())
         }
         HubCommand::Token(t) => {
-            let control = local_control(db_url(url)?, InvalidationBus::new()).await?;
+            let control = local_control(db_url(url)?, bus.clone()).await?;
             run_token(&control, t, out).await
         }
         HubCommand::Zone(z) => {
-            let control = local_control(db_url(url)?, InvalidationBus::new()).await?;
+            let control = local_control(db_url(url)?, bus.clone()).await?;
             run_zone(&control, z, out).await
         }
     }

@@ -80,6 +80,7 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         last_used_flush: Duration::from_secs(15),
         migrate: true,
         public_url: None,
+        redis_url: None,
     };
     // One bus: CLI-style changes made through this process reach the server's cache at once.
     let bus = InvalidationBus::new();

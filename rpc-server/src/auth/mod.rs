@@ -2,6 +2,7 @@
 //! the identity cache in front of the database provider, and the invalidation bus that
 //! keeps the cache honest when tokens or zones change.
 
+pub mod broadcast;
 pub mod cache;
 pub mod database;
 pub mod identity;

@@ -29,7 +29,7 @@ pub async fn health(State(st): State<AppState>) -> Json<serde_json::Value> {
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "database": database,
-        "redis": "n/a",
+        "redis": st.redis_status(),
         "auth": st.auth.kind(),
         "uptime_seconds": st.started.elapsed().as_secs(),
     }))

@@ -44,6 +44,8 @@ pub struct StateInner {
     pub metrics: Metrics,
     pub max_body_bytes: usize,
     pub public_url: Option<String>,
+    /// Present when Redis is configured.
+    pub redis: Option<crate::auth::broadcast::RedisHealth>,
     pub started: Instant,
 }
 
@@ -55,6 +57,15 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
+    /// `ok`, `err`, or `n/a` when Redis is not configured.
+    pub fn redis_status(&self) -> &'static str {
+        match &self.redis {
+            None => "n/a",
+            Some(h) if h.is_up() => "ok",
+            Some(_) => "err",
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         auth: Arc<dyn AuthProvider>,
@@ -65,6 +76,7 @@ impl AppState {
         metrics: Metrics,
         max_body_bytes: usize,
         public_url: Option<String>,
+        redis: Option<crate::auth::broadcast::RedisHealth>,
     ) -> Self {
         Self(Arc::new(StateInner {
             auth,
@@ -75,6 +87,7 @@ impl AppState {
             metrics,
             max_body_bytes,
             public_url,
+            redis,
             started: Instant::now(),
         }))
     }

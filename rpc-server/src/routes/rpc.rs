@@ -233,6 +233,7 @@ async fn dispatch_admin(
             if s.endpoint.is_none() {
                 s.endpoint = st.public_url.clone();
             }
+            s.redis = st.redis_status().into();
             to_value(s)
         }
         _ => Err(RpcError::method_not_found(method)),
