@@ -113,6 +113,11 @@ impl Application {
             }
             _ => None,
         };
+        let limits = Arc::new(crate::limits::Limits::new(
+            cfg.limits,
+            cfg.redis_url.as_ref().map(|u| u.expose_secret()),
+            metrics.clone(),
+        )?);
         let listener = TcpListener::bind((cfg.host.as_str(), cfg.port))
             .await
             .with_context(|| format!("cannot listen on {}:{}", cfg.host, cfg.port))?;
@@ -126,6 +131,7 @@ impl Application {
             cfg.max_body_bytes,
             cfg.public_url.clone(),
             redis,
+            limits,
         );
         Ok(Self {
             listener,
@@ -161,6 +167,14 @@ impl Application {
                 }
             })
         });
+        let limits = self.state.limits.clone();
+        let housekeeping = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                limits.housekeeping();
+            }
+        });
         tracing::info!(addr = ?self.listener.local_addr().ok(), "rpc-server listening");
         let app = routes::router(self.state.clone());
         // Without TCP_NODELAY small responses wait on delayed ACKs (~40 ms per call).
@@ -176,6 +190,7 @@ impl Application {
         if let Some(f) = flusher {
             f.abort();
         }
+        housekeeping.abort();
         if let Some((lu, store)) = &self.last_used {
             let _ = lu.flush(store).await;
         }

@@ -59,6 +59,15 @@ pub struct ServerArgs {
     /// Redis for revocation broadcast (and, later, shared limits); optional.
     #[arg(long, env = "NEXUS_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<SecretString>,
+    /// Default limit of a token: N/s, N/m or N/h.
+    #[arg(long, env = "NEXUS_RATE_LIMIT_TOKEN", default_value = "300/m")]
+    pub rate_limit_token: nexus_wire::spec::RateLimit,
+    /// Default limit of an admin token.
+    #[arg(long, env = "NEXUS_RATE_LIMIT_ADMIN", default_value = "1000/m")]
+    pub rate_limit_admin: nexus_wire::spec::RateLimit,
+    /// Failed authentications allowed per client address before 429.
+    #[arg(long, env = "NEXUS_AUTH_FAILURE_LIMIT", default_value = "60/m")]
+    pub auth_failure_limit: nexus_wire::spec::RateLimit,
     /// The URL clients use to reach this server (shown by status).
     #[arg(long = "public-url", env = "NEXUS_URL")]
     pub public_url: Option<String>,
@@ -91,6 +100,7 @@ pub struct ServerConfig {
     pub migrate: bool,
     pub public_url: Option<String>,
     pub redis_url: Option<SecretString>,
+    pub limits: crate::limits::LimitConfig,
 }
 
 impl ServerConfig {
@@ -154,6 +164,11 @@ impl ServerConfig {
             migrate: a.migrate,
             public_url: a.public_url,
             redis_url: a.redis_url.filter(|u| !u.expose_secret().trim().is_empty()),
+            limits: crate::limits::LimitConfig {
+                token: a.rate_limit_token,
+                admin: a.rate_limit_admin,
+                auth_failures: a.auth_failure_limit,
+            },
         })
     }
 }

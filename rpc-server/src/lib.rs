@@ -11,6 +11,7 @@ pub mod config;
 pub mod control;
 pub mod db;
 pub mod files;
+pub mod limits;
 pub mod metrics;
 pub mod routes;
 pub mod telemetry;

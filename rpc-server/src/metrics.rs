@@ -32,6 +32,10 @@ pub struct Inner {
     pub invalidations: IntCounterVec,
     /// Time from a change in one process to its invalidation in this one.
     pub invalidation_lag: prometheus::Histogram,
+    /// `tier`: token, admin, custom, auth_failures
+    pub rate_limited: IntCounterVec,
+    /// Rate-limit checks that fell back to local limits because Redis failed.
+    pub rate_limit_fallbacks: prometheus::IntCounter,
     cache_probe: std::sync::Mutex<Option<Arc<crate::auth::IdentityCache>>>,
 }
 
@@ -133,6 +137,23 @@ impl Metrics {
                     .register(Box::new(h.clone()))
                     .expect("unique metric");
                 h
+            },
+            rate_limited: counter(
+                &registry,
+                "nexus_rate_limited_total",
+                "Requests refused by rate limits, by tier",
+                &["tier"],
+            ),
+            rate_limit_fallbacks: {
+                let c = prometheus::IntCounter::new(
+                    "nexus_rate_limit_fallbacks_total",
+                    "Rate-limit checks done locally because Redis failed",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(c.clone()))
+                    .expect("unique metric");
+                c
             },
             registry,
             cache_probe: std::sync::Mutex::new(None),

@@ -87,6 +87,9 @@ pub struct TestOptions {
     /// Share the server's invalidation bus with [`TestApp::control`] (true) or give the
     /// control plane its own, as a separate CLI process would have (false).
     pub shared_bus: bool,
+    /// Redis for broadcast and shared limits (e.g. [`redis_url`]).
+    pub redis_url: Option<String>,
+    pub limits: crate::limits::LimitConfig,
 }
 
 impl Default for TestOptions {
@@ -95,8 +98,17 @@ impl Default for TestOptions {
             auth_cache_ttl: Duration::from_secs(60),
             max_file_bytes: 1024 * 1024,
             shared_bus: true,
+            redis_url: None,
+            limits: Default::default(),
         }
     }
+}
+
+/// The test Redis URL. Tests fail (never skip) without it.
+pub fn redis_url() -> String {
+    std::env::var("NEXUS_TEST_REDIS_URL").expect(
+        "NEXUS_TEST_REDIS_URL is not set: run the tests with scripts/test (it starts Postgres and Redis)",
+    )
 }
 
 pub fn config(db_url: &str, data_dir: &std::path::Path, o: &TestOptions) -> ServerConfig {
@@ -115,7 +127,8 @@ pub fn config(db_url: &str, data_dir: &std::path::Path, o: &TestOptions) -> Serv
         last_used_flush: Duration::from_millis(200),
         migrate: false,
         public_url: None,
-        redis_url: None,
+        redis_url: o.redis_url.clone().map(SecretString::from),
+        limits: o.limits,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The HTTP-level error envelope: `{"error":{"code":"…","message":"…"}}`, built by named
 //! helpers. Converting to a response never logs; callers decide what to record.
 
+use crate::limits::Decision;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -16,6 +17,21 @@ pub enum ApiError {
     PayloadTooLarge,
     NotFound,
     MethodNotAllowed,
+    /// The caller's token is over its rate limit.
+    RateLimited(Decision),
+    /// Too many failed authentications from this address.
+    TooManyFailures,
+}
+
+/// Sets `X-RateLimit-Limit`, `-Remaining` and `-Reset` (seconds until the budget is whole).
+pub fn rate_limit_headers(h: &mut axum::http::HeaderMap, d: &Decision) {
+    for (name, v) in [
+        ("x-ratelimit-limit", u64::from(d.limit)),
+        ("x-ratelimit-remaining", u64::from(d.remaining)),
+        ("x-ratelimit-reset", d.reset_secs),
+    ] {
+        h.insert(name, HeaderValue::from(v));
+    }
 }
 
 impl ApiError {
@@ -26,6 +42,7 @@ impl ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RateLimited(_) | Self::TooManyFailures => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -45,6 +62,14 @@ impl ApiError {
             ),
             Self::NotFound => ("not_found", "no such endpoint"),
             Self::MethodNotAllowed => ("method_not_allowed", "use POST with a JSON-RPC body"),
+            Self::RateLimited(_) => (
+                "rate_limited",
+                "this token is over its rate limit; retry after Retry-After seconds",
+            ),
+            Self::TooManyFailures => (
+                "too_many_failures",
+                "too many failed authentications from this address; retry later",
+            ),
         }
     }
 }
@@ -70,6 +95,16 @@ impl IntoResponse for ApiError {
             }
             Self::MethodNotAllowed => {
                 h.insert(header::ALLOW, HeaderValue::from_static("POST"));
+            }
+            Self::RateLimited(d) => {
+                rate_limit_headers(h, &d);
+                h.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(d.retry_after_secs.max(1)),
+                );
+            }
+            Self::TooManyFailures => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
             }
             _ => {}
         }

@@ -46,6 +46,7 @@ pub struct StateInner {
     pub public_url: Option<String>,
     /// Present when Redis is configured.
     pub redis: Option<crate::auth::broadcast::RedisHealth>,
+    pub limits: Arc<crate::limits::Limits>,
     pub started: Instant,
 }
 
@@ -77,6 +78,7 @@ impl AppState {
         max_body_bytes: usize,
         public_url: Option<String>,
         redis: Option<crate::auth::broadcast::RedisHealth>,
+        limits: Arc<crate::limits::Limits>,
     ) -> Self {
         Self(Arc::new(StateInner {
             auth,
@@ -88,6 +90,7 @@ impl AppState {
             max_body_bytes,
             public_url,
             redis,
+            limits,
             started: Instant::now(),
         }))
     }

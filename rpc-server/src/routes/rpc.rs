@@ -7,7 +7,7 @@ use crate::auth::{AuthError, Identity};
 use crate::files::ZoneView;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use nexus_wire::jsonrpc::{self, Response as RpcResponse};
@@ -15,19 +15,24 @@ use nexus_wire::methods::*;
 use nexus_wire::{ErrorCode, RpcError};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
 pub async fn call_method(
     State(st): State<AppState>,
     method: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    headers: HeaderMap,
-    body: Body,
+    req: axum::extract::Request,
 ) -> Response {
     let started = Instant::now();
     let method = method.map(|Path(m)| m).unwrap_or_default();
     let label = method_label(&method);
-    let (resp, outcome) = handle(&st, &method, &headers, body).await;
+    let (parts, body) = req.into_parts();
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let (resp, outcome) = handle(&st, &method, &parts.headers, peer, body).await;
     st.metrics
         .rpc_requests
         .with_label_values(&[label, outcome])
@@ -43,19 +48,35 @@ async fn handle(
     st: &AppState,
     method: &str,
     headers: &HeaderMap,
+    peer: Option<IpAddr>,
     body: Body,
 ) -> (Response, &'static str) {
     let identity = match authenticate(st, headers).await {
         Ok(id) => id,
+        Err(ApiError::Unavailable) => {
+            return (ApiError::Unavailable.into_response(), "unavailable");
+        }
         Err(e) => {
-            let outcome = if e == ApiError::Unavailable {
-                "unavailable"
-            } else {
-                "unauthorized"
-            };
-            return (e.into_response(), outcome);
+            // Token guessing is slow: past the per-address budget, failures get 429.
+            if let Some(ip) = peer
+                && !st.limits.failed_auth(ip)
+            {
+                return (ApiError::TooManyFailures.into_response(), "rate_limited");
+            }
+            return (e.into_response(), "unauthorized");
         }
     };
+    // whoami is the frontend's verification call and a cache hit: it spends no budget.
+    let decision = if method == "whoami" {
+        None
+    } else {
+        Some(st.limits.check(&identity).await)
+    };
+    if let Some(d) = decision
+        && !d.allowed
+    {
+        return (ApiError::RateLimited(d).into_response(), "rate_limited");
+    }
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -94,6 +115,9 @@ async fn handle(
         ADMIN_HEADER,
         HeaderValue::from_static(if identity.is_admin { "true" } else { "false" }),
     );
+    if let Some(d) = decision {
+        super::errors::rate_limit_headers(h, &d);
+    }
     (resp, outcome)
 }
 
