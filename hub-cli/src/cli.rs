@@ -221,6 +221,117 @@ pub enum ZoneCommand {
 pub struct StatusArgs {
     #[command(flatten)]
     pub target: RemoteArgs,
+    /// Per-zone clients and qps, per-token last seen, rate-limit rejections by tier.
+    #[arg(long)]
+    pub detail: bool,
     #[arg(long)]
     pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn mcp_serve_flags_resolve() {
+        let cli = Cli::try_parse_from([
+            "nexus",
+            "mcp",
+            "serve",
+            "--transport",
+            "http",
+            "--url",
+            "http://nexus:2026",
+            "--port",
+            "0",
+            "--allowed-hosts",
+            "hub.example.com, localhost",
+            "--allowed-origins",
+            "https://app.example.com",
+        ])
+        .expect("parses");
+        let Command::Mcp(McpCommand::Serve(m)) = cli.command else {
+            panic!("mcp serve")
+        };
+        let cfg = mcp_frontend::FrontendConfig::from_args(m.frontend).expect("valid");
+        assert_eq!(cfg.rpc_url, "http://nexus:2026");
+        assert_eq!(cfg.allowed_hosts, ["hub.example.com", "localhost"]);
+        assert_eq!(cfg.allowed_origins, ["https://app.example.com"]);
+        assert!(cfg.require_bearer);
+        let bare = Cli::try_parse_from(["nexus", "mcp", "serve"]).expect("defaults parse");
+        let Command::Mcp(McpCommand::Serve(m)) = bare.command else {
+            panic!("mcp serve")
+        };
+        let cfg = mcp_frontend::FrontendConfig::from_args(m.frontend).expect("valid");
+        assert_eq!(cfg.allowed_hosts, ["localhost", "127.0.0.1", "::1"]);
+        assert!(cfg.allowed_origins.is_empty());
+        assert!(Cli::try_parse_from(["nexus", "mcp", "serve", "--transport", "stdio"]).is_err());
+        assert!(
+            Cli::try_parse_from(["nexus", "mcp", "serve", "--require-bearer", "maybe"]).is_err()
+        );
+    }
+
+    #[test]
+    fn serve_and_hub_flags_resolve() {
+        let cli = Cli::try_parse_from([
+            "nexus",
+            "serve",
+            "--port",
+            "0",
+            "--api-key",
+            "sk-development-key-123",
+        ])
+        .expect("parses");
+        let Command::Serve(s) = cli.command else {
+            panic!("serve")
+        };
+        assert!(rpc_server::ServerConfig::from_args(s.server).is_ok());
+        for args in [
+            &["nexus", "hub", "status", "--json", "--detail"][..],
+            &[
+                "nexus",
+                "hub",
+                "up",
+                "--data-dir",
+                "x",
+                "--rpc-port",
+                "0",
+                "--mcp-port",
+                "0",
+            ],
+            &[
+                "nexus",
+                "hub",
+                "token",
+                "create",
+                "--name",
+                "a",
+                "--zones",
+                "eng:rw",
+                "--rate-limit",
+                "10/s",
+            ],
+            &[
+                "nexus",
+                "hub",
+                "token",
+                "list",
+                "--remote",
+                "http://h",
+                "--admin-token",
+                "sk-x",
+            ],
+            &[
+                "nexus", "hub", "token", "zones", "remove", "a", "eng", "ops",
+            ],
+        ] {
+            Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
+    }
 }

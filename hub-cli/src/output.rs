@@ -194,5 +194,37 @@ pub fn status(out: &mut dyn Write, s: &HubStatus, as_json: bool) -> Result<(), C
             "qps (5m): {}",
             s.qps_5m.map(|q| format!("{q:.2}")).unwrap_or_else(na)
         ),
-    )
+    )?;
+    if let Some(d) = &s.detail {
+        line(out, "zones (5m):")?;
+        if d.zones.is_empty() {
+            line(out, "  none seen")?;
+        }
+        for z in &d.zones {
+            line(
+                out,
+                &format!("  {}: {} clients, {:.2} qps", z.zone, z.clients, z.qps_5m),
+            )?;
+        }
+        line(out, "tokens last seen:")?;
+        if d.tokens.is_empty() {
+            line(out, "  none seen")?;
+        }
+        for t in &d.tokens {
+            let name = t.name.as_deref().unwrap_or("?");
+            line(out, &format!("  {name} ({}): {}", t.key_id, t.last_seen))?;
+        }
+        let rl: Vec<String> = d
+            .rate_limited
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let rl = if rl.is_empty() {
+            "none".to_owned()
+        } else {
+            rl.join(", ")
+        };
+        line(out, &format!("rate-limit rejections: {rl}"))?;
+    }
+    Ok(())
 }

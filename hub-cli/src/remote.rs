@@ -133,8 +133,13 @@ impl RemoteAdmin {
         .await
     }
 
-    pub async fn status(&self) -> Result<HubStatus, CliError> {
-        let mut s: HubStatus = self.call("nexus_hub_status", json!({})).await?;
+    pub async fn status(&self, detail: bool) -> Result<HubStatus, CliError> {
+        let args = if detail {
+            json!({ "detail": true })
+        } else {
+            json!({})
+        };
+        let mut s: HubStatus = self.call("nexus_hub_status", args).await?;
         if s.endpoint.is_none() {
             s.endpoint = Some(self.uri.clone());
         }

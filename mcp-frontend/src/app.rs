@@ -36,6 +36,7 @@ pub struct Inner {
     pub rpc: Arc<RpcClient>,
     pub metrics: Metrics,
     pub sessions: SessionBindings,
+    pub audit: crate::audit::Auditor,
     pub started: Instant,
 }
 
@@ -72,10 +73,19 @@ impl Frontend {
         let listener = TcpListener::bind((cfg.host.as_str(), cfg.port))
             .await
             .with_context(|| format!("cannot listen on {}:{}", cfg.host, cfg.port))?;
+        let metrics = Metrics::new();
+        let audit = crate::audit::Auditor::start(
+            cfg.redis_url
+                .as_ref()
+                .map(|u| secrecy::ExposeSecret::expose_secret(u).to_owned()),
+            metrics.clone(),
+            cfg.audit_stdout,
+        );
         let state = AppState(Arc::new(Inner {
             cfg,
             rpc,
-            metrics: Metrics::new(),
+            audit,
+            metrics,
             sessions: SessionBindings::default(),
             started: Instant::now(),
         }));
@@ -195,6 +205,7 @@ async fn health(State(st): State<AppState>) -> Response {
         "status": if ok { "ok" } else { "degraded" },
         "version": env!("CARGO_PKG_VERSION"),
         "rpc_server": if ok { "ok" } else { "err" },
+        "redis": if st.cfg.redis_url.is_some() { st.metrics.redis_status() } else { "n/a" },
         "uptime_seconds": st.started.elapsed().as_secs(),
     }));
     if ok {

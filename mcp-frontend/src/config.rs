@@ -10,13 +10,6 @@ fn parse_bool(s: &str) -> Result<bool, String> {
     }
 }
 
-fn parse_list(s: &str) -> Result<Vec<String>, String> {
-    Ok(s.split(',')
-        .map(|x| x.trim().to_owned())
-        .filter(|x| !x.is_empty())
-        .collect())
-}
-
 fn parse_secs(s: &str) -> Result<Duration, String> {
     s.trim()
         .parse::<f64>()
@@ -48,14 +41,25 @@ pub struct FrontendArgs {
     #[arg(long, env = "NEXUS_MCP_REQUIRE_BEARER", default_value = "true", value_parser = parse_bool)]
     pub require_bearer: bool,
     /// Allowed Host values (comma-separated; host or host:port; `*` allows any).
-    #[arg(long, env = "NEXUS_MCP_ALLOWED_HOSTS", value_parser = parse_list, default_value = "localhost,127.0.0.1,::1")]
+    #[arg(
+        long,
+        env = "NEXUS_MCP_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        default_value = "localhost,127.0.0.1,::1"
+    )]
     pub allowed_hosts: Vec<String>,
     /// Allowed browser Origins (comma-separated, with scheme); requests without Origin pass.
-    #[arg(long, env = "NEXUS_MCP_ALLOWED_ORIGINS", value_parser = parse_list, default_value = "")]
+    #[arg(long, env = "NEXUS_MCP_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
     /// Serve GET /metrics.
     #[arg(long, env = "NEXUS_MCP_METRICS_ENABLED", default_value = "true", value_parser = parse_bool)]
     pub metrics_enabled: bool,
+    /// Redis for the audit channel and stream and the traffic figures of `hub status`.
+    #[arg(long, env = "NEXUS_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<secrecy::SecretString>,
+    /// Write one audit line per MCP request on stdout.
+    #[arg(long, env = "NEXUS_AUDIT_STDOUT", default_value = "true", value_parser = parse_bool)]
+    pub audit_stdout: bool,
     /// Timeout of one call to the rpc-server, in seconds.
     #[arg(long, env = "NEXUS_MCP_RPC_TIMEOUT", default_value = "30", value_parser = parse_secs)]
     pub rpc_timeout: Duration,
@@ -75,6 +79,8 @@ pub struct FrontendConfig {
     pub rpc_timeout: Duration,
     /// Largest MCP request body accepted.
     pub max_body_bytes: usize,
+    pub redis_url: Option<secrecy::SecretString>,
+    pub audit_stdout: bool,
 }
 
 impl FrontendConfig {
@@ -85,7 +91,20 @@ impl FrontendConfig {
                 "--url must be an http:// or https:// URL of the rpc-server, got {rpc_url:?}"
             );
         }
-        for o in &a.allowed_origins {
+        let clean = |v: Vec<String>| -> Vec<String> {
+            v.into_iter()
+                .map(|x| x.trim().to_owned())
+                .filter(|x| !x.is_empty())
+                .collect()
+        };
+        let allowed_hosts = clean(a.allowed_hosts);
+        let allowed_origins = clean(a.allowed_origins);
+        if allowed_hosts.is_empty() {
+            anyhow::bail!(
+                "NEXUS_MCP_ALLOWED_HOSTS is empty: list the Host names clients use, or * to allow any"
+            );
+        }
+        for o in &allowed_origins {
             if !o.contains("://") && o != "null" {
                 anyhow::bail!("allowed origin {o:?} needs a scheme, e.g. https://{o}");
             }
@@ -96,11 +115,15 @@ impl FrontendConfig {
             port: a.port,
             public_url: a.public_url.map(|u| u.trim_end_matches('/').to_owned()),
             require_bearer: a.require_bearer,
-            allowed_hosts: a.allowed_hosts,
-            allowed_origins: a.allowed_origins,
+            allowed_hosts,
+            allowed_origins,
             metrics_enabled: a.metrics_enabled,
             rpc_timeout: a.rpc_timeout,
             max_body_bytes: 32 * 1024 * 1024,
+            redis_url: a
+                .redis_url
+                .filter(|u| !secrecy::ExposeSecret::expose_secret(u).trim().is_empty()),
+            audit_stdout: a.audit_stdout,
         })
     }
 
@@ -117,6 +140,8 @@ impl FrontendConfig {
             metrics_enabled: true,
             rpc_timeout: Duration::from_secs(30),
             max_body_bytes: 32 * 1024 * 1024,
+            redis_url: None,
+            audit_stdout: true,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! handler) → `forward/` (the pooled rpc client) → rpc-server.
 
 pub mod app;
+pub mod audit;
 pub mod config;
 pub mod forward;
 pub mod layers;

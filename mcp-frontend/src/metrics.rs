@@ -69,6 +69,9 @@ pub struct Inner {
     /// `rpc_method`, `tool_name`, `status` (HTTP status, or `tool_error`)
     pub errors: IntCounterVec,
     pub active_clients: IntGauge,
+    /// `reason`: queue_full, redis_unavailable, publish_failed
+    pub audit_dropped: IntCounterVec,
+    redis_up: std::sync::atomic::AtomicU8,
     recent_clients: moka::sync::Cache<String, ()>,
 }
 
@@ -115,11 +118,20 @@ impl Metrics {
             "Distinct verified tokens seen in the last 5 minutes",
         )
         .expect("valid metric");
+        let audit_dropped = IntCounterVec::new(
+            Opts::new(
+                "nexus_audit_dropped_total",
+                "Audit events not delivered, by reason",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(errors.clone()),
             Box::new(active_clients.clone()),
+            Box::new(audit_dropped.clone()),
         ] {
             registry.register(c).expect("unique metric");
         }
@@ -129,11 +141,27 @@ impl Metrics {
             latency,
             errors,
             active_clients,
+            audit_dropped,
+            redis_up: std::sync::atomic::AtomicU8::new(0),
             recent_clients: moka::sync::Cache::builder()
                 .max_capacity(1_000_000)
                 .time_to_live(Duration::from_secs(300))
                 .build(),
         }))
+    }
+
+    pub fn set_redis_up(&self, up: bool) {
+        self.redis_up
+            .store(if up { 2 } else { 1 }, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `ok`, `err`, or `n/a` before any Redis use (or without Redis).
+    pub fn redis_status(&self) -> &'static str {
+        match self.redis_up.load(std::sync::atomic::Ordering::Relaxed) {
+            2 => "ok",
+            1 => "err",
+            _ => "n/a",
+        }
     }
 
     /// Notes a verified caller by key id (never by token).

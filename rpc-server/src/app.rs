@@ -131,6 +131,7 @@ impl Application {
             cfg.max_body_bytes,
             cfg.public_url.clone(),
             redis,
+            cfg.redis_url.clone(),
             limits,
         );
         Ok(Self {

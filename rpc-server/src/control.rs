@@ -434,6 +434,19 @@ impl Control {
             .map_err(Into::into)
     }
 
+    /// key id → name of every token, for labelling traffic figures.
+    pub async fn token_names(&self) -> std::collections::HashMap<String, String> {
+        self.store
+            .list_tokens(true)
+            .await
+            .map(|all| {
+                all.into_iter()
+                    .map(|r| (r.key_id.to_string(), r.name))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Status as the store sees it. Redis and traffic figures are filled by the caller.
     pub async fn status(&self) -> HubStatus {
         let backend = self.store.backend();
@@ -469,6 +482,7 @@ impl Control {
             zones: zones.ok().map(|z| z.len() as u64),
             connections: None,
             qps_5m: None,
+            detail: None,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod files;
 pub mod limits;
 pub mod metrics;
 pub mod routes;
+pub mod stats;
 pub mod telemetry;
 pub mod zones;
 

@@ -23,6 +23,8 @@ use std::time::Duration;
 use uuid::Uuid;
 
 type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
+/// One keyed limiter per distinct quota (count, period).
+type ByQuota = HashMap<(u32, u32), Arc<Keyed<Uuid>>>;
 
 /// Tier defaults.
 #[derive(Debug, Clone, Copy)]
@@ -91,7 +93,7 @@ return {1, math.floor((now - allow_at) / interval), 0, new_tat - now}
 
 pub struct Limits {
     cfg: LimitConfig,
-    local: RwLock<HashMap<(u32, u32), Arc<Keyed<Uuid>>>>,
+    local: RwLock<ByQuota>,
     failures: Keyed<IpAddr>,
     redis: Option<RedisLimiter>,
     metrics: Metrics,
@@ -163,8 +165,24 @@ impl Limits {
         };
         if !d.allowed {
             self.metrics.rate_limited.with_label_values(&[tier]).inc();
+            self.note_rejection(tier).await;
         }
         d
+    }
+
+    /// Counts a rejection in Redis for `hub status --detail`; best effort, bounded.
+    async fn note_rejection(&self, tier: &'static str) {
+        let Some(r) = &self.redis else { return };
+        let conn = r.conn.lock().await.clone();
+        if let Some(mut c) = conn {
+            let mut cmd = redis::cmd("HINCRBY");
+            cmd.arg(nexus_wire::stats::RATE_LIMITED_KEY)
+                .arg(tier)
+                .arg(1);
+            let _ =
+                tokio::time::timeout(Duration::from_millis(200), cmd.query_async::<i64>(&mut c))
+                    .await;
+        }
     }
 
     fn check_local(&self, key: Uuid, rate: RateLimit, tier: &'static str) -> Decision {

@@ -2,12 +2,30 @@
 //! through a shared invalidation bus (or the server's own admin methods), and within the
 //! cache TTL when the control plane is a separate process with no bus to the server.
 
+use nexus_wire::spec::RateLimit;
 use rpc_server::db::Backend;
+use rpc_server::limits::LimitConfig;
 use rpc_server::testing::{TestApp, TestOptions, code};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+/// Limits far above anything this test sends: rate limiting is not what it is about.
+fn unthrottled() -> TestOptions {
+    let lots = RateLimit {
+        count: 1_000_000,
+        period_secs: 1,
+    };
+    TestOptions {
+        limits: LimitConfig {
+            token: lots,
+            admin: lots,
+            auth_failures: lots,
+        },
+        ..Default::default()
+    }
+}
 
 async fn status(app: &TestApp, token: &str) -> u16 {
     app.rpc_raw(Some(token), "whoami", json!({})).await.0
@@ -38,57 +56,132 @@ async fn a_revoke_through_the_shared_bus_is_refused_on_the_very_next_request() {
 }
 
 /// Requests racing with a revoke: every request that starts after the revoke has returned
-/// is refused, however many lookups were in flight when it happened.
+/// is refused, however many requests were in flight when it happened. Several rounds, since
+/// a race shows only now and then.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_request_started_after_a_revoke_is_accepted() {
-    let app = TestApp::spawn(Backend::Postgres).await;
+    let app = TestApp::spawn_with(Backend::Postgres, unthrottled()).await;
     app.zone("eng").await;
-    let t = app.mint("busy", Some("eng:rw"), false).await;
-    assert_eq!(status(&app, &t.token).await, 200);
+    for round in 0..8 {
+        let name = format!("busy-{round}");
+        let t = app.mint(&name, Some("eng:rw"), false).await;
+        assert_eq!(status(&app, &t.token).await, 200);
 
-    let revoked = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for _ in 0..8 {
-        let (client, base, token) = (app.client.clone(), app.base.clone(), t.token.clone());
-        let (revoked, stop) = (revoked.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut seen = Vec::new();
-            while !stop.load(Ordering::SeqCst) {
-                let after = revoked.load(Ordering::SeqCst);
-                let s = client
-                    .post(format!("{base}/api/nfs/whoami"))
-                    .bearer_auth(&token)
-                    .json(&json!({"jsonrpc": "2.0", "id": 1, "params": {}}))
-                    .send()
-                    .await
-                    .expect("request")
-                    .status()
-                    .as_u16();
-                seen.push((after, s));
-            }
-            seen
-        }));
-    }
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    app.control.revoke_token("busy").await.expect("revoke");
-    revoked.store(true, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    stop.store(true, Ordering::SeqCst);
+        let revoked = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for _ in 0..6 {
+            let (client, base, token) = (app.client.clone(), app.base.clone(), t.token.clone());
+            let (revoked, stop) = (revoked.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    let after = revoked.load(Ordering::SeqCst);
+                    let s = client
+                        .post(format!("{base}/api/nfs/whoami"))
+                        .bearer_auth(&token)
+                        .json(&json!({"jsonrpc": "2.0", "id": 1, "params": {}}))
+                        .send()
+                        .await
+                        .expect("request")
+                        .status()
+                        .as_u16();
+                    seen.push((after, s));
+                }
+                seen
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        app.control.revoke_token(&name).await.expect("revoke");
+        revoked.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        stop.store(true, Ordering::SeqCst);
 
-    let (mut before_ok, mut after) = (0, 0);
-    for task in tasks {
-        for (started_after, s) in task.await.expect("task") {
-            if started_after {
-                after += 1;
-                assert_eq!(s, 401, "a request started after the revoke got {s}");
-            } else if s == 200 {
-                before_ok += 1;
+        let (mut before_ok, mut after, mut stale) = (0, 0, 0);
+        for task in tasks {
+            for (started_after, s) in task.await.expect("task") {
+                if started_after {
+                    after += 1;
+                    if s != 401 {
+                        stale += 1;
+                    }
+                } else if s == 200 {
+                    before_ok += 1;
+                }
             }
         }
+        assert!(
+            before_ok > 0,
+            "round {round}: never accepted before the revoke"
+        );
+        assert!(after > 0, "round {round}: no request ran after the revoke");
+        assert_eq!(
+            stale, 0,
+            "round {round}: {stale} of {after} requests started after the revoke were not refused"
+        );
     }
-    assert!(before_ok > 0, "the token was never accepted before the revoke");
-    assert!(after > 0, "no request ran after the revoke");
+}
+
+/// The same race without HTTP, at the identity cache itself: once `invalidate` has
+/// returned, `get` must never hand out the identity again. Fails in most rounds.
+#[test]
+fn the_identity_cache_never_returns_an_identity_after_invalidating_it() {
+    use nexus_wire::spec::SubjectType;
+    use rpc_server::auth::cache::Cached;
+    use rpc_server::auth::invalidation::{Invalidation, Subscriber};
+    use rpc_server::auth::{Identity, IdentityCache, TokenDigest};
+
+    let mut stale_rounds = Vec::new();
+    for round in 0..50u8 {
+        let cache = Arc::new(IdentityCache::new(
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+        ));
+        let key_id = uuid::Uuid::new_v4();
+        let digest = TokenDigest([round; 32]);
+        let identity = Arc::new(Identity {
+            key_id,
+            name: "t".into(),
+            user_id: "t".into(),
+            subject_type: SubjectType::Agent,
+            is_admin: false,
+            zones: Vec::new(),
+            expires_at: None,
+            rate_limit: None,
+        });
+        cache.insert_valid(digest, identity, cache.epoch());
+        assert!(matches!(cache.get(&digest), Some(Cached::Valid(_))));
+
+        let invalidated = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (cache, invalidated) = (cache.clone(), invalidated.clone());
+                std::thread::spawn(move || {
+                    let (mut after, mut stale) = (0u32, 0u32);
+                    while after < 3000 {
+                        let is_after = invalidated.load(Ordering::SeqCst);
+                        let hit = matches!(cache.get(&digest), Some(Cached::Valid(_)));
+                        if is_after {
+                            after += 1;
+                            stale += u32::from(hit);
+                        }
+                    }
+                    stale
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(2));
+        cache.invalidate(&Invalidation::Token { key_id });
+        invalidated.store(true, Ordering::SeqCst);
+        let stale: u32 = readers.into_iter().map(|r| r.join().expect("reader")).sum();
+        if stale > 0 {
+            stale_rounds.push((round, stale));
+        }
+    }
+    assert!(
+        stale_rounds.is_empty(),
+        "(round, stale hits after invalidate returned): {stale_rounds:?}"
+    );
 }
 
 /// A control plane in another process (no bus to the server, no Redis): the revoked token
@@ -109,8 +202,14 @@ async fn without_a_shared_bus_the_cache_ttl_bounds_a_revoked_tokens_life() {
     let fresh = app.mint("never-used", Some("eng:rw"), false).await;
     assert_eq!(status(&app, &t.token).await, 200);
 
-    app.control.revoke_token("cli-revoked").await.expect("revoke");
-    app.control.revoke_token("never-used").await.expect("revoke");
+    app.control
+        .revoke_token("cli-revoked")
+        .await
+        .expect("revoke");
+    app.control
+        .revoke_token("never-used")
+        .await
+        .expect("revoke");
     // Not cached: the database says revoked.
     assert_eq!(status(&app, &fresh.token).await, 401);
     // Cached: still accepted, since the server was never told.
@@ -246,9 +345,13 @@ async fn zone_grant_changes_take_effect_at_once() {
     .await
     .expect("seed ops");
     let g = app.mint("grantee", Some("eng:rw"), false).await;
-    app.rpc(&g.token, "write", json!({"path": "/a.txt", "content": "eng-a"}))
-        .await
-        .expect("seed eng");
+    app.rpc(
+        &g.token,
+        "write",
+        json!({"path": "/a.txt", "content": "eng-a"}),
+    )
+    .await
+    .expect("seed eng");
     let w = whoami(&app, &g.token).await;
     assert_eq!(w["path_mode"], json!("single"));
 

@@ -2,13 +2,17 @@
 //! accepted, and that every refusal is the same 401 (status, `WWW-Authenticate`, body bytes).
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
-use nexus_wire::spec::{Permission, SubjectType, ZoneGrant};
+use nexus_wire::spec::{Permission, RateLimit, SubjectType, ZoneGrant};
 use reqwest::header::HeaderValue;
 use rpc_server::auth::{PlainToken, TokenHasher};
 use rpc_server::db::{Backend, NewToken};
-use rpc_server::testing::{BACKENDS, TestApp, test_secret};
+use rpc_server::limits::LimitConfig;
+use rpc_server::testing::{BACKENDS, TestApp, TestOptions, test_secret};
 use serde_json::{Value, json};
 use uuid::Uuid;
+
+/// Header names and raw values of one request.
+type Headers = Vec<(&'static str, Vec<u8>)>;
 
 const WHOAMI_BODY: &str = r#"{"jsonrpc":"2.0","id":1,"method":"whoami","params":{}}"#;
 
@@ -104,8 +108,24 @@ fn zone_names(whoami: &Value) -> Vec<String> {
     z
 }
 
+/// Limits far above anything this test sends: rate limiting is not what it is about.
+fn unthrottled() -> TestOptions {
+    let lots = RateLimit {
+        count: 1_000_000,
+        period_secs: 1,
+    };
+    TestOptions {
+        limits: LimitConfig {
+            token: lots,
+            admin: lots,
+            auth_failures: lots,
+        },
+        ..Default::default()
+    }
+}
+
 async fn exercise(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::spawn_with(backend, unthrottled()).await;
     for z in ["eng", "ops", "tmpz"] {
         app.zone(z).await;
     }
@@ -200,7 +220,7 @@ async fn exercise(backend: Backend) {
     let token_scheme = format!("Token {}", single.token);
     let auth_of = |t: &str| format!("Bearer {t}");
 
-    let cases: Vec<(&str, Vec<(&str, Vec<u8>)>)> = vec![
+    let cases: Vec<(&str, Headers)> = vec![
         (
             "unknown",
             vec![("authorization", auth_of(&unknown).into_bytes())],
@@ -242,10 +262,7 @@ async fn exercise(backend: Backend) {
             vec![("authorization", auth_of(&huge).into_bytes())],
         ),
         ("empty authorization", vec![("authorization", Vec::new())]),
-        (
-            "empty bearer",
-            vec![("authorization", b"Bearer ".to_vec())],
-        ),
+        ("empty bearer", vec![("authorization", b"Bearer ".to_vec())]),
         ("bare scheme", vec![("authorization", b"Bearer".to_vec())]),
         ("empty api key", vec![("x-nexus-api-key", Vec::new())]),
         ("missing header", vec![]),
@@ -320,8 +337,7 @@ async fn exercise(backend: Backend) {
             match &reference {
                 None => reference = Some(r.body.clone()),
                 Some(first) => assert_eq!(
-                    first,
-                    &r.body,
+                    first, &r.body,
                     "{backend:?} {label}: body differs from the other refusals"
                 ),
             }
@@ -350,7 +366,12 @@ async fn token_states_are_answered_alike_on_both_backends() {
 async fn a_cached_identity_still_expires_on_time() {
     let app = TestApp::spawn(Backend::Postgres).await;
     app.zone("eng").await;
-    let t = insert_direct(&app, "short", Utc::now() + ChronoDuration::milliseconds(1500)).await;
+    let t = insert_direct(
+        &app,
+        "short",
+        Utc::now() + ChronoDuration::milliseconds(1500),
+    )
+    .await;
     assert_eq!(whoami_bearer(&app, &t).await.status, 200);
     // Cached now (60 s TTL), but the token's own expiry comes first.
     tokio::time::sleep(std::time::Duration::from_millis(1700)).await;

@@ -9,5 +9,6 @@ pub mod bearer;
 pub mod jsonrpc;
 pub mod methods;
 pub mod spec;
+pub mod stats;
 
 pub use jsonrpc::{ErrorCode, RpcError};

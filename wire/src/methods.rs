@@ -380,6 +380,37 @@ pub struct TokenCounts {
     pub expired: u64,
 }
 
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusParams {
+    /// Add per-zone traffic, per-token last seen and rate-limit rejections.
+    #[serde(default)]
+    pub detail: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ZoneTraffic {
+    pub zone: String,
+    /// Distinct verified clients over the last 5 minutes.
+    pub clients: u64,
+    pub qps_5m: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenSeen {
+    pub key_id: String,
+    pub name: Option<String>,
+    pub last_seen: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatusDetail {
+    pub zones: Vec<ZoneTraffic>,
+    pub tokens: Vec<TokenSeen>,
+    /// Rate-limit rejections by tier (token, admin, custom, auth_failures).
+    pub rate_limited: std::collections::BTreeMap<String, u64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HubStatus {
     pub endpoint: Option<String>,
@@ -393,4 +424,6 @@ pub struct HubStatus {
     pub zones: Option<u64>,
     pub connections: Option<u64>,
     pub qps_5m: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<StatusDetail>,
 }

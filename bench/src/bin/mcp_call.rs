@@ -8,15 +8,18 @@
 
 use nexus_bench::{Sample, measure, report};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ClientConfig, ContentBlock, ListToolsResult,
-    PaginatedRequestParams, ProtocolVersion, ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ClientConfig, ContentBlock,
+    ListToolsResult, PaginatedRequestParams, ProtocolVersion, ServerCapabilities, ServerConfig,
+    Tool,
 };
 use rmcp::service::{RequestContext, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use rmcp::{ClientLifecycleMode, ClientServiceExt, ErrorData, RoleClient, RoleServer, ServerHandler};
+use rmcp::{
+    ClientLifecycleMode, ClientServiceExt, ErrorData, RoleClient, RoleServer, ServerHandler,
+};
 use rpc_server::db::Backend;
 use rpc_server::testing::{TestApp, TestOptions};
 use serde_json::{Map, json};
@@ -43,8 +46,14 @@ impl ServerHandler for DirectRead {
         _c: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let schema = json!({"type": "object", "properties": {"path": {"type": "string"}}});
-        let Some(obj) = schema.as_object().cloned() else { return Ok(ListToolsResult::default()) };
-        Ok(ListToolsResult::with_all_items(vec![Tool::new("nexus_read_file", "read", Arc::new(obj))]))
+        let Some(obj) = schema.as_object().cloned() else {
+            return Ok(ListToolsResult::default());
+        };
+        Ok(ListToolsResult::with_all_items(vec![Tool::new(
+            "nexus_read_file",
+            "read",
+            Arc::new(obj),
+        )]))
     }
 
     async fn call_tool(
@@ -52,33 +61,51 @@ impl ServerHandler for DirectRead {
         r: CallToolRequestParams,
         _c: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let path = r.arguments.as_ref().and_then(|a| a.get("path")).and_then(|p| p.as_str()).unwrap_or("");
+        let path = r
+            .arguments
+            .as_ref()
+            .and_then(|a| a.get("path"))
+            .and_then(|p| p.as_str())
+            .unwrap_or("");
         let text = match &self.hop {
             // One loopback hop to a plain HTTP file server, the shape of frontend → rpc-server.
             Some((client, url)) => {
                 let resp = client.post(url).body(path.to_owned()).send().await;
                 match resp {
                     Ok(r) => r.text().await.unwrap_or_default(),
-                    Err(e) => return Ok(CallToolResult::error(vec![ContentBlock::text(e.to_string())]).into()),
+                    Err(e) => {
+                        return Ok(
+                            CallToolResult::error(vec![ContentBlock::text(e.to_string())]).into(),
+                        );
+                    }
                 }
             }
-            None => tokio::fs::read_to_string(self.root.join(path.trim_start_matches('/'))).await.unwrap_or_default(),
+            None => tokio::fs::read_to_string(self.root.join(path.trim_start_matches('/')))
+                .await
+                .unwrap_or_default(),
         };
         Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
     }
 }
 
 async fn serve_rmcp(handler: DirectRead) -> String {
-    let cfg = StreamableHttpServerConfig::default().with_legacy_session_mode(true).with_json_response(true);
-    let svc: StreamableHttpService<DirectRead, LocalSessionManager> =
-        StreamableHttpService::new(move || Ok(handler.clone()), Arc::new(LocalSessionManager::default()), cfg);
+    let cfg = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(true)
+        .with_json_response(true);
+    let svc: StreamableHttpService<DirectRead, LocalSessionManager> = StreamableHttpService::new(
+        move || Ok(handler.clone()),
+        Arc::new(LocalSessionManager::default()),
+        cfg,
+    );
     let app = axum::Router::new().route_service("/mcp", svc);
     serve(app).await + "/mcp"
 }
 
 async fn serve(app: axum::Router) -> String {
     use axum::serve::ListenerExt;
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = l.local_addr().expect("addr");
     let l = l.tap_io(|t| {
         let _ = t.set_nodelay(true);
@@ -95,7 +122,9 @@ async fn client(url: &str, token: Option<&str>) -> RunningService<RoleClient, Cl
     ClientConfig::default()
         .serve_with_lifecycle(
             StreamableHttpClientTransport::from_config(cfg),
-            ClientLifecycleMode::Discover { preferred_versions: vec![ProtocolVersion::V_2026_07_28] },
+            ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            },
         )
         .await
         .expect("client connects")
@@ -108,7 +137,14 @@ fn read_call(path: &str) -> CallToolRequestParams {
 }
 
 /// Throughput at `conc` concurrent callers for `dur`, with p99 of all calls.
-async fn throughput(name: &str, url: &str, token: Option<&str>, path: &str, conc: usize, dur: Duration) -> (f64, Duration) {
+async fn throughput(
+    name: &str,
+    url: &str,
+    token: Option<&str>,
+    path: &str,
+    conc: usize,
+    dur: Duration,
+) -> (f64, Duration) {
     let done = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..conc {
@@ -133,30 +169,52 @@ async fn throughput(name: &str, url: &str, token: Option<&str>, path: &str, conc
         all.extend(t.await.expect("task"));
     }
     all.sort();
-    let p99 = all.get(all.len().saturating_sub(1) * 99 / 100).copied().unwrap_or_default();
+    let p99 = all
+        .get(all.len().saturating_sub(1) * 99 / 100)
+        .copied()
+        .unwrap_or_default();
     let rate = done.load(Ordering::Relaxed) as f64 / dur.as_secs_f64();
-    println!("{name:<44} {conc:>4} callers  {rate:>9.0} calls/s  p99 {:>8.1} µs", p99.as_secs_f64() * 1e6);
+    println!(
+        "{name:<44} {conc:>4} callers  {rate:>9.0} calls/s  p99 {:>8.1} µs",
+        p99.as_secs_f64() * 1e6
+    );
     (rate, p99)
 }
 
 #[tokio::main]
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let (iters, dur) = if quick { (500, Duration::from_secs(2)) } else { (5000, Duration::from_secs(8)) };
+    let (iters, dur) = if quick {
+        (500, Duration::from_secs(2))
+    } else {
+        (5000, Duration::from_secs(8))
+    };
     let content = "x".repeat(1023) + "\n";
 
     // The hub: Postgres, warm cache, frontend in front.
     let app = TestApp::spawn_with(Backend::Postgres, TestOptions::default()).await;
     app.zone("eng").await;
     let token = app.mint("bench", Some("eng:rw"), false).await.token;
-    app.rpc(&token, "write", json!({"path": "/kb.txt", "content": content})).await.expect("write");
-    let fe = mcp_frontend::Frontend::build(mcp_frontend::FrontendConfig::local(&app.base, 0)).await.expect("frontend");
+    app.rpc(
+        &token,
+        "write",
+        json!({"path": "/kb.txt", "content": content}),
+    )
+    .await
+    .expect("write");
+    let fe = mcp_frontend::Frontend::build(mcp_frontend::FrontendConfig::local(&app.base, 0))
+        .await
+        .expect("frontend");
     let hub_url = format!("http://127.0.0.1:{}/mcp", fe.port());
     tokio::spawn(fe.run_until_stopped(std::future::pending()));
 
     // The limit, on the same file.
     let root = app.data_dir.path().join("zones/eng");
-    let direct_url = serve_rmcp(DirectRead { root: root.clone(), hop: None }).await;
+    let direct_url = serve_rmcp(DirectRead {
+        root: root.clone(),
+        hop: None,
+    })
+    .await;
     let file_root = root.clone();
     let files = axum::Router::new().route(
         "/read",
@@ -166,15 +224,30 @@ async fn main() {
         }),
     );
     let files_url = serve(files).await + "/read";
-    let hop = reqwest::Client::builder().tcp_nodelay(true).build().expect("client");
-    let hop_url = serve_rmcp(DirectRead { root, hop: Some((hop, files_url)) }).await;
+    let hop = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .build()
+        .expect("client");
+    let hop_url = serve_rmcp(DirectRead {
+        root,
+        hop: Some((hop, files_url)),
+    })
+    .await;
 
     println!("== concurrency 1: latency (same rmcp client, stateless 2026-07-28 calls)");
     let mut samples: Vec<Sample> = Vec::new();
     for (name, url, tok) in [
-        ("limit: rmcp from disk, no auth, no hop", direct_url.as_str(), None),
+        (
+            "limit: rmcp from disk, no auth, no hop",
+            direct_url.as_str(),
+            None,
+        ),
         ("limit + one loopback HTTP hop", hop_url.as_str(), None),
-        ("hub: frontend → rpc-server, cache hit", hub_url.as_str(), Some(token.as_str())),
+        (
+            "hub: frontend → rpc-server, cache hit",
+            hub_url.as_str(),
+            Some(token.as_str()),
+        ),
     ] {
         let c = client(url, tok).await;
         let s = measure(name, 200, iters, || async {
@@ -186,11 +259,42 @@ async fn main() {
         samples.push(s);
     }
     report(&samples[0], &[&samples[1], &samples[2]]);
-    println!("hub p50 / one-hop p50 = {:.2}", samples[2].p50.as_secs_f64() / samples[1].p50.as_secs_f64());
+    println!(
+        "hub p50 / one-hop p50 = {:.2}",
+        samples[2].p50.as_secs_f64() / samples[1].p50.as_secs_f64()
+    );
 
     println!("\n== concurrency 64: throughput");
-    let (a, _) = throughput("limit: rmcp from disk, no auth, no hop", &direct_url, None, "/kb.txt", 64, dur).await;
-    let (b, _) = throughput("limit + one loopback HTTP hop", &hop_url, None, "/kb.txt", 64, dur).await;
-    let (c, _) = throughput("hub: frontend → rpc-server, cache hit", &hub_url, Some(&token), "/kb.txt", 64, dur).await;
-    println!("hub / no-hop limit = {:.2}   hub / one-hop limit = {:.2}", c / a, c / b);
+    let (a, _) = throughput(
+        "limit: rmcp from disk, no auth, no hop",
+        &direct_url,
+        None,
+        "/kb.txt",
+        64,
+        dur,
+    )
+    .await;
+    let (b, _) = throughput(
+        "limit + one loopback HTTP hop",
+        &hop_url,
+        None,
+        "/kb.txt",
+        64,
+        dur,
+    )
+    .await;
+    let (c, _) = throughput(
+        "hub: frontend → rpc-server, cache hit",
+        &hub_url,
+        Some(&token),
+        "/kb.txt",
+        64,
+        dur,
+    )
+    .await;
+    println!(
+        "hub / no-hop limit = {:.2}   hub / one-hop limit = {:.2}",
+        c / a,
+        c / b
+    );
 }

@@ -63,20 +63,6 @@ pub async fn local_control(
     })
 }
 
-/// Pings Redis: `ok`, `err`, or `n/a` when none is configured.
-pub async fn redis_status(url: Option<&SecretString>) -> &'static str {
-    let Some(url) = url else { return "n/a" };
-    let ping = async {
-        let client = redis::Client::open(url.expose_secret())?;
-        let mut c = client.get_multiplexed_async_connection().await?;
-        redis::cmd("PING").query_async::<String>(&mut c).await
-    };
-    match tokio::time::timeout(std::time::Duration::from_secs(2), ping).await {
-        Ok(Ok(_)) => "ok",
-        _ => "err",
-    }
-}
-
 pub async fn run_hub(h: HubArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let bus = InvalidationBus::new();
     let redis_url = h
@@ -130,7 +116,7 @@ async fn run_hub_inner(
         HubCommand::Up(u) => super::up::run(u, out).await,
         HubCommand::Status(a) if a.target.remote.is_some() => {
             let remote = connect_remote(&a.target).await?;
-            let status = remote.status().await;
+            let status = remote.status(a.detail).await;
             remote.close().await;
             let status = status?;
             output::status(out, &status, a.json)?;
@@ -157,7 +143,12 @@ async fn run_hub_inner(
                 }
                 Err(e) => (unreachable_status(u), Some(e.message)),
             };
-            status.redis = redis_status(redis_url).await.into();
+            let names = match (&problem, a.detail) {
+                (None, true) => local_control(u, bus.clone()).await?.token_names().await,
+                _ => Default::default(),
+            };
+            let url = redis_url.map(ExposeSecret::expose_secret);
+            rpc_server::stats::fill(&mut status, url, a.detail, &names).await;
             output::status(out, &status, a.json)?;
             if status.database != "ok" {
                 let why = problem.unwrap_or_else(|| "the database is unreachable".into());
@@ -246,6 +237,7 @@ fn unreachable_status(url: &SecretString) -> HubStatus {
         zones: None,
         connections: None,
         qps_5m: None,
+        detail: None,
     }
 }
 

@@ -24,6 +24,9 @@ impl std::fmt::Debug for CallerToken {
 pub struct Verified {
     pub key_id: String,
     pub is_admin: bool,
+    pub user_id: String,
+    /// The zone the call addressed, or the caller's zones (comma-separated; `*` = all).
+    pub zone: String,
 }
 
 /// Why a forwarded call failed.
@@ -50,8 +53,13 @@ pub struct RpcClient {
     next_id: AtomicU64,
 }
 
+/// Requests above this size that are cut off mid-upload were refused for their size.
+const LARGE_REQUEST: usize = 1024 * 1024;
+
 pub const KEY_ID_HEADER: &str = "x-nexus-key-id";
 pub const ADMIN_HEADER: &str = "x-nexus-admin";
+pub const USER_ID_HEADER: &str = "x-nexus-user-id";
+pub const ZONE_HEADER: &str = "x-nexus-zone";
 
 impl RpcClient {
     pub fn new(base: &str, timeout: Duration) -> anyhow::Result<Self> {
@@ -85,20 +93,31 @@ impl RpcClient {
         params: Value,
     ) -> Result<(Value, Verified), ForwardError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let body = nexus_wire::jsonrpc::encode_request(id, method, &params);
+        let body = serde_json::to_vec(&nexus_wire::jsonrpc::encode_request(id, method, &params))
+            .map_err(|_| ForwardError::Rpc(RpcError::internal()))?;
+        let len = body.len();
         let resp = self
             .http
             .post(format!("{}/api/nfs/{method}", self.base))
             .bearer_auth(token.0.expose_secret())
-            .json(&body)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
             .send()
             .await
             .map_err(|e| {
-                ForwardError::Unavailable(if e.is_timeout() {
-                    "timed out".into()
+                if e.is_timeout() {
+                    ForwardError::Unavailable("timed out".into())
+                } else if !e.is_connect() && len > LARGE_REQUEST {
+                    // Connected, then cut off mid-upload: the server refused the size.
+                    ForwardError::Rpc(RpcError::new(
+                        nexus_wire::ErrorCode::TooLarge,
+                        format!(
+                            "request of {len} bytes is too large for the hub; send smaller content"
+                        ),
+                    ))
                 } else {
-                    "connection failed".into()
-                })
+                    ForwardError::Unavailable("connection failed".into())
+                }
             })?;
         match resp.status().as_u16() {
             200 => {}
@@ -119,17 +138,18 @@ impl RpcClient {
             }
             s => return Err(ForwardError::Unavailable(format!("HTTP {s}"))),
         }
-        let verified = Verified {
-            key_id: resp
-                .headers()
-                .get(KEY_ID_HEADER)
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default()
-                .to_owned(),
-            is_admin: resp
-                .headers()
-                .get(ADMIN_HEADER)
-                .is_some_and(|v| v.as_bytes() == b"true"),
+                .to_owned()
+        };
+        let verified = Verified {
+            key_id: header(KEY_ID_HEADER),
+            is_admin: header(ADMIN_HEADER) == "true",
+            user_id: header(USER_ID_HEADER),
+            zone: header(ZONE_HEADER),
         };
         let parsed: RpcResponse = resp
             .json()

@@ -12,7 +12,7 @@
 //!   verified first with one `whoami` call, and legacy sessions are checked against the
 //!   key id that opened them.
 
-use super::metrics::Labels;
+use super::metrics::Record;
 use super::{error_response, unauthorized};
 use crate::app::AppState;
 use crate::forward::{ADMIN_HEADER, CallerToken, ForwardError, KEY_ID_HEADER, Verified};
@@ -170,9 +170,12 @@ pub async fn bearer(State(st): State<AppState>, req: Request, next: Next) -> Res
     } else {
         (parts.method.to_string(), None)
     };
-    if let Some(l) = parts.extensions.get::<Labels>() {
-        l.set(&method, tool.as_deref());
-    }
+    let record = parts
+        .extensions
+        .get::<Record>()
+        .cloned()
+        .unwrap_or_default();
+    record.set(&method, tool.as_deref());
     let Some(token) = token else {
         // Bearer not required and none given: the rpc-server refuses every forwarded call.
         return next
@@ -185,7 +188,7 @@ pub async fn bearer(State(st): State<AppState>, req: Request, next: Next) -> Res
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     if parts.method == Method::POST && method == "tools/call" && session.is_none() {
-        return one_hop(st, parts, bytes, token, &metadata, next).await;
+        return one_hop(st, parts, bytes, token, &metadata, &record, next).await;
     }
     let verified = match st.rpc.call(&token, "whoami", serde_json::json!({})).await {
         Ok((_, v)) => v,
@@ -194,6 +197,7 @@ pub async fn bearer(State(st): State<AppState>, req: Request, next: Next) -> Res
         Err(_) => return unavailable(),
     };
     st.metrics.saw_client(&verified.key_id);
+    record.verified(&verified);
     if let Some(sid) = &session
         && !st.sessions.is_owner(sid, &verified.key_id)
     {
@@ -234,6 +238,7 @@ async fn one_hop(
     bytes: Bytes,
     token: CallerToken,
     metadata: &str,
+    record: &Record,
     next: Next,
 ) -> Response {
     let slot = AuthSlot::default();
@@ -245,6 +250,7 @@ async fn one_hop(
     match slot.get() {
         SlotState::Verified(v) => {
             st.metrics.saw_client(&v.key_id);
+            record.verified(&v);
             resp
         }
         SlotState::Unauthorized => unauthorized(metadata),
@@ -253,6 +259,7 @@ async fn one_hop(
         SlotState::Unchecked => match st.rpc.call(&token, "whoami", serde_json::json!({})).await {
             Ok((_, v)) => {
                 st.metrics.saw_client(&v.key_id);
+                record.verified(&v);
                 resp
             }
             Err(ForwardError::Unauthorized) => unauthorized(metadata),

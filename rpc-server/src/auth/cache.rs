@@ -2,14 +2,19 @@
 //!
 //! Freshness is judged against tokio's clock (so tests can pause time), while moka bounds
 //! memory. A flood of junk tokens lands only in the negative cache, whose bound cannot
-//! evict valid identities. An epoch counter closes the race where a lookup that started
-//! before a revoke would re-insert the stale identity after the revoke invalidated it.
+//! evict valid identities.
+//!
+//! Invalidation must be exact, not eventual: moka's predicate invalidation is lazy, so each
+//! invalidation also leaves a tombstone (key id, zone, or everything, with its time), and an
+//! entry whose database lookup *started* at or before a matching tombstone is never served.
+//! Timing entries by the start of their lookup also closes the race where a lookup that
+//! began before a revoke would store the stale identity after it.
 
 use super::invalidation::{Invalidation, Subscriber};
 use super::{Identity, Refusal, TokenDigest};
 use moka::sync::Cache;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -35,16 +40,25 @@ pub enum Cached {
     Refused(Refusal),
 }
 
-/// Marks the state of the cache when a lookup began; see [`IdentityCache::insert_valid`].
+/// When a lookup began; see [`IdentityCache::insert_valid`].
 #[derive(Debug, Clone, Copy)]
-pub struct Epoch(u64);
+pub struct Epoch(Instant);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Tomb {
+    All,
+    Key(uuid::Uuid),
+    Zone(String),
+    /// Any zone changed: concerns zoneless admins, who see every zone.
+    AnyZone,
+}
 
 pub struct IdentityCache {
     positive: Cache<TokenDigest, Positive>,
     negative: Cache<TokenDigest, Negative>,
     ttl: Duration,
     negative_ttl: Duration,
-    epoch: AtomicU64,
+    tombstones: RwLock<HashMap<Tomb, Instant>>,
 }
 
 impl std::fmt::Debug for IdentityCache {
@@ -72,7 +86,7 @@ impl IdentityCache {
                 .build(),
             ttl,
             negative_ttl,
-            epoch: AtomicU64::new(0),
+            tombstones: RwLock::new(HashMap::new()),
         }
     }
 
@@ -82,7 +96,7 @@ impl IdentityCache {
 
     pub fn get(&self, digest: &TokenDigest) -> Option<Cached> {
         if let Some(p) = self.positive.get(digest) {
-            if p.at.elapsed() < self.ttl {
+            if p.at.elapsed() < self.ttl && !self.buried(&p) {
                 return Some(Cached::Valid(p.identity));
             }
             self.positive.invalidate(digest);
@@ -96,12 +110,36 @@ impl IdentityCache {
         None
     }
 
-    /// Call before the database lookup whose result will be inserted.
-    pub fn epoch(&self) -> Epoch {
-        Epoch(self.epoch.load(Ordering::Acquire))
+    /// True when an invalidation at or after the entry's lookup concerns it.
+    fn buried(&self, p: &Positive) -> bool {
+        let tombs = self.tombstones.read().unwrap_or_else(|e| e.into_inner());
+        if tombs.is_empty() {
+            return false;
+        }
+        let hit = |t: &Tomb| tombs.get(t).is_some_and(|at| p.at <= *at);
+        let id = &p.identity;
+        hit(&Tomb::All)
+            || hit(&Tomb::Key(id.key_id))
+            || (id.zones.is_empty() && hit(&Tomb::AnyZone))
+            || id.zones.iter().any(|g| hit(&Tomb::Zone(g.zone_id.clone())))
     }
 
-    /// Caches a verified identity unless an invalidation happened since `since`.
+    fn bury(&self, t: Tomb) {
+        let now = Instant::now();
+        let mut tombs = self.tombstones.write().unwrap_or_else(|e| e.into_inner());
+        // Entries older than the TTL are dead anyway; so are tombstones that old.
+        let ttl = self.ttl;
+        tombs.retain(|_, at| now.duration_since(*at) <= ttl);
+        tombs.insert(t, now);
+    }
+
+    /// Call before the database lookup whose result will be inserted.
+    pub fn epoch(&self) -> Epoch {
+        Epoch(Instant::now())
+    }
+
+    /// Caches a verified identity as of when its lookup began (`since`), so that an
+    /// invalidation made during the lookup still applies to it.
     pub fn insert_valid(&self, digest: TokenDigest, identity: Arc<Identity>, since: Epoch) {
         if self.ttl.is_zero() {
             return;
@@ -110,13 +148,9 @@ impl IdentityCache {
             digest,
             Positive {
                 identity,
-                at: Instant::now(),
+                at: since.0,
             },
         );
-        // Re-check after inserting: an invalidation that raced with the insert removes it.
-        if self.epoch.load(Ordering::Acquire) != since.0 {
-            self.positive.invalidate(&digest);
-        }
     }
 
     pub fn insert_refused(&self, digest: TokenDigest, refusal: Refusal) {
@@ -143,7 +177,15 @@ impl IdentityCache {
 
 impl Subscriber for IdentityCache {
     fn invalidate(&self, what: &Invalidation) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        match what {
+            Invalidation::Token { key_id } => self.bury(Tomb::Key(*key_id)),
+            Invalidation::Zone { zone_id } => {
+                self.bury(Tomb::Zone(zone_id.clone()));
+                self.bury(Tomb::AnyZone);
+            }
+            Invalidation::All => self.bury(Tomb::All),
+        }
+        // Free the memory too (lazily; the tombstones make it exact).
         let res = match what {
             Invalidation::Token { key_id } => {
                 let key_id = *key_id;

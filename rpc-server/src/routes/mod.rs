@@ -46,6 +46,8 @@ pub struct StateInner {
     pub public_url: Option<String>,
     /// Present when Redis is configured.
     pub redis: Option<crate::auth::broadcast::RedisHealth>,
+    /// For reading traffic figures (status).
+    pub redis_url: Option<secrecy::SecretString>,
     pub limits: Arc<crate::limits::Limits>,
     pub started: Instant,
 }
@@ -78,6 +80,7 @@ impl AppState {
         max_body_bytes: usize,
         public_url: Option<String>,
         redis: Option<crate::auth::broadcast::RedisHealth>,
+        redis_url: Option<secrecy::SecretString>,
         limits: Arc<crate::limits::Limits>,
     ) -> Self {
         Self(Arc::new(StateInner {
@@ -90,6 +93,7 @@ impl AppState {
             max_body_bytes,
             public_url,
             redis,
+            redis_url,
             limits,
             started: Instant::now(),
         }))

@@ -81,12 +81,33 @@ async fn handle(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
+    // An authenticated caller that overshoots moderately gets its body drained so it can
+    // read the 413 (closing mid-upload looks like a network failure to it); a grossly
+    // oversized one is cut off.
+    let too_large = |body: Body| async move {
+        let drain = async {
+            let mut stream = body.into_data_stream();
+            let mut seen = 0usize;
+            while let Some(Ok(chunk)) = futures_util::StreamExt::next(&mut stream).await {
+                seen += chunk.len();
+                if seen > st.max_body_bytes.saturating_mul(4) {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
+        (ApiError::PayloadTooLarge.into_response(), "too_large")
+    };
     if declared.is_some_and(|n| n > st.max_body_bytes) {
-        return (ApiError::PayloadTooLarge.into_response(), "too_large");
+        if declared.is_some_and(|n| n > st.max_body_bytes.saturating_mul(4)) {
+            return (ApiError::PayloadTooLarge.into_response(), "too_large");
+        }
+        return too_large(body).await;
     }
     let Ok(bytes) = axum::body::to_bytes(body, st.max_body_bytes).await else {
         return (ApiError::PayloadTooLarge.into_response(), "too_large");
     };
+    let mut zone: Option<String> = None;
     let (id, result) = match jsonrpc::decode_request(&bytes) {
         Err((id, e)) => (id, Err(e)),
         Ok(req) => match req.method.as_deref() {
@@ -96,7 +117,10 @@ async fn handle(
                     "the body's method does not match the URL's",
                 )),
             ),
-            _ => (req.id, dispatch(st, &identity, method, req.params).await),
+            _ => {
+                zone = zone_of(st, &identity, &req.params).await;
+                (req.id, dispatch(st, &identity, method, req.params).await)
+            }
         },
     };
     let outcome = if result.is_ok() { "ok" } else { "rpc_error" };
@@ -115,6 +139,20 @@ async fn handle(
         ADMIN_HEADER,
         HeaderValue::from_static(if identity.is_admin { "true" } else { "false" }),
     );
+    if let Ok(v) = HeaderValue::from_str(&identity.user_id) {
+        h.insert(USER_ID_HEADER, v);
+    }
+    let zone = zone.unwrap_or_else(|| match identity.zones.as_slice() {
+        [] => "*".into(),
+        zs => zs
+            .iter()
+            .map(|g| g.zone_id.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+    });
+    if let Ok(v) = HeaderValue::from_str(&zone) {
+        h.insert(ZONE_HEADER, v);
+    }
     if let Some(d) = decision {
         super::errors::rate_limit_headers(h, &d);
     }
@@ -124,6 +162,21 @@ async fn handle(
 /// Response headers naming the verified caller.
 pub const KEY_ID_HEADER: &str = "x-nexus-key-id";
 pub const ADMIN_HEADER: &str = "x-nexus-admin";
+pub const USER_ID_HEADER: &str = "x-nexus-user-id";
+/// The zone a call addressed (or the caller's zones, comma-separated; `*` for every zone).
+pub const ZONE_HEADER: &str = "x-nexus-zone";
+
+/// The zone a file call's path resolves to, for audit.
+async fn zone_of(st: &AppState, id: &Identity, params: &Value) -> Option<String> {
+    let path = ["path", "old_path"]
+        .iter()
+        .find_map(|k| params.get(*k).and_then(Value::as_str))?;
+    let v = view(st, id).await.ok()?;
+    match v.resolve(path) {
+        Ok(crate::files::Target::Zone(zp)) => Some(zp.zone),
+        _ => None,
+    }
+}
 
 async fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<Arc<Identity>, ApiError> {
     // Two values of one credential header is ambiguity, not a credential.
@@ -149,8 +202,17 @@ async fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<Arc<Identity
     })
 }
 
+/// Decodes params; errors name the offending field (`content: invalid type: …`).
 fn params<T: DeserializeOwned>(v: Value) -> Result<T, RpcError> {
-    serde_json::from_value(v).map_err(|e| RpcError::invalid_params(format!("invalid params: {e}")))
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path.is_empty() || path == "." {
+            RpcError::invalid_params(format!("invalid params: {inner}"))
+        } else {
+            RpcError::invalid_params(format!("invalid params: {path}: {inner}"))
+        }
+    })
 }
 
 fn to_value<T: serde::Serialize>(v: T) -> Result<Value, RpcError> {
@@ -252,12 +314,21 @@ async fn dispatch_admin(
             to_value(c.delete_zone(&q.name).await?)
         }
         "hub_admin_status" => {
-            let _: EmptyParams = params(p)?;
+            let q: StatusParams = params(p)?;
             let mut s = c.status().await;
             if s.endpoint.is_none() {
                 s.endpoint = st.public_url.clone();
             }
-            s.redis = st.redis_status().into();
+            let names = if q.detail {
+                c.token_names().await
+            } else {
+                Default::default()
+            };
+            let url = st
+                .redis_url
+                .as_ref()
+                .map(secrecy::ExposeSecret::expose_secret);
+            crate::stats::fill(&mut s, url, q.detail, &names).await;
             to_value(s)
         }
         _ => Err(RpcError::method_not_found(method)),

@@ -1,0 +1,266 @@
+//! Shared harness of the MCP end-to-end tests: a real rpc-server ([`TestApp`], fresh
+//! Postgres database and data dir) behind a real mcp-frontend on 127.0.0.1 port 0, and
+//! rmcp clients that speak to it with a bearer token in either lifecycle.
+//!
+//! Not every test binary uses every helper.
+#![allow(dead_code)]
+
+use rmcp::model::{CallToolRequestParams, CallToolResult, ClientConfig, ProtocolVersion, Tool};
+use rmcp::service::{ClientInitializeError, RunningService, ServiceError};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{ClientLifecycleMode, ClientServiceExt, RoleClient};
+use rpc_server::db::Backend;
+use rpc_server::testing::TestApp;
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Upper bound of any single MCP exchange in these tests: a hang is a failure, not a wait.
+pub const STEP: Duration = Duration::from_secs(10);
+
+/// A running mcp-frontend in front of some rpc-server URL.
+#[derive(Debug)]
+pub struct FrontendHandle {
+    /// `http://127.0.0.1:<port>`
+    pub base: String,
+    /// `http://127.0.0.1:<port>/mcp`
+    pub mcp_url: String,
+    pub port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for FrontendHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Starts a frontend (defaults of `FrontendConfig::local`) in front of `rpc_base`.
+pub async fn spawn_frontend(rpc_base: &str) -> FrontendHandle {
+    let fe = mcp_frontend::Frontend::build(mcp_frontend::FrontendConfig::local(rpc_base, 0))
+        .await
+        .expect("build the frontend");
+    let port = fe.port();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(fe.run_until_stopped(async move {
+        let _ = rx.await;
+    }));
+    let base = format!("http://127.0.0.1:{port}");
+    FrontendHandle {
+        mcp_url: format!("{base}/mcp"),
+        base,
+        port,
+        stop: Some(tx),
+    }
+}
+
+/// The rpc-server (Postgres) and a frontend in front of it.
+#[derive(Debug)]
+pub struct Hub {
+    pub app: TestApp,
+    pub fe: FrontendHandle,
+}
+
+impl Hub {
+    pub async fn start() -> Self {
+        let app = TestApp::spawn(Backend::Postgres).await;
+        let fe = spawn_frontend(&app.base).await;
+        Self { app, fe }
+    }
+
+    pub fn mcp_url(&self) -> &str {
+        &self.fe.mcp_url
+    }
+
+    /// `<data_dir>/zones`
+    pub fn zones_root(&self) -> PathBuf {
+        self.app.data_dir.path().join("zones")
+    }
+
+    /// Where `rel` of `zone` lives on disk.
+    pub fn on_disk(&self, zone: &str, rel: &str) -> PathBuf {
+        self.zones_root()
+            .join(zone)
+            .join(rel.trim_start_matches('/'))
+    }
+
+    /// Mints a token; returns the raw token.
+    pub async fn token(&self, name: &str, zones: Option<&str>, admin: bool) -> String {
+        self.app.mint(name, zones, admin).await.token
+    }
+}
+
+/// The two MCP lifecycles the frontend serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Era {
+    /// `server/discover`, stateless 2026-07-28 requests.
+    Stateless,
+    /// `initialize`, a legacy 2025-era session (`Mcp-Session-Id`).
+    Session,
+}
+
+pub const ERAS: [Era; 2] = [Era::Stateless, Era::Session];
+
+impl Era {
+    pub fn name(self) -> &'static str {
+        match self {
+            Era::Stateless => "stateless",
+            Era::Session => "session",
+        }
+    }
+
+    fn lifecycle(self) -> ClientLifecycleMode {
+        match self {
+            Era::Stateless => ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            },
+            Era::Session => ClientLifecycleMode::Initialize,
+        }
+    }
+}
+
+pub type Client = RunningService<RoleClient, ClientConfig>;
+
+/// Connects an rmcp client with `Authorization: Bearer <token>`. The error is boxed: rmcp's
+/// is large.
+pub async fn try_connect(
+    url: &str,
+    token: &str,
+    era: Era,
+) -> Result<Client, Box<ClientInitializeError>> {
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(token.to_owned()),
+    );
+    match tokio::time::timeout(
+        STEP,
+        ClientConfig::default().serve_with_lifecycle(transport, era.lifecycle()),
+    )
+    .await
+    {
+        Ok(r) => r.map_err(Box::new),
+        Err(_) => panic!("{} connect to {url} hung", era.name()),
+    }
+}
+
+pub async fn connect(url: &str, token: &str, era: Era) -> Client {
+    try_connect(url, token, era)
+        .await
+        .unwrap_or_else(|e| panic!("{} connect to {url}: {e}", era.name()))
+}
+
+/// One `tools/call`, bounded by [`STEP`].
+pub async fn try_call(c: &Client, tool: &str, args: Value) -> Result<CallToolResult, ServiceError> {
+    let args: Map<String, Value> = match args {
+        Value::Object(m) => m,
+        Value::Null => Map::new(),
+        other => panic!("tool arguments must be an object, got {other}"),
+    };
+    tokio::time::timeout(
+        STEP,
+        c.call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(args)),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("tools/call {tool} hung"))
+}
+
+/// The text content of a tool result, concatenated.
+pub fn text(r: &CallToolResult) -> String {
+    r.content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect()
+}
+
+pub fn is_error(r: &CallToolResult) -> bool {
+    r.is_error == Some(true)
+}
+
+/// A call that must succeed with `isError` unset or false; returns its text.
+#[track_caller]
+pub fn expect_ok(what: &str, r: Result<CallToolResult, ServiceError>) -> String {
+    let r = r.unwrap_or_else(|e| panic!("{what}: protocol error {e}"));
+    assert!(!is_error(&r), "{what}: isError: {}", text(&r));
+    text(&r)
+}
+
+/// A call that must succeed and answer JSON text.
+#[track_caller]
+pub fn expect_json(what: &str, r: Result<CallToolResult, ServiceError>) -> Value {
+    let t = expect_ok(what, r);
+    serde_json::from_str(&t).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {t}"))
+}
+
+/// A call that must be a tool error (`isError: true`); returns its message.
+#[track_caller]
+pub fn expect_tool_error(what: &str, r: Result<CallToolResult, ServiceError>) -> String {
+    let r =
+        r.unwrap_or_else(|e| panic!("{what}: expected an isError result, got protocol error {e}"));
+    assert!(
+        is_error(&r),
+        "{what}: expected isError, got success: {}",
+        text(&r)
+    );
+    text(&r)
+}
+
+/// The error message of a call that failed either way (JSON-RPC error or `isError`).
+#[track_caller]
+pub fn expect_any_error(what: &str, r: Result<CallToolResult, ServiceError>) -> String {
+    match r {
+        Ok(r) => {
+            assert!(
+                is_error(&r),
+                "{what}: expected an error, got success: {}",
+                text(&r)
+            );
+            text(&r)
+        }
+        Err(e) => e.to_string(),
+    }
+}
+
+/// All tools, bounded by [`STEP`].
+pub async fn list_tools(c: &Client) -> Vec<Tool> {
+    tokio::time::timeout(STEP, c.list_all_tools())
+        .await
+        .expect("tools/list hung")
+        .expect("tools/list")
+}
+
+/// Every file (not directory) under `root`, relative, sorted; empty if `root` is missing.
+pub fn walk(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    fn rec(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                rec(root, &p, out);
+            } else {
+                out.push(
+                    p.strip_prefix(root)
+                        .expect("under root")
+                        .display()
+                        .to_string(),
+                );
+            }
+        }
+    }
+    rec(root, root, &mut out);
+    out.sort();
+    out
+}
+
+/// A plain HTTP client that never goes through an environment proxy.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(STEP)
+        .build()
+        .expect("http client")
+}

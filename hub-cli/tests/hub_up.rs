@@ -1,0 +1,405 @@
+//! `nexus hub up` as an operator runs it (SPEC §7): the real binary on a fresh data dir
+//! prints the MCP URL and a one-time admin token, writes admin.env (0600), serves MCP with
+//! that token, answers the remote and local admin commands, refuses a non-admin token
+//! remotely, and after a restart on the same data dir keeps the token and the files.
+
+mod common;
+
+use common::{Era, connect, expect_json, expect_ok, try_call};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BANNER_WAIT: Duration = Duration::from_secs(20);
+
+/// `nexus` with every `NEXUS_*` (and `RUST_LOG`) variable of the test environment removed.
+fn nexus_cmd() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nexus"));
+    for (k, _) in std::env::vars_os() {
+        if let Some(k) = k.to_str()
+            && (k.starts_with("NEXUS_") || k == "RUST_LOG")
+        {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// A running `nexus hub up`; killed (and reaped) when dropped, whatever happened.
+struct HubUp {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stdout: Vec<String>,
+}
+
+impl Drop for HubUp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl HubUp {
+    fn start(data_dir: &Path) -> Self {
+        let mut child = nexus_cmd()
+            .args(["hub", "up", "--data-dir"])
+            .arg(data_dir)
+            .args(["--rpc-port", "0", "--mcp-port", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nexus hub up");
+        let (tx, lines) = mpsc::channel();
+        let out = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines() {
+                let Ok(l) = l else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        // Drain stderr so the child never blocks on a full pipe.
+        let mut err = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = err.read_to_end(&mut sink);
+        });
+        Self {
+            child,
+            lines,
+            stdout: Vec::new(),
+        }
+    }
+
+    /// Reads stdout until the banner's last line (`Operators: …`), at most [`BANNER_WAIT`].
+    fn banner(&mut self) -> Vec<String> {
+        let deadline = Instant::now() + BANNER_WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    let done = l.trim_start().starts_with("Operators:");
+                    self.stdout.push(l);
+                    if done {
+                        return self.stdout.clone();
+                    }
+                }
+                Err(_) => panic!(
+                    "nexus hub up printed no complete banner within {BANNER_WAIT:?}; exit: {:?}; stdout so far:\n{}",
+                    self.child.try_wait().ok().flatten(),
+                    self.stdout.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// SIGTERM, then wait (bounded) for the process to exit.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let st = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill failed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nexus hub up did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The value after `key` (e.g. `mcp: `) on a banner line.
+fn field(lines: &[String], key: &str) -> Option<String> {
+    lines.iter().find_map(|l| {
+        l.trim_start()
+            .strip_prefix(key)
+            .map(|v| v.trim().to_owned())
+    })
+}
+
+/// `export K='v'` lines of admin.env, unquoted.
+fn parse_env(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| {
+            let v = v.trim();
+            let v = v
+                .strip_prefix('\'')
+                .and_then(|v| v.strip_suffix('\''))
+                .unwrap_or(v)
+                .replace("'\\''", "'");
+            (k.to_owned(), v)
+        })
+        .collect()
+}
+
+/// Runs `nexus <args>` with `env`; returns (exit code, stdout, stderr). Never hangs.
+async fn run(args: &[&str], env: &[(String, String)]) -> (i32, String, String) {
+    let mut cmd = nexus_cmd();
+    cmd.args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("nexus {args:?} hung"))
+        .expect("run nexus");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !stdout.contains("panicked") && !stderr.contains("panicked"),
+        "nexus {args:?} panicked: {stderr}"
+    );
+    (out.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+#[track_caller]
+fn ok((code, out, err): (i32, String, String), what: &str) -> String {
+    assert_eq!(code, 0, "{what}: exit {code}\nstdout: {out}\nstderr: {err}");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hub_up_serves_mcp_and_admin_and_survives_a_restart() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+
+    // ---- first start -------------------------------------------------------------------
+    let mut hub = HubUp::start(&data);
+    let banner = hub.banner();
+    let mcp_url = field(&banner, "mcp: ").expect("an `mcp:` line");
+    assert!(
+        mcp_url.starts_with("http://127.0.0.1:") && mcp_url.ends_with("/mcp"),
+        "{mcp_url}"
+    );
+    let token = field(&banner, "token: ").expect("a `token:` line on first start");
+    assert!(token.starts_with("sk-"), "{token}");
+
+    let env_path = data.join("admin.env");
+    let mode = std::fs::metadata(&env_path)
+        .expect("admin.env exists")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "admin.env mode {mode:o}");
+    let env_text = std::fs::read_to_string(&env_path).expect("read admin.env");
+    for k in [
+        "NEXUS_URL",
+        "NEXUS_MCP_URL",
+        "NEXUS_API_KEY",
+        "NEXUS_DATABASE_URL",
+        "NEXUS_API_KEY_SECRET",
+    ] {
+        assert!(
+            env_text.contains(&format!("export {k}=")),
+            "admin.env lacks {k}"
+        );
+    }
+    let env = parse_env(&env_text);
+    let get = |k: &str| {
+        env.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(get("NEXUS_API_KEY"), token);
+    assert_eq!(get("NEXUS_MCP_URL"), mcp_url);
+    assert!(get("NEXUS_URL").starts_with("http://127.0.0.1:"));
+
+    // MCP with the admin token: zoneless, so /zone/<zone>/… paths.
+    let c = connect(&mcp_url, &token, Era::Stateless).await;
+    let w = expect_json("whoami", try_call(&c, "nexus_whoami", json!({})).await);
+    assert_eq!(w["is_admin"], true, "{w}");
+    expect_ok(
+        "write",
+        try_call(
+            &c,
+            "nexus_write_file",
+            json!({"path": "/zone/default/a.txt", "content": "kept"}),
+        )
+        .await,
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("zones/default/a.txt"))
+            .ok()
+            .as_deref(),
+        Some("kept")
+    );
+    let _ = c.cancel().await;
+
+    // Remote admin over MCP (with and without /mcp in the URL), then local admin.
+    let base_url = mcp_url.trim_end_matches("/mcp").to_owned();
+    let out = ok(
+        run(
+            &[
+                "hub",
+                "token",
+                "create",
+                "--name",
+                "bob",
+                "--zone",
+                "default",
+                "--remote",
+                &mcp_url,
+                "--admin-token",
+                &token,
+            ],
+            &[],
+        )
+        .await,
+        "remote token create",
+    );
+    let bob = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token: "))
+        .unwrap_or_else(|| panic!("token create printed no token: {out}"))
+        .to_owned();
+    assert!(bob.starts_with("sk-"), "{out}");
+
+    let out = ok(
+        run(
+            &[
+                "hub",
+                "token",
+                "list",
+                "--remote",
+                &base_url,
+                "--admin-token",
+                &token,
+                "--json",
+            ],
+            &[],
+        )
+        .await,
+        "remote token list",
+    );
+    let list: Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("token list --json ({e}): {out}"));
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap_or_else(|| panic!("{list}"))
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(names.contains(&"bob") && names.contains(&"admin"), "{list}");
+
+    let out = ok(
+        run(
+            &[
+                "hub",
+                "status",
+                "--remote",
+                &mcp_url,
+                "--admin-token",
+                &token,
+            ],
+            &[],
+        )
+        .await,
+        "remote status",
+    );
+    assert!(
+        out.contains("endpoint:") && out.contains("tokens:"),
+        "{out}"
+    );
+
+    let out = ok(run(&["hub", "status"], &env).await, "local status");
+    assert!(out.contains("tokens:"), "{out}");
+    let out = ok(
+        run(&["hub", "status", "--json"], &env).await,
+        "local status --json",
+    );
+    let s: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("status ({e}): {out}"));
+    assert_eq!(s["tokens"]["active"], 2, "{s}");
+    let out = ok(
+        run(&["hub", "token", "list", "--json"], &env).await,
+        "local token list",
+    );
+    assert!(out.contains("\"bob\""), "{out}");
+
+    // bob works as an agent but not as an admin.
+    let b = connect(&mcp_url, &bob, Era::Stateless).await;
+    expect_ok(
+        "bob reads",
+        try_call(&b, "nexus_read_file", json!({"path": "/a.txt"})).await,
+    );
+    let _ = b.cancel().await;
+    let (code, out, err) = run(
+        &[
+            "hub",
+            "token",
+            "list",
+            "--remote",
+            &mcp_url,
+            "--admin-token",
+            &bob,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 1, "non-admin remote: stdout {out} stderr {err}");
+    assert!(out.trim().is_empty(), "non-admin remote printed: {out}");
+    let err_lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(err_lines.len(), 1, "one clear line: {err}");
+    assert!(
+        err_lines[0].starts_with("error:") && err_lines[0].to_ascii_lowercase().contains("admin"),
+        "{err}"
+    );
+
+    let status = hub.terminate();
+    assert!(status.success(), "hub up exit after SIGTERM: {status:?}");
+    drop(hub);
+
+    // ---- restart on the same data dir ------------------------------------------------------
+    let mut hub = HubUp::start(&data);
+    let banner = hub.banner();
+    assert!(
+        field(&banner, "token: ").is_none(),
+        "a restart must not print a new token:\n{}",
+        banner.join("\n")
+    );
+    assert!(
+        banner.iter().any(|l| l.contains("as before")),
+        "{}",
+        banner.join("\n")
+    );
+    let mcp_url = field(&banner, "mcp: ").expect("an `mcp:` line");
+    let env = parse_env(&std::fs::read_to_string(&env_path).expect("admin.env"));
+    assert!(
+        env.iter().any(|(k, v)| k == "NEXUS_API_KEY" && *v == token),
+        "admin.env keeps the token"
+    );
+    let c = connect(&mcp_url, &token, Era::Session).await;
+    let r = expect_ok(
+        "read after restart",
+        try_call(
+            &c,
+            "nexus_read_file",
+            json!({"path": "/zone/default/a.txt"}),
+        )
+        .await,
+    );
+    assert_eq!(r, "kept");
+    let _ = c.cancel().await;
+    let b = connect(&mcp_url, &bob, Era::Stateless).await;
+    expect_ok(
+        "bob after restart",
+        try_call(&b, "nexus_whoami", json!({})).await,
+    );
+    let _ = b.cancel().await;
+    hub.terminate();
+}

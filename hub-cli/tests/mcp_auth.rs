@@ -1,0 +1,486 @@
+//! The frontend's door (SPEC §2, §5), over raw HTTP: every bad token on every verb is a 401
+//! with an RFC 9728 challenge and nothing is executed; legacy sessions belong to the token
+//! that opened them; a token revoked mid-session is refused on its next request, in both
+//! lifecycles; foreign Host headers are refused even with a valid token; /health and
+//! /metrics need no token.
+
+mod common;
+
+use chrono::{Duration as ChronoDuration, Utc};
+use common::{ERAS, Hub, STEP, connect, expect_json, http, try_call, walk};
+use nexus_wire::spec::{Permission, SubjectType, ZoneGrant};
+use reqwest::{Method, RequestBuilder, Response};
+use rpc_server::auth::{PlainToken, TokenHasher};
+use rpc_server::db::NewToken;
+use rpc_server::testing::test_secret;
+use serde_json::{Value, json};
+
+const LEGACY: &str = "2025-11-25";
+const MODERN: &str = "2026-07-28";
+
+fn initialize_body() -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": LEGACY,
+        "capabilities": {},
+        "clientInfo": {"name": "mcp-auth-test", "version": "0"}
+    }})
+}
+
+/// A self-contained 2026-07-28 (stateless) `tools/call` writing `path`.
+fn stateless_write_body(path: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "nexus_write_file",
+        "arguments": {"path": path, "content": "pwned"},
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": MODERN,
+            "io.modelcontextprotocol/clientInfo": {"name": "mcp-auth-test", "version": "0"},
+            "io.modelcontextprotocol/clientCapabilities": {}
+        }
+    }})
+}
+
+fn legacy_call_body(tool: &str, args: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+           "params": {"name": tool, "arguments": args}})
+}
+
+/// A request to `/mcp` with MCP's headers. `auth` is the raw Authorization value, if any.
+fn mcp_req(hub: &Hub, method: Method, auth: Option<&str>) -> RequestBuilder {
+    let mut r = http()
+        .request(method, hub.mcp_url())
+        .header("accept", "application/json, text/event-stream");
+    if let Some(a) = auth {
+        r = r.header("authorization", a);
+    }
+    r
+}
+
+fn post(hub: &Hub, auth: Option<&str>, body: &Value, version: &str) -> RequestBuilder {
+    let mut r = mcp_req(hub, Method::POST, auth)
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if body["method"] != "initialize" {
+        r = r.header("mcp-protocol-version", version);
+    }
+    if version == MODERN
+        && let Some(m) = body["method"].as_str()
+    {
+        r = r.header("mcp-method", m);
+        if let Some(n) = body["params"]["name"].as_str() {
+            r = r.header("mcp-name", n);
+        }
+    }
+    r
+}
+
+async fn send(r: RequestBuilder) -> Response {
+    tokio::time::timeout(STEP, r.send())
+        .await
+        .expect("request hung")
+        .expect("request")
+}
+
+/// Body text of a JSON or SSE response: the JSON-RPC message inside.
+async fn message(resp: Response) -> Value {
+    let is_sse = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let text = resp.text().await.expect("body");
+    let json_text = if is_sse {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(str::trim)
+            .rfind(|d| !d.is_empty())
+            .unwrap_or_default()
+            .to_owned()
+    } else {
+        text.clone()
+    };
+    serde_json::from_str(&json_text).unwrap_or_else(|e| panic!("not JSON-RPC ({e}): {text}"))
+}
+
+/// An already-expired token, inserted directly (the control plane cannot mint one).
+async fn expired_token(hub: &Hub) -> String {
+    let raw = PlainToken::generate();
+    let hasher = TokenHasher::new(&test_secret()).expect("secret");
+    hub.app
+        .db
+        .store
+        .insert_token(&NewToken {
+            key_id: uuid::Uuid::new_v4(),
+            digest: hasher.digest(raw.expose()).0,
+            name: "expired".into(),
+            user_id: "expired".into(),
+            subject_type: SubjectType::Agent,
+            is_admin: false,
+            rate_limit: None,
+            created_at: Utc::now() - ChronoDuration::hours(2),
+            expires_at: Some(Utc::now() - ChronoDuration::hours(1)),
+            zones: vec![ZoneGrant {
+                zone_id: "eng".into(),
+                permission: Permission::ReadWrite,
+            }],
+        })
+        .await
+        .expect("insert expired token");
+    raw.expose().to_owned()
+}
+
+/// 401 with `WWW-Authenticate: Bearer resource_metadata="…/.well-known/oauth-protected-resource"`;
+/// returns the metadata URL.
+#[track_caller]
+fn assert_challenge(what: &str, resp: &Response) -> String {
+    assert_eq!(resp.status().as_u16(), 401, "{what}: status");
+    let h = resp
+        .headers()
+        .get("www-authenticate")
+        .unwrap_or_else(|| panic!("{what}: no WWW-Authenticate"))
+        .to_str()
+        .expect("ASCII header");
+    let url = h
+        .strip_prefix("Bearer resource_metadata=\"")
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("{what}: WWW-Authenticate {h:?}"));
+    assert!(
+        url.ends_with("/.well-known/oauth-protected-resource"),
+        "{what}: WWW-Authenticate {h:?}"
+    );
+    assert!(
+        h.ends_with("/.well-known/oauth-protected-resource\""),
+        "{what}: {h:?}"
+    );
+    url.to_owned()
+}
+
+/// Opens a legacy session with `token`; returns its id.
+async fn open_session(hub: &Hub, token: &str) -> String {
+    let auth = format!("Bearer {token}");
+    let resp = send(post(hub, Some(&auth), &initialize_body(), LEGACY)).await;
+    assert_eq!(resp.status().as_u16(), 200, "initialize");
+    let sid = resp
+        .headers()
+        .get("mcp-session-id")
+        .expect("a legacy initialize opens a session")
+        .to_str()
+        .expect("ASCII session id")
+        .to_owned();
+    let init = message(resp).await;
+    assert!(init["result"]["protocolVersion"].is_string(), "{init}");
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let resp = send(post(hub, Some(&auth), &note, LEGACY).header("mcp-session-id", &sid)).await;
+    assert!(resp.status().is_success(), "initialized: {}", resp.status());
+    sid
+}
+
+/// A tools/call in session `sid` as `token`.
+async fn session_call(hub: &Hub, token: &str, sid: &str, tool: &str, args: Value) -> Response {
+    send(
+        post(
+            hub,
+            Some(&format!("Bearer {token}")),
+            &legacy_call_body(tool, args),
+            LEGACY,
+        )
+        .header("mcp-session-id", sid),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_tokens_get_401_with_a_challenge_and_nothing_runs() {
+    let hub = Hub::start().await;
+    hub.app.zone("eng").await;
+    let owner = hub.token("owner", Some("eng:rw"), false).await;
+    let sid = open_session(&hub, &owner).await;
+
+    let expired = expired_token(&hub).await;
+    let revoked = hub.token("revoked", Some("eng:rw"), false).await;
+    hub.app
+        .control
+        .revoke_token("revoked")
+        .await
+        .expect("revoke");
+    let unknown = format!("sk-{}", "A1b2-C3d4_".repeat(5).get(..43).expect("43 chars"));
+    assert_eq!(unknown.len(), 46);
+
+    // The raw stateless write is well-formed: with a valid token it writes.
+    let resp = send(post(
+        &hub,
+        Some(&format!("Bearer {owner}")),
+        &stateless_write_body("/control.txt"),
+        MODERN,
+    ))
+    .await;
+    assert_eq!(resp.status().as_u16(), 200, "control write");
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let m = message(resp).await;
+    assert!(
+        m["result"]["content"].is_array() && m["result"]["isError"] != true,
+        "control write: {m}"
+    );
+    assert!(
+        ctype.starts_with("application/json"),
+        "stateless tools/call answers JSON here (json_response), got {ctype}"
+    );
+    assert!(hub.on_disk("eng", "control.txt").is_file());
+    let before = walk(&hub.zones_root());
+
+    let cases: Vec<(&str, Option<String>)> = vec![
+        ("no header", None),
+        ("empty bearer", Some("Bearer ".into())),
+        ("basic", Some("Basic x".into())),
+        ("malformed", Some("Bearer sk-short".into())),
+        ("unknown", Some(format!("Bearer {unknown}"))),
+        ("expired", Some(format!("Bearer {expired}"))),
+        ("revoked", Some(format!("Bearer {revoked}"))),
+    ];
+    let mut metadata_urls = Vec::new();
+    for (case, auth) in &cases {
+        let auth = auth.as_deref();
+        let r = send(post(&hub, auth, &initialize_body(), LEGACY)).await;
+        metadata_urls.push(assert_challenge(&format!("{case}: POST initialize"), &r));
+        assert!(
+            r.headers().get("mcp-session-id").is_none(),
+            "{case}: no session"
+        );
+
+        let path = format!("/pwned-{}.txt", case.replace(' ', "-"));
+        let r = send(post(&hub, auth, &stateless_write_body(&path), MODERN)).await;
+        metadata_urls.push(assert_challenge(&format!("{case}: POST tools/call"), &r));
+
+        // Same call inside the owner's session: still refused, still nothing done.
+        let r = send(
+            post(
+                &hub,
+                auth,
+                &legacy_call_body(
+                    "nexus_write_file",
+                    json!({"path": path, "content": "pwned"}),
+                ),
+                LEGACY,
+            )
+            .header("mcp-session-id", &sid),
+        )
+        .await;
+        metadata_urls.push(assert_challenge(
+            &format!("{case}: POST tools/call in a session"),
+            &r,
+        ));
+
+        let r = send(mcp_req(&hub, Method::GET, auth).header("mcp-session-id", &sid)).await;
+        metadata_urls.push(assert_challenge(&format!("{case}: GET"), &r));
+
+        let r = send(mcp_req(&hub, Method::DELETE, auth).header("mcp-session-id", &sid)).await;
+        metadata_urls.push(assert_challenge(&format!("{case}: DELETE"), &r));
+
+        // The X-Nexus-API-Key header is held to the same standard.
+        if let Some(t) = auth.and_then(|a| a.strip_prefix("Bearer ")) {
+            let r = send(
+                post(&hub, None, &stateless_write_body(&path), MODERN).header("x-nexus-api-key", t),
+            )
+            .await;
+            metadata_urls.push(assert_challenge(&format!("{case}: X-Nexus-API-Key"), &r));
+        }
+    }
+    assert_eq!(
+        walk(&hub.zones_root()),
+        before,
+        "a refused request executed something"
+    );
+
+    // The challenge points at a served RFC 9728 document about /mcp.
+    metadata_urls.dedup();
+    assert_eq!(metadata_urls.len(), 1, "{metadata_urls:?}");
+    assert_eq!(
+        metadata_urls[0],
+        format!("{}/.well-known/oauth-protected-resource", hub.fe.base)
+    );
+    let resp = send(http().get(&metadata_urls[0])).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let doc: Value = resp.json().await.expect("metadata JSON");
+    assert!(
+        doc["resource"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("/mcp")),
+        "{doc}"
+    );
+
+    // The bad DELETEs did not end the owner's session.
+    let r = session_call(&hub, &owner, &sid, "nexus_whoami", json!({})).await;
+    assert_eq!(r.status().as_u16(), 200, "owner's session survives");
+    let m = message(r).await;
+    assert!(
+        m["result"]["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("owner")),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_session_belongs_to_the_token_that_opened_it() {
+    let hub = Hub::start().await;
+    hub.app.zone("eng").await;
+    hub.app.zone("ops").await;
+    let a = hub.token("alice", Some("eng:rw"), false).await;
+    let b = hub.token("bob", Some("ops:rw"), false).await;
+    let sid = open_session(&hub, &a).await;
+
+    let r = session_call(&hub, &a, &sid, "nexus_whoami", json!({})).await;
+    assert_eq!(r.status().as_u16(), 200, "the owner uses its session");
+
+    let r = session_call(
+        &hub,
+        &b,
+        &sid,
+        "nexus_write_file",
+        json!({"path": "/hijack.txt", "content": "x"}),
+    )
+    .await;
+    let status = r.status();
+    let body = r.text().await.unwrap_or_default();
+    assert!(
+        !status.is_success(),
+        "another valid token used the session: {status} {body}"
+    );
+    assert!(!body.contains("alice"), "{body}");
+    let r = session_call(&hub, &b, &sid, "nexus_whoami", json!({})).await;
+    assert!(
+        !r.status().is_success(),
+        "whoami in a foreign session: {}",
+        r.status()
+    );
+
+    let r = send(
+        mcp_req(&hub, Method::GET, Some(&format!("Bearer {b}")))
+            .header("mcp-session-id", &sid)
+            .header("mcp-protocol-version", LEGACY),
+    )
+    .await;
+    assert!(
+        !r.status().is_success(),
+        "GET of a foreign session: {}",
+        r.status()
+    );
+
+    let r = send(
+        mcp_req(&hub, Method::DELETE, Some(&format!("Bearer {b}")))
+            .header("mcp-session-id", &sid)
+            .header("mcp-protocol-version", LEGACY),
+    )
+    .await;
+    assert!(
+        !r.status().is_success(),
+        "DELETE of a foreign session: {}",
+        r.status()
+    );
+
+    assert_eq!(
+        walk(&hub.zones_root()),
+        Vec::<String>::new(),
+        "nothing written"
+    );
+    let r = session_call(&hub, &a, &sid, "nexus_whoami", json!({})).await;
+    assert_eq!(r.status().as_u16(), 200, "the owner's session is intact");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_token_revoked_mid_session_is_refused_next_request() {
+    let hub = Hub::start().await;
+    hub.app.zone("eng").await;
+    for era in ERAS {
+        let name = format!("doomed-{}", era.name());
+        let tok = hub.token(&name, Some("eng:rw"), false).await;
+        let c = connect(hub.mcp_url(), &tok, era).await;
+        let w = expect_json(
+            &format!("{name}: whoami"),
+            try_call(&c, "nexus_whoami", json!({})).await,
+        );
+        assert_eq!(w["name"], name.as_str());
+
+        hub.app.control.revoke_token(&name).await.expect("revoke");
+
+        let err = try_call(
+            &c,
+            "nexus_write_file",
+            json!({"path": format!("/{name}.txt"), "content": "x"}),
+        )
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("{name}: a revoked token's call succeeded"));
+        let challenge = err
+            .auth_challenge()
+            .unwrap_or_else(|| panic!("{name}: refused without a 401 challenge: {err}"));
+        assert!(challenge.contains("resource_metadata="), "{challenge}");
+        assert!(!hub.on_disk("eng", &format!("{name}.txt")).exists());
+        let _ = c.cancel().await;
+    }
+
+    // The same, watched on the wire: a session's next request after revocation is a 401.
+    let tok = hub.token("doomed-raw", Some("eng:rw"), false).await;
+    let sid = open_session(&hub, &tok).await;
+    let r = session_call(&hub, &tok, &sid, "nexus_whoami", json!({})).await;
+    assert_eq!(r.status().as_u16(), 200);
+    hub.app
+        .control
+        .revoke_token("doomed-raw")
+        .await
+        .expect("revoke");
+    let r = session_call(&hub, &tok, &sid, "nexus_whoami", json!({})).await;
+    assert_challenge("revoked mid-session (raw)", &r);
+    let r = send(post(
+        &hub,
+        Some(&format!("Bearer {tok}")),
+        &stateless_write_body("/raw.txt"),
+        MODERN,
+    ))
+    .await;
+    assert_challenge("revoked, stateless (raw)", &r);
+    assert!(!hub.on_disk("eng", "raw.txt").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn foreign_host_is_refused_and_health_and_metrics_are_open() {
+    let hub = Hub::start().await;
+    hub.app.zone("eng").await;
+    let tok = hub.token("valid", Some("eng:rw"), false).await;
+    let auth = format!("Bearer {tok}");
+
+    let r = send(post(&hub, Some(&auth), &initialize_body(), LEGACY)).await;
+    assert_eq!(r.status().as_u16(), 200, "valid token, right host");
+
+    for host in ["evil.com", &format!("evil.com:{}", hub.fe.port)] {
+        let r =
+            send(post(&hub, Some(&auth), &initialize_body(), LEGACY).header("host", host)).await;
+        assert_eq!(r.status().as_u16(), 403, "Host {host}");
+        let r = send(
+            post(
+                &hub,
+                Some(&auth),
+                &stateless_write_body("/evil.txt"),
+                MODERN,
+            )
+            .header("host", host),
+        )
+        .await;
+        assert_eq!(r.status().as_u16(), 403, "Host {host}: tools/call");
+    }
+    assert!(!hub.on_disk("eng", "evil.txt").exists());
+
+    let r = send(http().get(format!("{}/health", hub.fe.base))).await;
+    assert_eq!(r.status().as_u16(), 200, "/health without a token");
+    let h: Value = r.json().await.expect("health JSON");
+    assert_eq!(h["status"], "ok", "{h}");
+
+    let r = send(http().get(format!("{}/metrics", hub.fe.base))).await;
+    assert_eq!(r.status().as_u16(), 200, "/metrics without a token");
+    let m = r.text().await.expect("metrics text");
+    assert!(m.contains("nexus_mcp_requests_total"), "{m}");
+}
