@@ -1,0 +1,151 @@
+//! Helpers for the tests that run a hub with Redis (audit trail, traffic figures, Redis
+//! outages, metrics): a frontend built from a given [`FrontendConfig`], plain GETs, and
+//! Prometheus text parsing.
+//!
+//! Not every test binary uses every helper.
+#![allow(dead_code)]
+
+use mcp_frontend::FrontendConfig;
+use rpc_server::db::Backend;
+use rpc_server::limits::LimitConfig;
+use rpc_server::testing::{TestApp, TestOptions};
+use secrecy::SecretString;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// Upper bound of one HTTP exchange or one wait in these tests.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A running frontend, stopped on drop.
+#[derive(Debug)]
+pub struct Frontend {
+    /// `http://127.0.0.1:<port>`
+    pub base: String,
+    /// `http://127.0.0.1:<port>/mcp`
+    pub mcp_url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Frontend {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Starts a frontend from `cfg` (its port should be 0).
+pub async fn spawn_frontend(cfg: FrontendConfig) -> Frontend {
+    let fe = mcp_frontend::Frontend::build(cfg)
+        .await
+        .expect("build the frontend");
+    let port = fe.port();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(fe.run_until_stopped(async move {
+        let _ = rx.await;
+    }));
+    let base = format!("http://127.0.0.1:{port}");
+    Frontend {
+        mcp_url: format!("{base}/mcp"),
+        base,
+        stop: Some(tx),
+    }
+}
+
+/// Frontend settings for tests: loopback in front of `rpc_base`, Redis at `redis_url`.
+pub fn frontend_config(rpc_base: &str, redis_url: Option<&str>, audit_stdout: bool) -> FrontendConfig {
+    let mut cfg = FrontendConfig::local(rpc_base, 0);
+    cfg.redis_url = redis_url.map(|u| SecretString::from(u.to_owned()));
+    cfg.audit_stdout = audit_stdout;
+    cfg
+}
+
+/// Limits far above anything these tests send.
+pub fn unthrottled() -> LimitConfig {
+    let lots = "1000000/s".parse().expect("rate");
+    LimitConfig {
+        token: lots,
+        admin: lots,
+        auth_failures: lots,
+    }
+}
+
+/// An rpc-server (Postgres) using Redis at `redis_url`, with zone `eng`.
+pub async fn rpc_server(redis_url: Option<&str>, limits: LimitConfig) -> TestApp {
+    let app = TestApp::spawn_with(
+        Backend::Postgres,
+        TestOptions {
+            redis_url: redis_url.map(str::to_owned),
+            limits,
+            ..Default::default()
+        },
+    )
+    .await;
+    app.zone("eng").await;
+    app
+}
+
+/// A plain HTTP client that never goes through an environment proxy.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(WAIT)
+        .build()
+        .expect("http client")
+}
+
+pub async fn get_text(url: &str) -> String {
+    let resp = http()
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    resp.text().await.expect("body")
+}
+
+pub async fn get_json(url: &str) -> Value {
+    let t = get_text(url).await;
+    serde_json::from_str(&t).unwrap_or_else(|e| panic!("GET {url}: not JSON ({e}): {t}"))
+}
+
+/// The `redis` field of `<base>/health`.
+pub async fn health_redis(base: &str) -> String {
+    get_json(&format!("{base}/health")).await["redis"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Waits (at most [`WAIT`]) until `<base>/health` reports `redis` = `want`; returns how long.
+pub async fn wait_health_redis(base: &str, want: &str) -> Duration {
+    let start = Instant::now();
+    loop {
+        let got = health_redis(base).await;
+        if got == want {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "{base}/health: redis is {got:?}, not {want:?}, after {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The sum of every sample of metric `name` (any labels) in Prometheus text.
+pub fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let value = if rest.starts_with('{') {
+                rest.rsplit_once('}')?.1
+            } else if rest.starts_with(' ') {
+                rest
+            } else {
+                return None;
+            };
+            value.trim().parse::<f64>().ok()
+        })
+        .sum()
+}
