@@ -22,8 +22,10 @@ async fn main() -> anyhow::Result<()> {
         20
     };
     // Polling a revoked token counts as failed authentication: lift that limit here.
-    let mut limits = rpc_server::limits::LimitConfig::default();
-    limits.auth_failures = "100000/m".parse()?;
+    let limits = rpc_server::limits::LimitConfig {
+        auth_failures: "100000/m".parse()?,
+        ..Default::default()
+    };
     let opts = TestOptions {
         redis_url: Some(redis_url()),
         limits,
