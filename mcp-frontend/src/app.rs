@@ -37,6 +37,8 @@ pub struct Inner {
     pub metrics: Metrics,
     pub sessions: SessionBindings,
     pub audit: crate::audit::Auditor,
+    /// Failed authentications per client address.
+    pub auth_failures: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
     pub started: Instant,
 }
 
@@ -74,6 +76,7 @@ impl Frontend {
             .await
             .with_context(|| format!("cannot listen on {}:{}", cfg.host, cfg.port))?;
         let metrics = Metrics::new();
+        let cfg_failures = cfg.auth_failures_per_min;
         let audit = crate::audit::Auditor::start(
             cfg.redis_url
                 .as_ref()
@@ -87,6 +90,7 @@ impl Frontend {
             audit,
             metrics,
             sessions: SessionBindings::default(),
+            auth_failures: governor::RateLimiter::keyed(failure_quota(cfg_failures)),
             started: Instant::now(),
         }));
         Ok(Self {
@@ -114,15 +118,32 @@ impl Frontend {
         let listener = self.listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
+        let st = self.state.clone();
+        let housekeeping = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                st.auth_failures.retain_recent();
+            }
+        });
         let cancel = self.cancel.clone();
-        let res = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                cancel.cancel();
-            })
-            .await;
+        let res = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            cancel.cancel();
+        })
+        .await;
+        housekeeping.abort();
         res.context("server error")
     }
+}
+
+fn failure_quota(per_min: u32) -> governor::Quota {
+    let n = std::num::NonZeroU32::new(per_min.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
+    governor::Quota::per_minute(n)
 }
 
 /// The whole HTTP application of the frontend.

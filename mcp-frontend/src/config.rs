@@ -60,6 +60,9 @@ pub struct FrontendArgs {
     /// Write one audit line per MCP request on stdout.
     #[arg(long, env = "NEXUS_AUDIT_STDOUT", default_value = "true", value_parser = parse_bool)]
     pub audit_stdout: bool,
+    /// Failed authentications allowed per client address per minute before 429.
+    #[arg(long, env = "NEXUS_AUTH_FAILURES_PER_MIN", default_value_t = 60)]
+    pub auth_failures_per_min: u32,
     /// Timeout of one call to the rpc-server, in seconds.
     #[arg(long, env = "NEXUS_MCP_RPC_TIMEOUT", default_value = "30", value_parser = parse_secs)]
     pub rpc_timeout: Duration,
@@ -81,6 +84,7 @@ pub struct FrontendConfig {
     pub max_body_bytes: usize,
     pub redis_url: Option<secrecy::SecretString>,
     pub audit_stdout: bool,
+    pub auth_failures_per_min: u32,
 }
 
 impl FrontendConfig {
@@ -124,6 +128,7 @@ impl FrontendConfig {
                 .redis_url
                 .filter(|u| !secrecy::ExposeSecret::expose_secret(u).trim().is_empty()),
             audit_stdout: a.audit_stdout,
+            auth_failures_per_min: a.auth_failures_per_min,
         })
     }
 
@@ -142,6 +147,7 @@ impl FrontendConfig {
             max_body_bytes: 32 * 1024 * 1024,
             redis_url: None,
             audit_stdout: true,
+            auth_failures_per_min: 60,
         }
     }
 }

@@ -17,11 +17,12 @@ use super::{error_response, unauthorized};
 use crate::app::AppState;
 use crate::forward::{ADMIN_HEADER, CallerToken, ForwardError, KEY_ID_HEADER, Verified};
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts};
 use axum::middleware::Next;
 use axum::response::Response;
 use secrecy::SecretString;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -139,6 +140,23 @@ fn unavailable() -> Response {
     r
 }
 
+/// 401, or 429 once this client address has failed too often: token guessing is slow.
+fn refuse(st: &AppState, peer: Option<IpAddr>, metadata: &str) -> Response {
+    match peer {
+        Some(ip) if st.auth_failures.check_key(&ip).is_err() => {
+            let mut r = error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_failures",
+                "too many failed authentications from this address; retry later",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            r
+        }
+        _ => unauthorized(metadata),
+    }
+}
+
 pub async fn bearer(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
     // Identity travels in extensions set here, never in headers a client could forge;
@@ -146,10 +164,14 @@ pub async fn bearer(State(st): State<AppState>, req: Request, next: Next) -> Res
     parts.headers.remove(KEY_ID_HEADER);
     parts.headers.remove(ADMIN_HEADER);
     let metadata = resource_metadata_url(&st, &parts.headers);
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
     let token = match caller_token(&parts.headers) {
         Ok(t) => Some(t),
         Err(nexus_wire::bearer::BearerError::Missing) if !st.cfg.require_bearer => None,
-        Err(_) => return unauthorized(&metadata),
+        Err(_) => return refuse(&st, peer, &metadata),
     };
     let bytes = if parts.method == Method::POST {
         match axum::body::to_bytes(body, st.cfg.max_body_bytes).await {
@@ -188,11 +210,11 @@ pub async fn bearer(State(st): State<AppState>, req: Request, next: Next) -> Res
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     if parts.method == Method::POST && method == "tools/call" && session.is_none() {
-        return one_hop(st, parts, bytes, token, &metadata, &record, next).await;
+        return one_hop(st, parts, bytes, token, &metadata, &record, peer, next).await;
     }
     let verified = match st.rpc.call(&token, "whoami", serde_json::json!({})).await {
         Ok((_, v)) => v,
-        Err(ForwardError::Unauthorized) => return unauthorized(&metadata),
+        Err(ForwardError::Unauthorized) => return refuse(&st, peer, &metadata),
         Err(ForwardError::RateLimited { retry_after }) => return rate_limited(retry_after),
         Err(_) => return unavailable(),
     };
@@ -239,6 +261,7 @@ async fn one_hop(
     token: CallerToken,
     metadata: &str,
     record: &Record,
+    peer: Option<IpAddr>,
     next: Next,
 ) -> Response {
     let slot = AuthSlot::default();
@@ -253,7 +276,7 @@ async fn one_hop(
             record.verified(&v);
             resp
         }
-        SlotState::Unauthorized => unauthorized(metadata),
+        SlotState::Unauthorized => refuse(&st, peer, metadata),
         SlotState::RateLimited(r) => rate_limited(r),
         // The handler did not reach the rpc-server: decide on the token before answering.
         SlotState::Unchecked => match st.rpc.call(&token, "whoami", serde_json::json!({})).await {
@@ -262,7 +285,7 @@ async fn one_hop(
                 record.verified(&v);
                 resp
             }
-            Err(ForwardError::Unauthorized) => unauthorized(metadata),
+            Err(ForwardError::Unauthorized) => refuse(&st, peer, metadata),
             Err(ForwardError::RateLimited { retry_after }) => rate_limited(retry_after),
             Err(_) => resp,
         },
