@@ -6,10 +6,8 @@
 
 use chrono::{DateTime, Utc};
 use nexus_wire::spec::{Permission, SubjectType, ZoneGrant};
-use rpc_server::db::{Backend, NewToken, Store};
-use rpc_server::testing::{
-    BACKENDS, TEST_SECRET, TestApp, TestDb, TestOptions, postgres_admin_url,
-};
+use rpc_server::db::{Backend, NewToken};
+use rpc_server::testing::{BACKENDS, TEST_SECRET, TestApp, TestDb, TestOptions};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -1180,18 +1178,7 @@ async fn basics_on_both_backends() {
 
 #[tokio::test]
 async fn migrate_fresh_databases() {
-    let admin = postgres_admin_url();
-    let name = format!("nexus_cli_migrate_{}", uuid::Uuid::new_v4().simple());
-    let store = Store::connect(&admin)
-        .await
-        .expect("connect to test Postgres");
-    store
-        .execute_raw(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create database");
-    store.close().await;
-    let (base, _) = admin.rsplit_once('/').expect("database URL has a path");
-    let pg = format!("{base}/{name}");
+    let pg = rpc_server::testing::empty_postgres_database("nexus_cli_migrate").await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let lite = format!("sqlite://{}", dir.path().join("fresh.db").display());
@@ -1321,18 +1308,7 @@ async fn embedded_secret_file_on_sqlite() {
 
 #[tokio::test]
 async fn unmigrated_database_points_at_migrate() {
-    let admin = postgres_admin_url();
-    let name = format!("nexus_cli_unmigrated_{}", uuid::Uuid::new_v4().simple());
-    let store = Store::connect(&admin)
-        .await
-        .expect("connect to test Postgres");
-    store
-        .execute_raw(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create database");
-    store.close().await;
-    let (base, _) = admin.rsplit_once('/').expect("database URL has a path");
-    let url = format!("{base}/{name}");
+    let url = rpc_server::testing::empty_postgres_database("nexus_cli_unmigrated").await;
     for (args, want) in [
         (&["token", "list"][..], 1),
         (&["zone", "create", "eng"], 1),

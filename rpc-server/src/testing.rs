@@ -44,20 +44,7 @@ impl TestDb {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = match backend {
             Backend::Sqlite => format!("sqlite://{}", dir.path().join("nexus.db").display()),
-            Backend::Postgres => {
-                let admin = postgres_admin_url();
-                let name = format!("nexus_test_{}", uuid::Uuid::new_v4().simple());
-                let admin_store = Store::connect(&admin)
-                    .await
-                    .expect("connect to test Postgres");
-                admin_store
-                    .execute_raw(&format!("CREATE DATABASE {name}"))
-                    .await
-                    .expect("create database");
-                admin_store.close().await;
-                let (base, _) = admin.rsplit_once('/').expect("database URL has a path");
-                format!("{base}/{name}")
-            }
+            Backend::Postgres => empty_postgres_database("nexus_test").await,
         };
         let store = Store::connect(&url).await.expect("connect");
         store.migrate().await.expect("migrate");
@@ -102,6 +89,40 @@ impl Default for TestOptions {
             limits: Default::default(),
         }
     }
+}
+
+impl TestOptions {
+    /// Limits high enough that a test's own traffic never trips them.
+    pub fn unthrottled() -> Self {
+        let lots = nexus_wire::spec::RateLimit {
+            count: 1_000_000,
+            period_secs: 1,
+        };
+        Self {
+            limits: crate::limits::LimitConfig {
+                token: lots,
+                admin: lots,
+                auth_failures: lots,
+            },
+            ..Default::default()
+        }
+    }
+}
+
+/// Creates an empty, un-migrated Postgres database and returns its URL.
+pub async fn empty_postgres_database(prefix: &str) -> String {
+    let admin = postgres_admin_url();
+    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    let admin_store = Store::connect(&admin)
+        .await
+        .expect("connect to test Postgres");
+    admin_store
+        .execute_raw(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
+    admin_store.close().await;
+    let (base, _) = admin.rsplit_once('/').expect("database URL has a path");
+    format!("{base}/{name}")
 }
 
 /// The test Redis URL. Tests fail (never skip) without it.

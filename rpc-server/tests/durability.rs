@@ -2,9 +2,7 @@
 //! failed writes leave the old content whole, writes are atomic to readers, and no
 //! temporary files are left behind.
 
-use nexus_wire::spec::RateLimit;
 use rpc_server::db::Backend;
-use rpc_server::limits::LimitConfig;
 use rpc_server::testing::{BACKENDS, TestApp, TestOptions, code};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -16,18 +14,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Limits far above anything this test sends: rate limiting is not what it is about.
 fn unthrottled() -> TestOptions {
-    let lots = RateLimit {
-        count: 1_000_000,
-        period_secs: 1,
-    };
-    TestOptions {
-        limits: LimitConfig {
-            token: lots,
-            admin: lots,
-            auth_failures: lots,
-        },
-        ..Default::default()
-    }
+    TestOptions::unthrottled()
 }
 
 /// A JSON-RPC call usable from spawned tasks (no borrow of the [`TestApp`]).

@@ -2,9 +2,7 @@
 //! through a shared invalidation bus (or the server's own admin methods), and within the
 //! cache TTL when the control plane is a separate process with no bus to the server.
 
-use nexus_wire::spec::RateLimit;
 use rpc_server::db::Backend;
-use rpc_server::limits::LimitConfig;
 use rpc_server::testing::{TestApp, TestOptions, code};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -13,18 +11,7 @@ use std::time::Duration;
 
 /// Limits far above anything this test sends: rate limiting is not what it is about.
 fn unthrottled() -> TestOptions {
-    let lots = RateLimit {
-        count: 1_000_000,
-        period_secs: 1,
-    };
-    TestOptions {
-        limits: LimitConfig {
-            token: lots,
-            admin: lots,
-            auth_failures: lots,
-        },
-        ..Default::default()
-    }
+    TestOptions::unthrottled()
 }
 
 async fn status(app: &TestApp, token: &str) -> u16 {

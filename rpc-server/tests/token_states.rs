@@ -2,11 +2,10 @@
 //! accepted, and that every refusal is the same 401 (status, `WWW-Authenticate`, body bytes).
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
-use nexus_wire::spec::{Permission, RateLimit, SubjectType, ZoneGrant};
+use nexus_wire::spec::{Permission, SubjectType, ZoneGrant};
 use reqwest::header::HeaderValue;
 use rpc_server::auth::{PlainToken, TokenHasher};
 use rpc_server::db::{Backend, NewToken};
-use rpc_server::limits::LimitConfig;
 use rpc_server::testing::{BACKENDS, TestApp, TestOptions, test_secret};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -110,18 +109,7 @@ fn zone_names(whoami: &Value) -> Vec<String> {
 
 /// Limits far above anything this test sends: rate limiting is not what it is about.
 fn unthrottled() -> TestOptions {
-    let lots = RateLimit {
-        count: 1_000_000,
-        period_secs: 1,
-    };
-    TestOptions {
-        limits: LimitConfig {
-            token: lots,
-            admin: lots,
-            auth_failures: lots,
-        },
-        ..Default::default()
-    }
+    TestOptions::unthrottled()
 }
 
 async fn exercise(backend: Backend) {

@@ -3,9 +3,7 @@
 //! not hold may come back, no filesystem path may leak, and nothing on disk outside the
 //! tokens' own zones may change.
 
-use nexus_wire::spec::RateLimit;
 use rpc_server::db::Backend;
-use rpc_server::limits::LimitConfig;
 use rpc_server::testing::{TestApp, TestDb, TestOptions};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -129,18 +127,7 @@ fn hostile_paths(data_dir: &str) -> Vec<(String, Exp, Exp)> {
 
 /// Limits far above anything this test sends: rate limiting is not what it is about.
 fn unthrottled() -> TestOptions {
-    let lots = RateLimit {
-        count: 1_000_000,
-        period_secs: 1,
-    };
-    TestOptions {
-        limits: LimitConfig {
-            token: lots,
-            admin: lots,
-            auth_failures: lots,
-        },
-        ..Default::default()
-    }
+    TestOptions::unthrottled()
 }
 
 /// Every file and directory under `root`, with a content hash for files.

@@ -18,7 +18,7 @@ use crate::app::AppState;
 use crate::forward::{ADMIN_HEADER, CallerToken, ForwardError, KEY_ID_HEADER, Verified};
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use secrecy::SecretString;
@@ -210,7 +210,9 @@ pub async fn bearer(State(st): State<AppState>, req: Request, next: Next) -> Res
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     if parts.method == Method::POST && method == "tools/call" && session.is_none() {
-        return one_hop(st, parts, bytes, token, &metadata, &record, peer, next).await;
+        parts.extensions.insert(token.clone());
+        let req = Request::from_parts(parts, Body::from(bytes));
+        return one_hop(st, req, token, &metadata, &record, peer, next).await;
     }
     let verified = match st.rpc.call(&token, "whoami", serde_json::json!({})).await {
         Ok((_, v)) => v,
@@ -256,8 +258,7 @@ pub async fn bearer(State(st): State<AppState>, req: Request, next: Next) -> Res
 
 async fn one_hop(
     st: AppState,
-    mut parts: Parts,
-    bytes: Bytes,
+    mut req: Request,
     token: CallerToken,
     metadata: &str,
     record: &Record,
@@ -265,11 +266,8 @@ async fn one_hop(
     next: Next,
 ) -> Response {
     let slot = AuthSlot::default();
-    parts.extensions.insert(token.clone());
-    parts.extensions.insert(slot.clone());
-    let resp = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
+    req.extensions_mut().insert(slot.clone());
+    let resp = next.run(req).await;
     match slot.get() {
         SlotState::Verified(v) => {
             st.metrics.saw_client(&v.key_id);
