@@ -52,6 +52,7 @@ impl std::ops::Deref for AppState {
 pub struct Frontend {
     listener: TcpListener,
     state: AppState,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
     cancel: tokio_util_cancel::Token,
 }
 
@@ -72,6 +73,23 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 impl Frontend {
     pub async fn build(cfg: FrontendConfig) -> anyhow::Result<Self> {
         let rpc = Arc::new(RpcClient::new(&cfg.rpc_url, cfg.rpc_timeout)?);
+        let tls = match &cfg.tls {
+            Some((cert, key)) => {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                Some(
+                    axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                        .await
+                        .with_context(|| {
+                            format!(
+                                "cannot load TLS certificate {} and key {}",
+                                cert.display(),
+                                key.display()
+                            )
+                        })?,
+                )
+            }
+            None => None,
+        };
         let listener = TcpListener::bind((cfg.host.as_str(), cfg.port))
             .await
             .with_context(|| format!("cannot listen on {}:{}", cfg.host, cfg.port))?;
@@ -96,6 +114,7 @@ impl Frontend {
         Ok(Self {
             listener,
             state,
+            tls,
             cancel: Default::default(),
         })
     }
@@ -114,10 +133,6 @@ impl Frontend {
     ) -> anyhow::Result<()> {
         let app = router(self.state.clone(), self.cancel.clone());
         tracing::info!(addr = ?self.listener.local_addr().ok(), rpc = %self.state.rpc.base(), "mcp-frontend listening");
-        // Without TCP_NODELAY a small SSE or JSON response waits on delayed ACKs (~40 ms).
-        let listener = self.listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
         let st = self.state.clone();
         let housekeeping = tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -127,15 +142,39 @@ impl Frontend {
             }
         });
         let cancel = self.cancel.clone();
-        let res = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        let shutdown = async move {
             shutdown.await;
             cancel.cancel();
-        })
-        .await;
+        };
+        let make = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let res = match self.tls {
+            Some(tls) => {
+                let handle = axum_server::Handle::new();
+                let h = handle.clone();
+                tokio::spawn(async move {
+                    shutdown.await;
+                    h.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+                });
+                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
+                    .acceptor(axum_server::accept::NoDelayAcceptor::new());
+                match self.listener.into_std() {
+                    Ok(l) => match axum_server::from_tcp(l) {
+                        Ok(server) => server.acceptor(acceptor).handle(handle).serve(make).await,
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(e),
+                }
+            }
+            None => {
+                // Without TCP_NODELAY a small JSON or SSE response waits on delayed ACKs (~40 ms).
+                let listener = self.listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                axum::serve(listener, make)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+        };
         housekeeping.abort();
         res.context("server error")
     }

@@ -63,6 +63,12 @@ pub struct FrontendArgs {
     /// Failed authentications allowed per client address per minute before 429.
     #[arg(long, env = "NEXUS_AUTH_FAILURES_PER_MIN", default_value_t = 60)]
     pub auth_failures_per_min: u32,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "NEXUS_MCP_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "NEXUS_MCP_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Timeout of one call to the rpc-server, in seconds.
     #[arg(long, env = "NEXUS_MCP_RPC_TIMEOUT", default_value = "30", value_parser = parse_secs)]
     pub rpc_timeout: Duration,
@@ -85,14 +91,17 @@ pub struct FrontendConfig {
     pub redis_url: Option<secrecy::SecretString>,
     pub audit_stdout: bool,
     pub auth_failures_per_min: u32,
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl FrontendConfig {
     pub fn from_args(a: FrontendArgs) -> anyhow::Result<Self> {
         let rpc_url = a.url.trim_end_matches('/').to_owned();
-        if !(rpc_url.starts_with("http://") || rpc_url.starts_with("https://")) {
+        // The hop to the rpc-server stays on the private network in plain HTTP; TLS is for
+        // the public side (--tls-cert here, or a proxy in front).
+        if !rpc_url.starts_with("http://") {
             anyhow::bail!(
-                "--url must be an http:// or https:// URL of the rpc-server, got {rpc_url:?}"
+                "--url must be the http:// URL of the rpc-server on the private network, got {rpc_url:?}"
             );
         }
         let clean = |v: Vec<String>| -> Vec<String> {
@@ -129,6 +138,7 @@ impl FrontendConfig {
                 .filter(|u| !secrecy::ExposeSecret::expose_secret(u).trim().is_empty()),
             audit_stdout: a.audit_stdout,
             auth_failures_per_min: a.auth_failures_per_min,
+            tls: a.tls_cert.zip(a.tls_key),
         })
     }
 
@@ -148,6 +158,7 @@ impl FrontendConfig {
             redis_url: None,
             audit_stdout: true,
             auth_failures_per_min: 60,
+            tls: None,
         }
     }
 }

@@ -24,6 +24,47 @@ pub struct Application {
     state: AppState,
     last_used: Option<(Arc<LastUsed>, Store)>,
     flush_every: std::time::Duration,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+}
+
+/// Loads a PEM certificate chain and key for built-in TLS (rustls with the ring provider).
+pub async fn load_tls(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<axum_server::tls_rustls::RustlsConfig> {
+    // Another part of the process may have installed it already; either way one is set.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot load TLS certificate {} and key {}",
+                cert.display(),
+                key.display()
+            )
+        })
+}
+
+/// Serves `app` over TLS on `listener` until `shutdown`, with TCP_NODELAY, then drains.
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: axum_server::tls_rustls::RustlsConfig,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        h.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+    });
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
+        .acceptor(axum_server::accept::NoDelayAcceptor::new());
+    axum_server::from_tcp(listener.into_std()?)?
+        .acceptor(acceptor)
+        .handle(handle)
+        .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .await
 }
 
 impl std::fmt::Debug for Application {
@@ -134,11 +175,16 @@ impl Application {
             cfg.redis_url.clone(),
             limits,
         );
+        let tls = match &cfg.tls {
+            Some((cert, key)) => Some(load_tls(cert, key).await?),
+            None => None,
+        };
         Ok(Self {
             listener,
             state,
             last_used,
             flush_every: cfg.last_used_flush,
+            tls,
         })
     }
 
@@ -178,16 +224,21 @@ impl Application {
         });
         tracing::info!(addr = ?self.listener.local_addr().ok(), "rpc-server listening");
         let app = routes::router(self.state.clone());
-        // Without TCP_NODELAY small responses wait on delayed ACKs (~40 ms per call).
-        let listener = self.listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let res = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let res = match self.tls {
+            Some(tls) => serve_tls(self.listener, tls, app, shutdown).await,
+            None => {
+                // Without TCP_NODELAY small responses wait on delayed ACKs (~40 ms per call).
+                let listener = self.listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                )
+                .with_graceful_shutdown(shutdown)
+                .await
+            }
+        };
         if let Some(f) = flusher {
             f.abort();
         }

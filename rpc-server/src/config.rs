@@ -68,6 +68,12 @@ pub struct ServerArgs {
     /// Failed authentications allowed per client address before 429.
     #[arg(long, env = "NEXUS_AUTH_FAILURE_LIMIT", default_value = "60/m")]
     pub auth_failure_limit: nexus_wire::spec::RateLimit,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "NEXUS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "NEXUS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// The URL clients use to reach this server (shown by status).
     #[arg(long = "public-url", env = "NEXUS_URL")]
     pub public_url: Option<String>,
@@ -101,6 +107,8 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     pub redis_url: Option<SecretString>,
     pub limits: crate::limits::LimitConfig,
+    /// Certificate chain and key (PEM) for built-in TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl ServerConfig {
@@ -164,6 +172,7 @@ impl ServerConfig {
             migrate: a.migrate,
             public_url: a.public_url,
             redis_url: a.redis_url.filter(|u| !u.expose_secret().trim().is_empty()),
+            tls: a.tls_cert.zip(a.tls_key),
             limits: crate::limits::LimitConfig {
                 token: a.rate_limit_token,
                 admin: a.rate_limit_admin,

@@ -39,6 +39,41 @@ pub struct TestDb {
     pub dir: TempDir,
 }
 
+/// Drops a test database when the test is done with it, so thousands of test runs do not
+/// fill the disk. Runs on its own thread: `Drop` cannot await.
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some((_, name)) = self.url.rsplit_once('/') else {
+            return;
+        };
+        if !self.url.starts_with("postgres") || !name.starts_with("nexus_") {
+            return;
+        }
+        let name = name.to_owned();
+        let Ok(admin) = std::env::var("NEXUS_TEST_DATABASE_URL") else {
+            return;
+        };
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            // FORCE ends the test's own pooled connections, whatever runtime they live on.
+            rt.block_on(async move {
+                if let Ok(a) = Store::connect(&admin).await {
+                    let _ = a
+                        .execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                    a.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 impl TestDb {
     pub async fn new(backend: Backend) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -150,6 +185,7 @@ pub fn config(db_url: &str, data_dir: &std::path::Path, o: &TestOptions) -> Serv
         public_url: None,
         redis_url: o.redis_url.clone().map(SecretString::from),
         limits: o.limits,
+        tls: None,
     }
 }
 

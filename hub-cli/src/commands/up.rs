@@ -81,6 +81,7 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         migrate: true,
         public_url: None,
         redis_url: None,
+        tls: None,
         limits: Default::default(),
     };
     // One bus: CLI-style changes made through this process reach the server's cache at once.

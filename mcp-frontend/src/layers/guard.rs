@@ -52,7 +52,16 @@ pub fn origin_allowed(allowed: &[String], origin: &str) -> bool {
     })
 }
 
-pub async fn host_guard(State(st): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn host_guard(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    // HTTP/2 carries the host in :authority, not Host: give everything below one Host.
+    if !req.headers().contains_key(header::HOST)
+        && let Some(v) = req
+            .uri()
+            .authority()
+            .and_then(|a| axum::http::HeaderValue::from_str(a.as_str()).ok())
+    {
+        req.headers_mut().insert(header::HOST, v);
+    }
     let host = req
         .headers()
         .get(header::HOST)
