@@ -12,6 +12,10 @@ use secrecy::SecretString;
     propagate_version = true
 )]
 pub struct Cli {
+    /// Configuration file ([rpc] for serve, [mcp] for mcp serve); flags and environment
+    /// variables override it.
+    #[arg(long, global = true, env = "NEXUS_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -87,6 +91,16 @@ pub enum HubCommand {
     Migrate,
     /// Run the embedded hub: SQLite, rpc-server and MCP frontend on 127.0.0.1, one command.
     Up(UpArgs),
+    /// Check a configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the file given with --config and print the effective settings of both
+    /// servers (file < environment < flags), secrets redacted.
+    Check,
 }
 
 #[derive(Debug, Args)]

@@ -11,12 +11,48 @@ pub mod remote;
 
 pub use error::CliError;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
+use std::ffi::OsString;
 use std::process::ExitCode;
+
+/// Parses the command line; with `--config`, the file fills what flags and environment left
+/// at defaults for `serve` ([rpc]) and `mcp serve` ([mcp]).
+pub fn parse(argv: Vec<OsString>) -> anyhow::Result<cli::Cli> {
+    let first = cli::Cli::try_parse_from(&argv)?;
+    let Some(file) = first.config.clone() else {
+        return Ok(first);
+    };
+    let (leaf, section): (&[&str], &str) = match &first.command {
+        cli::Command::Serve(_) => (&["serve"], "rpc"),
+        cli::Command::Mcp(_) => (&["mcp", "serve"], "mcp"),
+        cli::Command::Hub(_) => {
+            // Validate the file even when only `hub config check` reads it.
+            rpc_server::config_file::read_section(&file, "rpc")?;
+            return Ok(first);
+        }
+    };
+    let m = rpc_server::config_file::parse_with_file(
+        &cli::Cli::command(),
+        &argv,
+        leaf,
+        section,
+        &file,
+    )?;
+    Ok(cli::Cli::from_arg_matches(&m)?)
+}
 
 /// Parses arguments, runs the command, prints one error line on failure.
 pub fn main_entry() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = match parse(std::env::args_os().collect()) {
+        Ok(c) => c,
+        Err(e) => match e.downcast::<clap::Error>() {
+            Ok(ce) => ce.exit(),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

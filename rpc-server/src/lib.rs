@@ -8,6 +8,7 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod config_file;
 pub mod control;
 pub mod db;
 pub mod files;

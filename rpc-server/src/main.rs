@@ -1,6 +1,6 @@
 //! `nexusd`: the rpc-server binary. All logic lives in the library.
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use rpc_server::{Application, ServerArgs, ServerConfig};
 use std::process::ExitCode;
 
@@ -11,14 +11,36 @@ use std::process::ExitCode;
     about = "Nexus Hub rpc-server: tokens, zones and files"
 )]
 struct Cli {
+    /// Configuration file (its [rpc] section); flags and environment variables override it.
+    #[arg(long, env = "NEXUS_CONFIG")]
+    config: Option<std::path::PathBuf>,
     #[command(flatten)]
     server: ServerArgs,
+}
+
+fn parse() -> anyhow::Result<Cli> {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let first = Cli::try_parse_from(&argv)?;
+    let Some(file) = first.config.clone() else {
+        return Ok(first);
+    };
+    let m = rpc_server::config_file::parse_with_file(&Cli::command(), &argv, &[], "rpc", &file)?;
+    Ok(Cli::from_arg_matches(&m)?)
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     rpc_server::telemetry::init_from_env();
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(c) => c,
+        Err(e) => match e.downcast::<clap::Error>() {
+            Ok(ce) => ce.exit(),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     match run(cli.server).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

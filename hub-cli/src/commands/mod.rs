@@ -1,6 +1,7 @@
 //! Command implementations. Each command resolves its control plane (local database) and
 //! prints through [`crate::output`].
 
+mod config;
 mod hub;
 mod up;
 
@@ -11,6 +12,9 @@ pub use hub::{local_control, run_hub};
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
+        Command::Hub(h) if matches!(h.command, crate::cli::HubCommand::Config(_)) => {
+            config::check(cli.config.as_deref(), &mut std::io::stdout())
+        }
         Command::Hub(h) => run_hub(h, &mut std::io::stdout()).await,
         Command::Serve(s) => {
             rpc_server::telemetry::init_from_env();

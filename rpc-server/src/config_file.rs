@@ -1,0 +1,216 @@
+//! The configuration file (`--config nexus-hub.toml`): one section per program (`[rpc]`
+//! for nexusd / `nexus serve`, `[mcp]` for `nexus mcp serve`), keys named as the flags
+//! (`allowed_hosts` for `--allowed-hosts`). Precedence is defaults < file < environment <
+//! flags: a file value is used only where neither a flag nor an environment variable gave
+//! one, by handing it to clap as if typed, so it is validated exactly like a flag.
+
+use anyhow::{Context, bail};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Command};
+use std::ffi::OsString;
+use std::path::Path;
+
+/// Keys that hold secrets: accepted only from a file readable by its owner alone.
+const SECRET_KEYS: &[&str] = &["database_url", "redis_url"];
+
+/// Reads `section` of a TOML file as `(key, value as flag text)` pairs.
+pub fn read_section(path: &Path, section: &str) -> anyhow::Result<Vec<(String, Option<String>)>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let doc: toml::Table = text
+        .parse()
+        .with_context(|| format!("{} is not valid TOML", path.display()))?;
+    for k in doc.keys() {
+        if !["rpc", "mcp"].contains(&k.as_str()) {
+            bail!(
+                "{}: unknown section [{k}] (use [rpc] and [mcp])",
+                path.display()
+            );
+        }
+    }
+    let Some(table) = doc.get(section) else {
+        return Ok(Vec::new());
+    };
+    let Some(table) = table.as_table() else {
+        bail!("{}: [{section}] must be a table", path.display())
+    };
+    let mut out = Vec::new();
+    for (k, v) in table {
+        if SECRET_KEYS.contains(&k.as_str()) {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                bail!(
+                    "{} holds {k} but is readable by others (mode {mode:o}); chmod 600 it",
+                    path.display()
+                );
+            }
+        }
+        let text = match v {
+            toml::Value::String(s) => Some(s.clone()),
+            toml::Value::Integer(i) => Some(i.to_string()),
+            toml::Value::Float(f) => Some(f.to_string()),
+            toml::Value::Boolean(b) => Some(b.to_string()),
+            toml::Value::Array(items) => {
+                let parts: Option<Vec<String>> = items
+                    .iter()
+                    .map(|i| i.as_str().map(str::to_owned))
+                    .collect();
+                match parts {
+                    Some(p) => Some(p.join(",")),
+                    None => bail!(
+                        "{}: [{section}] {k} must be a list of strings",
+                        path.display()
+                    ),
+                }
+            }
+            _ => bail!(
+                "{}: [{section}] {k} has an unsupported type",
+                path.display()
+            ),
+        };
+        out.push((k.clone(), text));
+    }
+    Ok(out)
+}
+
+/// Parses `argv` for `cmd` (whose leaf subcommand is `path`), filling from the file's
+/// `section` every argument that was left at its default. Unknown keys are errors.
+pub fn parse_with_file(
+    cmd: &Command,
+    argv: &[OsString],
+    leaf: &[&str],
+    section: &str,
+    file: &Path,
+) -> anyhow::Result<ArgMatches> {
+    parse_with_file_sources(cmd, argv, leaf, section, file).map(|(m, _)| m)
+}
+
+/// As [`parse_with_file`], also returning the argument ids the file supplied.
+pub fn parse_with_file_sources(
+    cmd: &Command,
+    argv: &[OsString],
+    leaf: &[&str],
+    section: &str,
+    file: &Path,
+) -> anyhow::Result<(ArgMatches, Vec<String>)> {
+    let first = cmd.clone().try_get_matches_from(argv)?;
+    let mut sub = &first;
+    let mut leaf_cmd = cmd;
+    for name in leaf {
+        sub = sub
+            .subcommand_matches(name)
+            .with_context(|| format!("expected `{name}`"))?;
+        leaf_cmd = leaf_cmd
+            .find_subcommand(name)
+            .with_context(|| format!("no subcommand {name}"))?;
+    }
+    let mut extra: Vec<OsString> = Vec::new();
+    let mut from_file = Vec::new();
+    for (key, value) in read_section(file, section)? {
+        let Some(arg) = leaf_cmd
+            .get_arguments()
+            .find(|a| a.get_id().as_str() == key)
+        else {
+            bail!("{}: [{section}] has unknown key {key:?}", file.display());
+        };
+        let Some(long) = arg.get_long() else {
+            bail!(
+                "{}: [{section}] {key:?} cannot be set from a file",
+                file.display()
+            )
+        };
+        if matches!(
+            sub.value_source(&key),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        ) {
+            continue;
+        }
+        let takes_value = arg.get_action().takes_values();
+        match value {
+            Some(v) if takes_value => {
+                extra.push(format!("--{long}").into());
+                extra.push(v.into());
+                from_file.push(key);
+            }
+            Some(v) if v == "true" => {
+                extra.push(format!("--{long}").into());
+                from_file.push(key);
+            }
+            Some(_) => {}
+            None => {}
+        }
+    }
+    let mut all = argv.to_vec();
+    all.extend(extra);
+    Ok((cmd.clone().try_get_matches_from(all)?, from_file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{Args, CommandFactory, FromArgMatches, Parser};
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: Sub,
+    }
+    #[derive(clap::Subcommand, Debug)]
+    enum Sub {
+        Serve(crate::config::ServerArgs),
+    }
+
+    fn write(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().expect("tempdir");
+        let p = d.path().join("nexus-hub.toml");
+        std::fs::write(&p, text).expect("write");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        (d, p)
+    }
+
+    fn parse(argv: &[&str], file: &Path) -> anyhow::Result<crate::config::ServerArgs> {
+        let argv: Vec<OsString> = argv.iter().map(OsString::from).collect();
+        let m = parse_with_file(&Cli::command(), &argv, &["serve"], "rpc", file)?;
+        let Sub::Serve(a) = Cli::from_arg_matches(&m)?.cmd;
+        Ok(a)
+    }
+
+    #[test]
+    fn file_fills_defaults_and_flags_win() {
+        let (_d, p) = write(
+            "[rpc]\nport = 3030\nhost = \"0.0.0.0\"\nmigrate = true\nrate_limit_token = \"10/s\"\n",
+        );
+        let a = parse(&["x", "serve"], &p).expect("parses");
+        assert_eq!(
+            (a.port, a.host.as_str(), a.migrate),
+            (3030, "0.0.0.0", true)
+        );
+        assert_eq!(a.rate_limit_token.to_string(), "10/s");
+        let a = parse(&["x", "serve", "--port", "4040"], &p).expect("parses");
+        assert_eq!(a.port, 4040, "a flag beats the file");
+        let _ = crate::config::ServerArgs::augment_args(Command::new("x"));
+    }
+
+    #[test]
+    fn bad_files_are_refused() {
+        for bad in [
+            "[rpc]\nnope = 1\n",
+            "[other]\n",
+            "[rpc]\nport = \"many\"\n",
+            "not toml [",
+        ] {
+            let (_d, p) = write(bad);
+            assert!(parse(&["x", "serve"], &p).is_err(), "{bad}");
+        }
+        let (d, p) = write("[rpc]\ndatabase_url = \"postgres://u:p@h/db\"\n");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert!(
+            parse(&["x", "serve"], &p).is_err(),
+            "secrets in a world-readable file"
+        );
+        drop(d);
+    }
+}
