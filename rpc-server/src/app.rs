@@ -98,7 +98,11 @@ impl Application {
                     let zones = ZoneSource::Fixed(Arc::new(vec![SINGLE_KEY_ZONE.to_owned()]));
                     (Arc::new(auth), None, None, zones, None)
                 }
-                AuthMode::Database { url, secret } => {
+                AuthMode::Database {
+                    url,
+                    secret,
+                    previous_secret,
+                } => {
                     let store = Store::connect(url.expose_secret())
                         .await
                         .context("cannot connect to the database")?;
@@ -111,7 +115,14 @@ impl Application {
                     store.list_zones(false).await.context(
                     "the database has no Nexus schema; run `nexus hub migrate` (or start with --migrate)",
                 )?;
-                    let hasher = Arc::new(TokenHasher::new(secret)?);
+                    let mut hasher = TokenHasher::new(secret)?;
+                    if let Some(prev) = previous_secret {
+                        hasher = hasher.with_previous(prev)?;
+                        tracing::info!(
+                            "secret rotation: tokens hashed with NEXUS_API_KEY_SECRET_PREVIOUS are accepted and re-hashed"
+                        );
+                    }
+                    let hasher = Arc::new(hasher);
                     let cache = Arc::new(IdentityCache::new(
                         cfg.auth_cache_ttl,
                         cfg.negative_cache_ttl,

@@ -85,6 +85,8 @@ pub enum AuthMode {
     Database {
         url: SecretString,
         secret: SecretString,
+        /// `NEXUS_API_KEY_SECRET_PREVIOUS`, during a secret rotation.
+        previous_secret: Option<SecretString>,
     },
     SingleKey {
         key: SecretString,
@@ -155,7 +157,15 @@ impl ServerConfig {
                 if secret.expose_secret().trim().len() < MIN_SECRET_LEN {
                     bail!("NEXUS_API_KEY_SECRET must be at least {MIN_SECRET_LEN} characters");
                 }
-                AuthMode::Database { url, secret }
+                let previous_secret = std::env::var("NEXUS_API_KEY_SECRET_PREVIOUS")
+                    .ok()
+                    .filter(|s| !s.trim().is_empty())
+                    .map(SecretString::from);
+                AuthMode::Database {
+                    url,
+                    secret,
+                    previous_secret,
+                }
             }
         };
         let default_body = (a.max_file_bytes as usize).saturating_mul(4) / 3 + 1024 * 1024;

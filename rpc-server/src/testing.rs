@@ -175,6 +175,7 @@ pub fn config(db_url: &str, data_dir: &std::path::Path, o: &TestOptions) -> Serv
         auth: AuthMode::Database {
             url: SecretString::from(db_url.to_owned()),
             secret: test_secret(),
+            previous_secret: None,
         },
         auth_cache_ttl: o.auth_cache_ttl,
         negative_cache_ttl: Duration::from_secs(5).min(o.auth_cache_ttl),

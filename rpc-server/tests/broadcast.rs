@@ -286,3 +286,111 @@ async fn after_redis_restarts_servers_resubscribe_and_revocations_flow_again() {
         .expect("revoke");
     refused_within(&b, &after, since, "after restart").await;
 }
+
+/// Polls `check` on B until it holds; returns how long that took from `since`.
+async fn until_within<F, Fut>(since: Instant, what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    loop {
+        if check().await {
+            let took = since.elapsed();
+            eprintln!("propagation [{what}]: {took:?}");
+            return took;
+        }
+        assert!(
+            since.elapsed() < PROPAGATION,
+            "{what}: not seen by the other server after {PROPAGATION:?} (cache TTL is 60 s)"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Zone names a zoneless admin sees at `/`.
+async fn admin_zones(app: &TestApp, admin: &str) -> Vec<String> {
+    let r = app
+        .rpc(admin, "list", json!({"path": "/"}))
+        .await
+        .expect("list /");
+    let mut names: Vec<String> = r["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["name"].as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
+async fn whoami_zones(app: &TestApp, token: &str) -> Vec<String> {
+    let w = app.rpc(token, "whoami", json!({})).await.expect("whoami");
+    let mut zones: Vec<String> = w["zones"]
+        .as_array()
+        .expect("zones")
+        .iter()
+        .filter_map(|z| z["zone"].as_str().map(str::to_owned))
+        .collect();
+    zones.sort();
+    zones
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zone_and_grant_changes_reach_the_other_server_at_once() {
+    let redis = OwnRedis::start().await;
+    let (a, b) = two_servers(&redis).await;
+    a.zone("ops").await;
+    let admin = a.mint("root", None, true).await.token;
+    let t = mint(&a, "grantee").await;
+    let ops_only = a
+        .control
+        .create_token(TokenCreateParams {
+            name: "ops-only".into(),
+            zones: Some("ops:rw".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("mint")
+        .token;
+    // Warm B: identities and the admin's zone list.
+    warm(&b, &t).await;
+    warm(&b, &ops_only).await;
+    assert_eq!(admin_zones(&b, &admin).await, ["eng", "ops"]);
+    assert_eq!(admin_zones(&b, &admin).await, ["eng", "ops"]);
+    assert_eq!(whoami_zones(&b, &t).await, ["eng"]);
+
+    // A grant added on A is seen by B.
+    let since = Instant::now();
+    a.control
+        .add_token_zones("grantee", "ops:r")
+        .await
+        .expect("add zone");
+    until_within(since, "grant added", || async {
+        whoami_zones(&b, &t).await == ["eng", "ops"]
+    })
+    .await;
+
+    // A zone created on A is listed to B's zoneless admin.
+    let since = Instant::now();
+    a.zone("fresh").await;
+    until_within(since, "zone created", || async {
+        admin_zones(&b, &admin).await == ["eng", "fresh", "ops"]
+    })
+    .await;
+
+    // A zone deleted on A: B refuses the token holding only it, drops it from the
+    // admin's list and from the other token's zones.
+    warm(&b, &ops_only).await;
+    let since = Instant::now();
+    a.control.delete_zone("ops").await.expect("delete zone");
+    refused_within(&b, &ops_only, since, "zone deleted: its only token").await;
+    until_within(since, "zone deleted: admin list", || async {
+        admin_zones(&b, &admin).await == ["eng", "fresh"]
+    })
+    .await;
+    // The token that also held the deleted zone: B answers as A, which made the change
+    // (SPEC §2: every zone a token holds must be active).
+    let on_a = whoami_status(&a, &t).await;
+    assert_eq!(on_a, 401, "a token holding a deleted zone");
+    refused_within(&b, &t, since, "zone deleted: a token also holding it").await;
+}

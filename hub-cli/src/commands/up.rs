@@ -72,6 +72,7 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         auth: AuthMode::Database {
             url: SecretString::from(db_url.clone()),
             secret: secret.clone(),
+            previous_secret: None,
         },
         auth_cache_ttl: Duration::from_secs(60),
         negative_cache_ttl: Duration::from_secs(5),

@@ -67,7 +67,24 @@ impl DatabaseAuth {
             .db_query_seconds
             .with_label_values(&["find_token"])
             .start_timer();
-        let found = self.store.find_token_by_digest(&digest.0).await;
+        let mut found = self.store.find_token_by_digest(&digest.0).await;
+        // Secret rotation: a token hashed with the previous secret still verifies, and is
+        // re-hashed with the current one so the previous secret can be retired.
+        if let (Ok(None), Some(old)) = (&found, self.hasher.previous_digest(token)) {
+            found = self.store.find_token_by_digest(&old.0).await;
+            if let Ok(Some(rec)) = &found
+                && self
+                    .store
+                    .rehash_token(rec.key_id, &old.0, &digest.0)
+                    .await
+                    .is_err()
+            {
+                self.metrics
+                    .db_errors
+                    .with_label_values(&["rehash_token"])
+                    .inc();
+            }
+        }
         timer.observe_duration();
         let rec = match found {
             Ok(Some(rec)) => rec,

@@ -64,6 +64,9 @@ impl fmt::Debug for TokenDigest {
 /// Computes token digests. Holds the server secret, which it never reveals.
 pub struct TokenHasher {
     key: SecretBox<Vec<u8>>,
+    /// The secret being rotated away from: tokens hashed with it still verify (and are
+    /// re-hashed with the current one on first use) until it is removed.
+    previous: Option<SecretBox<Vec<u8>>>,
 }
 
 impl fmt::Debug for TokenHasher {
@@ -85,15 +88,37 @@ impl TokenHasher {
         }
         Ok(Self {
             key: SecretBox::new(Box::new(s.as_bytes().to_vec())),
+            previous: None,
         })
     }
 
-    pub fn digest(&self, token: &str) -> TokenDigest {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.key.expose_secret())
-            .expect("HMAC accepts keys of any length");
-        mac.update(token.as_bytes());
-        TokenDigest(mac.finalize().into_bytes().into())
+    /// Also accepts tokens hashed with `previous` (secret rotation).
+    pub fn with_previous(mut self, previous: &SecretString) -> Result<Self, WeakSecret> {
+        let p = previous.expose_secret().trim();
+        if p.len() < MIN_SECRET_LEN {
+            return Err(WeakSecret);
+        }
+        self.previous = Some(SecretBox::new(Box::new(p.as_bytes().to_vec())));
+        Ok(self)
     }
+
+    pub fn digest(&self, token: &str) -> TokenDigest {
+        hmac(self.key.expose_secret(), token)
+    }
+
+    /// The digest under the previous secret, when one is configured.
+    pub fn previous_digest(&self, token: &str) -> Option<TokenDigest> {
+        self.previous
+            .as_ref()
+            .map(|k| hmac(k.expose_secret(), token))
+    }
+}
+
+fn hmac(key: &[u8], token: &str) -> TokenDigest {
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    mac.update(token.as_bytes());
+    TokenDigest(mac.finalize().into_bytes().into())
 }
 
 /// Draws a new server secret (64 hex characters) for embedded installs.

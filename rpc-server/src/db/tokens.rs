@@ -286,6 +286,19 @@ impl Store {
         }.await)
     }
 
+    /// Replaces a token's digest (secret rotation); only if it still has `old`.
+    pub async fn rehash_token(
+        &self,
+        key_id: Uuid,
+        old: &[u8; 32],
+        new: &[u8; 32],
+    ) -> Result<(), StoreError> {
+        const SQL: &str =
+            "UPDATE api_tokens SET token_hash = $3 WHERE key_id = $1 AND token_hash = $2";
+        with_pool!(self, p => sqlx::query(SQL).bind(key_id).bind(&old[..]).bind(&new[..]).execute(p).await.map(drop))?;
+        Ok(())
+    }
+
     /// Writes batched `last_used_at` times; never moves a time backwards.
     pub async fn touch_last_used(&self, batch: &[(Uuid, DateTime<Utc>)]) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE api_tokens SET last_used_at = $2 \
