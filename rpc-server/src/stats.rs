@@ -77,8 +77,12 @@ pub async fn read(url: &str, detail: bool) -> Option<(u64, f64, Option<StatusDet
             .arg(stats::LAST_SEEN_KEY)
             .query_async(&mut c)
             .await?;
+        // Only tokens seen within the window (RFC 3339 UTC strings order like times).
+        let since = (chrono::Utc::now() - chrono::Duration::minutes(stats::WINDOW_MINUTES))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let mut tokens: Vec<TokenSeen> = last
             .into_iter()
+            .filter(|(_, seen)| *seen >= since)
             .map(|(key_id, last_seen)| TokenSeen {
                 key_id,
                 name: None,
@@ -122,7 +126,7 @@ pub async fn fill(
         Some((clients, qps, d)) => {
             status.redis = "ok".into();
             status.connections = Some(clients);
-            status.qps_5m = Some((qps * 100.0).round() / 100.0);
+            status.qps_5m = Some((qps * 10_000.0).round() / 10_000.0);
             status.detail = d.map(|mut d| {
                 for t in &mut d.tokens {
                     t.name = names.get(&t.key_id).cloned();

@@ -15,6 +15,8 @@ pub enum ZoneSource {
     Store {
         store: Store,
         cache: Cache<(), Arc<Vec<String>>>,
+        /// Bumped on every zone change; a list read before a change is not cached after it.
+        generation: Arc<std::sync::atomic::AtomicU64>,
     },
 }
 
@@ -35,21 +37,32 @@ impl ZoneSource {
                 .max_capacity(1)
                 .time_to_live(ttl.max(Duration::from_millis(1)))
                 .build(),
+            generation: Default::default(),
         }
     }
 
     pub async fn active(&self) -> Result<Arc<Vec<String>>, RpcError> {
         match self {
             Self::Fixed(z) => Ok(z.clone()),
-            Self::Store { store, cache } => {
+            Self::Store {
+                store,
+                cache,
+                generation,
+            } => {
+                use std::sync::atomic::Ordering;
                 if let Some(z) = cache.get(&()) {
                     return Ok(z);
                 }
+                let before = generation.load(Ordering::Acquire);
                 let zones =
                     Arc::new(store.active_zones().await.map_err(|_| {
                         RpcError::unavailable("database unavailable; retry shortly")
                     })?);
                 cache.insert((), zones.clone());
+                // A zone change during the read: the list may be stale, do not keep it.
+                if generation.load(Ordering::Acquire) != before {
+                    cache.invalidate(&());
+                }
                 Ok(zones)
             }
         }
@@ -58,10 +71,13 @@ impl ZoneSource {
 
 impl Subscriber for ZoneSource {
     fn invalidate(&self, what: &Invalidation) {
-        if let Self::Store { cache, .. } = self
+        if let Self::Store {
+            cache, generation, ..
+        } = self
             && matches!(what, Invalidation::Zone { .. } | Invalidation::All)
         {
-            cache.invalidate_all();
+            generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            cache.invalidate(&());
         }
     }
 }

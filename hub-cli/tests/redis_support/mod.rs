@@ -53,7 +53,11 @@ pub async fn spawn_frontend(cfg: FrontendConfig) -> Frontend {
 }
 
 /// Frontend settings for tests: loopback in front of `rpc_base`, Redis at `redis_url`.
-pub fn frontend_config(rpc_base: &str, redis_url: Option<&str>, audit_stdout: bool) -> FrontendConfig {
+pub fn frontend_config(
+    rpc_base: &str,
+    redis_url: Option<&str>,
+    audit_stdout: bool,
+) -> FrontendConfig {
     let mut cfg = FrontendConfig::local(rpc_base, 0);
     cfg.redis_url = redis_url.map(|u| SecretString::from(u.to_owned()));
     cfg.audit_stdout = audit_stdout;

@@ -103,6 +103,10 @@ fn pipeline(ev: &AuditEvent, line: &str) -> redis::Pipeline {
             .arg(key)
             .arg(&ev.ts)
             .ignore();
+        p.cmd("EXPIRE")
+            .arg(stats::LAST_SEEN_KEY)
+            .arg(stats::KEY_TTL_SECS)
+            .ignore();
         if let Some(zones) = &ev.zone_id {
             for z in zones.split(',').filter(|z| !z.is_empty() && *z != "*") {
                 let zr = stats::zone_requests_key(z, m);

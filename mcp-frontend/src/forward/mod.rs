@@ -27,6 +27,61 @@ pub struct Verified {
     pub user_id: String,
     /// The zone the call addressed, or the caller's zones (comma-separated; `*` = all).
     pub zone: String,
+    /// The rpc-server's `X-RateLimit-*` values for this caller, passed on to the agent.
+    pub rate: Option<RateHeaders>,
+}
+
+/// `X-RateLimit-Limit`, `-Remaining`, `-Reset`, as the rpc-server sent them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateHeaders {
+    pub limit: u64,
+    pub remaining: u64,
+    pub reset: u64,
+}
+
+impl RateHeaders {
+    pub fn apply(&self, h: &mut axum::http::HeaderMap) {
+        for (name, v) in [
+            ("x-ratelimit-limit", self.limit),
+            ("x-ratelimit-remaining", self.remaining),
+            ("x-ratelimit-reset", self.reset),
+        ] {
+            h.insert(name, axum::http::HeaderValue::from(v));
+        }
+    }
+}
+
+fn verified_from(h: &reqwest::header::HeaderMap) -> Verified {
+    let text = |name: &str| {
+        h.get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let num = |name: &str| {
+        h.get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let rate = match (
+        num("x-ratelimit-limit"),
+        num("x-ratelimit-remaining"),
+        num("x-ratelimit-reset"),
+    ) {
+        (Some(limit), Some(remaining), Some(reset)) => Some(RateHeaders {
+            limit,
+            remaining,
+            reset,
+        }),
+        _ => None,
+    };
+    Verified {
+        key_id: text(KEY_ID_HEADER),
+        is_admin: text(ADMIN_HEADER) == "true",
+        user_id: text(USER_ID_HEADER),
+        zone: text(ZONE_HEADER),
+        rate,
+    }
 }
 
 /// Why a forwarded call failed.
@@ -37,7 +92,10 @@ pub enum ForwardError {
     Unauthorized,
     /// The rpc-server limited the caller (429).
     #[error("rate limited; retry in {retry_after:?} s")]
-    RateLimited { retry_after: Option<u64> },
+    RateLimited {
+        retry_after: Option<u64>,
+        verified: Box<Verified>,
+    },
     /// The rpc-server could not be reached or could not decide (connection error, 503).
     #[error("the hub's rpc-server is unavailable: {0}; retry shortly")]
     Unavailable(String),
@@ -128,29 +186,23 @@ impl RpcClient {
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse().ok());
-                return Err(ForwardError::RateLimited { retry_after });
+                let verified = Box::new(verified_from(resp.headers()));
+                return Err(ForwardError::RateLimited {
+                    retry_after,
+                    verified,
+                });
             }
             413 => {
                 return Err(ForwardError::Rpc(RpcError::new(
                     nexus_wire::ErrorCode::TooLarge,
-                    "request too large for the hub",
+                    format!(
+                        "request of {len} bytes is too large for the hub; send smaller content"
+                    ),
                 )));
             }
             s => return Err(ForwardError::Unavailable(format!("HTTP {s}"))),
         }
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let verified = Verified {
-            key_id: header(KEY_ID_HEADER),
-            is_admin: header(ADMIN_HEADER) == "true",
-            user_id: header(USER_ID_HEADER),
-            zone: header(ZONE_HEADER),
-        };
+        let verified = verified_from(resp.headers());
         let parsed: RpcResponse = resp
             .json()
             .await

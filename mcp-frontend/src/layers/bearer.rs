@@ -34,7 +34,7 @@ enum SlotState {
     Unchecked,
     Verified(Verified),
     Unauthorized,
-    RateLimited(Option<u64>),
+    RateLimited(Option<u64>, Box<Verified>),
 }
 
 /// Where the tool handler reports what the rpc-server said about the caller's token.
@@ -54,8 +54,8 @@ impl AuthSlot {
     pub fn unauthorized(&self) {
         self.set(SlotState::Unauthorized);
     }
-    pub fn rate_limited(&self, retry_after: Option<u64>) {
-        self.set(SlotState::RateLimited(retry_after));
+    pub fn rate_limited(&self, retry_after: Option<u64>, who: &Verified) {
+        self.set(SlotState::RateLimited(retry_after, Box::new(who.clone())));
     }
 }
 
@@ -115,12 +115,19 @@ fn caller_token(headers: &HeaderMap) -> Result<CallerToken, nexus_wire::bearer::
     .map(|t| CallerToken(SecretString::from(t.to_owned())))
 }
 
-fn rate_limited(retry_after: Option<u64>) -> Response {
+/// 429 with `Retry-After` and the rpc-server's `X-RateLimit-*` for this caller.
+fn rate_limited(retry_after: Option<u64>, who: &Verified, record: &Record) -> Response {
     let mut r = error_response(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limited",
         "too many requests; slow down",
     );
+    if !who.key_id.is_empty() {
+        record.verified(who);
+    }
+    if let Some(rate) = &who.rate {
+        rate.apply(r.headers_mut());
+    }
     if let Some(s) = retry_after
         && let Ok(v) = HeaderValue::from_str(&s.to_string())
     {
@@ -217,7 +224,12 @@ pub async fn bearer(State(st): State<AppState>, req: Request, next: Next) -> Res
     let verified = match st.rpc.call(&token, "whoami", serde_json::json!({})).await {
         Ok((_, v)) => v,
         Err(ForwardError::Unauthorized) => return refuse(&st, peer, &metadata),
-        Err(ForwardError::RateLimited { retry_after }) => return rate_limited(retry_after),
+        Err(ForwardError::RateLimited {
+            retry_after,
+            verified,
+        }) => {
+            return rate_limited(retry_after, &verified, &record);
+        }
         Err(_) => return unavailable(),
     };
     st.metrics.saw_client(&verified.key_id);
@@ -272,10 +284,14 @@ async fn one_hop(
         SlotState::Verified(v) => {
             st.metrics.saw_client(&v.key_id);
             record.verified(&v);
+            let mut resp = resp;
+            if let Some(rate) = &v.rate {
+                rate.apply(resp.headers_mut());
+            }
             resp
         }
         SlotState::Unauthorized => refuse(&st, peer, metadata),
-        SlotState::RateLimited(r) => rate_limited(r),
+        SlotState::RateLimited(r, who) => rate_limited(r, &who, record),
         // The handler did not reach the rpc-server: decide on the token before answering.
         SlotState::Unchecked => match st.rpc.call(&token, "whoami", serde_json::json!({})).await {
             Ok((_, v)) => {
@@ -284,7 +300,10 @@ async fn one_hop(
                 resp
             }
             Err(ForwardError::Unauthorized) => refuse(&st, peer, metadata),
-            Err(ForwardError::RateLimited { retry_after }) => rate_limited(retry_after),
+            Err(ForwardError::RateLimited {
+                retry_after,
+                verified,
+            }) => rate_limited(retry_after, &verified, record),
             Err(_) => resp,
         },
     }

@@ -166,9 +166,10 @@ impl ServerHandler for NexusTools {
                 if let Some(slot) = &c.slot {
                     match &e {
                         ForwardError::Unauthorized => slot.unauthorized(),
-                        ForwardError::RateLimited { retry_after } => {
-                            slot.rate_limited(*retry_after)
-                        }
+                        ForwardError::RateLimited {
+                            retry_after,
+                            verified,
+                        } => slot.rate_limited(*retry_after, verified),
                         _ => {}
                     }
                 }

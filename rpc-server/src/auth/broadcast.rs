@@ -122,7 +122,6 @@ pub fn start(
 
     let pub_client = client.clone();
     let pub_metrics = metrics.clone();
-    let pub_health = health.clone();
     tokio::spawn(async move {
         let mut conn: Option<redis::aio::ConnectionManager> = None;
         while let Some(msg) = rx.recv().await {
@@ -146,7 +145,6 @@ pub fn start(
                 }
                 tokio::time::sleep(backoff(attempt)).await;
             }
-            pub_health.set(sent);
             if let Some(m) = &pub_metrics {
                 m.invalidations
                     .with_label_values(&[if sent { "published" } else { "publish_failed" }])

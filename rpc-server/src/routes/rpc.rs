@@ -75,7 +75,9 @@ async fn handle(
     if let Some(d) = decision
         && !d.allowed
     {
-        return (ApiError::RateLimited(d).into_response(), "rate_limited");
+        let mut resp = ApiError::RateLimited(d).into_response();
+        identity_headers(resp.headers_mut(), &identity, None);
+        return (resp, "rate_limited");
     }
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -132,6 +134,15 @@ async fn handle(
     // Tell a trusted forwarder (the MCP frontend) who was verified, so verification can
     // ride on the call itself. A key id is an identifier, not a credential.
     let h = resp.headers_mut();
+    identity_headers(h, &identity, zone);
+    if let Some(d) = decision {
+        super::errors::rate_limit_headers(h, &d);
+    }
+    (resp, outcome)
+}
+
+/// Names the verified caller (and the zone addressed) for a trusted forwarder.
+fn identity_headers(h: &mut HeaderMap, identity: &Identity, zone: Option<String>) {
     if let Ok(v) = HeaderValue::from_str(&identity.key_id.to_string()) {
         h.insert(KEY_ID_HEADER, v);
     }
@@ -153,10 +164,6 @@ async fn handle(
     if let Ok(v) = HeaderValue::from_str(&zone) {
         h.insert(ZONE_HEADER, v);
     }
-    if let Some(d) = decision {
-        super::errors::rate_limit_headers(h, &d);
-    }
-    (resp, outcome)
 }
 
 /// Response headers naming the verified caller.

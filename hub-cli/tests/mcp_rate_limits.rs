@@ -1,0 +1,142 @@
+//! Rate limits as an agent meets them through the MCP frontend (SPEC §6): a tool call
+//! spends one unit of the caller's budget (verification is free), and past the budget
+//! the frontend answers 429 with the headers a client needs to back off.
+
+mod redis_support;
+
+use redis_support::{http, spawn_frontend};
+use rpc_server::limits::LimitConfig;
+use serde_json::json;
+
+const MODERN: &str = "2026-07-28";
+
+struct Setup {
+    _app: rpc_server::testing::TestApp,
+    fe: redis_support::Frontend,
+    token: String,
+    key_id: String,
+    agent: String,
+}
+
+async fn setup() -> Setup {
+    setup_with(None).await
+}
+
+/// `redis`: the frontend publishes audit events there.
+async fn setup_with(redis: Option<&str>) -> Setup {
+    let limits = LimitConfig {
+        token: "5/m".parse().expect("rate"),
+        admin: "8/m".parse().expect("rate"),
+        auth_failures: "1000/m".parse().expect("rate"),
+    };
+    let app = redis_support::rpc_server(None, limits).await;
+    let fe = spawn_frontend(redis_support::frontend_config(&app.base, redis, false)).await;
+    let created = app.mint("agent", Some("eng:rw"), false).await;
+    Setup {
+        _app: app,
+        fe,
+        token: created.token,
+        key_id: created.key_id,
+        agent: format!("rl-test-{}", uuid::Uuid::new_v4().simple()),
+    }
+}
+
+/// A self-contained (stateless) `tools/call nexus_file_info`.
+async fn file_info(s: &Setup, i: usize) -> reqwest::Response {
+    http()
+        .post(&s.fe.mcp_url)
+        .bearer_auth(&s.token)
+        .header("user-agent", &s.agent)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", MODERN)
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "nexus_file_info")
+        .body(
+            json!({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {
+                "name": "nexus_file_info",
+                "arguments": {"path": "/"},
+                "_meta": {
+                    "io.modelcontextprotocol/protocolVersion": MODERN,
+                    "io.modelcontextprotocol/clientInfo": {"name": "rl-test", "version": "0"},
+                    "io.modelcontextprotocol/clientCapabilities": {}
+                }
+            }})
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("tools/call")
+}
+
+#[tokio::test]
+async fn each_tool_call_spends_one_unit_and_the_sixth_of_five_is_429() {
+    let s = setup().await;
+    for i in 0..5 {
+        let r = file_info(&s, i).await;
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap_or_default();
+        assert_eq!(status, 200, "call {} of a budget of 5: {body}", i + 1);
+        assert!(!body.contains("\"isError\":true"), "call {}: {body}", i + 1);
+    }
+    let r = file_info(&s, 5).await;
+    assert_eq!(r.status().as_u16(), 429, "the 6th call of a budget of 5");
+    let retry: u64 = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After on the frontend's 429");
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+}
+
+#[tokio::test]
+async fn the_frontends_429_carries_the_rate_limit_headers() {
+    let s = setup().await;
+    for i in 0..5 {
+        assert_eq!(file_info(&s, i).await.status().as_u16(), 200);
+    }
+    let r = file_info(&s, 5).await;
+    assert_eq!(r.status().as_u16(), 429);
+    let h = r.headers();
+    for name in [
+        "retry-after",
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+    ] {
+        assert!(h.get(name).is_some(), "frontend 429 lacks {name}: {h:?}");
+    }
+    assert_eq!(h["x-ratelimit-limit"], "5");
+    assert_eq!(h["x-ratelimit-remaining"], "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_call_is_audited_with_the_callers_key_id() {
+    use futures_util::StreamExt;
+    let url = rpc_server::testing::redis_url();
+    let s = setup_with(Some(&url)).await;
+    let client = redis::Client::open(url.as_str()).expect("redis url");
+    let mut ps = client.get_async_pubsub().await.expect("connect to Redis");
+    ps.subscribe(nexus_wire::stats::AUDIT_CHANNEL)
+        .await
+        .expect("SUBSCRIBE");
+    let mut messages = ps.into_on_message();
+    for i in 0..6 {
+        file_info(&s, i).await;
+    }
+    let deadline = tokio::time::Instant::now() + redis_support::WAIT;
+    let ev = loop {
+        let msg = tokio::time::timeout_at(deadline, messages.next())
+            .await
+            .expect("no audit event for the throttled call")
+            .expect("subscription ended");
+        let raw: String = msg.get_payload().expect("payload");
+        let v: serde_json::Value = serde_json::from_str(&raw).expect("JSON");
+        if v["user_agent"] == s.agent.as_str() && v["status_code"] == 429 {
+            break v;
+        }
+    };
+    assert_eq!(ev["outcome"], "rate_limited", "{ev}");
+    assert_eq!(ev["key_id"], s.key_id.as_str(), "{ev}");
+}

@@ -1,0 +1,255 @@
+//! Redis is optional (SPEC §6 "Redis down"): when it dies under traffic no tool call
+//! fails, health and status say so, and audit events are dropped and counted, never
+//! waited for; when it comes back the rpc-server resubscribes and revocation broadcasts
+//! work again. A hub started while Redis is down starts and serves.
+//!
+//! Every Redis here is this test's own (or a port with nothing on it): the shared test
+//! Redis is never stopped.
+
+mod common;
+#[path = "../../rpc-server/tests/own_redis/mod.rs"]
+mod own_redis;
+mod redis_support;
+
+use common::{Client, Era, connect, is_error, text, try_call};
+use nexus_wire::methods::TokenCreateParams;
+use own_redis::{OwnRedis, free_port, pings};
+use redis_support::{
+    WAIT, frontend_config, get_json, get_text, health_redis, metric_sum, rpc_server,
+    spawn_frontend, wait_health_redis,
+};
+use rpc_server::auth::broadcast::{self, RedisHealth};
+use rpc_server::auth::{InvalidationBus, TokenHasher};
+use rpc_server::control::Control;
+use rpc_server::db::Store;
+use rpc_server::limits::LimitConfig;
+use rpc_server::testing::{TestApp, test_secret};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+async fn mint(app: &TestApp, name: &str) -> String {
+    app.control
+        .create_token(TokenCreateParams {
+            name: name.into(),
+            zones: Some("eng:rw".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("mint")
+        .token
+}
+
+/// One tool call; `Err` with a description when it failed in any way.
+async fn call(c: &Client, i: usize) -> Result<(), String> {
+    let path = format!("/load/{}.txt", i % 5);
+    let r = if i.is_multiple_of(2) {
+        try_call(
+            c,
+            "nexus_write_file",
+            json!({"path": path, "content": format!("call {i}")}),
+        )
+        .await
+    } else {
+        try_call(c, "nexus_file_info", json!({"path": path})).await
+    };
+    match r {
+        Ok(r) if is_error(&r) => Err(format!("call {i}: isError: {}", text(&r))),
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("call {i}: protocol error: {e}")),
+    }
+}
+
+async fn status(app: &TestApp, admin: &str) -> Value {
+    app.rpc(admin, "hub_admin_status", json!({"detail": true}))
+        .await
+        .expect("hub_admin_status")
+}
+
+fn assert_redis_unknown(s: &Value, who: &str) {
+    assert_eq!(s["redis"], "err", "{who}: {s}");
+    assert!(s["connections"].is_null(), "{who}: connections: {s}");
+    assert!(s["qps_5m"].is_null(), "{who}: qps_5m: {s}");
+    assert_eq!(s["database"], "ok", "{who}: {s}");
+}
+
+/// `hub status` as the CLI computes it on the hub host: database figures from the store,
+/// traffic figures from Redis.
+async fn cli_status(app: &TestApp, redis_url: &str) -> Value {
+    let hasher = Arc::new(TokenHasher::new(&test_secret()).expect("secret"));
+    let control = Control::new(app.db.store.clone(), hasher, InvalidationBus::new(), None);
+    let mut s = control.status().await;
+    rpc_server::stats::fill(&mut s, Some(redis_url), false, &HashMap::new()).await;
+    serde_json::to_value(s).expect("status JSON")
+}
+
+async fn whoami(app: &TestApp, token: &str) -> u16 {
+    app.rpc_raw(Some(token), "whoami", json!({})).await.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_dying_under_traffic_fails_no_call_and_its_return_is_noticed() {
+    let mut redis = OwnRedis::start().await;
+    let url = redis.url();
+    let app = rpc_server(Some(&url), LimitConfig::default()).await;
+    let fe = spawn_frontend(frontend_config(&app.base, Some(&url), false)).await;
+    let token = mint(&app, "worker").await;
+    let admin = app.mint("admin", None, true).await.token;
+    wait_health_redis(&app.base, "ok").await;
+    let c = connect(&fe.mcp_url, &token, Era::Stateless).await;
+    call(&c, 0).await.expect("first call");
+    wait_health_redis(&fe.base, "ok").await;
+    assert_eq!(status(&app, &admin).await["redis"], "ok");
+
+    // 200 calls, paced over a few seconds; Redis is killed a third of the way in.
+    let started = Instant::now();
+    let mut failures = Vec::new();
+    let mut killed_at = None;
+    for i in 1..=200 {
+        if i == 70 {
+            redis.kill();
+            killed_at = Some(started.elapsed());
+        }
+        if let Err(e) = call(&c, i).await {
+            failures.push(e);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let took = started.elapsed();
+    eprintln!("200 calls in {took:?}, Redis killed at {killed_at:?}");
+    assert!(
+        failures.is_empty(),
+        "{} of 200 tool calls failed with Redis dying: {failures:#?}",
+        failures.len()
+    );
+    assert!(took < Duration::from_secs(30), "200 calls took {took:?}");
+
+    // Health and status tell the truth.
+    wait_health_redis(&app.base, "err").await;
+    let h = get_json(&format!("{}/health", app.base)).await;
+    assert_eq!(h["status"], "ok", "the rpc-server is still healthy: {h}");
+    assert_redis_unknown(&status(&app, &admin).await, "hub_admin_status");
+    assert_redis_unknown(&cli_status(&app, &url).await, "stats::fill");
+    wait_health_redis(&fe.base, "err").await;
+    let dropped = metric_sum(
+        &get_text(&format!("{}/metrics", fe.base)).await,
+        "nexus_audit_dropped_total",
+    );
+    assert!(
+        dropped > 0.0,
+        "audit events dropped while Redis was down: {dropped}"
+    );
+
+    // Redis returns on the same port.
+    let back_at = Instant::now();
+    redis.restart().await;
+    let resubscribed = wait_health_redis(&app.base, "ok").await;
+    eprintln!(
+        "rpc-server /health redis ok {resubscribed:?} after Redis answered ({:?} after the restart began)",
+        back_at.elapsed()
+    );
+    // The frontend reconnects on a later event.
+    let deadline = Instant::now() + WAIT;
+    let mut i = 1000;
+    while health_redis(&fe.base).await != "ok" {
+        assert!(
+            Instant::now() < deadline,
+            "the frontend did not reconnect to Redis within {WAIT:?}"
+        );
+        call(&c, i).await.expect("call after the restart");
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + WAIT;
+    let s = loop {
+        let s = status(&app, &admin).await;
+        if s["connections"].as_u64().is_some_and(|n| n >= 1) || Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(s["redis"], "ok", "{s}");
+    assert!(
+        s["connections"].as_u64().is_some_and(|n| n >= 1),
+        "connections after Redis returned: {s}"
+    );
+
+    // A revoke by another process reaches the server through Redis again. The token is
+    // cached now (after the resubscription dropped the cache), so only a broadcast can
+    // make the server refuse it within the TTL.
+    assert_eq!(whoami(&app, &token).await, 200);
+    assert_eq!(whoami(&app, &token).await, 200);
+    let bus = InvalidationBus::new();
+    let b = broadcast::start(&url, bus.clone(), None, RedisHealth::default(), false)
+        .expect("broadcaster");
+    bus.set_broadcaster(b.clone());
+    let hasher = Arc::new(TokenHasher::new(&test_secret()).expect("secret"));
+    let store = Store::connect(&app.db.url).await.expect("connect");
+    let cli = Control::new(store, hasher, bus, None);
+    let since = Instant::now();
+    cli.revoke_token("worker").await.expect("revoke");
+    assert!(
+        b.flush(Duration::from_secs(3)).await,
+        "not published in 3 s"
+    );
+    loop {
+        match whoami(&app, &token).await {
+            401 => break,
+            200 => {}
+            s => panic!("whoami answered {s}"),
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(2),
+            "revoked token still accepted {:?} after a broadcast revoke",
+            since.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!(
+        "broadcast revoke after the restart refused after {:?}",
+        since.elapsed()
+    );
+    let refused = try_call(&c, "nexus_file_info", json!({"path": "/load/0.txt"})).await;
+    assert!(
+        refused.is_err() || refused.as_ref().is_ok_and(is_error),
+        "the MCP client's revoked token still works: {refused:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_started_while_redis_is_down_starts_and_serves() {
+    let port = free_port();
+    assert!(!pings(port), "something answers on port {port}");
+    let url = format!("redis://127.0.0.1:{port}/");
+    let app = rpc_server(Some(&url), LimitConfig::default()).await;
+    let fe = spawn_frontend(frontend_config(&app.base, Some(&url), true)).await;
+    let token = mint(&app, "early").await;
+    let admin = app.mint("admin", None, true).await.token;
+
+    let c = connect(&fe.mcp_url, &token, Era::Stateless).await;
+    let started = Instant::now();
+    for i in 0..20 {
+        call(&c, i)
+            .await
+            .unwrap_or_else(|e| panic!("with Redis down: {e}"));
+    }
+    eprintln!("20 calls with Redis down in {:?}", started.elapsed());
+    let c2 = connect(&fe.mcp_url, &token, Era::Session).await;
+    call(&c2, 1)
+        .await
+        .expect("a legacy session with Redis down");
+
+    let h = get_json(&format!("{}/health", app.base)).await;
+    assert_eq!(h["status"], "ok", "{h}");
+    assert_eq!(h["redis"], "err", "rpc-server /health with Redis down: {h}");
+    wait_health_redis(&fe.base, "err").await;
+    assert_redis_unknown(&status(&app, &admin).await, "hub_admin_status");
+    let metrics = get_text(&format!("{}/metrics", fe.base)).await;
+    let dropped = metric_sum(&metrics, "nexus_audit_dropped_total");
+    assert!(
+        dropped > 0.0,
+        "nexus_audit_dropped_total with Redis down: {dropped}\n{metrics}"
+    );
+    assert!(!metrics.contains(&token), "a token in the metrics");
+}
