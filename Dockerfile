@@ -1,0 +1,81 @@
+# syntax=docker/dockerfile:1
+# Nexus Hub: one image with both binaries.
+#   nexusd                     the rpc-server (:2026)
+#   nexus mcp serve …          the MCP frontend (:8081), and the operator CLI (`nexus hub …`)
+#
+#   docker build -t nexus-hub .
+#
+# Used by docker-compose.hub.yml and the Helm chart in deploy/helm/nexus-hub.
+
+############################ builder ############################
+# Matches the channel pinned in rust-toolchain.toml.
+FROM rust:1.95.0-slim-bookworm AS builder
+WORKDIR /src
+ENV CARGO_TERM_COLOR=never \
+    CARGO_INCREMENTAL=0
+
+# 1. Dependency cache: the manifests and lock file only, with stub sources, so this
+#    layer (every crates.io dependency, compiled) is reused until a manifest or
+#    Cargo.lock changes. Every workspace member must be listed here.
+COPY Cargo.toml Cargo.lock rust-toolchain.toml ./
+COPY wire/Cargo.toml wire/
+COPY rpc-server/Cargo.toml rpc-server/
+COPY mcp-frontend/Cargo.toml mcp-frontend/
+COPY hub-cli/Cargo.toml hub-cli/
+COPY bench/Cargo.toml bench/
+RUN set -eux; \
+    for crate in wire rpc-server mcp-frontend hub-cli bench; do \
+        mkdir -p "$crate/src"; \
+        echo '// dependency-cache stub' > "$crate/src/lib.rs"; \
+    done; \
+    echo 'fn main() {}' > rpc-server/src/main.rs; \
+    echo 'fn main() {}' > hub-cli/src/main.rs; \
+    cargo build --release --locked --bin nexus --bin nexusd; \
+    rm -rf wire rpc-server mcp-frontend hub-cli bench
+
+# 2. The real sources. Migrations are embedded at compile time (sqlx::migrate!).
+COPY wire wire
+COPY rpc-server rpc-server
+COPY mcp-frontend mcp-frontend
+COPY hub-cli hub-cli
+COPY bench bench
+COPY migrations migrations
+# Newer mtimes than the stubs', so cargo rebuilds the workspace crates (only those).
+RUN find wire rpc-server mcp-frontend hub-cli bench -name '*.rs' -exec touch {} + \
+    && cargo build --release --locked --bin nexus --bin nexusd \
+    && ./target/release/nexus --version \
+    && ./target/release/nexusd --version
+
+############################ runtime ############################
+FROM debian:bookworm-slim AS runtime
+
+# ca-certificates for TLS to Postgres/Redis; curl only for health checks
+# (docker-compose.hub.yml probes /healthz/ready and /health with it).
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        ca-certificates curl \
+    && rm -rf /var/lib/apt/lists/*
+
+# Unprivileged user: uid/gid 10001, no login shell, owns only /data.
+RUN groupadd --system --gid 10001 nexus \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /data \
+        --no-create-home --shell /usr/sbin/nologin nexus \
+    && mkdir -p /data \
+    && chown 10001:10001 /data \
+    && chmod 0700 /data
+
+COPY --from=builder /src/target/release/nexusd /usr/local/bin/nexusd
+COPY --from=builder /src/target/release/nexus /usr/local/bin/nexus
+
+ENV NEXUS_DATA_DIR=/data \
+    NEXUS_LOG_FORMAT=json
+VOLUME ["/data"]
+WORKDIR /data
+USER 10001:10001
+EXPOSE 2026 8081
+
+# No HEALTHCHECK here: the same image runs the rpc-server (GET /healthz/ready on :2026)
+# and the frontend (GET /health on :8081); docker-compose.hub.yml and the Helm chart
+# give each its own check.
+STOPSIGNAL SIGTERM
+CMD ["nexusd", "--host", "0.0.0.0", "--port", "2026"]
