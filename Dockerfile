@@ -41,8 +41,11 @@ COPY hub-cli hub-cli
 COPY bench bench
 COPY migrations migrations
 # Newer mtimes than the stubs', so cargo rebuilds the workspace crates (only those).
+# The release profile keeps line tables (for profiling); the image drops them to stay
+# small. Symbols stay, and panic messages keep their file:line.
 RUN find wire rpc-server mcp-frontend hub-cli bench -name '*.rs' -exec touch {} + \
     && cargo build --release --locked --bin nexus --bin nexusd \
+    && strip --strip-debug target/release/nexus target/release/nexusd \
     && ./target/release/nexus --version \
     && ./target/release/nexusd --version
 

@@ -1,0 +1,1374 @@
+//! Checks of the deployment files: `Dockerfile`, `docker-compose.hub.yml` and `deploy/`
+//! (Helm chart, systemd units, backup scripts, proxies' READMEs).
+//!
+//! Each check runs the real tool where one exists and fails, naming the Debian package,
+//! when it is missing (never skips): `docker-compose` (compose config), `shellcheck`,
+//! `systemd-analyze` (package systemd), `python3-yaml` (YAML parsing), `pg_dump` /
+//! `pg_restore` (postgresql-client). `.ci/run` and `scripts/test-services` install them.
+//! There is no `helm` here: the chart is checked at the template level (see
+//! `helm_chart_templates`).
+
+use rpc_server::db::{Backend, Store};
+use rpc_server::testing::{TEST_SECRET, TestDb, empty_postgres_database, postgres_admin_url};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+// ---- helpers ----------------------------------------------------------------------------
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("hub-cli lives in the workspace root")
+        .to_path_buf()
+}
+
+fn read(rel: &str) -> String {
+    let p = repo().join(rel);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
+
+fn is_executable(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// `name` on PATH (or an absolute path), else a failure naming the Debian package.
+fn tool(name: &str, debian_package: &str) -> PathBuf {
+    let found = if name.starts_with('/') {
+        Some(PathBuf::from(name)).filter(|p| is_executable(p))
+    } else {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join(name))
+                .find(|p| is_executable(p))
+        })
+    };
+    found.unwrap_or_else(|| {
+        panic!(
+            "`{name}` not found: install the Debian package `{debian_package}` \
+             (apt-get install {debian_package}); .ci/run and scripts/test-services do"
+        )
+    })
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[track_caller]
+fn assert_success(what: &str, out: &Output) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// A python3 that can `import yaml`: the one on PATH, else Debian's.
+fn python_with_yaml() -> &'static Path {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        for candidate in ["python3", "/usr/bin/python3"] {
+            let ok = Command::new(candidate)
+                .args(["-c", "import yaml"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return PathBuf::from(candidate);
+            }
+        }
+        panic!(
+            "no python3 with PyYAML: install the Debian package `python3-yaml` \
+             (apt-get install python3-yaml); .ci/run and scripts/test-services do"
+        )
+    })
+}
+
+/// Every YAML document of `src` (empty documents dropped), as JSON. `what` names the
+/// source in failure messages.
+fn yaml_docs(what: &str, src: &str) -> Vec<Value> {
+    const SCRIPT: &str = "import json, sys, yaml\n\
+        docs = [d for d in yaml.safe_load_all(sys.stdin.read()) if d is not None]\n\
+        print(json.dumps(docs, default=str))";
+    let mut child = Command::new(python_with_yaml())
+        .args(["-c", SCRIPT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(src.as_bytes())
+        .expect("write YAML to python3");
+    let out = child.wait_with_output().expect("python3 output");
+    assert!(
+        out.status.success(),
+        "{what} is not valid YAML:\n{}\n--- as parsed ---\n{src}",
+        text(&out.stderr)
+    );
+    match serde_json::from_slice(&out.stdout).expect("python3 printed JSON") {
+        Value::Array(docs) => docs,
+        other => panic!("{what}: expected a list of documents, got {other}"),
+    }
+}
+
+fn yaml_one(what: &str, src: &str) -> Value {
+    let mut docs = yaml_docs(what, src);
+    assert_eq!(docs.len(), 1, "{what}: expected one YAML document");
+    docs.remove(0)
+}
+
+/// `v` at a `/`-separated path (JSON pointer without the leading slash).
+#[track_caller]
+fn at<'a>(v: &'a Value, path: &str) -> &'a Value {
+    v.pointer(&format!("/{path}"))
+        .unwrap_or_else(|| panic!("missing `{path}` in {v:#}"))
+}
+
+fn as_obj<'a>(v: &'a Value, what: &str) -> &'a Map<String, Value> {
+    v.as_object()
+        .unwrap_or_else(|| panic!("{what}: expected a mapping, got {v}"))
+}
+
+/// A compose `environment:` (mapping or `KEY=value` list) as a map of strings.
+fn compose_env(service: &Value) -> BTreeMap<String, String> {
+    let scalar = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    match service.get("environment") {
+        None => BTreeMap::new(),
+        Some(Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), scalar(v))).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| {
+                let s = scalar(i);
+                let (k, v) = s.split_once('=').unwrap_or((&s, ""));
+                (k.to_owned(), v.to_owned())
+            })
+            .collect(),
+        Some(other) => panic!("unexpected environment: {other}"),
+    }
+}
+
+/// Every file under `dir` (recursively), sorted.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("read {}: {e}", d.display())) {
+            let p = entry.expect("dir entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Runs `nexus <args> --help` (the real CLI): exit 0 means every flag before `--help`
+/// exists and every value parses. `nexusd` is `nexus serve`.
+#[track_caller]
+fn assert_cli_accepts(origin: &str, argv: &[String]) {
+    let (prog, rest) = argv.split_first().expect("a non-empty command");
+    let prog = prog.rsplit('/').next().unwrap_or(prog.as_str());
+    let mut args: Vec<String> = match prog {
+        "nexus" => rest.to_vec(),
+        "nexusd" => std::iter::once("serve".to_owned())
+            .chain(rest.iter().cloned())
+            .collect(),
+        other => panic!("{origin}: runs `{other}`, not nexus or nexusd"),
+    };
+    args.push("--help".to_owned());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nexus"));
+    remove_nexus_env(&mut cmd);
+    let out = cmd.args(&args).output().expect("run nexus");
+    assert_success(
+        &format!("{origin}: `{}` (checked with --help)", argv.join(" ")),
+        &out,
+    );
+}
+
+/// Removes every `NEXUS_*` variable of the test's environment from `cmd`.
+fn remove_nexus_env(cmd: &mut Command) {
+    for (k, _) in std::env::vars_os() {
+        if k.to_str().is_some_and(|k| k.starts_with("NEXUS_")) {
+            cmd.env_remove(k);
+        }
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("expected a list, got {v}"))
+        .iter()
+        .map(|s| {
+            s.as_str()
+                .unwrap_or_else(|| panic!("expected strings: {v}"))
+                .to_owned()
+        })
+        .collect()
+}
+
+// ---- docker-compose.hub.yml ---------------------------------------------------------------
+
+const COMPOSE: &str = "docker-compose.hub.yml";
+const PG_MARKER: &str = "pgmarker0123456789abcdef";
+const SECRET_MARKER: &str = "secretmarker0123456789abcdef0123456789";
+
+/// `docker-compose --env-file <empty> -f docker-compose.hub.yml <args>` with only PATH,
+/// HOME and `vars` in the environment (no stray `.env`, no developer variables).
+fn compose(vars: &[(&str, &str)], args: &[&str]) -> Output {
+    let bin = tool("docker-compose", "docker-compose");
+    let home = tempfile::tempdir().expect("tempdir");
+    let empty_env = home.path().join("empty.env");
+    std::fs::write(&empty_env, "").expect("write empty env file");
+    let mut cmd = Command::new(bin);
+    cmd.current_dir(repo())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .arg("--env-file")
+        .arg(&empty_env)
+        .args(["-f", COMPOSE])
+        .args(args);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run docker-compose")
+}
+
+/// (a) The file is valid for compose with both secrets set; without either one, compose
+/// refuses it (no default for any secret), and the secrets reach only postgres and nexus.
+#[test]
+fn compose_config_requires_every_secret() {
+    let both = [
+        ("POSTGRES_PASSWORD", PG_MARKER),
+        ("NEXUS_API_KEY_SECRET", SECRET_MARKER),
+    ];
+    assert_success(
+        "docker-compose config -q",
+        &compose(&both, &["config", "-q"]),
+    );
+
+    for (missing, present) in [(0, 1), (1, 0)] {
+        let out = compose(&[both[present]], &["config", "-q"]);
+        let err = text(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "compose must refuse to run without {}: {err}",
+            both[missing].0
+        );
+        assert!(
+            err.contains(both[missing].0),
+            "the error should name {}: {err}",
+            both[missing].0
+        );
+    }
+    let out = compose(&[], &["config", "-q"]);
+    assert!(!out.status.success(), "compose ran with no secrets at all");
+
+    // Where the secrets end up once interpolated.
+    let out = compose(&both, &["config"]);
+    assert_success("docker-compose config", &out);
+    let cfg = yaml_one("docker-compose config output", &text(&out.stdout));
+    let services = as_obj(at(&cfg, "services"), "services");
+    for (name, svc) in services {
+        let env = compose_env(svc);
+        let joined = format!("{env:?}");
+        let (want_pg, want_secret) = match name.as_str() {
+            "postgres" => (true, false),
+            "nexus" => (true, true),
+            _ => (false, false),
+        };
+        assert_eq!(
+            joined.contains(PG_MARKER),
+            want_pg,
+            "POSTGRES_PASSWORD in service {name}: {joined}"
+        );
+        assert_eq!(
+            joined.contains(SECRET_MARKER),
+            want_secret,
+            "NEXUS_API_KEY_SECRET in service {name}: {joined}"
+        );
+    }
+    let nexus_env = compose_env(&services["nexus"]);
+    assert_eq!(
+        nexus_env["NEXUS_DATABASE_URL"],
+        format!("postgres://nexus:{PG_MARKER}@postgres:5432/nexus")
+    );
+    assert_eq!(nexus_env["NEXUS_API_KEY_SECRET"], SECRET_MARKER);
+}
+
+/// (b) The shape of the reference deployment, read from the file itself.
+#[test]
+fn compose_structure() {
+    let raw = read(COMPOSE);
+    let cfg = yaml_one(COMPOSE, &raw);
+    let services = as_obj(at(&cfg, "services"), "services");
+    let names: BTreeSet<&str> = services.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["postgres", "redis", "nexus", "mcp-frontend"]),
+        "the four services"
+    );
+
+    // No default for any secret: every ${…PASSWORD…} / ${…SECRET…} uses `:?`.
+    let mut rest = raw.as_str();
+    while let Some(i) = rest.find("${") {
+        rest = &rest[i + 2..];
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if name.contains("PASSWORD") || name.contains("SECRET") {
+            assert!(
+                rest[name.len()..].starts_with(":?"),
+                "${{{name}…}} must be required (`${{{name}:?…}}`), never defaulted"
+            );
+        }
+    }
+
+    for svc in ["postgres", "redis", "nexus", "mcp-frontend"] {
+        let test = strings(at(&services[svc], "healthcheck/test"));
+        assert!(!test.is_empty(), "{svc}: healthcheck");
+    }
+    assert!(
+        at(&services["postgres"], "image")
+            .as_str()
+            .is_some_and(|i| i.starts_with("postgres:16")),
+        "postgres:16"
+    );
+    assert!(
+        strings(at(&services["postgres"], "healthcheck/test"))
+            .join(" ")
+            .contains("pg_isready"),
+        "postgres is checked with pg_isready"
+    );
+    assert!(
+        at(&services["redis"], "image")
+            .as_str()
+            .is_some_and(|i| i.starts_with("redis:7")),
+        "redis:7"
+    );
+    assert!(
+        strings(at(&services["redis"], "healthcheck/test"))
+            .join(" ")
+            .contains("redis-cli ping"),
+        "redis is checked with redis-cli ping"
+    );
+
+    // The rpc-server: the database credentials (which `compose exec nexus nexus hub …`
+    // needs too), migrations, the data volume, readiness.
+    let nexus = &services["nexus"];
+    assert_eq!(at(nexus, "image"), "nexus-hub");
+    assert_eq!(at(nexus, "build/dockerfile"), "Dockerfile");
+    let cmd = strings(at(nexus, "command"));
+    assert_eq!(cmd[0], "nexusd");
+    assert!(
+        cmd.contains(&"--migrate".to_owned()),
+        "nexusd --migrate: {cmd:?}"
+    );
+    let env = compose_env(nexus);
+    for key in [
+        "NEXUS_DATABASE_URL",
+        "NEXUS_API_KEY_SECRET",
+        "NEXUS_REDIS_URL",
+        "NEXUS_DATA_DIR",
+    ] {
+        assert!(env.contains_key(key), "nexus: {key}");
+    }
+    assert!(env["NEXUS_DATABASE_URL"].starts_with("postgres://nexus:${POSTGRES_PASSWORD:?"));
+    assert_eq!(env["NEXUS_DATA_DIR"], "/data");
+    assert!(
+        strings(at(nexus, "volumes")).contains(&"nexus-data:/data".to_owned()),
+        "nexus-data:/data"
+    );
+    assert!(
+        strings(at(nexus, "healthcheck/test"))
+            .join(" ")
+            .contains("/healthz/ready"),
+        "nexus is checked on /healthz/ready"
+    );
+    assert!(
+        nexus.get("ports").is_none(),
+        "the rpc-server is not published"
+    );
+    for dep in ["postgres", "redis"] {
+        assert_eq!(
+            at(nexus, &format!("depends_on/{dep}/condition")),
+            "service_healthy"
+        );
+    }
+
+    // The frontend: no database URL, no secret, no ambient identity; bearer required.
+    let fe = &services["mcp-frontend"];
+    assert_eq!(at(fe, "image"), "nexus-hub");
+    let fe_env = compose_env(fe);
+    for key in [
+        "NEXUS_API_KEY",
+        "NEXUS_DATABASE_URL",
+        "NEXUS_API_KEY_SECRET",
+    ] {
+        assert!(
+            !fe_env.contains_key(key),
+            "mcp-frontend must not have {key}"
+        );
+    }
+    assert_eq!(fe_env["NEXUS_MCP_REQUIRE_BEARER"], "true");
+    assert!(fe_env.contains_key("NEXUS_MCP_ALLOWED_HOSTS"));
+    assert!(fe_env.contains_key("NEXUS_REDIS_URL"));
+    let fe_cmd = strings(at(fe, "command"));
+    assert_eq!(
+        fe_cmd,
+        [
+            "nexus",
+            "mcp",
+            "serve",
+            "--transport",
+            "http",
+            "--url",
+            "http://nexus:2026",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "8081"
+        ]
+    );
+    assert!(strings(at(fe, "ports")).contains(&"8081:8081".to_owned()));
+    assert_eq!(at(fe, "depends_on/nexus/condition"), "service_healthy");
+    assert!(
+        strings(at(fe, "healthcheck/test"))
+            .join(" ")
+            .contains(":8081/health"),
+        "the frontend is checked on /health"
+    );
+
+    let volumes = as_obj(at(&cfg, "volumes"), "volumes");
+    assert!(volumes.contains_key("postgres-data") && volumes.contains_key("nexus-data"));
+}
+
+// ---- Dockerfile -------------------------------------------------------------------------
+
+/// The Dockerfile builds both binaries from every workspace member at the pinned Rust,
+/// and runs them unprivileged.
+#[test]
+fn dockerfile_matches_the_workspace() {
+    let df = read("Dockerfile");
+    let lines: Vec<&str> = df.lines().map(str::trim).collect();
+    let has = |l: &str| lines.contains(&l);
+
+    let channel = read("rust-toolchain.toml")
+        .lines()
+        .find_map(|l| l.strip_prefix("channel = "))
+        .map(|c| c.trim_matches('"').to_owned())
+        .expect("rust-toolchain.toml has a channel");
+    let from: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("FROM "))
+        .collect();
+    assert_eq!(from.len(), 2, "two stages: {from:?}");
+    assert!(
+        from[0].starts_with(&format!("rust:{channel}-slim-bookworm ")),
+        "builder on the pinned toolchain {channel}: {}",
+        from[0]
+    );
+    assert!(
+        from[1].starts_with("debian:bookworm-slim"),
+        "runtime: {}",
+        from[1]
+    );
+
+    // Every workspace member: manifest in the dependency-cache layer, then its sources.
+    let manifest = read("Cargo.toml");
+    let members_line = manifest
+        .lines()
+        .find(|l| l.trim_start().starts_with("members"))
+        .expect("workspace members");
+    let members: Vec<&str> = members_line.split('"').skip(1).step_by(2).collect();
+    assert!(members.len() >= 4, "members: {members:?}");
+    for m in &members {
+        assert!(
+            has(&format!("COPY {m}/Cargo.toml {m}/")),
+            "Dockerfile: COPY {m}/Cargo.toml"
+        );
+        assert!(has(&format!("COPY {m} {m}")), "Dockerfile: COPY {m} {m}");
+    }
+    assert!(
+        has("COPY migrations migrations"),
+        "migrations are compiled in"
+    );
+    assert!(
+        df.matches("cargo build --release --locked --bin nexus --bin nexusd")
+            .count()
+            >= 2,
+        "dependency-cache build and real build"
+    );
+    for bin in ["nexus", "nexusd"] {
+        assert!(
+            has(&format!(
+                "COPY --from=builder /src/target/release/{bin} /usr/local/bin/{bin}"
+            )),
+            "{bin} in /usr/local/bin"
+        );
+    }
+    assert!(has("USER 10001:10001") || has("USER 10001"), "USER 10001");
+    assert!(has("EXPOSE 2026 8081"));
+    assert!(df.contains("--uid 10001") && df.contains("chown 10001:10001 /data"));
+    assert!(has("VOLUME [\"/data\"]"));
+    assert!(df.contains("ca-certificates"));
+
+    let ignore = read(".dockerignore");
+    for entry in ["target/", ".git/", "nexus-data/"] {
+        assert!(
+            ignore.lines().any(|l| l.trim() == entry),
+            ".dockerignore: {entry}"
+        );
+    }
+}
+
+// ---- shell scripts ----------------------------------------------------------------------
+
+/// (c) shellcheck is clean on every script: deploy/**/*.sh and the repository's own.
+#[test]
+fn shellcheck_every_script() {
+    let shellcheck = tool("shellcheck", "shellcheck");
+    let root = repo();
+    let mut scripts: Vec<PathBuf> = walk(&root.join("deploy"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "sh"))
+        .collect();
+    for p in [
+        &root.join("deploy/backup/nexus-backup.sh"),
+        &root.join("deploy/backup/nexus-restore.sh"),
+    ] {
+        assert!(scripts.contains(p), "{} is missing", p.display());
+    }
+    for p in &scripts {
+        assert!(is_executable(p), "{} is not executable", p.display());
+        let src = std::fs::read_to_string(p).expect("read script");
+        assert!(
+            src.starts_with("#!/usr/bin/env bash\n"),
+            "{}: bash shebang",
+            p.display()
+        );
+        assert!(
+            src.contains("\nset -euo pipefail\n"),
+            "{}: set -euo pipefail",
+            p.display()
+        );
+    }
+    for rel in [
+        "scripts/test",
+        "scripts/test-services",
+        ".ci/run",
+        "bench/run",
+    ] {
+        scripts.push(root.join(rel));
+    }
+    let out = Command::new(shellcheck)
+        .current_dir(&root)
+        .arg("--external-sources")
+        .args(&scripts)
+        .output()
+        .expect("run shellcheck");
+    assert_success("shellcheck", &out);
+}
+
+// ---- systemd ----------------------------------------------------------------------------
+
+const UNITS: [&str; 2] = ["nexusd.service", "nexus-mcp.service"];
+
+/// (d) `systemd-analyze verify` accepts both units without a warning about them (the
+/// binaries they start are stand-ins in a temp dir), their hardening scores "OK" in
+/// `systemd-analyze security`, and they keep the settings operators rely on.
+#[test]
+fn systemd_units_verify() {
+    let analyze = tool("systemd-analyze", "systemd");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).expect("mkdir bin");
+    let mut copies = Vec::new();
+    for unit in UNITS {
+        let src = read(&format!("deploy/systemd/{unit}"));
+        for key in [
+            "User=nexus",
+            "EnvironmentFile=/etc/nexus-hub/nexus.env",
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "PrivateTmp=yes",
+            "ProtectHome=yes",
+            "CapabilityBoundingSet=",
+        ] {
+            // The last assignment of a key is the one in force.
+            let (k, _) = key.split_once('=').expect("key=value");
+            let last = src
+                .lines()
+                .rfind(|l| l.split_once('=').is_some_and(|(lk, _)| lk == k));
+            assert_eq!(last, Some(key), "{unit}: {key} must be in force");
+        }
+        let exec: Vec<&str> = src
+            .lines()
+            .filter(|l| l.starts_with("ExecStart="))
+            .collect();
+        assert_eq!(exec.len(), 1, "{unit}: one ExecStart");
+        let argv: Vec<String> = exec[0]["ExecStart=".len()..]
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        assert!(
+            argv[0].starts_with("/usr/local/bin/"),
+            "{unit}: absolute path: {argv:?}"
+        );
+        assert_cli_accepts(&format!("deploy/systemd/{unit}"), &argv);
+        let stub = bin.join(argv[0].trim_start_matches("/usr/local/bin/"));
+        std::fs::write(&stub, "#!/bin/sh\nexit 0\n").expect("write stub");
+        std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+
+        let copy = dir.path().join(unit);
+        let bin_prefix = format!("{}/", bin.display());
+        std::fs::write(&copy, src.replace("/usr/local/bin/", &bin_prefix)).expect("write unit");
+        copies.push(copy);
+    }
+    let nexusd = read("deploy/systemd/nexusd.service");
+    assert!(
+        nexusd
+            .lines()
+            .any(|l| l == "ReadWritePaths=/var/lib/nexus-hub")
+    );
+    let mcp = read("deploy/systemd/nexus-mcp.service");
+    assert!(
+        mcp.lines().any(|l| l.starts_with("UnsetEnvironment=")
+            && l.contains("NEXUS_DATABASE_URL")
+            && l.contains("NEXUS_API_KEY_SECRET")),
+        "the frontend unit drops the database URL and the secret"
+    );
+
+    let out = Command::new(&analyze)
+        .current_dir(dir.path())
+        .args(["verify", "--man=no"])
+        .args(&copies)
+        .output()
+        .expect("run systemd-analyze verify");
+    assert_success("systemd-analyze verify", &out);
+    let err = text(&out.stderr);
+    for unit in UNITS {
+        assert!(
+            !err.lines().any(|l| l.contains(unit)),
+            "systemd-analyze verify complains about {unit}:\n{err}"
+        );
+    }
+
+    // systemd's own reading of the hardening: overall exposure "OK" (≤ 3.0 of 10; both
+    // ≈ 1.2 today), and no check failing beyond the few accepted ones (a service that
+    // talks to Postgres, Redis and its clients needs the network, and runs from /).
+    const ACCEPTED: [&str; 7] = [
+        "SystemCallFilter=~@resources",
+        "RootDirectory=/RootImage=",
+        "RestrictAddressFamilies=~AF_UNIX",
+        "RestrictAddressFamilies=~AF_(INET|INET6)",
+        "PrivateNetwork=",
+        "DeviceAllow=",
+        "IPAddressDeny=",
+    ];
+    for copy in &copies {
+        let out = Command::new(&analyze)
+            .current_dir(dir.path())
+            .args(["security", "--offline=true", "--threshold=30", "--no-pager"])
+            .arg(copy)
+            .output()
+            .expect("run systemd-analyze security");
+        assert_success(
+            &format!("systemd-analyze security {}", copy.display()),
+            &out,
+        );
+        let out = Command::new(&analyze)
+            .current_dir(dir.path())
+            .args(["security", "--offline=true", "--no-pager", "--json=short"])
+            .arg(copy)
+            .output()
+            .expect("run systemd-analyze security --json");
+        assert_success("systemd-analyze security --json=short", &out);
+        let checks: Value = serde_json::from_slice(&out.stdout).expect("security JSON");
+        let failing: Vec<&str> = checks
+            .as_array()
+            .expect("a list of checks")
+            .iter()
+            .filter(|c| {
+                c["exposure"]
+                    .as_str()
+                    .and_then(|e| e.parse::<f64>().ok())
+                    .is_some_and(|e| e > 0.0)
+            })
+            .map(|c| c["name"].as_str().expect("check name"))
+            .collect();
+        assert!(failing.len() >= 3, "the JSON format changed? {checks}");
+        for name in failing {
+            assert!(
+                ACCEPTED.contains(&name),
+                "{}: hardening check `{name}` fails (systemd-analyze security)",
+                copy.display()
+            );
+        }
+    }
+}
+
+// ---- every service command parses ---------------------------------------------------------
+
+/// The commands compose runs parse with the real CLI (systemd's are checked in
+/// `systemd_units_verify`, the chart's in `helm_chart_templates`).
+#[test]
+fn compose_commands_parse() {
+    let cfg = yaml_one(COMPOSE, &read(COMPOSE));
+    for svc in ["nexus", "mcp-frontend"] {
+        let argv = strings(at(&cfg, &format!("services/{svc}/command")));
+        assert_cli_accepts(&format!("{COMPOSE} service {svc}"), &argv);
+    }
+    // The bootstrap commands of the quick start.
+    for argv in [
+        vec!["nexus", "hub", "zone", "create", "root"],
+        vec![
+            "nexus", "hub", "token", "create", "--name", "root", "--admin", "--zone", "root",
+        ],
+    ] {
+        let argv: Vec<String> = argv.into_iter().map(str::to_owned).collect();
+        assert_cli_accepts("the compose quick start", &argv);
+    }
+}
+
+/// Every `NEXUS_*` variable the deployment files set is one the product documents
+/// (a typo would be silently ignored by the binaries).
+#[test]
+fn deployment_variables_are_documented() {
+    let documented = read("docs/CONFIGURATION.md");
+    let mut files = vec![repo().join(COMPOSE)];
+    files.extend(walk(&repo().join("deploy/helm")));
+    files.extend(walk(&repo().join("deploy/systemd")));
+    let mut seen = BTreeSet::new();
+    for f in &files {
+        let src = std::fs::read_to_string(f).expect("read");
+        let mut rest = src.as_str();
+        while let Some(i) = rest.find("NEXUS_") {
+            let name: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            rest = &rest[i + name.len()..];
+            // A family in prose (`NEXUS_*`, `NEXUS_MCP_*`), and NEXUS_API_KEY, which appears
+            // only to be kept away from the frontend.
+            if rest.starts_with('*') || name == "NEXUS_API_KEY" {
+                continue;
+            }
+            let name = name.trim_end_matches('_').to_owned();
+            assert!(
+                documented.contains(&format!("`{name}`")),
+                "{}: {name} is not in docs/CONFIGURATION.md",
+                f.display()
+            );
+            seen.insert(name);
+        }
+    }
+    assert!(seen.contains("NEXUS_MCP_REQUIRE_BEARER") && seen.contains("NEXUS_DATABASE_URL"));
+}
+
+// ---- Helm chart -----------------------------------------------------------------------------
+
+const CHART: &str = "deploy/helm/nexus-hub";
+const PLACEHOLDER: &str = "PLACEHOLDER";
+
+/// The `{{ … }}` actions of one line: (inner texts, the line with each action replaced by
+/// [`PLACEHOLDER`], whether anything but actions and blanks is on the line).
+fn split_actions(file: &str, n: usize, line: &str) -> (Vec<String>, String, bool) {
+    let mut actions = Vec::new();
+    let mut blanked = String::new();
+    let mut rest = line;
+    while let Some(i) = rest.find("{{") {
+        blanked.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let j = after
+            .find("}}")
+            .unwrap_or_else(|| panic!("{file}:{n}: `{{{{` without `}}}}` on the same line"));
+        actions.push(after[..j].trim_matches('-').trim().to_owned());
+        blanked.push_str(PLACEHOLDER);
+        rest = &after[j + 2..];
+    }
+    blanked.push_str(rest);
+    let literal = !blanked.replace(PLACEHOLDER, "").trim().is_empty();
+    (actions, blanked, literal)
+}
+
+/// A template with every action-only line dropped and every other action replaced by a
+/// scalar: what is left must be well-formed YAML with the template's fixed structure.
+/// Also checks that blocks are balanced and returns every action.
+fn blank_template(file: &str, src: &str) -> (String, Vec<String>) {
+    let mut out = String::new();
+    let mut all = Vec::new();
+    let mut depth = 0i32;
+    for (i, line) in src.lines().enumerate() {
+        let (actions, blanked, literal) = split_actions(file, i + 1, line);
+        for a in &actions {
+            if a.starts_with("/*") {
+                continue;
+            }
+            let word = a.split_whitespace().next().unwrap_or("");
+            match word {
+                "if" | "with" | "range" | "define" | "block" => depth += 1,
+                "end" => depth -= 1,
+                _ => {}
+            }
+            assert!(depth >= 0, "{file}:{}: `end` without a block", i + 1);
+        }
+        all.extend(actions.iter().cloned());
+        if actions.is_empty() || literal {
+            out.push_str(&blanked);
+            out.push('\n');
+        }
+    }
+    assert_eq!(depth, 0, "{file}: unbalanced if/with/range/define … end");
+    (out, all)
+}
+
+/// `.Values.a.b` paths in the actions.
+fn values_refs(actions: &[String]) -> BTreeSet<String> {
+    let mut refs = BTreeSet::new();
+    for a in actions {
+        let mut rest = a.as_str();
+        while let Some(i) = rest.find(".Values.") {
+            rest = &rest[i + ".Values.".len()..];
+            let path: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '.')
+                .collect();
+            refs.insert(path.trim_end_matches('.').to_owned());
+        }
+    }
+    refs
+}
+
+/// Quoted names after `keyword "` in the actions (`include "x"`, `define "x"`).
+fn quoted_after(actions: &[String], keyword: &str) -> BTreeSet<String> {
+    let needle = format!("{keyword} \"");
+    let mut names = BTreeSet::new();
+    for a in actions {
+        let mut rest = a.as_str();
+        while let Some(i) = rest.find(&needle) {
+            rest = &rest[i + needle.len()..];
+            let end = rest.find('"').expect("closing quote");
+            names.insert(rest[..end].to_owned());
+            rest = &rest[end..];
+        }
+    }
+    names
+}
+
+fn env_names(container: &Value) -> BTreeSet<String> {
+    container
+        .get("env")
+        .and_then(Value::as_array)
+        .map(|env| {
+            env.iter()
+                .map(|e| at(e, "name").as_str().expect("env name").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[track_caller]
+fn assert_locked_down(file: &str, container: &Value) {
+    let name = at(container, "name");
+    let sc = at(container, "securityContext");
+    assert_eq!(at(sc, "allowPrivilegeEscalation"), false, "{file} {name}");
+    assert_eq!(at(sc, "readOnlyRootFilesystem"), true, "{file} {name}");
+    assert_eq!(at(sc, "runAsNonRoot"), true, "{file} {name}");
+    assert_eq!(
+        strings(at(sc, "capabilities/drop")),
+        ["ALL"],
+        "{file} {name}"
+    );
+}
+
+/// The pod spec of a blanked Deployment template, with its pod-level checks done.
+fn deployment_pod<'a>(file: &str, docs: &'a [Value]) -> &'a Value {
+    assert_eq!(docs.len(), 1, "{file}: one document");
+    let d = &docs[0];
+    assert_eq!(at(d, "apiVersion"), "apps/v1");
+    assert_eq!(at(d, "kind"), "Deployment");
+    let pod = at(d, "spec/template/spec");
+    assert_eq!(
+        at(pod, "securityContext/runAsNonRoot"),
+        true,
+        "{file}: runAsNonRoot"
+    );
+    assert_eq!(at(pod, "automountServiceAccountToken"), false, "{file}");
+    assert_eq!(at(pod, "enableServiceLinks"), false, "{file}");
+    for c in pod
+        .get("initContainers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        assert_locked_down(file, c);
+    }
+    let containers = at(pod, "containers").as_array().expect("containers");
+    assert_eq!(containers.len(), 1, "{file}: one container");
+    for c in containers {
+        assert_locked_down(file, c);
+    }
+    pod
+}
+
+/// (e) The chart without helm: Chart.yaml and values.yaml parse; every template, with
+/// its actions blanked, is well-formed YAML of the expected kinds; every `.Values` path
+/// exists and every `include` is defined; both Deployments are locked down, probed, and
+/// run commands the real CLI accepts; the frontend gets no credentials.
+#[test]
+fn helm_chart_templates() {
+    let chart = yaml_one("Chart.yaml", &read(&format!("{CHART}/Chart.yaml")));
+    assert_eq!(at(&chart, "apiVersion"), "v2");
+    assert_eq!(at(&chart, "name"), "nexus-hub");
+    let version = at(&chart, "version").as_str().expect("version");
+    assert_eq!(version.split('.').count(), 3, "semver: {version}");
+    assert!(at(&chart, "appVersion").is_string());
+    let values = yaml_one("values.yaml", &read(&format!("{CHART}/values.yaml")));
+    as_obj(&values, "values.yaml");
+
+    let dir = repo().join(CHART).join("templates");
+    let mut rendered: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut refs = BTreeSet::new();
+    let mut includes = BTreeSet::new();
+    let mut defines = BTreeSet::new();
+    for path in walk(&dir) {
+        let file = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let src = std::fs::read_to_string(&path).expect("read template");
+        let (blanked, actions) = blank_template(&file, &src);
+        refs.extend(values_refs(&actions));
+        includes.extend(quoted_after(&actions, "include"));
+        includes.extend(quoted_after(&actions, "template"));
+        defines.extend(quoted_after(&actions, "define"));
+        if file.ends_with(".yaml") {
+            rendered.insert(
+                file.clone(),
+                yaml_docs(&format!("{CHART}/templates/{file}"), &blanked),
+            );
+        }
+    }
+    let files: BTreeSet<&str> = rendered.keys().map(String::as_str).collect();
+    for want in [
+        "deployment-rpc.yaml",
+        "deployment-frontend.yaml",
+        "services.yaml",
+        "secret.yaml",
+        "ingress.yaml",
+        "podmonitor.yaml",
+        "pvc.yaml",
+    ] {
+        assert!(files.contains(want), "templates/{want}");
+    }
+    assert!(dir.join("_helpers.tpl").is_file(), "templates/_helpers.tpl");
+
+    for r in &refs {
+        let mut v = &values;
+        for seg in r.split('.') {
+            v = v
+                .get(seg)
+                .unwrap_or_else(|| panic!(".Values.{r} is not in values.yaml (no `{seg}`)"));
+        }
+    }
+    assert!(
+        refs.len() > 30,
+        "found only {} .Values references",
+        refs.len()
+    );
+    for inc in &includes {
+        assert!(
+            defines.contains(inc),
+            "include \"{inc}\" is not defined in _helpers.tpl"
+        );
+    }
+
+    for (file, docs) in &rendered {
+        for d in docs {
+            assert!(
+                at(d, "apiVersion").is_string() && at(d, "kind").is_string(),
+                "{file}"
+            );
+            assert!(at(d, "metadata/name").is_string(), "{file}: metadata.name");
+        }
+    }
+    let kinds: Vec<(&str, &str)> = rendered
+        .values()
+        .flatten()
+        .map(|d| {
+            (
+                at(d, "apiVersion").as_str().expect("s"),
+                at(d, "kind").as_str().expect("s"),
+            )
+        })
+        .collect();
+    for want in [
+        ("v1", "Secret"),
+        ("v1", "PersistentVolumeClaim"),
+        ("networking.k8s.io/v1", "Ingress"),
+        ("monitoring.coreos.com/v1", "PodMonitor"),
+    ] {
+        assert!(kinds.contains(&want), "a {want:?}: {kinds:?}");
+    }
+    assert_eq!(kinds.iter().filter(|k| **k == ("v1", "Service")).count(), 2);
+
+    // rpc-server
+    let file = "deployment-rpc.yaml";
+    let pod = deployment_pod(file, &rendered[file]);
+    let c = &pod["containers"][0];
+    assert_eq!(at(c, "livenessProbe/httpGet/path"), "/healthz/live");
+    assert_eq!(at(c, "readinessProbe/httpGet/path"), "/healthz/ready");
+    assert_eq!(at(c, "ports/0/containerPort"), 2026);
+    assert_cli_accepts(file, &strings(at(c, "command")));
+    assert_cli_accepts(file, &strings(at(&pod["initContainers"][0], "command")));
+    let env = c["env"].as_array().expect("env");
+    for key in ["NEXUS_DATABASE_URL", "NEXUS_API_KEY_SECRET"] {
+        let e = env
+            .iter()
+            .find(|e| e["name"] == key)
+            .unwrap_or_else(|| panic!("{file}: {key}"));
+        assert!(
+            e.get("value").is_none(),
+            "{file}: {key} must come from a Secret"
+        );
+        assert!(
+            e.pointer("/valueFrom/secretKeyRef").is_some(),
+            "{file}: {key} secretKeyRef"
+        );
+    }
+    assert!(
+        c["volumeMounts"]
+            .as_array()
+            .expect("mounts")
+            .iter()
+            .any(|m| m["mountPath"] == "/data"),
+        "{file}: /data"
+    );
+
+    // frontend
+    let file = "deployment-frontend.yaml";
+    let pod = deployment_pod(file, &rendered[file]);
+    let c = &pod["containers"][0];
+    assert_eq!(at(c, "readinessProbe/httpGet/path"), "/health");
+    assert!(c.get("livenessProbe").is_some(), "{file}: livenessProbe");
+    assert_eq!(at(c, "ports/0/containerPort"), 8081);
+    assert_cli_accepts(file, &strings(at(c, "command")));
+    let names = env_names(c);
+    for key in [
+        "NEXUS_DATABASE_URL",
+        "NEXUS_API_KEY_SECRET",
+        "NEXUS_API_KEY",
+    ] {
+        assert!(
+            !names.contains(key),
+            "{file}: the frontend must not get {key}"
+        );
+    }
+    for key in [
+        "NEXUS_URL",
+        "NEXUS_MCP_REQUIRE_BEARER",
+        "NEXUS_MCP_ALLOWED_HOSTS",
+    ] {
+        assert!(names.contains(key), "{file}: {key}");
+    }
+    assert_eq!(values["frontend"]["requireBearer"], true);
+
+    // ingress with TLS; PodMonitor on /metrics; both optional, the Secret conditional.
+    let ing = &rendered["ingress.yaml"][0];
+    assert!(at(ing, "spec").get("tls").is_some(), "ingress TLS");
+    assert!(at(ing, "spec/rules/0/http/paths/0/backend/service").is_object());
+    let pm = &rendered["podmonitor.yaml"][0];
+    assert_eq!(at(pm, "spec/podMetricsEndpoints/0/path"), "/metrics");
+    for (file, gate) in [
+        ("podmonitor.yaml", ".Values.monitoring.podMonitor.enabled"),
+        ("ingress.yaml", ".Values.ingress.enabled"),
+        ("secret.yaml", ".Values.secrets.databaseUrl"),
+    ] {
+        let first = read(&format!("{CHART}/templates/{file}"));
+        let first = first.lines().next().unwrap_or("");
+        assert!(
+            first.starts_with("{{- if ") && first.contains(gate),
+            "{file} is gated on {gate}"
+        );
+    }
+}
+
+// ---- backup and restore -------------------------------------------------------------------
+
+/// Drops a database made for this test when the test ends, even on failure.
+struct DropDatabase(String);
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        let admin = postgres_admin_url();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(a) = Store::connect(&admin).await {
+                    let _ = a
+                        .execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                    a.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// PATH for the scripts: the test cluster's own Postgres tools first (same major).
+fn script_path() -> std::ffi::OsString {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("NEXUS_TEST_PG_BIN")
+        .map(PathBuf::from)
+        .into_iter()
+        .collect();
+    if let Some(p) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&p));
+    }
+    std::env::join_paths(dirs).expect("PATH")
+}
+
+fn script(name: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut cmd = Command::new("bash");
+    cmd.arg(repo().join("deploy/backup").join(name))
+        .args(args)
+        .env_clear()
+        .env("PATH", script_path())
+        .env("HOME", std::env::temp_dir())
+        .env("LANG", "C.UTF-8");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run the script")
+}
+
+fn nexus_hub(db_url: &str, args: &[&str]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nexus"));
+    remove_nexus_env(&mut cmd);
+    let out = cmd
+        .env("NEXUS_DATABASE_URL", db_url)
+        .env("NEXUS_API_KEY_SECRET", TEST_SECRET)
+        .arg("hub")
+        .args(args)
+        .output()
+        .expect("run nexus");
+    assert_success(&format!("nexus hub {args:?}"), &out);
+    text(&out.stdout)
+}
+
+fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    walk(dir)
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).expect("read");
+            (p.strip_prefix(dir).expect("under dir").to_path_buf(), bytes)
+        })
+        .collect()
+}
+
+/// (f) nexus-backup.sh → nexus-restore.sh on a real hub database and data dir: the
+/// restored database has the same tokens and zones, the files come back byte for byte,
+/// retention prunes by count and age, and a non-empty data dir needs --force.
+#[tokio::test]
+async fn backup_and_restore_round_trip() {
+    for (t, pkg) in [
+        ("pg_dump", "postgresql-client"),
+        ("pg_restore", "postgresql-client"),
+        ("sha256sum", "coreutils"),
+        ("tar", "tar"),
+        ("gzip", "gzip"),
+    ] {
+        let _ = tool(t, pkg);
+    }
+    let db = TestDb::new(Backend::Postgres).await;
+    nexus_hub(&db.url, &["zone", "create", "eng"]);
+    let minted: Value = serde_json::from_str(&nexus_hub(
+        &db.url,
+        &[
+            "token", "create", "--name", "alice", "--zones", "eng:rw", "--json",
+        ],
+    ))
+    .expect("token create --json");
+    let key_id = at(&minted, "key_id").as_str().expect("key_id").to_owned();
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("zones/eng/notes")).expect("mkdir");
+    std::fs::write(data.join("zones/eng/notes/a.md"), "# hello\n").expect("write");
+    std::fs::write(data.join("zones/eng/blob.bin"), [0u8, 1, 2, 255]).expect("write");
+    let backups = tmp.path().join("backups");
+    let data_s = data.to_string_lossy().into_owned();
+    let backups_s = backups.to_string_lossy().into_owned();
+
+    // Two stale backups: one 40 days old, one recent.
+    let old = backups.join("nexus-20000101T000000Z");
+    let recent = backups.join("nexus-20000102T000000Z");
+    std::fs::create_dir_all(&old).expect("mkdir");
+    std::fs::create_dir_all(&recent).expect("mkdir");
+    let touched = Command::new("touch")
+        .args(["-d", "40 days ago"])
+        .arg(&old)
+        .status()
+        .expect("touch");
+    assert!(touched.success());
+
+    let env = [("NEXUS_DATABASE_URL", db.url.as_str())];
+    let common = [
+        "--backup-dir",
+        backups_s.as_str(),
+        "--data-dir",
+        data_s.as_str(),
+    ];
+    let out = script(
+        "nexus-backup.sh",
+        &env,
+        &[&common[..], &["--keep", "0", "--max-age-days", "30"]].concat(),
+    );
+    assert_success("nexus-backup.sh", &out);
+    let made = PathBuf::from(text(&out.stdout).trim());
+    assert!(
+        made.starts_with(&backups),
+        "prints the backup folder: {}",
+        made.display()
+    );
+    for f in ["db.dump", "data.tar.gz", "SHA256SUMS"] {
+        assert!(made.join(f).is_file(), "{f} in {}", made.display());
+    }
+    assert_eq!(
+        std::fs::metadata(&made).expect("stat").permissions().mode() & 0o777,
+        0o700,
+        "backups are private"
+    );
+    assert!(
+        !old.exists(),
+        "a backup older than --max-age-days is pruned"
+    );
+    assert!(recent.exists(), "a recent one is kept");
+
+    // Count retention: two more runs with --keep 2 leave the two newest.
+    for _ in 0..2 {
+        let out = script(
+            "nexus-backup.sh",
+            &env,
+            &[&common[..], &["--keep", "2", "--max-age-days", "0"]].concat(),
+        );
+        assert_success("nexus-backup.sh --keep 2", &out);
+    }
+    let left: Vec<PathBuf> = std::fs::read_dir(&backups)
+        .expect("ls")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(left.len(), 2, "--keep 2: {left:?}");
+    assert!(
+        !recent.exists() && !made.exists(),
+        "the oldest are pruned: {left:?}"
+    );
+    let latest = left.iter().max().expect("a backup").clone();
+
+    // Restore into a new, empty database and a fresh data dir.
+    let target_url = empty_postgres_database("nexus_restore").await;
+    let _cleanup = DropDatabase(
+        target_url
+            .rsplit('/')
+            .next()
+            .expect("database name")
+            .to_owned(),
+    );
+    let restored = tmp.path().join("restored");
+    let restored_s = restored.to_string_lossy().into_owned();
+    let latest_s = latest.to_string_lossy().into_owned();
+    let restore_args = [
+        "--database-url",
+        target_url.as_str(),
+        "--data-dir",
+        restored_s.as_str(),
+        latest_s.as_str(),
+    ];
+    let out = script("nexus-restore.sh", &[], &restore_args);
+    assert_success("nexus-restore.sh", &out);
+
+    let tokens = nexus_hub(&target_url, &["token", "list", "--json"]);
+    assert!(
+        tokens.contains(&key_id) && tokens.contains("alice"),
+        "tokens: {tokens}"
+    );
+    let zones = nexus_hub(&target_url, &["zone", "list", "--json"]);
+    assert!(zones.contains("\"eng\""), "zones: {zones}");
+    assert_eq!(
+        tree(&restored),
+        tree(&data),
+        "the data dir comes back byte for byte"
+    );
+
+    // A non-empty data dir is refused without --force, before anything changes...
+    let out = script("nexus-restore.sh", &[], &restore_args);
+    assert!(
+        !out.status.success(),
+        "restore over a non-empty dir must fail"
+    );
+    assert!(
+        text(&out.stderr).contains("--force"),
+        "{}",
+        text(&out.stderr)
+    );
+    // ...and moved aside with it.
+    std::fs::write(restored.join("stray.txt"), "x").expect("write");
+    let out = script(
+        "nexus-restore.sh",
+        &[],
+        &[&["--force"][..], &restore_args[..]].concat(),
+    );
+    assert_success("nexus-restore.sh --force", &out);
+    assert_eq!(tree(&restored), tree(&data));
+    let aside: Vec<PathBuf> = std::fs::read_dir(tmp.path())
+        .expect("ls")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.to_string_lossy().contains("restored.pre-restore-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the old contents are kept aside");
+    assert!(aside[0].join("stray.txt").is_file());
+
+    // A tampered backup is refused.
+    std::fs::write(latest.join("data.tar.gz"), "not a tarball").expect("write");
+    let empty = tmp.path().join("empty");
+    let empty_s = empty.to_string_lossy().into_owned();
+    let out = script(
+        "nexus-restore.sh",
+        &[],
+        &["--no-db", "--data-dir", empty_s.as_str(), latest_s.as_str()],
+    );
+    assert!(!out.status.success(), "a checksum mismatch must fail");
+    assert!(
+        text(&out.stderr).contains("checksum"),
+        "{}",
+        text(&out.stderr)
+    );
+}
