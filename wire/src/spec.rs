@@ -220,6 +220,15 @@ pub fn parse_expiry(text: &str) -> Result<Duration, SpecError> {
             crate::jsonrpc::printable(text)
         )));
     }
+    // Absurdly long numbers overflow inside the parser; no lifetime needs more than 9 digits.
+    let longest_number = t
+        .split(|c: char| !c.is_ascii_digit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    if longest_number > 9 {
+        return Err(err("duration must be at most 10 years"));
+    }
     let d = humantime::parse_duration(t).map_err(|e| {
         err(format!(
             "invalid duration {:?}: {e} (e.g. 90d, 12h, 30m)",

@@ -82,12 +82,15 @@ impl ZoneView {
     pub fn resolve(&self, raw: &str) -> Result<Target, RpcError> {
         let comps = split(raw)?;
         match self {
-            Self::Single { zone, permission } => Ok(Target::Zone(ZonePath {
-                zone: zone.clone(),
-                permission: *permission,
-                rel: comps,
-                single: true,
-            })),
+            Self::Single { zone, permission } => {
+                check_rel(&comps)?;
+                Ok(Target::Zone(ZonePath {
+                    zone: zone.clone(),
+                    permission: *permission,
+                    rel: comps,
+                    single: true,
+                }))
+            }
             Self::Multi { .. } => {
                 let mut it = comps.into_iter();
                 match it.next().as_deref() {
@@ -113,10 +116,12 @@ impl ZoneView {
                         "permission denied: zone '{zone}' is not one of this token's zones"
                     )));
                 };
+                let rel: Vec<String> = it.collect();
+                check_rel(&rel)?;
                 Ok(Target::Zone(ZonePath {
                     zone,
                     permission,
-                    rel: it.collect(),
+                    rel,
                     single: false,
                 }))
             }
@@ -216,9 +221,27 @@ fn has_encoded_separator(s: &str) -> bool {
         .any(|p| lower.contains(p))
 }
 
+/// Limits on the path below the zone root: at most `MAX_PATH_BYTES` and `MAX_DEPTH`.
+fn check_rel(rel: &[String]) -> Result<(), RpcError> {
+    let len = rel.iter().map(String::len).sum::<usize>() + rel.len().saturating_sub(1);
+    if len > MAX_PATH_BYTES {
+        return Err(RpcError::invalid_path(format!(
+            "path longer than {MAX_PATH_BYTES} bytes"
+        )));
+    }
+    if rel.len() > MAX_DEPTH {
+        return Err(RpcError::invalid_path(format!(
+            "path deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    Ok(())
+}
+
 /// Splits and checks path text; returns the normalised components.
 pub fn split(raw: &str) -> Result<Vec<String>, RpcError> {
-    if raw.len() > MAX_PATH_BYTES {
+    // A cheap bound before any work; the precise limit applies to the path inside the zone
+    // (see `check_rel`), so that a path and its displayed form resolve alike.
+    if raw.len() > 4 * MAX_PATH_BYTES {
         return Err(RpcError::invalid_path(format!(
             "path longer than {MAX_PATH_BYTES} bytes"
         )));
@@ -254,7 +277,8 @@ pub fn split(raw: &str) -> Result<Vec<String>, RpcError> {
             c => out.push(c.to_owned()),
         }
     }
-    if out.len() > MAX_DEPTH {
+    // Room for the `zone/<zone>` prefix of multi-zone paths; `check_rel` is exact.
+    if out.len() > MAX_DEPTH + 2 {
         return Err(RpcError::invalid_path(format!(
             "path deeper than {MAX_DEPTH} levels"
         )));
@@ -283,9 +307,24 @@ mod tests {
         ] {
             assert!(split(bad).is_err(), "{bad:?}");
         }
-        assert!(split(&"a/".repeat(65)).is_err());
+        assert!(split(&"a/".repeat(67)).is_err());
         assert!(split(&"a".repeat(256)).is_err());
         assert!(split(&"a".repeat(255)).is_ok());
+        let single = ZoneView::Single {
+            zone: "eng".into(),
+            permission: Permission::ReadWrite,
+        };
+        assert!(single.resolve(&"a/".repeat(64)).is_ok());
+        assert!(
+            single.resolve(&"a/".repeat(65)).is_err(),
+            "deeper than 64 below the zone"
+        );
+        let name = "c".repeat(200);
+        assert!(single.resolve(&vec![name.as_str(); 20].join("/")).is_ok());
+        assert!(
+            single.resolve(&vec![name.as_str(); 21].join("/")).is_err(),
+            "longer than 4096 below the zone"
+        );
     }
 
     #[test]
