@@ -8,8 +8,8 @@
 //! There is no `helm` here: the chart is checked at the template level (see
 //! `helm_chart_templates`).
 
-use rpc_server::db::{Backend, Store};
-use rpc_server::testing::{TEST_SECRET, TestDb, empty_postgres_database, postgres_admin_url};
+use rpc_server::db::Backend;
+use rpc_server::testing::{TEST_SECRET, TestDb, empty_postgres_database};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -1117,32 +1117,7 @@ fn helm_chart_templates() {
 
 // ---- backup and restore -------------------------------------------------------------------
 
-/// Drops a database made for this test when the test ends, even on failure.
-struct DropDatabase(String);
-
-impl Drop for DropDatabase {
-    fn drop(&mut self) {
-        let name = self.0.clone();
-        let admin = postgres_admin_url();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                if let Ok(a) = Store::connect(&admin).await {
-                    let _ = a
-                        .execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                    a.close().await;
-                }
-            });
-        })
-        .join();
-    }
-}
+use rpc_server::testing::DropDatabase;
 
 /// PATH for the scripts: the test cluster's own Postgres tools first (same major).
 fn script_path() -> std::ffi::OsString {

@@ -43,16 +43,30 @@ pub struct TestDb {
 /// fill the disk. Runs on its own thread: `Drop` cannot await.
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let Some((_, name)) = self.url.rsplit_once('/') else {
-            return;
-        };
-        if !self.url.starts_with("postgres") || !name.starts_with("nexus_") {
-            return;
+        if let Some((_, name)) = self.url.rsplit_once('/')
+            && self.url.starts_with("postgres")
+        {
+            drop(DropDatabase(name.to_owned()));
         }
-        let name = name.to_owned();
+    }
+}
+
+/// Drops the named test database (`nexus_…` only) when dropped, even if the test failed.
+/// Runs on its own thread: `Drop` cannot await.
+#[derive(Debug)]
+pub struct DropDatabase(pub String);
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        let valid = name.starts_with("nexus_")
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         let Ok(admin) = std::env::var("NEXUS_TEST_DATABASE_URL") else {
             return;
         };
+        if !valid {
+            return;
+        }
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -259,6 +273,15 @@ impl TestApp {
             })
             .await
             .expect("mint token")
+    }
+
+    /// Writes `files` (path, content) with `token`, panicking on any failure.
+    pub async fn write_files(&self, token: &str, files: &[(&str, &str)]) {
+        for (path, content) in files {
+            self.rpc(token, "write", json!({"path": path, "content": content}))
+                .await
+                .expect("seed a file");
+        }
     }
 
     /// POSTs a JSON-RPC call; returns the HTTP status and the parsed body.

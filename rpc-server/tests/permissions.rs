@@ -19,19 +19,15 @@ async fn a_read_only_zone_refuses_every_mutation_and_serves_reads() {
         app.zone(z).await;
     }
     let admin = app.mint("root", None, true).await;
-    for (path, content) in [
-        ("/zone/docs/guide.md", "# Guide\nread me\n"),
-        ("/zone/docs/sub/inner.md", "inner\n"),
-        ("/zone/docs/empty/.keep", "k"),
-    ] {
-        app.rpc(
-            &admin.token,
-            "write",
-            json!({"path": path, "content": content}),
-        )
-        .await
-        .expect("seed");
-    }
+    app.write_files(
+        &admin.token,
+        &[
+            ("/zone/docs/guide.md", "# Guide\nread me\n"),
+            ("/zone/docs/sub/inner.md", "inner\n"),
+            ("/zone/docs/empty/.keep", "k"),
+        ],
+    )
+    .await;
     let reader = app.mint("reader", Some("docs:r"), false).await;
     let t = &reader.token;
 
