@@ -60,6 +60,9 @@ pub struct FrontendArgs {
     /// Write one audit line per MCP request on stdout.
     #[arg(long, env = "NEXUS_AUDIT_STDOUT", default_value = "true", value_parser = parse_bool)]
     pub audit_stdout: bool,
+    /// Proxies (IPs or CIDRs) in front of this frontend whose X-Forwarded-For names the client.
+    #[arg(long, env = "NEXUS_MCP_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
     /// Failed authentications allowed per client address per minute before 429.
     #[arg(long, env = "NEXUS_AUTH_FAILURES_PER_MIN", default_value_t = 60)]
     pub auth_failures_per_min: u32,
@@ -92,6 +95,7 @@ pub struct FrontendConfig {
     pub audit_stdout: bool,
     pub auth_failures_per_min: u32,
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl FrontendConfig {
@@ -139,6 +143,8 @@ impl FrontendConfig {
             audit_stdout: a.audit_stdout,
             auth_failures_per_min: a.auth_failures_per_min,
             tls: a.tls_cert.zip(a.tls_key),
+            trusted_proxies: nexus_wire::forwarded::parse_trusted(&a.trusted_proxies)
+                .map_err(|e| anyhow::anyhow!(e.0))?,
         })
     }
 
@@ -159,6 +165,7 @@ impl FrontendConfig {
             audit_stdout: true,
             auth_failures_per_min: 60,
             tls: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -185,7 +185,8 @@ impl Application {
             redis,
             cfg.redis_url.clone(),
             limits,
-        );
+        )
+        .with_trusted_proxies(cfg.trusted_proxies.clone());
         let tls = match &cfg.tls {
             Some((cert, key)) => Some(load_tls(cert, key).await?),
             None => None,

@@ -65,6 +65,10 @@ pub struct ServerArgs {
     /// Default limit of an admin token.
     #[arg(long, env = "NEXUS_RATE_LIMIT_ADMIN", default_value = "1000/m")]
     pub rate_limit_admin: nexus_wire::spec::RateLimit,
+    /// Proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For is believed for the
+    /// per-address failed-authentication limit: the MCP frontend's address(es).
+    #[arg(long, env = "NEXUS_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
     /// Failed authentications allowed per client address before 429.
     #[arg(long, env = "NEXUS_AUTH_FAILURE_LIMIT", default_value = "60/m")]
     pub auth_failure_limit: nexus_wire::spec::RateLimit,
@@ -109,6 +113,7 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     pub redis_url: Option<SecretString>,
     pub limits: crate::limits::LimitConfig,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Certificate chain and key (PEM) for built-in TLS.
     pub tls: Option<(PathBuf, PathBuf)>,
 }
@@ -183,6 +188,8 @@ impl ServerConfig {
             public_url: a.public_url,
             redis_url: a.redis_url.filter(|u| !u.expose_secret().trim().is_empty()),
             tls: a.tls_cert.zip(a.tls_key),
+            trusted_proxies: nexus_wire::forwarded::parse_trusted(&a.trusted_proxies)
+                .map_err(|e| anyhow::anyhow!(e.0))?,
             limits: crate::limits::LimitConfig {
                 token: a.rate_limit_token,
                 admin: a.rate_limit_admin,

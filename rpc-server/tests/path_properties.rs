@@ -107,6 +107,11 @@ fn check_component(c: &str) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Length of the path below the zone root, as the limits count it.
+fn rel_bytes(rel: &[String]) -> usize {
+    rel.iter().map(String::len).sum::<usize>() + rel.len().saturating_sub(1)
+}
+
 /// Long inputs in failure messages: the start, and the length.
 fn brief(s: &str) -> String {
     if s.len() <= 80 {
@@ -156,6 +161,12 @@ fn check_resolved(v: &ZoneView, raw: &str) -> Result<(), TestCaseError> {
         for c in &p.rel {
             check_component(c)?;
         }
+        prop_assert!(p.rel.len() <= MAX_DEPTH, "{} levels", p.rel.len());
+        prop_assert!(
+            rel_bytes(&p.rel) <= MAX_PATH_BYTES,
+            "{} bytes",
+            rel_bytes(&p.rel)
+        );
         let held = v.zones();
         prop_assert!(
             held.iter()
@@ -186,8 +197,9 @@ proptest! {
     #[test]
     fn split_is_total_and_components_are_plain(raw in raw_path()) {
         if let Ok(comps) = split(&raw) {
-            prop_assert!(comps.len() <= MAX_DEPTH);
-            prop_assert!(raw.len() <= MAX_PATH_BYTES);
+            // Room for the `zone/<zone>` prefix of a multi-zone path; the exact limits
+            // apply below the zone root (checked on resolved targets).
+            prop_assert!(comps.len() <= MAX_DEPTH + 2, "{} components", comps.len());
             for c in &comps {
                 check_component(c)?;
             }
@@ -232,53 +244,70 @@ proptest! {
     }
 }
 
-/// Paths whose length is right at the 4096-byte limit, rooted or not, with a trailing slash
-/// or not: the display form must still re-resolve.
-fn path_near_limit() -> impl Strategy<Value = String> {
+/// Paths right at the limits below the zone root: `MAX_PATH_BYTES` ± 4 bytes of names
+/// (255-byte names and a shorter last one) or `MAX_DEPTH` ± 3 levels, rooted or not, with a
+/// trailing slash or not, in a single view or under `/zone/eng/` of a multi-zone view.
+fn path_near_limit() -> impl Strategy<Value = (String, Vec<String>)> {
+    let by_length = (MAX_PATH_BYTES - 4..=MAX_PATH_BYTES + 4).prop_map(|len| {
+        let mut rel = Vec::new();
+        let mut used = 0;
+        while used < len {
+            let sep = usize::from(!rel.is_empty());
+            // Never leave a 0-byte remainder after a separator.
+            let n = (len - used - sep).min(MAX_NAME_BYTES);
+            let n = if n == 0 { 1 } else { n };
+            rel.push("n".repeat(n));
+            used += sep + n;
+        }
+        rel
+    });
+    let by_depth = (MAX_DEPTH - 3..=MAX_DEPTH + 3).prop_map(|d| vec!["d".to_owned(); d]);
     (
-        MAX_PATH_BYTES - 4..=MAX_PATH_BYTES,
+        prop_oneof![by_length, by_depth],
+        any::<bool>(),
         any::<bool>(),
         prop::sample::select(vec!["", "zone/eng/"]),
     )
-        .prop_map(|(len, lead, prefix)| {
+        .prop_map(|(rel, lead, trail, prefix)| {
             let mut s = String::from(if lead { "/" } else { "" });
             s.push_str(prefix);
-            let mut name = 0usize;
-            while s.len() < len {
-                if !s.is_empty() && !s.ends_with('/') && name == MAX_NAME_BYTES {
-                    s.push('/');
-                    name = 0;
-                    continue;
-                }
-                s.push('a');
-                name += 1;
+            s.push_str(&rel.join("/"));
+            if trail {
+                s.push('/');
             }
-            s
+            (s, rel)
         })
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(96))]
 
-    /// Found by this property: a relative path of exactly MAX_PATH_BYTES is accepted, but
-    /// its display adds the leading '/', making it MAX_PATH_BYTES + 1 bytes, which is then
-    /// refused, so the path the server echoes back cannot be used again.
+    /// Found by this property: a relative path of exactly MAX_PATH_BYTES was accepted, but
+    /// its display added the leading '/', making it MAX_PATH_BYTES + 1 bytes, which was then
+    /// refused, so the path the server echoed back could not be used again. The limits now
+    /// apply below the zone root: accepted exactly when within them, and the display form
+    /// re-resolves.
     #[test]
-
-    fn resolve_is_idempotent_at_the_length_limit(raw in path_near_limit()) {
+    fn resolve_is_idempotent_at_the_limits((raw, rel) in path_near_limit()) {
         let single = ZoneView::Single { zone: "eng".into(), permission: Permission::ReadWrite };
         let multi = ZoneView::Multi { zones: vec![("eng".into(), Permission::ReadWrite)] };
-        if raw.contains("zone/eng/") {
-            check_resolved(&multi, &raw)?;
-        } else {
-            check_resolved(&single, &raw)?;
-        }
+        let v = if raw.contains("zone/eng/") { &multi } else { &single };
+        let within = rel.len() <= MAX_DEPTH && rel_bytes(&rel) <= MAX_PATH_BYTES;
+        let got = v.resolve(&raw);
+        prop_assert_eq!(
+            got.is_ok(),
+            within,
+            "{} levels, {} bytes below the zone: {:?}",
+            rel.len(),
+            rel_bytes(&rel),
+            got.err().map(|e| e.message)
+        );
+        check_resolved(v, &raw)?;
     }
 }
 
 /// The minimal case of the finding above, as a plain regression test.
 #[test]
-
 fn regression_relative_path_at_limit_re_resolves() {
     // 16 names of 254 bytes and one of 16, joined by 16 slashes: 4096 bytes, no leading '/'.
     let mut raw = vec!["a".repeat(254); 16].join("/");

@@ -6,6 +6,7 @@
 //! rpc-server can share it without depending on each other.
 
 pub mod bearer;
+pub mod forwarded;
 pub mod jsonrpc;
 pub mod methods;
 pub mod spec;

@@ -297,12 +297,11 @@ proptest! {
     }
 }
 
-/// Found by the `duration` fuzz target: humantime 2.4 adds the nanosecond carry with
-/// `Duration::new` when the seconds are already at `u64::MAX`, which panics
-/// ("overflow in Duration::new") instead of returning its overflow error, and
-/// `parse_expiry` hands operator text straight to it.
+/// humantime 2.4 adds the nanosecond carry with `Duration::new` when the seconds are already
+/// at `u64::MAX`, which panics ("overflow in Duration::new") instead of returning its
+/// overflow error, and `parse_expiry` hands operator text to it (seen in humantime's source
+/// while writing the `duration` fuzz target, then reproduced here).
 #[test]
-
 fn regression_expiry_overflow_at_u64_max_does_not_panic() {
     for text in [
         "18446744073709551615s1000ms",
@@ -315,6 +314,21 @@ fn regression_expiry_overflow_at_u64_max_does_not_panic() {
             "{text:?} must be a clean error, not a panic"
         );
     }
+}
+
+/// The same panic without any long number: 584 parts of `999999999y` and a few smaller ones
+/// add up to exactly `u64::MAX` seconds (no part over 9 digits), then `1000ms` carries.
+#[test]
+#[ignore = "finding: parse_expiry still panics when many short parts sum to u64::MAX seconds; un-ignore once fixed"]
+fn regression_expiry_overflow_from_many_short_parts_does_not_panic() {
+    let mut text = "999999999y ".repeat(584);
+    text.push_str("542046674y 7M 2w 1d 17h 5m 3s 1000ms");
+    let got = std::panic::catch_unwind(|| parse_expiry(&text));
+    assert!(
+        matches!(got, Ok(Err(_))),
+        "a {}-byte lifetime must be a clean error, not a panic",
+        text.len()
+    );
 }
 
 // ---------------------------------------------------------------------------------------

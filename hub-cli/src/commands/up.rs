@@ -83,6 +83,7 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         public_url: None,
         redis_url: None,
         tls: None,
+        trusted_proxies: Vec::new(),
         limits: Default::default(),
     };
     // One bus: CLI-style changes made through this process reach the server's cache at once.

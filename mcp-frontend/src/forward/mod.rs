@@ -10,7 +10,12 @@ use std::time::Duration;
 
 /// The caller's token, carried through one request in its extensions. `Debug` is redacted.
 #[derive(Clone)]
-pub struct CallerToken(pub SecretString);
+pub struct CallerToken {
+    pub secret: SecretString,
+    /// The client's address, passed on as `X-Forwarded-For` so the rpc-server's
+    /// per-address limits see the client, not the frontend.
+    pub client: Option<std::net::IpAddr>,
+}
 
 impl std::fmt::Debug for CallerToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -157,8 +162,12 @@ impl RpcClient {
         let resp = self
             .http
             .post(format!("{}/api/nfs/{method}", self.base))
-            .bearer_auth(token.0.expose_secret())
+            .bearer_auth(token.secret.expose_secret())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(
+                "x-forwarded-for",
+                token.client.map(|ip| ip.to_string()).unwrap_or_default(),
+            )
             .body(body)
             .send()
             .await

@@ -112,7 +112,10 @@ fn caller_token(headers: &HeaderMap) -> Result<CallerToken, nexus_wire::bearer::
             .map(HeaderValue::as_bytes),
         headers.get(API_KEY_HEADER).map(HeaderValue::as_bytes),
     )
-    .map(|t| CallerToken(SecretString::from(t.to_owned())))
+    .map(|t| CallerToken {
+        secret: SecretString::from(t.to_owned()),
+        client: None,
+    })
 }
 
 /// 429 with `Retry-After` and the rpc-server's `X-RateLimit-*` for this caller.
@@ -171,12 +174,17 @@ pub async fn bearer(State(st): State<AppState>, req: Request, next: Next) -> Res
     parts.headers.remove(KEY_ID_HEADER);
     parts.headers.remove(ADMIN_HEADER);
     let metadata = resource_metadata_url(&st, &parts.headers);
+    // Behind a trusted proxy (TLS terminator), the client is the forwarded address.
+    let forwarded = parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+        .map(|c| nexus_wire::forwarded::client_ip(c.0.ip(), forwarded, &st.cfg.trusted_proxies));
     let token = match caller_token(&parts.headers) {
-        Ok(t) => Some(t),
+        Ok(t) => Some(CallerToken { client: peer, ..t }),
         Err(nexus_wire::bearer::BearerError::Missing) if !st.cfg.require_bearer => None,
         Err(_) => return refuse(&st, peer, &metadata),
     };

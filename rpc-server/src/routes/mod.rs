@@ -49,6 +49,8 @@ pub struct StateInner {
     /// For reading traffic figures (status).
     pub redis_url: Option<secrecy::SecretString>,
     pub limits: Arc<crate::limits::Limits>,
+    /// Proxies whose X-Forwarded-For names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub started: Instant,
 }
 
@@ -60,6 +62,15 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
+    /// Sets the proxies whose X-Forwarded-For is believed. Call before the state is
+    /// shared (it is a no-op afterwards).
+    pub fn with_trusted_proxies(mut self, trusted: Vec<ipnet::IpNet>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.0) {
+            inner.trusted_proxies = trusted;
+        }
+        self
+    }
+
     /// `ok`, `err`, or `n/a` when Redis is not configured.
     pub fn redis_status(&self) -> &'static str {
         match &self.redis {
@@ -95,6 +106,7 @@ impl AppState {
             redis,
             redis_url,
             limits,
+            trusted_proxies: Vec::new(),
             started: Instant::now(),
         }))
     }

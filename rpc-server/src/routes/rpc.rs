@@ -28,10 +28,15 @@ pub async fn call_method(
     let method = method.map(|Path(m)| m).unwrap_or_default();
     let label = method_label(&method);
     let (parts, body) = req.into_parts();
+    // Behind a trusted proxy (the MCP frontend), the client is the forwarded address.
+    let forwarded = parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+        .map(|c| nexus_wire::forwarded::client_ip(c.0.ip(), forwarded, &st.trusted_proxies));
     let (resp, outcome) = handle(&st, &method, &parts.headers, peer, body).await;
     st.metrics
         .rpc_requests
