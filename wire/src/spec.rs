@@ -220,7 +220,10 @@ pub fn parse_expiry(text: &str) -> Result<Duration, SpecError> {
             crate::jsonrpc::printable(text)
         )));
     }
-    // Absurdly long numbers overflow inside the parser; no lifetime needs more than 9 digits.
+    // Absurd inputs overflow inside the parser; no real lifetime needs more than this.
+    if t.len() > 64 {
+        return Err(err("duration text is too long (e.g. 90d, 12h, 30m)"));
+    }
     let longest_number = t
         .split(|c: char| !c.is_ascii_digit())
         .map(str::len)
