@@ -1,0 +1,31 @@
+//! The token-lifetime parser (`nexus_wire::spec::parse_expiry`, `90d`, `1d 12h`) and the
+//! rate-limit parser (`RateLimit`, `120/m`), both numbers with units that operators type.
+//!
+//! Invariants: no panic; an accepted lifetime is between one minute and MAX_EXPIRY; a bare
+//! number is refused; an accepted rate limit is in bounds and round-trips through Display.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use nexus_wire::spec::{MAX_EXPIRY, RateLimit, parse_expiry};
+use std::time::Duration;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+
+    if let Ok(d) = parse_expiry(s) {
+        assert!(d >= Duration::from_secs(60), "{s:?} -> {d:?}");
+        assert!(d <= MAX_EXPIRY, "{s:?} -> {d:?}");
+        assert!(
+            !s.trim().bytes().all(|b| b.is_ascii_digit()),
+            "bare number {s:?} accepted"
+        );
+    }
+
+    if let Ok(r) = s.parse::<RateLimit>() {
+        assert!((1..=1_000_000).contains(&r.count), "{s:?} -> {r:?}");
+        assert!([1, 60, 3600].contains(&r.period_secs), "{s:?} -> {r:?}");
+        assert_eq!(r.to_string().parse::<RateLimit>(), Ok(r), "{s:?}");
+    }
+});
