@@ -192,7 +192,8 @@ async fn main() {
     let content = "x".repeat(1023) + "\n";
 
     // The hub: Postgres, warm cache, frontend in front.
-    let app = TestApp::spawn_with(Backend::Postgres, TestOptions::default()).await;
+    // Limits off: the bench measures serving, not throttling.
+    let app = TestApp::spawn_with(Backend::Postgres, TestOptions::unthrottled()).await;
     app.zone("eng").await;
     let token = app.mint("bench", Some("eng:rw"), false).await.token;
     app.rpc(
@@ -202,7 +203,10 @@ async fn main() {
     )
     .await
     .expect("write");
-    let fe = mcp_frontend::Frontend::build(mcp_frontend::FrontendConfig::local(&app.base, 0))
+    let mut fe_cfg = mcp_frontend::FrontendConfig::local(&app.base, 0);
+    // The audit line still is built and queued; only the stdout write is skipped.
+    fe_cfg.audit_stdout = false;
+    let fe = mcp_frontend::Frontend::build(fe_cfg)
         .await
         .expect("frontend");
     let hub_url = format!("http://127.0.0.1:{}/mcp", fe.port());
