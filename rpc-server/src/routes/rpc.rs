@@ -124,10 +124,10 @@ async fn handle(
                     "the body's method does not match the URL's",
                 )),
             ),
-            _ => {
-                zone = zone_of(st, &identity, &req.params).await;
-                (req.id, dispatch(st, &identity, method, req.params).await)
-            }
+            _ => (
+                req.id,
+                dispatch(st, &identity, method, req.params, &mut zone).await,
+            ),
         },
     };
     let outcome = if result.is_ok() { "ok" } else { "rpc_error" };
@@ -179,11 +179,10 @@ pub const USER_ID_HEADER: &str = "x-nexus-user-id";
 pub const ZONE_HEADER: &str = "x-nexus-zone";
 
 /// The zone a file call's path resolves to, for audit.
-async fn zone_of(st: &AppState, id: &Identity, params: &Value) -> Option<String> {
+fn zone_of(v: &ZoneView, params: &Value) -> Option<String> {
     let path = ["path", "old_path"]
         .iter()
         .find_map(|k| params.get(*k).and_then(Value::as_str))?;
-    let v = view(st, id).await.ok()?;
     match v.resolve(path) {
         Ok(crate::files::Target::Zone(zp)) => Some(zp.zone),
         _ => None,
@@ -240,7 +239,15 @@ async fn view(st: &AppState, id: &Identity) -> Result<ZoneView, RpcError> {
     Ok(ZoneView::for_identity(id, &all))
 }
 
-async fn dispatch(st: &AppState, id: &Identity, method: &str, p: Value) -> Result<Value, RpcError> {
+/// Runs a method; for file methods also reports the zone addressed (for audit), from the
+/// same view the call uses.
+async fn dispatch(
+    st: &AppState,
+    id: &Identity,
+    method: &str,
+    p: Value,
+    zone: &mut Option<String>,
+) -> Result<Value, RpcError> {
     if ADMIN_METHODS.contains(&method) {
         return dispatch_admin(st, id, method, p).await;
     }
@@ -248,6 +255,7 @@ async fn dispatch(st: &AppState, id: &Identity, method: &str, p: Value) -> Resul
         return Err(RpcError::method_not_found(method));
     }
     let v = view(st, id).await?;
+    *zone = zone_of(&v, &p);
     let f = &st.files;
     match method {
         "read" => to_value(f.read(&v, params(p)?).await?),
