@@ -4,6 +4,10 @@
 
 use std::time::{Duration, Instant};
 
+pub mod limit;
+pub mod loadgen;
+pub mod procs;
+
 /// Latency summary of one measured operation.
 #[derive(Debug, Clone)]
 pub struct Sample {
@@ -30,9 +34,19 @@ where
         op().await;
         times.push(t.elapsed());
     }
-    let total = start.elapsed();
-    times.sort();
-    let pick = |q: f64| times[((times.len() as f64 - 1.0) * q) as usize];
+    summarize(name, times, start.elapsed())
+}
+
+/// The summary of `times`, measured one by one over `total`.
+pub fn summarize(name: &str, mut times: Vec<Duration>, total: Duration) -> Sample {
+    times.sort_unstable();
+    let iters = times.len();
+    let pick = |q: f64| {
+        times
+            .get(((iters.max(1) - 1) as f64 * q) as usize)
+            .copied()
+            .unwrap_or_default()
+    };
     Sample {
         name: name.into(),
         iters,

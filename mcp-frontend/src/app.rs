@@ -12,7 +12,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::{Json, Router, middleware};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
@@ -74,23 +73,10 @@ impl Frontend {
     pub async fn build(cfg: FrontendConfig) -> anyhow::Result<Self> {
         let rpc = Arc::new(RpcClient::new(&cfg.rpc_url, cfg.rpc_timeout)?);
         let tls = match &cfg.tls {
-            Some((cert, key)) => {
-                let _ = rustls::crypto::ring::default_provider().install_default();
-                Some(
-                    axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-                        .await
-                        .with_context(|| {
-                            format!(
-                                "cannot load TLS certificate {} and key {}",
-                                cert.display(),
-                                key.display()
-                            )
-                        })?,
-                )
-            }
+            Some((cert, key)) => Some(nexus_serve::load_tls(cert, key).await?),
             None => None,
         };
-        let listener = TcpListener::bind((cfg.host.as_str(), cfg.port))
+        let listener = nexus_serve::bind(&cfg.host, cfg.port)
             .await
             .with_context(|| format!("cannot listen on {}:{}", cfg.host, cfg.port))?;
         let metrics = Metrics::new();
@@ -146,35 +132,9 @@ impl Frontend {
             shutdown.await;
             cancel.cancel();
         };
-        let make = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let res = match self.tls {
-            Some(tls) => {
-                let handle = axum_server::Handle::new();
-                let h = handle.clone();
-                tokio::spawn(async move {
-                    shutdown.await;
-                    h.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
-                });
-                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
-                    .acceptor(axum_server::accept::NoDelayAcceptor::new());
-                match self.listener.into_std() {
-                    Ok(l) => match axum_server::from_tcp(l) {
-                        Ok(server) => server.acceptor(acceptor).handle(handle).serve(make).await,
-                        Err(e) => Err(e),
-                    },
-                    Err(e) => Err(e),
-                }
-            }
-            None => {
-                // Without TCP_NODELAY a small JSON or SSE response waits on delayed ACKs (~40 ms).
-                let listener = self.listener.tap_io(|tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
-                axum::serve(listener, make)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-            }
-        };
+        // Plain or TLS, with header-read and idle timeouts and a connection cap.
+        let limits = self.state.cfg.connections;
+        let res = nexus_serve::serve(self.listener, self.tls, app, limits, shutdown).await;
         housekeeping.abort();
         res.context("server error")
     }

@@ -75,7 +75,23 @@ pub struct FrontendArgs {
     /// Timeout of one call to the rpc-server, in seconds.
     #[arg(long, env = "NEXUS_MCP_RPC_TIMEOUT", default_value = "30", value_parser = parse_secs)]
     pub rpc_timeout: Duration,
+    /// Largest MCP request body; 413 beyond it.
+    #[arg(long, env = "NEXUS_MCP_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+    /// A request head must arrive within this time of its first byte (of the accept, for a
+    /// connection's first request): 10, 10s, 500ms.
+    #[arg(long, env = "NEXUS_MCP_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = nexus_serve::parse_timeout)]
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight is closed this long after its last response.
+    #[arg(long, env = "NEXUS_MCP_IDLE_TIMEOUT", default_value = "120s", value_parser = nexus_serve::parse_timeout)]
+    pub idle_timeout: Duration,
+    /// Open connections at most; new ones past it are closed at once (0: no cap).
+    #[arg(long, env = "NEXUS_MCP_MAX_CONNECTIONS", default_value_t = nexus_serve::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
 }
+
+/// Room for the rpc-server's largest write (16 MiB of content) in JSON, with headroom.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
 /// The resolved configuration.
 #[derive(Debug, Clone)]
@@ -96,6 +112,8 @@ pub struct FrontendConfig {
     pub auth_failures_per_min: u32,
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Header-read and idle timeouts, connection cap.
+    pub connections: nexus_serve::ConnLimits,
 }
 
 impl FrontendConfig {
@@ -126,6 +144,9 @@ impl FrontendConfig {
                 anyhow::bail!("allowed origin {o:?} needs a scheme, e.g. https://{o}");
             }
         }
+        if a.max_body_bytes == 0 {
+            anyhow::bail!("--max-body-bytes must be positive");
+        }
         Ok(Self {
             rpc_url,
             host: a.host,
@@ -136,7 +157,7 @@ impl FrontendConfig {
             allowed_origins,
             metrics_enabled: a.metrics_enabled,
             rpc_timeout: a.rpc_timeout,
-            max_body_bytes: 32 * 1024 * 1024,
+            max_body_bytes: a.max_body_bytes,
             redis_url: a
                 .redis_url
                 .filter(|u| !secrecy::ExposeSecret::expose_secret(u).trim().is_empty()),
@@ -145,6 +166,11 @@ impl FrontendConfig {
             tls: a.tls_cert.zip(a.tls_key),
             trusted_proxies: nexus_wire::forwarded::parse_trusted(&a.trusted_proxies)
                 .map_err(|e| anyhow::anyhow!(e.0))?,
+            connections: nexus_serve::ConnLimits {
+                header_read_timeout: a.header_read_timeout,
+                idle_timeout: a.idle_timeout,
+                max_connections: a.max_connections,
+            },
         })
     }
 
@@ -160,12 +186,13 @@ impl FrontendConfig {
             allowed_origins: Vec::new(),
             metrics_enabled: true,
             rpc_timeout: Duration::from_secs(30),
-            max_body_bytes: 32 * 1024 * 1024,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             redis_url: None,
             audit_stdout: true,
             auth_failures_per_min: 60,
             tls: None,
             trusted_proxies: Vec::new(),
+            connections: Default::default(),
         }
     }
 }

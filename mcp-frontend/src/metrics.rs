@@ -69,7 +69,7 @@ pub struct Inner {
     /// `rpc_method`, `tool_name`, `status` (HTTP status, or `tool_error`)
     pub errors: IntCounterVec,
     pub active_clients: IntGauge,
-    /// `reason`: queue_full, redis_unavailable, publish_failed
+    /// `reason`: queue_full, stdout_backlog, redis_unavailable, publish_failed
     pub audit_dropped: IntCounterVec,
     redis_up: std::sync::atomic::AtomicU8,
     recent_clients: moka::sync::Cache<String, ()>,

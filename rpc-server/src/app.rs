@@ -13,7 +13,6 @@ use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
 use crate::zones::ZoneSource;
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use secrecy::ExposeSecret;
 use std::future::Future;
 use std::sync::Arc;
@@ -25,46 +24,9 @@ pub struct Application {
     last_used: Option<(Arc<LastUsed>, Store)>,
     flush_every: std::time::Duration,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
-}
-
-/// Loads a PEM certificate chain and key for built-in TLS (rustls with the ring provider).
-pub async fn load_tls(
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> anyhow::Result<axum_server::tls_rustls::RustlsConfig> {
-    // Another part of the process may have installed it already; either way one is set.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot load TLS certificate {} and key {}",
-                cert.display(),
-                key.display()
-            )
-        })
-}
-
-/// Serves `app` over TLS on `listener` until `shutdown`, with TCP_NODELAY, then drains.
-pub async fn serve_tls(
-    listener: TcpListener,
-    tls: axum_server::tls_rustls::RustlsConfig,
-    app: axum::Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let handle = axum_server::Handle::new();
-    let h = handle.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        h.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
-    });
-    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
-        .acceptor(axum_server::accept::NoDelayAcceptor::new());
-    axum_server::from_tcp(listener.into_std()?)?
-        .acceptor(acceptor)
-        .handle(handle)
-        .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .await
+    /// When this process began: temporary files older than this may be a dead writer's.
+    built_at: std::time::SystemTime,
+    connections: nexus_serve::ConnLimits,
 }
 
 impl std::fmt::Debug for Application {
@@ -86,6 +48,7 @@ impl Application {
         cfg: ServerConfig,
         bus: Arc<InvalidationBus>,
     ) -> anyhow::Result<Self> {
+        let built_at = std::time::SystemTime::now();
         ensure_private_dir(&cfg.data_dir)?;
         let files = FileService::new(&cfg.data_dir, cfg.max_file_bytes)
             .with_context(|| format!("cannot use data dir {}", cfg.data_dir.display()))?;
@@ -103,7 +66,7 @@ impl Application {
                     secret,
                     previous_secret,
                 } => {
-                    let store = Store::connect(url.expose_secret())
+                    let store = Store::connect_with(url.expose_secret(), cfg.db_acquire_timeout)
                         .await
                         .context("cannot connect to the database")?;
                     if cfg.migrate || store.backend() == crate::db::Backend::Sqlite {
@@ -170,7 +133,7 @@ impl Application {
             cfg.redis_url.as_ref().map(|u| u.expose_secret()),
             metrics.clone(),
         )?);
-        let listener = TcpListener::bind((cfg.host.as_str(), cfg.port))
+        let listener = nexus_serve::bind(&cfg.host, cfg.port)
             .await
             .with_context(|| format!("cannot listen on {}:{}", cfg.host, cfg.port))?;
         let state = AppState::new(
@@ -188,7 +151,7 @@ impl Application {
         )
         .with_trusted_proxies(cfg.trusted_proxies.clone());
         let tls = match &cfg.tls {
-            Some((cert, key)) => Some(load_tls(cert, key).await?),
+            Some((cert, key)) => Some(nexus_serve::load_tls(cert, key).await?),
             None => None,
         };
         Ok(Self {
@@ -197,6 +160,8 @@ impl Application {
             last_used,
             flush_every: cfg.last_used_flush,
             tls,
+            built_at,
+            connections: cfg.connections,
         })
     }
 
@@ -234,23 +199,29 @@ impl Application {
                 limits.housekeeping();
             }
         });
+        // A crash mid-write leaves a temporary file behind; clear them off the request path.
+        let (files, metrics, built_at) = (
+            self.state.files.clone(),
+            self.state.metrics.clone(),
+            self.built_at,
+        );
+        // Not awaited: shutdown need not wait for it.
+        drop(tokio::task::spawn_blocking(move || {
+            let r = files.sweep_temp_files(built_at);
+            metrics.temp_files_removed.inc_by(r.removed);
+            if r.removed > 0 || r.kept > 0 {
+                tracing::info!(
+                    removed = r.removed,
+                    kept = r.kept,
+                    "swept temporary files left by interrupted writes"
+                );
+            }
+        }));
         tracing::info!(addr = ?self.listener.local_addr().ok(), "rpc-server listening");
         let app = routes::router(self.state.clone());
-        let res = match self.tls {
-            Some(tls) => serve_tls(self.listener, tls, app, shutdown).await,
-            None => {
-                // Without TCP_NODELAY small responses wait on delayed ACKs (~40 ms per call).
-                let listener = self.listener.tap_io(|tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
-                axum::serve(
-                    listener,
-                    app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-                )
-                .with_graceful_shutdown(shutdown)
-                .await
-            }
-        };
+        // Plain or TLS, with header-read and idle timeouts and a connection cap.
+        let res =
+            nexus_serve::serve(self.listener, self.tls, app, self.connections, shutdown).await;
         if let Some(f) = flusher {
             f.abort();
         }

@@ -22,6 +22,13 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("invalid duration {s:?}: {e} (e.g. 60 or 60s)"))
 }
 
+fn parse_positive(s: &str) -> Result<Duration, String> {
+    match parse_ttl(s)? {
+        d if d.is_zero() => Err(format!("{s:?} must be more than zero")),
+        d => Ok(d),
+    }
+}
+
 /// The rpc-server's command line; every flag also reads its `NEXUS_*` variable.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
@@ -43,6 +50,10 @@ pub struct ServerArgs {
     /// Identity cache lifetime (seconds or 60s/1m); 0 disables caching.
     #[arg(long, env = "NEXUS_AUTH_CACHE_TTL", default_value = "60", value_parser = parse_ttl)]
     pub auth_cache_ttl: Duration,
+    /// Longest wait for a Postgres connection (seconds or 3s/500ms). While the database is
+    /// down, a call that needs it fails with 503 after this long.
+    #[arg(long, env = "NEXUS_DATABASE_ACQUIRE_TIMEOUT", default_value = "3", value_parser = parse_positive)]
+    pub database_acquire_timeout: Duration,
     /// Largest file a write may create.
     #[arg(long, env = "NEXUS_MAX_FILE_BYTES", default_value_t = DEFAULT_MAX_FILE_BYTES)]
     pub max_file_bytes: u64,
@@ -81,6 +92,16 @@ pub struct ServerArgs {
     /// The URL clients use to reach this server (shown by status).
     #[arg(long = "public-url", env = "NEXUS_URL")]
     pub public_url: Option<String>,
+    /// A request head must arrive within this time of its first byte (of the accept, for a
+    /// connection's first request): 10, 10s, 500ms.
+    #[arg(long, env = "NEXUS_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = nexus_serve::parse_timeout)]
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight is closed this long after its last response.
+    #[arg(long, env = "NEXUS_IDLE_TIMEOUT", default_value = "120s", value_parser = nexus_serve::parse_timeout)]
+    pub idle_timeout: Duration,
+    /// Open connections at most; new ones past it are closed at once (0: no cap).
+    #[arg(long, env = "NEXUS_MAX_CONNECTIONS", default_value_t = nexus_serve::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
 }
 
 /// How callers are authenticated.
@@ -106,6 +127,8 @@ pub struct ServerConfig {
     pub auth: AuthMode,
     pub auth_cache_ttl: Duration,
     pub negative_cache_ttl: Duration,
+    /// Longest wait for a Postgres connection before a call fails (503 for auth).
+    pub db_acquire_timeout: Duration,
     pub max_file_bytes: u64,
     pub max_body_bytes: usize,
     pub last_used_flush: Duration,
@@ -116,6 +139,8 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Certificate chain and key (PEM) for built-in TLS.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Header-read and idle timeouts, connection cap.
+    pub connections: nexus_serve::ConnLimits,
 }
 
 impl ServerConfig {
@@ -181,6 +206,7 @@ impl ServerConfig {
             auth,
             auth_cache_ttl: a.auth_cache_ttl,
             negative_cache_ttl: Duration::from_secs(5).min(a.auth_cache_ttl),
+            db_acquire_timeout: a.database_acquire_timeout,
             max_file_bytes: a.max_file_bytes,
             max_body_bytes: a.max_body_bytes.unwrap_or(default_body),
             last_used_flush: Duration::from_secs(15),
@@ -188,6 +214,11 @@ impl ServerConfig {
             public_url: a.public_url,
             redis_url: a.redis_url.filter(|u| !u.expose_secret().trim().is_empty()),
             tls: a.tls_cert.zip(a.tls_key),
+            connections: nexus_serve::ConnLimits {
+                header_read_timeout: a.header_read_timeout,
+                idle_timeout: a.idle_timeout,
+                max_connections: a.max_connections,
+            },
             trusted_proxies: nexus_wire::forwarded::parse_trusted(&a.trusted_proxies)
                 .map_err(|e| anyhow::anyhow!(e.0))?,
             limits: crate::limits::LimitConfig {

@@ -15,6 +15,7 @@ pub mod files;
 pub mod limits;
 pub mod metrics;
 pub mod routes;
+pub mod runtime;
 pub mod stats;
 pub mod telemetry;
 pub mod zones;

@@ -28,8 +28,18 @@ fn parse() -> anyhow::Result<Cli> {
     Ok(Cli::from_arg_matches(&m)?)
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    let rt = match rpc_server::runtime::build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(serve())
+}
+
+async fn serve() -> ExitCode {
     rpc_server::telemetry::init_from_env();
     let cli = match parse() {
         Ok(c) => c,

@@ -36,6 +36,8 @@ pub struct Inner {
     pub rate_limited: IntCounterVec,
     /// Rate-limit checks that fell back to local limits because Redis failed.
     pub rate_limit_fallbacks: prometheus::IntCounter,
+    /// Temporary files of writes interrupted by a crash, removed by the startup sweep.
+    pub temp_files_removed: prometheus::IntCounter,
     cache_probe: std::sync::Mutex<Option<Arc<crate::auth::IdentityCache>>>,
 }
 
@@ -148,6 +150,17 @@ impl Metrics {
                 let c = prometheus::IntCounter::new(
                     "nexus_rate_limit_fallbacks_total",
                     "Rate-limit checks done locally because Redis failed",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(c.clone()))
+                    .expect("unique metric");
+                c
+            },
+            temp_files_removed: {
+                let c = prometheus::IntCounter::new(
+                    "nexus_temp_files_removed_total",
+                    "Temporary files of interrupted writes removed by the startup sweep",
                 )
                 .expect("valid metric");
                 registry

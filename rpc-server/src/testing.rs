@@ -119,6 +119,8 @@ pub struct TestApp {
 #[derive(Debug, Clone)]
 pub struct TestOptions {
     pub auth_cache_ttl: Duration,
+    /// How long a call waits for a Postgres connection (while the database is down).
+    pub db_acquire_timeout: Duration,
     pub max_file_bytes: u64,
     /// Share the server's invalidation bus with [`TestApp::control`] (true) or give the
     /// control plane its own, as a separate CLI process would have (false).
@@ -132,6 +134,7 @@ impl Default for TestOptions {
     fn default() -> Self {
         Self {
             auth_cache_ttl: Duration::from_secs(60),
+            db_acquire_timeout: crate::db::DEFAULT_ACQUIRE_TIMEOUT,
             max_file_bytes: 1024 * 1024,
             shared_bus: true,
             redis_url: None,
@@ -193,6 +196,7 @@ pub fn config(db_url: &str, data_dir: &std::path::Path, o: &TestOptions) -> Serv
         },
         auth_cache_ttl: o.auth_cache_ttl,
         negative_cache_ttl: Duration::from_secs(5).min(o.auth_cache_ttl),
+        db_acquire_timeout: o.db_acquire_timeout,
         max_file_bytes: o.max_file_bytes,
         max_body_bytes: (o.max_file_bytes as usize) * 2 + 65536,
         last_used_flush: Duration::from_millis(200),
@@ -202,6 +206,7 @@ pub fn config(db_url: &str, data_dir: &std::path::Path, o: &TestOptions) -> Serv
         limits: o.limits,
         tls: None,
         trusted_proxies: Vec::new(),
+        connections: Default::default(),
     }
 }
 

@@ -1,304 +1,312 @@
-//! An authenticated MCP `tools/call nexus_read_file` of a 1 KiB file through the hub
-//! (mcp-frontend → rpc-server, warm identity cache) against the limit: the same tool served
-//! by rmcp straight from disk with no auth and no hop, and the same plus one loopback HTTP
-//! hop. All three run in this process on 127.0.0.1, measured in the same run, with the same
-//! rmcp client; ratios are to the no-hop limit.
+//! An authenticated MCP `tools/call` through the hub against the limit, all measured in the
+//! same run, every server its own release process on 127.0.0.1:
+//! - limit: rmcp serving `nexus_read_file` of a 1 KiB file from disk, no auth, no hop;
+//! - one-hop limit: the same plus one loopback HTTP hop to a file server, a cached token
+//!   check on each side (the shape of frontend → rpc-server);
+//! - hub: `nexus mcp serve` → `nexusd` (Postgres), warm identity cache;
+//! - hub, cache off: every call verified in Postgres (`NEXUS_AUTH_CACHE_TTL=0`);
+//! - hub: `nexus_write_file` of 1 KiB (durable: fsync, rename, directory fsync), next to
+//!   the same durable write done directly on disk.
 //!
-//! Usage: mcp_call [--quick]   (needs NEXUS_TEST_DATABASE_URL, see bench/run)
+//! The load generator replays the exact request rmcp's client sends (stateless 2026-07-28
+//! call) over kept-alive connections. Concurrency 1 gives latency; 64 gives throughput;
+//! resident memory of each process is sampled under the 64-caller load.
+//!
+//! Usage: mcp_call [--quick] [--hub-only]   (needs NEXUS_TEST_DATABASE_URL; run it with bench/run)
 
-use nexus_bench::{Sample, measure, report};
-use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ClientConfig, ContentBlock,
-    ListToolsResult, PaginatedRequestParams, ProtocolVersion, ServerCapabilities, ServerConfig,
-    Tool,
-};
-use rmcp::service::{RequestContext, RunningService};
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use rmcp::{
-    ClientLifecycleMode, ClientServiceExt, ErrorData, RoleClient, RoleServer, ServerHandler,
-};
+use nexus_bench::loadgen::{self, Load, Replay};
+use nexus_bench::procs::{Proc, Rss, binary, free_port, mib};
+use nexus_bench::{Sample, summarize};
+use nexus_wire::methods::TokenCreateParams;
+use rpc_server::auth::{InvalidationBus, TokenHasher};
+use rpc_server::control::Control;
 use rpc_server::db::Backend;
-use rpc_server::testing::{TestApp, TestOptions};
+use rpc_server::testing::{TEST_SECRET, TestDb, test_secret};
 use serde_json::{Map, json};
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// The limit: `nexus_read_file` answered by rmcp from disk, optionally after one HTTP hop.
-#[derive(Clone)]
-struct DirectRead {
-    root: PathBuf,
-    hop: Option<(reqwest::Client, String)>,
+const CALLERS: usize = 64;
+
+/// `nexusd` on `db_url` and `data`, limits far above the load, then `nexus mcp serve` in
+/// front of it.
+fn hub(label: &str, db_url: &str, data: &Path, cache_ttl: &str) -> (Proc, Proc) {
+    let rpc_port = free_port();
+    let mut rpc = Command::new(binary("nexusd"));
+    rpc.env("NEXUS_DATABASE_URL", db_url)
+        .env("NEXUS_API_KEY_SECRET", TEST_SECRET)
+        .env("NEXUS_DATA_DIR", data)
+        .env("NEXUS_PORT", rpc_port.to_string())
+        .env("NEXUS_AUTH_CACHE_TTL", cache_ttl)
+        .env("NEXUS_RATE_LIMIT_TOKEN", "1000000/s")
+        .env("NEXUS_RATE_LIMIT_ADMIN", "1000000/s")
+        .env_remove("NEXUS_REDIS_URL");
+    let rpc = Proc::start(&format!("{label} rpc-server"), rpc, rpc_port);
+    let mcp_port = free_port();
+    let mut fe = Command::new(binary("nexus"));
+    fe.args(["mcp", "serve"])
+        .env("NEXUS_URL", format!("http://127.0.0.1:{rpc_port}"))
+        .env("NEXUS_MCP_PORT", mcp_port.to_string())
+        .env_remove("NEXUS_REDIS_URL");
+    let fe = Proc::start(&format!("{label} frontend"), fe, mcp_port);
+    (fe, rpc)
 }
 
-impl ServerHandler for DirectRead {
-    fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-    }
+fn limit(args: &[&str]) -> Proc {
+    let port = free_port();
+    let mut cmd = Command::new(binary("limit_server"));
+    cmd.arg(args[0]).arg(port.to_string()).args(&args[1..]);
+    Proc::start(&format!("limit {}", args[0]), cmd, port)
+}
 
-    async fn list_tools(
-        &self,
-        _r: Option<PaginatedRequestParams>,
-        _c: RequestContext<RoleServer>,
-    ) -> Result<ListToolsResult, ErrorData> {
-        let schema = json!({"type": "object", "properties": {"path": {"type": "string"}}});
-        let Some(obj) = schema.as_object().cloned() else {
-            return Ok(ListToolsResult::default());
-        };
-        Ok(ListToolsResult::with_all_items(vec![Tool::new(
-            "nexus_read_file",
-            "read",
-            Arc::new(obj),
-        )]))
+/// The same durable write the rpc-server does (temp file, fsync, rename, directory fsync),
+/// done directly: the floor under `nexus_write_file`.
+fn disk_write(dir: &Path, content: &[u8], warmup: usize, iters: usize) -> Sample {
+    let once = |i: usize| {
+        let tmp = dir.join(format!(".w{i}.tmp"));
+        let mut f = std::fs::File::create(&tmp).expect("create");
+        f.write_all(content).expect("write");
+        f.sync_all().expect("fsync");
+        std::fs::rename(&tmp, dir.join("w.txt")).expect("rename");
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .expect("dir fsync");
+    };
+    for i in 0..warmup {
+        once(i);
     }
+    let mut times = Vec::with_capacity(iters);
+    let start = Instant::now();
+    for i in 0..iters {
+        let t = Instant::now();
+        once(i);
+        times.push(t.elapsed());
+    }
+    summarize(
+        "disk: the same durable write, no server",
+        times,
+        start.elapsed(),
+    )
+}
 
-    async fn call_tool(
-        &self,
-        r: CallToolRequestParams,
-        _c: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, ErrorData> {
-        let path = r
-            .arguments
-            .as_ref()
-            .and_then(|a| a.get("path"))
-            .and_then(|p| p.as_str())
-            .unwrap_or("");
-        let text = match &self.hop {
-            // One loopback hop to a plain HTTP file server, the shape of frontend → rpc-server.
-            Some((client, url)) => {
-                let resp = client.post(url).body(path.to_owned()).send().await;
-                match resp {
-                    Ok(r) => r.text().await.unwrap_or_default(),
-                    Err(e) => {
-                        return Ok(
-                            CallToolResult::error(vec![ContentBlock::text(e.to_string())]).into(),
-                        );
-                    }
+/// Runs `load` while sampling the resident memory of `procs` every 50 ms; returns the
+/// load's figures and each process's largest sample.
+async fn with_rss<F: std::future::Future<Output = Load>>(
+    procs: &[&Proc],
+    load: F,
+) -> (Load, Vec<Rss>) {
+    let pids: Vec<u32> = procs.iter().map(|p| p.pid()).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut max = vec![Rss::default(); pids.len()];
+            while !stop.load(Ordering::Relaxed) {
+                for (m, pid) in max.iter_mut().zip(&pids) {
+                    let r = nexus_bench::procs::rss(*pid);
+                    m.now = m.now.max(r.now);
+                    m.peak = m.peak.max(r.peak);
                 }
+                std::thread::sleep(Duration::from_millis(50));
             }
-            None => tokio::fs::read_to_string(self.root.join(path.trim_start_matches('/')))
-                .await
-                .unwrap_or_default(),
-        };
-        Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
-    }
+            max
+        })
+    };
+    let l = load.await;
+    stop.store(true, Ordering::Relaxed);
+    (l, sampler.await.expect("sampler"))
 }
 
-async fn serve_rmcp(handler: DirectRead) -> String {
-    let cfg = StreamableHttpServerConfig::default()
-        .with_legacy_session_mode(true)
-        .with_json_response(true);
-    let svc: StreamableHttpService<DirectRead, LocalSessionManager> = StreamableHttpService::new(
-        move || Ok(handler.clone()),
-        Arc::new(LocalSessionManager::default()),
-        cfg,
-    );
-    let app = axum::Router::new().route_service("/mcp", svc);
-    serve(app).await + "/mcp"
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
 }
 
-async fn serve(app: axum::Router) -> String {
-    use axum::serve::ListenerExt;
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = l.local_addr().expect("addr");
-    let l = l.tap_io(|t| {
-        let _ = t.set_nodelay(true);
-    });
-    tokio::spawn(async move { axum::serve(l, app).await });
-    format!("http://{addr}")
-}
-
-async fn client(url: &str, token: Option<&str>) -> RunningService<RoleClient, ClientConfig> {
-    let mut cfg = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
-    if let Some(t) = token {
-        cfg = cfg.auth_header(t.to_owned());
-    }
-    ClientConfig::default()
-        .serve_with_lifecycle(
-            StreamableHttpClientTransport::from_config(cfg),
-            ClientLifecycleMode::Discover {
-                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-            },
-        )
-        .await
-        .expect("client connects")
-}
-
-fn read_call(path: &str) -> CallToolRequestParams {
-    let mut args = Map::new();
-    args.insert("path".into(), json!(path));
-    CallToolRequestParams::new("nexus_read_file").with_arguments(args)
-}
-
-/// Throughput at `conc` concurrent callers for `dur`, with p99 of all calls.
-async fn throughput(
-    name: &str,
-    url: &str,
-    token: Option<&str>,
-    path: &str,
-    conc: usize,
-    dur: Duration,
-) -> (f64, Duration) {
-    let done = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..conc {
-        let c = client(url, token).await;
-        let (done, path) = (done.clone(), path.to_owned());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let end = Instant::now() + dur;
-            while Instant::now() < end {
-                let t = Instant::now();
-                let r = c.call_tool(read_call(&path)).await.expect("call");
-                assert_ne!(r.is_error, Some(true), "tool error");
-                lat.push(t.elapsed());
-                done.fetch_add(1, Ordering::Relaxed);
-            }
-            let _ = c.cancel().await;
-            lat
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.expect("task"));
-    }
-    all.sort();
-    let p99 = all
-        .get(all.len().saturating_sub(1) * 99 / 100)
-        .copied()
-        .unwrap_or_default();
-    let rate = done.load(Ordering::Relaxed) as f64 / dur.as_secs_f64();
-    println!(
-        "{name:<44} {conc:>4} callers  {rate:>9.0} calls/s  p99 {:>8.1} µs",
-        p99.as_secs_f64() * 1e6
-    );
-    (rate, p99)
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "NOT met" }
 }
 
 #[tokio::main]
-async fn main() {
+async fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let (iters, dur) = if quick {
-        (500, Duration::from_secs(2))
+        (1000, Duration::from_secs(3))
     } else {
-        (5000, Duration::from_secs(8))
+        (5000, Duration::from_secs(10))
     };
     let content = "x".repeat(1023) + "\n";
 
-    // The hub: Postgres, warm cache, frontend in front.
-    // Limits off: the bench measures serving, not throttling.
-    let app = TestApp::spawn_with(Backend::Postgres, TestOptions::unthrottled()).await;
-    app.zone("eng").await;
-    let token = app.mint("bench", Some("eng:rw"), false).await.token;
-    app.rpc(
-        &token,
-        "write",
-        json!({"path": "/kb.txt", "content": content}),
-    )
-    .await
-    .expect("write");
-    let mut fe_cfg = mcp_frontend::FrontendConfig::local(&app.base, 0);
-    // The audit line still is built and queued; only the stdout write is skipped.
-    fe_cfg.audit_stdout = false;
-    let fe = mcp_frontend::Frontend::build(fe_cfg)
-        .await
-        .expect("frontend");
-    let hub_url = format!("http://127.0.0.1:{}/mcp", fe.port());
-    tokio::spawn(fe.run_until_stopped(std::future::pending()));
+    // One database, zone and token for both hubs; the file written straight to disk.
+    let db = TestDb::new(Backend::Postgres).await;
+    let hasher = Arc::new(TokenHasher::new(&test_secret())?);
+    let control = Control::new(db.store.clone(), hasher, InvalidationBus::new(), None);
+    control.create_zone("eng").await?;
+    let token = control
+        .create_token(TokenCreateParams {
+            name: "bench".into(),
+            zones: Some("eng:rw".into()),
+            ..Default::default()
+        })
+        .await?
+        .token;
+    let data = tempfile::tempdir()?;
+    let root = data.path().join("zones/eng");
+    std::fs::create_dir_all(root.join("w"))?;
+    std::fs::write(root.join("kb.txt"), &content)?;
+    let root_s = root.to_str().expect("utf-8 temp path");
 
-    // The limit, on the same file.
-    let root = app.data_dir.path().join("zones/eng");
-    let direct_url = serve_rmcp(DirectRead {
-        root: root.clone(),
-        hop: None,
-    })
-    .await;
-    let file_root = root.clone();
-    let files = axum::Router::new().route(
-        "/read",
-        axum::routing::post(move |body: String| {
-            let p = file_root.join(body.trim_start_matches('/'));
-            async move { tokio::fs::read_to_string(p).await.unwrap_or_default() }
-        }),
-    );
-    let files_url = serve(files).await + "/read";
-    let hop = reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .build()
-        .expect("client");
-    let hop_url = serve_rmcp(DirectRead {
-        root,
-        hop: Some((hop, files_url)),
-    })
-    .await;
+    let (fe, rpc) = hub("hub", &db.url, data.path(), "60");
+    let (fe_cold, _rpc_cold) = hub("hub (cache off)", &db.url, data.path(), "0");
+    let direct = limit(&["direct", root_s]);
+    let files = limit(&["files", root_s, &token]);
+    let files_url = format!("http://{}/read", files.addr);
+    let hop = limit(&["hop", &files_url, &token]);
 
-    println!("== concurrency 1: latency (same rmcp client, stateless 2026-07-28 calls)");
-    let mut samples: Vec<Sample> = Vec::new();
-    for (name, url, tok) in [
+    let mut args = Map::new();
+    args.insert("path".into(), json!("/kb.txt"));
+    let read = nexus_bench::limit::record_call("nexus_read_file", args).await?;
+    let write_to = |i: usize| -> Replay {
+        read.to(fe.addr, Some(&token)).calling(
+            "nexus_write_file",
+            json!({"path": format!("/w/{i}.txt"), "content": content}),
+        )
+    };
+    let targets: [(&str, Replay); 5] = [
         (
             "limit: rmcp from disk, no auth, no hop",
-            direct_url.as_str(),
-            None,
+            read.to(direct.addr, None),
         ),
-        ("limit + one loopback HTTP hop", hop_url.as_str(), None),
+        (
+            "limit + one hop, cached auth each side",
+            read.to(hop.addr, Some(&token)),
+        ),
         (
             "hub: frontend → rpc-server, cache hit",
-            hub_url.as_str(),
-            Some(token.as_str()),
+            read.to(fe.addr, Some(&token)),
         ),
-    ] {
-        let c = client(url, tok).await;
-        let s = measure(name, 200, iters, || async {
-            let r = c.call_tool(read_call("/kb.txt")).await.expect("call");
-            assert_ne!(r.is_error, Some(true), "tool error: {r:?}");
-        })
-        .await;
-        let _ = c.cancel().await;
-        samples.push(s);
+        (
+            "hub: cache off (Postgres every call)",
+            read.to(fe_cold.addr, Some(&token)),
+        ),
+        ("hub: nexus_write_file 1 KiB, durable", write_to(0)),
+    ];
+    if std::env::args().any(|a| a == "--hub-only") {
+        // For profiling: only the cache-hit hub under the 64-caller load, pids printed so
+        // that `perf record -p` can attach during the run.
+        println!("frontend pid {}  rpc-server pid {}", fe.pid(), rpc.pid());
+        std::thread::sleep(Duration::from_secs(2));
+        let l = loadgen::throughput(targets[2].0, &targets[2].1, CALLERS, dur * 3).await;
+        println!("{}: {:.0} calls/s, p99 {:.1} µs", l.name, l.rate, us(l.p99));
+        return Ok(());
     }
-    report(&samples[0], &[&samples[1], &samples[2]]);
     println!(
-        "hub p50 / one-hop p50 = {:.2}",
-        samples[2].p50.as_secs_f64() / samples[1].p50.as_secs_f64()
+        "request: {} bytes of JSON-RPC as rmcp's client sends it; {} measured calls, {} s per load",
+        read.body.len(),
+        iters,
+        dur.as_secs()
     );
 
-    println!("\n== concurrency 64: throughput");
-    let (a, _) = throughput(
-        "limit: rmcp from disk, no auth, no hop",
-        &direct_url,
-        None,
-        "/kb.txt",
-        64,
-        dur,
-    )
-    .await;
-    let (b, _) = throughput(
-        "limit + one loopback HTTP hop",
-        &hop_url,
-        None,
-        "/kb.txt",
-        64,
-        dur,
-    )
-    .await;
-    let (c, _) = throughput(
-        "hub: frontend → rpc-server, cache hit",
-        &hub_url,
-        Some(&token),
-        "/kb.txt",
-        64,
-        dur,
-    )
-    .await;
+    println!("\n== concurrency 1: latency");
     println!(
-        "hub / no-hop limit = {:.2}   hub / one-hop limit = {:.2}",
-        c / a,
-        c / b
+        "{:<44} {:>10} {:>10} {:>14}",
+        "figure", "p50 µs", "p99 µs", "p50 × one-hop"
     );
+    let mut lat = Vec::new();
+    for (name, r) in &targets {
+        lat.push(loadgen::latency(name, r, iters / 5, iters).await);
+    }
+    let disk = disk_write(&root.join("w"), content.as_bytes(), iters / 10, iters / 2);
+    let base = us(lat[1].p50);
+    for s in lat.iter().chain(std::iter::once(&disk)) {
+        println!(
+            "{:<44} {:>10.1} {:>10.1} {:>14.2}",
+            s.name,
+            us(s.p50),
+            us(s.p99),
+            us(s.p50) / base
+        );
+    }
+    let p50_ratio = us(lat[2].p50) / base;
+    println!(
+        "hub cache-hit p50 ÷ one-hop limit p50 = {p50_ratio:.2}  (target ≤ 1.15: {})",
+        verdict(p50_ratio <= 1.15)
+    );
+    println!(
+        "hub write p50 ÷ direct durable write p50 = {:.2}",
+        us(lat[4].p50) / us(disk.p50)
+    );
+
+    println!("\n== concurrency {CALLERS}: throughput");
+    println!(
+        "{:<44} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "figure", "calls/s", "p50 µs", "p99 µs", "× one-hop", "× no-hop"
+    );
+    let mut loads = Vec::new();
+    let mut hub_rss = Vec::new();
+    let mut limit_rss = Vec::new();
+    for (i, (name, r)) in targets.iter().enumerate() {
+        let l = match i {
+            1 => {
+                let (l, m) =
+                    with_rss(&[&hop, &files], loadgen::throughput(name, r, CALLERS, dur)).await;
+                limit_rss = m;
+                l
+            }
+            2 => {
+                let (l, m) =
+                    with_rss(&[&fe, &rpc], loadgen::throughput(name, r, CALLERS, dur)).await;
+                hub_rss = m;
+                l
+            }
+            4 => loadgen::throughput_each(name, CALLERS, dur, write_to).await,
+            _ => loadgen::throughput(name, r, CALLERS, dur).await,
+        };
+        loads.push(l);
+    }
+    for l in &loads {
+        println!(
+            "{:<44} {:>10.0} {:>10.1} {:>10.1} {:>10.2} {:>10.2}",
+            l.name,
+            l.rate,
+            us(l.p50),
+            us(l.p99),
+            l.rate / loads[1].rate,
+            l.rate / loads[0].rate
+        );
+    }
+    let r1 = loads[2].rate / loads[1].rate;
+    let r0 = loads[2].rate / loads[0].rate;
+    println!(
+        "hub cache-hit ÷ one-hop limit = {r1:.2}  (target ≥ 0.9: {});  ÷ no-hop limit = {r0:.2}  (stretch ≥ 0.5: {})",
+        verdict(r1 >= 0.9),
+        verdict(r0 >= 0.5)
+    );
+
+    println!("\n== resident memory under the {CALLERS}-caller load (largest sample / peak)");
+    let both = hub_rss.iter().map(|r| r.now).sum::<u64>();
+    for (name, r) in [("hub frontend", hub_rss[0]), ("hub rpc-server", hub_rss[1])]
+        .into_iter()
+        .chain([
+            ("limit + hop: rmcp server", limit_rss[0]),
+            ("limit + hop: file server", limit_rss[1]),
+        ])
+    {
+        println!(
+            "{name:<44} {:>8.1} MiB {:>8.1} MiB peak",
+            mib(r.now),
+            mib(r.peak)
+        );
+    }
+    let limit_both = limit_rss.iter().map(|r| r.now).sum::<u64>();
+    println!(
+        "hub frontend + rpc-server = {:.1} MiB  (target ≤ 30 MiB: {});  × the one-hop limit's two processes = {:.2}",
+        mib(both),
+        verdict(mib(both) <= 30.0),
+        both as f64 / limit_both.max(1) as f64
+    );
+    drop((fe, rpc, fe_cold, direct, hop, files));
+    Ok(())
 }

@@ -76,6 +76,7 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         },
         auth_cache_ttl: Duration::from_secs(60),
         negative_cache_ttl: Duration::from_secs(5),
+        db_acquire_timeout: rpc_server::db::DEFAULT_ACQUIRE_TIMEOUT,
         max_file_bytes: DEFAULT_MAX_FILE_BYTES,
         max_body_bytes: (DEFAULT_MAX_FILE_BYTES as usize) * 4 / 3 + 1024 * 1024,
         last_used_flush: Duration::from_secs(15),
@@ -85,6 +86,7 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         tls: None,
         trusted_proxies: Vec::new(),
         limits: Default::default(),
+        connections: Default::default(),
     };
     // One bus: CLI-style changes made through this process reach the server's cache at once.
     let bus = InvalidationBus::new();

@@ -5,6 +5,8 @@
 //! Not every test binary uses every helper.
 #![allow(dead_code)]
 
+pub mod procs;
+
 use rmcp::model::{CallToolRequestParams, CallToolResult, ClientConfig, ProtocolVersion, Tool};
 use rmcp::service::{ClientInitializeError, RunningService, ServiceError};
 use rmcp::transport::StreamableHttpClientTransport;

@@ -7,7 +7,6 @@
 use crate::metrics::Metrics;
 use nexus_wire::stats;
 use serde::Serialize;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 const QUEUE: usize = 8192;
@@ -62,10 +61,10 @@ async fn connect(client: &redis::Client) -> Option<redis::aio::ConnectionManager
     client.get_connection_manager_with_config(cfg).await.ok()
 }
 
-fn pipeline(ev: &AuditEvent, line: &str) -> redis::Pipeline {
+/// Adds one event's publish, stream entry and traffic counters to `p`.
+fn add_to_pipeline(p: &mut redis::Pipeline, ev: &AuditEvent, line: &str) {
     let now = chrono_now_secs();
     let m = stats::minute(now);
-    let mut p = redis::pipe();
     p.cmd("PUBLISH")
         .arg(stats::AUDIT_CHANNEL)
         .arg(line)
@@ -134,11 +133,38 @@ fn pipeline(ev: &AuditEvent, line: &str) -> redis::Pipeline {
             }
         }
     }
-    p
 }
 
 fn chrono_now_secs() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+/// Lines waiting for the stdout thread; past this many batches, stdout is not keeping up
+/// and batches are dropped (and counted) rather than held in memory.
+const STDOUT_BACKLOG: usize = 64;
+
+/// Most events taken from the queue at once: one stdout write and one Redis round trip
+/// carry them all.
+const BATCH: usize = 256;
+
+/// The thread that owns stdout. Writing from the async task would block a runtime worker
+/// whenever the reader of stdout is slow; tokio's async stdout hands every flush to the
+/// blocking pool, which under load cost more CPU than building the events.
+fn stdout_thread() -> Option<std::sync::mpsc::SyncSender<Vec<u8>>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(STDOUT_BACKLOG);
+    std::thread::Builder::new()
+        .name("nexus-audit-stdout".into())
+        .spawn(move || {
+            use std::io::Write;
+            let stdout = std::io::stdout();
+            while let Ok(buf) = rx.recv() {
+                let mut out = stdout.lock();
+                let _ = out.write_all(&buf);
+                let _ = out.flush();
+            }
+        })
+        .ok()
+        .map(|_| tx)
 }
 
 async fn writer(
@@ -152,16 +178,24 @@ async fn writer(
         .and_then(|u| redis::Client::open(u).ok());
     let mut conn: Option<redis::aio::ConnectionManager> = None;
     let mut retry_at = std::time::Instant::now();
-    let mut out = tokio::io::BufWriter::new(tokio::io::stdout());
-    while let Some(ev) = rx.recv().await {
-        let Ok(line) = serde_json::to_string(&ev) else {
-            continue;
-        };
-        if stdout {
-            let _ = out.write_all(line.as_bytes()).await;
-            let _ = out.write_all(b"\n").await;
-            if rx.is_empty() {
-                let _ = out.flush().await;
+    let out = if stdout { stdout_thread() } else { None };
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let events: Vec<(AuditEvent, String)> = batch
+            .drain(..)
+            .filter_map(|ev| serde_json::to_string(&ev).ok().map(|line| (ev, line)))
+            .collect();
+        if let Some(out) = &out {
+            let mut buf = Vec::with_capacity(events.iter().map(|(_, l)| l.len() + 1).sum());
+            for (_, line) in &events {
+                buf.extend_from_slice(line.as_bytes());
+                buf.push(b'\n');
+            }
+            if out.try_send(buf).is_err() {
+                metrics
+                    .audit_dropped
+                    .with_label_values(&["stdout_backlog"])
+                    .inc_by(events.len() as u64);
             }
         }
         let Some(client) = &client else { continue };
@@ -177,15 +211,19 @@ async fn writer(
             metrics
                 .audit_dropped
                 .with_label_values(&["redis_unavailable"])
-                .inc();
+                .inc_by(events.len() as u64);
             continue;
         };
-        let res: redis::RedisResult<()> = pipeline(&ev, &line).query_async(c).await;
+        let mut p = redis::pipe();
+        for (ev, line) in &events {
+            add_to_pipeline(&mut p, ev, line);
+        }
+        let res: redis::RedisResult<()> = p.query_async(c).await;
         if res.is_err() {
             metrics
                 .audit_dropped
                 .with_label_values(&["publish_failed"])
-                .inc();
+                .inc_by(events.len() as u64);
             metrics.set_redis_up(false);
             conn = None;
             retry_at = std::time::Instant::now() + std::time::Duration::from_secs(1);
@@ -193,5 +231,4 @@ async fn writer(
             metrics.set_redis_up(true);
         }
     }
-    let _ = out.flush().await;
 }

@@ -101,7 +101,11 @@ pub enum ForwardError {
         retry_after: Option<u64>,
         verified: Box<Verified>,
     },
-    /// The rpc-server could not be reached or could not decide (connection error, 503).
+    /// The rpc-server could not decide whether the token is valid (503: its database is
+    /// unreachable). Nothing ran; the caller is neither accepted nor refused.
+    #[error("the hub cannot verify tokens right now; retry shortly")]
+    AuthUnavailable,
+    /// The rpc-server could not be reached or did not answer usefully.
     #[error("the hub's rpc-server is unavailable: {0}; retry shortly")]
     Unavailable(String),
     /// The call reached the method and failed there.
@@ -209,6 +213,7 @@ impl RpcClient {
                     ),
                 )));
             }
+            503 => return Err(ForwardError::AuthUnavailable),
             s => return Err(ForwardError::Unavailable(format!("HTTP {s}"))),
         }
         let verified = verified_from(resp.headers());

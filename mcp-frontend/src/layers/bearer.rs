@@ -34,6 +34,8 @@ enum SlotState {
     Unchecked,
     Verified(Verified),
     Unauthorized,
+    /// The rpc-server could not decide on the token (its database is down).
+    Unavailable,
     RateLimited(Option<u64>, Box<Verified>),
 }
 
@@ -53,6 +55,9 @@ impl AuthSlot {
     }
     pub fn unauthorized(&self) {
         self.set(SlotState::Unauthorized);
+    }
+    pub fn unavailable(&self) {
+        self.set(SlotState::Unavailable);
     }
     pub fn rate_limited(&self, retry_after: Option<u64>, who: &Verified) {
         self.set(SlotState::RateLimited(retry_after, Box::new(who.clone())));
@@ -139,6 +144,14 @@ fn rate_limited(retry_after: Option<u64>, who: &Verified, record: &Record) -> Re
     r
 }
 
+fn payload_too_large() -> Response {
+    error_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "request body too large",
+    )
+}
+
 fn unavailable() -> Response {
     let mut r = error_response(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -175,29 +188,36 @@ pub async fn bearer(State(st): State<AppState>, req: Request, next: Next) -> Res
     parts.headers.remove(ADMIN_HEADER);
     let metadata = resource_metadata_url(&st, &parts.headers);
     // Behind a trusted proxy (TLS terminator), the client is the forwarded address.
-    let forwarded = parts
-        .headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| nexus_wire::forwarded::client_ip(c.0.ip(), forwarded, &st.cfg.trusted_proxies));
+    // Every line: a proxy may append its own after the client's.
+    let forwarded = nexus_wire::forwarded::join_lines(
+        parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|v| v.to_str().ok()),
+    );
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| {
+        nexus_wire::forwarded::client_ip(c.0.ip(), forwarded.as_deref(), &st.cfg.trusted_proxies)
+    });
     let token = match caller_token(&parts.headers) {
         Ok(t) => Some(CallerToken { client: peer, ..t }),
         Err(nexus_wire::bearer::BearerError::Missing) if !st.cfg.require_bearer => None,
         Err(_) => return refuse(&st, peer, &metadata),
     };
+    // A body declared too large is refused before a byte of it is read (hyper then closes
+    // the connection instead of draining it); an undeclared one is cut at the limit.
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > st.cfg.max_body_bytes as u64) {
+        return payload_too_large();
+    }
     let bytes = if parts.method == Method::POST {
         match axum::body::to_bytes(body, st.cfg.max_body_bytes).await {
             Ok(b) => b,
-            Err(_) => {
-                return error_response(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "request body too large",
-                );
-            }
+            Err(_) => return payload_too_large(),
         }
     } else {
         Bytes::new()
@@ -299,6 +319,8 @@ async fn one_hop(
             resp
         }
         SlotState::Unauthorized => refuse(&st, peer, metadata),
+        // Not verified, not refused: the caller must hear "retry", and nothing else.
+        SlotState::Unavailable => unavailable(),
         SlotState::RateLimited(r, who) => rate_limited(r, &who, record),
         // The handler did not reach the rpc-server: decide on the token before answering.
         SlotState::Unchecked => match st.rpc.call(&token, "whoami", serde_json::json!({})).await {
@@ -312,6 +334,7 @@ async fn one_hop(
                 retry_after,
                 verified,
             }) => rate_limited(retry_after, &verified, record),
+            Err(ForwardError::AuthUnavailable) => unavailable(),
             Err(_) => resp,
         },
     }

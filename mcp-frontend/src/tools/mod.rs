@@ -166,6 +166,7 @@ impl ServerHandler for NexusTools {
                 if let Some(slot) = &c.slot {
                     match &e {
                         ForwardError::Unauthorized => slot.unauthorized(),
+                        ForwardError::AuthUnavailable => slot.unavailable(),
                         ForwardError::RateLimited {
                             retry_after,
                             verified,

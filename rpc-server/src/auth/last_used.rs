@@ -21,18 +21,34 @@ impl LastUsed {
         }
     }
 
-    /// Writes pending times. On failure they are kept for the next flush.
+    /// Writes pending times. On failure, or if the flush is dropped mid-write (shutdown
+    /// aborts the periodic flusher), they are kept for the next flush.
     pub async fn flush(&self, store: &Store) -> Result<usize, crate::db::StoreError> {
         let batch: Vec<(Uuid, DateTime<Utc>)> = {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             p.drain().collect()
         };
-        if let Err(e) = store.touch_last_used(&batch).await {
-            for (k, t) in batch {
-                self.record(k, t);
-            }
-            return Err(e);
+        let mut unwritten = Unwritten {
+            owner: self,
+            batch: Some(batch),
+        };
+        let batch = unwritten.batch.as_deref().unwrap_or_default();
+        store.touch_last_used(batch).await?;
+        Ok(unwritten.batch.take().map_or(0, |b| b.len()))
+    }
+}
+
+/// Puts a batch back into `pending` unless it was written. Rewriting one is harmless:
+/// the update never moves a time backwards.
+struct Unwritten<'a> {
+    owner: &'a LastUsed,
+    batch: Option<Vec<(Uuid, DateTime<Utc>)>>,
+}
+
+impl Drop for Unwritten<'_> {
+    fn drop(&mut self) {
+        for (k, t) in self.batch.take().unwrap_or_default() {
+            self.owner.record(k, t);
         }
-        Ok(batch.len())
     }
 }

@@ -97,6 +97,10 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
+/// How long a query waits for a Postgres connection by default (`NEXUS_DATABASE_ACQUIRE_TIMEOUT`).
+/// sqlx's own default is 30 s, far too long to hold a caller while the database is down.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// A handle on the token and zone tables. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -106,13 +110,19 @@ pub struct Store {
 impl Store {
     /// Connects to `postgres://…` or `sqlite://…` (the SQLite file is created if missing).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, DEFAULT_ACQUIRE_TIMEOUT).await
+    }
+
+    /// As [`Store::connect`], with the longest wait for a Postgres connection. While the
+    /// database is down every query that needs one waits this long (the pool keeps trying
+    /// to reconnect), then fails; callers turn that into 503.
+    pub async fn connect_with(url: &str, acquire_timeout: Duration) -> Result<Self, StoreError> {
         let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let opts = PgConnectOptions::from_str(url)?.application_name("nexus-hub");
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .min_connections(1)
-                // Fail fast when the database is down: callers turn this into 503.
-                .acquire_timeout(Duration::from_secs(3))
+                .acquire_timeout(acquire_timeout)
                 .connect_with(opts)
                 .await?;
             Pool::Pg(pool)

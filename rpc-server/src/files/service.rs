@@ -872,6 +872,10 @@ impl FileService {
                 .write(true)
                 .create_new(true)
                 .open(&tmp)?;
+            // Held until the file is closed after its rename, so a replica sweeping a shared
+            // data dir at startup can tell this in-flight file from one abandoned by a crash.
+            // Best effort: a filesystem without locks must not fail the write.
+            let _ = rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive);
             f.write_all(bytes)?;
             f.sync_all()?;
             drop(f);
@@ -883,6 +887,62 @@ impl FileService {
             return Err(io_err(e, zp));
         }
         Ok(())
+    }
+}
+
+/// What a startup sweep of temporary files did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Abandoned temporary files deleted.
+    pub removed: u64,
+    /// Temporary files left alone: still locked by a writer, too young, or not removable.
+    pub kept: u64,
+}
+
+impl FileService {
+    /// Deletes temporary files that a writer abandoned when its process died between
+    /// creating the file and renaming it into place. Clients never see them (walks hide
+    /// them, paths cannot name them), but they hold disk space and keep directories from
+    /// being empty.
+    ///
+    /// A file is abandoned when it was last modified before `started` (when this process
+    /// began, so none of its own writes qualify) and no process holds its lock (every
+    /// in-flight write locks its file, so another replica sharing the data dir keeps its
+    /// own). Never follows symlinks.
+    pub fn sweep_temp_files(&self, started: std::time::SystemTime) -> SweepReport {
+        use rustix::fs::{FlockOperation, flock};
+        let mut report = SweepReport::default();
+        let walker = walkdir::WalkDir::new(&self.inner.root)
+            .min_depth(1)
+            .follow_links(false)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_type().is_file() && e.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
+            });
+        for entry in walker {
+            let path = entry.path();
+            let old = entry
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .is_some_and(|t| t < started);
+            // Opening for reading is enough to take the lock; it is held until the file is
+            // gone and dies with the descriptor.
+            let lock = if old {
+                fs::File::open(path)
+                    .ok()
+                    .filter(|f| flock(f, FlockOperation::NonBlockingLockExclusive).is_ok())
+            } else {
+                None
+            };
+            if lock.is_some() && fs::remove_file(path).is_ok() {
+                report.removed += 1;
+            } else {
+                report.kept += 1;
+            }
+        }
+        report
     }
 }
 

@@ -29,14 +29,17 @@ pub async fn call_method(
     let label = method_label(&method);
     let (parts, body) = req.into_parts();
     // Behind a trusted proxy (the MCP frontend), the client is the forwarded address.
-    let forwarded = parts
-        .headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| nexus_wire::forwarded::client_ip(c.0.ip(), forwarded, &st.trusted_proxies));
+    // Every line: a proxy may append its own after the client's.
+    let forwarded = nexus_wire::forwarded::join_lines(
+        parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|v| v.to_str().ok()),
+    );
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| {
+        nexus_wire::forwarded::client_ip(c.0.ip(), forwarded.as_deref(), &st.trusted_proxies)
+    });
     let (resp, outcome) = handle(&st, &method, &parts.headers, peer, body).await;
     st.metrics
         .rpc_requests

@@ -1,0 +1,108 @@
+//! The processes a benchmark runs: the release binaries built next to this one, started
+//! on 127.0.0.1 ports, killed when dropped, with their resident memory read from /proc.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A release binary of this workspace (`nexusd`, `nexus`, `limit_server`), built by
+/// bench/run next to the running benchmark.
+pub fn binary(name: &str) -> PathBuf {
+    let me = std::env::current_exe().expect("current exe");
+    let path = me.with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the benchmarks with bench/run, which builds it",
+        path.display()
+    );
+    path
+}
+
+/// A free loopback port (bound and released; the benchmark owns the machine).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A running child process, killed on drop.
+#[derive(Debug)]
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    /// Starts `cmd` (its stdout/stderr discarded unless `NEXUS_BENCH_VERBOSE` is set) and
+    /// waits until `port` accepts connections.
+    pub fn start(name: &str, mut cmd: Command, port: u16) -> Proc {
+        let quiet = std::env::var_os("NEXUS_BENCH_VERBOSE").is_none();
+        if quiet {
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("start {name}: {e}"));
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut p = Proc {
+            name: name.into(),
+            child,
+            addr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(addr).is_err() {
+            if let Ok(Some(st)) = p.child.try_wait() {
+                panic!(
+                    "{name} exited with {st} before listening (NEXUS_BENCH_VERBOSE=1 shows why)"
+                );
+            }
+            assert!(Instant::now() < deadline, "{name} did not listen on {addr}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        p
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory now and at its peak, in bytes.
+    pub fn rss(&self) -> Rss {
+        rss(self.pid())
+    }
+}
+
+/// Resident set size of a process: now and peak (`VmRSS`, `VmHWM`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rss {
+    pub now: u64,
+    pub peak: u64,
+}
+
+pub fn rss(pid: u32) -> Rss {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .unwrap_or(0)
+    };
+    Rss {
+        now: field("VmRSS:"),
+        peak: field("VmHWM:"),
+    }
+}
+
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}

@@ -1,0 +1,15 @@
+//! The async runtime both binaries run on (`nexusd`, and `nexus` for `mcp serve`/`hub up`).
+
+/// Threads for blocking work (file reads and durable writes, which fsync). tokio's default
+/// of 512 let a 64-caller read load grow 64 threads, each with its own stack and allocator
+/// state: resident memory doubled and the extra threads bought no throughput on a few
+/// cores. Sixteen still lets that many fsyncs share a journal commit.
+pub const BLOCKING_THREADS: usize = 16;
+
+/// A multi-threaded runtime (one worker per core) with the blocking pool capped.
+pub fn build() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
+        .build()
+}

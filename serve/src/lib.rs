@@ -1,0 +1,511 @@
+//! The HTTP serve loop of both Nexus Hub servers (nexusd and the MCP frontend), so both get
+//! the same connection handling: plain or TLS (rustls), HTTP/1.1 and HTTP/2, TCP_NODELAY,
+//! `ConnectInfo<SocketAddr>`, a bounded graceful drain, and bounds that a slow or hostile
+//! client cannot stretch ([`ConnLimits`]):
+//!
+//! - **header read**: a request head must be complete within `header_read_timeout` of its
+//!   first byte, and a new connection must deliver its first request head within that time
+//!   of being accepted (a TLS handshake included), so a client that trickles its headers
+//!   byte by byte (slowloris), or never sends anything, cannot hold a connection;
+//! - **idle**: a connection with no request in flight is closed `idle_timeout` after its
+//!   last response ended; a request in flight (a slow call, a long response stream) is
+//!   never cut by either deadline;
+//! - **connection cap**: past `max_connections` open connections a new one is closed at
+//!   once, before it costs a TLS handshake or a buffer;
+//! - **head size**: an HTTP/1.1 request head over [`MAX_HEAD_BYTES`] is refused with 431
+//!   (HTTP/2 has its own 16 KiB header-list cap).
+//!
+//! hyper's own `header_read_timeout` is left off: it also runs while a kept-alive connection
+//! waits for its next request, so idle connections would be closed after the header-read
+//! time instead of the idle time. Both deadlines live in [`Watched`], the connection's byte
+//! stream, which sees bytes arrive; [`Tracked`], around the connection's service, tells it
+//! when requests start and when their responses end.
+//!
+//! This crate knows nothing of either server and is not part of the wire contract.
+
+use axum::body::{Body, Bytes};
+use axum::http::Response;
+use axum_server::accept::{Accept, DefaultAcceptor};
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
+use futures_util::future::{BoxFuture, Either, Ready, ready};
+use http_body::{Frame, SizeHint};
+use hyper_util::rt::TokioExecutor;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+use tower::Service;
+
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Above the 90 s idle pool of common HTTP clients (reqwest, the frontend's own), so a
+/// client rarely reuses a connection at the moment the server closes it.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// hyper's HTTP/1.1 read buffer, hence the largest request head (request line and headers);
+/// beyond it, 431. Without it a head could grow to hyper's default ~400 KiB buffer on every
+/// connection. Bodies stream through the buffer, so it does not bound them.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// How long a graceful shutdown waits for requests in flight before closing them.
+pub const DRAIN: Duration = Duration::from_secs(10);
+/// Connections the kernel queues for `accept` (capped by `net.core.somaxconn`). The usual
+/// 128 overflows under a burst of connects, and each connect dropped then waits a full SYN
+/// retransmission (1 s, then 3 s) before it is even seen.
+pub const ACCEPT_BACKLOG: u32 = 1024;
+/// Longest timeout a flag may set.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Bounds on the connections of one server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// A request head must be complete within this time of its first byte (of the accept,
+    /// for a connection's first request).
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight is closed this long after its last response.
+    pub idle_timeout: Duration,
+    /// Open connections at most; a new one past it is closed at once. 0: no cap.
+    pub max_connections: usize,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// Parses a timeout flag: seconds (`10`, `1.5`) or a number with a unit (`500ms`, `10s`,
+/// `2m`); more than 0 and at most an hour.
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (t, 1.0)
+    };
+    let bad = || format!("expected a timeout such as 10, 10s, 500ms or 2m (at most 1h), got {s:?}");
+    // Short text only: the number is then small enough for f64 to hold exactly.
+    if num.is_empty() || num.len() > 12 {
+        return Err(bad());
+    }
+    let secs = num.trim().parse::<f64>().map_err(|_| bad())? * scale;
+    if !secs.is_finite() || secs <= 0.0 || secs > MAX_TIMEOUT.as_secs_f64() {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Binds `host:port` as `TcpListener::bind` does (first address that binds wins,
+/// `SO_REUSEADDR` on), with an accept queue of [`ACCEPT_BACKLOG`].
+pub async fn bind(host: &str, port: u16) -> io::Result<TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket
+            .bind(addr)
+            .and_then(|()| socket.listen(ACCEPT_BACKLOG))
+        {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last
+        .unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on")))
+}
+
+/// Loads a PEM certificate chain and key for built-in TLS (rustls with the ring provider).
+pub async fn load_tls(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<RustlsConfig> {
+    // Another part of the process may have installed it already; either way one is set.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    RustlsConfig::from_pem_file(cert, key).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot load TLS certificate {} and key {}: {e}",
+            cert.display(),
+            key.display()
+        )
+    })
+}
+
+/// Serves `app` on `listener` (over TLS when `tls` is given) within `limits` until
+/// `shutdown` resolves, then drains requests in flight for at most [`DRAIN`].
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<RustlsConfig>,
+    app: axum::Router,
+    limits: ConnLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        h.graceful_shutdown(Some(DRAIN));
+    });
+    let mut server = axum_server::from_tcp(listener.into_std()?)?.handle(handle);
+    configure(server.http_builder());
+    let make = app.into_make_service_with_connect_info::<SocketAddr>();
+    match tls {
+        Some(tls) => {
+            let tls = RustlsAcceptor::new(tls).handshake_timeout(limits.header_read_timeout);
+            server.acceptor(Guard::new(tls, limits)).serve(make).await
+        }
+        None => {
+            server
+                .acceptor(Guard::new(DefaultAcceptor::new(), limits))
+                .serve(make)
+                .await
+        }
+    }
+}
+
+/// hyper's settings: no timer of its own (the deadlines are [`Watched`]'s), a capped head.
+pub fn configure(b: &mut hyper_util::server::conn::auto::Builder<TokioExecutor>) {
+    b.http1()
+        .header_read_timeout(None)
+        .max_buf_size(MAX_HEAD_BYTES);
+}
+
+/// A stream as accepted; socket options are set here.
+pub trait Socket: AsyncRead + AsyncWrite + Unpin {
+    fn on_accept(&self) {}
+}
+
+impl Socket for tokio::net::TcpStream {
+    fn on_accept(&self) {
+        // Without TCP_NODELAY small responses wait on delayed ACKs (~40 ms per call).
+        let _ = self.set_nodelay(true);
+    }
+}
+
+impl Socket for tokio::io::DuplexStream {}
+
+/// An acceptor that enforces [`ConnLimits`] around `inner` (plain or TLS): it takes a
+/// connection slot, then wraps the raw stream in [`Watched`] (under TLS, so the handshake
+/// is bounded too) and the service in [`Tracked`].
+#[derive(Debug, Clone)]
+pub struct Guard<A> {
+    inner: A,
+    limits: ConnLimits,
+    slots: Option<Arc<Semaphore>>,
+    last_warned: Arc<Mutex<Option<std::time::Instant>>>,
+}
+
+impl<A> Guard<A> {
+    pub fn new(inner: A, limits: ConnLimits) -> Self {
+        Self {
+            inner,
+            limits,
+            slots: (limits.max_connections > 0)
+                .then(|| Arc::new(Semaphore::new(limits.max_connections))),
+            last_warned: Default::default(),
+        }
+    }
+
+    /// A flood refuses thousands of connections a second: say so at most once a minute.
+    fn warn_full(&self) {
+        let mut last = self.last_warned.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+            *last = Some(std::time::Instant::now());
+            tracing::warn!(
+                max_connections = self.limits.max_connections,
+                "connection limit reached: closing new connections until some end"
+            );
+        }
+    }
+}
+
+impl<A, I, S> Accept<I, S> for Guard<A>
+where
+    A: Accept<Watched<I>, Tracked<S>>,
+    I: Socket,
+{
+    type Stream = A::Stream;
+    type Service = A::Service;
+    type Future = Either<Ready<io::Result<(A::Stream, A::Service)>>, A::Future>;
+
+    fn accept(&self, stream: I, service: S) -> Self::Future {
+        let slot = match &self.slots {
+            None => None,
+            Some(slots) => match slots.clone().try_acquire_owned() {
+                Ok(slot) => Some(slot),
+                Err(_) => {
+                    self.warn_full();
+                    // Dropping the stream closes the connection.
+                    return Either::Left(ready(Err(io::Error::other("connection limit reached"))));
+                }
+            },
+        };
+        stream.on_accept();
+        let conn = Arc::new(Conn::new(self.limits));
+        Either::Right(self.inner.accept(
+            Watched {
+                io: stream,
+                conn: conn.clone(),
+                timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+                armed: None,
+                _slot: slot,
+            },
+            Tracked {
+                inner: service,
+                conn,
+            },
+        ))
+    }
+}
+
+/// What one connection is doing, shared by its stream and its service.
+#[derive(Debug)]
+struct Conn {
+    header_read: Duration,
+    idle: Duration,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    in_flight: usize,
+    /// When the request head now due began: the accept, or the first byte after an idle
+    /// spell. None while idle with nothing received, or while requests are in flight.
+    head_since: Option<Instant>,
+    /// When the last response ended (at first, the accept).
+    idle_since: Instant,
+    /// The connection's reader, woken when its deadline moves without a byte arriving.
+    reader: Option<Waker>,
+}
+
+impl Conn {
+    fn new(limits: ConnLimits) -> Self {
+        let now = Instant::now();
+        Self {
+            header_read: limits.header_read_timeout,
+            idle: limits.idle_timeout,
+            state: Mutex::new(State {
+                in_flight: 0,
+                head_since: Some(now),
+                idle_since: now,
+                reader: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// When the connection is to be closed unless a request starts first.
+    fn deadline(&self, st: &State) -> Option<Instant> {
+        if st.in_flight > 0 {
+            None
+        } else if let Some(since) = st.head_since {
+            Some(since + self.header_read)
+        } else {
+            Some(st.idle_since + self.idle)
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> Busy {
+        let mut st = self.lock();
+        st.in_flight += 1;
+        st.head_since = None;
+        Busy(self.clone())
+    }
+}
+
+/// One request in flight, from the service call until its response body is done (or
+/// dropped unfinished).
+#[derive(Debug)]
+struct Busy(Arc<Conn>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let reader = {
+            let mut st = self.0.lock();
+            st.in_flight = st.in_flight.saturating_sub(1);
+            if st.in_flight > 0 {
+                None
+            } else {
+                st.idle_since = Instant::now();
+                st.head_since = None;
+                st.reader.take()
+            }
+        };
+        // An HTTP/2 connection may not read again until the client sends something: wake
+        // it so its idle deadline is armed now.
+        if let Some(w) = reader {
+            w.wake();
+        }
+    }
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "connection closed: request head or idle timeout",
+    )
+}
+
+/// A connection's byte stream, closed (a read error) once its deadline passes: the request
+/// head is late, or the connection has been idle too long.
+#[derive(Debug)]
+pub struct Watched<I> {
+    io: I,
+    conn: Arc<Conn>,
+    timer: Pin<Box<Sleep>>,
+    armed: Option<Instant>,
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let res = Pin::new(&mut this.io).poll_read(cx, buf);
+        let got_bytes = matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before;
+        let now = Instant::now();
+        let deadline = {
+            let mut st = this.conn.lock();
+            if got_bytes && st.in_flight == 0 && st.head_since.is_none() {
+                st.head_since = Some(now);
+            }
+            if res.is_pending() && !st.reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                st.reader = Some(cx.waker().clone());
+            }
+            this.conn.deadline(&st)
+        };
+        let Some(deadline) = deadline else {
+            return res;
+        };
+        // Bytes that arrive late do not help: a trickled head is cut at its deadline.
+        if now >= deadline {
+            return Poll::Ready(Err(timed_out()));
+        }
+        if res.is_pending() {
+            if this.armed != Some(deadline) {
+                this.timer.as_mut().reset(deadline);
+                this.armed = Some(deadline);
+            }
+            if this.timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(timed_out()));
+            }
+        }
+        res
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+/// A connection's service: marks each request in flight until its response body is done.
+#[derive(Debug, Clone)]
+pub struct Tracked<S> {
+    inner: S,
+    conn: Arc<Conn>,
+}
+
+impl<S, R> Service<R> for Tracked<S>
+where
+    S: Service<R, Response = Response<Body>>,
+    S::Future: Send + 'static,
+    S::Error: 'static,
+{
+    type Response = Response<TrackedBody>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> Self::Future {
+        // Taken before the handler runs, and held by the future then by the body, so a
+        // request abandoned half way (a reset stream) ends its busy spell too.
+        let busy = self.conn.begin();
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let resp = fut.await?;
+            Ok(resp.map(|inner| TrackedBody { inner, _busy: busy }))
+        })
+    }
+}
+
+/// A response body that keeps its request in flight until it is done.
+#[derive(Debug)]
+pub struct TrackedBody {
+    inner: Body,
+    _busy: Busy,
+}
+
+impl http_body::Body for TrackedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests;
