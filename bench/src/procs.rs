@@ -106,3 +106,19 @@ pub fn rss(pid: u32) -> Rss {
 pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
+
+/// CPU time a process has used so far (user + system), from /proc/<pid>/stat.
+pub fn cpu_time(pid: u32) -> std::time::Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let ticks: u64 = f.iter().sum();
+    // Linux reports in USER_HZ, which is 100 on every architecture Linux supports today.
+    std::time::Duration::from_millis(ticks * 10)
+}

@@ -15,7 +15,7 @@
 //! Usage: mcp_call [--quick] [--hub-only]   (needs NEXUS_TEST_DATABASE_URL; run it with bench/run)
 
 use nexus_bench::loadgen::{self, Load, Replay};
-use nexus_bench::procs::{Proc, Rss, binary, free_port, mib};
+use nexus_bench::procs::{Proc, Rss, binary, cpu_time, free_port, mib};
 use nexus_bench::{Sample, summarize};
 use nexus_wire::methods::TokenCreateParams;
 use rpc_server::auth::{InvalidationBus, TokenHasher};
@@ -93,16 +93,25 @@ fn disk_write(dir: &Path, content: &[u8], warmup: usize, iters: usize) -> Sample
     )
 }
 
-/// Runs `load` while sampling the resident memory of `procs` every 50 ms; returns the
-/// load's figures and each process's largest sample.
-async fn with_rss<F: std::future::Future<Output = Load>>(
+/// What a process used while a load ran: its largest resident memory sample and its CPU
+/// time per call.
+#[derive(Debug, Clone, Copy, Default)]
+struct Usage {
+    rss: Rss,
+    cpu_per_call: Duration,
+}
+
+/// Runs `load` while sampling the resident memory of `procs` every 50 ms and reading their
+/// CPU time before and after.
+async fn with_usage<F: std::future::Future<Output = Load>>(
     procs: &[&Proc],
     load: F,
-) -> (Load, Vec<Rss>) {
+) -> (Load, Vec<Usage>) {
     let pids: Vec<u32> = procs.iter().map(|p| p.pid()).collect();
+    let cpu0: Vec<Duration> = pids.iter().map(|p| cpu_time(*p)).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
-        let stop = stop.clone();
+        let (stop, pids) = (stop.clone(), pids.clone());
         tokio::task::spawn_blocking(move || {
             let mut max = vec![Rss::default(); pids.len()];
             while !stop.load(Ordering::Relaxed) {
@@ -118,7 +127,19 @@ async fn with_rss<F: std::future::Future<Output = Load>>(
     };
     let l = load.await;
     stop.store(true, Ordering::Relaxed);
-    (l, sampler.await.expect("sampler"))
+    let rss = sampler.await.expect("sampler");
+    // The load's first call per connection is not counted in `calls`; with thousands of
+    // calls per run that is noise.
+    let usage = pids
+        .iter()
+        .zip(cpu0)
+        .zip(rss)
+        .map(|((pid, c0), rss)| Usage {
+            rss,
+            cpu_per_call: cpu_time(*pid).saturating_sub(c0) / l.calls.max(1) as u32,
+        })
+        .collect();
+    (l, usage)
 }
 
 fn us(d: Duration) -> f64 {
@@ -245,20 +266,20 @@ async fn main() -> anyhow::Result<()> {
         "figure", "calls/s", "p50 µs", "p99 µs", "× one-hop", "× no-hop"
     );
     let mut loads = Vec::new();
-    let mut hub_rss = Vec::new();
-    let mut limit_rss = Vec::new();
+    let mut hub_use = Vec::new();
+    let mut limit_use = Vec::new();
     for (i, (name, r)) in targets.iter().enumerate() {
         let l = match i {
             1 => {
                 let (l, m) =
-                    with_rss(&[&hop, &files], loadgen::throughput(name, r, CALLERS, dur)).await;
-                limit_rss = m;
+                    with_usage(&[&hop, &files], loadgen::throughput(name, r, CALLERS, dur)).await;
+                limit_use = m;
                 l
             }
             2 => {
                 let (l, m) =
-                    with_rss(&[&fe, &rpc], loadgen::throughput(name, r, CALLERS, dur)).await;
-                hub_rss = m;
+                    with_usage(&[&fe, &rpc], loadgen::throughput(name, r, CALLERS, dur)).await;
+                hub_use = m;
                 l
             }
             4 => loadgen::throughput_each(name, CALLERS, dur, write_to).await,
@@ -285,27 +306,37 @@ async fn main() -> anyhow::Result<()> {
         verdict(r0 >= 0.5)
     );
 
-    println!("\n== resident memory under the {CALLERS}-caller load (largest sample / peak)");
-    let both = hub_rss.iter().map(|r| r.now).sum::<u64>();
-    for (name, r) in [("hub frontend", hub_rss[0]), ("hub rpc-server", hub_rss[1])]
-        .into_iter()
-        .chain([
-            ("limit + hop: rmcp server", limit_rss[0]),
-            ("limit + hop: file server", limit_rss[1]),
-        ])
-    {
+    println!(
+        "\n== per process under the {CALLERS}-caller load: resident memory (largest sample, peak) and CPU per call"
+    );
+    let procs = [
+        ("hub frontend", hub_use[0]),
+        ("hub rpc-server", hub_use[1]),
+        ("limit + hop: rmcp server", limit_use[0]),
+        ("limit + hop: file server", limit_use[1]),
+    ];
+    for (name, u) in procs {
         println!(
-            "{name:<44} {:>8.1} MiB {:>8.1} MiB peak",
-            mib(r.now),
-            mib(r.peak)
+            "{name:<44} {:>8.1} MiB {:>8.1} MiB peak {:>8.1} µs CPU/call",
+            mib(u.rss.now),
+            mib(u.rss.peak),
+            us(u.cpu_per_call)
         );
     }
-    let limit_both = limit_rss.iter().map(|r| r.now).sum::<u64>();
+    let both = hub_use.iter().map(|u| u.rss.now).sum::<u64>();
+    let limit_both = limit_use.iter().map(|u| u.rss.now).sum::<u64>();
     println!(
         "hub frontend + rpc-server = {:.1} MiB  (target ≤ 30 MiB: {});  × the one-hop limit's two processes = {:.2}",
         mib(both),
         verdict(mib(both) <= 30.0),
         both as f64 / limit_both.max(1) as f64
+    );
+    let cpu = |u: &[Usage]| us(u.iter().map(|u| u.cpu_per_call).sum());
+    println!(
+        "CPU per call, both processes: hub {:.1} µs, one-hop limit {:.1} µs ({:.2}×)",
+        cpu(&hub_use),
+        cpu(&limit_use),
+        cpu(&hub_use) / cpu(&limit_use).max(f64::EPSILON)
     );
     drop((fe, rpc, fe_cold, direct, hop, files));
     Ok(())

@@ -145,7 +145,10 @@ const STDOUT_BACKLOG: usize = 64;
 
 /// Most events taken from the queue at once: one stdout write and one Redis round trip
 /// carry them all.
-const BATCH: usize = 256;
+const BATCH: usize = 1024;
+
+/// How long the first event of a batch waits for others; an audit line is at most this late.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The thread that owns stdout. Writing from the async task would block a runtime worker
 /// whenever the reader of stdout is slow; tokio's async stdout hands every flush to the
@@ -180,7 +183,17 @@ async fn writer(
     let mut retry_at = std::time::Instant::now();
     let out = if stdout { stdout_thread() } else { None };
     let mut batch = Vec::with_capacity(BATCH);
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
+    while let Some(first) = rx.recv().await {
+        // Let a batch gather: waking this task and the stdout thread for every event cost
+        // about 19 µs of CPU per request under load (bench/run), more than building them.
+        batch.push(first);
+        tokio::time::sleep(GATHER).await;
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(ev) => batch.push(ev),
+                Err(_) => break,
+            }
+        }
         let events: Vec<(AuditEvent, String)> = batch
             .drain(..)
             .filter_map(|ev| serde_json::to_string(&ev).ok().map(|line| (ev, line)))
