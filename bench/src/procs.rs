@@ -80,11 +80,14 @@ impl Proc {
     }
 }
 
-/// Resident set size of a process: now and peak (`VmRSS`, `VmHWM`).
+/// Resident set size of a process: now and peak (`VmRSS`, `VmHWM`), and of now, the
+/// anonymous part (heap, stacks) and the file-backed part (mostly the binary's code pages).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Rss {
     pub now: u64,
     pub peak: u64,
+    pub anon: u64,
+    pub file: u64,
 }
 
 pub fn rss(pid: u32) -> Rss {
@@ -100,6 +103,8 @@ pub fn rss(pid: u32) -> Rss {
     Rss {
         now: field("VmRSS:"),
         peak: field("VmHWM:"),
+        anon: field("RssAnon:"),
+        file: field("RssFile:"),
     }
 }
 

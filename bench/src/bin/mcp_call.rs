@@ -117,8 +117,14 @@ async fn with_usage<F: std::future::Future<Output = Load>>(
             while !stop.load(Ordering::Relaxed) {
                 for (m, pid) in max.iter_mut().zip(&pids) {
                     let r = nexus_bench::procs::rss(*pid);
-                    m.now = m.now.max(r.now);
-                    m.peak = m.peak.max(r.peak);
+                    if r.now > m.now {
+                        *m = Rss {
+                            peak: m.peak.max(r.peak),
+                            ..r
+                        };
+                    } else {
+                        m.peak = m.peak.max(r.peak);
+                    }
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -317,8 +323,10 @@ async fn main() -> anyhow::Result<()> {
     ];
     for (name, u) in procs {
         println!(
-            "{name:<44} {:>8.1} MiB {:>8.1} MiB peak {:>8.1} µs CPU/call",
+            "{name:<44} {:>6.1} MiB (anon {:>5.1} + file {:>5.1}) {:>6.1} MiB peak {:>7.1} µs CPU/call",
             mib(u.rss.now),
+            mib(u.rss.anon),
+            mib(u.rss.file),
             mib(u.rss.peak),
             us(u.cpu_per_call)
         );
