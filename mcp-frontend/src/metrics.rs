@@ -56,6 +56,9 @@ pub fn status_label(code: u16) -> &'static str {
     }
 }
 
+/// How stale an active-client entry's TTL may get before a request refreshes it.
+const CLIENT_REFRESH: Duration = Duration::from_secs(5);
+
 #[derive(Clone, Debug)]
 pub struct Metrics(Arc<Inner>);
 
@@ -72,7 +75,8 @@ pub struct Inner {
     /// `reason`: queue_full, stdout_backlog, redis_unavailable, publish_failed
     pub audit_dropped: IntCounterVec,
     redis_up: std::sync::atomic::AtomicU8,
-    recent_clients: moka::sync::Cache<String, ()>,
+    /// Key id → when its entry was last (re)inserted.
+    recent_clients: moka::sync::Cache<String, std::time::Instant>,
 }
 
 impl std::ops::Deref for Metrics {
@@ -166,8 +170,18 @@ impl Metrics {
 
     /// Notes a verified caller by key id (never by token).
     pub fn saw_client(&self, key_id: &str) {
-        if !key_id.is_empty() {
-            self.recent_clients.insert(key_id.to_owned(), ());
+        if key_id.is_empty() {
+            return;
+        }
+        // A lookup is much cheaper than an insert; refreshing the TTL at most every
+        // CLIENT_REFRESH keeps the count exact to within that.
+        let fresh = self
+            .recent_clients
+            .get(key_id)
+            .is_some_and(|at| at.elapsed() < CLIENT_REFRESH);
+        if !fresh {
+            self.recent_clients
+                .insert(key_id.to_owned(), std::time::Instant::now());
         }
     }
 
