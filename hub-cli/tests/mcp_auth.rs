@@ -1,8 +1,8 @@
 //! The frontend's door (SPEC §2, §5), over raw HTTP: every bad token on every verb is a 401
 //! with an RFC 9728 challenge and nothing is executed; legacy sessions belong to the token
 //! that opened them; a token revoked mid-session is refused on its next request, in both
-//! lifecycles; foreign Host headers are refused even with a valid token; /health and
-//! /metrics need no token.
+//! lifecycles; foreign Host headers are refused even with a valid token; a large body is
+//! read only for a verified token; /health and /metrics need no token.
 
 mod common;
 
@@ -483,4 +483,54 @@ async fn foreign_host_is_refused_and_health_and_metrics_are_open() {
     assert_eq!(r.status().as_u16(), 200, "/metrics without a token");
     let m = r.text().await.expect("metrics text");
     assert!(m.contains("nexus_mcp_requests_total"), "{m}");
+}
+
+/// A large body is only read for a verified token: an unknown (but well-formed) token that
+/// announces 16 MiB gets its 401 while the body is still unsent, so nobody can make the
+/// frontend buffer bodies with a made-up token. A real token's large declared body is
+/// waited for as usual.
+#[tokio::test]
+async fn a_large_body_waits_for_a_verified_token() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hub = Hub::start().await;
+    hub.app.zone("eng").await;
+    let good = hub.token("big-writer", Some("eng:rw"), false).await;
+    let unknown = format!("sk-{}", "A1b2-C3d4_".repeat(5).get(..43).expect("43 chars"));
+    let addr = hub
+        .mcp_url()
+        .trim_start_matches("http://")
+        .trim_end_matches("/mcp")
+        .to_owned();
+    let head = |token: &str| {
+        format!(
+            "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+             Content-Length: {}\r\n\r\n",
+            16 << 20
+        )
+    };
+    // Head only, body never sent: the answer must come without it.
+    let mut s = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    s.write_all(head(&unknown).as_bytes()).await.expect("head");
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("an unknown token's large body was waited for instead of refused")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+
+    // The same head with a valid token: the server waits for the body.
+    let mut s = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    s.write_all(head(&good).as_bytes()).await.expect("head");
+    let waited = tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await;
+    assert!(
+        waited.is_err(),
+        "a verified token's body was not waited for"
+    );
 }

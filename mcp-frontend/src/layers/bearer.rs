@@ -180,6 +180,10 @@ fn refuse(st: &AppState, peer: Option<IpAddr>, metadata: &str) -> Response {
     }
 }
 
+/// Bodies up to this size are read before the token is checked (the check then rides on
+/// the forwarded call); larger or undeclared ones wait for a verified token.
+const VERIFY_FIRST_ABOVE: u64 = 64 * 1024;
+
 pub async fn bearer(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
     // Identity travels in extensions set here, never in headers a client could forge;
@@ -214,6 +218,29 @@ pub async fn bearer(State(st): State<AppState>, req: Request, next: Next) -> Res
     if declared.is_some_and(|n| n > st.cfg.max_body_bytes as u64) {
         return payload_too_large();
     }
+    let record = parts
+        .extensions
+        .get::<Record>()
+        .cloned()
+        .unwrap_or_default();
+    // Buffering a large body for a caller nobody has vouched for would let any well-formed
+    // token make this process hold max_body_bytes per connection: above a small size (or
+    // with no declared size), the token is verified before a byte of the body is read.
+    let mut pre_verified = None;
+    if let Some(t) = &token
+        && parts.method == Method::POST
+        && declared.is_none_or(|n| n > VERIFY_FIRST_ABOVE)
+    {
+        match st.rpc.call(t, "whoami", serde_json::json!({})).await {
+            Ok((_, v)) => pre_verified = Some(v),
+            Err(ForwardError::Unauthorized) => return refuse(&st, peer, &metadata),
+            Err(ForwardError::RateLimited {
+                retry_after,
+                verified,
+            }) => return rate_limited(retry_after, &verified, &record),
+            Err(_) => return unavailable(),
+        }
+    }
     let bytes = if parts.method == Method::POST {
         match axum::body::to_bytes(body, st.cfg.max_body_bytes).await {
             Ok(b) => b,
@@ -227,11 +254,6 @@ pub async fn bearer(State(st): State<AppState>, req: Request, next: Next) -> Res
     } else {
         (parts.method.to_string(), None)
     };
-    let record = parts
-        .extensions
-        .get::<Record>()
-        .cloned()
-        .unwrap_or_default();
     record.set(&method, tool.as_deref());
     let Some(token) = token else {
         // Bearer not required and none given: the rpc-server refuses every forwarded call.
@@ -249,8 +271,16 @@ pub async fn bearer(State(st): State<AppState>, req: Request, next: Next) -> Res
         let req = Request::from_parts(parts, Body::from(bytes));
         return one_hop(st, req, token, &metadata, &record, peer, next).await;
     }
-    let verified = match st.rpc.call(&token, "whoami", serde_json::json!({})).await {
-        Ok((_, v)) => v,
+    let checked = match pre_verified {
+        Some(v) => Ok(v),
+        None => st
+            .rpc
+            .call(&token, "whoami", serde_json::json!({}))
+            .await
+            .map(|(_, v)| v),
+    };
+    let verified = match checked {
+        Ok(v) => v,
         Err(ForwardError::Unauthorized) => return refuse(&st, peer, &metadata),
         Err(ForwardError::RateLimited {
             retry_after,
