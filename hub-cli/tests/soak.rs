@@ -26,12 +26,11 @@
 
 mod common;
 
+use common::procs::{Proc, free_port, nexus_cmd, wait_healthy};
 use common::{Client, Era, is_error, text, try_call, try_connect};
 use rpc_server::testing::{TEST_SECRET, TestDb};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -433,103 +432,6 @@ async fn drive(
         n += 1;
     }
     (c, n, out)
-}
-
-/// `nexus` with every `NEXUS_*` (and `RUST_LOG`) variable of the test environment removed.
-fn nexus_cmd() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nexus"));
-    for (k, _) in std::env::vars_os() {
-        if let Some(k) = k.to_str()
-            && (k.starts_with("NEXUS_") || k == "RUST_LOG")
-        {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.stdin(Stdio::null());
-    cmd
-}
-
-/// A server process, killed and reaped when dropped whatever happened.
-struct Proc {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    fn spawn(name: &'static str, mut cmd: Command, logs: &Path) -> Self {
-        let log = logs.join(format!("{name}.log"));
-        let f = std::fs::File::create(&log).expect("log file");
-        // stdout carries the frontend's audit lines: not needed here, and never a full pipe.
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(f)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {name}: {e}"));
-        Self { name, child, log }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The process's resident set in KiB, or `None` once it is gone.
-    fn rss_kib(&mut self) -> Option<u64> {
-        if !matches!(self.child.try_wait(), Ok(None)) {
-            return None;
-        }
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-async fn wait_healthy(url: &str, p: &mut Proc) {
-    let client = common::http();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if client
-            .get(url)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return;
-        }
-        assert!(
-            p.rss_kib().is_some(),
-            "{} exited before it was healthy:\n{}",
-            p.name,
-            p.log_text()
-        );
-        assert!(Instant::now() < deadline, "{url} not healthy in 30 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// `nexus hub …` against the database, as an operator on the hub host runs it.

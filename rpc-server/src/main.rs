@@ -29,14 +29,7 @@ fn parse() -> anyhow::Result<Cli> {
 }
 
 fn main() -> ExitCode {
-    let rt = match rpc_server::runtime::build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    rt.block_on(serve())
+    rpc_server::runtime::block_on(serve())
 }
 
 async fn serve() -> ExitCode {

@@ -13,3 +13,17 @@ pub fn build() -> std::io::Result<tokio::runtime::Runtime> {
         .max_blocking_threads(BLOCKING_THREADS)
         .build()
 }
+
+/// Runs `main` to completion on [`build`]'s runtime: the entry point of both binaries. A
+/// runtime that cannot start is one error line and a failing exit code.
+pub fn block_on(
+    main: impl std::future::Future<Output = std::process::ExitCode>,
+) -> std::process::ExitCode {
+    match build() {
+        Ok(rt) => rt.block_on(main),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
