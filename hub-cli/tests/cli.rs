@@ -997,10 +997,8 @@ async fn status_postgres_and_database_down() {
     assert_eq!(field(&text, "endpoint"), "http://127.0.0.1:2026");
     assert_eq!(field(&text, "profile"), "hub");
     assert_eq!(field(&text, "postgres"), "ok");
-    assert!(
-        ["ok", "err", "n/a"].contains(&field(&text, "redis")),
-        "{text}"
-    );
+    // No Redis is configured for this CLI run: its figures are not applicable, not failing.
+    assert_eq!(field(&text, "redis"), "n/a", "{text}");
     assert_eq!(field(&text, "tokens"), "1 active, 1 revoked, 0 expired");
     assert_eq!(field(&text, "connections"), "n/a");
     assert_eq!(field(&text, "qps (5m)"), "n/a");
@@ -1020,7 +1018,7 @@ async fn status_postgres_and_database_down() {
     assert_eq!(j["endpoint"], "http://127.0.0.1:2026");
     assert_eq!(j["profile"], "hub");
     assert_eq!(j["postgres"], "ok");
-    assert!(["ok", "err", "n/a"].contains(&s(&j["redis"])), "{j}");
+    assert_eq!(j["redis"], "n/a", "{j}");
     assert_eq!(
         j["tokens"],
         json!({"active": 1, "revoked": 1, "expired": 0})
