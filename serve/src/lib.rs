@@ -10,30 +10,41 @@
 //! - **idle**: a connection with no request in flight is closed `idle_timeout` after its
 //!   last response ended; a request in flight (a slow call, a long response stream) is
 //!   never cut by either deadline;
+//! - **request body**: a request's body must be received within `body_read_timeout` of its
+//!   head (plus a second per [`BODY_GRACE_BYTES`] received, so a large upload at a sane
+//!   rate is not cut); past it the request gets 408 and an HTTP/1.1 connection is closed,
+//!   whatever the handler was doing, so a body trickled a byte at a time cannot hold a slot;
+//! - **write stall**: a write the client does not accept for `write_timeout` closes the
+//!   connection. Only a pending write counts: a response stream that writes rarely (SSE)
+//!   is not stalled;
 //! - **connection cap**: past `max_connections` open connections a new one is closed at
-//!   once, before it costs a TLS handshake or a buffer;
+//!   once, before it costs a TLS handshake or a buffer; past `max_per_address` from one
+//!   client address (an IPv6 /64) likewise, so one address cannot take every slot;
 //! - **head size**: an HTTP/1.1 request head over [`MAX_HEAD_BYTES`] is refused with 431
 //!   (HTTP/2 has its own 16 KiB header-list cap).
 //!
 //! hyper's own `header_read_timeout` is left off: it also runs while a kept-alive connection
 //! waits for its next request, so idle connections would be closed after the header-read
-//! time instead of the idle time. Both deadlines live in [`Watched`], the connection's byte
-//! stream, which sees bytes arrive; [`Tracked`], around the connection's service, tells it
-//! when requests start and when their responses end.
+//! time instead of the idle time. Those deadlines and the write stall live in [`Watched`],
+//! the connection's byte stream, which sees bytes arrive and writes wait; [`Tracked`],
+//! around the connection's service, tells it when requests start and when their responses
+//! end, and times each request's body.
 //!
 //! This crate knows nothing of either server and is not part of the wire contract.
 
 use axum::body::{Body, Bytes};
-use axum::http::Response;
+use axum::http::{Request, Response, StatusCode, Version, header};
 use axum_server::accept::{Accept, DefaultAcceptor};
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use futures_util::future::{BoxFuture, Either, Ready, ready};
 use http_body::{Frame, SizeHint};
 use hyper_util::rt::TokioExecutor;
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -48,6 +59,14 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// client rarely reuses a connection at the moment the server closes it.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Generous for any honest upload of the bodies both servers take (at most tens of MiB,
+/// with [`BODY_GRACE_BYTES`] stretching it), short enough that trickled bodies free their
+/// slots within a minute.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Each this many body bytes received add a second to `body_read_timeout`: an upload kept
+/// at 64 KiB/s or more is never cut, a trickle gains nothing.
+pub const BODY_GRACE_BYTES: u64 = 64 * 1024;
 /// hyper's HTTP/1.1 read buffer, hence the largest request head (request line and headers);
 /// beyond it, 431. Without it a head could grow to hyper's default ~400 KiB buffer on every
 /// connection. Bodies stream through the buffer, so it does not bound them.
@@ -69,8 +88,26 @@ pub struct ConnLimits {
     pub header_read_timeout: Duration,
     /// A connection with no request in flight is closed this long after its last response.
     pub idle_timeout: Duration,
+    /// A request body must be received within this time of its head (plus a second per
+    /// [`BODY_GRACE_BYTES`] received); past it, 408 and the connection is closed.
+    pub body_read_timeout: Duration,
+    /// A write the client does not accept for this long closes the connection.
+    pub write_timeout: Duration,
     /// Open connections at most; a new one past it is closed at once. 0: no cap.
     pub max_connections: usize,
+    /// Open connections from one client address (an IPv6 /64) at most. 0: no cap. Off by
+    /// default: behind a proxy, or for nexusd whose clients are frontends, one address
+    /// rightly holds many; a server facing clients directly sets it (see
+    /// [`ConnLimits::default_per_address`]).
+    pub max_per_address: usize,
+}
+
+impl ConnLimits {
+    /// A quarter of `max_connections`: one address cannot hold every slot, yet a NAT
+    /// gateway of many honest clients still has room. 0 (no cap) when the total is uncapped.
+    pub fn default_per_address(max_connections: usize) -> usize {
+        max_connections / 4
+    }
 }
 
 impl Default for ConnLimits {
@@ -78,7 +115,10 @@ impl Default for ConnLimits {
         Self {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_per_address: 0,
         }
     }
 }
@@ -189,6 +229,10 @@ pub fn configure(b: &mut hyper_util::server::conn::auto::Builder<TokioExecutor>)
 /// A stream as accepted; socket options are set here.
 pub trait Socket: AsyncRead + AsyncWrite + Unpin {
     fn on_accept(&self) {}
+    /// The client's address, for the per-address cap (None: not capped).
+    fn peer_ip(&self) -> Option<IpAddr> {
+        None
+    }
 }
 
 impl Socket for tokio::net::TcpStream {
@@ -196,19 +240,82 @@ impl Socket for tokio::net::TcpStream {
         // Without TCP_NODELAY small responses wait on delayed ACKs (~40 ms per call).
         let _ = self.set_nodelay(true);
     }
+
+    fn peer_ip(&self) -> Option<IpAddr> {
+        self.peer_addr().ok().map(|a| a.ip())
+    }
 }
 
 impl Socket for tokio::io::DuplexStream {}
 
+/// The key an address is capped under: an IPv4 address (IPv4-mapped IPv6 included) as it
+/// is, an IPv6 address by its /64, which one client usually holds whole.
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let mut seg = v6.segments();
+            seg[4..].fill(0);
+            IpAddr::V6(seg.into())
+        }
+        v4 => v4,
+    }
+}
+
+/// Open connections per address key, shared by a [`Guard`] and the slots it hands out.
+type PerAddress = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// One connection counted against its address; uncounted when the connection ends.
+#[derive(Debug)]
+struct AddressSlot {
+    key: IpAddr,
+    counts: PerAddress,
+}
+
+impl AddressSlot {
+    fn take(counts: &PerAddress, key: IpAddr, max: usize) -> Option<Self> {
+        let mut map = counts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(key).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            key,
+            counts: counts.clone(),
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// What a connection holds of the caps, released when it closes.
+#[derive(Debug)]
+struct Slots {
+    _total: Option<OwnedSemaphorePermit>,
+    _address: Option<AddressSlot>,
+}
+
 /// An acceptor that enforces [`ConnLimits`] around `inner` (plain or TLS): it takes a
-/// connection slot, then wraps the raw stream in [`Watched`] (under TLS, so the handshake
-/// is bounded too) and the service in [`Tracked`].
+/// connection slot (and one of its address's), then wraps the raw stream in [`Watched`]
+/// (under TLS, so the handshake is bounded too) and the service in [`Tracked`].
 #[derive(Debug, Clone)]
 pub struct Guard<A> {
     inner: A,
     limits: ConnLimits,
     slots: Option<Arc<Semaphore>>,
+    per_address: PerAddress,
     last_warned: Arc<Mutex<Option<std::time::Instant>>>,
+    last_warned_address: Arc<Mutex<Option<std::time::Instant>>>,
 }
 
 impl<A> Guard<A> {
@@ -218,20 +325,40 @@ impl<A> Guard<A> {
             limits,
             slots: (limits.max_connections > 0)
                 .then(|| Arc::new(Semaphore::new(limits.max_connections))),
+            per_address: Default::default(),
             last_warned: Default::default(),
+            last_warned_address: Default::default(),
         }
     }
 
     /// A flood refuses thousands of connections a second: say so at most once a minute.
     fn warn_full(&self) {
-        let mut last = self.last_warned.lock().unwrap_or_else(|e| e.into_inner());
-        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
-            *last = Some(std::time::Instant::now());
+        if once_a_minute(&self.last_warned) {
             tracing::warn!(
                 max_connections = self.limits.max_connections,
                 "connection limit reached: closing new connections until some end"
             );
         }
+    }
+
+    fn warn_address_full(&self, key: IpAddr) {
+        if once_a_minute(&self.last_warned_address) {
+            tracing::warn!(
+                max_per_address = self.limits.max_per_address,
+                address = %key,
+                "per-address connection limit reached: closing that address's new connections"
+            );
+        }
+    }
+}
+
+fn once_a_minute(last: &Mutex<Option<std::time::Instant>>) -> bool {
+    let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+    if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+        *last = Some(std::time::Instant::now());
+        true
+    } else {
+        false
     }
 }
 
@@ -245,14 +372,29 @@ where
     type Future = Either<Ready<io::Result<(A::Stream, A::Service)>>, A::Future>;
 
     fn accept(&self, stream: I, service: S) -> Self::Future {
-        let slot = match &self.slots {
+        // Dropping the stream closes the connection.
+        let refuse = |why| Either::Left(ready(Err(io::Error::other(why))));
+        // The address first: a refused address must not take (even briefly) a total slot.
+        let address = match (self.limits.max_per_address, stream.peer_ip()) {
+            (0, _) | (_, None) => None,
+            (max, Some(ip)) => {
+                let key = address_key(ip);
+                match AddressSlot::take(&self.per_address, key, max) {
+                    Some(slot) => Some(slot),
+                    None => {
+                        self.warn_address_full(key);
+                        return refuse("per-address connection limit reached");
+                    }
+                }
+            }
+        };
+        let total = match &self.slots {
             None => None,
             Some(slots) => match slots.clone().try_acquire_owned() {
                 Ok(slot) => Some(slot),
                 Err(_) => {
                     self.warn_full();
-                    // Dropping the stream closes the connection.
-                    return Either::Left(ready(Err(io::Error::other("connection limit reached"))));
+                    return refuse("connection limit reached");
                 }
             },
         };
@@ -264,7 +406,12 @@ where
                 conn: conn.clone(),
                 timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
                 armed: None,
-                _slot: slot,
+                write_timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+                stalled_since: None,
+                _slots: Slots {
+                    _total: total,
+                    _address: address,
+                },
             },
             Tracked {
                 inner: service,
@@ -279,6 +426,8 @@ where
 struct Conn {
     header_read: Duration,
     idle: Duration,
+    body_read: Duration,
+    write: Duration,
     state: Mutex<State>,
 }
 
@@ -300,6 +449,8 @@ impl Conn {
         Self {
             header_read: limits.header_read_timeout,
             idle: limits.idle_timeout,
+            body_read: limits.body_read_timeout,
+            write: limits.write_timeout,
             state: Mutex::new(State {
                 in_flight: 0,
                 head_since: Some(now),
@@ -321,6 +472,21 @@ impl Conn {
             Some(since + self.header_read)
         } else {
             Some(st.idle_since + self.idle)
+        }
+    }
+
+    /// A write that waited on the client went out: a response that was still being sent
+    /// ends now, so the idle time counts from here, and the reader re-arms its deadline.
+    fn stall_ended(&self) {
+        let reader = {
+            let mut st = self.lock();
+            if st.in_flight == 0 && st.head_since.is_none() {
+                st.idle_since = Instant::now();
+            }
+            st.reader.take()
+        };
+        if let Some(w) = reader {
+            w.wake();
         }
     }
 
@@ -365,15 +531,48 @@ fn timed_out() -> io::Error {
     )
 }
 
+fn write_stalled() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "connection closed: the client stopped accepting the response",
+    )
+}
+
 /// A connection's byte stream, closed (a read error) once its deadline passes: the request
-/// head is late, or the connection has been idle too long.
+/// head is late, or the connection has been idle too long; and closed (a write error) when
+/// a write has waited on the client for the write timeout.
 #[derive(Debug)]
 pub struct Watched<I> {
     io: I,
     conn: Arc<Conn>,
     timer: Pin<Box<Sleep>>,
     armed: Option<Instant>,
-    _slot: Option<OwnedSemaphorePermit>,
+    write_timer: Pin<Box<Sleep>>,
+    /// When the write now pending first found the client not accepting bytes.
+    stalled_since: Option<Instant>,
+    _slots: Slots,
+}
+
+impl<I> Watched<I> {
+    /// Passes a write's result on, unless it has been pending for the write timeout: only
+    /// a write that waits counts, so a stream that writes rarely is never stalled.
+    fn stall<T>(&mut self, cx: &mut Context<'_>, res: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if res.is_ready() {
+            if self.stalled_since.take().is_some() {
+                self.conn.stall_ended();
+            }
+            return res;
+        }
+        let now = Instant::now();
+        let since = *self.stalled_since.get_or_insert_with(|| {
+            self.write_timer.as_mut().reset(now + self.conn.write);
+            now
+        });
+        if now >= since + self.conn.write || self.write_timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(write_stalled()));
+        }
+        res
+    }
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
@@ -397,7 +596,9 @@ impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
             }
             this.conn.deadline(&st)
         };
-        let Some(deadline) = deadline else {
+        // While a write waits on the client, the write timeout governs: a large response
+        // read slowly is neither idle nor late.
+        let Some(deadline) = deadline.filter(|_| this.stalled_since.is_none()) else {
             return res;
         };
         // Bytes that arrive late do not help: a trickled head is cut at its deadline.
@@ -423,11 +624,15 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.stall(cx, res)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.io).poll_flush(cx);
+        this.stall(cx, res)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -439,7 +644,9 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.stall(cx, res)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -447,18 +654,20 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
     }
 }
 
-/// A connection's service: marks each request in flight until its response body is done.
+/// A connection's service: marks each request in flight until its response body is done,
+/// and answers 408 (closing an HTTP/1.1 connection) when its body is not received in time.
 #[derive(Debug, Clone)]
 pub struct Tracked<S> {
     inner: S,
     conn: Arc<Conn>,
 }
 
-impl<S, R> Service<R> for Tracked<S>
+impl<S, B> Service<Request<B>> for Tracked<S>
 where
-    S: Service<R, Response = Response<Body>>,
+    S: Service<Request<WatchedBody<B>>, Response = Response<Body>>,
     S::Future: Send + 'static,
     S::Error: 'static,
+    B: http_body::Body,
 {
     type Response = Response<TrackedBody>;
     type Error = S::Error;
@@ -468,15 +677,122 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: R) -> Self::Future {
+    fn call(&mut self, req: Request<B>) -> Self::Future {
         // Taken before the handler runs, and held by the future then by the body, so a
         // request abandoned half way (a reset stream) ends its busy spell too.
         let busy = self.conn.begin();
+        let version = req.version();
+        let progress = Arc::new(BodyProgress::default());
+        if req.body().is_end_stream() {
+            progress.done.store(true, Ordering::Relaxed);
+        }
+        let req = req.map(|inner| WatchedBody {
+            inner,
+            progress: progress.clone(),
+        });
         let fut = self.inner.call(req);
+        let due = Instant::now() + self.conn.body_read;
         Box::pin(async move {
-            let resp = fut.await?;
+            // The deadline runs beside the handler, not in the body's reads: a handler
+            // that has not read the body yet (one verifying the caller first) still
+            // answers in time, and the slot is freed even if nothing ever reads again.
+            let late = std::pin::pin!(progress.overdue(due));
+            let resp = match futures_util::future::select(std::pin::pin!(fut), late).await {
+                Either::Left((resp, _)) => resp?,
+                Either::Right(((), _)) => request_timeout(version),
+            };
             Ok(resp.map(|inner| TrackedBody { inner, _busy: busy }))
         })
+    }
+}
+
+/// 408; on HTTP/1.x with `Connection: close`, so the unread rest of the body is never
+/// waited for (HTTP/2 resets just the stream).
+fn request_timeout(version: Version) -> Response<Body> {
+    let mut resp = Response::new(Body::from("request body not received in time\n"));
+    *resp.status_mut() = StatusCode::REQUEST_TIMEOUT;
+    if version <= Version::HTTP_11 {
+        resp.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    resp
+}
+
+/// How far one request's body has come.
+#[derive(Debug, Default)]
+struct BodyProgress {
+    received: AtomicU64,
+    /// All of it received, or no longer wanted by the handler.
+    done: AtomicBool,
+}
+
+impl BodyProgress {
+    /// Resolves once the body is late: not done by `due` plus the grace its received bytes
+    /// earn. Never resolves once it is done.
+    async fn overdue(&self, due: Instant) {
+        loop {
+            if self.done.load(Ordering::Relaxed) {
+                return futures_util::future::pending().await;
+            }
+            let grace = self.received.load(Ordering::Relaxed) / BODY_GRACE_BYTES;
+            let at = due + Duration::from_secs(grace);
+            if Instant::now() >= at {
+                return;
+            }
+            tokio::time::sleep_until(at).await;
+        }
+    }
+}
+
+/// A request body that reports its progress to the request's deadline.
+#[derive(Debug)]
+pub struct WatchedBody<B> {
+    inner: B,
+    progress: Arc<BodyProgress>,
+}
+
+impl<B: http_body::Body<Data = Bytes> + Unpin> http_body::Body for WatchedBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.inner).poll_frame(cx);
+        match &res {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.progress
+                        .received
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                if this.inner.is_end_stream() {
+                    this.progress.done.store(true, Ordering::Relaxed);
+                }
+            }
+            Poll::Ready(_) => this.progress.done.store(true, Ordering::Relaxed),
+            Poll::Pending => {}
+        }
+        res
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for WatchedBody<B> {
+    fn drop(&mut self) {
+        // A handler that drops the body does not wait on the client for it any more.
+        self.progress.done.store(true, Ordering::Relaxed);
     }
 }
 
