@@ -154,6 +154,25 @@ fn assert_challenge(what: &str, resp: &Response) -> String {
     url.to_owned()
 }
 
+/// One refusal as the caller sees it: `WWW-Authenticate`, content type and body bytes.
+type Refusal = (String, String, Vec<u8>);
+
+/// Checks the 401 challenge of `resp` (see [`assert_challenge`]) and keeps the whole refusal
+/// for comparison with the others.
+async fn refusal(what: &str, resp: Response, seen: &mut Vec<(String, Refusal)>) {
+    assert_challenge(what, &resp);
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (www, ctype) = (header("www-authenticate"), header("content-type"));
+    let body = resp.bytes().await.expect("401 body").to_vec();
+    seen.push((what.to_owned(), (www, ctype, body)));
+}
+
 /// Opens a legacy session with `token`; returns its id.
 async fn open_session(hub: &Hub, token: &str) -> String {
     let auth = format!("Bearer {token}");
@@ -241,19 +260,19 @@ async fn bad_tokens_get_401_with_a_challenge_and_nothing_runs() {
         ("expired", Some(format!("Bearer {expired}"))),
         ("revoked", Some(format!("Bearer {revoked}"))),
     ];
-    let mut metadata_urls = Vec::new();
+    let mut refusals = Vec::new();
     for (case, auth) in &cases {
         let auth = auth.as_deref();
         let r = send(post(&hub, auth, &initialize_body(), LEGACY)).await;
-        metadata_urls.push(assert_challenge(&format!("{case}: POST initialize"), &r));
         assert!(
             r.headers().get("mcp-session-id").is_none(),
             "{case}: no session"
         );
+        refusal(&format!("{case}: POST initialize"), r, &mut refusals).await;
 
         let path = format!("/pwned-{}.txt", case.replace(' ', "-"));
         let r = send(post(&hub, auth, &stateless_write_body(&path), MODERN)).await;
-        metadata_urls.push(assert_challenge(&format!("{case}: POST tools/call"), &r));
+        refusal(&format!("{case}: POST tools/call"), r, &mut refusals).await;
 
         // Same call inside the owner's session: still refused, still nothing done.
         let r = send(
@@ -269,16 +288,18 @@ async fn bad_tokens_get_401_with_a_challenge_and_nothing_runs() {
             .header("mcp-session-id", &sid),
         )
         .await;
-        metadata_urls.push(assert_challenge(
+        refusal(
             &format!("{case}: POST tools/call in a session"),
-            &r,
-        ));
+            r,
+            &mut refusals,
+        )
+        .await;
 
         let r = send(mcp_req(&hub, Method::GET, auth).header("mcp-session-id", &sid)).await;
-        metadata_urls.push(assert_challenge(&format!("{case}: GET"), &r));
+        refusal(&format!("{case}: GET"), r, &mut refusals).await;
 
         let r = send(mcp_req(&hub, Method::DELETE, auth).header("mcp-session-id", &sid)).await;
-        metadata_urls.push(assert_challenge(&format!("{case}: DELETE"), &r));
+        refusal(&format!("{case}: DELETE"), r, &mut refusals).await;
 
         // The X-Nexus-API-Key header is held to the same standard.
         if let Some(t) = auth.and_then(|a| a.strip_prefix("Bearer ")) {
@@ -286,7 +307,7 @@ async fn bad_tokens_get_401_with_a_challenge_and_nothing_runs() {
                 post(&hub, None, &stateless_write_body(&path), MODERN).header("x-nexus-api-key", t),
             )
             .await;
-            metadata_urls.push(assert_challenge(&format!("{case}: X-Nexus-API-Key"), &r));
+            refusal(&format!("{case}: X-Nexus-API-Key"), r, &mut refusals).await;
         }
     }
     assert_eq!(
@@ -295,14 +316,33 @@ async fn bad_tokens_get_401_with_a_challenge_and_nothing_runs() {
         "a refused request executed something"
     );
 
+    // Every refusal is the same 401: challenge, content type and body, byte for byte, so
+    // nothing tells a missing token from an unknown, expired or revoked one.
+    let (first_case, first) = &refusals[0];
+    for (case, r) in &refusals[1..] {
+        assert_eq!(
+            r, first,
+            "{case} refused differently from {first_case} (WWW-Authenticate, content type, body)"
+        );
+    }
+    let body = String::from_utf8_lossy(&first.2);
+    for (_, auth) in &cases {
+        if let Some(t) = auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")) {
+            assert!(t.is_empty() || !body.contains(t), "token echoed: {body}");
+        }
+    }
+
     // The challenge points at a served RFC 9728 document about /mcp.
-    metadata_urls.dedup();
-    assert_eq!(metadata_urls.len(), 1, "{metadata_urls:?}");
+    let metadata_url = first
+        .0
+        .strip_prefix("Bearer resource_metadata=\"")
+        .and_then(|rest| rest.strip_suffix('"'))
+        .expect("challenge shape checked above");
     assert_eq!(
-        metadata_urls[0],
+        metadata_url,
         format!("{}/.well-known/oauth-protected-resource", hub.fe.base)
     );
-    let resp = send(http().get(&metadata_urls[0])).await;
+    let resp = send(http().get(metadata_url)).await;
     assert_eq!(resp.status().as_u16(), 200);
     let doc: Value = resp.json().await.expect("metadata JSON");
     assert!(
@@ -486,12 +526,12 @@ async fn foreign_host_is_refused_and_health_and_metrics_are_open() {
 }
 
 /// A large body is only read for a verified token: an unknown (but well-formed) token that
-/// announces 16 MiB gets its 401 while the body is still unsent, so nobody can make the
-/// frontend buffer bodies with a made-up token. A real token's large declared body is
-/// waited for as usual.
+/// announces a large body gets its 401 while the body is still unsent, so nobody can make
+/// the frontend buffer bodies with a made-up token. A real token's large declared body is
+/// waited for as usual: the answer that comes is the one to the body sent afterwards.
+/// Neither half measures time: [`STEP`] only bounds a hang.
 #[tokio::test]
 async fn a_large_body_waits_for_a_verified_token() {
-    use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let hub = Hub::start().await;
     hub.app.zone("eng").await;
@@ -502,35 +542,45 @@ async fn a_large_body_waits_for_a_verified_token() {
         .trim_start_matches("http://")
         .trim_end_matches("/mcp")
         .to_owned();
+    // A real initialize, padded with JSON whitespace to well over 64 KiB.
+    let mut body = initialize_body().to_string();
+    body.push_str(&" ".repeat(256 << 10));
     let head = |token: &str| {
         format!(
             "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
              Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
-             Content-Length: {}\r\n\r\n",
-            16 << 20
+             Connection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
         )
     };
+    async fn read_answer(s: &mut tokio::net::TcpStream, what: &str) -> String {
+        let mut buf = Vec::new();
+        tokio::time::timeout(STEP, s.read_to_end(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: no answer"))
+            .expect("read");
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
     // Head only, body never sent: the answer must come without it.
     let mut s = tokio::net::TcpStream::connect(&addr)
         .await
         .expect("connect");
     s.write_all(head(&unknown).as_bytes()).await.expect("head");
-    let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
-        .await
-        .expect("an unknown token's large body was waited for instead of refused")
-        .expect("read");
-    let answer = String::from_utf8_lossy(&buf[..n]);
+    let answer = read_answer(&mut s, "unknown token, body unsent").await;
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
 
-    // The same head with a valid token: the server waits for the body.
+    // The same head with a valid token, then the body: the answer is the initialize result,
+    // so the server waited for the body rather than answering the head.
     let mut s = tokio::net::TcpStream::connect(&addr)
         .await
         .expect("connect");
     s.write_all(head(&good).as_bytes()).await.expect("head");
-    let waited = tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await;
+    s.write_all(body.as_bytes()).await.expect("body");
+    let answer = read_answer(&mut s, "verified token, body sent after the head").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(
-        waited.is_err(),
-        "a verified token's body was not waited for"
+        answer.contains("\"protocolVersion\"") && answer.contains("\"id\":1"),
+        "not the answer to the body's initialize: {answer}"
     );
 }

@@ -1,6 +1,7 @@
 //! Interoperability with the official MCP Python SDK: a real hub (rpc-server on Postgres and
-//! the frontend), a single-zone token, and `tests/python/e2e_mcp_sdk.py` driving it (initialize,
-//! list_tools, write and read back, a bad token refused with 401).
+//! the frontend), a single-zone token, and `tests/python/e2e_mcp_sdk.py` driving it in both
+//! eras (a legacy `initialize` session and stateless `discover`): list_tools, write and read
+//! back, a bad token answered only with 401 challenges.
 //!
 //! Needs `python3` with the SDK installed (`python3 -m pip install mcp`); without it the test
 //! fails and says so, it never skips.
@@ -53,14 +54,15 @@ async fn the_official_python_sdk_works_against_the_hub() {
         out.status
     );
     eprintln!("{stdout}{stderr}");
-    assert!(stdout.contains("ok: initialize"), "{stdout}");
-
-    // What the SDK wrote is really in the zone.
     let written = common::walk(&hub.zones_root().join("eng"));
-    assert!(
-        written
-            .iter()
-            .any(|p| p.starts_with("python-sdk/initialize-")),
-        "{written:?}"
-    );
+    for era in ["initialize", "discover"] {
+        assert!(stdout.contains(&format!("ok: {era}")), "{era}: {stdout}");
+        // What the SDK wrote is really in the zone.
+        assert!(
+            written
+                .iter()
+                .any(|p| p.starts_with(&format!("python-sdk/{era}-"))),
+            "{era}: {written:?}"
+        );
+    }
 }

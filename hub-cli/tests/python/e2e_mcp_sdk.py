@@ -4,9 +4,11 @@
     python3 e2e_mcp_sdk.py <mcp-url> <token>
     NEXUS_MCP_URL=… NEXUS_API_KEY=… python3 e2e_mcp_sdk.py
 
-With a single-zone token: initialize, list_tools (nexus_read_file is there), write a file
-and read it back; with a wrong token the hub refuses with HTTP 401. Where the SDK also
-speaks the stateless 2026 era (`ClientSession.discover`), the same is done there.
+With a single-zone token, in both eras (a legacy `initialize` session and the stateless
+2026 era through `ClientSession.discover`): list_tools (nexus_read_file is there), write a
+file and read it back; with a wrong token every HTTP response the SDK receives is a 401
+with a `WWW-Authenticate: Bearer resource_metadata=…` challenge (checked on the responses
+themselves, not on error text). An SDK without `discover` is a failure, not a skip.
 Exit 0 when every check passes; any failure prints one line and exits 1.
 
 Works with SDK 1.x (`streamablehttp_client(url, headers=…)`) and 2.x
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import os
 import sys
 import uuid
@@ -29,17 +32,17 @@ except ImportError:
     sys.exit(2)
 
 
-def open_transport(url: str, token: str, statuses: list[int] | None = None):
+def open_transport(url: str, token: str, responses: list[tuple[int, str]] | None = None):
     """The SDK's streamable-HTTP client with an Authorization header, 1.x or 2.x.
 
-    HTTP statuses of the responses are appended to `statuses` (the SDK itself turns a 401
-    into a generic error).
+    Each response's HTTP status and `WWW-Authenticate` header are appended to `responses`
+    (the SDK itself turns a 401 into a generic error).
     """
     headers = {"Authorization": f"Bearer {token}"}
 
     async def record(response) -> None:
-        if statuses is not None:
-            statuses.append(response.status_code)
+        if responses is not None:
+            responses.append((response.status_code, response.headers.get("www-authenticate", "")))
 
     def with_hook(client):
         client.event_hooks = {"request": [], "response": [record]}
@@ -75,8 +78,10 @@ def is_error(result) -> bool:
     return bool(getattr(result, "is_error", None) or getattr(result, "isError", None))
 
 
-async def exercise(url: str, token: str, era: str, statuses: list[int] | None = None) -> None:
-    async with open_transport(url, token, statuses) as streams:
+async def exercise(
+    url: str, token: str, era: str, responses: list[tuple[int, str]] | None = None
+) -> None:
+    async with open_transport(url, token, responses) as streams:
         read, write = streams[0], streams[1]
         async with ClientSession(read, write) as session:
             if era == "initialize":
@@ -101,42 +106,27 @@ async def exercise(url: str, token: str, era: str, statuses: list[int] | None = 
             assert is_error(e), f"{era}: reading a missing file should be a tool error"
 
 
-def mentions_401(exc: BaseException) -> bool:
-    """Whether an exception (group) carries an HTTP 401 anywhere inside."""
-    seen = [exc]
-    while seen:
-        e = seen.pop()
-        if e is None:
-            continue
-        if "401" in str(e) or "unauthorized" in str(e).lower():
-            return True
-        response = getattr(e, "response", None)
-        if getattr(response, "status_code", None) == 401:
-            return True
-        if getattr(getattr(e, "error", None), "code", None) == 401:
-            return True
-        seen.extend(getattr(e, "exceptions", []) or [])
-        seen.append(e.__cause__)
-        seen.append(e.__context__)
-    return False
-
-
 async def bad_token_is_refused(url: str, era: str) -> None:
     bad = "sk-" + "A" * 43
-    statuses: list[int] = []
+    responses: list[tuple[int, str]] = []
     try:
-        await asyncio.wait_for(exercise(url, bad, era, statuses), 20)
+        await asyncio.wait_for(exercise(url, bad, era, responses), 20)
     except asyncio.TimeoutError:
         raise AssertionError(f"{era}: a bad token hung instead of getting HTTP 401") from None
-    except BaseException as e:  # noqa: BLE001 - the SDK raises exception groups
-        if isinstance(e, AssertionError):
-            raise
-        assert 401 in statuses or mentions_401(e), (
-            f"{era}: a bad token failed, but not with HTTP 401 (statuses {statuses}): {e!r}"
-        )
-        assert not any(200 <= s < 300 for s in statuses), f"{era}: a bad token got {statuses}"
-        return
-    raise AssertionError(f"{era}: a bad token was accepted")
+    except AssertionError:
+        raise
+    except BaseException:  # noqa: BLE001 - the SDK raises exception groups; judged below
+        pass
+    else:
+        raise AssertionError(f"{era}: a bad token was accepted (responses {responses})")
+    # What the hub answered, as the SDK's HTTP client received it: at least one response,
+    # and every one of them a 401 with the RFC 9728 challenge.
+    assert responses, f"{era}: a bad token failed before any HTTP response"
+    for status, challenge in responses:
+        assert status == 401, f"{era}: a bad token got HTTP {status} (responses {responses})"
+        assert challenge.startswith('Bearer resource_metadata="') and challenge.endswith(
+            '/.well-known/oauth-protected-resource"'
+        ), f"{era}: 401 without the challenge: {challenge!r}"
 
 
 async def main() -> int:
@@ -145,10 +135,16 @@ async def main() -> int:
     if not url or not token:
         print("usage: e2e_mcp_sdk.py <mcp-url> <token>  (or NEXUS_MCP_URL, NEXUS_API_KEY)", file=sys.stderr)
         return 2
-    eras = ["initialize"]
-    if hasattr(ClientSession, "discover"):
-        eras.append("discover")
-    for era in eras:
+    # scripts/test installs `mcp>=1.9`; the stateless era needs `ClientSession.discover`.
+    if not hasattr(ClientSession, "discover"):
+        version = importlib.metadata.version("mcp")
+        print(
+            f"error: MCP Python SDK {version} lacks ClientSession.discover (the stateless era): "
+            "run `python3 -m pip install -U mcp`",
+            file=sys.stderr,
+        )
+        return 1
+    for era in ["initialize", "discover"]:
         await asyncio.wait_for(exercise(url, token, era), 30)
         await bad_token_is_refused(url, era)
         print(f"ok: {era}")
