@@ -35,6 +35,14 @@ pub struct Inner {
     pub rpc: Arc<RpcClient>,
     pub metrics: Metrics,
     pub sessions: SessionBindings,
+    /// rmcp's sessions, capped and bound to key ids through `sessions`.
+    pub session_manager: Arc<LocalSessionManager>,
+    /// Fingerprints of recently verified tokens.
+    pub known: crate::admission::KnownTokens,
+    /// Requests per client address whose token is being verified.
+    pub unverified: crate::admission::Unverified,
+    /// Open SSE streams.
+    pub streams: crate::admission::Streams,
     pub audit: crate::audit::Auditor,
     /// Failed authentications per client address.
     pub auth_failures: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
@@ -88,12 +96,24 @@ impl Frontend {
             metrics.clone(),
             cfg.audit_stdout,
         );
+        let limits = cfg.limits;
+        let mut manager = LocalSessionManager::default();
+        manager.session_config.keep_alive = Some(limits.session_idle_timeout);
+        let session_manager = Arc::new(manager);
         let state = AppState(Arc::new(Inner {
             cfg,
             rpc,
             audit,
             metrics,
-            sessions: SessionBindings::default(),
+            sessions: SessionBindings::new(
+                session_manager.clone(),
+                limits.sessions_per_key,
+                limits.sessions,
+            ),
+            session_manager,
+            known: crate::admission::KnownTokens::new()?,
+            unverified: crate::admission::Unverified::new(limits.unverified_per_addr),
+            streams: crate::admission::Streams::new(limits.streams_per_key, limits.streams),
             auth_failures: governor::RateLimiter::keyed(failure_quota(cfg_failures)),
             started: Instant::now(),
         }));
@@ -164,7 +184,7 @@ pub fn router(st: AppState, cancel: tokio_util_cancel::Token) -> Router {
     let tools = NexusTools::new(st.rpc.clone());
     let mcp: StreamableHttpService<NexusTools, LocalSessionManager> = StreamableHttpService::new(
         move || Ok(tools.clone()),
-        Arc::new(LocalSessionManager::default()),
+        st.session_manager.clone(),
         mcp_cfg,
     );
     let mcp_stack = ServiceBuilder::new()
@@ -183,17 +203,20 @@ pub fn router(st: AppState, cancel: tokio_util_cancel::Token) -> Router {
             st.clone(),
             layers::bearer::bearer,
         ));
+    // The metadata names this resource by its Host: the same guard as /mcp decides
+    // which Host values are answered at all.
+    let guarded = || middleware::from_fn_with_state(st.clone(), layers::guard::host_guard);
     let mut app = Router::new()
         .route_service("/mcp", mcp)
         .route_layer(mcp_stack)
         .route("/health", get(health))
         .route(
             "/.well-known/oauth-protected-resource",
-            get(resource_metadata),
+            get(resource_metadata).route_layer(guarded()),
         )
         .route(
             "/.well-known/oauth-protected-resource/mcp",
-            get(resource_metadata),
+            get(resource_metadata).route_layer(guarded()),
         );
     if cfg.metrics_enabled {
         app = app.route("/metrics", get(metrics));
@@ -212,6 +235,10 @@ pub fn router(st: AppState, cancel: tokio_util_cancel::Token) -> Router {
                 header::AUTHORIZATION,
                 HeaderName::from_static("x-nexus-api-key"),
             ]))
+            // Our request id always wins; the caller's is kept apart for the audit line.
+            .layer(middleware::map_request(
+                crate::layers::metrics::stash_client_request_id,
+            ))
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
             .layer(TraceLayer::new_for_http())
             .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
@@ -246,22 +273,38 @@ async fn metrics(State(st): State<AppState>) -> Response {
         .into_response()
 }
 
+/// The public origin of this frontend (`scheme://host[:port]`): the configured public URL,
+/// else the request's Host when it is named in the allowed hosts (the host guard has
+/// already refused the others), else the listening address. A Host let in only by `*`
+/// is never reflected.
+pub fn public_base(st: &AppState, headers: &HeaderMap) -> String {
+    if let Some(u) = &st.cfg.public_url {
+        return u.trim_end_matches("/mcp").to_owned();
+    }
+    let scheme = if st.cfg.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let named: Vec<String> = st
+        .cfg
+        .allowed_hosts
+        .iter()
+        .filter(|h| *h != "*")
+        .cloned()
+        .collect();
+    match headers.get(header::HOST).and_then(|v| v.to_str().ok()) {
+        Some(host) if layers::guard::host_allowed(&named, host) => format!("{scheme}://{host}"),
+        _ => format!("{scheme}://{}:{}", st.cfg.host, st.cfg.port),
+    }
+}
+
 /// RFC 9728 protected resource metadata.
 async fn resource_metadata(
     State(st): State<AppState>,
     headers: HeaderMap,
 ) -> Json<serde_json::Value> {
-    let resource = match &st.cfg.public_url {
-        Some(u) if u.ends_with("/mcp") => u.clone(),
-        Some(u) => format!("{u}/mcp"),
-        None => {
-            let host = headers
-                .get(header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("localhost");
-            format!("http://{host}/mcp")
-        }
-    };
+    let resource = format!("{}/mcp", public_base(&st, &headers));
     Json(json!({
         "resource": resource,
         "authorization_servers": [],

@@ -88,6 +88,71 @@ pub struct FrontendArgs {
     /// Open connections at most; new ones past it are closed at once (0: no cap).
     #[arg(long, env = "NEXUS_MCP_MAX_CONNECTIONS", default_value_t = nexus_serve::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
+    /// Open connections from one client address (an IPv6 /64) at most (0: no cap; default:
+    /// a quarter of --max-connections). Behind a proxy, raise it or set 0.
+    #[arg(long, env = "NEXUS_MCP_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub max_connections_per_address: Option<usize>,
+    /// A response write the client does not accept for this long closes the connection.
+    #[arg(long, env = "NEXUS_MCP_WRITE_TIMEOUT", default_value = "30s", value_parser = nexus_serve::parse_timeout)]
+    pub write_timeout: Duration,
+    /// A request body must arrive within this time of its head; 408 after it.
+    #[arg(long, env = "NEXUS_MCP_BODY_READ_TIMEOUT", default_value = "30s", value_parser = nexus_serve::parse_timeout)]
+    pub body_read_timeout: Duration,
+    /// Requests per client address whose token is still being verified, at most; 429 past it.
+    #[arg(long, env = "NEXUS_MCP_MAX_UNVERIFIED_PER_ADDR", default_value_t = Limits::default().unverified_per_addr)]
+    pub max_unverified_per_addr: usize,
+    /// Open MCP sessions per token, at most; `initialize` past it is refused with 429.
+    #[arg(long, env = "NEXUS_MCP_MAX_SESSIONS_PER_KEY", default_value_t = Limits::default().sessions_per_key)]
+    pub max_sessions_per_key: usize,
+    /// Open MCP sessions in all, at most; `initialize` past it is refused with 503.
+    #[arg(long, env = "NEXUS_MCP_MAX_SESSIONS", default_value_t = Limits::default().sessions)]
+    pub max_sessions: usize,
+    /// A session with no request for this long is closed.
+    #[arg(long, env = "NEXUS_MCP_SESSION_IDLE_TIMEOUT", default_value = "300s", value_parser = nexus_serve::parse_timeout)]
+    pub session_idle_timeout: Duration,
+    /// Open SSE streams (GET /mcp) per token, at most; 429 past it.
+    #[arg(long, env = "NEXUS_MCP_MAX_STREAMS_PER_KEY", default_value_t = Limits::default().streams_per_key)]
+    pub max_streams_per_key: usize,
+    /// Open SSE streams in all, at most; 503 past it.
+    #[arg(long, env = "NEXUS_MCP_MAX_STREAMS", default_value_t = Limits::default().streams)]
+    pub max_streams: usize,
+    /// An SSE stream that carried no event for this long is ended (keep-alive pings do not
+    /// count); the client reconnects when it needs one.
+    #[arg(long, env = "NEXUS_MCP_STREAM_IDLE_TIMEOUT", default_value = "120s", value_parser = nexus_serve::parse_timeout)]
+    pub stream_idle_timeout: Duration,
+}
+
+/// What one caller, and all callers together, may hold open in the frontend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Deadline of a whole request body.
+    pub body_read_timeout: Duration,
+    /// Concurrent requests per client address whose token is being verified.
+    pub unverified_per_addr: usize,
+    pub sessions_per_key: usize,
+    pub sessions: usize,
+    /// Idle time after which a session is closed.
+    pub session_idle_timeout: Duration,
+    pub streams_per_key: usize,
+    pub streams: usize,
+    /// Time without an event after which an SSE stream is ended.
+    pub stream_idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            body_read_timeout: Duration::from_secs(30),
+            unverified_per_addr: 32,
+            sessions_per_key: 32,
+            sessions: 10_000,
+            session_idle_timeout: Duration::from_secs(300),
+            streams_per_key: 4,
+            // Well under the default connection cap: streams never take every slot.
+            streams: 1_000,
+            stream_idle_timeout: Duration::from_secs(120),
+        }
+    }
 }
 
 /// Room for the rpc-server's largest write (16 MiB of content) in JSON, with headroom.
@@ -114,6 +179,8 @@ pub struct FrontendConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Header-read and idle timeouts, connection cap.
     pub connections: nexus_serve::ConnLimits,
+    /// Body deadline, caps on unverified requests, sessions and streams.
+    pub limits: Limits,
 }
 
 impl FrontendConfig {
@@ -147,6 +214,17 @@ impl FrontendConfig {
         if a.max_body_bytes == 0 {
             anyhow::bail!("--max-body-bytes must be positive");
         }
+        for (name, v) in [
+            ("--max-unverified-per-addr", a.max_unverified_per_addr),
+            ("--max-sessions-per-key", a.max_sessions_per_key),
+            ("--max-sessions", a.max_sessions),
+            ("--max-streams-per-key", a.max_streams_per_key),
+            ("--max-streams", a.max_streams),
+        ] {
+            if v == 0 {
+                anyhow::bail!("{name} must be positive");
+            }
+        }
         Ok(Self {
             rpc_url,
             host: a.host,
@@ -170,6 +248,22 @@ impl FrontendConfig {
                 header_read_timeout: a.header_read_timeout,
                 idle_timeout: a.idle_timeout,
                 max_connections: a.max_connections,
+                // The same deadline at the connection (serve) and for the request (bearer).
+                body_read_timeout: a.body_read_timeout,
+                write_timeout: a.write_timeout,
+                max_per_address: a.max_connections_per_address.unwrap_or(
+                    nexus_serve::ConnLimits::default_per_address(a.max_connections),
+                ),
+            },
+            limits: Limits {
+                body_read_timeout: a.body_read_timeout,
+                unverified_per_addr: a.max_unverified_per_addr,
+                sessions_per_key: a.max_sessions_per_key,
+                sessions: a.max_sessions,
+                session_idle_timeout: a.session_idle_timeout,
+                streams_per_key: a.max_streams_per_key,
+                streams: a.max_streams,
+                stream_idle_timeout: a.stream_idle_timeout,
             },
         })
     }
@@ -192,7 +286,13 @@ impl FrontendConfig {
             auth_failures_per_min: 60,
             tls: None,
             trusted_proxies: Vec::new(),
-            connections: Default::default(),
+            connections: nexus_serve::ConnLimits {
+                max_per_address: nexus_serve::ConnLimits::default_per_address(
+                    nexus_serve::DEFAULT_MAX_CONNECTIONS,
+                ),
+                ..Default::default()
+            },
+            limits: Limits::default(),
         }
     }
 }

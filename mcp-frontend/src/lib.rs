@@ -9,6 +9,7 @@
 //! Request path: `layers/` (host guard, bearer, metrics) → rmcp → `tools/` (catalogue and
 //! handler) → `forward/` (the pooled rpc client) → rpc-server.
 
+pub mod admission;
 pub mod app;
 pub mod audit;
 pub mod config;

@@ -1,45 +1,115 @@
 //! Legacy (2025-era) MCP sessions are bound to the key id of the token that opened them:
-//! any other token, valid or not, gets no access. Bindings idle out after a day, after
-//! which the session is refused (fail closed) and the client opens a new one.
+//! any other token, valid or not, gets no access. Sessions are capped per key id and in
+//! all; rmcp closes a session idle for the configured time, and its binding goes with it
+//! (a closed session is refused, fail closed, and the client opens a new one).
 
-use moka::sync::Cache;
-use std::time::Duration;
+use crate::admission::CapError;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Default)]
+struct State {
+    /// Session id → key id of the token that opened it.
+    owners: HashMap<String, String>,
+    /// `initialize` requests in flight per key id: counted against the caps until they
+    /// bind a session or fail.
+    pending: HashMap<String, usize>,
+}
 
 #[derive(Clone)]
 pub struct SessionBindings {
-    owners: Cache<String, String>,
+    state: Arc<Mutex<State>>,
+    manager: Arc<LocalSessionManager>,
+    per_key: usize,
+    total: usize,
 }
 
 impl std::fmt::Debug for SessionBindings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionBindings")
-            .field("sessions", &self.owners.entry_count())
+            .field("sessions", &self.lock().owners.len())
             .finish()
     }
 }
 
-impl Default for SessionBindings {
-    fn default() -> Self {
-        Self {
-            owners: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_idle(Duration::from_secs(24 * 3600))
-                .build(),
+/// A place for one session being opened; released when dropped unless bound.
+#[derive(Debug)]
+pub struct Reservation {
+    key_id: String,
+    state: Arc<Mutex<State>>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = s.pending.get_mut(&self.key_id) {
+            *n -= 1;
+            if *n == 0 {
+                s.pending.remove(&self.key_id);
+            }
         }
     }
 }
 
 impl SessionBindings {
-    pub fn bind(&self, session: &str, key_id: &str) {
-        self.owners.insert(session.to_owned(), key_id.to_owned());
+    /// Bindings for the sessions of `manager`, at most `per_key` per key id and `total`.
+    pub fn new(manager: Arc<LocalSessionManager>, per_key: usize, total: usize) -> Self {
+        Self {
+            state: Default::default(),
+            manager,
+            per_key,
+            total,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A place for a new session of `key_id`, unless it or everyone is at the cap.
+    /// Bindings of sessions rmcp has closed (idle, ended) are dropped first.
+    pub async fn reserve(&self, key_id: &str) -> Result<Reservation, CapError> {
+        let live: HashSet<String> = self
+            .manager
+            .sessions
+            .read()
+            .await
+            .keys()
+            .map(|k| k.to_string())
+            .collect();
+        let mut s = self.lock();
+        s.owners.retain(|sid, _| live.contains(sid));
+        let mine = s.owners.values().filter(|k| *k == key_id).count()
+            + s.pending.get(key_id).copied().unwrap_or(0);
+        if mine >= self.per_key {
+            return Err(CapError::PerKey(self.per_key));
+        }
+        let all = s.owners.len() + s.pending.values().sum::<usize>();
+        if all >= self.total {
+            return Err(CapError::Total(self.total));
+        }
+        *s.pending.entry(key_id.to_owned()).or_insert(0) += 1;
+        Ok(Reservation {
+            key_id: key_id.to_owned(),
+            state: self.state.clone(),
+        })
+    }
+
+    /// Binds the session opened under `r` to its key id.
+    pub fn bind(&self, r: Reservation, session: &str) {
+        self.lock()
+            .owners
+            .insert(session.to_owned(), r.key_id.clone());
+        drop(r);
     }
 
     /// True only when `session` was opened by `key_id`.
     pub fn is_owner(&self, session: &str, key_id: &str) -> bool {
-        self.owners.get(session).is_some_and(|k| k == key_id)
+        self.lock().owners.get(session).is_some_and(|k| k == key_id)
     }
 
     pub fn unbind(&self, session: &str) {
-        self.owners.invalidate(session);
+        self.lock().owners.remove(session);
     }
 }

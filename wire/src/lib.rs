@@ -7,6 +7,7 @@
 
 pub mod bearer;
 pub mod forwarded;
+pub mod identity;
 pub mod jsonrpc;
 pub mod methods;
 pub mod spec;

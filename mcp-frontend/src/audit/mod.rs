@@ -16,7 +16,10 @@ const QUEUE: usize = 8192;
 pub struct AuditEvent {
     pub ts: String,
     pub event: &'static str,
+    /// Ours (`X-Request-Id` of the response), never the caller's.
     pub request_id: Option<String>,
+    /// The `X-Request-Id` the caller sent, cleaned and capped.
+    pub client_request_id: Option<String>,
     pub key_id: Option<String>,
     pub subject_id: Option<String>,
     pub zone_id: Option<String>,

@@ -83,7 +83,9 @@ fn verified_from(h: &reqwest::header::HeaderMap) -> Verified {
     Verified {
         key_id: text(KEY_ID_HEADER),
         is_admin: text(ADMIN_HEADER) == "true",
-        user_id: text(USER_ID_HEADER),
+        // Percent-encoded by the rpc-server: a user id may be any UTF-8.
+        user_id: nexus_wire::identity::decode_header_text(&text(USER_ID_HEADER))
+            .unwrap_or_default(),
         zone: text(ZONE_HEADER),
         rate,
     }
@@ -96,7 +98,7 @@ pub enum ForwardError {
     #[error("the token is missing, invalid, expired or revoked")]
     Unauthorized,
     /// The rpc-server limited the caller (429).
-    #[error("rate limited; retry in {retry_after:?} s")]
+    #[error("rate limited; {}", retry_text(*retry_after))]
     RateLimited {
         retry_after: Option<u64>,
         verified: Box<Verified>,
@@ -111,6 +113,30 @@ pub enum ForwardError {
     /// The call reached the method and failed there.
     #[error("{0}")]
     Rpc(RpcError),
+}
+
+fn retry_text(retry_after: Option<u64>) -> String {
+    match retry_after {
+        Some(s) => format!("retry in {s} s"),
+        None => "retry shortly".into(),
+    }
+}
+
+/// Whether a `whoami` counts against the caller's rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charge {
+    /// A verification step before a call that counts.
+    Free,
+    /// The request's only hop to the rpc-server.
+    Counted,
+}
+
+/// What the rpc-server said about a credential the frontend could not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawVerdict {
+    Refused,
+    TooManyFailures,
+    Unavailable,
 }
 
 #[derive(Debug)]
@@ -159,11 +185,59 @@ impl RpcClient {
         method: &str,
         params: Value,
     ) -> Result<(Value, Verified), ForwardError> {
+        self.call_with(token, method, params, Charge::Free).await
+    }
+
+    /// Verifies the caller's token with `whoami`; `charge` says whether it counts.
+    pub async fn whoami(
+        &self,
+        token: &CallerToken,
+        charge: Charge,
+    ) -> Result<Verified, ForwardError> {
+        self.call_with(token, "whoami", serde_json::json!({}), charge)
+            .await
+            .map(|(_, v)| v)
+    }
+
+    /// Has the rpc-server judge credential headers the frontend could not parse, so that a
+    /// malformed credential costs what an unknown one does (one verification there) and is
+    /// refused by the same code. The headers go as they came; the verdict is never "yes".
+    pub async fn judge_raw(
+        &self,
+        credentials: &[(axum::http::HeaderName, axum::http::HeaderValue)],
+        client: Option<std::net::IpAddr>,
+    ) -> RawVerdict {
+        let mut req = self
+            .http
+            .post(format!("{}/api/nfs/whoami", self.base))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(
+                "x-forwarded-for",
+                client.map(|ip| ip.to_string()).unwrap_or_default(),
+            )
+            .body(r#"{"jsonrpc":"2.0","id":0,"method":"whoami","params":{}}"#);
+        for (name, value) in credentials {
+            req = req.header(name.clone(), value.clone());
+        }
+        match req.send().await.map(|r| r.status().as_u16()) {
+            Ok(429) => RawVerdict::TooManyFailures,
+            Ok(401) | Ok(200) => RawVerdict::Refused,
+            Ok(_) | Err(_) => RawVerdict::Unavailable,
+        }
+    }
+
+    async fn call_with(
+        &self,
+        token: &CallerToken,
+        method: &str,
+        params: Value,
+        charge: Charge,
+    ) -> Result<(Value, Verified), ForwardError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = serde_json::to_vec(&nexus_wire::jsonrpc::encode_request(id, method, &params))
             .map_err(|_| ForwardError::Rpc(RpcError::internal()))?;
         let len = body.len();
-        let resp = self
+        let mut req = self
             .http
             .post(format!("{}/api/nfs/{method}", self.base))
             .bearer_auth(token.secret.expose_secret())
@@ -171,25 +245,25 @@ impl RpcClient {
             .header(
                 "x-forwarded-for",
                 token.client.map(|ip| ip.to_string()).unwrap_or_default(),
-            )
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    ForwardError::Unavailable("timed out".into())
-                } else if !e.is_connect() && len > LARGE_REQUEST {
-                    // Connected, then cut off mid-upload: the server refused the size.
-                    ForwardError::Rpc(RpcError::new(
-                        nexus_wire::ErrorCode::TooLarge,
-                        format!(
-                            "request of {len} bytes is too large for the hub; send smaller content"
-                        ),
-                    ))
-                } else {
-                    ForwardError::Unavailable("connection failed".into())
-                }
-            })?;
+            );
+        if charge == Charge::Counted {
+            req = req.header(nexus_wire::identity::COUNT_REQUEST_HEADER, "1");
+        }
+        let resp = req.body(body).send().await.map_err(|e| {
+            if e.is_timeout() {
+                ForwardError::Unavailable("timed out".into())
+            } else if !e.is_connect() && len > LARGE_REQUEST {
+                // Connected, then cut off mid-upload: the server refused the size.
+                ForwardError::Rpc(RpcError::new(
+                    nexus_wire::ErrorCode::TooLarge,
+                    format!(
+                        "request of {len} bytes is too large for the hub; send smaller content"
+                    ),
+                ))
+            } else {
+                ForwardError::Unavailable("connection failed".into())
+            }
+        })?;
         match resp.status().as_u16() {
             200 => {}
             401 => return Err(ForwardError::Unauthorized),

@@ -1,29 +1,38 @@
 //! The bearer layer: nothing reaches rmcp on behalf of a caller whose token the rpc-server
-//! has not accepted.
+//! has not accepted, and a caller nobody has vouched for can hold almost nothing.
 //!
 //! The token comes from `Authorization: Bearer` or `X-Nexus-API-Key`; it is verified by the
-//! rpc-server (whose identity cache is the only cache) and kept for this request only.
-//! Two paths:
-//! - A stateless `tools/call` verifies on the forwarded call itself (one rpc hop): the
-//!   handler reports the rpc-server's verdict through an [`AuthSlot`], and a refusal turns
-//!   the response into 401. If the handler never reached the rpc-server (unknown tool,
-//!   malformed call), the token is verified before the response is released.
-//! - Everything else (initialize, tools/list, discover, session traffic, GET, DELETE) is
-//!   verified first with one `whoami` call, and legacy sessions are checked against the
-//!   key id that opened them.
+//! rpc-server (whose identity cache is the only cache of verdicts). The frontend remembers
+//! only which token fingerprints were verified lately ([`crate::admission`]): an unknown
+//! token is verified before a byte of its body is read, and every body has a deadline.
+//! Every MCP request costs the caller one unit of its rate limit:
+//! - A `tools/call` verifies on the forwarded call itself (one rpc hop, counted): the
+//!   handler reports the rpc-server's verdict through an [`AuthSlot`], and a refusal
+//!   turns the response into 401, 429 or 503, in a legacy session as without one. If the
+//!   handler never reached the rpc-server (unknown tool, malformed call), the token is
+//!   verified, and counted, before the response is released.
+//! - Everything else (initialize, tools/list, discover, GET, DELETE, notifications) is
+//!   verified with one counted `whoami`; legacy sessions are checked against the key id
+//!   that opened them, and sessions and SSE streams are capped per key and in all.
 
 use super::metrics::Record;
 use super::{error_response, unauthorized};
+use crate::admission::{CapError, StreamGuard};
 use crate::app::AppState;
-use crate::forward::{ADMIN_HEADER, CallerToken, ForwardError, KEY_ID_HEADER, Verified};
+use crate::forward::{
+    ADMIN_HEADER, CallerToken, Charge, ForwardError, KEY_ID_HEADER, RawVerdict, Verified,
+};
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use secrecy::SecretString;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
 
 const SESSION_HEADER: &str = "mcp-session-id";
 const API_KEY_HEADER: &str = "x-nexus-api-key";
@@ -92,17 +101,10 @@ fn peek(body: &[u8]) -> (String, Option<String>) {
 
 /// Where the RFC 9728 metadata of this resource lives.
 pub fn resource_metadata_url(st: &AppState, headers: &HeaderMap) -> String {
-    let base = match &st.cfg.public_url {
-        Some(u) => u.trim_end_matches("/mcp").to_owned(),
-        None => {
-            let host = headers
-                .get(header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("localhost");
-            format!("http://{host}")
-        }
-    };
-    format!("{base}/.well-known/oauth-protected-resource")
+    format!(
+        "{}/.well-known/oauth-protected-resource",
+        crate::app::public_base(st, headers)
+    )
 }
 
 fn caller_token(headers: &HeaderMap) -> Result<CallerToken, nexus_wire::bearer::BearerError> {
@@ -180,11 +182,158 @@ fn refuse(st: &AppState, peer: Option<IpAddr>, metadata: &str) -> Response {
     }
 }
 
-/// Bodies up to this size are read before the token is checked (the check then rides on
-/// the forwarded call); larger or undeclared ones wait for a verified token.
-const VERIFY_FIRST_ABOVE: u64 = 64 * 1024;
+fn request_timeout(st: &AppState) -> Response {
+    error_response(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        &format!(
+            "the request body did not arrive within {} s",
+            st.cfg.limits.body_read_timeout.as_secs_f64()
+        ),
+    )
+}
+
+fn with_retry_after(mut r: Response, secs: u64) -> Response {
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    r
+}
+
+fn too_many_unverified() -> Response {
+    with_retry_after(
+        error_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_unverified",
+            "too many requests from this address are waiting for token verification; retry shortly",
+        ),
+        1,
+    )
+}
+
+/// Refusal of a session or stream past its cap: 429 for this key, 503 for everyone.
+fn over_cap(what: &str, e: CapError, retry: Duration) -> Response {
+    let retry = retry.as_secs().max(1);
+    match e {
+        CapError::PerKey(n) => with_retry_after(
+            error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("too_many_{what}s"),
+                &format!(
+                    "this token has {n} open {what}s, the most allowed; close one (DELETE /mcp) or wait for an idle one to close"
+                ),
+            ),
+            retry,
+        ),
+        CapError::Total(n) => with_retry_after(
+            error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("{what}s_full"),
+                &format!("the hub holds {n} open {what}s, the most allowed; retry later"),
+            ),
+            retry,
+        ),
+    }
+}
+
+/// A JSON-RPC parse error (-32700) for a body that is not JSON.
+fn parse_error() -> Response {
+    let body = nexus_wire::jsonrpc::Response::err(
+        serde_json::Value::Null,
+        nexus_wire::RpcError::parse("parse error: the request body is not valid JSON"),
+    );
+    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+}
+
+fn is_json_content_type(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        })
+}
+
+/// The answer to a failed verification of `token`.
+fn refusal(
+    st: &AppState,
+    e: ForwardError,
+    token: &CallerToken,
+    peer: Option<IpAddr>,
+    metadata: &str,
+    record: &Record,
+) -> Response {
+    match e {
+        ForwardError::Unauthorized => {
+            st.known.forget(token);
+            refuse(st, peer, metadata)
+        }
+        ForwardError::RateLimited {
+            retry_after,
+            verified,
+        } => rate_limited(retry_after, &verified, record),
+        // Not verified, not refused: the caller must hear "retry", and nothing else.
+        ForwardError::AuthUnavailable | ForwardError::Unavailable(_) | ForwardError::Rpc(_) => {
+            unavailable()
+        }
+    }
+}
+
+/// A credential the frontend cannot parse is judged by the rpc-server all the same, so
+/// it costs what an unknown token costs and meets the same refusal (SPEC §2: no timing
+/// tell). Only header values short enough to be a token's are sent on.
+async fn refuse_unparsed(
+    st: &AppState,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+    metadata: &str,
+) -> Response {
+    let credentials: Vec<(HeaderName, HeaderValue)> = [header::AUTHORIZATION, API_KEY_NAME]
+        .into_iter()
+        .flat_map(|name| {
+            headers
+                .get_all(&name)
+                .iter()
+                .map(move |v| (name.clone(), v.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let sendable = credentials
+        .iter()
+        .all(|(_, v)| v.len() <= RAW_CREDENTIAL_MAX);
+    if sendable {
+        match st.rpc.judge_raw(&credentials, peer).await {
+            RawVerdict::Refused => {}
+            RawVerdict::TooManyFailures => {
+                return with_retry_after(
+                    error_response(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too_many_failures",
+                        "too many failed authentications from this address; retry later",
+                    ),
+                    60,
+                );
+            }
+            RawVerdict::Unavailable => return unavailable(),
+        }
+    }
+    refuse(st, peer, metadata)
+}
+
+/// Longest credential header value passed on for judgement: a token is at most
+/// `MAX_TOKEN_LEN` bytes, with a scheme and some whitespace.
+const RAW_CREDENTIAL_MAX: usize = nexus_wire::bearer::MAX_TOKEN_LEN + 64;
+const API_KEY_NAME: HeaderName = HeaderName::from_static(API_KEY_HEADER);
 
 pub async fn bearer(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let resp = authorize(st, req, next).await;
+    enveloped(resp).await
+}
+
+async fn authorize(st: AppState, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
     // Identity travels in extensions set here, never in headers a client could forge;
     // strip look-alikes anyway so nothing downstream can be confused by them.
@@ -206,7 +355,10 @@ pub async fn bearer(State(st): State<AppState>, req: Request, next: Next) -> Res
     let token = match caller_token(&parts.headers) {
         Ok(t) => Some(CallerToken { client: peer, ..t }),
         Err(nexus_wire::bearer::BearerError::Missing) if !st.cfg.require_bearer => None,
-        Err(_) => return refuse(&st, peer, &metadata),
+        Err(nexus_wire::bearer::BearerError::Missing) => return refuse(&st, peer, &metadata),
+        Err(nexus_wire::bearer::BearerError::Malformed) => {
+            return refuse_unparsed(&st, &parts.headers, peer, &metadata).await;
+        }
     };
     // A body declared too large is refused before a byte of it is read (hyper then closes
     // the connection instead of draining it); an undeclared one is cut at the limit.
@@ -223,28 +375,34 @@ pub async fn bearer(State(st): State<AppState>, req: Request, next: Next) -> Res
         .get::<Record>()
         .cloned()
         .unwrap_or_default();
-    // Buffering a large body for a caller nobody has vouched for would let any well-formed
-    // token make this process hold max_body_bytes per connection: above a small size (or
-    // with no declared size), the token is verified before a byte of the body is read.
-    let mut pre_verified = None;
+    // A token nobody has vouched for lately is verified before a byte of the body is
+    // read, while the caller's address holds one of a few places: junk tokens cannot make
+    // this process wait on bodies.
+    let mut key_id = token.as_ref().and_then(|t| st.known.key_id(t));
     if let Some(t) = &token
-        && parts.method == Method::POST
-        && declared.is_none_or(|n| n > VERIFY_FIRST_ABOVE)
+        && key_id.is_none()
     {
-        match st.rpc.call(t, "whoami", serde_json::json!({})).await {
-            Ok((_, v)) => pre_verified = Some(v),
-            Err(ForwardError::Unauthorized) => return refuse(&st, peer, &metadata),
-            Err(ForwardError::RateLimited {
-                retry_after,
-                verified,
-            }) => return rate_limited(retry_after, &verified, &record),
-            Err(_) => return unavailable(),
+        let _place = match peer {
+            Some(ip) => match st.unverified.try_acquire(ip) {
+                Some(g) => Some(g),
+                None => return too_many_unverified(),
+            },
+            None => None,
+        };
+        match st.rpc.whoami(t, Charge::Free).await {
+            Ok(v) => {
+                st.known.remember(t, &v.key_id);
+                key_id = Some(Arc::from(v.key_id.as_str()));
+            }
+            Err(e) => return refusal(&st, e, t, peer, &metadata, &record),
         }
     }
     let bytes = if parts.method == Method::POST {
-        match axum::body::to_bytes(body, st.cfg.max_body_bytes).await {
-            Ok(b) => b,
-            Err(_) => return payload_too_large(),
+        let read = axum::body::to_bytes(body, st.cfg.max_body_bytes);
+        match tokio::time::timeout(st.cfg.limits.body_read_timeout, read).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(_)) => return payload_too_large(),
+            Err(_) => return request_timeout(&st),
         }
     } else {
         Bytes::new()
@@ -266,56 +424,72 @@ pub async fn bearer(State(st): State<AppState>, req: Request, next: Next) -> Res
         .get(SESSION_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    if parts.method == Method::POST && method == "tools/call" && session.is_none() {
+    let is_json = parts.method == Method::POST
+        && is_json_content_type(&parts.headers)
+        && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok();
+    if parts.method == Method::POST && method == "tools/call" && is_json {
+        // The tool call itself verifies (and counts) the token; a session's owner is
+        // known from an earlier verification of the same token (a token's key id never
+        // changes), and the rpc-server still judges the token on the call.
+        if let Some(sid) = &session {
+            let owner = key_id.as_deref().unwrap_or_default();
+            if !st.sessions.is_owner(sid, owner) {
+                return session_not_found();
+            }
+        }
         parts.extensions.insert(token.clone());
         let req = Request::from_parts(parts, Body::from(bytes));
         return one_hop(st, req, token, &metadata, &record, peer, next).await;
     }
-    let checked = match pre_verified {
-        Some(v) => Ok(v),
-        None => st
-            .rpc
-            .call(&token, "whoami", serde_json::json!({}))
-            .await
-            .map(|(_, v)| v),
-    };
-    let verified = match checked {
+    // Everything else is answered without another hop: its verification counts.
+    let verified = match st.rpc.whoami(&token, Charge::Counted).await {
         Ok(v) => v,
-        Err(ForwardError::Unauthorized) => return refuse(&st, peer, &metadata),
-        Err(ForwardError::RateLimited {
-            retry_after,
-            verified,
-        }) => {
-            return rate_limited(retry_after, &verified, &record);
-        }
-        Err(_) => return unavailable(),
+        Err(e) => return refusal(&st, e, &token, peer, &metadata, &record),
     };
+    st.known.remember(&token, &verified.key_id);
     st.metrics.saw_client(&verified.key_id);
     record.verified(&verified);
+    if parts.method == Method::POST && !is_json && is_json_content_type(&parts.headers) {
+        return parse_error();
+    }
     if let Some(sid) = &session
         && !st.sessions.is_owner(sid, &verified.key_id)
     {
-        return error_response(
-            StatusCode::NOT_FOUND,
-            "session_not_found",
-            "no such session for this token; initialize a new one",
-        );
+        return session_not_found();
     }
+    let limits = st.cfg.limits;
+    let reservation = if parts.method == Method::POST && method == "initialize" && session.is_none()
+    {
+        match st.sessions.reserve(&verified.key_id).await {
+            Ok(r) => Some(r),
+            Err(e) => return over_cap("session", e, limits.session_idle_timeout),
+        }
+    } else {
+        None
+    };
+    let stream = if parts.method == Method::GET {
+        match st.streams.try_open(&verified.key_id) {
+            Ok(g) => Some(g),
+            Err(e) => return over_cap("stream", e, limits.stream_idle_timeout),
+        }
+    } else {
+        None
+    };
     let is_delete = parts.method == Method::DELETE;
-    let key_id = verified.key_id.clone();
+    let rate = verified.rate.clone();
     parts.extensions.insert(token);
     parts.extensions.insert(verified);
-    let resp = next
+    let mut resp = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
-    if method == "initialize"
+    if let Some(r) = reservation
         && resp.status().is_success()
         && let Some(sid) = resp
             .headers()
             .get(SESSION_HEADER)
             .and_then(|v| v.to_str().ok())
     {
-        st.sessions.bind(sid, &key_id);
+        st.sessions.bind(r, sid);
     }
     if is_delete
         && resp.status().is_success()
@@ -323,8 +497,131 @@ pub async fn bearer(State(st): State<AppState>, req: Request, next: Next) -> Res
     {
         st.sessions.unbind(sid);
     }
-    resp
+    if let Some(rate) = &rate {
+        rate.apply(resp.headers_mut());
+    }
+    match stream {
+        Some(guard) if is_event_stream(resp.headers()) => {
+            idle_out(resp, limits.stream_idle_timeout, guard)
+        }
+        _ => resp,
+    }
 }
+
+fn session_not_found() -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "session_not_found",
+        "no such session for this token; initialize a new one",
+    )
+}
+
+fn is_event_stream(h: &HeaderMap) -> bool {
+    h.get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
+}
+
+/// True when an SSE chunk carries only comments (keep-alive pings), no event.
+fn only_comments(chunk: &[u8]) -> bool {
+    chunk
+        .split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .all(|l| l.is_empty() || l.starts_with(b":"))
+}
+
+/// Ends an SSE stream once it has carried no event for `idle`; `guard` holds the stream's
+/// place until the body is dropped.
+fn idle_out(resp: Response, idle: Duration, guard: StreamGuard) -> Response {
+    let (parts, body) = resp.into_parts();
+    let start = (body.into_data_stream(), Instant::now() + idle, guard);
+    let stream =
+        futures_util::stream::unfold(start, move |(mut s, mut deadline, guard)| async move {
+            match tokio::time::timeout_at(deadline, s.next()).await {
+                Ok(Some(Ok(chunk))) => {
+                    if !only_comments(&chunk) {
+                        deadline = Instant::now() + idle;
+                    }
+                    Some((Ok::<_, axum::Error>(chunk), (s, deadline, guard)))
+                }
+                Ok(Some(Err(e))) => Some((Err(e), (s, deadline, guard))),
+                // Ended, or idle for too long: the stream (and its place) goes.
+                Ok(None) | Err(_) => None,
+            }
+        });
+    Response::from_parts(parts, Body::from_stream(stream))
+}
+
+/// rmcp answers some refusals in text/plain; the frontend's answers are JSON (the
+/// [`error_response`] envelope) whatever refused.
+async fn enveloped(resp: Response) -> Response {
+    let status = resp.status();
+    let content_type = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if status.is_success()
+        || status.is_redirection()
+        || content_type.starts_with("application/json")
+        || content_type.starts_with("text/event-stream")
+    {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::NOT_ACCEPTABLE => "not_acceptable",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
+        s if s.is_server_error() => "internal",
+        _ => "error",
+    };
+    let message = if status.is_server_error() {
+        // rmcp's texts for its own failures name internals; the log has them.
+        "internal error; retry shortly".to_owned()
+    } else {
+        let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+        let text = String::from_utf8_lossy(&text);
+        let text = nexus_wire::jsonrpc::printable(text.trim());
+        if text.is_empty() {
+            status.canonical_reason().unwrap_or("error").to_owned()
+        } else {
+            text
+        }
+    };
+    let mut r = error_response(status, code, &message);
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            r.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    r
+}
+
+/// Waits for an SSE response to end (a session's tool call answers on a stream that
+/// closes after the result), so the verdict the handler reported can be read.
+async fn settled(resp: Response) -> Result<Response, Response> {
+    if !is_event_stream(resp.headers()) {
+        return Ok(resp);
+    }
+    let (parts, body) = resp.into_parts();
+    match axum::body::to_bytes(body, SETTLE_MAX).await {
+        Ok(b) => Ok(Response::from_parts(parts, Body::from(b))),
+        Err(_) => Err(error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the tool result could not be delivered; retry",
+        )),
+    }
+}
+
+/// Largest session tool result held while its verdict is read (a 16 MiB file, as JSON).
+const SETTLE_MAX: usize = 128 * 1024 * 1024;
 
 async fn one_hop(
     st: AppState,
@@ -337,9 +634,13 @@ async fn one_hop(
 ) -> Response {
     let slot = AuthSlot::default();
     req.extensions_mut().insert(slot.clone());
-    let resp = next.run(req).await;
+    let resp = match settled(next.run(req).await).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
     match slot.get() {
         SlotState::Verified(v) => {
+            st.known.remember(&token, &v.key_id);
             st.metrics.saw_client(&v.key_id);
             record.verified(&v);
             let mut resp = resp;
@@ -348,24 +649,26 @@ async fn one_hop(
             }
             resp
         }
-        SlotState::Unauthorized => refuse(&st, peer, metadata),
-        // Not verified, not refused: the caller must hear "retry", and nothing else.
+        SlotState::Unauthorized => {
+            st.known.forget(&token);
+            refuse(&st, peer, metadata)
+        }
         SlotState::Unavailable => unavailable(),
         SlotState::RateLimited(r, who) => rate_limited(r, &who, record),
-        // The handler did not reach the rpc-server: decide on the token before answering.
-        SlotState::Unchecked => match st.rpc.call(&token, "whoami", serde_json::json!({})).await {
-            Ok((_, v)) => {
+        // The handler did not reach the rpc-server: decide on the token (this counts as
+        // the request's hop) before answering.
+        SlotState::Unchecked => match st.rpc.whoami(&token, Charge::Counted).await {
+            Ok(v) => {
+                st.known.remember(&token, &v.key_id);
                 st.metrics.saw_client(&v.key_id);
                 record.verified(&v);
+                let mut resp = resp;
+                if let Some(rate) = &v.rate {
+                    rate.apply(resp.headers_mut());
+                }
                 resp
             }
-            Err(ForwardError::Unauthorized) => refuse(&st, peer, metadata),
-            Err(ForwardError::RateLimited {
-                retry_after,
-                verified,
-            }) => rate_limited(retry_after, &verified, record),
-            Err(ForwardError::AuthUnavailable) => unavailable(),
-            Err(_) => resp,
+            Err(e) => refusal(&st, e, &token, peer, metadata, record),
         },
     }
 }

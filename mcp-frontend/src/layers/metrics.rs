@@ -41,6 +41,36 @@ impl Record {
     }
 }
 
+/// The `X-Request-Id` a caller sent, cleaned; ours replaces it on the request.
+#[derive(Clone, Debug)]
+pub struct ClientRequestId(pub String);
+
+/// Longest caller request id kept.
+const CLIENT_REQUEST_ID_MAX: usize = 128;
+
+/// Moves the caller's `X-Request-Id` out of the way so the frontend's own id is always
+/// the request id; what the caller sent is kept (only `[A-Za-z0-9._:-]`, at most
+/// 128 characters) for the audit line's `client_request_id`.
+pub async fn stash_client_request_id(mut req: Request) -> Request {
+    // `remove` takes every value of the header and returns the first.
+    let clean = req
+        .headers_mut()
+        .remove("x-request-id")
+        .map(|v| {
+            v.as_bytes()
+                .iter()
+                .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+                .take(CLIENT_REQUEST_ID_MAX)
+                .map(|b| char::from(*b))
+                .collect::<String>()
+        })
+        .filter(|s| !s.is_empty());
+    if let Some(id) = clean {
+        req.extensions_mut().insert(ClientRequestId(id));
+    }
+    req
+}
+
 fn outcome(status: u16) -> &'static str {
     match status {
         200..=299 => "ok",
@@ -66,6 +96,10 @@ pub async fn track(State(st): State<AppState>, mut req: Request, next: Next) -> 
         };
         (text("x-request-id"), text(header::USER_AGENT.as_str()))
     };
+    let client_request_id = req
+        .extensions()
+        .get::<ClientRequestId>()
+        .map(|c| c.0.clone());
     let resp = next.run(req).await;
     let elapsed = started.elapsed();
     let f = std::mem::take(&mut *record.lock());
@@ -92,6 +126,7 @@ pub async fn track(State(st): State<AppState>, mut req: Request, next: Next) -> 
         ts: chrono_like_now(),
         event: "mcp.request",
         request_id,
+        client_request_id,
         key_id: v
             .as_ref()
             .map(|v| v.key_id.clone())

@@ -166,7 +166,11 @@ impl ServerHandler for NexusTools {
                 if let Some(slot) = &c.slot {
                     match &e {
                         ForwardError::Unauthorized => slot.unauthorized(),
-                        ForwardError::AuthUnavailable => slot.unavailable(),
+                        // Nobody vouched for the token: the caller hears "retry", never a
+                        // tool result (a 200 would tell a junk token from a refused one).
+                        ForwardError::AuthUnavailable | ForwardError::Unavailable(_) => {
+                            slot.unavailable()
+                        }
                         ForwardError::RateLimited {
                             retry_after,
                             verified,

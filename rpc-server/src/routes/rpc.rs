@@ -74,8 +74,11 @@ async fn handle(
             return (e.into_response(), "unauthorized");
         }
     };
-    // whoami is the frontend's verification call and a cache hit: it spends no budget.
-    let decision = if method == "whoami" {
+    // whoami is the frontend's verification call and a cache hit: it spends no budget,
+    // unless the forwarder answers a request with it alone and asks for it to count.
+    let decision = if method == "whoami"
+        && !headers.contains_key(nexus_wire::identity::COUNT_REQUEST_HEADER)
+    {
         None
     } else {
         Some(st.limits.check(&identity).await)
@@ -158,7 +161,9 @@ fn identity_headers(h: &mut HeaderMap, identity: &Identity, zone: Option<String>
         ADMIN_HEADER,
         HeaderValue::from_static(if identity.is_admin { "true" } else { "false" }),
     );
-    if let Ok(v) = HeaderValue::from_str(&identity.user_id) {
+    // Percent-encoded: a user id may be any UTF-8, a header value only visible ASCII.
+    let user = nexus_wire::identity::encode_header_text(&identity.user_id);
+    if let Ok(v) = HeaderValue::from_str(&user) {
         h.insert(USER_ID_HEADER, v);
     }
     let zone = zone.unwrap_or_else(|| match identity.zones.as_slice() {
