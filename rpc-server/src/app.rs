@@ -97,6 +97,13 @@ impl Application {
                     let auth = DatabaseAuth::new(
                         store.clone(),
                         hasher.clone(),
+                    // Changes announced by the database reach the cache without Redis.
+                    crate::auth::db_notify::start(
+                        url.expose_secret(),
+                        bus.clone(),
+                        Some(metrics.clone()),
+                    )
+                    .await;
                         cache.clone(),
                         last_used.clone(),
                         metrics.clone(),

@@ -5,7 +5,10 @@ use crate::error::CliError;
 use crate::output;
 use crate::remote::RemoteAdmin;
 use nexus_wire::methods::{HubStatus, TokenCreateParams};
-use rpc_server::auth::{InvalidationBus, TokenHasher};
+use rpc_server::auth::broadcast::RedisBroadcaster;
+use rpc_server::auth::db_notify::ChangeWatch;
+use rpc_server::auth::invalidation::Recorder;
+use rpc_server::auth::{Invalidation, InvalidationBus, TokenHasher};
 use rpc_server::config::SECRET_FILE;
 use rpc_server::control::Control;
 use rpc_server::db::Store;
@@ -65,6 +68,9 @@ pub async fn local_control(
 
 pub async fn run_hub(h: HubArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let bus = InvalidationBus::new();
+    // What this run changes, to confirm afterwards that running servers were told.
+    let changed = Arc::new(Recorder::default());
+    bus.subscribe(changed.clone());
     let redis_url = h
         .redis_url
         .clone()
@@ -83,15 +89,102 @@ pub async fn run_hub(h: HubArgs, out: &mut dyn Write) -> Result<(), CliError> {
         }
         None => None,
     };
+    // The database announces each change in its own transaction; listen before making it.
+    let watch = match (may_change(&h.command), h.database_url.as_ref()) {
+        (true, Some(u)) => Some(
+            ChangeWatch::start(u.expose_secret())
+                .await
+                .map_err(|e| e.to_string()),
+        ),
+        _ => None,
+    };
     let res = run_hub_inner(h, bus, redis_url.as_ref(), out).await;
-    if let Some(b) = broadcaster
-        && !b.flush(std::time::Duration::from_secs(3)).await
-    {
-        eprintln!(
-            "warning: could not tell running servers through Redis; they refuse the token within the cache TTL"
-        );
+    let changes = changed.take();
+    let told = if changes.is_empty() {
+        Ok(())
+    } else {
+        confirm_propagation(&changes, watch, broadcaster.as_deref()).await
+    };
+    res.and(told)
+}
+
+/// Local commands that may change tokens, grants or zones.
+fn may_change(c: &HubCommand) -> bool {
+    match c {
+        HubCommand::Token(t) => {
+            remote_of(t).is_none() && !matches!(t, TokenCommand::Create(_) | TokenCommand::List(_))
+        }
+        HubCommand::Zone(z) => !matches!(z, ZoneCommand::List { .. }),
+        _ => false,
     }
-    res
+}
+
+/// Exit code when a change is saved but running servers could not be confirmed to know.
+pub const UNCONFIRMED: u8 = 3;
+
+/// Running servers learn of `changes` from the database's own announcement and, when
+/// configured, from Redis. Either one confirmed is enough (each reaches every server that
+/// is up); a failed Redis publish is still worth a warning. Neither: exit [`UNCONFIRMED`].
+async fn confirm_propagation(
+    changes: &[Invalidation],
+    watch: Option<Result<ChangeWatch, String>>,
+    redis: Option<&RedisBroadcaster>,
+) -> Result<(), CliError> {
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+    let (db, redis) = tokio::join!(
+        async {
+            match watch {
+                Some(Ok(mut w)) => {
+                    if w.confirm(changes, WAIT).await {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "the database did not announce the change within {WAIT:?}"
+                        ))
+                    }
+                }
+                Some(Err(e)) => Err(format!("cannot watch the database for changes: {e}")),
+                None => Err("no database to watch".to_owned()),
+            }
+        },
+        async {
+            match redis {
+                Some(b) => Some(match b.flush(WAIT).await {
+                    Ok(n) if n >= changes.len() => Ok(()),
+                    Ok(n) => Err(format!(
+                        "only {n} of {} invalidation(s) were published to Redis",
+                        changes.len()
+                    )),
+                    Err(e) => Err(e.to_string()),
+                }),
+                None => None,
+            }
+        }
+    );
+    match (db, redis) {
+        (Ok(()), None | Some(Ok(()))) => Ok(()),
+        (Ok(()), Some(Err(r))) => {
+            eprintln!("warning: {r}; running servers were told through the database");
+            Ok(())
+        }
+        (Err(d), Some(Ok(()))) => {
+            eprintln!("warning: {d}; running servers were told through Redis");
+            Ok(())
+        }
+        (Err(d), r) => {
+            let redis = match r {
+                Some(Err(r)) => format!("; {r}"),
+                _ => String::new(),
+            };
+            Err(CliError::with_code(
+                format!(
+                    "the change is saved, but running servers could not be confirmed to know of it ({d}{redis}); \
+                     a server that cached the token keeps accepting it until its NEXUS_AUTH_CACHE_TTL ends (60 s by default)"
+                ),
+                UNCONFIRMED,
+            ))
+        }
+    }
 }
 
 async fn run_hub_inner(

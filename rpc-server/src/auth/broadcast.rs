@@ -1,8 +1,8 @@
 //! Redis pub/sub for invalidations: a change made in one process reaches every other
 //! rpc-server at once. Publishing is off the caller's path (a bounded queue and one task);
 //! the subscriber resubscribes after Redis restarts and drops the whole cache when it
-//! (re)connects, since it may have missed messages while away. Without Redis the cache
-//! TTL is the backstop.
+//! (re)connects, since it may have missed messages while away. The database announces
+//! the same changes itself ([`super::db_notify`]); Redis is the second path.
 
 use super::invalidation::{Broadcaster, Invalidation, InvalidationBus};
 use crate::metrics::Metrics;
@@ -45,8 +45,21 @@ pub struct RedisBroadcaster {
     tx: mpsc::Sender<Message>,
     origin: String,
     pending: Arc<AtomicUsize>,
+    /// Invalidations published, ever.
+    published: Arc<AtomicUsize>,
+    /// Invalidations given up on (Redis unreachable, or the queue full), ever.
+    failed: Arc<AtomicUsize>,
     drained: Arc<Notify>,
     metrics: Option<Metrics>,
+}
+
+/// Why [`RedisBroadcaster::flush`] cannot confirm that other processes were told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FlushError {
+    #[error("{0} invalidation(s) could not be published to Redis")]
+    Failed(usize),
+    #[error("invalidations were still waiting for Redis after {0:?}")]
+    TimedOut(Duration),
 }
 
 impl Broadcaster for RedisBroadcaster {
@@ -58,6 +71,7 @@ impl Broadcaster for RedisBroadcaster {
         };
         self.pending.fetch_add(1, Ordering::AcqRel);
         if self.tx.try_send(msg).is_err() {
+            self.failed.fetch_add(1, Ordering::AcqRel);
             self.pending.fetch_sub(1, Ordering::AcqRel);
             if let Some(m) = &self.metrics {
                 m.invalidations.with_label_values(&["dropped"]).inc();
@@ -67,9 +81,10 @@ impl Broadcaster for RedisBroadcaster {
 }
 
 impl RedisBroadcaster {
-    /// Waits (bounded) until queued invalidations are published; for short-lived callers
-    /// such as the CLI.
-    pub async fn flush(&self, timeout: Duration) -> bool {
+    /// Waits (bounded) until the queue is empty; for short-lived callers such as the CLI.
+    /// `Ok` only when every invalidation broadcast so far was published, with how many
+    /// that is (a caller that expected more than that was not wired to this broadcaster).
+    pub async fn flush(&self, timeout: Duration) -> Result<usize, FlushError> {
         let wait = async {
             while self.pending.load(Ordering::Acquire) > 0 {
                 let n = self.drained.notified();
@@ -79,7 +94,13 @@ impl RedisBroadcaster {
                 n.await;
             }
         };
-        tokio::time::timeout(timeout, wait).await.is_ok()
+        if tokio::time::timeout(timeout, wait).await.is_err() {
+            return Err(FlushError::TimedOut(timeout));
+        }
+        match self.failed.load(Ordering::Acquire) {
+            0 => Ok(self.published.load(Ordering::Acquire)),
+            n => Err(FlushError::Failed(n)),
+        }
     }
 }
 
@@ -111,11 +132,15 @@ pub fn start(
     let origin = uuid::Uuid::new_v4().to_string();
     let (tx, mut rx) = mpsc::channel::<Message>(QUEUE);
     let pending = Arc::new(AtomicUsize::new(0));
+    let published = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
     let drained = Arc::new(Notify::new());
     let b = Arc::new(RedisBroadcaster {
         tx,
         origin: origin.clone(),
         pending: pending.clone(),
+        published: published.clone(),
+        failed: failed.clone(),
         drained: drained.clone(),
         metrics: metrics.clone(),
     });
@@ -150,9 +175,14 @@ pub fn start(
                     .with_label_values(&[if sent { "published" } else { "publish_failed" }])
                     .inc();
             }
-            if !sent {
+            if sent {
+                published.fetch_add(1, Ordering::AcqRel);
+            } else {
+                // Counted before `pending` drops, so a flush that sees the queue empty
+                // sees this too.
+                failed.fetch_add(1, Ordering::AcqRel);
                 tracing::warn!(
-                    "could not publish a token invalidation to Redis; other processes rely on the cache TTL"
+                    "could not publish a token invalidation to Redis; other processes rely on the database's notification"
                 );
             }
             if pending.fetch_sub(1, Ordering::AcqRel) == 1 {

@@ -1,9 +1,10 @@
 //! The invalidation bus: how a change to a token or zone reaches every identity cache.
 //!
 //! A change made in this process is applied to the local subscribers at once, then handed
-//! to the optional [`Broadcaster`] (Redis pub/sub) so other processes apply it too. A
-//! receiver of broadcasts calls [`InvalidationBus::apply_local`]. The cache TTL is only the
-//! backstop for when no broadcaster is present.
+//! to the optional [`Broadcaster`] (Redis pub/sub) so other processes apply it too. The
+//! database announces every change as well ([`super::db_notify`]), so other processes learn
+//! of it without Redis. Receivers call [`InvalidationBus::apply_local`]; the cache TTL is
+//! only the backstop for when neither path works.
 
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, RwLock};
@@ -82,5 +83,33 @@ impl InvalidationBus {
         for s in subs {
             s.invalidate(what);
         }
+    }
+}
+
+/// Remembers every invalidation applied, for a process that must report afterwards what it
+/// changed (the CLI confirms each one reached the running servers).
+#[derive(Debug, Default)]
+pub struct Recorder(std::sync::Mutex<Vec<Invalidation>>);
+
+impl Recorder {
+    /// What was applied so far, without repeats, oldest first.
+    pub fn take(&self) -> Vec<Invalidation> {
+        let mut seen = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut out: Vec<Invalidation> = Vec::with_capacity(seen.len());
+        for w in seen.drain(..) {
+            if !out.contains(&w) {
+                out.push(w);
+            }
+        }
+        out
+    }
+}
+
+impl Subscriber for Recorder {
+    fn invalidate(&self, what: &Invalidation) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(what.clone());
     }
 }

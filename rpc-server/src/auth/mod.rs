@@ -5,6 +5,7 @@
 pub mod broadcast;
 pub mod cache;
 pub mod database;
+pub mod db_notify;
 pub mod identity;
 pub mod invalidation;
 pub mod last_used;
