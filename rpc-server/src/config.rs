@@ -102,6 +102,17 @@ pub struct ServerArgs {
     /// Open connections at most; new ones past it are closed at once (0: no cap).
     #[arg(long, env = "NEXUS_MAX_CONNECTIONS", default_value_t = nexus_serve::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
+    /// Open connections from one client address (an IPv6 /64) at most (0, the default: no
+    /// cap; nexusd's clients are frontends, each one address with a connection per call).
+    #[arg(long, env = "NEXUS_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 0)]
+    pub max_connections_per_address: usize,
+    /// A request body must arrive within this time of its head (plus a second per 64 KiB
+    /// received); 408 and the connection closed after it.
+    #[arg(long, env = "NEXUS_BODY_READ_TIMEOUT", default_value = "30s", value_parser = nexus_serve::parse_timeout)]
+    pub body_read_timeout: Duration,
+    /// A response write the client does not accept for this long closes the connection.
+    #[arg(long, env = "NEXUS_WRITE_TIMEOUT", default_value = "30s", value_parser = nexus_serve::parse_timeout)]
+    pub write_timeout: Duration,
 }
 
 /// How callers are authenticated.
@@ -217,7 +228,10 @@ impl ServerConfig {
             connections: nexus_serve::ConnLimits {
                 header_read_timeout: a.header_read_timeout,
                 idle_timeout: a.idle_timeout,
+                body_read_timeout: a.body_read_timeout,
+                write_timeout: a.write_timeout,
                 max_connections: a.max_connections,
+                max_per_address: a.max_connections_per_address,
             },
             trusted_proxies: nexus_wire::forwarded::parse_trusted(&a.trusted_proxies)
                 .map_err(|e| anyhow::anyhow!(e.0))?,
