@@ -193,6 +193,35 @@ fn request_timeout(st: &AppState) -> Response {
     )
 }
 
+enum BodyError {
+    TooLarge,
+    Late,
+    Broken,
+}
+
+/// The whole body, within `deadline` of now plus a second per
+/// [`nexus_serve::BODY_GRACE_BYTES`] received (the connection-level rule): an honest large
+/// upload is not cut, a trickle gains nothing.
+async fn read_body(body: Body, max: usize, deadline: Duration) -> Result<Bytes, BodyError> {
+    let started = Instant::now();
+    let mut frames = body.into_data_stream();
+    let mut buf = Vec::new();
+    loop {
+        let grace = Duration::from_secs(buf.len() as u64 / nexus_serve::BODY_GRACE_BYTES);
+        match tokio::time::timeout_at(started + deadline + grace, frames.next()).await {
+            Err(_) => return Err(BodyError::Late),
+            Ok(None) => return Ok(Bytes::from(buf)),
+            Ok(Some(Err(_))) => return Err(BodyError::Broken),
+            Ok(Some(Ok(chunk))) => {
+                if buf.len() + chunk.len() > max {
+                    return Err(BodyError::TooLarge);
+                }
+                buf.extend_from_slice(&chunk);
+            }
+        }
+    }
+}
+
 fn with_retry_after(mut r: Response, secs: u64) -> Response {
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
@@ -398,11 +427,17 @@ async fn authorize(st: AppState, req: Request, next: Next) -> Response {
         }
     }
     let bytes = if parts.method == Method::POST {
-        let read = axum::body::to_bytes(body, st.cfg.max_body_bytes);
-        match tokio::time::timeout(st.cfg.limits.body_read_timeout, read).await {
-            Ok(Ok(b)) => b,
-            Ok(Err(_)) => return payload_too_large(),
-            Err(_) => return request_timeout(&st),
+        match read_body(body, st.cfg.max_body_bytes, st.cfg.limits.body_read_timeout).await {
+            Ok(b) => b,
+            Err(BodyError::TooLarge) => return payload_too_large(),
+            Err(BodyError::Late) => return request_timeout(&st),
+            Err(BodyError::Broken) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "the request body could not be read",
+                );
+            }
         }
     } else {
         Bytes::new()
