@@ -338,6 +338,38 @@ async fn sessions_are_capped_per_key_and_in_all() {
     open_session(&fe, &a).await;
 }
 
+/// Idle sessions are closed at the configured idle time and stop counting against the cap
+/// (1 s here; the wait is that plus a margin, polled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_session_is_closed_and_frees_its_place() {
+    let idle = Duration::from_secs(1);
+    let (app, fe) = hub("1000000/s", |c| {
+        c.limits.sessions_per_key = 1;
+        c.limits.session_idle_timeout = idle;
+    })
+    .await;
+    let a = app.mint("a", Some("eng:rw"), false).await.token;
+    let first = open_session(&fe, &a).await;
+    let r = send(post(&fe, Some(&a), &initialize_body())).await;
+    assert_eq!(r.status().as_u16(), 429, "a second session while the first is open");
+    let started = Instant::now();
+    loop {
+        let r = send(post(&fe, Some(&a), &initialize_body())).await;
+        if r.status().as_u16() == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < idle + MARGIN,
+            "the idle session still holds its place after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let list = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list"});
+    let r = send(post(&fe, Some(&a), &list).header("mcp-session-id", &first)).await;
+    assert_eq!(r.status().as_u16(), 404, "the idle session is gone");
+}
+
 /// Item: one token's SSE streams held every slot. Streams are capped per key (429) and in
 /// all (503).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
