@@ -351,7 +351,11 @@ async fn an_idle_session_is_closed_and_frees_its_place() {
     let a = app.mint("a", Some("eng:rw"), false).await.token;
     let first = open_session(&fe, &a).await;
     let r = send(post(&fe, Some(&a), &initialize_body())).await;
-    assert_eq!(r.status().as_u16(), 429, "a second session while the first is open");
+    assert_eq!(
+        r.status().as_u16(),
+        429,
+        "a second session while the first is open"
+    );
     let started = Instant::now();
     loop {
         let r = send(post(&fe, Some(&a), &initialize_body())).await;
