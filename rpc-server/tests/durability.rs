@@ -233,7 +233,7 @@ async fn failed_writes_leave_the_old_content_whole() {
             json!({"path": "/file-not-dir/child", "content": "c"}),
         )
         .await;
-    assert!(r.is_err(), "{r:?}");
+    assert_eq!(code(&r), -32004, "a parent is a file: {r:?}");
 
     let disk = app.data_dir.path().join("zones/eng");
     assert_eq!(

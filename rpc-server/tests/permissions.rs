@@ -290,7 +290,12 @@ async fn admin_methods_need_an_admin_token() {
             json!({"identifier": "minted"}),
         )
         .await;
-    assert!(r.is_err(), "revoking twice must fail: {r:?}");
+    assert_eq!(code(&r), -32602, "revoking twice must fail: {r:?}");
+    assert_eq!(
+        r.as_ref().expect_err("an error")["data"]["reason"],
+        json!("not_found"),
+        "{r:?}"
+    );
 
     let zd = app
         .rpc(

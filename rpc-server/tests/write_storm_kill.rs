@@ -28,6 +28,9 @@ use std::time::{Duration, Instant};
 const ROUNDS: usize = 3;
 const WRITERS: usize = 8;
 const FILES_PER_WRITER: usize = 6;
+/// Files the reader must have read and validated, in each round, before the kill: the
+/// "never visible half-written during the storm" claim needs reads during the storm.
+const READS_BEFORE_KILL: u64 = 10;
 /// Bound of one HTTP exchange and of every wait for a state change.
 const STEP: Duration = Duration::from_secs(15);
 /// Where a temporary file starts its name (rpc-server's reserved prefix).
@@ -344,8 +347,14 @@ async fn writer(
 }
 
 /// Reads everything it can see, over and over, while the storm runs; every visible file
-/// must validate. Returns how many files it checked.
-async fn reader(base: String, token: String, stop: Arc<AtomicBool>) -> u64 {
+/// must validate. Counts each validated file in `validated` as it goes; returns how many
+/// files it checked.
+async fn reader(
+    base: String,
+    token: String,
+    stop: Arc<AtomicBool>,
+    validated: Arc<AtomicU64>,
+) -> u64 {
     let http = client();
     let mut checked = 0;
     for _ in 0..100_000 {
@@ -384,6 +393,7 @@ async fn reader(base: String, token: String, stop: Arc<AtomicBool>) -> u64 {
                         panic!("a reader saw a half-written file during the storm: {e}");
                     }
                     checked += 1;
+                    validated.fetch_add(1, Ordering::Relaxed);
                 }
                 Call::Rpc(e) => panic!("read {path} during the storm: {e}"),
                 Call::Lost(_) => return checked,
@@ -562,24 +572,31 @@ async fn sigkill_mid_storm_loses_no_acknowledged_write_and_shows_no_torn_file() 
                 stop.clone(),
             )));
         }
+        let validated = Arc::new(AtomicU64::new(0));
         let reading = tokio::spawn(reader(
             server.base.clone(),
             reader_token.clone(),
             stop.clone(),
+            validated.clone(),
         ));
 
-        // SIGKILL after a random number of acknowledgements, a random few ms later.
+        // SIGKILL after a random number of acknowledgements, and only once the reader has
+        // validated files while the writers were writing, a random few ms later.
         let kill_after = 40 + rng.below(80);
         let deadline = Instant::now() + STEP;
-        while acks.load(Ordering::Relaxed) < kill_after {
+        while acks.load(Ordering::Relaxed) < kill_after
+            || validated.load(Ordering::Relaxed) < READS_BEFORE_KILL
+        {
             assert!(
                 Instant::now() < deadline,
-                "round {round}: only {} writes acknowledged in {STEP:?}",
-                acks.load(Ordering::Relaxed)
+                "round {round}: only {} writes acknowledged and {} files read in {STEP:?}",
+                acks.load(Ordering::Relaxed),
+                validated.load(Ordering::Relaxed)
             );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         tokio::time::sleep(Duration::from_millis(rng.below(30))).await;
+        let read_before_kill = validated.load(Ordering::Relaxed);
         server.kill();
         let acked_at_kill = acks.load(Ordering::Relaxed);
         // The writers stop on their first unanswered call; `stop` only bounds stragglers.
@@ -594,6 +611,11 @@ async fn sigkill_mid_storm_loses_no_acknowledged_write_and_shows_no_torn_file() 
             .await
             .expect("reader stuck")
             .expect("reader");
+        assert!(
+            read_before_kill >= READS_BEFORE_KILL && read_checked >= read_before_kill,
+            "round {round}: the reader validated {read_before_kill} files before the kill \
+             ({read_checked} in all); the storm needs at least {READS_BEFORE_KILL} reads"
+        );
         // Answers read before the kill may be counted after it.
         let acked_round = acks.load(Ordering::Relaxed);
 
