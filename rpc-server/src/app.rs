@@ -93,10 +93,6 @@ impl Application {
                     bus.subscribe(cache.clone());
                     let zones = ZoneSource::store(store.clone(), cfg.auth_cache_ttl);
                     bus.subscribe(Arc::new(zones.clone()));
-                    let last_used = Arc::new(LastUsed::default());
-                    let auth = DatabaseAuth::new(
-                        store.clone(),
-                        hasher.clone(),
                     // Changes announced by the database reach the cache without Redis.
                     crate::auth::db_notify::start(
                         url.expose_secret(),
@@ -104,6 +100,10 @@ impl Application {
                         Some(metrics.clone()),
                     )
                     .await;
+                    let last_used = Arc::new(LastUsed::default());
+                    let auth = DatabaseAuth::new(
+                        store.clone(),
+                        hasher.clone(),
                         cache.clone(),
                         last_used.clone(),
                         metrics.clone(),
