@@ -493,6 +493,38 @@ async fn an_unreachable_rpc_server_is_503_for_any_token() {
     }
 }
 
+/// The same with a token the frontend has just seen verified: once the rpc-server is gone,
+/// a tool call (stateless or in a session) is 503 with Retry-After, never a 200 tool error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_token_gets_503_once_the_rpc_server_is_gone() {
+    let (app, fe) = hub("1000000/s", |_| {}).await;
+    let tok = app.mint("agent", Some("eng:rw"), false).await.token;
+    let sid = open_session(&fe, &tok).await;
+    let stateless = || {
+        post(
+            &fe,
+            Some(&tok),
+            &stateless_call_body("nexus_whoami", json!({})),
+        )
+    };
+    assert_eq!(send(stateless()).await.status().as_u16(), 200);
+    let _kept = app.stop().await;
+    let r = send(stateless()).await;
+    assert_eq!(r.status().as_u16(), 503, "stateless");
+    assert!(r.headers().get("retry-after").is_some());
+    let r = send(
+        post(
+            &fe,
+            Some(&tok),
+            &session_call_body("nexus_whoami", json!({})),
+        )
+        .header("mcp-session-id", &sid),
+    )
+    .await;
+    assert_eq!(r.status().as_u16(), 503, "in a session");
+    assert!(r.headers().get("retry-after").is_some());
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
