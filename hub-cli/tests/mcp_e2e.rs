@@ -257,15 +257,27 @@ fn zones_of(w: &Value) -> Vec<(String, String)> {
     z
 }
 
-/// A non-admin calling an admin tool anyway gets a tool error mentioning "admin".
+/// A non-admin calling an admin tool anyway gets a permission-denied tool error (the
+/// rpc-server's −32003) that says an admin token is needed.
 async fn admin_tool_refused(c: &Client, who: &str) {
     let msg = expect_tool_error(
         &format!("{who}: nexus_hub_token_list"),
         try_call(c, "nexus_hub_token_list", json!({})).await,
     );
+    assert_permission_denied(who, "nexus_hub_token_list", &msg);
     assert!(
         msg.to_ascii_lowercase().contains("admin"),
         "{who}: refusal of an admin tool should say it needs an admin token: {msg}"
+    );
+}
+
+/// A tool error carries no JSON-RPC code; its text does: the rpc-server's −32003 reaches the
+/// agent as "<tool> failed: permission denied: …", so any other refusal fails this.
+#[track_caller]
+fn assert_permission_denied(who: &str, tool: &str, msg: &str) {
+    assert!(
+        msg.starts_with(&format!("{tool} failed: permission denied: ")),
+        "{who}: {tool}: not a permission-denied (-32003) refusal: {msg}"
     );
 }
 
@@ -339,7 +351,8 @@ async fn zone_tokens_use_every_file_tool_in_both_eras() {
             )
             .await,
         );
-        assert!(msg.contains("ops"), "{who}: names the zone: {msg}");
+        assert_permission_denied(&who, "nexus_write_file", &msg);
+        assert!(msg.contains("'ops'"), "{who}: names the zone: {msg}");
         assert!(
             !hub.on_disk("ops", "x.txt").exists(),
             "{who}: nothing written"
@@ -384,7 +397,11 @@ async fn zone_tokens_use_every_file_tool_in_both_eras() {
             ("nexus_rmdir", json!({"path": "/dir", "recursive": true})),
         ] {
             let msg = expect_tool_error(&format!("{who}: {tool}"), try_call(&c, tool, args).await);
-            assert!(msg.contains("docs"), "{who}: {tool} names the zone: {msg}");
+            assert_permission_denied(&who, tool, &msg);
+            assert!(
+                msg.contains("'docs'"),
+                "{who}: {tool} names the zone: {msg}"
+            );
         }
         assert_eq!(
             common::walk(&hub.zones_root().join("docs")),
@@ -477,11 +494,15 @@ async fn admin_token_uses_file_and_admin_tools_in_both_eras() {
             try_call(&c, "nexus_hub_token_revoke", json!({"identifier": name})).await,
         );
         assert_eq!(revoked["key_id"], key_id.as_str(), "{who}: {revoked}");
+        let refused = try_connect(hub.mcp_url(), &minted, Era::Stateless)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{who}: a revoked token connected"));
         assert!(
-            try_connect(hub.mcp_url(), &minted, Era::Stateless)
-                .await
-                .is_err(),
-            "{who}: a revoked token must not connect"
+            refused
+                .auth_challenge()
+                .is_some_and(|c| c.contains("resource_metadata=")),
+            "{who}: a revoked token must get a 401 challenge, got: {refused}"
         );
         let again = expect_json(
             &format!("{who}: token_list --show-revoked"),
