@@ -85,8 +85,10 @@ pub struct WriteResult {
     pub path: String,
     pub size: u64,
     pub content_id: String,
-    /// True when the file did not exist before.
-    pub created: bool,
+    /// True when the file did not exist before; absent for a caller who cannot read
+    /// the zone (the answer would tell what is there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -1,6 +1,9 @@
 //! Zones and files: path normalisation ([`path`]) and the file operations ([`service`]),
-//! with atomic, durable writes under the data directory.
+//! with atomic, durable writes under the data directory, resolved beneath it without
+//! following links ([`beneath`]).
 
+mod beneath;
+mod edit;
 pub mod path;
 pub mod service;
 

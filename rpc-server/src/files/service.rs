@@ -1,23 +1,38 @@
 //! File operations on `<data_dir>/zones/<zone>/…`.
 //!
 //! Every operation receives already-normalised [`ZonePath`]s and checks the zone
-//! permission first. Blocking filesystem work runs on tokio's blocking pool. Writes go to
-//! a temporary file in the target directory, are fsynced, renamed into place, and the
-//! directory is fsynced, so a reader sees the old or the new content, never a mix, and an
-//! acknowledged write survives a crash. Mutations of one path are serialised by a striped
-//! lock so `if_match` checks and the write that follows are atomic.
+//! permission first. Paths are resolved beneath the zones directory through descriptors
+//! without following any symbolic link ([`super::beneath`]): a link inside a zone is refused
+//! when a path names it or goes through it, and is invisible to listings, glob and grep.
+//! Blocking filesystem work runs on tokio's blocking pool. Writes go to a temporary file in
+//! the target directory, are fsynced, renamed into place, and the directory is fsynced, so
+//! a reader sees the old or the new content, never a mix, and an acknowledged write
+//! survives a crash. Mutations of one path are serialised by a striped lock so `if_match`
+//! checks and the write that follows are atomic.
+//!
+//! In a zone the caller can write but not read, answers must not tell what is there:
+//! `write` leaves out `created`, `if_match` is refused (the caller cannot have read a
+//! content id), `delete` of a missing file succeeds as the delete of an existing one does,
+//! and `rename` needs `r` on the source zone (a move is a read: it lets the caller see the
+//! file elsewhere, or learn that it exists). A write-only caller still learns that a name
+//! is taken when it asks to create a directory there: refusing to clobber needs that
+//! answer.
 
-use super::path::{TEMP_PREFIX, Target, ZonePath, ZoneView};
+use super::beneath::{self, Entry, Step};
+use super::edit::{self, EditError};
+use super::path::{MAX_NAME_BYTES, TEMP_PREFIX, Target, ZonePath, ZoneView};
 use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 use nexus_wire::jsonrpc::printable;
 use nexus_wire::methods::*;
 use nexus_wire::{ErrorCode, RpcError};
+use rustix::fs::FileType;
 use sha2::{Digest, Sha256};
 use std::collections::hash_map::DefaultHasher;
 use std::fs;
 use std::hash::{Hash, Hasher};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -31,6 +46,12 @@ const MAX_GREP_MATCHES: usize = 100_000;
 /// Longest line text a grep match carries.
 const MAX_GREP_LINE: usize = 1000;
 const MAX_PATTERN_LEN: usize = 1024;
+/// Linux's `PATH_MAX`, the terminating NUL included.
+const PATH_MAX: usize = 4096;
+/// A temporary file's name: the prefix and 16 hex digits.
+const TEMP_NAME_LEN: usize = TEMP_PREFIX.len() + 16;
+/// Levels the startup sweep descends.
+const SWEEP_DEPTH: usize = 256;
 
 #[derive(Clone)]
 pub struct FileService {
@@ -39,6 +60,8 @@ pub struct FileService {
 
 struct Inner {
     root: PathBuf,
+    /// The zones directory, held open: everything is resolved beneath it.
+    root_fd: OwnedFd,
     max_file_bytes: u64,
     locks: Vec<Mutex<()>>,
 }
@@ -54,6 +77,11 @@ impl std::fmt::Debug for FileService {
 /// Maps an I/O error to a JSON-RPC error that names the caller's path, never a disk path.
 fn io_err(e: io::Error, path: &ZonePath) -> RpcError {
     let shown = path.display();
+    if beneath::is_link_error(&e) {
+        return RpcError::invalid_path(format!(
+            "{shown} is or goes through a symbolic link, which this server does not follow"
+        ));
+    }
     match e.kind() {
         io::ErrorKind::NotFound => RpcError::not_found(&shown),
         io::ErrorKind::AlreadyExists => RpcError::exists(&shown),
@@ -67,6 +95,11 @@ fn io_err(e: io::Error, path: &ZonePath) -> RpcError {
         io::ErrorKind::DirectoryNotEmpty => RpcError::invalid_params(format!(
             "directory not empty: {shown} (use recursive: true)"
         )),
+        // Refused up front (`check_disk_len`, the normaliser); kept as the caller's error
+        // should a filesystem with smaller limits still refuse.
+        io::ErrorKind::InvalidFilename | io::ErrorKind::InvalidInput => {
+            RpcError::invalid_path(format!("path too long or not valid here: {shown}"))
+        }
         io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
             RpcError::new(ErrorCode::Internal, "storage full")
         }
@@ -75,6 +108,25 @@ fn io_err(e: io::Error, path: &ZonePath) -> RpcError {
             RpcError::internal()
         }
     }
+}
+
+/// Nothing at that path: the entry or one of its parents is missing, or a parent is a file.
+fn is_missing(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
+}
+
+fn link_refused(zp: &ZonePath) -> RpcError {
+    io_err(io::Error::from(rustix::io::Errno::LOOP), zp)
+}
+
+fn too_large(max: u64) -> RpcError {
+    RpcError::new(
+        ErrorCode::TooLarge,
+        format!("content larger than the {max} byte limit"),
+    )
 }
 
 fn rfc3339(t: io::Result<std::time::SystemTime>) -> Option<String> {
@@ -103,14 +155,45 @@ fn check_page(limit: usize) -> Result<usize, RpcError> {
     Ok(limit)
 }
 
-fn fsync_dir(dir: &Path) -> io::Result<()> {
-    fs::File::open(dir)?.sync_all()
-}
-
 fn random_suffix() -> String {
     let mut b = [0u8; 8];
     getrandom::fill(&mut b).unwrap_or_default();
     hex::encode(b)
+}
+
+/// Reads an opened regular file of at most `max` bytes (one that grew past it since it
+/// was measured is refused too).
+fn read_bounded(f: fs::File, len: u64, max: u64) -> io::Result<Result<Vec<u8>, u64>> {
+    let mut bytes = Vec::with_capacity(usize::try_from(len.min(max)).unwrap_or(0));
+    f.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+    Ok(if bytes.len() as u64 > max {
+        Err(max)
+    } else {
+        Ok(bytes)
+    })
+}
+
+/// Reads the regular file a walk met, if it is at most `max` bytes.
+fn read_entry(entry: &Entry<'_>, max: u64) -> Option<Vec<u8>> {
+    if !entry.is_file() || entry.len() > max {
+        return None;
+    }
+    let f = entry.open().ok()?;
+    let meta = f.metadata().ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    read_bounded(f, meta.len(), max).ok()?.ok()
+}
+
+/// How much of a path [`FileService::parent_dir`] may create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Create {
+    Nothing,
+    /// The zone's own directory (a zone starts out without one).
+    ZoneRoot,
+    /// Every missing parent.
+    Parents,
 }
 
 impl FileService {
@@ -118,9 +201,11 @@ impl FileService {
         let root = data_dir.join("zones");
         fs::create_dir_all(&root)?;
         let root = root.canonicalize()?;
+        let root_fd = beneath::open_root(&root)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 root,
+                root_fd,
                 max_file_bytes,
                 locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             }),
@@ -131,12 +216,53 @@ impl FileService {
         self.inner.max_file_bytes
     }
 
-    fn disk(&self, p: &ZonePath) -> PathBuf {
-        let mut d = self.inner.root.join(&p.zone);
-        for c in &p.rel {
-            d.push(c);
+    fn root(&self) -> BorrowedFd<'_> {
+        self.inner.root_fd.as_fd()
+    }
+
+    /// Opens the directory that holds `zp` (the zones directory for a zone root) without
+    /// following links, and returns it with the entry's name there.
+    fn parent_dir<'p>(&self, zp: &'p ZonePath, create: Create) -> io::Result<(OwnedFd, &'p str)> {
+        let Some((leaf, parents)) = zp.rel.split_last() else {
+            return Ok((self.root().try_clone_to_owned()?, zp.zone.as_str()));
+        };
+        let dir = match create {
+            Create::Nothing => {
+                let zone = beneath::open_subdir(self.root(), &zp.zone)?;
+                beneath::open_dir(zone.as_fd(), parents)?
+            }
+            Create::ZoneRoot => {
+                let (zone, created) = beneath::open_dir_create(self.root(), &[&zp.zone])?;
+                if created {
+                    beneath::fsync(self.root())?;
+                }
+                beneath::open_dir(zone.as_fd(), parents)?
+            }
+            Create::Parents => {
+                let mut all = Vec::with_capacity(parents.len() + 1);
+                all.push(zp.zone.as_str());
+                all.extend(parents.iter().map(String::as_str));
+                beneath::open_dir_create(self.root(), &all)?.0
+            }
+        };
+        Ok((dir, leaf.as_str()))
+    }
+
+    /// The entry at `zp` and the directory holding it; `None` when nothing is there.
+    fn lookup<'p>(
+        &self,
+        zp: &'p ZonePath,
+    ) -> Result<Option<(OwnedFd, &'p str, rustix::fs::Stat)>, RpcError> {
+        let (dir, leaf) = match self.parent_dir(zp, Create::Nothing) {
+            Ok(found) => found,
+            Err(e) if is_missing(&e) => return Ok(None),
+            Err(e) => return Err(io_err(e, zp)),
+        };
+        match beneath::lstat(dir.as_fd(), leaf) {
+            Ok(st) => Ok(Some((dir, leaf, st))),
+            Err(e) if is_missing(&e) => Ok(None),
+            Err(e) => Err(io_err(e, zp)),
         }
-        d
     }
 
     fn stripe(&self, p: &ZonePath) -> usize {
@@ -156,8 +282,43 @@ impl FileService {
             .map_err(|_| RpcError::internal())?
     }
 
-    fn zone_path(view: &ZoneView, raw: &str) -> Result<ZonePath, RpcError> {
-        match view.resolve(raw)? {
+    /// Resolves caller path text, refusing paths the disk could not hold.
+    fn resolve(&self, view: &ZoneView, raw: &str) -> Result<Target, RpcError> {
+        let target = view.resolve(raw)?;
+        if let Target::Zone(zp) = &target {
+            self.check_disk_len(zp)?;
+        }
+        Ok(target)
+    }
+
+    /// Every path this server puts on disk for `zp` — `<root>/<zone>/…/<name>` and the
+    /// temporary file written beside it — must fit in `PATH_MAX`, so tools that reach the
+    /// data dir by path (backups, restores, the startup sweep) can reach everything, and a
+    /// path that cannot be stored is refused before any directory is made for it. Each
+    /// name is within `NAME_MAX` already: the normaliser's limit, zone names' 63 bytes,
+    /// temporary names' 27.
+    fn check_disk_len(&self, zp: &ZonePath) -> Result<(), RpcError> {
+        let zone_dir = self.inner.root.as_os_str().len() + 1 + zp.zone.len();
+        let parent = zone_dir
+            + zp.rel
+                .iter()
+                .rev()
+                .skip(1)
+                .map(|c| c.len() + 1)
+                .sum::<usize>();
+        let own = zp.rel.last().map_or(0, |c| c.len() + 1);
+        let longest = (parent + own).max(parent + 1 + TEMP_NAME_LEN);
+        if longest >= PATH_MAX || zp.rel.iter().any(|c| c.len() > MAX_NAME_BYTES) {
+            let room = (PATH_MAX - 1).saturating_sub(zone_dir + 1 + TEMP_NAME_LEN + 1);
+            return Err(RpcError::invalid_path(format!(
+                "path too long for this server's storage: at most about {room} bytes below a zone root"
+            )));
+        }
+        Ok(())
+    }
+
+    fn zone_path(&self, view: &ZoneView, raw: &str) -> Result<ZonePath, RpcError> {
+        match self.resolve(view, raw)? {
             Target::Zone(p) => Ok(p),
             Target::Root => Err(RpcError::invalid_path(
                 "this operation needs a path inside a zone: /zone/<zone>/…",
@@ -168,14 +329,18 @@ impl FileService {
     // ---------------------------------------------------------------- reads
 
     pub async fn read(&self, view: &ZoneView, p: ReadParams) -> Result<ReadResult, RpcError> {
-        let zp = Self::zone_path(view, &p.path)?;
+        let zp = self.zone_path(view, &p.path)?;
         zp.require_read()?;
-        let disk = self.disk(&zp);
         let max = self.inner.max_file_bytes;
         let shown = zp.display();
+        let svc = self.clone();
         let bytes = self
             .blocking(move |_| {
-                let meta = fs::symlink_metadata(&disk).map_err(|e| io_err(e, &zp))?;
+                let (dir, leaf) = svc
+                    .parent_dir(&zp, Create::Nothing)
+                    .map_err(|e| io_err(e, &zp))?;
+                let f = beneath::open_read(dir.as_fd(), leaf).map_err(|e| io_err(e, &zp))?;
+                let meta = f.metadata().map_err(|e| io_err(e, &zp))?;
                 if meta.is_dir() {
                     return Err(RpcError::invalid_params(format!(
                         "{} is a directory",
@@ -191,7 +356,11 @@ impl FileService {
                         format!("file larger than {max} bytes"),
                     ));
                 }
-                fs::read(&disk).map_err(|e| io_err(e, &zp))
+                read_bounded(f, meta.len(), max)
+                    .map_err(|e| io_err(e, &zp))?
+                    .map_err(|max| {
+                        RpcError::new(ErrorCode::TooLarge, format!("file larger than {max} bytes"))
+                    })
             })
             .await?;
         let id = content_id(&bytes);
@@ -214,7 +383,7 @@ impl FileService {
     }
 
     pub async fn stat(&self, view: &ZoneView, p: PathParams) -> Result<StatResult, RpcError> {
-        let zp = match view.resolve(&p.path)? {
+        let zp = match self.resolve(view, &p.path)? {
             Target::Root => {
                 return Ok(StatResult {
                     path: "/".into(),
@@ -228,14 +397,13 @@ impl FileService {
             Target::Zone(zp) => zp,
         };
         zp.require_read()?;
-        let disk = self.disk(&zp);
         let max = self.inner.max_file_bytes;
+        let svc = self.clone();
         self.blocking(move |_| {
             let shown = zp.display();
-            let meta = match fs::symlink_metadata(&disk) {
-                Ok(m) if m.is_dir() || m.is_file() => m,
-                Ok(_) => return Ok(missing(shown)),
-                Err(e) if e.kind() == io::ErrorKind::NotFound && zp.is_root() => {
+            let Some((dir, leaf, st)) = svc.lookup(&zp)? else {
+                if zp.is_root() {
+                    // A zone without files has no directory yet.
                     return Ok(StatResult {
                         path: shown,
                         exists: true,
@@ -245,27 +413,41 @@ impl FileService {
                         content_id: None,
                     });
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-                    ) =>
-                {
+                return Ok(missing(shown));
+            };
+            let ft = beneath::kind(&st);
+            if ft == FileType::Symlink {
+                return Err(link_refused(&zp));
+            }
+            if ft != FileType::Directory && ft != FileType::RegularFile {
+                return Ok(missing(shown));
+            }
+            let (is_dir, size, modified, cid) = if ft == FileType::Directory {
+                let d = beneath::open_subdir(dir.as_fd(), leaf).map_err(|e| io_err(e, &zp))?;
+                let meta = fs::File::from(d).metadata().map_err(|e| io_err(e, &zp))?;
+                (true, 0, rfc3339(meta.modified()), None)
+            } else {
+                let f = beneath::open_read(dir.as_fd(), leaf).map_err(|e| io_err(e, &zp))?;
+                let meta = f.metadata().map_err(|e| io_err(e, &zp))?;
+                if !meta.is_file() {
                     return Ok(missing(shown));
                 }
-                Err(e) => return Err(io_err(e, &zp)),
-            };
-            let cid = if meta.is_file() && meta.len() <= max {
-                Some(content_id(&fs::read(&disk).map_err(|e| io_err(e, &zp))?))
-            } else {
-                None
+                let cid = if meta.len() <= max {
+                    read_bounded(f, meta.len(), max)
+                        .map_err(|e| io_err(e, &zp))?
+                        .ok()
+                        .map(|b| content_id(&b))
+                } else {
+                    None
+                };
+                (false, meta.len(), rfc3339(meta.modified()), cid)
             };
             Ok(StatResult {
                 path: shown,
                 exists: true,
-                is_dir: meta.is_dir(),
-                size: if meta.is_file() { meta.len() } else { 0 },
-                modified: rfc3339(meta.modified()),
+                is_dir,
+                size,
+                modified,
                 content_id: cid,
             })
         })
@@ -276,7 +458,7 @@ impl FileService {
         let limit = check_page(p.limit)?;
         let bases = self.bases(view, &p.path, true)?;
         let recursive = p.recursive;
-        let root_listing = matches!(view.resolve(&p.path)?, Target::Root);
+        let root_listing = matches!(self.resolve(view, &p.path)?, Target::Root);
         let svc = self.clone();
         let all = self
             .blocking(move |_| {
@@ -336,7 +518,7 @@ impl FileService {
             .build()
             .map_err(|e| RpcError::invalid_params(format!("invalid glob pattern: {}", e.kind())))?
             .compile_matcher();
-        let base_display = match view.resolve(&p.path)? {
+        let base_display = match self.resolve(view, &p.path)? {
             Target::Root => "/".to_owned(),
             Target::Zone(zp) => zp.display(),
         };
@@ -400,14 +582,11 @@ impl FileService {
                 let mut out = Vec::new();
                 let mut truncated = false;
                 for base in &bases {
-                    let is_file = fs::symlink_metadata(svc.disk(base))
-                        .map(|m| m.is_file())
-                        .unwrap_or(false);
-                    let mut scan = |zp: &ZonePath, meta: &fs::Metadata| -> bool {
+                    let mut scan = |zp: &ZonePath, meta: &Entry<'_>| -> bool {
                         if !meta.is_file() || meta.len() > max {
                             return true;
                         }
-                        let Ok(bytes) = fs::read(svc.disk(zp)) else {
+                        let Some(bytes) = read_entry(meta, max) else {
                             return true;
                         };
                         // Binary files are skipped, as grep tools do.
@@ -431,13 +610,7 @@ impl FileService {
                         }
                         true
                     };
-                    if is_file {
-                        let meta =
-                            fs::symlink_metadata(svc.disk(base)).map_err(|e| io_err(e, base))?;
-                        scan(base, &meta);
-                    } else {
-                        svc.walk(base, true, false, &mut scan)?;
-                    }
+                    svc.walk(base, true, true, &mut scan)?;
                     if truncated {
                         break;
                     }
@@ -463,7 +636,7 @@ impl FileService {
         raw: &str,
         include_unreadable: bool,
     ) -> Result<Vec<ZonePath>, RpcError> {
-        match view.resolve(raw)? {
+        match self.resolve(view, raw)? {
             Target::Root => Ok(view
                 .zones()
                 .into_iter()
@@ -477,72 +650,77 @@ impl FileService {
         }
     }
 
-    /// Visits entries below `base` in name order, without following symlinks and hiding
-    /// temporary files. A missing zone root is an empty zone; another missing base is an
-    /// error. `visit` returns false to stop.
+    /// Visits entries below `base` in name order through descriptors, never following or
+    /// showing a symbolic link, and hiding temporary files. A missing zone root is an empty
+    /// zone; another missing base is an error. A base that is a file is an error, or with
+    /// `file_base` the one entry visited. `visit` returns false to stop.
     fn walk(
         &self,
         base: &ZonePath,
         recursive: bool,
-        _files_only: bool,
-        visit: &mut dyn FnMut(&ZonePath, &fs::Metadata) -> bool,
+        file_base: bool,
+        visit: &mut dyn FnMut(&ZonePath, &Entry<'_>) -> bool,
     ) -> Result<(), RpcError> {
-        let disk = self.disk(base);
-        match fs::symlink_metadata(&disk) {
-            Ok(m) if m.is_dir() => {}
-            Ok(m) if m.is_file() => {
+        let Some((dir, leaf, st)) = self.lookup(base)? else {
+            return if base.is_root() {
+                Ok(())
+            } else {
+                Err(RpcError::not_found(&base.display()))
+            };
+        };
+        match beneath::kind(&st) {
+            FileType::Directory => {}
+            FileType::RegularFile if file_base => {
+                visit(base, &Entry::new(dir.as_fd(), leaf, st));
+                return Ok(());
+            }
+            FileType::RegularFile => {
                 return Err(RpcError::invalid_params(format!(
                     "{} is a file, not a directory",
                     base.display()
                 )));
             }
-            Ok(_) => return Err(RpcError::not_found(&base.display())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound && base.is_root() => return Ok(()),
-            Err(e) => return Err(io_err(e, base)),
+            FileType::Symlink => return Err(link_refused(base)),
+            _ => return Err(RpcError::not_found(&base.display())),
         }
-        let walker = walkdir::WalkDir::new(&disk)
-            .min_depth(1)
-            .max_depth(if recursive { super::path::MAX_DEPTH } else { 1 })
-            .follow_links(false)
-            .sort_by_file_name()
-            .into_iter()
-            .filter_entry(|e| !e.file_name().to_string_lossy().starts_with(TEMP_PREFIX));
-        for (n, entry) in walker.enumerate() {
-            if n >= MAX_WALK {
-                break;
-            }
-            let Ok(entry) = entry else { continue };
-            let ft = entry.file_type();
-            if ft.is_symlink() || !(ft.is_dir() || ft.is_file()) {
-                continue;
-            }
-            let Ok(rel) = entry.path().strip_prefix(&disk) else {
-                continue;
-            };
-            let mut zp = base.clone();
-            let mut ok = true;
-            for c in rel.components() {
-                match c.as_os_str().to_str() {
-                    Some(s) => zp.rel.push(s.to_owned()),
-                    None => ok = false,
+        let sub = beneath::open_subdir(dir.as_fd(), leaf).map_err(|e| io_err(e, base))?;
+        let depth = if recursive { super::path::MAX_DEPTH } else { 1 };
+        let mut zp = base.clone();
+        beneath::walk(
+            sub.as_fd(),
+            depth,
+            MAX_WALK,
+            &|name| name.starts_with(TEMP_PREFIX),
+            &mut |rel, entry| {
+                zp.rel.truncate(base.rel.len());
+                zp.rel.extend_from_slice(rel);
+                if visit(&zp, entry) {
+                    Step::Continue
+                } else {
+                    Step::Stop
                 }
-            }
-            if !ok {
-                continue;
-            }
-            let Ok(meta) = entry.metadata() else { continue };
-            if !visit(&zp, &meta) {
-                break;
-            }
-        }
-        Ok(())
+            },
+        )
+        .map_err(|e| io_err(e, base))
     }
 
     // ---------------------------------------------------------------- writes
 
     pub async fn write(&self, view: &ZoneView, p: WriteParams) -> Result<WriteResult, RpcError> {
-        let zp = Self::zone_path(view, &p.path)?;
+        let zp = self.zone_path(view, &p.path)?;
         zp.require_write()?;
+        let readable = zp.permission.can_read();
+        if p.if_match.is_some() && !readable {
+            // A content id comes from a read; answering "conflict" or not would tell a
+            // caller who cannot read the zone what a file holds.
+            return Err(RpcError::permission_denied(format!(
+                "permission denied: if_match needs read access, and zone '{}' is write-only for this token",
+                zp.zone
+            )));
+        }
+        if zp.is_root() {
+            return Err(RpcError::invalid_params("cannot write to a zone root"));
+        }
         let bytes = match p.encoding {
             Encoding::Utf8 => p.content.into_bytes(),
             Encoding::Base64 => base64::engine::general_purpose::STANDARD
@@ -554,19 +732,24 @@ impl FileService {
         self.blocking(move |_| {
             let _g = svc.lock(&zp);
             let created = svc.check_if_match(&zp, p.if_match.as_deref())?;
-            svc.atomic_write(&zp, &bytes)?;
+            let (dir, leaf) = svc
+                .parent_dir(&zp, Create::Parents)
+                .map_err(|e| io_err(e, &zp))?;
+            svc.atomic_write(dir.as_fd(), leaf, &bytes)
+                .map_err(|e| io_err(e, &zp))?;
             Ok(WriteResult {
                 path: zp.display(),
                 size: bytes.len() as u64,
                 content_id: content_id(&bytes),
-                created,
+                // Whether the file existed is not the business of a caller who cannot read.
+                created: readable.then_some(created),
             })
         })
         .await
     }
 
     pub async fn edit(&self, view: &ZoneView, p: EditParams) -> Result<EditResult, RpcError> {
-        let zp = Self::zone_path(view, &p.path)?;
+        let zp = self.zone_path(view, &p.path)?;
         zp.require_write()?;
         zp.require_read()?;
         if p.edits.is_empty() || p.edits.len() > 1000 {
@@ -574,57 +757,54 @@ impl FileService {
                 "edits must hold 1-1000 {old_str, new_str} items",
             ));
         }
+        let max = self.inner.max_file_bytes;
         let svc = self.clone();
         self.blocking(move |_| {
             let _g = svc.lock(&zp);
-            let disk = svc.disk(&zp);
-            let meta = fs::symlink_metadata(&disk).map_err(|e| io_err(e, &zp))?;
+            let (dir, leaf) = svc
+                .parent_dir(&zp, Create::Nothing)
+                .map_err(|e| io_err(e, &zp))?;
+            let f = beneath::open_read(dir.as_fd(), leaf).map_err(|e| io_err(e, &zp))?;
+            let meta = f.metadata().map_err(|e| io_err(e, &zp))?;
             if !meta.is_file() {
                 return Err(RpcError::invalid_params(format!("{} is not a file", zp.display())));
             }
-            let old = fs::read(&disk).map_err(|e| io_err(e, &zp))?;
+            let old = read_bounded(f, meta.len(), max)
+                .map_err(|e| io_err(e, &zp))?
+                .map_err(too_large)?;
             if let Some(want) = &p.if_match
                 && *want != content_id(&old)
             {
                 return Err(conflict(&zp));
             }
-            let mut text = String::from_utf8(old)
+            let text = String::from_utf8(old)
                 .map_err(|_| RpcError::invalid_params(format!("{} is not valid UTF-8 text", zp.display())))?;
-            let mut replacements = 0u64;
-            for (i, e) in p.edits.iter().enumerate() {
-                if e.old_str.is_empty() {
-                    return Err(RpcError::invalid_params(format!("edit {}: old_str is empty", i + 1)));
+            let edits = p.edits.iter().map(|e| (e.old_str.as_str(), e.new_str.as_str(), e.replace_all));
+            let (text, replacements) = edit::apply(text, edits, max).map_err(|e| match e {
+                EditError::EmptyOld { edit } => {
+                    RpcError::invalid_params(format!("edit {edit}: old_str is empty"))
                 }
-                let n = text.matches(&e.old_str).count();
-                match (n, e.replace_all) {
-                    (0, _) => {
-                        return Err(RpcError::invalid_params(format!(
-                            "edit {}: old_str not found in {}",
-                            i + 1,
-                            zp.display()
-                        )));
-                    }
-                    (1, _) | (_, true) => {
-                        text = text.replace(&e.old_str, &e.new_str);
-                        replacements += n as u64;
-                    }
-                    (n, false) => {
-                        return Err(RpcError::invalid_params(format!(
-                            "edit {}: old_str occurs {n} times; add surrounding context or set replace_all",
-                            i + 1
-                        )));
-                    }
-                }
-                svc.check_size(text.len())?;
-            }
-            svc.atomic_write(&zp, text.as_bytes())?;
+                EditError::NotFound { edit } => RpcError::invalid_params(format!(
+                    "edit {edit}: old_str not found in {}",
+                    zp.display()
+                )),
+                EditError::Ambiguous { edit, count } => RpcError::invalid_params(format!(
+                    "edit {edit}: old_str occurs {count} times; add surrounding context or set replace_all"
+                )),
+                EditError::TooLarge { edit } => RpcError::new(
+                    ErrorCode::TooLarge,
+                    format!("edit {edit}: the result would be larger than the {max} byte limit"),
+                ),
+            })?;
+            svc.atomic_write(dir.as_fd(), leaf, text.as_bytes())
+                .map_err(|e| io_err(e, &zp))?;
             Ok(EditResult { path: zp.display(), size: text.len() as u64, content_id: content_id(text.as_bytes()), replacements })
         })
         .await
     }
 
     pub async fn delete(&self, view: &ZoneView, p: PathParams) -> Result<PathResult, RpcError> {
-        let zp = Self::zone_path(view, &p.path)?;
+        let zp = self.zone_path(view, &p.path)?;
         zp.require_write()?;
         if zp.is_root() {
             return Err(RpcError::invalid_params("cannot delete a zone root"));
@@ -632,45 +812,55 @@ impl FileService {
         let svc = self.clone();
         self.blocking(move |_| {
             let _g = svc.lock(&zp);
-            let disk = svc.disk(&zp);
-            let meta = fs::symlink_metadata(&disk).map_err(|e| io_err(e, &zp))?;
-            if meta.is_dir() {
-                return Err(RpcError::invalid_params(format!(
-                    "{} is a directory; use rmdir",
-                    zp.display()
-                )));
+            let Some((dir, leaf, st)) = svc.lookup(&zp)? else {
+                // A caller who cannot read the zone gets the same answer whether or not
+                // the file was there: afterwards it is not.
+                return if zp.permission.can_read() {
+                    Err(RpcError::not_found(&zp.display()))
+                } else {
+                    Ok(PathResult { path: zp.display() })
+                };
+            };
+            match beneath::kind(&st) {
+                FileType::Directory => {
+                    return Err(RpcError::invalid_params(format!(
+                        "{} is a directory; use rmdir",
+                        zp.display()
+                    )));
+                }
+                FileType::Symlink => return Err(link_refused(&zp)),
+                _ => {}
             }
-            fs::remove_file(&disk).map_err(|e| io_err(e, &zp))?;
-            sync_parent(&disk).map_err(|e| io_err(e, &zp))?;
+            beneath::unlink(dir.as_fd(), leaf).map_err(|e| io_err(e, &zp))?;
+            beneath::fsync(dir.as_fd()).map_err(|e| io_err(e, &zp))?;
             Ok(PathResult { path: zp.display() })
         })
         .await
     }
 
     pub async fn mkdir(&self, view: &ZoneView, p: MkdirParams) -> Result<PathResult, RpcError> {
-        let zp = Self::zone_path(view, &p.path)?;
+        let zp = self.zone_path(view, &p.path)?;
         zp.require_write()?;
         let svc = self.clone();
         self.blocking(move |_| {
             let _g = svc.lock(&zp);
-            let disk = svc.disk(&zp);
-            match fs::symlink_metadata(&disk) {
-                Ok(m) if m.is_dir() => {
-                    return if p.exist_ok || zp.is_root() {
-                        Ok(PathResult { path: zp.display() })
-                    } else {
-                        Err(RpcError::exists(&zp.display()))
-                    };
-                }
-                Ok(_) => return Err(RpcError::exists(&zp.display())),
-                Err(_) => {}
-            }
-            if p.parents {
-                svc.make_dirs(&zp)?;
+            let create = if p.parents {
+                Create::Parents
             } else {
-                svc.ensure_zone_root(&zp)?;
-                fs::create_dir(&disk).map_err(|e| io_err(e, &zp))?;
-                sync_parent(&disk).map_err(|e| io_err(e, &zp))?;
+                Create::ZoneRoot
+            };
+            let (dir, leaf) = svc.parent_dir(&zp, create).map_err(|e| io_err(e, &zp))?;
+            match beneath::mkdir(dir.as_fd(), leaf) {
+                Ok(()) => beneath::fsync(dir.as_fd()).map_err(|e| io_err(e, &zp))?,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let st = beneath::lstat(dir.as_fd(), leaf).map_err(|e| io_err(e, &zp))?;
+                    match beneath::kind(&st) {
+                        FileType::Directory if p.exist_ok || zp.is_root() => {}
+                        FileType::Symlink => return Err(link_refused(&zp)),
+                        _ => return Err(RpcError::exists(&zp.display())),
+                    }
+                }
+                Err(e) => return Err(io_err(e, &zp)),
             }
             Ok(PathResult { path: zp.display() })
         })
@@ -678,7 +868,7 @@ impl FileService {
     }
 
     pub async fn rmdir(&self, view: &ZoneView, p: RmdirParams) -> Result<PathResult, RpcError> {
-        let zp = Self::zone_path(view, &p.path)?;
+        let zp = self.zone_path(view, &p.path)?;
         zp.require_write()?;
         if zp.is_root() {
             return Err(RpcError::invalid_params("cannot remove a zone root"));
@@ -686,28 +876,36 @@ impl FileService {
         let svc = self.clone();
         self.blocking(move |_| {
             let _g = svc.lock(&zp);
-            let disk = svc.disk(&zp);
-            let meta = fs::symlink_metadata(&disk).map_err(|e| io_err(e, &zp))?;
-            if !meta.is_dir() {
-                return Err(RpcError::invalid_params(format!(
-                    "{} is not a directory; use delete",
-                    zp.display()
-                )));
+            let Some((dir, leaf, st)) = svc.lookup(&zp)? else {
+                return Err(RpcError::not_found(&zp.display()));
+            };
+            match beneath::kind(&st) {
+                FileType::Directory => {}
+                FileType::Symlink => return Err(link_refused(&zp)),
+                _ => {
+                    return Err(RpcError::invalid_params(format!(
+                        "{} is not a directory; use delete",
+                        zp.display()
+                    )));
+                }
             }
             if p.recursive {
-                fs::remove_dir_all(&disk).map_err(|e| io_err(e, &zp))?;
+                beneath::remove_tree(dir.as_fd(), leaf).map_err(|e| io_err(e, &zp))?;
             } else {
-                fs::remove_dir(&disk).map_err(|e| io_err(e, &zp))?;
+                beneath::rmdir(dir.as_fd(), leaf).map_err(|e| io_err(e, &zp))?;
             }
-            sync_parent(&disk).map_err(|e| io_err(e, &zp))?;
+            beneath::fsync(dir.as_fd()).map_err(|e| io_err(e, &zp))?;
             Ok(PathResult { path: zp.display() })
         })
         .await
     }
 
     pub async fn rename(&self, view: &ZoneView, p: RenameParams) -> Result<RenameResult, RpcError> {
-        let from = Self::zone_path(view, &p.old_path)?;
-        let to = Self::zone_path(view, &p.new_path)?;
+        let from = self.zone_path(view, &p.old_path)?;
+        let to = self.zone_path(view, &p.new_path)?;
+        // A move reads its source: it shows the file at a new place (maybe a zone the
+        // caller can read) and tells whether it existed.
+        from.require_read()?;
         from.require_write()?;
         to.require_write()?;
         if from.is_root() || to.is_root() {
@@ -729,21 +927,30 @@ impl FileService {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
             });
-            let src = svc.disk(&from);
-            let dst = svc.disk(&to);
-            let src_meta = fs::symlink_metadata(&src).map_err(|e| io_err(e, &from))?;
-            match fs::symlink_metadata(&dst) {
-                Ok(m) if m.is_dir() || !p.overwrite || src_meta.is_dir() => {
-                    return Err(RpcError::exists(&to.display()));
+            let Some((src_dir, src_leaf, src_st)) = svc.lookup(&from)? else {
+                return Err(RpcError::not_found(&from.display()));
+            };
+            let src_kind = beneath::kind(&src_st);
+            if src_kind == FileType::Symlink {
+                return Err(link_refused(&from));
+            }
+            if let Some((_, _, dst_st)) = svc.lookup(&to)? {
+                match beneath::kind(&dst_st) {
+                    FileType::Symlink => return Err(link_refused(&to)),
+                    FileType::Directory => return Err(RpcError::exists(&to.display())),
+                    _ if !p.overwrite || src_kind == FileType::Directory => {
+                        return Err(RpcError::exists(&to.display()));
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
-            if let Some(parent) = to.parent() {
-                svc.make_dirs(&parent)?;
-            }
-            fs::rename(&src, &dst).map_err(|e| io_err(e, &to))?;
-            sync_parent(&dst).map_err(|e| io_err(e, &to))?;
-            sync_parent(&src).map_err(|e| io_err(e, &from))?;
+            let (dst_dir, dst_leaf) = svc
+                .parent_dir(&to, Create::Parents)
+                .map_err(|e| io_err(e, &to))?;
+            beneath::rename(src_dir.as_fd(), src_leaf, dst_dir.as_fd(), dst_leaf)
+                .map_err(|e| io_err(e, &to))?;
+            beneath::fsync(dst_dir.as_fd()).map_err(|e| io_err(e, &to))?;
+            beneath::fsync(src_dir.as_fd()).map_err(|e| io_err(e, &from))?;
             Ok(RenameResult {
                 old_path: from.display(),
                 new_path: to.display(),
@@ -756,13 +963,7 @@ impl FileService {
 
     fn check_size(&self, len: usize) -> Result<(), RpcError> {
         if len as u64 > self.inner.max_file_bytes {
-            return Err(RpcError::new(
-                ErrorCode::TooLarge,
-                format!(
-                    "content larger than the {} byte limit",
-                    self.inner.max_file_bytes
-                ),
-            ));
+            return Err(too_large(self.inner.max_file_bytes));
         }
         Ok(())
     }
@@ -775,103 +976,39 @@ impl FileService {
 
     /// Checks `if_match` against the current content; returns whether the file is new.
     fn check_if_match(&self, zp: &ZonePath, if_match: Option<&str>) -> Result<bool, RpcError> {
-        let disk = self.disk(zp);
-        match fs::symlink_metadata(&disk) {
-            Ok(m) if m.is_dir() => Err(RpcError::invalid_params(format!(
-                "{} is a directory",
-                zp.display()
-            ))),
-            Ok(_) => {
-                if let Some(want) = if_match {
-                    let current = fs::read(&disk).map_err(|e| io_err(e, zp))?;
-                    if content_id(&current) != want {
-                        return Err(conflict(zp));
-                    }
-                }
-                Ok(false)
+        let Some((dir, leaf, st)) = self.lookup(zp)? else {
+            if if_match.is_some() {
+                return Err(conflict(zp));
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-                ) =>
-            {
-                if if_match.is_some() {
-                    return Err(conflict(zp));
-                }
-                Ok(true)
+            return Ok(true);
+        };
+        match beneath::kind(&st) {
+            FileType::Directory => {
+                return Err(RpcError::invalid_params(format!(
+                    "{} is a directory",
+                    zp.display()
+                )));
             }
-            Err(e) => Err(io_err(e, zp)),
+            FileType::Symlink => return Err(link_refused(zp)),
+            _ => {}
         }
+        if let Some(want) = if_match {
+            let max = self.inner.max_file_bytes;
+            let f = beneath::open_read(dir.as_fd(), leaf).map_err(|e| io_err(e, zp))?;
+            let meta = f.metadata().map_err(|e| io_err(e, zp))?;
+            let current = read_bounded(f, meta.len(), max).map_err(|e| io_err(e, zp))?;
+            if current.map(|b| content_id(&b)).ok().as_deref() != Some(want) {
+                return Err(conflict(zp));
+            }
+        }
+        Ok(false)
     }
 
-    fn ensure_zone_root(&self, zp: &ZonePath) -> Result<(), RpcError> {
-        let root = self.inner.root.join(&zp.zone);
-        if !root.is_dir() {
-            fs::create_dir(&root)
-                .or_else(|e| {
-                    if e.kind() == io::ErrorKind::AlreadyExists {
-                        Ok(())
-                    } else {
-                        Err(e)
-                    }
-                })
-                .map_err(|e| io_err(e, zp))?;
-            fsync_dir(&self.inner.root).map_err(|e| io_err(e, zp))?;
-        }
-        Ok(())
-    }
-
-    /// Creates `zp` and its missing parents as directories, fsyncing each new entry.
-    fn make_dirs(&self, zp: &ZonePath) -> Result<(), RpcError> {
-        self.ensure_zone_root(zp)?;
-        let mut cur = self.inner.root.join(&zp.zone);
-        let mut shown = zp.clone();
-        shown.rel.clear();
-        for c in &zp.rel {
-            shown.rel.push(c.clone());
-            let next = cur.join(c);
-            match fs::symlink_metadata(&next) {
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => {
-                    return Err(RpcError::invalid_path(format!(
-                        "{} exists and is not a directory",
-                        shown.display()
-                    )));
-                }
-                Err(_) => {
-                    match fs::create_dir(&next) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                        Err(e) => return Err(io_err(e, &shown)),
-                    }
-                    fsync_dir(&cur).map_err(|e| io_err(e, &shown))?;
-                }
-            }
-            cur = next;
-        }
-        Ok(())
-    }
-
-    /// temp file → write → fsync → rename over the target → fsync the directory.
-    fn atomic_write(&self, zp: &ZonePath, bytes: &[u8]) -> Result<(), RpcError> {
-        if zp.is_root() {
-            return Err(RpcError::invalid_params("cannot write to a zone root"));
-        }
-        if let Some(parent) = zp.parent() {
-            self.make_dirs(&parent)?;
-        }
-        let target = self.disk(zp);
-        let dir = target
-            .parent()
-            .ok_or_else(RpcError::internal)?
-            .to_path_buf();
-        let tmp = dir.join(format!("{TEMP_PREFIX}{}", random_suffix()));
+    /// temp file → write → fsync → rename over `name` in `dir` → fsync the directory.
+    fn atomic_write(&self, dir: BorrowedFd<'_>, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let tmp = format!("{TEMP_PREFIX}{}", random_suffix());
         let res = (|| -> io::Result<()> {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)?;
+            let mut f = beneath::create_new(dir, &tmp)?;
             // Held until the file is closed after its rename, so a replica sweeping a shared
             // data dir at startup can tell this in-flight file from one abandoned by a crash.
             // Best effort: a filesystem without locks must not fail the write.
@@ -879,14 +1016,13 @@ impl FileService {
             f.write_all(bytes)?;
             f.sync_all()?;
             drop(f);
-            fs::rename(&tmp, &target)?;
-            fsync_dir(&dir)
+            beneath::rename(dir, &tmp, dir, name)?;
+            beneath::fsync(dir)
         })();
-        if let Err(e) = res {
-            let _ = fs::remove_file(&tmp);
-            return Err(io_err(e, zp));
+        if res.is_err() {
+            let _ = beneath::unlink(dir, &tmp);
         }
-        Ok(())
+        res
     }
 }
 
@@ -912,44 +1048,35 @@ impl FileService {
     pub fn sweep_temp_files(&self, started: std::time::SystemTime) -> SweepReport {
         use rustix::fs::{FlockOperation, flock};
         let mut report = SweepReport::default();
-        let walker = walkdir::WalkDir::new(&self.inner.root)
-            .min_depth(1)
-            .follow_links(false)
-            .into_iter()
-            .filter_map(Result::ok)
-            .filter(|e| {
-                e.file_type().is_file() && e.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
-            });
-        for entry in walker {
-            let path = entry.path();
-            let old = entry
-                .metadata()
-                .ok()
-                .and_then(|m| m.modified().ok())
-                .is_some_and(|t| t < started);
-            // Opening for reading is enough to take the lock; it is held until the file is
-            // gone and dies with the descriptor.
-            let lock = if old {
-                fs::File::open(path)
-                    .ok()
-                    .filter(|f| flock(f, FlockOperation::NonBlockingLockExclusive).is_ok())
-            } else {
-                None
-            };
-            if lock.is_some() && fs::remove_file(path).is_ok() {
-                report.removed += 1;
-            } else {
-                report.kept += 1;
-            }
-        }
+        let _ = beneath::walk(
+            self.root(),
+            SWEEP_DEPTH,
+            usize::MAX,
+            &|_| false,
+            &mut |_, entry| {
+                if !entry.is_file() || !entry.name().starts_with(TEMP_PREFIX) {
+                    return Step::Continue;
+                }
+                let old = entry.modified().is_ok_and(|t| t < started);
+                // Opening for reading is enough to take the lock; it is held until the
+                // file is gone and dies with the descriptor.
+                let lock = if old {
+                    entry
+                        .open()
+                        .ok()
+                        .filter(|f| flock(f, FlockOperation::NonBlockingLockExclusive).is_ok())
+                } else {
+                    None
+                };
+                if lock.is_some() && entry.remove().is_ok() {
+                    report.removed += 1;
+                } else {
+                    report.kept += 1;
+                }
+                Step::Continue
+            },
+        );
         report
-    }
-}
-
-fn sync_parent(p: &Path) -> io::Result<()> {
-    match p.parent() {
-        Some(d) => fsync_dir(d),
-        None => Ok(()),
     }
 }
 
