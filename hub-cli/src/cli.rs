@@ -82,7 +82,7 @@ pub enum HubCommand {
     /// Mint, list and revoke tokens.
     #[command(subcommand)]
     Token(TokenCommand),
-    /// Create, list and delete zones.
+    /// Create, list, delete and restore zones.
     #[command(subcommand)]
     Zone(ZoneCommand),
     /// Show hub health and usage.
@@ -217,8 +217,14 @@ pub enum ZoneCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Create a zone (or restore a deleted one).
+    /// Create a zone. A deleted zone's name is refused: see `restore`.
     Create {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring a deleted zone back, with its files; tokens holding it work again.
+    Restore {
         name: String,
         #[arg(long)]
         json: bool,

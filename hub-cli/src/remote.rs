@@ -6,6 +6,7 @@ use nexus_wire::methods::{HubStatus, TokenCreateParams, TokenCreated, TokenInfo}
 use rmcp::model::{CallToolRequestParams, ClientConfig, ProtocolVersion};
 use rmcp::service::RunningService;
 use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{ClientLifecycleMode, ClientServiceExt, RoleClient};
 use secrecy::{ExposeSecret, SecretString};
@@ -39,14 +40,106 @@ impl std::fmt::Debug for RemoteAdmin {
     }
 }
 
-fn refused(e: impl std::fmt::Display) -> CliError {
-    let msg = e.to_string();
-    let lower = msg.to_ascii_lowercase();
-    if lower.contains("401") || lower.contains("unauthorized") || lower.contains("auth required") {
-        CliError::new("the hub refused the admin token (missing, invalid, expired or revoked)")
-    } else {
-        CliError::new(format!("cannot reach the hub: {msg}"))
+/// Every error under `e`, depth first. rmcp does not chain everything as `source()`
+/// (a transport error inside an initialize error, the HTTP client's error inside the
+/// transport's, both attempts of a version fallback), so those are reached by type.
+fn causes<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+    out: &mut Vec<&'a (dyn std::error::Error + 'static)>,
+) {
+    use rmcp::service::ClientInitializeError as Init;
+    use streamable_http_client::StreamableHttpError as Http;
+    if out.len() > 32 {
+        return;
     }
+    out.push(e);
+    match e.downcast_ref::<Init>() {
+        Some(Init::TransportError { error, .. }) => return causes(error, out),
+        Some(Init::LegacyFallbackFailed { discover, fallback }) => {
+            causes(discover.as_ref(), out);
+            return causes(fallback.as_ref(), out);
+        }
+        _ => {}
+    }
+    match e.downcast_ref::<Http<reqwest::Error>>() {
+        Some(Http::Client(c)) => return causes(c, out),
+        // `transparent`: the status itself is not a source.
+        Some(Http::HttpStatus(s)) => return causes(s, out),
+        _ => {}
+    }
+    if let Some(s) = e.source() {
+        causes(s, out);
+    }
+}
+
+/// One line an operator can act on. The MCP client's errors carry Rust type names and
+/// `Debug` text (`Transport [rmcp::transport::worker::WorkerTransport<…>]`), so they are
+/// classified by type and never printed as they are.
+fn describe(e: &(dyn std::error::Error + 'static), uri: &str) -> CliError {
+    let mut all = Vec::new();
+    causes(e, &mut all);
+    let chain = || all.iter().copied();
+    let text = chain()
+        .map(|e| e.to_string().to_ascii_lowercase())
+        .collect::<Vec<_>>()
+        .join(": ");
+    let auth_refused = chain().any(|e| {
+        e.is::<streamable_http_client::AuthRequiredError>()
+            || e.is::<streamable_http_client::InsufficientScopeError>()
+    }) || text.contains("401")
+        || text.contains("unauthorized")
+        || text.contains("auth required");
+    if auth_refused {
+        return CliError::new(
+            "the hub refused the admin token (missing, invalid, expired or revoked)",
+        );
+    }
+    if let Some(io) = chain().find_map(|e| e.downcast_ref::<std::io::Error>()) {
+        return CliError::new(format!("cannot reach the hub at {uri}: {io}"));
+    }
+    if let Some(c) = chain().find_map(|e| e.downcast_ref::<reqwest::Error>()) {
+        let why = if c.is_timeout() {
+            ": timed out"
+        } else if c.is_connect() {
+            ": cannot connect"
+        } else {
+            ""
+        };
+        return CliError::new(format!("cannot reach the hub at {uri}{why}"));
+    }
+    if let Some(s) =
+        chain().find_map(|e| e.downcast_ref::<streamable_http_client::HttpStatusError>())
+    {
+        let retry = match (&s.retry_after, s.status) {
+            (Some(r), _) => format!("; retry in {r} s"),
+            (None, 429) => "; retry shortly".into(),
+            _ => String::new(),
+        };
+        let what = match s.status {
+            429 => " (too many requests)",
+            503 => " (unavailable)",
+            _ => "",
+        };
+        return CliError::new(format!(
+            "the hub at {uri} answered HTTP {}{what}{retry}",
+            s.status
+        ));
+    }
+    if let Some(m) = chain().find_map(|e| match e.downcast_ref::<rmcp::ServiceError>() {
+        Some(rmcp::ServiceError::McpError(m)) => Some(m),
+        _ => None,
+    }) {
+        return CliError::new(format!(
+            "the hub refused the request: {}",
+            nexus_wire::jsonrpc::printable(&m.message)
+        ));
+    }
+    if text.contains("error sending request") || text.contains("transport closed") {
+        return CliError::new(format!("cannot reach the hub at {uri}"));
+    }
+    CliError::new(format!(
+        "the answer from {uri} was not understood: is it the MCP endpoint of a Nexus hub (the frontend, port 8081 by default)?"
+    ))
 }
 
 impl RemoteAdmin {
@@ -56,7 +149,7 @@ impl RemoteAdmin {
         })?;
         let uri = normalise_url(url)?;
         let transport = StreamableHttpClientTransport::from_config(
-            StreamableHttpClientTransportConfig::with_uri(uri)
+            StreamableHttpClientTransportConfig::with_uri(uri.clone())
                 .auth_header(token.expose_secret().to_owned()),
         );
         let client = ClientConfig::default()
@@ -68,11 +161,8 @@ impl RemoteAdmin {
                 },
             )
             .await
-            .map_err(refused)?;
-        Ok(Self {
-            client,
-            uri: normalise_url(url)?,
-        })
+            .map_err(|e| describe(&e, &uri))?;
+        Ok(Self { client, uri })
     }
 
     async fn call<T: DeserializeOwned>(&self, tool: &str, args: Value) -> Result<T, CliError> {
@@ -84,7 +174,7 @@ impl RemoteAdmin {
             .client
             .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(args))
             .await
-            .map_err(refused)?;
+            .map_err(|e| describe(&e, &self.uri))?;
         let text: String = res
             .content
             .iter()
@@ -104,7 +194,8 @@ impl RemoteAdmin {
     }
 
     pub async fn create_token(&self, p: TokenCreateParams) -> Result<TokenCreated, CliError> {
-        let v = serde_json::to_value(&p).map_err(|e| CliError::new(e.to_string()))?;
+        let v = serde_json::to_value(&p)
+            .map_err(|_| CliError::new("cannot encode the token parameters"))?;
         // Send only what was given, as the CLI flags would.
         let args: Map<String, Value> = match v {
             Value::Object(m) => m

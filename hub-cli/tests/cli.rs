@@ -865,8 +865,14 @@ async fn zone_commands() {
     assert_eq!(del["status"], "deleted");
     assert_eq!(ok(url, &["zone", "list"]).trim(), "no zones");
 
-    // Create restores a deleted zone.
-    let back = ok_json(url, &["zone", "create", "ops", "--json"]);
+    // Create never revives a deleted zone; restore does, explicitly.
+    fails(
+        url,
+        &["zone", "create", "ops"],
+        1,
+        "nexus hub zone restore ops",
+    );
+    let back = ok_json(url, &["zone", "restore", "ops", "--json"]);
     assert_eq!(back["status"], "active");
     assert_eq!(back["deleted_at"], Value::Null);
 }

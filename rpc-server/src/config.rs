@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use secrecy::{ExposeSecret, SecretString};
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -45,8 +45,14 @@ pub struct ServerArgs {
     #[arg(long, env = "NEXUS_DATA_DIR", default_value = "./nexus-data")]
     pub data_dir: PathBuf,
     /// Single-key development mode: this key is the only (admin) identity; no database.
-    #[arg(long, hide_env_values = true)]
+    /// A command line is visible to every local user (`ps`): prefer the variable or
+    /// --api-key-file. (Not `NEXUS_API_KEY`: that is the admin token in admin.env.)
+    #[arg(long, env = "NEXUS_DEV_API_KEY", hide_env_values = true)]
     pub api_key: Option<SecretString>,
+    /// Single-key development mode with the key read from this file (mode 0600 or
+    /// stricter; one line).
+    #[arg(long, env = "NEXUS_DEV_API_KEY_FILE", conflicts_with = "api_key")]
+    pub api_key_file: Option<PathBuf>,
     /// Identity cache lifetime (seconds or 60s/1m); 0 disables caching.
     #[arg(long, env = "NEXUS_AUTH_CACHE_TTL", default_value = "60", value_parser = parse_ttl)]
     pub auth_cache_ttl: Duration,
@@ -167,7 +173,13 @@ impl ServerConfig {
         if a.max_file_bytes == 0 {
             bail!("--max-file-bytes must be positive");
         }
-        let auth = match a.api_key {
+        let api_key = match (a.api_key, &a.api_key_file) {
+            (Some(_), Some(_)) => bail!("use --api-key or --api-key-file, not both"),
+            (Some(k), None) => Some(k),
+            (None, Some(path)) => Some(read_key_file(path)?),
+            (None, None) => None,
+        };
+        let auth = match api_key {
             Some(key) => {
                 if a.database_url.is_some() {
                     tracing::warn!("--api-key given: single-key mode, the database URL is ignored");
@@ -244,10 +256,19 @@ impl ServerConfig {
     }
 }
 
-/// Creates `dir` (mode 0700) if missing.
+/// Files of the data dir that hold credentials or every token's digest.
+const PRIVATE_FILES: &[&str] = &["nexus.db", "nexus.db-wal", "nexus.db-shm", "admin.env"];
+
+/// Creates `dir` (mode 0700) if missing. An existing one (an older install, a restored
+/// tarball, an rsync) is tightened: the dir to 0700, its database and admin.env to 0600.
+/// The secret file is not: one that others could read is refused (see
+/// [`load_or_create_secret`]), since it may have leaked already.
 pub fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
     if !dir.exists() {
-        fs::create_dir_all(dir)
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
             .with_context(|| format!("cannot create data dir {}", dir.display()))?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
     }
@@ -274,10 +295,84 @@ pub fn load_or_create_secret(dir: &Path) -> anyhow::Result<SecretString> {
             let mut f = fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
+        return Ok(());
+    }
+    tighten(dir, 0o700);
+    for name in PRIVATE_FILES {
+        tighten(&dir.join(name), 0o600);
                 .mode(0o600)
                 .open(&path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
             f.write_all(secret.expose_secret().as_bytes())?;
+/// Tightens the files of a SQLite database given by URL (wherever it lives) to 0600.
+pub fn tighten_sqlite_files(url: &str) {
+    let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .and_then(|p| p.split('?').next())
+        .filter(|p| !p.is_empty() && *p != ":memory:")
+    else {
+        return;
+    };
+    for suffix in ["", "-wal", "-shm"] {
+        tighten(Path::new(&format!("{path}{suffix}")), 0o600);
+    }
+}
+
+/// Takes from `path` every permission bit outside `allowed`; warns when it had to, loudly
+/// when it could not. A missing path is left alone.
+pub fn tighten(path: &Path, allowed: u32) {
+    let Ok(meta) = fs::metadata(path) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & !allowed == 0 {
+        return;
+    }
+    let tight = mode & allowed;
+    match fs::set_permissions(path, fs::Permissions::from_mode(tight)) {
+        Ok(()) => tracing::warn!(
+            path = %path.display(),
+            "other users could read this (mode {mode:o}); tightened to {tight:o}"
+        ),
+        Err(e) => {
+            tracing::error!(
+                path = %path.display(),
+                error = %e,
+                "other users can read this (mode {mode:o}) and it cannot be tightened: chmod {allowed:o} it, or run as its owner"
+            );
+            eprintln!(
+                "warning: {} is readable by other users (mode {mode:o}) and could not be tightened ({e}): chmod {allowed:o} it",
+                path.display()
+            );
+        }
+    }
+}
+
+/// Reads a single-key file, refusing one that other users can read (the key is an admin
+/// credential).
+fn read_key_file(path: &Path) -> anyhow::Result<SecretString> {
+    let meta = fs::metadata(path)
+        .with_context(|| format!("cannot read --api-key-file {}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "--api-key-file {} is readable by others (mode {mode:o}); chmod 600 it",
+            path.display()
+        );
+    }
+    let text = fs::read_to_string(path)
+        .with_context(|| format!("cannot read --api-key-file {}", path.display()))?;
+    let key = text.trim();
+    if key.is_empty() || key.lines().count() != 1 {
+        bail!(
+            "--api-key-file {} must hold the key on one line",
+            path.display()
+        );
+    }
+    Ok(SecretString::from(key.to_owned()))
+}
+
             f.sync_all()?;
             Ok(secret)
         }

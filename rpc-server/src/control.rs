@@ -42,6 +42,9 @@ impl From<StoreError> for ControlError {
                 Self::Conflict(format!("an active token named {n:?} already exists"))
             }
             StoreError::ZoneExists(z) => Self::Conflict(format!("zone {z:?} already exists")),
+            StoreError::ZoneDeleted(z) => Self::Conflict(format!(
+                "zone {z:?} was deleted; its tokens and files still exist: bring it back with `nexus hub zone restore {z}`, or pick another name"
+            )),
             StoreError::ZoneNotActive(z) => Self::NotFound(format!(
                 "zone {z:?} does not exist (create it with: nexus hub zone create {z})"
             )),
@@ -371,11 +374,36 @@ impl Control {
     pub async fn create_zone(&self, name: &str) -> Result<ZoneInfo, ControlError> {
         validate_zone_name(name)?;
         self.store.create_zone(name, Utc::now()).await?;
-        // Zoneless admins and refused tokens holding a restored zone must see the change.
+        // Zoneless admins must see the new zone.
         self.bus.publish(Invalidation::Zone {
             zone_id: name.to_owned(),
         });
         self.zone(name).await
+    }
+
+    /// Brings a deleted zone back with its files and grants; says how many tokens regain
+    /// access.
+    pub async fn restore_zone(&self, name: &str) -> Result<ZoneRestored, ControlError> {
+        validate_zone_name(name)?;
+        let regained = self
+            .store
+            .restore_zone(name, Utc::now())
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => ControlError::NotFound(format!("no zone named {name:?}")),
+                StoreError::ZoneExists(_) => {
+                    ControlError::Conflict(format!("zone {name:?} is active, not deleted"))
+                }
+                e => e.into(),
+            })?;
+        // Refusals cached for tokens holding the zone are stale now.
+        self.bus.publish(Invalidation::Zone {
+            zone_id: name.to_owned(),
+        });
+        Ok(ZoneRestored {
+            zone: self.zone(name).await?,
+            tokens_regaining_access: regained,
+        })
     }
 
     pub async fn list_zones(&self, show_deleted: bool) -> Result<Vec<ZoneInfo>, ControlError> {

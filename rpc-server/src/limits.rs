@@ -95,6 +95,8 @@ pub struct Limits {
     cfg: LimitConfig,
     local: RwLock<ByQuota>,
     failures: Keyed<IpAddr>,
+    /// Addresses over their failure limit, and until when: consulted before any lookup.
+    over_failure_limit: moka::sync::Cache<IpAddr, std::time::Instant>,
     redis: Option<RedisLimiter>,
     metrics: Metrics,
 }
@@ -132,8 +134,15 @@ impl Limits {
             }),
             None => None,
         };
+        let failure_period = Duration::from_secs(u64::from(cfg.auth_failures.period_secs).max(1));
         Ok(Self {
             failures: RateLimiter::keyed(quota(cfg.auth_failures)).with_middleware(),
+            // An address is never refused for longer than one period, so neither is its entry
+            // kept; the bound caps memory under a flood from many addresses.
+            over_failure_limit: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(failure_period)
+                .build(),
             cfg,
             local: RwLock::new(HashMap::new()),
             redis,
@@ -292,14 +301,35 @@ impl Limits {
 
     /// Records a failed authentication from `ip`; false when the address is over its limit.
     pub fn failed_auth(&self, ip: IpAddr) -> bool {
-        let ok = self.failures.check_key(&ip).is_ok();
-        if !ok {
+        match self.failures.check_key(&ip) {
+            Ok(_) => true,
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                self.over_failure_limit
+                    .insert(ip, std::time::Instant::now() + wait);
+                self.metrics
+                    .rate_limited
+                    .with_label_values(&["auth_failures"])
+                    .inc();
+                false
+            }
+        }
+    }
+
+    /// True while `ip` is over its failed-authentication limit: its unverified tokens are
+    /// refused without a lookup. Does not spend budget.
+    pub fn over_failure_limit(&self, ip: IpAddr) -> bool {
+        let refused = self
+            .over_failure_limit
+            .get(&ip)
+            .is_some_and(|until| std::time::Instant::now() < until);
+        if refused {
             self.metrics
                 .rate_limited
                 .with_label_values(&["auth_failures"])
                 .inc();
         }
-        ok
+        refused
     }
 
     /// Drops idle per-key state; call periodically.

@@ -304,7 +304,8 @@ async fn zone_deletion_refuses_its_holders_at_once() {
     assert_eq!(code(&r), -32003, "{r:?}");
 
     // Restoring the zone brings its holders back at once (their refusals are not cached).
-    app.zone("ops").await;
+    let back = app.control.restore_zone("ops").await.expect("restore ops");
+    assert_eq!(back.tokens_regaining_access, 2, "holder and only_ops");
     assert_eq!(status(&app, &holder.token).await, 200);
     assert_eq!(zones_of(&whoami(&app, &admin.token).await), ["eng", "ops"]);
 }

@@ -98,7 +98,17 @@ async fn exercise(store: &Store) {
     assert!(!found.zones_active);
     assert_eq!(store.list_zones(false).await.expect("list").len(), 1);
     assert_eq!(store.list_zones(true).await.expect("list").len(), 2);
-    store.create_zone("ops", Utc::now()).await.expect("restore");
+    assert!(matches!(
+        store.create_zone("ops", Utc::now()).await,
+        Err(StoreError::ZoneDeleted(_))
+    ));
+    assert_eq!(
+        store
+            .restore_zone("ops", Utc::now())
+            .await
+            .expect("restore"),
+        1
+    );
     assert!(
         store
             .find_token_by_digest(&t.digest)

@@ -19,6 +19,7 @@ pub const ADMIN_METHODS: &[&str] = &[
     "hub_admin_zone_create",
     "hub_admin_zone_list",
     "hub_admin_zone_delete",
+    "hub_admin_zone_restore",
     "hub_admin_status",
 ];
 
@@ -383,6 +384,15 @@ pub struct TokenCounts {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+/// A restored zone, and how many tokens regained access with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ZoneRestored {
+    #[serde(flatten)]
+    pub zone: ZoneInfo,
+    /// Tokens that work again: not revoked, not expired, holding no other deleted zone.
+    pub tokens_regaining_access: u64,
+}
+
 #[serde(deny_unknown_fields)]
 pub struct StatusParams {
     /// Add per-zone traffic, per-token last seen and rate-limit rejections.

@@ -381,6 +381,23 @@ pub async fn run_zone(c: &Control, z: ZoneCommand, out: &mut dyn Write) -> Resul
                 output::line(out, &format!("created zone: {}", info.zone_id))
             }
         }
+        ZoneCommand::Restore { name, json } => {
+            let r = c.restore_zone(&name).await?;
+            if json {
+                output::json(out, &r)
+            } else {
+                let n = r.tokens_regaining_access;
+                output::line(
+                    out,
+                    &format!(
+                        "restored zone: {} ({n} token{} regain{} access)",
+                        r.zone.zone_id,
+                        if n == 1 { "" } else { "s" },
+                        if n == 1 { "s" } else { "" },
+                    ),
+                )
+            }
+        }
         ZoneCommand::Delete { name, json } => {
             let info = c.delete_zone(&name).await?;
             if json {

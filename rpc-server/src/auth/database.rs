@@ -1,5 +1,9 @@
 //! The database auth provider: validation order format → digest lookup → revoked →
 //! expired → zones active → identity, behind the identity cache.
+//!
+//! A malformed token is refused only after the same digest, cache and lookup work as an
+//! unknown well-formed one (SPEC §2: no timing tell); the negative cache and the
+//! per-address failure limit are what keep junk from hammering the database.
 
 use super::cache::Cached;
 use super::last_used::LastUsed;
@@ -37,9 +41,7 @@ impl DatabaseAuth {
     }
 
     async fn verify(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
-        if !is_well_formed(token) {
-            return Err(AuthError::Refused(Refusal::Malformed));
-        }
+        let well_formed = is_well_formed(token);
         let digest = self.hasher.digest(token);
         let now = Utc::now();
         match self.cache.get(&digest) {
@@ -73,6 +75,7 @@ impl DatabaseAuth {
         if let (Ok(None), Some(old)) = (&found, self.hasher.previous_digest(token)) {
             found = self.store.find_token_by_digest(&old.0).await;
             if let Ok(Some(rec)) = &found
+                && well_formed
                 && self
                     .store
                     .rehash_token(rec.key_id, &old.0, &digest.0)
@@ -87,6 +90,11 @@ impl DatabaseAuth {
         }
         timer.observe_duration();
         let rec = match found {
+            // Only minted (well-formed) tokens are ever stored, so a malformed one cannot
+            // match; refusing it here as well keeps that true whatever the table holds.
+            Ok(Some(_)) | Ok(None) if !well_formed => {
+                return self.refuse(digest, Refusal::Malformed);
+            }
             Ok(Some(rec)) => rec,
             Ok(None) => return self.refuse(digest, Refusal::Unknown),
             Err(_) => {
@@ -128,6 +136,19 @@ impl DatabaseAuth {
 }
 
 impl AuthProvider for DatabaseAuth {
+    fn cached(&self, token: &str) -> Option<Arc<Identity>> {
+        let digest = self.hasher.digest(token);
+        match self.cache.get(&digest) {
+            Some(Cached::Valid(id)) if is_well_formed(token) && !id.is_expired(Utc::now()) => {
+                self.metrics.auth_cache.with_label_values(&["hit"]).inc();
+                self.metrics.auth_results.with_label_values(&["ok"]).inc();
+                self.last_used.record(id.key_id, Utc::now());
+                Some(id)
+            }
+            _ => None,
+        }
+    }
+
     fn authenticate<'a>(&'a self, token: &'a str) -> AuthFuture<'a> {
         Box::pin(async move {
             let res = self.verify(token).await;

@@ -62,6 +62,14 @@ pub type AuthFuture<'a> =
 /// providers (static key file, JWT, OIDC) plug in without touching them.
 pub trait AuthProvider: Send + Sync + std::fmt::Debug {
     fn authenticate<'a>(&'a self, token: &'a str) -> AuthFuture<'a>;
+    /// The identity for `token` when it can be known without asking the database (an
+    /// identity verified recently and still cached); `None` otherwise. Lets an address
+    /// that is over its failed-authentication limit keep using tokens already verified
+    /// without costing a lookup for anything else.
+    fn cached(&self, token: &str) -> Option<Arc<Identity>> {
+        let _ = token;
+        None
+    }
     /// A short label for status and metrics.
     fn kind(&self) -> &'static str;
 }

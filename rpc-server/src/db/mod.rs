@@ -57,6 +57,9 @@ pub enum StoreError {
     DuplicateName(String),
     #[error("zone {0:?} already exists")]
     ZoneExists(String),
+    /// The name belongs to a deleted zone, which only an explicit restore brings back.
+    #[error("zone {0:?} was deleted")]
+    ZoneDeleted(String),
     #[error("zone {0:?} does not exist or is deleted")]
     ZoneNotActive(String),
     #[error("not found")]

@@ -1,4 +1,6 @@
-//! Zone rows: create (or restore), list, soft-delete.
+//! Zone rows: create, restore, list, soft-delete. Creating never revives a deleted zone:
+//! a deleted zone's grants still exist, so bringing it back is an explicit restore that
+//! says how many tokens regain access.
 
 use super::{Store, StoreError, with_pool};
 use chrono::{DateTime, Utc};
@@ -13,18 +15,63 @@ pub struct ZoneRecord {
 }
 
 impl Store {
-    /// Creates a zone, or restores a deleted one of the same name.
+    /// Creates a zone. A name in use, active ([`StoreError::ZoneExists`]) or deleted
+    /// ([`StoreError::ZoneDeleted`]), is refused.
     pub async fn create_zone(&self, zone_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO zones (zone_id, created_at, deleted_at) VALUES ($1, $2, NULL) \
-             ON CONFLICT (zone_id) DO UPDATE SET deleted_at = NULL, created_at = excluded.created_at \
-             WHERE zones.deleted_at IS NOT NULL RETURNING zone_id";
+             ON CONFLICT (zone_id) DO NOTHING RETURNING zone_id";
         let row: Option<(String,)> = with_pool!(self, p => {
             sqlx::query_as(SQL).bind(zone_id).bind(now).fetch_optional(p).await
         })?;
-        match row {
-            Some(_) => Ok(()),
-            None => Err(StoreError::ZoneExists(zone_id.to_owned())),
+        if row.is_some() {
+            return Ok(());
         }
+        match self.zone_deleted_at(zone_id).await? {
+            Some(Some(_)) => Err(StoreError::ZoneDeleted(zone_id.to_owned())),
+            _ => Err(StoreError::ZoneExists(zone_id.to_owned())),
+        }
+    }
+
+    /// `None` when no such zone, `Some(None)` when active, `Some(Some(t))` when deleted.
+    async fn zone_deleted_at(
+        &self,
+        zone_id: &str,
+    ) -> Result<Option<Option<DateTime<Utc>>>, StoreError> {
+        const SQL: &str = "SELECT deleted_at FROM zones WHERE zone_id = $1";
+        let row: Option<(Option<DateTime<Utc>>,)> = with_pool!(self, p => {
+            sqlx::query_as(SQL).bind(zone_id).fetch_optional(p).await
+        })?;
+        Ok(row.map(|r| r.0))
+    }
+
+    /// Brings a deleted zone back, with its files and grants. Returns how many tokens
+    /// regain access: not revoked, not expired, holding it and no other deleted zone.
+    /// [`StoreError::NotFound`] when no zone of that name exists, [`StoreError::ZoneExists`]
+    /// when it is active.
+    pub async fn restore_zone(&self, zone_id: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        const SQL: &str =
+            "UPDATE zones SET deleted_at = NULL WHERE zone_id = $1 AND deleted_at IS NOT NULL";
+        let n = with_pool!(self, p => {
+            sqlx::query(SQL).bind(zone_id).execute(p).await.map(|r| r.rows_affected())
+        })?;
+        if n != 1 {
+            return Err(match self.zone_deleted_at(zone_id).await? {
+                None => StoreError::NotFound,
+                Some(_) => StoreError::ZoneExists(zone_id.to_owned()),
+            });
+        }
+        const HOLDERS: &str = "SELECT t.expires_at FROM api_tokens t \
+             JOIN token_zones tz ON tz.key_id = t.key_id \
+             WHERE tz.zone_id = $1 AND t.revoked_at IS NULL AND NOT EXISTS ( \
+               SELECT 1 FROM token_zones o JOIN zones z ON z.zone_id = o.zone_id \
+               WHERE o.key_id = t.key_id AND z.deleted_at IS NOT NULL)";
+        let rows: Vec<(Option<DateTime<Utc>>,)> = with_pool!(self, p => {
+            sqlx::query_as(HOLDERS).bind(zone_id).fetch_all(p).await
+        })?;
+        Ok(rows
+            .iter()
+            .filter(|(exp,)| exp.is_none_or(|t| t > now))
+            .count() as u64)
     }
 
     pub async fn list_zones(&self, include_deleted: bool) -> Result<Vec<ZoneRecord>, StoreError> {

@@ -59,6 +59,16 @@ async fn handle(
     peer: Option<IpAddr>,
     body: Body,
 ) -> (Response, &'static str) {
+    // An address already over its failed-authentication budget costs no lookup: only an
+    // identity verified recently (cached) still gets through.
+    if let Some(ip) = peer
+        && st.limits.over_failure_limit(ip)
+    {
+        match cached_identity(st, headers) {
+            Some(id) => return authenticated(st, method, headers, id, body).await,
+            None => return (ApiError::TooManyFailures.into_response(), "rate_limited"),
+        }
+    }
     let identity = match authenticate(st, headers).await {
         Ok(id) => id,
         Err(ApiError::Unavailable) => {
@@ -74,6 +84,17 @@ async fn handle(
             return (e.into_response(), "unauthorized");
         }
     };
+    authenticated(st, method, headers, identity, body).await
+}
+
+/// The rest of a request once its caller is known.
+async fn authenticated(
+    st: &AppState,
+    method: &str,
+    headers: &HeaderMap,
+    identity: Arc<Identity>,
+    body: Body,
+) -> (Response, &'static str) {
     // whoami is the frontend's verification call and a cache hit: it spends no budget,
     // unless the forwarder answers a request with it alone and asks for it to count.
     let decision = if method == "whoami"
@@ -197,28 +218,70 @@ fn zone_of(v: &ZoneView, params: &Value) -> Option<String> {
     }
 }
 
-async fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<Arc<Identity>, ApiError> {
+/// What the credential headers carry.
+enum Credential<'a> {
+    /// No credential header at all.
+    Missing,
+    /// One usable candidate token.
+    Token(&'a str),
+    /// Something unusable (two values, two different tokens, a wrong scheme, non-ASCII):
+    /// refused, but only after the same work as an unknown token, on this stand-in.
+    Unusable(String),
+}
+
+fn credential(headers: &HeaderMap) -> Credential<'_> {
+    let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    let key = headers.get(API_KEY_HEADER).map(|v| v.as_bytes());
     // Two values of one credential header is ambiguity, not a credential.
-    if headers.get_all(header::AUTHORIZATION).iter().count() > 1
-        || headers.get_all(API_KEY_HEADER).iter().count() > 1
-    {
-        return Err(ApiError::Unauthorized);
+    let repeated = headers.get_all(header::AUTHORIZATION).iter().count() > 1
+        || headers.get_all(API_KEY_HEADER).iter().count() > 1;
+    let unusable = || {
+        let raw = auth.or(key).unwrap_or_default();
+        let text = String::from_utf8_lossy(raw);
+        Credential::Unusable(
+            text.chars()
+                .take(nexus_wire::bearer::MAX_TOKEN_LEN)
+                .collect(),
+        )
+    };
+    if repeated {
+        return unusable();
     }
-    let token = nexus_wire::bearer::extract(
-        headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
-        headers.get(API_KEY_HEADER).map(|v| v.as_bytes()),
-    )
-    .map_err(|_| {
-        st.metrics
-            .auth_results
-            .with_label_values(&["missing"])
-            .inc();
-        ApiError::Unauthorized
-    })?;
-    st.auth.authenticate(token).await.map_err(|e| match e {
+    match nexus_wire::bearer::extract(auth, key) {
+        Ok(t) => Credential::Token(t),
+        Err(nexus_wire::bearer::BearerError::Missing) => Credential::Missing,
+        Err(nexus_wire::bearer::BearerError::Malformed) => unusable(),
+    }
+}
+
+/// A recently verified identity for the request's token, without a database lookup.
+fn cached_identity(st: &AppState, headers: &HeaderMap) -> Option<Arc<Identity>> {
+    match credential(headers) {
+        Credential::Token(t) => st.auth.cached(t),
+        Credential::Missing | Credential::Unusable(_) => None,
+    }
+}
+
+async fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<Arc<Identity>, ApiError> {
+    let refused = |e: AuthError| match e {
         AuthError::Refused(_) => ApiError::Unauthorized,
         AuthError::Unavailable => ApiError::Unavailable,
-    })
+    };
+    match credential(headers) {
+        Credential::Missing => {
+            st.metrics
+                .auth_results
+                .with_label_values(&["missing"])
+                .inc();
+            Err(ApiError::Unauthorized)
+        }
+        Credential::Token(t) => st.auth.authenticate(t).await.map_err(refused),
+        // Never accepted, whatever the stand-in happens to match.
+        Credential::Unusable(stand_in) => match st.auth.authenticate(&stand_in).await {
+            Ok(_) => Err(ApiError::Unauthorized),
+            Err(e) => Err(refused(e)),
+        },
+    }
 }
 
 /// Decodes params; errors name the offending field (`content: invalid type: …`).
@@ -340,6 +403,10 @@ async fn dispatch_admin(
         "hub_admin_zone_delete" => {
             let q: ZoneParams = params(p)?;
             to_value(c.delete_zone(&q.name).await?)
+        }
+        "hub_admin_zone_restore" => {
+            let q: ZoneParams = params(p)?;
+            to_value(c.restore_zone(&q.name).await?)
         }
         "hub_admin_status" => {
             let q: StatusParams = params(p)?;
