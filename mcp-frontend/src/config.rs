@@ -225,6 +225,8 @@ impl FrontendConfig {
                 anyhow::bail!("{name} must be positive");
             }
         }
+        let trusted = nexus_wire::forwarded::parse_trusted(&a.trusted_proxies)
+            .map_err(|e| anyhow::anyhow!(e.0))?;
         Ok(Self {
             rpc_url,
             host: a.host,
@@ -242,8 +244,7 @@ impl FrontendConfig {
             audit_stdout: a.audit_stdout,
             auth_failures_per_min: a.auth_failures_per_min,
             tls: a.tls_cert.zip(a.tls_key),
-            trusted_proxies: nexus_wire::forwarded::parse_trusted(&a.trusted_proxies)
-                .map_err(|e| anyhow::anyhow!(e.0))?,
+            trusted_proxies: trusted.clone(),
             connections: nexus_serve::ConnLimits {
                 header_read_timeout: a.header_read_timeout,
                 idle_timeout: a.idle_timeout,
@@ -251,9 +252,15 @@ impl FrontendConfig {
                 // The same deadline at the connection (serve) and for the request (bearer).
                 body_read_timeout: a.body_read_timeout,
                 write_timeout: a.write_timeout,
-                max_per_address: a.max_connections_per_address.unwrap_or(
-                    nexus_serve::ConnLimits::default_per_address(a.max_connections),
-                ),
+                // Behind a trusted proxy every client arrives from the proxy's address: a
+                // per-address cap would then cap everyone together, so it is off by default.
+                max_per_address: a
+                    .max_connections_per_address
+                    .unwrap_or(if trusted.is_empty() {
+                        nexus_serve::ConnLimits::default_per_address(a.max_connections)
+                    } else {
+                        0
+                    }),
             },
             limits: Limits {
                 body_read_timeout: a.body_read_timeout,
@@ -294,5 +301,40 @@ impl FrontendConfig {
             },
             limits: Limits::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: FrontendArgs,
+    }
+
+    fn config(flags: &[&str]) -> FrontendConfig {
+        let mut argv = vec!["nexus", "--max-connections", "200"];
+        argv.extend_from_slice(flags);
+        let cli = Cli::try_parse_from(argv).expect("flags parse");
+        FrontendConfig::from_args(cli.args).expect("valid config")
+    }
+
+    #[test]
+    fn per_address_cap_is_off_behind_a_trusted_proxy_unless_set() {
+        // Facing clients directly: one address holds at most a quarter of the slots.
+        assert_eq!(config(&[]).connections.max_per_address, 50);
+        // Behind a proxy every client shares its address; a quarter would cap all of them.
+        let proxied = ["--trusted-proxies", "10.0.0.0/8"];
+        assert_eq!(config(&proxied).connections.max_per_address, 0);
+        let set = [
+            "--trusted-proxies",
+            "10.0.0.0/8",
+            "--max-connections-per-address",
+            "7",
+        ];
+        assert_eq!(config(&set).connections.max_per_address, 7);
     }
 }
