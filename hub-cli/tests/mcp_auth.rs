@@ -376,6 +376,13 @@ async fn a_session_belongs_to_the_token_that_opened_it() {
     let r = session_call(&hub, &a, &sid, "nexus_whoami", json!({})).await;
     assert_eq!(r.status().as_u16(), 200, "the owner uses its session");
 
+    // A foreign session is answered exactly like a session that does not exist (404, same
+    // body), so another token learns nothing about it, not even that it is there.
+    let unknown_sid = uuid::Uuid::new_v4().simple().to_string();
+    let r = session_call(&hub, &b, &unknown_sid, "nexus_whoami", json!({})).await;
+    assert_eq!(r.status().as_u16(), 404, "an unknown session");
+    let not_found = r.bytes().await.expect("body");
+
     let r = session_call(
         &hub,
         &b,
@@ -384,43 +391,28 @@ async fn a_session_belongs_to_the_token_that_opened_it() {
         json!({"path": "/hijack.txt", "content": "x"}),
     )
     .await;
-    let status = r.status();
-    let body = r.text().await.unwrap_or_default();
-    assert!(
-        !status.is_success(),
-        "another valid token used the session: {status} {body}"
+    let status = r.status().as_u16();
+    let body = r.bytes().await.expect("body");
+    assert_eq!(
+        (status, &body),
+        (404, &not_found),
+        "another valid token used the session: {}",
+        String::from_utf8_lossy(&body)
     );
-    assert!(!body.contains("alice"), "{body}");
     let r = session_call(&hub, &b, &sid, "nexus_whoami", json!({})).await;
-    assert!(
-        !r.status().is_success(),
-        "whoami in a foreign session: {}",
-        r.status()
-    );
+    assert_eq!(r.status().as_u16(), 404, "whoami in a foreign session");
+    assert_eq!(r.bytes().await.expect("body"), not_found);
 
-    let r = send(
-        mcp_req(&hub, Method::GET, Some(&format!("Bearer {b}")))
-            .header("mcp-session-id", &sid)
-            .header("mcp-protocol-version", LEGACY),
-    )
-    .await;
-    assert!(
-        !r.status().is_success(),
-        "GET of a foreign session: {}",
-        r.status()
-    );
-
-    let r = send(
-        mcp_req(&hub, Method::DELETE, Some(&format!("Bearer {b}")))
-            .header("mcp-session-id", &sid)
-            .header("mcp-protocol-version", LEGACY),
-    )
-    .await;
-    assert!(
-        !r.status().is_success(),
-        "DELETE of a foreign session: {}",
-        r.status()
-    );
+    for method in [Method::GET, Method::DELETE] {
+        let r = send(
+            mcp_req(&hub, method.clone(), Some(&format!("Bearer {b}")))
+                .header("mcp-session-id", &sid)
+                .header("mcp-protocol-version", LEGACY),
+        )
+        .await;
+        assert_eq!(r.status().as_u16(), 404, "{method} of a foreign session");
+        assert_eq!(r.bytes().await.expect("body"), not_found, "{method}");
+    }
 
     assert_eq!(
         walk(&hub.zones_root()),
