@@ -261,29 +261,51 @@ async fn postgres_down_means_503_never_401_and_the_hub_recovers_on_its_own() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    // A fresh entry for A, so we know it is valid until at least `refreshed + TTL`.
+    // (a) A is served from the cache while its entry is young. A fresh entry for A is
+    // valid until at least `refreshed + TTL`; stopping Postgres and checking must fit in
+    // that window for (a) to be checked at all. No bound on the machine's speed is
+    // asserted: when it did not fit (a busy machine), Postgres comes back and the step is
+    // repeated.
     let key_a = a.key_id.parse().expect("key id");
-    let refreshed = Instant::now();
-    app.bus.publish(Invalidation::Token { key_id: key_a });
-    assert_eq!(rpc(&app, &a.token, "whoami", json!({})).await.status, 200);
-    let before_outage = Instant::now();
-
-    let stop_began = Instant::now();
-    pg.stop("fast");
-    let down = Instant::now();
-    let stop_took = down - stop_began;
-    eprintln!("pg_ctl stop -m fast took {stop_took:?}");
-
-    // (a) A is served from the cache while its entry is young.
-    let who = rpc(&app, &a.token, "whoami", json!({})).await;
-    let fe_a = mcp(&fe.mcp_url, &a.token, true).await;
-    let checked = refreshed.elapsed();
-    assert!(
-        checked < TTL,
-        "stopping Postgres took so long ({stop_took:?}) that A's entry could have expired ({checked:?} since it was refreshed)"
-    );
-    assert_eq!(who.status, 200, "cached A at the rpc-server: {who:?}");
-    assert_eq!(fe_a.status, 200, "cached A at the frontend: {fe_a:?}");
+    let mut first_stop: Option<Instant> = None;
+    let mut attempt = 0;
+    let (refreshed, before_outage, stop_began, down) = loop {
+        attempt += 1;
+        let refreshed = Instant::now();
+        app.bus.publish(Invalidation::Token { key_id: key_a });
+        assert_eq!(rpc(&app, &a.token, "whoami", json!({})).await.status, 200);
+        let before_outage = Instant::now();
+        let stop_began = Instant::now();
+        first_stop.get_or_insert(stop_began);
+        pg.stop("fast");
+        let down = Instant::now();
+        eprintln!("pg_ctl stop -m fast took {:?}", down - stop_began);
+        let who = rpc(&app, &a.token, "whoami", json!({})).await;
+        let fe_a = mcp(&fe.mcp_url, &a.token, true).await;
+        // A load call made with Postgres down, too (the event: its sample is logged).
+        while refreshed.elapsed() < TTL
+            && !log.lock().expect("log").iter().any(|s| s.started >= down)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if refreshed.elapsed() < TTL {
+            assert_eq!(who.status, 200, "cached A at the rpc-server: {who:?}");
+            assert_eq!(fe_a.status, 200, "cached A at the frontend: {fe_a:?}");
+            break (refreshed, before_outage, stop_began, down);
+        }
+        assert!(
+            attempt < 3,
+            "three times, stopping Postgres and checking took longer than the {TTL:?} cache TTL"
+        );
+        eprintln!("attempt {attempt} did not fit in the {TTL:?} TTL; again");
+        pg.resume().await;
+        let deadline = Instant::now() + WAIT;
+        while rpc(&app, &a.token, "whoami", json!({})).await.status != 200 {
+            assert!(Instant::now() < deadline, "A not served again after resume");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let first_stop = first_stop.unwrap_or(stop_began);
 
     // (b) B was never verified: 503 everywhere, never 401. Concurrently: each waits for
     // the pool's acquire timeout.
@@ -324,8 +346,26 @@ async fn postgres_down_means_503_never_401_and_the_hub_recovers_on_its_own() {
     assert_503("A stateless tools/call past the TTL", &fe_a);
     let fe_a_init = mcp(&fe.mcp_url, &a.token, false).await;
     assert_503("A initialize past the TTL", &fe_a_init);
-    // Let the load clients see it too, then the last failure of B before the restart.
-    tokio::time::sleep(ACQUIRE * 2).await;
+    // Let every load client see it too (the event: a sample of each that started past
+    // the TTL), then the last failure of B before the restart.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let seen = log.lock().expect("log").iter().fold(0usize, |seen, s| {
+            if s.started >= expired {
+                seen | (1 << s.client)
+            } else {
+                seen
+            }
+        });
+        if seen.count_ones() as usize == tasks.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a load client made no call past the TTL"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let last_b = rpc(&app, &b.token, "whoami", json!({})).await;
     assert_503("B just before the restart", &last_b);
 
@@ -404,7 +444,7 @@ async fn postgres_down_means_503_never_401_and_the_hub_recovers_on_its_own() {
         .filter(|s| s.failure.as_deref().is_some_and(|f| !is_unavailable(f)))
         .collect();
     assert!(bad.is_empty(), "failures that are not 503: {bad:#?}");
-    let (ok_before, failed_before) = summarize(&samples, samples[0].started, stop_began);
+    let (ok_before, failed_before) = summarize(&samples, samples[0].started, first_stop);
     assert!(ok_before > 0 && failed_before == 0, "before the outage");
     let (ok_cached, failed_cached) = summarize(&samples, down, refreshed + TTL);
     assert_eq!(
