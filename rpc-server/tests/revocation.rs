@@ -172,8 +172,9 @@ fn the_identity_cache_never_returns_an_identity_after_invalidating_it() {
     );
 }
 
-/// A control plane in another process (no bus to the server, no Redis): the revoked token
-/// lives on in the server's cache until the TTL, and not a moment longer.
+/// A control plane in another process with no way to the server (no bus, no Redis, and a
+/// database without the change notification triggers, as before that migration): the
+/// revoked token lives on in the server's cache until the TTL, and not a moment longer.
 #[tokio::test(flavor = "current_thread", start_paused = false)]
 async fn without_a_shared_bus_the_cache_ttl_bounds_a_revoked_tokens_life() {
     let app = TestApp::spawn_with(
@@ -186,6 +187,16 @@ async fn without_a_shared_bus_the_cache_ttl_bounds_a_revoked_tokens_life() {
     )
     .await;
     app.zone("eng").await;
+    app.db
+        .store
+        .execute_raw(
+            "DROP TRIGGER nexus_invalidate_token_update ON api_tokens; \
+             DROP TRIGGER nexus_invalidate_token_delete ON api_tokens; \
+             DROP TRIGGER nexus_invalidate_grants ON token_zones; \
+             DROP TRIGGER nexus_invalidate_zones ON zones;",
+        )
+        .await
+        .expect("drop the notification triggers");
     let t = app.mint("cli-revoked", Some("eng:rw"), false).await;
     let fresh = app.mint("never-used", Some("eng:rw"), false).await;
     assert_eq!(status(&app, &t.token).await, 200);
