@@ -51,7 +51,8 @@ impl Application {
         let built_at = std::time::SystemTime::now();
         ensure_private_dir(&cfg.data_dir)?;
         let files = FileService::new(&cfg.data_dir, cfg.max_file_bytes)
-            .with_context(|| format!("cannot use data dir {}", cfg.data_dir.display()))?;
+            .with_context(|| format!("cannot use data dir {}", cfg.data_dir.display()))?
+            .with_grep_limits(cfg.grep.clone());
         let metrics = Metrics::new();
         let (auth, control, store, zones, last_used): (Arc<dyn AuthProvider>, _, _, _, _) =
             match &cfg.auth {

@@ -119,6 +119,18 @@ pub struct ServerArgs {
     /// A response write the client does not accept for this long closes the connection.
     #[arg(long, env = "NEXUS_WRITE_TIMEOUT", default_value = "30s", value_parser = nexus_serve::parse_timeout)]
     pub write_timeout: Duration,
+    /// Longest one grep may run (20, 20s, 500ms); past it the call fails.
+    #[arg(long, env = "NEXUS_GREP_TIMEOUT", default_value = "20s", value_parser = parse_positive)]
+    pub grep_timeout: Duration,
+    /// Work units one grep may spend (1–4 ns of CPU each); past it the call fails.
+    #[arg(long, env = "NEXUS_GREP_MAX_WORK", default_value_t = crate::files::GrepLimits::default().max_work)]
+    pub grep_max_work: u64,
+    /// Greps one token may have running at once.
+    #[arg(long, env = "NEXUS_GREP_PER_TOKEN", default_value_t = crate::files::GrepLimits::default().per_token)]
+    pub grep_per_token: usize,
+    /// Greps the server runs at once.
+    #[arg(long, env = "NEXUS_GREP_CONCURRENCY", default_value_t = crate::files::GrepLimits::default().global)]
+    pub grep_concurrency: usize,
 }
 
 /// How callers are authenticated.
@@ -158,6 +170,8 @@ pub struct ServerConfig {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Header-read and idle timeouts, connection cap.
     pub connections: nexus_serve::ConnLimits,
+    /// What one grep may spend; how many run at once.
+    pub grep: crate::files::GrepLimits,
 }
 
 impl ServerConfig {
@@ -172,6 +186,9 @@ impl ServerConfig {
     pub fn resolve(a: ServerArgs, env_secret: Option<SecretString>) -> anyhow::Result<Self> {
         if a.max_file_bytes == 0 {
             bail!("--max-file-bytes must be positive");
+        }
+        if a.grep_max_work == 0 || a.grep_per_token == 0 || a.grep_concurrency == 0 {
+            bail!("--grep-max-work, --grep-per-token and --grep-concurrency must be positive");
         }
         let api_key = match (a.api_key, &a.api_key_file) {
             (Some(_), Some(_)) => bail!("use --api-key or --api-key-file, not both"),
@@ -247,6 +264,13 @@ impl ServerConfig {
             },
             trusted_proxies: nexus_wire::forwarded::parse_trusted(&a.trusted_proxies)
                 .map_err(|e| anyhow::anyhow!(e.0))?,
+            grep: crate::files::GrepLimits {
+                max_work: a.grep_max_work,
+                timeout: a.grep_timeout,
+                per_token: a.grep_per_token,
+                global: a.grep_concurrency,
+                ..Default::default()
+            },
             limits: crate::limits::LimitConfig {
                 token: a.rate_limit_token,
                 admin: a.rate_limit_admin,

@@ -128,6 +128,8 @@ pub struct TestOptions {
     /// Redis for broadcast and shared limits (e.g. [`redis_url`]).
     pub redis_url: Option<String>,
     pub limits: crate::limits::LimitConfig,
+    /// Grep budget and concurrency caps.
+    pub grep: crate::files::GrepLimits,
 }
 
 impl Default for TestOptions {
@@ -139,6 +141,7 @@ impl Default for TestOptions {
             shared_bus: true,
             redis_url: None,
             limits: Default::default(),
+            grep: Default::default(),
         }
     }
 }
@@ -207,6 +210,7 @@ pub fn config(db_url: &str, data_dir: &std::path::Path, o: &TestOptions) -> Serv
         tls: None,
         trusted_proxies: Vec::new(),
         connections: Default::default(),
+        grep: o.grep.clone(),
     }
 }
 

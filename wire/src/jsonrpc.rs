@@ -19,7 +19,8 @@ pub enum ErrorCode {
     FileNotFound,
     /// The file or request is over a configured size limit.
     TooLarge,
-    /// A dependency (the database) is unavailable; retry later.
+    /// The call cannot run now: a dependency (the database) is unavailable, or the caller
+    /// has too many of a costly call (grep) in flight. Retry later.
     Unavailable,
 }
 

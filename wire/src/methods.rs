@@ -254,8 +254,16 @@ pub struct GrepResult {
     pub total: usize,
     pub has_more: bool,
     pub next_offset: Option<usize>,
-    /// True when the scan stopped at the server's match cap; `total` is then a lower bound.
+    /// True when a line longer than the server searches was clipped, so a match past the
+    /// clip may be missing.
     pub truncated: bool,
+    /// The scan stops once it has the page and one match more (for `has_more`): `total`
+    /// then counts the matches seen so far and is a lower bound, not the whole count.
+    #[serde(default)]
+    pub total_is_lower_bound: bool,
+    /// Bytes of files read to answer this page.
+    #[serde(default)]
+    pub scanned_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

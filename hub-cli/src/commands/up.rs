@@ -89,6 +89,7 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
             .map_err(|e| CliError::new(e.0))?,
         limits: Default::default(),
         connections: Default::default(),
+        grep: Default::default(),
     };
     // One bus: CLI-style changes made through this process reach the server's cache at once.
     let bus = InvalidationBus::new();

@@ -4,8 +4,10 @@
 
 mod beneath;
 mod edit;
+pub mod grep;
 pub mod path;
 pub mod service;
 
 pub use path::{Target, ZonePath, ZoneView};
+pub use grep::GrepLimits;
 pub use service::FileService;

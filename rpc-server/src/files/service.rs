@@ -23,7 +23,6 @@ use super::edit::{self, EditError};
 use super::path::{MAX_NAME_BYTES, TEMP_PREFIX, Target, ZonePath, ZoneView};
 use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat, Utc};
-use nexus_wire::jsonrpc::printable;
 use nexus_wire::methods::*;
 use nexus_wire::{ErrorCode, RpcError};
 use rustix::fs::FileType;
@@ -41,11 +40,7 @@ const LOCK_STRIPES: usize = 256;
 pub const MAX_PAGE: usize = 1000;
 /// Entries a listing, glob or grep will walk before it stops.
 const MAX_WALK: usize = 200_000;
-/// Matches grep collects before it stops and reports `truncated`.
-const MAX_GREP_MATCHES: usize = 100_000;
-/// Longest line text a grep match carries.
-const MAX_GREP_LINE: usize = 1000;
-const MAX_PATTERN_LEN: usize = 1024;
+pub(super) const MAX_PATTERN_LEN: usize = 1024;
 /// Linux's `PATH_MAX`, the terminating NUL included.
 const PATH_MAX: usize = 4096;
 /// A temporary file's name: the prefix and 16 hex digits.
@@ -56,6 +51,7 @@ const SWEEP_DEPTH: usize = 256;
 #[derive(Clone)]
 pub struct FileService {
     inner: Arc<Inner>,
+    greps: Arc<super::grep::Greps>,
 }
 
 struct Inner {
@@ -146,7 +142,7 @@ fn page<T>(all: Vec<T>, offset: usize, limit: usize) -> (Vec<T>, usize, bool, Op
     (items, total, has_more, has_more.then_some(end))
 }
 
-fn check_page(limit: usize) -> Result<usize, RpcError> {
+pub(super) fn check_page(limit: usize) -> Result<usize, RpcError> {
     if limit == 0 || limit > MAX_PAGE {
         return Err(RpcError::invalid_params(format!(
             "limit must be between 1 and {MAX_PAGE}"
@@ -173,19 +169,6 @@ fn read_bounded(f: fs::File, len: u64, max: u64) -> io::Result<Result<Vec<u8>, u
     })
 }
 
-/// Reads the regular file a walk met, if it is at most `max` bytes.
-fn read_entry(entry: &Entry<'_>, max: u64) -> Option<Vec<u8>> {
-    if !entry.is_file() || entry.len() > max {
-        return None;
-    }
-    let f = entry.open().ok()?;
-    let meta = f.metadata().ok()?;
-    if !meta.is_file() {
-        return None;
-    }
-    read_bounded(f, meta.len(), max).ok()?.ok()
-}
-
 /// How much of a path [`FileService::parent_dir`] may create.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Create {
@@ -209,7 +192,14 @@ impl FileService {
                 max_file_bytes,
                 locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             }),
+            greps: Arc::new(super::grep::Greps::new(Default::default())),
         })
+    }
+
+    /// Sets what one grep may spend and how many may run at once.
+    pub fn with_grep_limits(mut self, limits: super::grep::GrepLimits) -> Self {
+        self.greps = Arc::new(super::grep::Greps::new(limits));
+        self
     }
 
     pub fn max_file_bytes(&self) -> u64 {
@@ -558,79 +548,19 @@ impl FileService {
         })
     }
 
-    pub async fn grep(&self, view: &ZoneView, p: GrepParams) -> Result<GrepResult, RpcError> {
-        let limit = check_page(p.limit)?;
-        if p.pattern.is_empty() || p.pattern.len() > MAX_PATTERN_LEN {
-            return Err(RpcError::invalid_params(format!(
-                "pattern must be 1-{MAX_PATTERN_LEN} bytes"
-            )));
-        }
-        let re = regex::RegexBuilder::new(&p.pattern)
-            .case_insensitive(p.ignore_case)
-            .size_limit(1 << 20)
-            .dfa_size_limit(4 << 20)
-            .build()
-            .map_err(|e| {
-                let first = e.to_string().lines().last().unwrap_or("").trim().to_owned();
-                RpcError::invalid_params(format!("invalid regex: {}", printable(&first)))
-            })?;
-        let bases = self.bases(view, &p.path, false)?;
-        let max = self.inner.max_file_bytes;
-        let svc = self.clone();
-        let (all, truncated) = self
-            .blocking(move |_| {
-                let mut out = Vec::new();
-                let mut truncated = false;
-                for base in &bases {
-                    let mut scan = |zp: &ZonePath, meta: &Entry<'_>| -> bool {
-                        if !meta.is_file() || meta.len() > max {
-                            return true;
-                        }
-                        let Some(bytes) = read_entry(meta, max) else {
-                            return true;
-                        };
-                        // Binary files are skipped, as grep tools do.
-                        let Ok(text) = std::str::from_utf8(&bytes) else {
-                            return true;
-                        };
-                        let shown = zp.display();
-                        for (i, line) in text.lines().enumerate() {
-                            if re.is_match(line) {
-                                if out.len() >= MAX_GREP_MATCHES {
-                                    truncated = true;
-                                    return false;
-                                }
-                                let text: String = line.chars().take(MAX_GREP_LINE).collect();
-                                out.push(GrepMatch {
-                                    path: shown.clone(),
-                                    line: i as u64 + 1,
-                                    text,
-                                });
-                            }
-                        }
-                        true
-                    };
-                    svc.walk(base, true, true, &mut scan)?;
-                    if truncated {
-                        break;
-                    }
-                }
-                Ok((out, truncated))
-            })
-            .await?;
-        let (items, total, has_more, next_offset) = page(all, p.offset, limit);
-        Ok(GrepResult {
-            items,
-            total,
-            has_more,
-            next_offset,
-            truncated,
-        })
+    /// `grep`, under a budget and a concurrency cap per token (see [`super::grep`]).
+    pub async fn grep(
+        &self,
+        token: uuid::Uuid,
+        view: &ZoneView,
+        p: GrepParams,
+    ) -> Result<GrepResult, RpcError> {
+        super::grep::run(self, &self.greps, token, view, p).await
     }
 
     /// The zone locations a listing, glob or grep starting at `raw` covers. For the root of
     /// a multi-zone view: every zone (only readable ones unless `include_unreadable`).
-    fn bases(
+    pub(super) fn bases(
         &self,
         view: &ZoneView,
         raw: &str,
@@ -654,7 +584,7 @@ impl FileService {
     /// showing a symbolic link, and hiding temporary files. A missing zone root is an empty
     /// zone; another missing base is an error. A base that is a file is an error, or with
     /// `file_base` the one entry visited. `visit` returns false to stop.
-    fn walk(
+    pub(super) fn walk(
         &self,
         base: &ZonePath,
         recursive: bool,

@@ -339,7 +339,7 @@ async fn dispatch(
         "rmdir" => to_value(f.rmdir(&v, params(p)?).await?),
         "rename" => to_value(f.rename(&v, params(p)?).await?),
         "glob" => to_value(f.glob(&v, params(p)?).await?),
-        "grep" => to_value(f.grep(&v, params(p)?).await?),
+        "grep" => to_value(f.grep(id.key_id, &v, params(p)?).await?),
         "whoami" => {
             let _: EmptyParams = params(p)?;
             to_value(WhoamiResult {

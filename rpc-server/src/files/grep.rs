@@ -1,0 +1,396 @@
+//! `grep` that cannot pin a CPU or hold memory.
+//!
+//! Every line is matched by a metered engine ([`budget`]) under a work budget, a deadline
+//! and a cancellation flag; the flag is raised when the request's future is dropped (client
+//! gone, request timeout), because `spawn_blocking` work cannot be cancelled otherwise.
+//! Lines are clipped to [`GrepLimits::max_line_bytes`], so the one engine call that cannot
+//! be interrupted (the PikeVM on a line the lazy DFA gave up on) stays small.
+//!
+//! Results stream: the scan stops at `offset + limit + 1` matches and keeps only the page,
+//! so `total` is exact only when `total_is_lower_bound` is false. Concurrent greps are
+//! capped per token and in total.
+
+pub mod budget;
+
+use super::beneath::Entry;
+use super::path::{ZonePath, ZoneView};
+use super::service::{FileService, MAX_PATTERN_LEN, check_page};
+pub use budget::{Meter, Program, ProgramCache, Stop};
+use nexus_wire::jsonrpc::printable;
+use nexus_wire::methods::{GrepMatch, GrepParams, GrepResult};
+use nexus_wire::{ErrorCode, RpcError};
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// Longest line text a grep match carries.
+const MAX_MATCH_TEXT: usize = 1000;
+/// Bytes of a file's start that must be free of NUL for it to count as text.
+const BINARY_PROBE: usize = 8 * 1024;
+
+/// What one grep may spend, and how many may run at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrepLimits {
+    /// Work units one grep may spend (1–4 ns of CPU each: [`budget`] says what costs one).
+    pub max_work: u64,
+    /// Wall-clock bound of one grep, for slow disks as much as slow patterns.
+    pub timeout: Duration,
+    /// Greps one token may have running at once.
+    pub per_token: usize,
+    /// Greps the server runs at once, all tokens together.
+    pub global: usize,
+    /// Longest line prefix searched; the rest of a longer line is skipped (`truncated`).
+    pub max_line_bytes: usize,
+}
+
+impl Default for GrepLimits {
+    fn default() -> Self {
+        Self {
+            max_work: 2_000_000_000,
+            timeout: Duration::from_secs(20),
+            per_token: 2,
+            global: 8,
+            max_line_bytes: 64 * 1024,
+        }
+    }
+}
+
+// ------------------------------------------------------------------ concurrency
+
+/// Greps running now, per token and in total.
+#[derive(Debug)]
+pub(crate) struct Greps {
+    limits: GrepLimits,
+    running: Arc<Mutex<Running>>,
+}
+
+#[derive(Debug, Default)]
+struct Running {
+    total: usize,
+    per_token: HashMap<Uuid, usize>,
+}
+
+/// One running grep's place; given back when dropped (when the blocking work ends).
+#[derive(Debug)]
+struct Slot {
+    running: Arc<Mutex<Running>>,
+    token: Uuid,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut r = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        r.total = r.total.saturating_sub(1);
+        if let Some(n) = r.per_token.get_mut(&self.token) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                r.per_token.remove(&self.token);
+            }
+        }
+    }
+}
+
+/// Raises the flag when the request's future is dropped, so the blocking scan stops.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+fn busy(msg: String) -> RpcError {
+    let mut e = RpcError::new(ErrorCode::Unavailable, msg);
+    e.data = Some(serde_json::json!({ "reason": "grep_concurrency", "retry_after_secs": 1 }));
+    e
+}
+
+impl Greps {
+    pub(crate) fn new(limits: GrepLimits) -> Self {
+        Self {
+            limits,
+            running: Arc::default(),
+        }
+    }
+
+    fn acquire(&self, token: Uuid) -> Result<Slot, RpcError> {
+        let mut r = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = r.per_token.get(&token).copied().unwrap_or(0);
+        if mine >= self.limits.per_token {
+            return Err(busy(format!(
+                "too many greps running for this token (at most {} at once); retry when one finishes",
+                self.limits.per_token
+            )));
+        }
+        if r.total >= self.limits.global {
+            return Err(busy(format!(
+                "the server is running its maximum of {} greps; retry shortly",
+                self.limits.global
+            )));
+        }
+        r.total += 1;
+        *r.per_token.entry(token).or_insert(0) += 1;
+        Ok(Slot {
+            running: self.running.clone(),
+            token,
+        })
+    }
+}
+
+// ------------------------------------------------------------------ the method
+
+/// Where a scan stands: the page so far and what it cost.
+struct Scan {
+    offset: usize,
+    limit: usize,
+    /// Matches seen, the page's and those before it.
+    seen: usize,
+    items: Vec<GrepMatch>,
+    scanned_bytes: u64,
+    /// A line was clipped, so a match may have been missed.
+    clipped: bool,
+}
+
+impl Scan {
+    /// Enough matches for the page and the one after it.
+    fn full(&self) -> bool {
+        self.seen >= self.offset.saturating_add(self.limit).saturating_add(1)
+    }
+}
+
+/// The `grep` method: validate, take a slot, scan on the blocking pool.
+pub(crate) async fn run(
+    svc: &FileService,
+    greps: &Greps,
+    token: Uuid,
+    view: &ZoneView,
+    p: GrepParams,
+) -> Result<GrepResult, RpcError> {
+    let limit = check_page(p.limit)?;
+    if p.pattern.is_empty() || p.pattern.len() > MAX_PATTERN_LEN {
+        return Err(RpcError::invalid_params(format!(
+            "pattern must be 1-{MAX_PATTERN_LEN} bytes"
+        )));
+    }
+    let program = Program::new(&p.pattern, p.ignore_case)
+        .map_err(|e| RpcError::invalid_params(format!("invalid regex: {}", printable(&e))))?;
+    let bases = svc.bases(view, &p.path, false)?;
+    let slot = greps.acquire(token)?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _cancel_on_drop = CancelOnDrop(cancel.clone());
+    let limits = greps.limits.clone();
+    let meter = Meter::new(limits.max_work).with_deadline(Instant::now() + limits.timeout, cancel);
+    let svc = svc.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        // The slot is given back when the work ends, not when the caller leaves.
+        let _slot = slot;
+        scan_all(&svc, &bases, &program, meter, &limits, p.offset, limit)
+    })
+    .await
+    .map_err(|_| RpcError::internal())?;
+    let (scan, stopped) = outcome?;
+    if let Some(stop) = stopped {
+        return Err(stop_error(stop, &scan, &greps.limits));
+    }
+    let total = scan.seen;
+    let end = p.offset.saturating_add(scan.items.len());
+    let has_more = total > end;
+    let total_is_lower_bound = scan.full();
+    Ok(GrepResult {
+        items: scan.items,
+        total,
+        has_more,
+        next_offset: has_more.then_some(end),
+        truncated: scan.clipped,
+        total_is_lower_bound,
+        scanned_bytes: scan.scanned_bytes,
+    })
+}
+
+fn stop_error(stop: Stop, scan: &Scan, limits: &GrepLimits) -> RpcError {
+    let why = match stop {
+        Stop::Budget => format!("its work budget ({} units)", limits.max_work),
+        Stop::Deadline => format!("its time budget ({:?})", limits.timeout),
+        Stop::Cancelled => "the request ended".to_owned(),
+    };
+    let mut e = RpcError::new(
+        ErrorCode::TooLarge,
+        format!(
+            "grep stopped: it used up {why} after scanning {} bytes; search a narrower path or use a simpler pattern",
+            scan.scanned_bytes
+        ),
+    );
+    e.data = Some(serde_json::json!({
+        "reason": "grep_budget",
+        "scanned_bytes": scan.scanned_bytes,
+        "matches_so_far": scan.seen,
+    }));
+    e
+}
+
+fn scan_all(
+    svc: &FileService,
+    bases: &[ZonePath],
+    program: &Program,
+    mut meter: Meter,
+    limits: &GrepLimits,
+    offset: usize,
+    limit: usize,
+) -> Result<(Scan, Option<Stop>), RpcError> {
+    let mut scan = Scan {
+        offset,
+        limit,
+        seen: 0,
+        items: Vec::with_capacity(limit.min(64)),
+        scanned_bytes: 0,
+        clipped: false,
+    };
+    let mut cache = program.create_cache();
+    let max_file = svc.max_file_bytes();
+    let mut stopped: Option<Stop> = None;
+    for base in bases {
+        let mut visit = |zp: &ZonePath, meta: &Entry<'_>| -> bool {
+            if !meta.is_file() || meta.len() > max_file {
+                return true;
+            }
+            if let Err(stop) = meter.look() {
+                stopped = Some(stop);
+                return false;
+            }
+            let Ok(file) = meta.open() else {
+                return true;
+            };
+            match scan_file(file, zp, program, &mut cache, &mut meter, limits, &mut scan) {
+                Ok(()) => !scan.full(),
+                Err(FileStop::Stop(stop)) => {
+                    stopped = Some(stop);
+                    false
+                }
+                // An unreadable file is skipped, as one that vanished mid-walk.
+                Err(FileStop::Io) => true,
+            }
+        };
+        // A base that is a file is scanned alone; the walk reports a missing or odd base
+        // as the listing does, and never follows a link.
+        svc.walk(base, true, true, &mut visit)?;
+        if stopped.is_some() || scan.full() {
+            break;
+        }
+    }
+    Ok((scan, stopped))
+}
+
+enum FileStop {
+    Stop(Stop),
+    Io,
+}
+
+impl From<Stop> for FileStop {
+    fn from(s: Stop) -> Self {
+        Self::Stop(s)
+    }
+}
+
+/// Scans one file line by line with bounded memory: at most `max_line_bytes` of a line
+/// are kept and searched; the rest is read past and charged as one unit a byte.
+fn scan_file(
+    file: impl Read,
+    zp: &ZonePath,
+    program: &Program,
+    cache: &mut ProgramCache,
+    meter: &mut Meter,
+    limits: &GrepLimits,
+    scan: &mut Scan,
+) -> Result<(), FileStop> {
+    let mut r = BufReader::with_capacity(64 * 1024, file);
+    // Binary files are skipped, as grep tools do.
+    {
+        let head = r.fill_buf().map_err(|_| FileStop::Io)?;
+        let probe = &head[..head.len().min(BINARY_PROBE)];
+        if memchr::memchr(0, probe).is_some() {
+            return Ok(());
+        }
+    }
+    let cap = limits.max_line_bytes.max(1);
+    let mut line: Vec<u8> = Vec::new();
+    let mut shown: Option<String> = None;
+    let mut number = 0u64;
+    loop {
+        let Some((clipped, ended_by_newline, skipped)) =
+            read_line(&mut r, &mut line, cap, &mut scan.scanned_bytes)?
+        else {
+            return Ok(());
+        };
+        number += 1;
+        meter.charge(skipped)?;
+        if clipped {
+            scan.clipped = true;
+        }
+        let mut text: &[u8] = &line;
+        if ended_by_newline && !clipped && text.last() == Some(&b'\r') {
+            text = &text[..text.len() - 1];
+        }
+        // Lines that are not UTF-8 are not text: skipped. A clipped line may end inside
+        // a character; its complete prefix is searched.
+        let text = match std::str::from_utf8(text) {
+            Ok(s) => s,
+            Err(e) if clipped && e.error_len().is_none() => {
+                std::str::from_utf8(&text[..e.valid_up_to()]).unwrap_or_default()
+            }
+            Err(_) => continue,
+        };
+        if !program.is_match(cache, text.as_bytes(), meter)? {
+            continue;
+        }
+        if scan.seen >= scan.offset && scan.items.len() < scan.limit {
+            let path = shown.get_or_insert_with(|| zp.display()).clone();
+            scan.items.push(GrepMatch {
+                path,
+                line: number,
+                text: text.chars().take(MAX_MATCH_TEXT).collect(),
+            });
+        }
+        scan.seen += 1;
+        if scan.full() {
+            return Ok(());
+        }
+    }
+}
+
+/// Reads the next line into `buf` (without its `\n`), keeping at most `cap` bytes.
+/// Returns (clipped, ended by a newline, bytes read past beyond `cap`), or None at the end.
+fn read_line(
+    r: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    cap: usize,
+    scanned: &mut u64,
+) -> Result<Option<(bool, bool, u64)>, FileStop> {
+    buf.clear();
+    let mut any = false;
+    let mut skipped = 0u64;
+    loop {
+        let avail = match r.fill_buf() {
+            Ok(a) => a,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Err(FileStop::Io),
+        };
+        if avail.is_empty() {
+            return Ok(any.then_some((skipped > 0, false, skipped)));
+        }
+        any = true;
+        let newline = memchr::memchr(b'\n', avail);
+        let part = &avail[..newline.unwrap_or(avail.len())];
+        let take = part.len().min(cap - buf.len());
+        buf.extend_from_slice(&part[..take]);
+        skipped += (part.len() - take) as u64;
+        let used = newline.map_or(avail.len(), |i| i + 1);
+        r.consume(used);
+        *scanned += used as u64;
+        if newline.is_some() {
+            return Ok(Some((skipped > 0, true, skipped)));
+        }
+    }
+}
