@@ -50,10 +50,10 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let built_at = std::time::SystemTime::now();
         ensure_private_dir(&cfg.data_dir)?;
+        let metrics = Metrics::new();
         let files = FileService::new(&cfg.data_dir, cfg.max_file_bytes)
             .with_context(|| format!("cannot use data dir {}", cfg.data_dir.display()))?
-            .with_grep_limits(cfg.grep.clone());
-        let metrics = Metrics::new();
+            .with_grep_limits(cfg.grep.clone(), Some(metrics.clone()));
         let (auth, control, store, zones, last_used): (Arc<dyn AuthProvider>, _, _, _, _) =
             match &cfg.auth {
                 AuthMode::SingleKey { key } => {

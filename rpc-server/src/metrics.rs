@@ -38,6 +38,16 @@ pub struct Inner {
     pub rate_limit_fallbacks: prometheus::IntCounter,
     /// Temporary files of writes interrupted by a crash, removed by the startup sweep.
     pub temp_files_removed: prometheus::IntCounter,
+    /// `outcome`: ok, budget, deadline, cancelled, busy
+    pub greps: IntCounterVec,
+    /// Greps whose work is running now (a dropped request's until it stops).
+    pub greps_running: IntGauge,
+    /// Bytes of files greps have read.
+    pub grep_scanned_bytes: prometheus::IntCounter,
+    /// ReBAC decisions on file paths: `op` (read, write), `outcome` (allowed, denied).
+    pub rebac_checks: IntCounterVec,
+    /// Compiled grants asked for: `result` (hit, compiled, error).
+    pub rebac_compiles: IntCounterVec,
     cache_probe: std::sync::Mutex<Option<Arc<crate::auth::IdentityCache>>>,
 }
 
@@ -168,6 +178,43 @@ impl Metrics {
                     .expect("unique metric");
                 c
             },
+            greps: counter(
+                &registry,
+                "nexus_grep_searches_total",
+                "Greps by outcome (budget, deadline: stopped by their limits; cancelled: the request ended first; busy: refused by a concurrency cap)",
+                &["outcome"],
+            ),
+            greps_running: {
+                let g = IntGauge::new("nexus_grep_running", "Greps whose work is running now")
+                    .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
+            grep_scanned_bytes: {
+                let c = prometheus::IntCounter::new(
+                    "nexus_grep_scanned_bytes_total",
+                    "Bytes of files read by greps",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(c.clone()))
+                    .expect("unique metric");
+                c
+            },
+            rebac_checks: counter(
+                &registry,
+                "nexus_rebac_checks_total",
+                "File access decisions that consulted zone modes or ReBAC grants, by operation and outcome",
+                &["op", "outcome"],
+            ),
+            rebac_compiles: counter(
+                &registry,
+                "nexus_rebac_grant_compiles_total",
+                "Compiled ReBAC grant lookups: hit (cached), compiled (rebuilt from the database), error",
+                &["result"],
+            ),
             registry,
             cache_probe: std::sync::Mutex::new(None),
         }))

@@ -54,6 +54,23 @@ impl Hub {
         std::fs::write(path, content).expect("write");
     }
 
+    /// A sample of the server's `/metrics` (0 when absent).
+    async fn metric(&self, series: &str) -> f64 {
+        let text = self
+            .app
+            .client
+            .get(format!("{}/metrics", self.app.base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
     async fn grep(&self, token: &str, params: Value) -> Result<Value, Value> {
         self.app.rpc(token, "grep", params).await
     }
@@ -166,6 +183,12 @@ async fn a_pathological_pattern_on_a_long_line_gets_the_budget_error() {
             .is_some_and(|m| m.contains("work budget")),
         "{e}"
     );
+    assert_eq!(
+        h.metric(r#"nexus_grep_searches_total{outcome="budget"}"#)
+            .await,
+        1.0
+    );
+    assert_eq!(h.metric("nexus_grep_running").await, 0.0);
 }
 
 #[tokio::test]
@@ -261,6 +284,16 @@ async fn dropped_request() {
         }
     }
     assert!(freed, "the dropped grep kept running and holding its slot");
+    // It was counted as cancelled (by the blocking work itself: nobody else saw the end),
+    // having read a part of the tree only.
+    assert_eq!(
+        h.metric(r#"nexus_grep_searches_total{outcome="cancelled"}"#)
+            .await,
+        1.0
+    );
+    assert_eq!(h.metric("nexus_grep_running").await, 0.0);
+    let scanned = h.metric("nexus_grep_scanned_bytes_total").await;
+    assert!(scanned < (4 * 64 * 64 * 1024) as f64, "{scanned}");
 }
 
 #[test]

@@ -297,7 +297,7 @@ pub static TOOLS: &[ToolSpec] = &[
         destr = false,
         idem = true,
         "Search file contents",
-        "Search text files under path for a regular expression; returns path, line number and line text.",
+        "Search text files under path for a regular expression; returns path, line number and line text. Paged: follow next_offset while has_more; total counts only the matches scanned so far while total_is_lower_bound is true. A search over the server's budget fails: narrow path or simplify the pattern.",
         s_grep
     ),
     tool!(

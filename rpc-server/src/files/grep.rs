@@ -15,6 +15,7 @@ pub mod budget;
 use super::beneath::Entry;
 use super::path::{ZonePath, ZoneView};
 use super::service::{FileService, MAX_PATTERN_LEN, check_page};
+use crate::metrics::Metrics;
 pub use budget::{Meter, Program, ProgramCache, Stop};
 use nexus_wire::jsonrpc::printable;
 use nexus_wire::methods::{GrepMatch, GrepParams, GrepResult};
@@ -65,6 +66,7 @@ impl Default for GrepLimits {
 pub(crate) struct Greps {
     limits: GrepLimits,
     running: Arc<Mutex<Running>>,
+    metrics: Option<Metrics>,
 }
 
 #[derive(Debug, Default)]
@@ -78,10 +80,24 @@ struct Running {
 struct Slot {
     running: Arc<Mutex<Running>>,
     token: Uuid,
+    metrics: Option<Metrics>,
+}
+
+impl Slot {
+    /// Counts a finished grep (or one stopped by its limits or its caller leaving).
+    fn record(&self, outcome: &'static str, scanned_bytes: u64) {
+        if let Some(m) = &self.metrics {
+            m.greps.with_label_values(&[outcome]).inc();
+            m.grep_scanned_bytes.inc_by(scanned_bytes);
+        }
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        if let Some(m) = &self.metrics {
+            m.greps_running.dec();
+        }
         let mut r = self.running.lock().unwrap_or_else(|e| e.into_inner());
         r.total = r.total.saturating_sub(1);
         if let Some(n) = r.per_token.get_mut(&self.token) {
@@ -109,33 +125,45 @@ fn busy(msg: String) -> RpcError {
 }
 
 impl Greps {
-    pub(crate) fn new(limits: GrepLimits) -> Self {
+    pub(crate) fn new(limits: GrepLimits, metrics: Option<Metrics>) -> Self {
         Self {
             limits,
             running: Arc::default(),
+            metrics,
         }
+    }
+
+    fn refuse(&self, msg: String) -> RpcError {
+        if let Some(m) = &self.metrics {
+            m.greps.with_label_values(&["busy"]).inc();
+        }
+        busy(msg)
     }
 
     fn acquire(&self, token: Uuid) -> Result<Slot, RpcError> {
         let mut r = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let mine = r.per_token.get(&token).copied().unwrap_or(0);
         if mine >= self.limits.per_token {
-            return Err(busy(format!(
+            return Err(self.refuse(format!(
                 "too many greps running for this token (at most {} at once); retry when one finishes",
                 self.limits.per_token
             )));
         }
         if r.total >= self.limits.global {
-            return Err(busy(format!(
+            return Err(self.refuse(format!(
                 "the server is running its maximum of {} greps; retry shortly",
                 self.limits.global
             )));
         }
         r.total += 1;
         *r.per_token.entry(token).or_insert(0) += 1;
+        if let Some(m) = &self.metrics {
+            m.greps_running.inc();
+        }
         Ok(Slot {
             running: self.running.clone(),
             token,
+            metrics: self.metrics.clone(),
         })
     }
 }
@@ -185,9 +213,20 @@ pub(crate) async fn run(
     let meter = Meter::new(limits.max_work).with_deadline(Instant::now() + limits.timeout, cancel);
     let svc = svc.clone();
     let outcome = tokio::task::spawn_blocking(move || {
-        // The slot is given back when the work ends, not when the caller leaves.
-        let _slot = slot;
-        scan_all(&svc, &bases, &program, meter, &limits, p.offset, limit)
+        // The slot is given back when the work ends, not when the caller leaves; the
+        // outcome is counted here too, as a dropped caller never sees it.
+        let slot = slot;
+        let outcome = scan_all(&svc, &bases, &program, meter, &limits, p.offset, limit);
+        if let Ok((scan, stopped)) = &outcome {
+            let label = match stopped {
+                None => "ok",
+                Some(Stop::Budget) => "budget",
+                Some(Stop::Deadline) => "deadline",
+                Some(Stop::Cancelled) => "cancelled",
+            };
+            slot.record(label, scan.scanned_bytes);
+        }
+        outcome
     })
     .await
     .map_err(|_| RpcError::internal())?;

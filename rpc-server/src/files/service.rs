@@ -192,13 +192,18 @@ impl FileService {
                 max_file_bytes,
                 locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             }),
-            greps: Arc::new(super::grep::Greps::new(Default::default())),
+            greps: Arc::new(super::grep::Greps::new(Default::default(), None)),
         })
     }
 
-    /// Sets what one grep may spend and how many may run at once.
-    pub fn with_grep_limits(mut self, limits: super::grep::GrepLimits) -> Self {
-        self.greps = Arc::new(super::grep::Greps::new(limits));
+    /// Sets what one grep may spend and how many may run at once, and where greps are
+    /// counted.
+    pub fn with_grep_limits(
+        mut self,
+        limits: super::grep::GrepLimits,
+        metrics: Option<crate::metrics::Metrics>,
+    ) -> Self {
+        self.greps = Arc::new(super::grep::Greps::new(limits, metrics));
         self
     }
 
