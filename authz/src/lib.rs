@@ -28,3 +28,6 @@ pub use decide::{Access, Ceiling, Decision, Reason, ZoneMode, decide, visible};
 pub use grants::{Grants, Op, ZoneRole};
 pub use model::{Error, ObjectRef, Relation, SubjectRef, Tuple};
 pub use reference::{check, expand};
+
+#[cfg(test)]
+mod tests;

@@ -43,7 +43,7 @@ pub enum Error {
         object_type: &'static str,
         allowed: &'static str,
     },
-    #[error("a group as a subject is written group:<name>#member, not '{0}'")]
+    #[error("a group as a subject is group:<name>#member (or group:<name>), not '{0}'")]
     GroupSubject(String),
     #[error("too many groups: the subject is in more than {limit} groups")]
     TooManyGroups { limit: usize },
@@ -182,6 +182,14 @@ fn has_encoded_separator(s: &str) -> bool {
 /// `..`, control characters, backslashes and percent-encoded dots or separators are refused;
 /// empty and `.` components are dropped (so a trailing slash is too).
 pub fn normalise_path(raw: &str) -> Result<Vec<String>, String> {
+    let out = split(raw)?;
+    check_components(&out)?;
+    Ok(out)
+}
+
+/// Splits and checks path text; the exact limits are for the part below the zone root
+/// ([`check_components`]), so this bound leaves room for a `/zone/<zone>` prefix.
+fn split(raw: &str) -> Result<Vec<String>, String> {
     if raw.len() > 4 * MAX_PATH_BYTES {
         return Err(format!("path longer than {MAX_PATH_BYTES} bytes"));
     }
@@ -209,11 +217,10 @@ pub fn normalise_path(raw: &str) -> Result<Vec<String>, String> {
             }
             c => out.push(c.to_owned()),
         }
-        if out.len() > MAX_DEPTH {
+        if out.len() > MAX_DEPTH + 2 {
             return Err(format!("path deeper than {MAX_DEPTH} levels"));
         }
     }
-    check_components(&out)?;
     Ok(out)
 }
 
@@ -314,7 +321,7 @@ impl ObjectRef {
                 "file objects are hub-wide paths: file:/zone/<zone>/<path> (or use --zone)".into(),
             ));
         }
-        let mut comps = normalise_path(path).map_err(bad)?.into_iter();
+        let mut comps = split(path).map_err(bad)?.into_iter();
         if comps.next().as_deref() != Some("zone") {
             return Err(bad(
                 "file objects are hub-wide paths: file:/zone/<zone>/<path> (or use --zone)".into(),
@@ -324,10 +331,9 @@ impl ObjectRef {
             return Err(bad("the path names no zone".into()));
         };
         validate_zone(&zone)?;
-        Ok(ObjectRef::File {
-            zone,
-            path: comps.collect(),
-        })
+        let path: Vec<String> = comps.collect();
+        check_components(&path).map_err(bad)?;
+        Ok(ObjectRef::File { zone, path })
     }
 
     /// Parses an object as the CLI's `--zone Z` reads it: `file:/workspace` is
@@ -439,7 +445,7 @@ impl SubjectRef {
     }
 
     /// Parses `user:<id>`, `agent:<id>`, `service:<id>`, `token:<key_id>` or
-    /// `group:<g>#member`.
+    /// `group:<g>#member` (also written `group:<g>`).
     pub fn parse(s: &str) -> Result<Self, Error> {
         let (ty, id) = s
             .split_once(':')
@@ -449,9 +455,12 @@ impl SubjectRef {
             "agent" => SubjectRef::Agent(id.to_owned()),
             "service" => SubjectRef::Service(id.to_owned()),
             "token" => SubjectRef::Token(id.to_owned()),
+            // `member` is a group's only relation, so `group:<g>` (the seed's spelling) is
+            // read as `group:<g>#member`.
             "group" => match id.split_once('#') {
                 Some((g, "member")) => SubjectRef::GroupMember(g.to_owned()),
-                _ => return Err(Error::GroupSubject(printable(s))),
+                None => SubjectRef::GroupMember(id.to_owned()),
+                Some(_) => return Err(Error::GroupSubject(printable(s))),
             },
             other => return Err(Error::UnknownSubjectType(printable(other))),
         };
