@@ -159,7 +159,8 @@ impl Decision {
     }
 }
 
-/// The decision for `op` on `path` (components below the zone root) in `zone`.
+/// The decision for `op` on `path` (components below the zone root) in `zone`, with the
+/// tuples that made it.
 pub fn decide(
     is_admin_token: bool,
     ceiling: Ceiling,
@@ -169,24 +170,47 @@ pub fn decide(
     path: &[String],
     op: Op,
 ) -> Decision {
+    let (allowed, reason) = outcome(is_admin_token, ceiling, mode, grants, zone, path, op);
+    if !allowed {
+        return Decision::deny(reason);
+    }
+    match reason {
+        Reason::NamespaceAdmin => {
+            Decision::allow(reason, grants.namespace_admin().unwrap_or_default())
+        }
+        Reason::ZoneRole | Reason::PathTuple => grants.check(zone, path, op),
+        _ => Decision::allow(reason, Vec::new()),
+    }
+}
+
+/// [`decide`] without the explanation, for the hot path (no allocation).
+pub fn outcome(
+    is_admin_token: bool,
+    ceiling: Ceiling,
+    mode: ZoneMode,
+    grants: &Grants,
+    zone: &str,
+    path: &[String],
+    op: Op,
+) -> (bool, Reason) {
     if is_admin_token {
-        return Decision::allow(Reason::AdminToken, Vec::new());
+        return (true, Reason::AdminToken);
     }
     let listed = match ceiling {
-        Ceiling::Zones(None) => return Decision::deny(Reason::Ceiling),
-        Ceiling::Zones(Some(access)) if !access.allows(op) => {
-            return Decision::deny(Reason::Ceiling);
-        }
-        Ceiling::Zones(Some(_)) => true,
+        Ceiling::Zones(Some(access)) if access.allows(op) => true,
+        Ceiling::Zones(_) => return (false, Reason::Ceiling),
         Ceiling::NoZones => false,
     };
-    if let Some(chain) = grants.namespace_admin() {
-        return Decision::allow(Reason::NamespaceAdmin, chain);
+    if grants.is_namespace_admin() {
+        return (true, Reason::NamespaceAdmin);
     }
     if mode == ZoneMode::Open && listed {
-        return Decision::allow(Reason::ZoneGrant, Vec::new());
+        return (true, Reason::ZoneGrant);
     }
-    grants.check(zone, path, op)
+    match grants.allows(zone, path, op) {
+        Some(reason) => (true, reason),
+        None => (false, Reason::NoGrant),
+    }
 }
 
 /// The listing rule with the same order: whether `path` in `zone` may appear in a listing

@@ -317,6 +317,16 @@ impl Grants {
         }
     }
 
+    /// [`Grants::check`] without the explanation (no allocation): `Some(ZoneRole)` or
+    /// `Some(PathTuple)` when allowed, `None` when not.
+    pub fn allows(&self, zone: &str, path: &[String], op: Op) -> Option<Reason> {
+        let zg = self.zones.get(zone)?;
+        if zg.role.allows(op) {
+            return Some(Reason::ZoneRole);
+        }
+        zg.covering(path, op).map(|_| Reason::PathTuple)
+    }
+
     /// The listing rule: `path` in `zone` is shown if it is inside a granted folder (or the
     /// zone role allows reading) or on the way to one.
     pub fn visible(&self, zone: &str, path: &[String]) -> bool {

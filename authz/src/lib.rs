@@ -24,7 +24,7 @@ pub mod model;
 mod reference;
 
 pub use closure::{MAX_GROUP_DEPTH, MAX_GROUPS, SubjectSet};
-pub use decide::{Access, Ceiling, Decision, Reason, ZoneMode, decide, visible};
+pub use decide::{Access, Ceiling, Decision, Reason, ZoneMode, decide, outcome, visible};
 pub use grants::{Grants, Op, ZoneRole};
 pub use model::{Error, ObjectRef, Relation, SubjectRef, Tuple};
 pub use reference::{check, expand};

@@ -255,3 +255,64 @@ proptest! {
         }
     }
 }
+
+fn a_ceiling() -> impl Strategy<Value = crate::Ceiling> {
+    use crate::{Access, Ceiling};
+    prop_oneof![
+        Just(Ceiling::NoZones),
+        Just(Ceiling::Zones(None)),
+        (any::<bool>(), any::<bool>())
+            .prop_map(|(read, write)| Ceiling::Zones(Some(Access { read, write }))),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The hub's decision, spelled out over the reference: admin token, else within the
+    /// ceiling and (namespace admin, or an open zone the token lists, or the file relation).
+    /// `outcome` and `decide` agree, and `visible` follows the same order.
+    #[test]
+    fn the_decision_order_over_the_reference(
+        tuples in proptest::collection::vec(a_tuple(), 0..28),
+        s in subject(),
+        admin in proptest::bool::weighted(0.1),
+        ceiling in a_ceiling(),
+        rebac in any::<bool>(),
+    ) {
+        use crate::{Ceiling, ZoneMode, decide, outcome, visible};
+        let mode = if rebac { ZoneMode::Rebac } else { ZoneMode::Open };
+        let set = SubjectSet::build(std::slice::from_ref(&s), &tuples, now()).expect("small closure");
+        let g = Grants::compile(&set, &tuples, now());
+        let ns = ObjectRef::Namespace("default".into());
+        let ns_admin = check(&tuples, &s, Relation::Admin, &ns, now()).allowed;
+        for zone in ZONES {
+            for p in PATHS {
+                let obj = file(zone, p);
+                let ObjectRef::File { path, .. } = &obj else { unreachable!() };
+                for op in [Op::Read, Op::Write] {
+                    let within = match ceiling {
+                        Ceiling::NoZones => true,
+                        Ceiling::Zones(a) => a.is_some_and(|a| a.allows(op)),
+                    };
+                    let listed = matches!(ceiling, Ceiling::Zones(Some(_)));
+                    let related = check(&tuples, &s, op.relation(), &obj, now()).allowed;
+                    let want = admin
+                        || (within && (ns_admin || (mode == ZoneMode::Open && listed) || related));
+                    let d = decide(admin, ceiling, mode, &g, zone, path, op);
+                    prop_assert_eq!(d.allowed, want, "{} {:?} {:?} {:?}", obj, op, ceiling, mode);
+                    prop_assert_eq!(outcome(admin, ceiling, mode, &g, zone, path, op), (d.allowed, d.reason));
+                    if d.allowed && !d.because.is_empty() {
+                        prop_assert_eq!(proves(&tuples, &s, &d.because), Ok(()));
+                    }
+                }
+                let readable = decide(admin, ceiling, mode, &g, zone, path, Op::Read).allowed;
+                let shown = visible(admin, ceiling, mode, &g, zone, path);
+                prop_assert!(shown || !readable, "readable but hidden: {}", obj);
+                if shown && !readable {
+                    prop_assert!(!admin && g.visible(zone, path), "hidden folder shown: {}", obj);
+                }
+            }
+        }
+    }
+}
