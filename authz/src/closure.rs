@@ -22,13 +22,24 @@ struct Via {
 }
 
 /// An identity's subjects: its base subjects and the groups they are in.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct SubjectSet {
     base: Vec<SubjectRef>,
     groups: HashMap<String, Via>,
     /// Groups in the order reached (nearest first), for stable output.
     order: Vec<String>,
     valid_until: Option<DateTime<Utc>>,
+}
+
+/// A summary: up to [`MAX_GROUPS`] groups with their edges is too much for a log line.
+impl std::fmt::Debug for SubjectSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubjectSet")
+            .field("base", &self.base)
+            .field("groups", &self.order.len())
+            .field("valid_until", &self.valid_until)
+            .finish()
+    }
 }
 
 impl SubjectSet {

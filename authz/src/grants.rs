@@ -199,13 +199,27 @@ impl ZoneGrants {
 }
 
 /// What one identity may do, compiled from its subject set and the tuples naming it.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Grants {
     set: SubjectSet,
     subjects: Vec<SubjectRef>,
     zones: BTreeMap<String, ZoneGrants>,
     namespace_admin: Option<Slot>,
     valid_until: Option<DateTime<Utc>>,
+}
+
+/// A summary: the trie can hold a million nodes, and an identity that carries these grants
+/// may be logged.
+impl fmt::Debug for Grants {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Grants")
+            .field("set", &self.set)
+            .field("zones", &self.zones.len())
+            .field("trie_nodes", &self.trie_nodes())
+            .field("namespace_admin", &self.is_namespace_admin())
+            .field("valid_until", &self.valid_until)
+            .finish()
+    }
 }
 
 impl Grants {

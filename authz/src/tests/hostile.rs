@@ -155,3 +155,26 @@ fn a_million_tuples_for_one_subject_compile_to_one_node_per_prefix() {
     assert_eq!(g.trie_nodes(), 1 + 1 + 2 + 2_000);
     assert!(g.check("big", &path("shared/d1/f999/x"), Op::Write).allowed);
 }
+
+/// Debug output (an identity carrying grants may be logged) is a summary, not the trie.
+#[test]
+fn debug_output_stays_small_whatever_the_grants() {
+    let alice = SubjectRef::User("alice".into());
+    let mut tuples = chain(MAX_GROUP_DEPTH);
+    tuples.extend((0..10_000).map(|i| {
+        Tuple::new(
+            alice.clone(),
+            Relation::CanRead,
+            ObjectRef::File {
+                zone: "eng".into(),
+                path: vec![format!("f{i}")],
+            },
+        )
+    }));
+    let set = SubjectSet::build(std::slice::from_ref(&alice), &tuples, now()).expect("closure");
+    let g = Grants::compile(&set, &tuples, now());
+    assert_eq!(g.trie_nodes(), 10_001);
+    let text = format!("{g:?}");
+    assert!(text.len() < 300, "{text}");
+    assert!(text.contains("trie_nodes: 10001"), "{text}");
+}
