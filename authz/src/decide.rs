@@ -1,6 +1,10 @@
 //! The hub's decision for a file operation, in the order of SPEC §9: admin token, the token's
 //! zones as a ceiling nothing can pass, `admin` on `namespace:default`, then the zone's mode
 //! (`open`: the zone grant suffices; `rebac`: a zone role or a folder grant is needed).
+//!
+//! An admin token that lists zones is held to them too (as the hub always held it): the
+//! ceiling is checked first, so the order is ceiling, admin token, namespace admin, mode. For
+//! an admin token listing no zones, the two orders agree.
 
 use crate::grants::{Grants, Op};
 use crate::model::{Error, Tuple};
@@ -193,14 +197,14 @@ pub fn outcome(
     path: &[String],
     op: Op,
 ) -> (bool, Reason) {
-    if is_admin_token {
-        return (true, Reason::AdminToken);
-    }
     let listed = match ceiling {
         Ceiling::Zones(Some(access)) if access.allows(op) => true,
         Ceiling::Zones(_) => return (false, Reason::Ceiling),
         Ceiling::NoZones => false,
     };
+    if is_admin_token {
+        return (true, Reason::AdminToken);
+    }
     if grants.is_namespace_admin() {
         return (true, Reason::NamespaceAdmin);
     }
@@ -223,15 +227,12 @@ pub fn visible(
     zone: &str,
     path: &[String],
 ) -> bool {
-    if is_admin_token {
-        return true;
-    }
     let listed = match ceiling {
         Ceiling::Zones(Some(access)) if access.read => true,
         Ceiling::Zones(_) => return false,
         Ceiling::NoZones => false,
     };
-    if grants.is_namespace_admin() || (mode == ZoneMode::Open && listed) {
+    if is_admin_token || grants.is_namespace_admin() || (mode == ZoneMode::Open && listed) {
         return true;
     }
     grants.visible(zone, path)

@@ -170,18 +170,64 @@ fn the_decision_order_puts_the_ceiling_first() {
     let run =
         |g: &Grants, c: Ceiling, m: ZoneMode, z: &str, op: Op| decide(false, c, m, g, z, &p, op);
 
-    // An admin token passes everything.
+    // An admin token passes everything within its own zones, if it lists any.
+    let none = Grants::default();
     let d = decide(
         true,
-        Ceiling::Zones(None),
+        Ceiling::NoZones,
         ZoneMode::Rebac,
-        &Grants::default(),
+        &none,
         "x",
         &p,
         Op::Write,
     );
-    assert!(d.allowed);
-    assert_eq!(d.reason, Reason::AdminToken);
+    assert_eq!((d.allowed, d.reason), (true, Reason::AdminToken));
+    let d = decide(
+        true,
+        Ceiling::Zones(Some(rw)),
+        ZoneMode::Rebac,
+        &none,
+        "x",
+        &p,
+        Op::Write,
+    );
+    assert_eq!((d.allowed, d.reason), (true, Reason::AdminToken));
+    let d = decide(
+        true,
+        Ceiling::Zones(None),
+        ZoneMode::Rebac,
+        &none,
+        "x",
+        &p,
+        Op::Read,
+    );
+    assert_eq!((d.allowed, d.reason), (false, Reason::Ceiling));
+    let d = decide(
+        true,
+        Ceiling::Zones(Some(ro)),
+        ZoneMode::Open,
+        &none,
+        "x",
+        &p,
+        Op::Write,
+    );
+    assert_eq!((d.allowed, d.reason), (false, Reason::Ceiling));
+    assert!(!visible(
+        true,
+        Ceiling::Zones(None),
+        ZoneMode::Open,
+        &none,
+        "x",
+        &p
+    ));
+    assert!(visible(
+        true,
+        Ceiling::NoZones,
+        ZoneMode::Rebac,
+        &none,
+        "x",
+        &p
+    ));
 
     // A zone the token does not list: nothing passes, not even namespace admin.
     for g in [&alice, &root] {
