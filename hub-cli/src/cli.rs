@@ -24,6 +24,10 @@ pub struct Cli {
 pub enum Command {
     /// Operate a hub: tokens, zones, status, migrations.
     Hub(HubArgs),
+    /// Users, agents and services: register them and give them keys.
+    Admin(AdminArgs),
+    /// Relationship tuples: who may read or write what, and why.
+    Rebac(RebacArgs),
     /// Run the rpc-server (same as `nexusd`).
     Serve(ServeArgs),
     /// Run the MCP frontend.
@@ -52,6 +56,214 @@ pub struct RemoteArgs {
     /// Admin token for --remote.
     #[arg(long, env = "NEXUS_HUB_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<SecretString>,
+}
+
+/// The database (and Redis) that local admin commands change.
+#[derive(Debug, Args, Clone)]
+pub struct LocalArgs {
+    /// The hub database (postgres://… or sqlite://…).
+    #[arg(
+        long,
+        global = true,
+        env = "NEXUS_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<SecretString>,
+    /// Redis: tells running servers about changes at once.
+    #[arg(long, global = true, env = "NEXUS_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<SecretString>,
+}
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    #[command(flatten)]
+    pub local: LocalArgs,
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Register a user (or agent, or service) and mint its API key.
+    CreateUser(CreateUserArgs),
+    /// List registered users, agents and services.
+    ListUsers(ListArgs),
+    /// Delete a subject; every token bound to it is revoked.
+    DeleteUser(SubjectIdArgs),
+    /// Delete a subject by its exact id; every token bound to it is revoked.
+    DeleteUserById(SubjectIdArgs),
+    /// Register an agent (optionally owned by a user) and mint its API key.
+    CreateAgentKey(CreateAgentKeyArgs),
+    /// List registered agents.
+    ListAgents(ListArgs),
+    /// Disable a subject: its tokens are refused until it is enabled again.
+    DisableUser(SubjectIdArgs),
+    /// Enable a disabled subject.
+    EnableUser(SubjectIdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateUserArgs {
+    #[command(flatten)]
+    pub target: RemoteArgs,
+    /// The subject id: [a-z0-9][a-z0-9._@-]{0,127}.
+    pub subject_id: String,
+    /// Display name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// user, agent or service.
+    #[arg(long, default_value = "user")]
+    pub subject_type: String,
+    /// Tenant (shown as `default` when absent).
+    #[arg(long)]
+    pub tenant_id: Option<String>,
+    /// Zones for the key: eng:rw,ops:r. Without zones the key reaches only what tuples grant.
+    #[arg(long)]
+    pub zones: Option<String>,
+    /// Lifetime of the key: 90d, 12h, 30m, 2w …
+    #[arg(long)]
+    pub expires: Option<String>,
+    /// Register the subject without minting a key.
+    #[arg(long, conflicts_with_all = ["zones", "expires"])]
+    pub no_key: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateAgentKeyArgs {
+    #[command(flatten)]
+    pub target: RemoteArgs,
+    /// The agent's id: [a-z0-9][a-z0-9._@-]{0,127}.
+    pub agent_id: String,
+    /// Display name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The user who owns the agent.
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// Zones for the key: eng:rw,ops:r.
+    #[arg(long)]
+    pub zones: Option<String>,
+    /// Lifetime of the key: 90d, 12h, 30m, 2w …
+    #[arg(long)]
+    pub expires: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub target: RemoteArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SubjectIdArgs {
+    #[command(flatten)]
+    pub target: RemoteArgs,
+    pub subject_id: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RebacArgs {
+    #[command(flatten)]
+    pub local: LocalArgs,
+    #[command(subcommand)]
+    pub command: RebacCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RebacCommand {
+    /// Write a tuple: SUBJECT has RELATION on OBJECT.
+    Create(TupleArgs),
+    /// Delete a tuple.
+    Delete(TupleArgs),
+    /// Does SUBJECT have RELATION on OBJECT? Exit 0 allowed, 1 denied.
+    Check(CheckArgs),
+    /// List tuples, filtered by subject, object and relation.
+    ListTuples(ListTuplesArgs),
+    /// Who has RELATION on OBJECT, and through which tuples.
+    Expand(ExpandArgs),
+}
+
+/// How a tuple is named on the command line.
+#[derive(Debug, Args)]
+pub struct TupleRef {
+    /// user:alice, agent:bot, service:ci, token:<key_id>, group:eng#member (or group:eng).
+    #[arg(long)]
+    pub subject: String,
+    /// member, reader, writer, admin, can_read or can_write.
+    #[arg(long)]
+    pub relation: String,
+    /// group:g, zone:z, namespace:default, file:/zone/<z>/<path> (or file:/<path> with --zone).
+    #[arg(long)]
+    pub object: String,
+    /// The zone a `file:/<path>` object is in.
+    #[arg(long)]
+    pub zone: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TupleArgs {
+    #[command(flatten)]
+    pub target: RemoteArgs,
+    #[command(flatten)]
+    pub tuple: TupleRef,
+    /// The tuple counts for this long only: 7d, 12h, 30m … (create only).
+    #[arg(long)]
+    pub expires: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub target: RemoteArgs,
+    #[command(flatten)]
+    pub tuple: TupleRef,
+    /// Show the tuples that decided (the membership chain included).
+    #[arg(long)]
+    pub explain: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListTuplesArgs {
+    #[command(flatten)]
+    pub target: RemoteArgs,
+    #[arg(long)]
+    pub subject: Option<String>,
+    #[arg(long)]
+    pub relation: Option<String>,
+    #[arg(long)]
+    pub object: Option<String>,
+    /// The zone a `file:/<path>` object is in.
+    #[arg(long)]
+    pub zone: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExpandArgs {
+    #[command(flatten)]
+    pub target: RemoteArgs,
+    #[arg(long)]
+    pub relation: String,
+    #[arg(long)]
+    pub object: String,
+    /// The zone a `file:/<path>` object is in.
+    #[arg(long)]
+    pub zone: Option<String>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -220,6 +432,18 @@ pub enum ZoneCommand {
     /// Create a zone. A deleted zone's name is refused: see `restore`.
     Create {
         name: String,
+        /// open (the zone grant suffices) or rebac (tuples decide, within the grant).
+        #[arg(long, default_value = "open", value_parser = ["open", "rebac"])]
+        access: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a zone's access mode.
+    Set {
+        name: String,
+        /// open (the zone grant suffices) or rebac (tuples decide, within the grant).
+        #[arg(long, value_parser = ["open", "rebac"])]
+        access: String,
         #[arg(long)]
         json: bool,
     },
@@ -350,8 +574,94 @@ mod tests {
             &[
                 "nexus", "hub", "token", "zones", "remove", "a", "eng", "ops",
             ],
+            &["nexus", "hub", "zone", "create", "eng", "--access", "rebac"],
+            &["nexus", "hub", "zone", "set", "eng", "--access", "open"],
+            &[
+                "nexus",
+                "admin",
+                "create-user",
+                "alice",
+                "--name",
+                "Alice Johnson",
+                "--tenant-id",
+                "acme",
+                "--zones",
+                "eng:rw",
+                "--json",
+            ],
+            &["nexus", "admin", "create-user", "bob", "--no-key"],
+            &[
+                "nexus",
+                "admin",
+                "create-agent-key",
+                "bot",
+                "--owner",
+                "alice",
+                "--remote",
+                "http://h",
+                "--admin-token",
+                "sk-x",
+            ],
+            &["nexus", "admin", "list-agents", "--json"],
+            &["nexus", "admin", "delete-user-by-id", "bob"],
+            &[
+                "nexus",
+                "rebac",
+                "create",
+                "--subject",
+                "user:alice",
+                "--relation",
+                "can_read",
+                "--object",
+                "file:/workspace",
+                "--zone",
+                "eng",
+                "--expires",
+                "7d",
+            ],
+            &[
+                "nexus",
+                "rebac",
+                "check",
+                "--subject",
+                "user:alice",
+                "--relation",
+                "can_read",
+                "--object",
+                "file:/zone/eng/x",
+                "--explain",
+                "--json",
+            ],
+            &["nexus", "rebac", "list-tuples", "--subject", "user:alice"],
+            &[
+                "nexus",
+                "rebac",
+                "expand",
+                "--relation",
+                "reader",
+                "--object",
+                "zone:eng",
+            ],
         ] {
             Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
+        // Usage errors: clap refuses them (exit 2) before anything runs.
+        for args in [
+            &["nexus", "hub", "zone", "set", "eng", "--access", "closed"][..],
+            &["nexus", "hub", "zone", "set", "eng"],
+            &[
+                "nexus",
+                "admin",
+                "create-user",
+                "a",
+                "--no-key",
+                "--zones",
+                "eng",
+            ],
+            &["nexus", "rebac", "check", "--subject", "user:a"],
+        ] {
+            let e = Cli::try_parse_from(args).expect_err("a usage error");
+            assert_eq!(e.exit_code(), 2, "{args:?}");
         }
     }
 }

@@ -1,6 +1,7 @@
 //! CLI failures and their exit codes: 1 for a failed or refused operation (including "no
-//! token matches"), 2 for an ambiguous token identifier or, for `status`, a database that is
-//! down. Messages are one line; no backtraces.
+//! token matches" and a denied `rebac check`), 2 for a malformed argument, an ambiguous
+//! token identifier or, for `status`, a database that is down. Messages are one line; no
+//! backtraces.
 
 use rpc_server::control::ControlError;
 
@@ -21,6 +22,14 @@ impl CliError {
     pub fn with_code(message: impl Into<String>, code: u8) -> Self {
         Self {
             message: message.into(),
+            code,
+        }
+    }
+
+    /// A failure already reported on stdout (a denied check): only the exit code says it.
+    pub fn silent(code: u8) -> Self {
+        Self {
+            message: String::new(),
             code,
         }
     }
@@ -49,6 +58,7 @@ impl From<ControlError> for CliError {
                 Self::with_code(format!("{message}: {}", ids.join(", ")), 2)
             }
             ControlError::Unavailable => Self::new("the database is unavailable"),
+            ControlError::PermissionDenied(m) => Self::new(m),
             e => Self::new(e.to_string()),
         }
     }

@@ -1,5 +1,6 @@
 //! The `nexus` command line: `nexus hub …` for operators (tokens, zones, status,
-//! migrations) and `nexus serve` to run the rpc-server. Local mode talks to the database
+//! migrations), `nexus admin …` and `nexus rebac …` for subjects and tuples, and
+//! `nexus serve` to run the rpc-server. Local mode talks to the database
 //! named by `NEXUS_DATABASE_URL` through the same control plane the admin RPC methods use,
 //! so outputs are identical either way.
 
@@ -25,7 +26,7 @@ pub fn parse(argv: Vec<OsString>) -> anyhow::Result<cli::Cli> {
     let (leaf, section): (&[&str], &str) = match &first.command {
         cli::Command::Serve(_) => (&["serve"], "rpc"),
         cli::Command::Mcp(_) => (&["mcp", "serve"], "mcp"),
-        cli::Command::Hub(_) => {
+        cli::Command::Hub(_) | cli::Command::Admin(_) | cli::Command::Rebac(_) => {
             // Validate the file even when only `hub config check` reads it.
             rpc_server::config_file::read_section(&file, "rpc")?;
             return Ok(first);
@@ -57,7 +58,9 @@ pub fn main_entry() -> ExitCode {
         match commands::run(cli).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("error: {e}");
+                if !e.message.is_empty() {
+                    eprintln!("error: {e}");
+                }
                 ExitCode::from(e.exit_code())
             }
         }

@@ -2,7 +2,10 @@
 //! can switch between local and remote mode without changes.
 
 use crate::error::CliError;
-use nexus_wire::methods::{HubStatus, TokenCreated, TokenInfo, ZoneInfo};
+use nexus_wire::methods::{
+    HubStatus, RebacCheckResult, RebacExpandResult, RebacTuples, TokenCreated, TokenInfo,
+    TupleInfo, UserCreated, UserDeleted, UserInfo, ZoneInfo,
+};
 use nexus_wire::spec::format_zone_spec;
 use serde::Serialize;
 use std::io::Write;
@@ -147,12 +150,17 @@ pub fn zone_list(out: &mut dyn Write, zones: &[ZoneInfo], as_json: bool) -> Resu
             vec![
                 z.zone_id.clone(),
                 z.status.clone(),
+                z.access_mode.clone(),
                 z.tokens.to_string(),
                 z.created_at.clone(),
             ]
         })
         .collect();
-    table(out, &["ZONE", "STATUS", "TOKENS", "CREATED"], &rows)
+    table(
+        out,
+        &["ZONE", "STATUS", "ACCESS", "TOKENS", "CREATED"],
+        &rows,
+    )
 }
 
 pub fn status(out: &mut dyn Write, s: &HubStatus, as_json: bool) -> Result<(), CliError> {
@@ -181,6 +189,10 @@ pub fn status(out: &mut dyn Write, s: &HubStatus, as_json: bool) -> Result<(), C
         })
         .unwrap_or_else(na);
     line(out, &format!("tokens: {tokens}"))?;
+    if let (Some(subjects), Some(tuples)) = (s.subjects, s.tuples) {
+        line(out, &format!("subjects: {subjects}"))?;
+        line(out, &format!("tuples: {tuples}"))?;
+    }
     line(
         out,
         &format!(
@@ -225,6 +237,279 @@ pub fn status(out: &mut dyn Write, s: &HubStatus, as_json: bool) -> Result<(), C
             rl.join(", ")
         };
         line(out, &format!("rate-limit rejections: {rl}"))?;
+    }
+    Ok(())
+}
+
+// ---- subjects and tuples: the shapes of the operator guide (✓/✗, bullets) ----
+
+fn api_key_lines(out: &mut dyn Write, key: &TokenCreated) -> Result<(), CliError> {
+    line(out, &format!("✓ API key: {}", key.token))?;
+    if !key.zones.is_empty() {
+        line(out, &format!("  zones: {}", format_zone_spec(&key.zones)))?;
+    }
+    if let Some(e) = &key.expires_at {
+        line(out, &format!("  expires: {e}"))?;
+    }
+    Ok(())
+}
+
+pub fn user_created(out: &mut dyn Write, u: &UserCreated, as_json: bool) -> Result<(), CliError> {
+    if as_json {
+        json(out, u)?;
+    } else {
+        line(out, &format!("✓ User created: {}", u.user.subject_id))?;
+        if let Some(key) = &u.key {
+            api_key_lines(out, key)?;
+            line(
+                out,
+                &format!("Save this API key for {}!", u.user.subject_id),
+            )?;
+        }
+    }
+    if u.key.is_some() {
+        eprintln!("warning: the key is shown once and cannot be retrieved later; store it now");
+    }
+    Ok(())
+}
+
+pub fn agent_key_created(
+    out: &mut dyn Write,
+    u: &UserCreated,
+    as_json: bool,
+) -> Result<(), CliError> {
+    if as_json {
+        json(out, u)?;
+    } else {
+        line(out, "✓ Agent key created")?;
+        if let Some(key) = &u.key {
+            api_key_lines(out, key)?;
+        }
+    }
+    eprintln!("warning: the key is shown once and cannot be retrieved later; store it now");
+    Ok(())
+}
+
+fn disabled_mark(u: &UserInfo) -> &'static str {
+    if u.disabled_at.is_some() {
+        " [disabled]"
+    } else {
+        ""
+    }
+}
+
+pub fn user_list(out: &mut dyn Write, users: &[UserInfo], as_json: bool) -> Result<(), CliError> {
+    if as_json {
+        return json(out, &users);
+    }
+    if users.is_empty() {
+        return line(out, "no users");
+    }
+    line(out, "Users:")?;
+    for u in users {
+        line(
+            out,
+            &format!(
+                "  • {} ({}) - tenant: {}{}",
+                u.subject_id,
+                u.subject_type.as_str(),
+                u.tenant_id,
+                disabled_mark(u)
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+pub fn agent_list(out: &mut dyn Write, agents: &[UserInfo], as_json: bool) -> Result<(), CliError> {
+    if as_json {
+        return json(out, &agents);
+    }
+    if agents.is_empty() {
+        return line(out, "no agents");
+    }
+    line(out, "Agents:")?;
+    for a in agents {
+        let name = if a.display_name.is_empty() {
+            &a.subject_id
+        } else {
+            &a.display_name
+        };
+        let owner = a
+            .owner_id
+            .as_deref()
+            .map(|o| format!(" (owner: {o})"))
+            .unwrap_or_default();
+        line(
+            out,
+            &format!("  • {} - {name}{owner}{}", a.subject_id, disabled_mark(a)),
+        )?;
+    }
+    Ok(())
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+pub fn user_deleted(out: &mut dyn Write, d: &UserDeleted, as_json: bool) -> Result<(), CliError> {
+    if as_json {
+        return json(out, d);
+    }
+    line(
+        out,
+        &format!(
+            "✓ User deleted: {} ({} revoked, {} removed)",
+            d.user.subject_id,
+            plural(d.tokens_revoked, "token", "tokens"),
+            plural(d.tuples_removed, "tuple", "tuples"),
+        ),
+    )
+}
+
+pub fn user_state(out: &mut dyn Write, u: &UserInfo, as_json: bool) -> Result<(), CliError> {
+    if as_json {
+        return json(out, u);
+    }
+    if u.disabled_at.is_some() {
+        line(
+            out,
+            &format!(
+                "✓ User disabled: {} (its tokens are refused until it is enabled)",
+                u.subject_id
+            ),
+        )
+    } else {
+        line(out, &format!("✓ User enabled: {}", u.subject_id))
+    }
+}
+
+fn tuple_text(t: &TupleInfo) -> String {
+    let mut s = format!("{} {} {}", t.subject, t.relation, t.object);
+    if t.expired {
+        s.push_str(" (expired)");
+    } else if let Some(e) = &t.expires_at {
+        s.push_str(&format!(" (until {e})"));
+    }
+    s
+}
+
+pub fn tuple_written(
+    out: &mut dyn Write,
+    verb: &str,
+    t: &TupleInfo,
+    as_json: bool,
+) -> Result<(), CliError> {
+    if as_json {
+        return json(out, t);
+    }
+    line(out, &format!("✓ {verb}: {}", tuple_text(t)))
+}
+
+pub fn check(
+    out: &mut dyn Write,
+    r: &RebacCheckResult,
+    explain: bool,
+    as_json: bool,
+) -> Result<(), CliError> {
+    if as_json {
+        return json(out, r);
+    }
+    let (mark, word) = if r.allowed {
+        ("✓", "Allowed")
+    } else {
+        ("✗", "Denied")
+    };
+    line(
+        out,
+        &format!("{mark} {word}: {} {} {}", r.subject, r.relation, r.object),
+    )?;
+    if explain {
+        line(out, &format!("  reason: {}", r.reason))?;
+        if r.because.is_empty() {
+            if !r.allowed {
+                line(out, "  no live tuple grants it")?;
+            }
+        } else {
+            line(out, "  because:")?;
+            for t in &r.because {
+                line(out, &format!("    {}", tuple_text(t)))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn tuple_list(
+    out: &mut dyn Write,
+    subject: Option<&str>,
+    r: &RebacTuples,
+    as_json: bool,
+) -> Result<(), CliError> {
+    if as_json {
+        return json(out, r);
+    }
+    let suffix = |t: &TupleInfo| {
+        if t.expired {
+            " (expired)".to_owned()
+        } else {
+            t.expires_at
+                .as_deref()
+                .map(|e| format!(" (until {e})"))
+                .unwrap_or_default()
+        }
+    };
+    match subject {
+        Some(s) => {
+            line(out, &format!("Permissions for {s}:"))?;
+            for t in &r.tuples {
+                line(
+                    out,
+                    &format!("  • {} → {}{}", t.relation, t.object, suffix(t)),
+                )?;
+            }
+        }
+        None => {
+            line(out, "Tuples:")?;
+            for t in &r.tuples {
+                line(
+                    out,
+                    &format!(
+                        "  • {} {} → {}{}",
+                        t.subject,
+                        t.relation,
+                        t.object,
+                        suffix(t)
+                    ),
+                )?;
+            }
+        }
+    }
+    if r.tuples.is_empty() {
+        line(out, "  (none)")?;
+    }
+    if r.truncated {
+        line(
+            out,
+            "  … more: the listing stopped at the server's cap; narrow it with --object, --relation or --zone",
+        )?;
+    }
+    Ok(())
+}
+
+pub fn expand(out: &mut dyn Write, r: &RebacExpandResult, as_json: bool) -> Result<(), CliError> {
+    if as_json {
+        return json(out, r);
+    }
+    line(out, &format!("Who has {} on {}:", r.relation, r.object))?;
+    if r.subjects.is_empty() {
+        line(out, "  (nobody)")?;
+    }
+    for e in &r.subjects {
+        line(out, &format!("  • {}", e.subject))?;
+        for t in &e.because {
+            line(out, &format!("      {}", tuple_text(t)))?;
+        }
     }
     Ok(())
 }

@@ -208,6 +208,22 @@ impl RemoteAdmin {
             .await
     }
 
+    /// Calls an admin tool with `params` as its arguments (absent optional fields left out,
+    /// as the CLI flags would be).
+    pub async fn tool<P: serde::Serialize, T: DeserializeOwned>(
+        &self,
+        tool: &str,
+        params: &P,
+    ) -> Result<T, CliError> {
+        let v = serde_json::to_value(params)
+            .map_err(|_| CliError::new(format!("cannot encode the {tool} arguments")))?;
+        let args: Map<String, Value> = match v {
+            Value::Object(m) => m.into_iter().filter(|(_, v)| !v.is_null()).collect(),
+            _ => Map::new(),
+        };
+        self.call(tool, Value::Object(args)).await
+    }
+
     pub async fn list_tokens(&self, show_revoked: bool) -> Result<Vec<TokenInfo>, CliError> {
         self.call(
             "nexus_hub_token_list",

@@ -92,6 +92,15 @@ impl From<ControlError> for RpcError {
     }
 }
 
+fn zone_mode(access: &str) -> Result<nexus_authz::ZoneMode, ControlError> {
+    access.parse().map_err(|_| {
+        ControlError::Invalid(format!(
+            "zone access mode must be open or rebac, got {:?}",
+            nexus_wire::jsonrpc::printable(access)
+        ))
+    })
+}
+
 pub fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
@@ -372,12 +381,49 @@ impl Control {
     }
 
     pub async fn create_zone(&self, name: &str) -> Result<ZoneInfo, ControlError> {
+        self.create_zone_with_access(name, "open").await
+    }
+
+    /// Creates a zone in access mode `open` or `rebac` (SPEC §9).
+    pub async fn create_zone_with_access(
+        &self,
+        name: &str,
+        access: &str,
+    ) -> Result<ZoneInfo, ControlError> {
         validate_zone_name(name)?;
-        self.store.create_zone(name, Utc::now()).await?;
+        let mode = zone_mode(access)?;
+        self.store
+            .create_zone_with_access(name, mode.as_str(), Utc::now())
+            .await?;
         // Zoneless admins must see the new zone.
         self.bus.publish(Invalidation::Zone {
             zone_id: name.to_owned(),
         });
+        self.zone(name).await
+    }
+
+    /// Changes an active zone's access mode; every server drops what it cached about the
+    /// zone.
+    pub async fn set_zone_access(
+        &self,
+        name: &str,
+        access: &str,
+    ) -> Result<ZoneInfo, ControlError> {
+        validate_zone_name(name)?;
+        let mode = zone_mode(access)?;
+        self.store
+            .set_zone_access(name, mode.as_str())
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => {
+                    ControlError::NotFound(format!("no active zone named {name:?}"))
+                }
+                e => e.into(),
+            })?;
+        self.bus.publish(Invalidation::Zone {
+            zone_id: name.to_owned(),
+        });
+        tracing::info!(zone = %name, access = %mode, "zone access mode set");
         self.zone(name).await
     }
 
@@ -423,6 +469,7 @@ impl Control {
                 created_at: ts(z.created_at),
                 deleted_at: z.deleted_at.map(ts),
                 tokens: z.tokens.max(0) as u64,
+                access_mode: z.access_mode,
             })
             .collect())
     }
@@ -511,6 +558,17 @@ impl Control {
             connections: None,
             qps_5m: None,
             detail: None,
+            subjects: None,
+            tuples: None,
+        }
+    }
+
+    /// Adds the subject and tuple counts `status --detail` shows; left out when the
+    /// database cannot say.
+    pub async fn fill_rebac_counts(&self, s: &mut HubStatus) {
+        if let Ok((subjects, tuples)) = self.store.rebac_counts().await {
+            s.subjects = Some(subjects);
+            s.tuples = Some(tuples);
         }
     }
 }

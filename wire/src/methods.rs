@@ -382,6 +382,13 @@ pub struct ZoneInfo {
     pub tokens: u64,
     /// `active` or `deleted`.
     pub status: String,
+    /// `open` (the zone grant suffices) or `rebac` (tuples decide, within the grant).
+    #[serde(default = "open_access")]
+    pub access_mode: String,
+}
+
+fn open_access() -> String {
+    "open".into()
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -446,4 +453,10 @@ pub struct HubStatus {
     pub qps_5m: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<StatusDetail>,
+    /// Registered users, agents and services (with `detail`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subjects: Option<u64>,
+    /// Stored relationship tuples (with `detail`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuples: Option<u64>,
 }

@@ -67,11 +67,34 @@ pub async fn local_control(
 }
 
 pub async fn run_hub(h: HubArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let changes = may_change(&h.command);
+    let local = LocalArgs {
+        database_url: h.database_url.clone(),
+        redis_url: h.redis_url.clone(),
+    };
+    with_propagation(&local, changes, |bus, redis_url| {
+        run_hub_inner(h, bus, redis_url, out)
+    })
+    .await
+}
+
+/// Runs `body` with an invalidation bus whose changes running servers are then confirmed to
+/// know of (see [`confirm_propagation`]); `changes` says whether the command may change
+/// anything in the database.
+pub(crate) async fn with_propagation<F, Fut>(
+    local: &LocalArgs,
+    changes: bool,
+    body: F,
+) -> Result<(), CliError>
+where
+    F: FnOnce(Arc<InvalidationBus>, Option<SecretString>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), CliError>>,
+{
     let bus = InvalidationBus::new();
     // What this run changes, to confirm afterwards that running servers were told.
     let changed = Arc::new(Recorder::default());
     bus.subscribe(changed.clone());
-    let redis_url = h
+    let redis_url = local
         .redis_url
         .clone()
         .filter(|u| !u.expose_secret().trim().is_empty());
@@ -90,7 +113,7 @@ pub async fn run_hub(h: HubArgs, out: &mut dyn Write) -> Result<(), CliError> {
         None => None,
     };
     // The database announces each change in its own transaction; listen before making it.
-    let watch = match (may_change(&h.command), h.database_url.as_ref()) {
+    let watch = match (changes, local.database_url.as_ref()) {
         (true, Some(u)) => Some(
             ChangeWatch::start(u.expose_secret())
                 .await
@@ -98,7 +121,7 @@ pub async fn run_hub(h: HubArgs, out: &mut dyn Write) -> Result<(), CliError> {
         ),
         _ => None,
     };
-    let res = run_hub_inner(h, bus, redis_url.as_ref(), out).await;
+    let res = body(bus, redis_url).await;
     let changes = changed.take();
     let told = if changes.is_empty() {
         Ok(())
@@ -190,9 +213,10 @@ async fn confirm_propagation(
 async fn run_hub_inner(
     h: HubArgs,
     bus: Arc<InvalidationBus>,
-    redis_url: Option<&SecretString>,
+    redis_url: Option<SecretString>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
+    let redis_url = redis_url.as_ref();
     let url = h.database_url.as_ref();
     match h.command {
         HubCommand::Migrate => {
@@ -233,7 +257,11 @@ async fn run_hub_inner(
             let (mut status, problem) = match local_control(u, bus.clone()).await {
                 Ok(c) => {
                     let problem = c.check_database().await.err();
-                    (c.status().await, problem.map(|e| e.to_string()))
+                    let mut status = c.status().await;
+                    if a.detail && problem.is_none() {
+                        c.fill_rebac_counts(&mut status).await;
+                    }
+                    (status, problem.map(|e| e.to_string()))
                 }
                 Err(e) => (unreachable_status(u), Some(e.message)),
             };
@@ -332,6 +360,8 @@ fn unreachable_status(url: &SecretString) -> HubStatus {
         connections: None,
         qps_5m: None,
         detail: None,
+        subjects: None,
+        tuples: None,
     }
 }
 
@@ -373,12 +403,28 @@ pub async fn run_zone(c: &Control, z: ZoneCommand, out: &mut dyn Write) -> Resul
         ZoneCommand::List { show_deleted, json } => {
             output::zone_list(out, &c.list_zones(show_deleted).await?, json)
         }
-        ZoneCommand::Create { name, json } => {
-            let info = c.create_zone(&name).await?;
+        ZoneCommand::Create { name, access, json } => {
+            let info = c.create_zone_with_access(&name, &access).await?;
             if json {
                 output::json(out, &info)
             } else {
-                output::line(out, &format!("created zone: {}", info.zone_id))
+                let mode = if info.access_mode == "open" {
+                    String::new()
+                } else {
+                    format!(" (access: {})", info.access_mode)
+                };
+                output::line(out, &format!("created zone: {}{mode}", info.zone_id))
+            }
+        }
+        ZoneCommand::Set { name, access, json } => {
+            let info = c.set_zone_access(&name, &access).await?;
+            if json {
+                output::json(out, &info)
+            } else {
+                output::line(
+                    out,
+                    &format!("zone {}: access {}", info.zone_id, info.access_mode),
+                )
             }
         }
         ZoneCommand::Restore { name, json } => {

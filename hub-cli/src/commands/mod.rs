@@ -3,6 +3,7 @@
 
 mod config;
 mod hub;
+mod identity;
 mod up;
 
 use crate::cli::{Cli, Command, McpCommand};
@@ -16,6 +17,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             config::check(cli.config.as_deref(), &mut std::io::stdout())
         }
         Command::Hub(h) => run_hub(h, &mut std::io::stdout()).await,
+        Command::Admin(a) => identity::run_admin(a, &mut std::io::stdout()).await,
+        Command::Rebac(r) => identity::run_rebac(r, &mut std::io::stdout()).await,
         Command::Serve(s) => {
             rpc_server::telemetry::init_from_env();
             let cfg = rpc_server::ServerConfig::from_args(s.server)?;

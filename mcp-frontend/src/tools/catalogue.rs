@@ -162,6 +162,120 @@ fn s_token_revoke() -> Value {
     )
 }
 
+const SUBJECT_ID: &str = "Subject id: [a-z0-9][a-z0-9._@-]{0,127}";
+const SUBJECT: &str = "user:<id>, agent:<id>, service:<id>, token:<key_id>, or group:<g>#member (group:<g> means its members)";
+const RELATION: &str =
+    "member (group), reader|writer|admin (zone), can_read|can_write (file), admin (namespace)";
+const OBJECT: &str =
+    "group:<g>, zone:<z>, namespace:default, or file:/zone/<z>/<path> (file:/<path> with zone)";
+const OBJECT_ZONE: &str = "The zone a file:/<path> object is in";
+
+fn s_user_create() -> Value {
+    obj(
+        json!({
+            "subject_id": {"type": "string", "description": SUBJECT_ID},
+            "name": {"type": "string", "description": "Display name"},
+            "subject_type": {"type": "string", "enum": ["user", "agent", "service"], "default": "user"},
+            "tenant_id": {"type": "string"},
+            "owner": {"type": "string", "description": "An agent's owning user"},
+            "zones": {"type": "string", "description": "The key's zones: eng:rw,ops:r; none means tuples alone decide"},
+            "expires": {"type": "string", "description": "The key's lifetime: 90d, 12h, 30m"},
+            "no_key": {"type": "boolean", "default": false, "description": "Register without minting a key"}
+        }),
+        &["subject_id"],
+    )
+}
+fn s_user_list() -> Value {
+    obj(
+        json!({"subject_type": {"type": "string", "enum": ["user", "agent", "service"], "description": "Only this type"}}),
+        &[],
+    )
+}
+fn s_user_id() -> Value {
+    obj(
+        json!({"subject_id": {"type": "string", "description": SUBJECT_ID}}),
+        &["subject_id"],
+    )
+}
+fn s_user_set_state() -> Value {
+    obj(
+        json!({
+            "subject_id": {"type": "string", "description": SUBJECT_ID},
+            "disabled": {"type": "boolean", "description": "true disables (its tokens are refused), false enables"}
+        }),
+        &["subject_id", "disabled"],
+    )
+}
+fn s_agent_key() -> Value {
+    obj(
+        json!({
+            "agent_id": {"type": "string", "description": SUBJECT_ID},
+            "name": {"type": "string", "description": "Display name"},
+            "owner": {"type": "string", "description": "The owning user's subject id"},
+            "tenant_id": {"type": "string"},
+            "zones": {"type": "string", "description": "The key's zones: eng:rw,ops:r"},
+            "expires": {"type": "string", "description": "The key's lifetime: 90d, 12h, 30m"}
+        }),
+        &["agent_id"],
+    )
+}
+fn s_rebac_create() -> Value {
+    obj(
+        json!({
+            "subject": {"type": "string", "description": SUBJECT},
+            "relation": {"type": "string", "description": RELATION},
+            "object": {"type": "string", "description": OBJECT},
+            "zone": {"type": "string", "description": OBJECT_ZONE},
+            "expires": {"type": "string", "description": "The tuple counts for this long only: 7d, 12h, 30m"}
+        }),
+        &["subject", "relation", "object"],
+    )
+}
+fn s_rebac_delete() -> Value {
+    obj(
+        json!({
+            "subject": {"type": "string", "description": SUBJECT},
+            "relation": {"type": "string", "description": RELATION},
+            "object": {"type": "string", "description": OBJECT},
+            "zone": {"type": "string", "description": OBJECT_ZONE}
+        }),
+        &["subject", "relation", "object"],
+    )
+}
+fn s_rebac_check() -> Value {
+    obj(
+        json!({
+            "subject": {"type": "string", "description": SUBJECT},
+            "relation": {"type": "string", "description": RELATION},
+            "object": {"type": "string", "description": OBJECT},
+            "zone": {"type": "string", "description": OBJECT_ZONE},
+            "explain": {"type": "boolean", "default": false, "description": "Return the tuples that decided"}
+        }),
+        &["subject", "relation", "object"],
+    )
+}
+fn s_rebac_list() -> Value {
+    obj(
+        json!({
+            "subject": {"type": "string", "description": SUBJECT},
+            "relation": {"type": "string", "description": RELATION},
+            "object": {"type": "string", "description": OBJECT},
+            "zone": {"type": "string", "description": "Only objects in this zone (and the zone of a file:/<path> object)"}
+        }),
+        &[],
+    )
+}
+fn s_rebac_expand() -> Value {
+    obj(
+        json!({
+            "relation": {"type": "string", "description": RELATION},
+            "object": {"type": "string", "description": OBJECT},
+            "zone": {"type": "string", "description": OBJECT_ZONE}
+        }),
+        &["relation", "object"],
+    )
+}
+
 macro_rules! tool {
     ($name:literal, $m:literal, admin=$a:literal, ro=$ro:literal, destr=$d:literal, idem=$i:literal, $title:literal, $desc:literal, $schema:ident) => {
         ToolSpec {
@@ -355,6 +469,116 @@ pub static TOOLS: &[ToolSpec] = &[
         "Admin: database and Redis health, token counts, connections and request rate.",
         s_empty
     ),
+    tool!(
+        "nexus_hub_user_create",
+        "admin_create_user",
+        admin = true,
+        ro = false,
+        destr = false,
+        idem = false,
+        "Create user",
+        "Admin: register a user, agent or service and (unless no_key) mint its key. The returned JSON holds the raw key exactly once.",
+        s_user_create
+    ),
+    tool!(
+        "nexus_hub_user_list",
+        "admin_list_users",
+        admin = true,
+        ro = true,
+        destr = false,
+        idem = true,
+        "List users",
+        "Admin: list registered users, agents and services.",
+        s_user_list
+    ),
+    tool!(
+        "nexus_hub_user_delete",
+        "admin_delete_user",
+        admin = true,
+        ro = false,
+        destr = true,
+        idem = false,
+        "Delete user",
+        "Admin: delete a subject; every token bound to it is revoked and the tuples naming it removed.",
+        s_user_id
+    ),
+    tool!(
+        "nexus_hub_user_set_state",
+        "admin_set_user_state",
+        admin = true,
+        ro = false,
+        destr = true,
+        idem = true,
+        "Disable or enable user",
+        "Admin: disable a subject (its tokens are refused) or enable it again.",
+        s_user_set_state
+    ),
+    tool!(
+        "nexus_hub_user_create_agent_key",
+        "admin_create_agent_key",
+        admin = true,
+        ro = false,
+        destr = false,
+        idem = false,
+        "Create agent key",
+        "Admin: mint a key for an agent, registering it (optionally owned by a user) when new. The returned JSON holds the raw key exactly once.",
+        s_agent_key
+    ),
+    tool!(
+        "nexus_rebac_create",
+        "rebac_create",
+        admin = true,
+        ro = false,
+        destr = false,
+        idem = false,
+        "Create tuple",
+        "Admin: write a relationship tuple (subject has relation on object), optionally expiring.",
+        s_rebac_create
+    ),
+    tool!(
+        "nexus_rebac_delete",
+        "rebac_delete",
+        admin = true,
+        ro = false,
+        destr = true,
+        idem = false,
+        "Delete tuple",
+        "Admin: delete a relationship tuple.",
+        s_rebac_delete
+    ),
+    tool!(
+        "nexus_rebac_check",
+        "rebac_check",
+        admin = true,
+        ro = true,
+        destr = false,
+        idem = true,
+        "Check permission",
+        "Admin: does subject have relation on object? With explain, the tuples that decided.",
+        s_rebac_check
+    ),
+    tool!(
+        "nexus_rebac_list_tuples",
+        "rebac_list_tuples",
+        admin = true,
+        ro = true,
+        destr = false,
+        idem = true,
+        "List tuples",
+        "Admin: list relationship tuples, filtered by subject, relation, object or zone.",
+        s_rebac_list
+    ),
+    tool!(
+        "nexus_rebac_expand",
+        "rebac_expand",
+        admin = true,
+        ro = true,
+        destr = false,
+        idem = true,
+        "Expand permission",
+        "Admin: who has relation on object, and through which tuples.",
+        s_rebac_expand
+    ),
 ];
 
 pub fn find(name: &str) -> Option<&'static ToolSpec> {
@@ -403,16 +627,68 @@ mod tests {
                 "{} forwards to an unknown method",
                 t.name
             );
-            assert_eq!(
-                t.admin,
-                t.rpc_method.starts_with("hub_admin_"),
-                "{}",
-                t.name
-            );
+            let admin_method = nexus_wire::methods::ADMIN_METHODS.contains(&t.rpc_method)
+                || nexus_wire::methods::REBAC_METHODS.contains(&t.rpc_method);
+            assert_eq!(t.admin, admin_method, "{}", t.name);
             let schema = (t.schema)();
             assert_eq!(schema["type"], "object");
             assert_eq!(schema["additionalProperties"], false);
         }
         assert_eq!(tool_label("nope"), "other");
+    }
+
+    /// A value of each schema property's type (the first enum value for enums).
+    fn sample(schema: &Value) -> Value {
+        let props = schema["properties"].as_object().expect("properties");
+        Value::Object(
+            props
+                .iter()
+                .map(|(k, p)| {
+                    let v = match (p.get("enum"), p["type"].as_str()) {
+                        (Some(e), _) => e[0].clone(),
+                        (None, Some("boolean")) => json!(true),
+                        (None, Some("integer")) => json!(1),
+                        _ => json!("x"),
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        )
+    }
+
+    /// Every user and tuple method is reachable as a tool (`--remote` needs them), and each
+    /// tool's schema names exactly the method's parameters: the method refuses unknown ones.
+    #[test]
+    fn identity_tools_match_their_methods() {
+        use nexus_wire::methods::*;
+        fn fits<T: serde::de::DeserializeOwned>(name: &str, v: Value) {
+            if let Err(e) = serde_json::from_value::<T>(v.clone()) {
+                panic!("{name}: {v} is not accepted by its method: {e}");
+            }
+        }
+        for m in ADMIN_METHODS
+            .iter()
+            .chain(REBAC_METHODS)
+            .filter(|m| !m.starts_with("hub_admin_"))
+        {
+            let t = TOOLS
+                .iter()
+                .find(|t| t.rpc_method == *m)
+                .unwrap_or_else(|| panic!("no tool forwards to {m}"));
+            assert!(t.admin, "{} must be listed only to admins", t.name);
+            let v = sample(&(t.schema)());
+            match *m {
+                "admin_create_user" => fits::<AdminCreateUserParams>(t.name, v),
+                "admin_list_users" => fits::<AdminListUsersParams>(t.name, v),
+                "admin_delete_user" => fits::<AdminUserParams>(t.name, v),
+                "admin_set_user_state" => fits::<AdminSetUserStateParams>(t.name, v),
+                "admin_create_agent_key" => fits::<AdminCreateAgentKeyParams>(t.name, v),
+                "rebac_create" | "rebac_delete" => fits::<RebacTupleParams>(t.name, v),
+                "rebac_check" => fits::<RebacCheckParams>(t.name, v),
+                "rebac_list_tuples" => fits::<RebacListParams>(t.name, v),
+                "rebac_expand" => fits::<RebacExpandParams>(t.name, v),
+                other => panic!("{other}: no parameter type known to this test"),
+            }
+        }
     }
 }

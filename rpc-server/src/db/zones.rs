@@ -12,16 +12,29 @@ pub struct ZoneRecord {
     pub deleted_at: Option<DateTime<Utc>>,
     /// Non-revoked tokens holding the zone.
     pub tokens: i64,
+    /// `open` or `rebac`.
+    pub access_mode: String,
 }
 
 impl Store {
     /// Creates a zone. A name in use, active ([`StoreError::ZoneExists`]) or deleted
     /// ([`StoreError::ZoneDeleted`]), is refused.
     pub async fn create_zone(&self, zone_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO zones (zone_id, created_at, deleted_at) VALUES ($1, $2, NULL) \
-             ON CONFLICT (zone_id) DO NOTHING RETURNING zone_id";
+        self.create_zone_with_access(zone_id, "open", now).await
+    }
+
+    /// [`Store::create_zone`] with an access mode (`open` or `rebac`) set in the same
+    /// statement, so a `rebac` zone is never open for a moment.
+    pub async fn create_zone_with_access(
+        &self,
+        zone_id: &str,
+        access_mode: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO zones (zone_id, created_at, deleted_at, access_mode) \
+             VALUES ($1, $2, NULL, $3) ON CONFLICT (zone_id) DO NOTHING RETURNING zone_id";
         let row: Option<(String,)> = with_pool!(self, p => {
-            sqlx::query_as(SQL).bind(zone_id).bind(now).fetch_optional(p).await
+            sqlx::query_as(SQL).bind(zone_id).bind(now).bind(access_mode).fetch_optional(p).await
         })?;
         if row.is_some() {
             return Ok(());
@@ -75,7 +88,7 @@ impl Store {
     }
 
     pub async fn list_zones(&self, include_deleted: bool) -> Result<Vec<ZoneRecord>, StoreError> {
-        const SQL: &str = "SELECT z.zone_id, z.created_at, z.deleted_at, \
+        const SQL: &str = "SELECT z.zone_id, z.created_at, z.deleted_at, z.access_mode, \
              (SELECT COUNT(*) FROM token_zones tz JOIN api_tokens t ON t.key_id = tz.key_id \
               WHERE tz.zone_id = z.zone_id AND t.revoked_at IS NULL) AS tokens \
              FROM zones z WHERE ($1 OR z.deleted_at IS NULL) ORDER BY z.zone_id";
@@ -89,6 +102,21 @@ impl Store {
         const SQL: &str = "SELECT zone_id FROM zones WHERE deleted_at IS NULL ORDER BY zone_id";
         let rows: Vec<(String,)> = with_pool!(self, p => sqlx::query_as(SQL).fetch_all(p).await)?;
         Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    /// Sets an active zone's access mode (`open` or `rebac`).
+    /// [`StoreError::NotFound`] when no active zone has that name.
+    pub async fn set_zone_access(&self, zone_id: &str, access_mode: &str) -> Result<(), StoreError> {
+        const SQL: &str =
+            "UPDATE zones SET access_mode = $2 WHERE zone_id = $1 AND deleted_at IS NULL";
+        let n = with_pool!(self, p => {
+            sqlx::query(SQL).bind(zone_id).bind(access_mode).execute(p).await.map(|r| r.rows_affected())
+        })?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound)
+        }
     }
 
     /// Soft-deletes an active zone.

@@ -415,6 +415,7 @@ async fn dispatch_admin(
                 s.endpoint = st.public_url.clone();
             }
             let names = if q.detail {
+                c.fill_rebac_counts(&mut s).await;
                 c.token_names().await
             } else {
                 Default::default()
