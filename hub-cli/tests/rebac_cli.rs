@@ -146,6 +146,24 @@ impl Stack {
         v["tuples"].as_array().expect("tuples").len()
     }
 
+    /// `read` of `path` over the rpc-server's API with `token`: Ok(content) or the error.
+    async fn read(&self, token: &str, path: &str) -> Result<String, Value> {
+        let v: Value = common::http()
+            .post(format!("{}/api/nfs/read", self.rpc_base))
+            .bearer_auth(token)
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "read", "params": {"path": path}}))
+            .send()
+            .await
+            .expect("read")
+            .json()
+            .await
+            .expect("read JSON");
+        match v["result"]["content"].as_str() {
+            Some(c) => Ok(c.to_owned()),
+            None => Err(v["error"].clone()),
+        }
+    }
+
     /// The rpc-server's answer to `whoami` with `token`: its HTTP status.
     async fn whoami_status(&self, token: &str) -> u16 {
         common::http()
@@ -630,6 +648,77 @@ async fn walkthrough(backend: Backend) {
         "can_write on alice-files still implies reading it"
     );
 
+    // A zone switched to rebac holds a zone-limited key to the tuples at once, and back.
+    let out = s
+        .ok(&[
+            "admin",
+            "create-user",
+            "dana",
+            "--zones",
+            "ops:rw",
+            "--expires",
+            "30d",
+        ])
+        .await;
+    let dana = api_key(&out);
+    assert!(out.contains("\n  zones: ops:rw\n"), "{out}");
+    expect_ok(
+        "ops file",
+        try_call(
+            &admin,
+            "nexus_write_file",
+            json!({"path": "/zone/ops/runbook.md", "content": "steps"}),
+        )
+        .await,
+    );
+    assert_eq!(s.read(&dana, "/runbook.md").await, Ok("steps".to_owned()));
+    let set: Value = serde_json::from_str(
+        &s.ok(&["hub", "zone", "set", "ops", "--access", "rebac", "--json"])
+            .await,
+    )
+    .expect("zone set JSON");
+    assert_eq!(set["access_mode"], "rebac", "{set}");
+    within_fresh("a zone switched to rebac", || async {
+        s.read(&dana, "/runbook.md").await.is_err()
+    })
+    .await;
+    let e = s.read(&dana, "/runbook.md").await.expect_err("refused");
+    assert_eq!(e["code"], -32003, "permission denied: {e}");
+    // An expiring zone role lets her back in; `list-tuples` shows until when.
+    let mut a = vec!["rebac", "create"];
+    a.extend(t("user:dana", "reader", "zone:ops"));
+    a.extend(["--expires", "1h"]);
+    assert!(
+        s.ok(&a)
+            .await
+            .starts_with("✓ Created: user:dana reader zone:ops (until "),
+    );
+    assert!(
+        s.ok(&["rebac", "list-tuples", "--subject", "user:dana"])
+            .await
+            .starts_with("Permissions for user:dana:\n  • reader → zone:ops (until "),
+    );
+    within_fresh("a zone role", || async {
+        s.read(&dana, "/runbook.md").await.is_ok()
+    })
+    .await;
+    let mut a = vec!["rebac", "delete"];
+    a.extend(t("user:dana", "reader", "zone:ops"));
+    a.extend(["--expires", "1h"]);
+    s.refused(2, &a, "--expires applies to rebac create only")
+        .await;
+    assert_eq!(
+        s.ok(&["hub", "zone", "set", "ops", "--access", "open"])
+            .await,
+        "zone ops: access open\n"
+    );
+    s.refused(
+        1,
+        &["hub", "zone", "set", "nope", "--access", "open"],
+        "no active zone named",
+    )
+    .await;
+
     // Disabling alice refuses her key everywhere; enabling brings it back.
     assert_eq!(s.whoami_status(&alice).await, 200);
     assert!(
@@ -720,6 +809,15 @@ async fn walkthrough(backend: Backend) {
         (1, "✗ Denied: user:alice can_read file:/zone/eng/secret\n"),
         "{}",
         r.err
+    );
+    let r = s
+        .nexus(&remote(&["hub", "status", "--detail", "--json"]))
+        .await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    let st: Value = serde_json::from_str(&r.out).expect("status JSON");
+    assert!(
+        st["subjects"].as_u64().is_some_and(|n| n >= 4) && st["tuples"].as_u64().is_some(),
+        "remote status --detail counts subjects and tuples: {st}"
     );
     // alice's key is no admin token: the tools are refused to it.
     let mut a: Vec<String> = ["rebac", "list-tuples", "--remote", &s.mcp_url]
