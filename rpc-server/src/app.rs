@@ -76,10 +76,10 @@ impl Application {
                             .await
                             .context("cannot apply database migrations")?;
                     }
-                    store.list_zones(false).await.context(
                     // A new SQLite database is created with the umask's mode: it holds
                     // every token's digest, so only this user may read it.
                     crate::config::tighten_sqlite_files(url.expose_secret());
+                    store.list_zones(false).await.context(
                     "the database has no Nexus schema; run `nexus hub migrate` (or start with --migrate)",
                 )?;
                     let mut hasher = TokenHasher::new(secret)?;

@@ -295,39 +295,15 @@ pub fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
             .create(dir)
             .with_context(|| format!("cannot create data dir {}", dir.display()))?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
-}
-
-/// Reads the data dir's secret, creating it (mode 0600) on first use.
-pub fn load_or_create_secret(dir: &Path) -> anyhow::Result<SecretString> {
-    ensure_private_dir(dir)?;
-    let path = dir.join(SECRET_FILE);
-    match fs::read_to_string(&path) {
-        Ok(s) => {
-            let mode = fs::metadata(&path)?.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                bail!(
-                    "{} is readable by others (mode {mode:o}); chmod 600 it",
-                    path.display()
-                );
-            }
-            Ok(SecretString::from(s.trim().to_owned()))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let secret = generate_secret();
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
         return Ok(());
     }
     tighten(dir, 0o700);
     for name in PRIVATE_FILES {
         tighten(&dir.join(name), 0o600);
-                .mode(0o600)
-                .open(&path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
-            f.write_all(secret.expose_secret().as_bytes())?;
+    }
+    Ok(())
+}
+
 /// Tightens the files of a SQLite database given by URL (wherever it lives) to 0600.
 pub fn tighten_sqlite_files(url: &str) {
     let Some(path) = url
@@ -397,6 +373,30 @@ fn read_key_file(path: &Path) -> anyhow::Result<SecretString> {
     Ok(SecretString::from(key.to_owned()))
 }
 
+/// Reads the data dir's secret, creating it (mode 0600) on first use.
+pub fn load_or_create_secret(dir: &Path) -> anyhow::Result<SecretString> {
+    ensure_private_dir(dir)?;
+    let path = dir.join(SECRET_FILE);
+    match fs::read_to_string(&path) {
+        Ok(s) => {
+            let mode = fs::metadata(&path)?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                bail!(
+                    "{} is readable by others (mode {mode:o}); chmod 600 it",
+                    path.display()
+                );
+            }
+            Ok(SecretString::from(s.trim().to_owned()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secret = generate_secret();
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            f.write_all(secret.expose_secret().as_bytes())?;
             f.sync_all()?;
             Ok(secret)
         }

@@ -398,7 +398,6 @@ pub struct TokenCounts {
     pub expired: u64,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 /// A restored zone, and how many tokens regained access with it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ZoneRestored {
@@ -408,6 +407,7 @@ pub struct ZoneRestored {
     pub tokens_regaining_access: u64,
 }
 
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StatusParams {
     /// Add per-zone traffic, per-token last seen and rate-limit rejections.

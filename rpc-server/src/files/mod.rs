@@ -8,6 +8,6 @@ pub mod grep;
 pub mod path;
 pub mod service;
 
-pub use path::{Target, ZonePath, ZoneView};
 pub use grep::GrepLimits;
+pub use path::{Target, ZonePath, ZoneView};
 pub use service::FileService;
