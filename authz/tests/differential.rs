@@ -415,8 +415,16 @@ fn run_case(u: &Universe) -> Result<(), TestCaseError> {
     // Problems found on our side alone: the compiled grants (the hot path) answering
     // differently from `check`, or an explanation that does not hold up.
     let mut ours_failures = Vec::new();
+    // `rebac expand`: who has each (relation, object).
+    let expanded: Vec<Vec<(SubjectRef, Vec<Tuple>)>> = u
+        .objects
+        .iter()
+        .flat_map(|o| o.relations().iter().map(move |&r| (r, o)))
+        .map(|(r, o)| nexus_authz::expand(&tuples, r, &o.ours(), now))
+        .collect();
     for s in &u.subjects {
         let compiled = compile(s.ours(), &tuples, now).map_err(TestCaseError::fail)?;
+        let mut expanded = expanded.iter();
         let mut readable: Vec<(usize, &[&str])> = Vec::new();
         for o in &u.objects {
             for &r in o.relations() {
@@ -449,6 +457,27 @@ fn run_case(u: &Universe) -> Result<(), TestCaseError> {
                         ));
                     }
                 }
+                let listed = expanded
+                    .next()
+                    .and_then(|e| e.iter().find(|(who, _)| *who == s.ours()));
+                // A group's own userset is where expand starts, not one of its answers.
+                let own_userset = matches!((s, o), (Subj::Group(a), Obj::Group(b)) if a == b);
+                match listed {
+                    Some((_, chain)) => {
+                        let again = nexus_authz::check(chain, &s.ours(), r, &o.ours(), now);
+                        if !d.allowed || !again.allowed {
+                            ours_failures.push(format!(
+                                "{}: check says {}, expand lists it with {chain:?}",
+                                label(),
+                                d.allowed
+                            ));
+                        }
+                    }
+                    None if d.allowed && !own_userset => {
+                        ours_failures.push(format!("{}: allowed, but expand omits it", label()));
+                    }
+                    None => {}
+                }
                 if let (Obj::File(z, path), Relation::CanRead, true) = (o, r, d.allowed) {
                     readable.push((*z, path));
                 }
@@ -458,6 +487,38 @@ fn run_case(u: &Universe) -> Result<(), TestCaseError> {
                     object: o.fga(),
                     expected: d.allowed,
                 });
+            }
+        }
+        // A cache keeps the compiled grants until they say they may change: until then they
+        // must still be right.
+        let later = compiled
+            .grants
+            .valid_until()
+            .map_or(now + Duration::days(30), |t| t - Duration::seconds(1));
+        if later > now {
+            if !compiled.grants.is_fresh(later) {
+                ours_failures.push(format!(
+                    "{}: compiled grants stale before their expiry",
+                    s.fga()
+                ));
+            }
+            for o in &u.objects {
+                for &r in o.relations() {
+                    let (hot, _) = compiled.answer(o, r);
+                    let then = nexus_authz::check(&tuples, &s.ours(), r, &o.ours(), later).allowed;
+                    if hot != then {
+                        ours_failures.push(format!(
+                            "{} {} {}: the grants compiled at {} (valid until {:?}) say {hot}, \
+                             check at {} says {then}",
+                            s.fga(),
+                            rel_name(r),
+                            o.fga(),
+                            rfc3339(now),
+                            compiled.grants.valid_until().map(rfc3339),
+                            rfc3339(later)
+                        ));
+                    }
+                }
             }
         }
         // The listing rule, from the model's answers (confirmed by the oracle below): a folder
