@@ -810,6 +810,77 @@ async fn walkthrough(backend: Backend) {
         "{}",
         r.err
     );
+    // Every other admin tool, one remote call each, with local mode's output.
+    for (args, want) in [
+        (
+            &[
+                "rebac",
+                "create",
+                "--subject",
+                "user:erin",
+                "--relation",
+                "writer",
+                "--object",
+                "zone:eng",
+            ][..],
+            "✓ Created: user:erin writer zone:eng\n",
+        ),
+        (
+            &[
+                "rebac",
+                "expand",
+                "--relation",
+                "reader",
+                "--object",
+                "zone:eng",
+            ],
+            "Who has reader on zone:eng:\n  • user:erin\n      user:erin writer zone:eng\n",
+        ),
+        (
+            &[
+                "rebac",
+                "delete",
+                "--subject",
+                "user:erin",
+                "--relation",
+                "writer",
+                "--object",
+                "zone:eng",
+            ],
+            "✓ Deleted: user:erin writer zone:eng\n",
+        ),
+        (
+            &["admin", "disable-user", "erin"],
+            "✓ User disabled: erin (its tokens are refused until it is enabled)\n",
+        ),
+        (&["admin", "enable-user", "erin"], "✓ User enabled: erin\n"),
+        (
+            &["admin", "delete-user", "erin"],
+            "✓ User deleted: erin (1 token revoked, 0 tuples removed)\n",
+        ),
+    ] {
+        let r = s.nexus(&remote(args)).await;
+        assert_eq!(
+            (r.code, r.out.as_str()),
+            (0, want),
+            "remote {args:?}: {}",
+            r.err
+        );
+    }
+    let r = s
+        .nexus(&remote(&[
+            "admin",
+            "create-agent-key",
+            "remote-bot",
+            "--name",
+            "Remote Bot",
+            "--owner",
+            "alice",
+        ]))
+        .await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert_eq!(lines(&r.out)[0], "✓ Agent key created", "{}", r.out);
+    assert!(api_key(&r.out).starts_with("sk-"));
     let r = s
         .nexus(&remote(&["hub", "status", "--detail", "--json"]))
         .await;
