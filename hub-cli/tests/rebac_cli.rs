@@ -26,12 +26,11 @@ const FRESH: Duration = Duration::from_secs(TTL_SECS / 12);
 
 /// nexusd and the frontend as processes on one database, and the CLI's environment.
 struct Stack {
-    _rpc: Proc,
-    _fe: Proc,
+    _procs: Vec<Proc>,
     rpc_base: String,
     mcp_url: String,
     env: Vec<(String, String)>,
-    _db: TestDb,
+    _db: Option<TestDb>,
     _tmp: tempfile::TempDir,
 }
 
@@ -66,12 +65,50 @@ async fn stack(backend: Backend) -> Stack {
         ("NEXUS_API_KEY_SECRET".to_owned(), TEST_SECRET.to_owned()),
     ];
     Stack {
-        _rpc: rpc,
-        _fe: fe,
+        _procs: vec![rpc, fe],
         rpc_base,
         mcp_url: format!("{fe_base}/mcp"),
         env,
-        _db: db,
+        _db: Some(db),
+        _tmp: tmp,
+    }
+}
+
+/// `nexus hub up` in a fresh data dir; the CLI's environment is its admin.env, as after
+/// `source nexus-data/admin.env`.
+async fn hub_up() -> Stack {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("nexus-data");
+    let (rpc_port, mcp_port) = (free_port(), free_port());
+    let mut cmd = nexus_cmd();
+    cmd.args(["hub", "up", "--data-dir"])
+        .arg(&data)
+        .args(["--rpc-port", &rpc_port.to_string()])
+        .args(["--mcp-port", &mcp_port.to_string()])
+        .env("NEXUS_LOG_LEVEL", "warn");
+    let mut up = Proc::spawn("hub-up", cmd, tmp.path());
+    let rpc_base = format!("http://127.0.0.1:{rpc_port}");
+    wait_healthy(&format!("{rpc_base}/healthz/ready"), &mut up).await;
+    wait_healthy(&format!("http://127.0.0.1:{mcp_port}/health"), &mut up).await;
+    let env: Vec<(String, String)> = std::fs::read_to_string(data.join("admin.env"))
+        .expect("admin.env")
+        .lines()
+        .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
+        .map(|(k, v)| {
+            let v = v
+                .strip_prefix('\'')
+                .and_then(|v| v.strip_suffix('\''))
+                .unwrap_or(v)
+                .replace("'\\''", "'");
+            (k.to_owned(), v)
+        })
+        .collect();
+    Stack {
+        _procs: vec![up],
+        rpc_base,
+        mcp_url: format!("http://127.0.0.1:{mcp_port}/mcp"),
+        env,
+        _db: None,
         _tmp: tmp,
     }
 }
@@ -904,6 +941,138 @@ async fn walkthrough(backend: Backend) {
         try_call(&agent, "nexus_rebac_list_tuples", json!({})).await,
     );
     assert!(err.contains("admin token"), "{err}");
+}
+
+/// "From a fresh `nexus hub up`": the guide's steps 2–5 in the embedded hub's `default`
+/// zone (access `open`), with alice's key as `create-user` mints it (no zones of its own):
+/// her tuples alone decide what her agent reaches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_steps_from_a_fresh_hub_up() {
+    let s = hub_up().await;
+    let root = s
+        .env
+        .iter()
+        .find(|(k, _)| k == "NEXUS_API_KEY")
+        .map(|(_, v)| v.clone())
+        .expect("admin token in admin.env");
+    let out = s
+        .ok(&[
+            "admin",
+            "create-user",
+            "alice",
+            "--name",
+            "Alice Johnson",
+            "--subject-type",
+            "user",
+        ])
+        .await;
+    assert_eq!(lines(&out).last(), Some(&"Save this API key for alice!"));
+    let alice = api_key(&out);
+    let tuple = |rel: &'static str, obj: &'static str| {
+        vec![
+            "rebac",
+            "create",
+            "--subject",
+            "user:alice",
+            "--relation",
+            rel,
+            "--object",
+            obj,
+            "--zone",
+            "default",
+        ]
+    };
+    s.ok(&tuple("can_read", "file:/workspace")).await;
+    s.ok(&tuple("can_write", "file:/workspace/alice-files"))
+        .await;
+    assert_eq!(
+        s.exits(
+            0,
+            &[
+                "rebac",
+                "check",
+                "--subject",
+                "user:alice",
+                "--relation",
+                "can_read",
+                "--object",
+                "file:/zone/default/workspace",
+            ]
+        )
+        .await,
+        "✓ Allowed: user:alice can_read file:/zone/default/workspace\n"
+    );
+    // The seed writes hub-wide objects without a zone: the error says how to name them.
+    s.refused(
+        2,
+        &[
+            "rebac",
+            "check",
+            "--subject",
+            "user:alice",
+            "--relation",
+            "can_read",
+            "--object",
+            "file:/workspace",
+        ],
+        "--zone",
+    )
+    .await;
+
+    let admin = connect(&s.mcp_url, &root, Era::Stateless).await;
+    // The admin token sees every zone: hub-wide paths.
+    for path in ["/workspace/readme.md", "/private/plan.md"] {
+        expect_ok(
+            path,
+            try_call(
+                &admin,
+                "nexus_write_file",
+                json!({"path": format!("/zone/default{path}"), "content": path}),
+            )
+            .await,
+        );
+    }
+    let agent = connect(&s.mcp_url, &alice, Era::Stateless).await;
+    let me = expect_json("whoami", try_call(&agent, "nexus_whoami", json!({})).await);
+    let p = if me["path_mode"] == "single" {
+        ""
+    } else {
+        "/zone/default"
+    };
+    assert_eq!(
+        call(
+            &agent,
+            "nexus_read_file",
+            json!({"path": format!("{p}/workspace/readme.md")})
+        )
+        .await,
+        Ok("/workspace/readme.md".to_owned())
+    );
+    denied(
+        "a folder no tuple covers",
+        call(
+            &agent,
+            "nexus_read_file",
+            json!({"path": format!("{p}/private/plan.md")}),
+        )
+        .await,
+    );
+    denied(
+        "a write where alice may only read",
+        call(
+            &agent,
+            "nexus_write_file",
+            json!({"path": format!("{p}/workspace/x.md"), "content": "x"}),
+        )
+        .await,
+    );
+    call(
+        &agent,
+        "nexus_write_file",
+        json!({"path": format!("{p}/workspace/alice-files/x.md"), "content": "x"}),
+    )
+    .await
+    .expect("alice writes under alice-files");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
