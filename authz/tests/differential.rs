@@ -422,6 +422,17 @@ fn run_case(u: &Universe) -> Result<(), TestCaseError> {
         .flat_map(|o| o.relations().iter().map(move |&r| (r, o)))
         .map(|(r, o)| nexus_authz::expand(&tuples, r, &o.ours(), now))
         .collect();
+    // The names the CLI takes and prints are the oracle's.
+    for s in &u.subjects {
+        if s.ours().to_string() != s.fga() || SubjectRef::parse(&s.fga()).ok() != Some(s.ours()) {
+            ours_failures.push(format!("{} does not round-trip: {:?}", s.fga(), s.ours()));
+        }
+    }
+    for o in &u.objects {
+        if o.ours().to_string() != o.fga() || ObjectRef::parse(&o.fga()).ok() != Some(o.ours()) {
+            ours_failures.push(format!("{} does not round-trip: {:?}", o.fga(), o.ours()));
+        }
+    }
     for s in &u.subjects {
         let compiled = compile(s.ours(), &tuples, now).map_err(TestCaseError::fail)?;
         let mut expanded = expanded.iter();
