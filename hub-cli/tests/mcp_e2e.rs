@@ -28,11 +28,21 @@ const FILE_TOOLS: [&str; 12] = [
     "nexus_whoami",
 ];
 
-const ADMIN_TOOLS: [&str; 4] = [
+const ADMIN_TOOLS: [&str; 14] = [
     "nexus_hub_token_create",
     "nexus_hub_token_list",
     "nexus_hub_token_revoke",
     "nexus_hub_status",
+    "nexus_hub_user_create",
+    "nexus_hub_user_list",
+    "nexus_hub_user_delete",
+    "nexus_hub_user_set_state",
+    "nexus_hub_user_create_agent_key",
+    "nexus_rebac_create",
+    "nexus_rebac_delete",
+    "nexus_rebac_check",
+    "nexus_rebac_list_tuples",
+    "nexus_rebac_expand",
 ];
 
 /// tools/list: exactly the file tools (plus the admin tools for an admin), each with an
@@ -76,6 +86,10 @@ async fn check_catalogue(c: &Client, admin: bool, who: &str) {
             "nexus_whoami",
             "nexus_hub_token_list",
             "nexus_hub_status",
+            "nexus_hub_user_list",
+            "nexus_rebac_check",
+            "nexus_rebac_list_tuples",
+            "nexus_rebac_expand",
         ];
         assert_eq!(
             ro,
