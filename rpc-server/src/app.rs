@@ -54,12 +54,13 @@ impl Application {
         let files = FileService::new(&cfg.data_dir, cfg.max_file_bytes)
             .with_context(|| format!("cannot use data dir {}", cfg.data_dir.display()))?
             .with_grep_limits(cfg.grep.clone(), Some(metrics.clone()));
+        let mut grants_source = None;
         let (auth, control, store, zones, last_used): (Arc<dyn AuthProvider>, _, _, _, _) =
             match &cfg.auth {
                 AuthMode::SingleKey { key } => {
                     let auth =
                         SingleKeyAuth::new(key.expose_secret()).map_err(anyhow::Error::msg)?;
-                    let zones = ZoneSource::Fixed(Arc::new(vec![SINGLE_KEY_ZONE.to_owned()]));
+                    let zones = ZoneSource::fixed(vec![SINGLE_KEY_ZONE.to_owned()]);
                     (Arc::new(auth), None, None, zones, None)
                 }
                 AuthMode::Database {
@@ -97,6 +98,13 @@ impl Application {
                     bus.subscribe(cache.clone());
                     let zones = ZoneSource::store(store.clone(), cfg.auth_cache_ttl);
                     bus.subscribe(Arc::new(zones.clone()));
+                    let grants = Arc::new(crate::auth::grants::GrantsSource::new(
+                        store.clone(),
+                        cfg.auth_cache_ttl,
+                        metrics.clone(),
+                    ));
+                    bus.subscribe(grants.clone());
+                    grants_source = Some(grants);
                     // Changes announced by the database reach the cache without Redis.
                     crate::auth::db_notify::start(
                         url.expose_secret(),
@@ -160,7 +168,8 @@ impl Application {
             cfg.redis_url.clone(),
             limits,
         )
-        .with_trusted_proxies(cfg.trusted_proxies.clone());
+        .with_trusted_proxies(cfg.trusted_proxies.clone())
+        .with_grants(grants_source);
         let tls = match &cfg.tls {
             Some((cert, key)) => Some(nexus_serve::load_tls(cert, key).await?),
             None => None,

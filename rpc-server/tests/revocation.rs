@@ -136,6 +136,8 @@ fn the_identity_cache_never_returns_an_identity_after_invalidating_it() {
             zones: Vec::new(),
             expires_at: None,
             rate_limit: None,
+            subject: None,
+            rebac: Default::default(),
         });
         cache.insert_valid(digest, identity, cache.epoch());
         assert!(matches!(cache.get(&digest), Some(Cached::Valid(_))));

@@ -111,9 +111,23 @@ impl DatabaseAuth {
         if rec.expires_at.is_some_and(|t| t <= now) {
             return self.refuse(digest, Refusal::Expired);
         }
-        if !rec.zones_active || (rec.zones.is_empty() && !rec.is_admin) {
+        // A disabled subject's tokens are refused exactly like revoked ones.
+        if rec
+            .subject
+            .as_ref()
+            .is_some_and(|s| s.disabled_at.is_some())
+        {
+            return self.refuse(digest, Refusal::Revoked);
+        }
+        // A zoneless token is an admin's, or a subject's whose access is all ReBAC grants.
+        if !rec.zones_active || (rec.zones.is_empty() && !rec.is_admin && rec.subject.is_none()) {
             return self.refuse(digest, Refusal::ZoneInactive);
         }
+        let subject = rec.subject.map(|s| super::identity::BoundSubject {
+            id: rec.user_id.clone(),
+            kind: s.subject_type,
+            tenant: s.tenant_id,
+        });
         let identity = Arc::new(Identity {
             key_id: rec.key_id,
             name: rec.name,
@@ -123,6 +137,8 @@ impl DatabaseAuth {
             zones: rec.zones,
             expires_at: rec.expires_at,
             rate_limit: rec.rate_limit,
+            subject,
+            rebac: Default::default(),
         });
         self.cache.insert_valid(digest, identity.clone(), epoch);
         self.last_used.record(identity.key_id, now);

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use nexus_wire::spec::{SubjectType, ZoneGrant};
+use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 /// A verified identity. Holds no token material.
@@ -12,10 +13,69 @@ pub struct Identity {
     pub user_id: String,
     pub subject_type: SubjectType,
     pub is_admin: bool,
-    /// Granted zones, sorted by name. Empty only for an admin, who then sees every zone.
+    /// Granted zones, sorted by name. Empty for an admin, who then sees every zone, and
+    /// for a subject-bound token whose access comes from ReBAC grants alone.
     pub zones: Vec<ZoneGrant>,
     pub expires_at: Option<DateTime<Utc>>,
     pub rate_limit: Option<String>,
+    /// The registered subject the token's `user_id` names, if any (SPEC §9).
+    pub subject: Option<BoundSubject>,
+    /// The caller's compiled ReBAC grants, built on the first call that needs them and
+    /// dropped with the identity (see [`super::grants`]).
+    pub rebac: RebacSlot,
+}
+
+/// A registered subject a token is bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundSubject {
+    pub id: String,
+    pub kind: SubjectType,
+    pub tenant: Option<String>,
+}
+
+/// Holds an identity's compiled grants. Identities compare equal whatever their slots hold:
+/// the grants are derived state, not part of who the caller is.
+#[derive(Default)]
+pub struct RebacSlot(
+    Mutex<Option<Arc<super::grants::Compiled>>>,
+    /// Held while compiling, so concurrent first calls of one identity compile once.
+    tokio::sync::Mutex<()>,
+);
+
+impl RebacSlot {
+    pub(crate) async fn building(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.1.lock().await
+    }
+
+    pub fn get(&self) -> Option<Arc<super::grants::Compiled>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set(&self, c: Option<Arc<super::grants::Compiled>>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = c;
+    }
+}
+
+impl Clone for RebacSlot {
+    fn clone(&self) -> Self {
+        Self(Mutex::new(self.get()), Default::default())
+    }
+}
+
+impl PartialEq for RebacSlot {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for RebacSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.get().is_some() {
+            "RebacSlot(compiled)"
+        } else {
+            "RebacSlot(empty)"
+        })
+    }
 }
 
 impl Identity {

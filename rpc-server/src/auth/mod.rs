@@ -6,6 +6,7 @@ pub mod broadcast;
 pub mod cache;
 pub mod database;
 pub mod db_notify;
+pub mod grants;
 pub mod identity;
 pub mod invalidation;
 pub mod last_used;

@@ -42,6 +42,8 @@ impl SingleKeyAuth {
                 }],
                 expires_at: None,
                 rate_limit: None,
+                subject: None,
+                rebac: Default::default(),
             }),
         })
     }

@@ -37,6 +37,16 @@ pub struct TokenRecord {
     pub last_used_at: Option<DateTime<Utc>>,
     pub zones: Vec<ZoneGrant>,
     pub zones_active: bool,
+    /// The registered subject `user_id` names, if any (filled by the verification lookup).
+    pub subject: Option<SubjectBinding>,
+}
+
+/// The subject a token is bound to, as the verification lookup sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubjectBinding {
+    pub subject_type: SubjectType,
+    pub tenant_id: Option<String>,
+    pub disabled_at: Option<DateTime<Utc>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -69,6 +79,9 @@ struct JoinedRow {
     zone_id: Option<String>,
     permission: Option<String>,
     zone_deleted_at: Option<DateTime<Utc>>,
+    s_type: Option<String>,
+    s_tenant: Option<String>,
+    s_disabled: Option<DateTime<Utc>>,
 }
 
 const TOKEN_COLS: &str = "t.key_id, t.name, t.user_id, t.subject_type, t.is_admin, t.rate_limit, \
@@ -98,6 +111,7 @@ impl TokenRow {
             last_used_at: self.last_used_at,
             zones: Vec::new(),
             zones_active: true,
+            subject: None,
         })
     }
 }
@@ -173,10 +187,12 @@ impl Store {
         digest: &[u8; 32],
     ) -> Result<Option<TokenRecord>, StoreError> {
         let sql = format!(
-            "SELECT {TOKEN_COLS}, tz.zone_id, tz.permission, z.deleted_at AS zone_deleted_at \
+            "SELECT {TOKEN_COLS}, tz.zone_id, tz.permission, z.deleted_at AS zone_deleted_at, \
+             s.subject_type AS s_type, s.tenant_id AS s_tenant, s.disabled_at AS s_disabled \
              FROM api_tokens t \
              LEFT JOIN token_zones tz ON tz.key_id = t.key_id \
              LEFT JOIN zones z ON z.zone_id = tz.zone_id \
+             LEFT JOIN subjects s ON s.subject_id = t.user_id \
              WHERE t.token_hash = $1 ORDER BY tz.zone_id"
         );
         let rows: Vec<JoinedRow> = with_pool!(self, p => {
@@ -186,7 +202,17 @@ impl Store {
         for row in rows {
             let rec = match &mut out {
                 Some(r) => r,
-                None => out.insert(row.token.into_record()?),
+                None => {
+                    let mut rec = row.token.into_record()?;
+                    if let Some(t) = &row.s_type {
+                        rec.subject = Some(SubjectBinding {
+                            subject_type: t.parse().map_err(|_| corrupt("subject type"))?,
+                            tenant_id: row.s_tenant.clone(),
+                            disabled_at: row.s_disabled,
+                        });
+                    }
+                    out.insert(rec)
+                }
             };
             if let (Some(z), Some(perm)) = (row.zone_id, row.permission) {
                 add_grant(rec, z, &perm, row.zone_deleted_at)?;

@@ -104,9 +104,20 @@ impl Store {
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
+    /// The active zones with their access modes (`open`, `rebac`), sorted by name.
+    pub async fn active_zone_modes(&self) -> Result<Vec<(String, String)>, StoreError> {
+        const SQL: &str = "SELECT zone_id, access_mode FROM zones WHERE deleted_at IS NULL \
+             ORDER BY zone_id";
+        Ok(with_pool!(self, p => sqlx::query_as(SQL).fetch_all(p).await)?)
+    }
+
     /// Sets an active zone's access mode (`open` or `rebac`).
     /// [`StoreError::NotFound`] when no active zone has that name.
-    pub async fn set_zone_access(&self, zone_id: &str, access_mode: &str) -> Result<(), StoreError> {
+    pub async fn set_zone_access(
+        &self,
+        zone_id: &str,
+        access_mode: &str,
+    ) -> Result<(), StoreError> {
         const SQL: &str =
             "UPDATE zones SET access_mode = $2 WHERE zone_id = $1 AND deleted_at IS NULL";
         let n = with_pool!(self, p => {

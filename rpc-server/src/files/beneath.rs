@@ -278,6 +278,8 @@ impl<'a> Entry<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Step {
     Continue,
+    /// Go on, but not into this directory.
+    Skip,
     Stop,
 }
 

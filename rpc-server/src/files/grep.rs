@@ -12,8 +12,10 @@
 
 pub mod budget;
 
+use super::access::Access;
 use super::beneath::Entry;
-use super::path::{ZonePath, ZoneView};
+use super::path::ZonePath;
+use super::service::Show;
 use super::service::{FileService, MAX_PATTERN_LEN, check_page};
 use crate::metrics::Metrics;
 pub use budget::{Meter, Program, ProgramCache, Stop};
@@ -194,7 +196,7 @@ pub(crate) async fn run(
     svc: &FileService,
     greps: &Greps,
     token: Uuid,
-    view: &ZoneView,
+    acc: &Access,
     p: GrepParams,
 ) -> Result<GrepResult, RpcError> {
     let limit = check_page(p.limit)?;
@@ -205,7 +207,8 @@ pub(crate) async fn run(
     }
     let program = Program::new(&p.pattern, p.ignore_case)
         .map_err(|e| RpcError::invalid_params(format!("invalid regex: {}", printable(&e))))?;
-    let bases = svc.bases(view, &p.path, false)?;
+    let bases = svc.bases(acc, &p.path, false)?;
+    let acc = acc.clone();
     let slot = greps.acquire(token)?;
     let cancel = Arc::new(AtomicBool::new(false));
     let _cancel_on_drop = CancelOnDrop(cancel.clone());
@@ -216,7 +219,9 @@ pub(crate) async fn run(
         // The slot is given back when the work ends, not when the caller leaves; the
         // outcome is counted here too, as a dropped caller never sees it.
         let slot = slot;
-        let outcome = scan_all(&svc, &bases, &program, meter, &limits, p.offset, limit);
+        let outcome = scan_all(
+            &svc, &acc, &bases, &program, meter, &limits, p.offset, limit,
+        );
         if let Ok((scan, stopped)) = &outcome {
             let label = match stopped {
                 None => "ok",
@@ -270,8 +275,10 @@ fn stop_error(stop: Stop, scan: &Scan, limits: &GrepLimits) -> RpcError {
     e
 }
 
+#[allow(clippy::too_many_arguments)]
 fn scan_all(
     svc: &FileService,
+    acc: &Access,
     bases: &[ZonePath],
     program: &Program,
     mut meter: Meter,
@@ -314,7 +321,7 @@ fn scan_all(
         };
         // A base that is a file is scanned alone; the walk reports a missing or odd base
         // as the listing does, and never follows a link.
-        svc.walk(base, true, true, &mut visit)?;
+        svc.walk(acc, Show::Results, base, true, true, &mut visit)?;
         if stopped.is_some() || scan.full() {
             break;
         }

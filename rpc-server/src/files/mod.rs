@@ -2,6 +2,7 @@
 //! with atomic, durable writes under the data directory, resolved beneath it without
 //! following links ([`beneath`]).
 
+pub mod access;
 mod beneath;
 mod edit;
 pub mod grep;

@@ -18,6 +18,7 @@
 //! is taken when it asks to create a directory there: refusing to clobber needs that
 //! answer.
 
+use super::access::{Access, Shown};
 use super::beneath::{self, Entry, Step};
 use super::edit::{self, EditError};
 use super::path::{MAX_NAME_BYTES, TEMP_PREFIX, Target, ZonePath, ZoneView};
@@ -167,6 +168,14 @@ fn read_bounded(f: fs::File, len: u64, max: u64) -> io::Result<Result<Vec<u8>, u
     } else {
         Ok(bytes)
     })
+}
+
+/// What a walk is for: a listing shows the directories on the way to what the caller may
+/// read; search results (glob, grep) show only what it may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Show {
+    Listing,
+    Results,
 }
 
 /// How much of a path [`FileService::parent_dir`] may create.
@@ -323,9 +332,9 @@ impl FileService {
 
     // ---------------------------------------------------------------- reads
 
-    pub async fn read(&self, view: &ZoneView, p: ReadParams) -> Result<ReadResult, RpcError> {
-        let zp = self.zone_path(view, &p.path)?;
-        zp.require_read()?;
+    pub async fn read(&self, acc: &Access, p: ReadParams) -> Result<ReadResult, RpcError> {
+        let zp = self.zone_path(&acc.view, &p.path)?;
+        acc.require_read(&zp)?;
         let max = self.inner.max_file_bytes;
         let shown = zp.display();
         let svc = self.clone();
@@ -377,8 +386,8 @@ impl FileService {
         })
     }
 
-    pub async fn stat(&self, view: &ZoneView, p: PathParams) -> Result<StatResult, RpcError> {
-        let zp = match self.resolve(view, &p.path)? {
+    pub async fn stat(&self, acc: &Access, p: PathParams) -> Result<StatResult, RpcError> {
+        let zp = match self.resolve(&acc.view, &p.path)? {
             Target::Root => {
                 return Ok(StatResult {
                     path: "/".into(),
@@ -391,9 +400,14 @@ impl FileService {
             }
             Target::Zone(zp) => zp,
         };
-        zp.require_read()?;
+        // A directory on the way to something readable may be looked at, not a file.
+        let readable = acc.can_read(&zp);
+        if !readable && !acc.on_the_way(&zp) {
+            acc.require_read(&zp)?;
+        }
         let max = self.inner.max_file_bytes;
         let svc = self.clone();
+        let denied = (!readable).then(|| acc.require_read(&zp).err()).flatten();
         self.blocking(move |_| {
             let shown = zp.display();
             let Some((dir, leaf, st)) = svc.lookup(&zp)? else {
@@ -411,6 +425,11 @@ impl FileService {
                 return Ok(missing(shown));
             };
             let ft = beneath::kind(&st);
+            if let Some(denied) = denied
+                && ft != FileType::Directory
+            {
+                return Err(denied);
+            }
             if ft == FileType::Symlink {
                 return Err(link_refused(&zp));
             }
@@ -449,12 +468,13 @@ impl FileService {
         .await
     }
 
-    pub async fn list(&self, view: &ZoneView, p: ListParams) -> Result<ListResult, RpcError> {
+    pub async fn list(&self, acc: &Access, p: ListParams) -> Result<ListResult, RpcError> {
         let limit = check_page(p.limit)?;
-        let bases = self.bases(view, &p.path, true)?;
+        let bases = self.bases(acc, &p.path, true)?;
         let recursive = p.recursive;
-        let root_listing = matches!(self.resolve(view, &p.path)?, Target::Root);
+        let root_listing = matches!(self.resolve(&acc.view, &p.path)?, Target::Root);
         let svc = self.clone();
+        let acc = acc.clone();
         let all = self
             .blocking(move |_| {
                 let mut items = Vec::new();
@@ -467,20 +487,27 @@ impl FileService {
                             size: 0,
                             modified: None,
                         });
-                        if !recursive || !base.permission.can_read() {
+                        if !recursive || !(acc.can_read(base) || acc.on_the_way(base)) {
                             continue;
                         }
                     }
-                    svc.walk(base, recursive, false, &mut |zp, meta| {
-                        items.push(ListItem {
-                            path: zp.display(),
-                            name: zp.rel.last().cloned().unwrap_or_default(),
-                            is_dir: meta.is_dir(),
-                            size: if meta.is_file() { meta.len() } else { 0 },
-                            modified: rfc3339(meta.modified()),
-                        });
-                        true
-                    })?;
+                    svc.walk(
+                        &acc,
+                        Show::Listing,
+                        base,
+                        recursive,
+                        false,
+                        &mut |zp, meta| {
+                            items.push(ListItem {
+                                path: zp.display(),
+                                name: zp.rel.last().cloned().unwrap_or_default(),
+                                is_dir: meta.is_dir(),
+                                size: if meta.is_file() { meta.len() } else { 0 },
+                                modified: rfc3339(meta.modified()),
+                            });
+                            true
+                        },
+                    )?;
                 }
                 Ok(items)
             })
@@ -494,7 +521,7 @@ impl FileService {
         })
     }
 
-    pub async fn glob(&self, view: &ZoneView, p: GlobParams) -> Result<GlobResult, RpcError> {
+    pub async fn glob(&self, acc: &Access, p: GlobParams) -> Result<GlobResult, RpcError> {
         let limit = check_page(p.limit)?;
         if p.pattern.is_empty() || p.pattern.len() > MAX_PATTERN_LEN || p.pattern.contains('\0') {
             return Err(RpcError::invalid_params(format!(
@@ -513,12 +540,13 @@ impl FileService {
             .build()
             .map_err(|e| RpcError::invalid_params(format!("invalid glob pattern: {}", e.kind())))?
             .compile_matcher();
-        let base_display = match self.resolve(view, &p.path)? {
+        let base_display = match self.resolve(&acc.view, &p.path)? {
             Target::Root => "/".to_owned(),
             Target::Zone(zp) => zp.display(),
         };
-        let bases = self.bases(view, &p.path, false)?;
+        let bases = self.bases(acc, &p.path, false)?;
         let svc = self.clone();
+        let acc = acc.clone();
         let all = self
             .blocking(move |_| {
                 let mut out = Vec::new();
@@ -528,7 +556,7 @@ impl FileService {
                     format!("{base_display}/")
                 };
                 for base in &bases {
-                    svc.walk(base, true, false, &mut |zp, _| {
+                    svc.walk(&acc, Show::Results, base, true, false, &mut |zp, _| {
                         let shown = zp.display();
                         let candidate = if absolute {
                             shown.trim_start_matches('/')
@@ -557,20 +585,21 @@ impl FileService {
     pub async fn grep(
         &self,
         token: uuid::Uuid,
-        view: &ZoneView,
+        acc: &Access,
         p: GrepParams,
     ) -> Result<GrepResult, RpcError> {
-        super::grep::run(self, &self.greps, token, view, p).await
+        super::grep::run(self, &self.greps, token, acc, p).await
     }
 
     /// The zone locations a listing, glob or grep starting at `raw` covers. For the root of
     /// a multi-zone view: every zone (only readable ones unless `include_unreadable`).
     pub(super) fn bases(
         &self,
-        view: &ZoneView,
+        acc: &Access,
         raw: &str,
         include_unreadable: bool,
     ) -> Result<Vec<ZonePath>, RpcError> {
+        let view = &acc.view;
         match self.resolve(view, raw)? {
             Target::Root => Ok(view
                 .zones()
@@ -579,7 +608,11 @@ impl FileService {
                 .map(|(z, _)| view.zone_root(&z))
                 .collect()),
             Target::Zone(zp) => {
-                zp.require_read()?;
+                // A directory on the way to something readable may be walked: the walk
+                // shows only that way and what is readable.
+                if !acc.on_the_way(&zp) {
+                    acc.require_read(&zp)?;
+                }
                 Ok(vec![zp])
             }
         }
@@ -589,13 +622,20 @@ impl FileService {
     /// showing a symbolic link, and hiding temporary files. A missing zone root is an empty
     /// zone; another missing base is an error. A base that is a file is an error, or with
     /// `file_base` the one entry visited. `visit` returns false to stop.
+    ///
+    /// Only what `acc` lets the caller see is visited: what it may read, and for a listing
+    /// the directories on the way to that. Nothing else is visited or entered. Reading is
+    /// inherited downwards, so below a readable base nothing needs checking.
     pub(super) fn walk(
         &self,
+        acc: &Access,
+        show: Show,
         base: &ZonePath,
         recursive: bool,
         file_base: bool,
         visit: &mut dyn FnMut(&ZonePath, &Entry<'_>) -> bool,
     ) -> Result<(), RpcError> {
+        let whole = acc.can_read(base);
         let Some((dir, leaf, st)) = self.lookup(base)? else {
             return if base.is_root() {
                 Ok(())
@@ -606,8 +646,11 @@ impl FileService {
         match beneath::kind(&st) {
             FileType::Directory => {}
             FileType::RegularFile if file_base => {
-                visit(base, &Entry::new(dir.as_fd(), leaf, st));
-                return Ok(());
+                if whole {
+                    visit(base, &Entry::new(dir.as_fd(), leaf, st));
+                    return Ok(());
+                }
+                return acc.require_read(base);
             }
             FileType::RegularFile => {
                 return Err(RpcError::invalid_params(format!(
@@ -629,10 +672,16 @@ impl FileService {
             &mut |rel, entry| {
                 zp.rel.truncate(base.rel.len());
                 zp.rel.extend_from_slice(rel);
-                if visit(&zp, entry) {
-                    Step::Continue
+                let shown = if whole {
+                    Shown::Readable
                 } else {
-                    Step::Stop
+                    acc.shows(&zp, entry.is_dir())
+                };
+                match (shown, show) {
+                    (Shown::Hidden, _) => Step::Skip,
+                    (Shown::OnTheWay, Show::Results) => Step::Continue,
+                    _ if visit(&zp, entry) => Step::Continue,
+                    _ => Step::Stop,
                 }
             },
         )
@@ -641,16 +690,20 @@ impl FileService {
 
     // ---------------------------------------------------------------- writes
 
-    pub async fn write(&self, view: &ZoneView, p: WriteParams) -> Result<WriteResult, RpcError> {
-        let zp = self.zone_path(view, &p.path)?;
-        zp.require_write()?;
-        let readable = zp.permission.can_read();
+    pub async fn write(&self, acc: &Access, p: WriteParams) -> Result<WriteResult, RpcError> {
+        let zp = self.zone_path(&acc.view, &p.path)?;
+        acc.require_write(&zp)?;
+        let readable = acc.can_read(&zp);
         if p.if_match.is_some() && !readable {
             // A content id comes from a read; answering "conflict" or not would tell a
             // caller who cannot read the zone what a file holds.
+            let what = if zp.permission.can_read() {
+                zp.display()
+            } else {
+                format!("zone '{}'", zp.zone)
+            };
             return Err(RpcError::permission_denied(format!(
-                "permission denied: if_match needs read access, and zone '{}' is write-only for this token",
-                zp.zone
+                "permission denied: if_match needs read access, and {what} is write-only for this token"
             )));
         }
         if zp.is_root() {
@@ -683,10 +736,10 @@ impl FileService {
         .await
     }
 
-    pub async fn edit(&self, view: &ZoneView, p: EditParams) -> Result<EditResult, RpcError> {
-        let zp = self.zone_path(view, &p.path)?;
-        zp.require_write()?;
-        zp.require_read()?;
+    pub async fn edit(&self, acc: &Access, p: EditParams) -> Result<EditResult, RpcError> {
+        let zp = self.zone_path(&acc.view, &p.path)?;
+        acc.require_write(&zp)?;
+        acc.require_read(&zp)?;
         if p.edits.is_empty() || p.edits.len() > 1000 {
             return Err(RpcError::invalid_params(
                 "edits must hold 1-1000 {old_str, new_str} items",
@@ -738,19 +791,20 @@ impl FileService {
         .await
     }
 
-    pub async fn delete(&self, view: &ZoneView, p: PathParams) -> Result<PathResult, RpcError> {
-        let zp = self.zone_path(view, &p.path)?;
-        zp.require_write()?;
+    pub async fn delete(&self, acc: &Access, p: PathParams) -> Result<PathResult, RpcError> {
+        let zp = self.zone_path(&acc.view, &p.path)?;
+        acc.require_write(&zp)?;
         if zp.is_root() {
             return Err(RpcError::invalid_params("cannot delete a zone root"));
         }
+        let readable = acc.can_read(&zp);
         let svc = self.clone();
         self.blocking(move |_| {
             let _g = svc.lock(&zp);
             let Some((dir, leaf, st)) = svc.lookup(&zp)? else {
                 // A caller who cannot read the zone gets the same answer whether or not
                 // the file was there: afterwards it is not.
-                return if zp.permission.can_read() {
+                return if readable {
                     Err(RpcError::not_found(&zp.display()))
                 } else {
                     Ok(PathResult { path: zp.display() })
@@ -773,9 +827,9 @@ impl FileService {
         .await
     }
 
-    pub async fn mkdir(&self, view: &ZoneView, p: MkdirParams) -> Result<PathResult, RpcError> {
-        let zp = self.zone_path(view, &p.path)?;
-        zp.require_write()?;
+    pub async fn mkdir(&self, acc: &Access, p: MkdirParams) -> Result<PathResult, RpcError> {
+        let zp = self.zone_path(&acc.view, &p.path)?;
+        acc.require_write(&zp)?;
         let svc = self.clone();
         self.blocking(move |_| {
             let _g = svc.lock(&zp);
@@ -802,9 +856,9 @@ impl FileService {
         .await
     }
 
-    pub async fn rmdir(&self, view: &ZoneView, p: RmdirParams) -> Result<PathResult, RpcError> {
-        let zp = self.zone_path(view, &p.path)?;
-        zp.require_write()?;
+    pub async fn rmdir(&self, acc: &Access, p: RmdirParams) -> Result<PathResult, RpcError> {
+        let zp = self.zone_path(&acc.view, &p.path)?;
+        acc.require_write(&zp)?;
         if zp.is_root() {
             return Err(RpcError::invalid_params("cannot remove a zone root"));
         }
@@ -835,14 +889,14 @@ impl FileService {
         .await
     }
 
-    pub async fn rename(&self, view: &ZoneView, p: RenameParams) -> Result<RenameResult, RpcError> {
-        let from = self.zone_path(view, &p.old_path)?;
-        let to = self.zone_path(view, &p.new_path)?;
+    pub async fn rename(&self, acc: &Access, p: RenameParams) -> Result<RenameResult, RpcError> {
+        let from = self.zone_path(&acc.view, &p.old_path)?;
+        let to = self.zone_path(&acc.view, &p.new_path)?;
         // A move reads its source: it shows the file at a new place (maybe a zone the
         // caller can read) and tells whether it existed.
-        from.require_read()?;
-        from.require_write()?;
-        to.require_write()?;
+        acc.require_read(&from)?;
+        acc.require_write(&from)?;
+        acc.require_write(&to)?;
         if from.is_root() || to.is_root() {
             return Err(RpcError::invalid_params("cannot rename a zone root"));
         }

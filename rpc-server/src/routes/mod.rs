@@ -51,6 +51,8 @@ pub struct StateInner {
     pub limits: Arc<crate::limits::Limits>,
     /// Proxies whose X-Forwarded-For names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Compiled ReBAC grants per identity; absent in single-key mode.
+    pub grants: Option<Arc<crate::auth::grants::GrantsSource>>,
     pub started: Instant,
 }
 
@@ -67,6 +69,14 @@ impl AppState {
     pub fn with_trusted_proxies(mut self, trusted: Vec<ipnet::IpNet>) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.0) {
             inner.trusted_proxies = trusted;
+        }
+        self
+    }
+
+    /// Sets where compiled ReBAC grants come from. Call before the state is shared.
+    pub fn with_grants(mut self, grants: Option<Arc<crate::auth::grants::GrantsSource>>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.0) {
+            inner.grants = grants;
         }
         self
     }
@@ -107,6 +117,7 @@ impl AppState {
             redis_url,
             limits,
             trusted_proxies: Vec::new(),
+            grants: None,
             started: Instant::now(),
         }))
     }
