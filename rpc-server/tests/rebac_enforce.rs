@@ -4,6 +4,8 @@
 //! expire; list/glob/grep never show what the caller may not read; changes and disabled
 //! subjects take effect on the next request, in this process and in another nexusd.
 
+mod own_redis;
+
 use chrono::{Duration as ChronoDuration, Utc};
 use nexus_authz::model::{ObjectRef, Relation, SubjectRef, Tuple};
 use nexus_wire::methods::TokenCreateParams;
@@ -780,4 +782,106 @@ async fn concurrent_first_calls_compile_once() {
         assert_eq!(v["result"]["content"], "x", "{v}");
     }
     assert_eq!(metric(&app, compiled).await - before, 1);
+}
+
+/// Waits (bounded) until the server's `/health` says Redis is up: its subscription is live.
+async fn wait_redis_up(app: &TestApp) {
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let h: Value = app
+            .client
+            .get(format!("{}/health", app.base))
+            .send()
+            .await
+            .expect("health")
+            .json()
+            .await
+            .expect("health JSON");
+        if h["redis"] == "ok" {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < until, "redis never up: {h}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Polls `f` until it is true, for at most half the identity cache TTL: a change seen by
+/// then came from a broadcast, not the TTL backstop.
+async fn within_half_ttl<F, Fut>(ttl: Duration, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = tokio::time::Instant::now() + ttl / 2;
+    while !f().await {
+        assert!(tokio::time::Instant::now() < until, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The Redis path alone (the database announces nothing: its triggers are dropped): a
+/// tuple deleted and a user disabled through one nexusd are refused by another.
+#[tokio::test]
+async fn through_redis_another_nexusd_refuses_a_deleted_tuple_and_a_disabled_user() {
+    let redis = own_redis::OwnRedis::start().await;
+    let ttl = Duration::from_secs(60);
+    let o = TestOptions {
+        auth_cache_ttl: ttl,
+        redis_url: Some(redis.url()),
+        ..TestOptions::unthrottled()
+    };
+    let a = TestApp::spawn_with(Backend::Postgres, o.clone()).await;
+    a.db.store
+        .execute_raw(
+            "DROP TRIGGER nexus_invalidate_token_update ON api_tokens; \
+             DROP TRIGGER nexus_invalidate_token_delete ON api_tokens; \
+             DROP TRIGGER nexus_invalidate_grants ON token_zones; \
+             DROP TRIGGER nexus_invalidate_zones ON zones; \
+             DROP TRIGGER nexus_invalidate_rebac ON rebac_tuples; \
+             DROP TRIGGER nexus_invalidate_subjects ON subjects;",
+        )
+        .await
+        .expect("drop triggers");
+    let b = {
+        let db = TestDb {
+            url: a.db.url.clone(),
+            store: Store::connect(&a.db.url).await.expect("connect"),
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        TestApp::start(db, tempfile::tempdir().expect("tempdir"), o).await
+    };
+    wait_redis_up(&a).await;
+    wait_redis_up(&b).await;
+    a.zone("eng").await;
+    let admin = a.mint("root", None, true).await.token;
+    a.write_files(&admin, &[("/zone/eng/w/x.txt", "x")]).await;
+    b.write_files(&admin, &[("/zone/eng/w/x.txt", "x")]).await;
+    set_mode(&a, "eng", "rebac").await;
+    subject(&a, "kim", SubjectType::User).await;
+    let (kim, _) = bound_token(&a, "kim", "kim-key", Some("eng:rw")).await;
+    let t = tuple("user:kim", "can_read", "file:/zone/eng/w");
+    grant(&a, t.clone()).await;
+    within_half_ttl(ttl, "b never saw the grant", || async {
+        read(&b, &kim, "/w/x.txt").await.is_ok()
+    })
+    .await;
+    ungrant(&a, &t).await;
+    within_half_ttl(ttl, "b still allows a deleted tuple", || async {
+        read(&b, &kim, "/w/x.txt")
+            .await
+            .is_err_and(|e| e["code"] == DENIED)
+    })
+    .await;
+    a.db.store
+        .set_subject_disabled("kim", Some(Utc::now()))
+        .await
+        .expect("disable");
+    a.bus.publish(Invalidation::Subject {
+        subject_id: "kim".into(),
+    });
+    within_half_ttl(ttl, "b still accepts a disabled user", || async {
+        b.rpc_raw(Some(&kim), "whoami", json!({})).await.0 == 401
+    })
+    .await;
+    drop(b);
 }
