@@ -201,6 +201,26 @@ impl Stack {
         }
     }
 
+    /// `write` of `path` over the rpc-server's API with `token`: Ok or the error.
+    async fn write(&self, token: &str, path: &str) -> Result<(), Value> {
+        let v: Value = common::http()
+            .post(format!("{}/api/nfs/write", self.rpc_base))
+            .bearer_auth(token)
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "write",
+                          "params": {"path": path, "content": "x"}}))
+            .send()
+            .await
+            .expect("write")
+            .json()
+            .await
+            .expect("write JSON");
+        if v.get("result").is_some() {
+            Ok(())
+        } else {
+            Err(v["error"].clone())
+        }
+    }
+
     /// The rpc-server's answer to `whoami` with `token`: its HTTP status.
     async fn whoami_status(&self, token: &str) -> u16 {
         common::http()
@@ -754,6 +774,56 @@ async fn walkthrough(backend: Backend) {
         &["hub", "zone", "set", "nope", "--access", "open"],
         "no active zone named",
     )
+    .await;
+
+    // The ceiling: a read-only zone grant stays read-only whatever the tuples say.
+    let frank = api_key(
+        &s.ok(&["admin", "create-user", "frank", "--zones", "eng:r"])
+            .await,
+    );
+    for (rel, obj) in [
+        ("can_write", "file:/zone/eng/workspace/frank"),
+        ("writer", "zone:eng"),
+    ] {
+        s.ok(&[
+            "rebac",
+            "create",
+            "--subject",
+            "user:frank",
+            "--relation",
+            rel,
+            "--object",
+            obj,
+        ])
+        .await;
+    }
+    s.ok(&[
+        "rebac",
+        "create",
+        "--subject",
+        "user:frank",
+        "--relation",
+        "admin",
+        "--object",
+        "namespace:default",
+    ])
+    .await;
+    assert_eq!(
+        s.read(&frank, "/secret/plan.md").await,
+        Ok("the plan".to_owned())
+    );
+    let e = s
+        .write(&frank, "/workspace/frank/a.md")
+        .await
+        .expect_err("a read-only grant never writes");
+    assert_eq!(e["code"], -32003, "permission denied: {e}");
+    assert_eq!(
+        s.ok(&["admin", "delete-user", "frank"]).await,
+        "✓ User deleted: frank (1 token revoked, 3 tuples removed)\n"
+    );
+    within_fresh("a deleted user's key", || async {
+        s.whoami_status(&frank).await == 401
+    })
     .await;
 
     // Disabling alice refuses her key everywhere; enabling brings it back.
