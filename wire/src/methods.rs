@@ -272,6 +272,15 @@ pub struct WhoamiZone {
     pub permission: Permission,
 }
 
+/// The registered subject a token is bound to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WhoamiSubject {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: SubjectType,
+    pub tenant: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WhoamiResult {
     pub key_id: String,
@@ -283,6 +292,16 @@ pub struct WhoamiResult {
     /// `single` (the zone is `/`) or `multi` (`/zone/<zone>/…`).
     pub path_mode: String,
     pub expires_at: Option<String>,
+    /// Present when the token's `user_id` names a registered subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<WhoamiSubject>,
+    /// The groups the caller is a member of, transitively (when its grants were compiled).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// The access mode of each zone in `zones`: `open` (the zone grant suffices) or
+    /// `rebac` (a zone role or a path tuple is needed).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub zone_access: std::collections::BTreeMap<String, String>,
 }
 
 // ---- admin methods: parameters mirror the CLI flags, results its `--json` output ----

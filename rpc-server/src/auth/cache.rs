@@ -51,6 +51,8 @@ enum Tomb {
     Zone(String),
     /// Any zone changed: concerns zoneless admins, who see every zone.
     AnyZone,
+    /// A subject changed: concerns the tokens whose user id names it (bound or not yet).
+    Subject(String),
 }
 
 pub struct IdentityCache {
@@ -122,6 +124,7 @@ impl IdentityCache {
             || hit(&Tomb::Key(id.key_id))
             || (id.zones.is_empty() && hit(&Tomb::AnyZone))
             || id.zones.iter().any(|g| hit(&Tomb::Zone(g.zone_id.clone())))
+            || hit(&Tomb::Subject(id.user_id.clone()))
     }
 
     fn bury(&self, t: Tomb) {
@@ -183,6 +186,10 @@ impl Subscriber for IdentityCache {
                 self.bury(Tomb::Zone(zone_id.clone()));
                 self.bury(Tomb::AnyZone);
             }
+            Invalidation::Subject { subject_id } => self.bury(Tomb::Subject(subject_id.clone())),
+            // Compiled grants carry the generation they were built at (see `grants`): a
+            // tuple change makes them stale without dropping who the callers are.
+            Invalidation::Rebac => return,
             Invalidation::All => self.bury(Tomb::All),
         }
         // Free the memory too (lazily; the tombstones make it exact).
@@ -202,7 +209,13 @@ impl Subscriber for IdentityCache {
                     })
                     .map(drop)
             }
-            Invalidation::All => {
+            Invalidation::Subject { subject_id } => {
+                let subject_id = subject_id.clone();
+                self.positive
+                    .invalidate_entries_if(move |_, p| p.identity.user_id == subject_id)
+                    .map(drop)
+            }
+            Invalidation::Rebac | Invalidation::All => {
                 self.positive.invalidate_all();
                 Ok(())
             }

@@ -8,7 +8,7 @@
 mod tokens;
 mod zones;
 
-pub use tokens::{NewToken, TokenRecord};
+pub use tokens::{NewToken, SubjectBinding, TokenRecord};
 pub use zones::ZoneRecord;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

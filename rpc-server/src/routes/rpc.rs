@@ -3,8 +3,10 @@
 //! server do nothing, not even read its body.
 
 use super::{API_KEY_HEADER, ApiError, AppState};
+use crate::auth::grants::Compiled;
 use crate::auth::{AuthError, Identity};
 use crate::files::ZoneView;
+use crate::files::access::Access;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
@@ -12,6 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use nexus_wire::jsonrpc::{self, Response as RpcResponse};
 use nexus_wire::methods::*;
+use nexus_wire::spec::Permission;
 use nexus_wire::{ErrorCode, RpcError};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -301,13 +304,53 @@ fn to_value<T: serde::Serialize>(v: T) -> Result<Value, RpcError> {
     serde_json::to_value(v).map_err(|_| RpcError::internal())
 }
 
-async fn view(st: &AppState, id: &Identity) -> Result<ZoneView, RpcError> {
-    let all = if id.zones.is_empty() {
-        st.zones.active().await?
-    } else {
-        Arc::new(Vec::new())
+/// The caller's access for this request: its path view, the zone modes, and its compiled
+/// ReBAC grants when a decision may need them (for `whoami`, whenever it is subject-bound,
+/// to name its groups; a failure to compile them then only leaves the groups out).
+async fn access(
+    st: &AppState,
+    id: &Identity,
+    whoami: bool,
+) -> Result<(Access, Option<Arc<Compiled>>), RpcError> {
+    let zones = st.zones.active().await?;
+    let listed: Vec<(String, Permission)> = id
+        .zones
+        .iter()
+        .map(|g| (g.zone_id.clone(), g.permission))
+        .collect();
+    let needs = Access::needs_grants(id.is_admin, &listed, &zones.modes);
+    let compiled = match &st.grants {
+        Some(g) if needs => Some(g.for_identity(id).await?),
+        Some(g) if whoami && id.subject.is_some() => g.for_identity(id).await.ok(),
+        _ => None,
     };
-    Ok(ZoneView::for_identity(id, &all))
+    let view = if id.zones.is_empty() && !id.is_admin {
+        // A subject-bound token that lists no zones sees those its grants reach into.
+        let reach = |z: &str| {
+            compiled
+                .as_ref()
+                .is_some_and(|c| c.grants.is_namespace_admin() || c.grants.visible(z, &[]))
+        };
+        ZoneView::Multi {
+            zones: zones
+                .names
+                .iter()
+                .filter(|z| reach(z))
+                .map(|z| (z.clone(), Permission::ReadWrite))
+                .collect(),
+        }
+    } else {
+        ZoneView::for_identity(id, &zones.names)
+    };
+    let acc = Access::new(
+        view,
+        id.is_admin,
+        &listed,
+        zones.modes.clone(),
+        compiled.as_ref().map(|c| c.grants.clone()),
+        Some(st.metrics.clone()),
+    );
+    Ok((acc, compiled))
 }
 
 /// Runs a method; for file methods also reports the zone addressed (for audit), from the
@@ -325,23 +368,24 @@ async fn dispatch(
     if !FILE_METHODS.contains(&method) {
         return Err(RpcError::method_not_found(method));
     }
-    let v = view(st, id).await?;
-    *zone = zone_of(&v, &p);
+    let (a, compiled) = access(st, id, method == "whoami").await?;
+    *zone = zone_of(&a.view, &p);
     let f = &st.files;
     match method {
-        "read" => to_value(f.read(&v, params(p)?).await?),
-        "write" => to_value(f.write(&v, params(p)?).await?),
-        "edit" => to_value(f.edit(&v, params(p)?).await?),
-        "delete" => to_value(f.delete(&v, params(p)?).await?),
-        "list" => to_value(f.list(&v, params(p)?).await?),
-        "stat" => to_value(f.stat(&v, params(p)?).await?),
-        "mkdir" => to_value(f.mkdir(&v, params(p)?).await?),
-        "rmdir" => to_value(f.rmdir(&v, params(p)?).await?),
-        "rename" => to_value(f.rename(&v, params(p)?).await?),
-        "glob" => to_value(f.glob(&v, params(p)?).await?),
-        "grep" => to_value(f.grep(id.key_id, &v, params(p)?).await?),
+        "read" => to_value(f.read(&a, params(p)?).await?),
+        "write" => to_value(f.write(&a, params(p)?).await?),
+        "edit" => to_value(f.edit(&a, params(p)?).await?),
+        "delete" => to_value(f.delete(&a, params(p)?).await?),
+        "list" => to_value(f.list(&a, params(p)?).await?),
+        "stat" => to_value(f.stat(&a, params(p)?).await?),
+        "mkdir" => to_value(f.mkdir(&a, params(p)?).await?),
+        "rmdir" => to_value(f.rmdir(&a, params(p)?).await?),
+        "rename" => to_value(f.rename(&a, params(p)?).await?),
+        "glob" => to_value(f.glob(&a, params(p)?).await?),
+        "grep" => to_value(f.grep(id.key_id, &a, params(p)?).await?),
         "whoami" => {
             let _: EmptyParams = params(p)?;
+            let v = &a.view;
             to_value(WhoamiResult {
                 key_id: id.key_id.to_string(),
                 name: id.name.clone(),
@@ -355,6 +399,20 @@ async fn dispatch(
                     .collect(),
                 path_mode: if v.is_single() { "single" } else { "multi" }.into(),
                 expires_at: id.expires_at.map(crate::control::ts),
+                subject: id.subject.as_ref().map(|s| WhoamiSubject {
+                    id: s.id.clone(),
+                    kind: s.kind,
+                    tenant: s.tenant.clone(),
+                }),
+                groups: compiled.map(|c| c.groups.clone()).unwrap_or_default(),
+                zone_access: v
+                    .zones()
+                    .into_iter()
+                    .map(|(zone, _)| {
+                        let mode = a.mode(&zone).to_string();
+                        (zone, mode)
+                    })
+                    .collect(),
             })
         }
         _ => Err(RpcError::method_not_found(method)),
