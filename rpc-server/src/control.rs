@@ -14,6 +14,55 @@ use nexus_wire::{ErrorCode, RpcError};
 use std::sync::Arc;
 use uuid::Uuid;
 
+mod audit;
+mod rebac;
+mod subjects;
+
+/// Who asks the control plane for something: for authorization and the audit trail.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// `None` for the CLI working on the database directly.
+    pub key_id: Option<Uuid>,
+    /// The registered subject the caller's token is bound to.
+    pub subject_id: Option<String>,
+    pub is_admin: bool,
+    /// The token and its subject, before groups.
+    pub base: Vec<nexus_authz::model::SubjectRef>,
+    /// The token's zones (its ceiling); empty when it lists none.
+    pub zones: Vec<ZoneGrant>,
+}
+
+impl Caller {
+    /// The operator at the database (the CLI without `--remote`): an administrator.
+    pub fn local() -> Self {
+        Self {
+            key_id: None,
+            subject_id: None,
+            is_admin: true,
+            base: Vec::new(),
+            zones: Vec::new(),
+        }
+    }
+
+    pub fn from_identity(id: &crate::auth::Identity) -> Self {
+        Self {
+            key_id: Some(id.key_id),
+            subject_id: id.subject.as_ref().map(|s| s.id.clone()),
+            is_admin: id.is_admin,
+            base: crate::auth::grants::base_subjects(id),
+            zones: id.zones.clone(),
+        }
+    }
+
+    /// What the tuples this caller writes record as their author.
+    pub fn created_by(&self) -> String {
+        match self.key_id {
+            Some(k) => format!("key:{k}"),
+            None => "local".into(),
+        }
+    }
+}
+
 /// Failures an operator can act on. The CLI maps these to exit codes, the RPC layer to
 /// JSON-RPC errors.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +78,8 @@ pub enum ControlError {
     },
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    PermissionDenied(String),
     #[error("database unavailable")]
     Unavailable,
     #[error("internal error")]
@@ -49,6 +100,14 @@ impl From<StoreError> for ControlError {
                 "zone {z:?} does not exist (create it with: nexus hub zone create {z})"
             )),
             StoreError::NotFound => Self::NotFound("not found".into()),
+            StoreError::Invalid(m) => Self::Invalid(m),
+            StoreError::SubjectExists(id) => {
+                Self::Conflict(format!("a subject named {id:?} already exists"))
+            }
+            StoreError::TupleExists(t) => Self::Conflict(format!("tuple already exists: {t}")),
+            e @ (StoreError::TooManyGroups | StoreError::TooManyTuples) => {
+                Self::Invalid(e.to_string())
+            }
             e if e.is_unavailable() => Self::Unavailable,
             e if e.is_missing_schema() => Self::Invalid(
                 "the database has no Nexus schema yet: run `nexus hub migrate`".into(),
@@ -84,6 +143,7 @@ impl From<ControlError> for RpcError {
                 data: reason("conflict"),
                 ..RpcError::new(ErrorCode::FileExists, m)
             },
+            ControlError::PermissionDenied(m) => RpcError::permission_denied(m),
             ControlError::Unavailable => {
                 RpcError::unavailable("database unavailable; retry shortly")
             }

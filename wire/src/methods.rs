@@ -21,6 +21,21 @@ pub const ADMIN_METHODS: &[&str] = &[
     "hub_admin_zone_delete",
     "hub_admin_zone_restore",
     "hub_admin_status",
+    "admin_create_user",
+    "admin_list_users",
+    "admin_delete_user",
+    "admin_set_user_state",
+    "admin_create_agent_key",
+];
+
+/// ReBAC methods: admin tokens, or zone admins (`admin` on `zone:Z`, within the token's
+/// zones) for tuples whose object is in Z.
+pub const REBAC_METHODS: &[&str] = &[
+    "rebac_create",
+    "rebac_delete",
+    "rebac_check",
+    "rebac_list_tuples",
+    "rebac_expand",
 ];
 
 /// Maps any method name to a bounded label: known names as themselves, the rest `other`.
@@ -28,6 +43,7 @@ pub fn method_label(method: &str) -> &'static str {
     FILE_METHODS
         .iter()
         .chain(ADMIN_METHODS)
+        .chain(REBAC_METHODS)
         .find(|m| **m == method)
         .copied()
         .unwrap_or("other")
@@ -478,4 +494,204 @@ pub struct HubStatus {
     /// Stored relationship tuples (with `detail`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tuples: Option<u64>,
+}
+
+// ---- subjects and ReBAC (SPEC §9) ----
+
+/// `admin_create_user`: registers a subject and, unless `no_key`, mints its first token.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminCreateUserParams {
+    /// `[a-z0-9][a-z0-9._@-]{0,127}`
+    pub subject_id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `user` (default), `agent` or `service`.
+    #[serde(default)]
+    pub subject_type: Option<SubjectType>,
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    /// An agent's owning user.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// The token's zones, `eng:rw,ops:r`; none means ReBAC tuples alone decide.
+    #[serde(default)]
+    pub zones: Option<String>,
+    /// `90d`, `12h`, `30m`
+    #[serde(default)]
+    pub expires: Option<String>,
+    #[serde(default)]
+    pub no_key: bool,
+}
+
+/// `admin_create_agent_key`: mints a token for an agent, registering it when new.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminCreateAgentKeyParams {
+    pub agent_id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    #[serde(default)]
+    pub zones: Option<String>,
+    #[serde(default)]
+    pub expires: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub subject_id: String,
+    pub subject_type: SubjectType,
+    pub display_name: String,
+    /// `default` when none was set.
+    pub tenant_id: String,
+    pub owner_id: Option<String>,
+    pub created_at: String,
+    pub disabled_at: Option<String>,
+    /// `active` or `disabled`.
+    pub status: String,
+    /// Unrevoked tokens bound to the subject.
+    pub tokens: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserCreated {
+    pub user: UserInfo,
+    /// The minted token (its raw value present only in this response); none with `no_key`.
+    pub key: Option<TokenCreated>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminListUsersParams {
+    /// Only this type (`list-agents` asks for `agent`).
+    #[serde(default)]
+    pub subject_type: Option<SubjectType>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminUserParams {
+    pub subject_id: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSetUserStateParams {
+    pub subject_id: String,
+    /// True disables (its tokens are refused), false enables.
+    pub disabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserDeleted {
+    pub user: UserInfo,
+    pub tokens_revoked: u64,
+    pub tuples_removed: u64,
+}
+
+/// `rebac_create` / `rebac_delete`. With `zone`, `file:/path` means `file:/zone/<zone>/path`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RebacTupleParams {
+    /// `user:alice`, `agent:x`, `service:x`, `token:<key_id>`, `group:eng#member`
+    /// (`group:eng` is read as `group:eng#member`).
+    pub subject: String,
+    pub relation: String,
+    /// `group:g`, `zone:z`, `namespace:default`, `file:/zone/z/path`
+    pub object: String,
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// `rebac_create` only: `7d`, `12h`, `30m`.
+    #[serde(default)]
+    pub expires: Option<String>,
+}
+
+/// One tuple as listed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TupleInfo {
+    pub subject: String,
+    pub relation: String,
+    pub object: String,
+    pub expires_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    #[serde(default)]
+    pub expired: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RebacCheckParams {
+    pub subject: String,
+    pub relation: String,
+    pub object: String,
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// Return the tuples that decided.
+    #[serde(default)]
+    pub explain: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RebacCheckResult {
+    pub allowed: bool,
+    pub subject: String,
+    pub relation: String,
+    pub object: String,
+    /// Why, in one word: `zone_role`, `path_tuple`, `membership`, `namespace_admin`, `no_grant`, …
+    pub reason: String,
+    /// The deciding tuple and the membership chain leading to it (with `explain`).
+    #[serde(default)]
+    pub because: Vec<TupleInfo>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RebacListParams {
+    #[serde(default)]
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub object: Option<String>,
+    #[serde(default)]
+    pub relation: Option<String>,
+    /// Only objects in this zone; also the zone `file:/path` objects are read in.
+    #[serde(default)]
+    pub zone: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RebacTuples {
+    pub tuples: Vec<TupleInfo>,
+    /// True when the listing stopped at the server's cap.
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RebacExpandParams {
+    pub relation: String,
+    pub object: String,
+    #[serde(default)]
+    pub zone: Option<String>,
+}
+
+/// One subject holding the relation, and the tuples that give it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExpandEntry {
+    pub subject: String,
+    pub because: Vec<TupleInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RebacExpandResult {
+    pub relation: String,
+    pub object: String,
+    pub subjects: Vec<ExpandEntry>,
 }

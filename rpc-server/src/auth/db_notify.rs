@@ -146,7 +146,7 @@ impl LiteWatch {
         }
         self.version = Some(v);
         let rows = sqlx::query(
-            "SELECT seq, kind, key_id, zone_id FROM nexus_invalidations WHERE seq > ? ORDER BY seq",
+            "SELECT seq, kind, key_id, zone_id, subject_id FROM nexus_invalidations WHERE seq > ? ORDER BY seq",
         )
         .bind(self.seq)
         .fetch_all(&mut self.conn)
@@ -174,6 +174,11 @@ fn lite_row(r: &sqlx::sqlite::SqliteRow) -> Invalidation {
         },
         "zone" => match r.try_get::<String, _>("zone_id") {
             Ok(zone_id) => Invalidation::Zone { zone_id },
+            Err(_) => Invalidation::All,
+        },
+        "rebac" => Invalidation::Rebac,
+        "subject" => match r.try_get::<String, _>("subject_id") {
+            Ok(subject_id) => Invalidation::Subject { subject_id },
             Err(_) => Invalidation::All,
         },
         _ => Invalidation::All,
@@ -292,7 +297,7 @@ impl ChangeWatch {
                 }
                 Watch::Lite { conn, since } => {
                     let Ok(rows) = sqlx::query(
-                        "SELECT seq, kind, key_id, zone_id FROM nexus_invalidations WHERE seq > ?",
+                        "SELECT seq, kind, key_id, zone_id, subject_id FROM nexus_invalidations WHERE seq > ?",
                     )
                     .bind(*since)
                     .fetch_all(conn)

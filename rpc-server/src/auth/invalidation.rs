@@ -18,6 +18,10 @@ pub enum Invalidation {
     Token { key_id: Uuid },
     /// A zone was deleted or restored: every identity holding it, and zone lists, are stale.
     Zone { zone_id: String },
+    /// A relationship tuple changed: every compiled grant set is stale.
+    Rebac,
+    /// A subject was created, changed, disabled or deleted: identities bound to it are stale.
+    Subject { subject_id: String },
     /// Anything may have changed (e.g. missed broadcasts): drop everything.
     All,
 }

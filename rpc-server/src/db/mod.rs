@@ -1,14 +1,20 @@
-//! The store: tokens and zones on Postgres (production) or SQLite (embedded).
+//! The store: tokens, zones, subjects and relationship tuples on Postgres (production) or SQLite (embedded).
 //!
 //! One set of queries serves both dialects: every method body is written once and expanded
 //! for each pool by [`with_pool!`], so both backends are type-checked against the same SQL
 //! and run the same store tests. Times are decided in Rust and bound as parameters, never
 //! taken from the database clock, so both dialects agree on them.
 
+mod subjects;
 mod tokens;
+mod tuples;
 mod zones;
 
+pub use subjects::{NewSubject, SubjectDeleted, SubjectRecord};
 pub use tokens::{NewToken, SubjectBinding, TokenRecord};
+pub use tuples::{
+    MAX_CLOSURE_EDGES, MAX_LISTED, MAX_TUPLES_PER_IDENTITY, TupleFilter, TupleRecord,
+};
 pub use zones::ZoneRecord;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -64,6 +70,19 @@ pub enum StoreError {
     ZoneNotActive(String),
     #[error("not found")]
     NotFound,
+    /// Input the store refuses (an invalid tuple, an unknown subject, a bad owner).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("subject {0:?} already exists")]
+    SubjectExists(String),
+    #[error("tuple already exists: {0}")]
+    TupleExists(String),
+    /// The subject closure is past its bound: refused, never truncated silently.
+    #[error("too many groups")]
+    TooManyGroups,
+    /// An identity's tuples are past their bound: refused, never truncated silently.
+    #[error("too many tuples for one identity")]
+    TooManyTuples,
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
 }

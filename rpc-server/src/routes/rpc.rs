@@ -5,6 +5,7 @@
 use super::{API_KEY_HEADER, ApiError, AppState};
 use crate::auth::grants::Compiled;
 use crate::auth::{AuthError, Identity};
+use crate::control::Caller;
 use crate::files::ZoneView;
 use crate::files::access::Access;
 use axum::Json;
@@ -365,6 +366,9 @@ async fn dispatch(
     if ADMIN_METHODS.contains(&method) {
         return dispatch_admin(st, id, method, p).await;
     }
+    if REBAC_METHODS.contains(&method) {
+        return dispatch_rebac(st, id, method, p).await;
+    }
     if !FILE_METHODS.contains(&method) {
         return Err(RpcError::method_not_found(method));
     }
@@ -423,6 +427,31 @@ async fn dispatch(
 #[serde(deny_unknown_fields)]
 struct EmptyParams {}
 
+/// ReBAC methods: the control plane decides who may (admin tokens, or zone admins for
+/// objects in their zones).
+async fn dispatch_rebac(
+    st: &AppState,
+    id: &Identity,
+    method: &str,
+    p: Value,
+) -> Result<Value, RpcError> {
+    let Some(c) = &st.control else {
+        return Err(RpcError::new(
+            ErrorCode::MethodNotFound,
+            "ReBAC methods need a database (not available in single-key mode)",
+        ));
+    };
+    let caller = Caller::from_identity(id);
+    match method {
+        "rebac_create" => to_value(c.rebac_create(&caller, params(p)?).await?),
+        "rebac_delete" => to_value(c.rebac_delete(&caller, params(p)?).await?),
+        "rebac_check" => to_value(c.rebac_check(&caller, params(p)?).await?),
+        "rebac_list_tuples" => to_value(c.rebac_list(&caller, params(p)?).await?),
+        "rebac_expand" => to_value(c.rebac_expand(&caller, params(p)?).await?),
+        _ => Err(RpcError::method_not_found(method)),
+    }
+}
+
 async fn dispatch_admin(
     st: &AppState,
     id: &Identity,
@@ -461,6 +490,30 @@ async fn dispatch_admin(
         "hub_admin_zone_delete" => {
             let q: ZoneParams = params(p)?;
             to_value(c.delete_zone(&q.name).await?)
+        }
+        "admin_create_user" => to_value(
+            c.create_user(&Caller::from_identity(id), params(p)?)
+                .await?,
+        ),
+        "admin_create_agent_key" => to_value(
+            c.create_agent_key(&Caller::from_identity(id), params(p)?)
+                .await?,
+        ),
+        "admin_list_users" => {
+            let q: AdminListUsersParams = params(p)?;
+            to_value(c.list_users(q.subject_type).await?)
+        }
+        "admin_delete_user" => {
+            let q: AdminUserParams = params(p)?;
+            to_value(
+                c.delete_user(&Caller::from_identity(id), &q.subject_id)
+                    .await?,
+            )
+        }
+        "admin_set_user_state" => {
+            let q: AdminSetUserStateParams = params(p)?;
+            let caller = Caller::from_identity(id);
+            to_value(c.set_user_state(&caller, &q.subject_id, q.disabled).await?)
         }
         "hub_admin_zone_restore" => {
             let q: ZoneParams = params(p)?;
