@@ -664,3 +664,144 @@ async fn subjects_and_tuples_behave_the_same_on_both_backends() {
         exercise(&db).await;
     }
 }
+
+const DENIED: i64 = -32003;
+const INVALID: i64 = -32602;
+
+/// Over RPC: admin methods need an admin token; a zone admin manages tuples in its zone and
+/// nowhere else, and never past its token's zones; bad input is -32602 and writes nothing.
+async fn rpc_authorization(app: &rpc_server::testing::TestApp) {
+    use rpc_server::testing::code;
+    use serde_json::json;
+    app.zone("eng").await;
+    app.zone("ops").await;
+    let root = app.mint("root", None, true).await.token;
+    let carol = app
+        .rpc(
+            &root,
+            "admin_create_user",
+            json!({"subject_id": "carol", "name": "Carol", "zones": "eng:rw"}),
+        )
+        .await
+        .expect("create carol");
+    let carol = carol["key"]["token"].as_str().expect("key").to_owned();
+    app.rpc(
+        &root,
+        "admin_create_user",
+        json!({"subject_id": "dave", "no_key": true}),
+    )
+    .await
+    .expect("create dave");
+    for (o, r) in [("zone:eng", "admin"), ("zone:ops", "admin")] {
+        app.rpc(
+            &root,
+            "rebac_create",
+            json!({"subject": "user:carol", "relation": r, "object": o}),
+        )
+        .await
+        .expect("carol zone admin");
+    }
+    let tuple = |o: &str| json!({"subject": "user:dave", "relation": "can_read", "object": o});
+
+    // Inside its zone, a zone admin manages tuples.
+    app.rpc(&carol, "rebac_create", tuple("file:/zone/eng/x"))
+        .await
+        .expect("zone admin writes in its zone");
+    let listed = app
+        .rpc(&carol, "rebac_list_tuples", json!({"zone": "eng"}))
+        .await
+        .expect("zone admin lists its zone");
+    assert!(
+        listed["tuples"]
+            .as_array()
+            .expect("tuples")
+            .iter()
+            .all(|t| t["object"]
+                .as_str()
+                .is_some_and(|o| o.ends_with(":eng") || o.starts_with("file:/zone/eng/"))),
+        "{listed}"
+    );
+    let checked = app
+        .rpc(
+            &carol,
+            "rebac_check",
+            json!({"subject": "user:dave", "relation": "can_read",
+                   "object": "file:/zone/eng/x/y", "explain": true}),
+        )
+        .await
+        .expect("check");
+    assert_eq!(checked["allowed"], true, "{checked}");
+    assert!(!checked["because"].as_array().expect("because").is_empty());
+
+    // Outside: another zone (admin there by tuple, but past the token's zones), groups, the
+    // namespace, hub-wide listings and every admin_* method are refused.
+    let before = app.db.store.rebac_revision().await.expect("rev");
+    for (method, params) in [
+        ("rebac_create", tuple("file:/zone/ops/x")),
+        (
+            "rebac_create",
+            json!({"subject": "user:dave", "relation": "member", "object": "group:g"}),
+        ),
+        (
+            "rebac_create",
+            json!({"subject": "user:carol", "relation": "admin", "object": "namespace:default"}),
+        ),
+        ("rebac_delete", tuple("file:/zone/ops/x")),
+        ("rebac_list_tuples", json!({})),
+        ("rebac_list_tuples", json!({"subject": "user:dave"})),
+        (
+            "rebac_expand",
+            json!({"relation": "reader", "object": "zone:ops"}),
+        ),
+        ("admin_create_user", json!({"subject_id": "eve"})),
+        ("admin_list_users", json!({})),
+        (
+            "admin_set_user_state",
+            json!({"subject_id": "dave", "disabled": true}),
+        ),
+        ("admin_delete_user", json!({"subject_id": "dave"})),
+        ("admin_create_agent_key", json!({"agent_id": "bot"})),
+    ] {
+        let r = app.rpc(&carol, method, params.clone()).await;
+        assert_eq!(code(&r), DENIED, "{method} {params}: {r:?}");
+    }
+    assert_eq!(app.db.store.rebac_revision().await.expect("rev"), before);
+
+    // Hostile input over RPC: -32602, nothing written.
+    for (method, params) in [
+        (
+            "rebac_create",
+            json!({"subject": "user:dave", "relation": "owner", "object": "zone:eng"}),
+        ),
+        (
+            "rebac_create",
+            json!({"subject": "user:dave", "relation": "can_read", "object": "file:/zone/eng/%2e%2e/x"}),
+        ),
+        (
+            "rebac_create",
+            json!({"subject": "user:dave", "relation": "can_read", "object": "zone:eng", "extra": 1}),
+        ),
+        ("admin_create_user", json!({"subject_id": "Bad Name"})),
+        (
+            "admin_create_user",
+            json!({"subject_id": "frank", "subject_type": "robot"}),
+        ),
+        (
+            "rebac_check",
+            json!({"subject": "user:dave", "relation": "member", "object": "zone:eng"}),
+        ),
+    ] {
+        let r = app.rpc(&root, method, params.clone()).await;
+        assert_eq!(code(&r), INVALID, "{method} {params}: {r:?}");
+    }
+    assert_eq!(app.db.store.rebac_revision().await.expect("rev"), before);
+}
+
+#[tokio::test]
+async fn rebac_rpc_authorization_on_both_backends() {
+    for backend in BACKENDS {
+        let app = rpc_server::testing::TestApp::spawn(backend).await;
+        rpc_authorization(&app).await;
+        app.stop().await;
+    }
+}
