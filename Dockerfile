@@ -19,23 +19,25 @@ ENV CARGO_TERM_COLOR=never \
 #    Cargo.lock changes. Every workspace member must be listed here.
 COPY Cargo.toml Cargo.lock rust-toolchain.toml ./
 COPY wire/Cargo.toml wire/
+COPY authz/Cargo.toml authz/
 COPY serve/Cargo.toml serve/
 COPY rpc-server/Cargo.toml rpc-server/
 COPY mcp-frontend/Cargo.toml mcp-frontend/
 COPY hub-cli/Cargo.toml hub-cli/
 COPY bench/Cargo.toml bench/
 RUN set -eux; \
-    for crate in wire serve rpc-server mcp-frontend hub-cli bench; do \
+    for crate in wire authz serve rpc-server mcp-frontend hub-cli bench; do \
         mkdir -p "$crate/src"; \
         echo '// dependency-cache stub' > "$crate/src/lib.rs"; \
     done; \
     echo 'fn main() {}' > rpc-server/src/main.rs; \
     echo 'fn main() {}' > hub-cli/src/main.rs; \
     cargo build --release --locked --bin nexus --bin nexusd; \
-    rm -rf wire serve rpc-server mcp-frontend hub-cli bench
+    rm -rf wire authz serve rpc-server mcp-frontend hub-cli bench
 
 # 2. The real sources. Migrations are embedded at compile time (sqlx::migrate!).
 COPY wire wire
+COPY authz authz
 COPY serve serve
 COPY rpc-server rpc-server
 COPY mcp-frontend mcp-frontend

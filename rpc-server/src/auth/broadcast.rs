@@ -224,9 +224,10 @@ async fn subscriber(
             tracing::info!("resubscribed to Redis invalidations");
         }
         attempt = 0;
-        health.set(true);
-        // Messages may have been missed while disconnected: forget everything cached.
+        // Messages may have been missed while disconnected: forget everything cached, and
+        // only then say Redis is up, so whoever sees "up" knows the cache was emptied.
         bus.apply_local(&Invalidation::All);
+        health.set(true);
         let mut stream = ps.on_message();
         while let Some(msg) = stream.next().await {
             let Ok(payload) = msg.get_payload::<String>() else {

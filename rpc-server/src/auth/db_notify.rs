@@ -87,10 +87,13 @@ async fn pg_loop(
     let mut attempt = 0u32;
     loop {
         let mut l = match listener.take() {
+            // Listening since before the server answered anything: nothing was missed.
             Some(l) => l,
             None => match pg_listen(&url).await {
                 Ok(l) => {
                     tracing::info!("listening for database changes again");
+                    // Changes made while nobody listened were not announced to us.
+                    bus.apply_local(&Invalidation::All);
                     l
                 }
                 Err(_) => {
@@ -101,8 +104,6 @@ async fn pg_loop(
             },
         };
         attempt = 0;
-        // Changes made while nobody listened were not announced to us.
-        bus.apply_local(&Invalidation::All);
         while let Ok(Some(n)) = l.try_recv().await {
             apply(
                 &bus,
