@@ -140,7 +140,12 @@ impl Store {
     /// to reconnect), then fails; callers turn that into 503.
     pub async fn connect_with(url: &str, acquire_timeout: Duration) -> Result<Self, StoreError> {
         let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let opts = PgConnectOptions::from_str(url)?.application_name("nexus-hub");
+            // No JIT: every query here is short, and the planner's estimates for the
+            // recursive group closure are large enough to trigger a compile costing far
+            // more than the query itself.
+            let opts = PgConnectOptions::from_str(url)?
+                .application_name("nexus-hub")
+                .options([("jit", "off")]);
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .min_connections(1)
@@ -198,6 +203,21 @@ impl Store {
 }
 
 impl Store {
+    /// A Postgres run-time setting of this store's connections (`None` on SQLite), for
+    /// tests and diagnostics.
+    #[doc(hidden)]
+    pub async fn pg_setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        match &self.pool {
+            Pool::Pg(p) => Ok(Some(
+                sqlx::query_scalar("SELECT current_setting($1)")
+                    .bind(name)
+                    .fetch_one(p)
+                    .await?,
+            )),
+            Pool::Lite(_) => Ok(None),
+        }
+    }
+
     /// Runs one statement of DDL (test and maintenance use only).
     #[doc(hidden)]
     pub async fn execute_raw(&self, sql: &str) -> Result<(), StoreError> {
