@@ -121,7 +121,10 @@ impl Application {
                         metrics.clone(),
                     );
                     let endpoint = cfg.public_url.clone();
-                    let control = Control::new(store.clone(), hasher, bus.clone(), endpoint);
+                    let mut control = Control::new(store.clone(), hasher, bus.clone(), endpoint);
+                    if let Some(url) = &cfg.redis_url {
+                        control = control.with_audit_redis(url.expose_secret());
+                    }
                     metrics.register_cache_size(cache);
                     (
                         Arc::new(auth),

@@ -197,6 +197,8 @@ pub struct Control {
     hasher: Option<Arc<TokenHasher>>,
     bus: Arc<InvalidationBus>,
     endpoint: Option<String>,
+    /// Where `admin.*`/`rebac.*` audit events are published besides the log.
+    audit_redis: Option<redis::Client>,
 }
 
 impl Control {
@@ -211,6 +213,7 @@ impl Control {
             hasher: Some(hasher),
             bus,
             endpoint,
+            audit_redis: None,
         }
     }
 
@@ -225,7 +228,17 @@ impl Control {
             hasher: None,
             bus,
             endpoint,
+            audit_redis: None,
         }
+    }
+
+    /// Also publishes audit events on Redis (`nexus:audit:admin`).
+    pub fn with_audit_redis(mut self, url: &str) -> Self {
+        match redis::Client::open(url) {
+            Ok(c) => self.audit_redis = Some(c),
+            Err(_) => tracing::warn!("invalid Redis URL: audit events go to the log only"),
+        }
+        self
     }
 
     pub fn store(&self) -> &Store {

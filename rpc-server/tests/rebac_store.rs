@@ -810,3 +810,80 @@ async fn rebac_rpc_authorization_on_both_backends() {
         app.stop().await;
     }
 }
+
+/// With Redis configured, every change is published on `nexus:audit:admin`: the event, the
+/// caller's key id and what changed, never a token.
+#[tokio::test]
+async fn changes_are_audited_on_redis_without_tokens() {
+    use futures_util::StreamExt;
+    use serde_json::{Value, json};
+    let wait = std::time::Duration::from_secs(10);
+    let app = rpc_server::testing::TestApp::spawn_with(
+        rpc_server::db::Backend::Sqlite,
+        rpc_server::testing::TestOptions {
+            redis_url: Some(rpc_server::testing::redis_url()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let client = redis::Client::open(rpc_server::testing::redis_url()).expect("redis url");
+    let mut ps = tokio::time::timeout(wait, client.get_async_pubsub())
+        .await
+        .expect("connect to Redis hung")
+        .expect("connect to Redis");
+    ps.subscribe(nexus_wire::stats::ADMIN_AUDIT_CHANNEL)
+        .await
+        .expect("SUBSCRIBE");
+    let mut messages = ps.into_on_message();
+    app.zone("eng").await;
+    let root = app.mint("root", None, true).await;
+    let created = app
+        .rpc(
+            &root.token,
+            "admin_create_user",
+            json!({"subject_id": "alice", "zones": "eng:r"}),
+        )
+        .await
+        .expect("create alice");
+    let alice_token = created["key"]["token"].as_str().expect("token").to_owned();
+    app.rpc(
+        &root.token,
+        "rebac_create",
+        json!({"subject": "user:alice", "relation": "can_read", "object": "file:/zone/eng/w"}),
+    )
+    .await
+    .expect("tuple");
+    app.rpc(
+        &root.token,
+        "admin_delete_user",
+        json!({"subject_id": "alice"}),
+    )
+    .await
+    .expect("delete");
+    let mut events = Vec::new();
+    while events.len() < 3 {
+        let msg = tokio::time::timeout(wait, messages.next())
+            .await
+            .expect("no audit event in time")
+            .expect("subscription ended");
+        let raw: String = msg.get_payload().expect("text payload");
+        assert!(
+            !raw.contains(&alice_token),
+            "a token in an audit event: {raw}"
+        );
+        assert!(
+            !raw.contains(&root.token),
+            "a token in an audit event: {raw}"
+        );
+        let v: Value = serde_json::from_str(&raw).expect("JSON");
+        assert_eq!(v["key_id"], root.key_id.as_str(), "{raw}");
+        events.push(v["event"].as_str().expect("event").to_owned());
+    }
+    // Each event is published on its own; their order on the channel is not guaranteed.
+    events.sort();
+    assert_eq!(
+        events,
+        ["admin.user.create", "admin.user.delete", "rebac.create"]
+    );
+    app.stop().await;
+}

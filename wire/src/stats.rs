@@ -4,6 +4,8 @@
 
 /// Pub/sub channel of audit events (one JSON object per MCP request).
 pub const AUDIT_CHANNEL: &str = "nexus:audit:mcp";
+/// Redis pub/sub channel of the control plane's `admin.*` and `rebac.*` audit events.
+pub const ADMIN_AUDIT_CHANNEL: &str = "nexus:audit:admin";
 /// Capped stream holding the same events, so a consumer that was down can catch up.
 pub const AUDIT_STREAM: &str = "nexus:audit:mcp:stream";
 /// Approximate length the audit stream is capped at.

@@ -2,7 +2,7 @@
 //! `rebac_list_tuples`, `rebac_expand`. Admin tokens may do all of it; a zone admin (a
 //! subject with `admin` on `zone:Z`, within the token's zones) only for objects in Z.
 
-use super::{Caller, Control, ControlError, audit, ts};
+use super::{Caller, Control, ControlError, ts};
 use crate::auth::Invalidation;
 use crate::db::{MAX_LISTED, StoreError, TupleFilter};
 use chrono::{DateTime, Utc};
@@ -160,7 +160,7 @@ impl Control {
             .await
             .map_err(Self::tuple_error)?;
         self.bus.publish(Invalidation::Rebac);
-        audit::record(
+        self.audit(
             "rebac.create",
             caller,
             serde_json::json!({ "tuple": rec.tuple.to_string() }),
@@ -198,7 +198,7 @@ impl Control {
                 e => Self::tuple_error(e),
             })?;
         self.bus.publish(Invalidation::Rebac);
-        audit::record(
+        self.audit(
             "rebac.delete",
             caller,
             serde_json::json!({ "tuple": rec.tuple.to_string() }),

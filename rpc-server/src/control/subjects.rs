@@ -1,7 +1,7 @@
 //! Users, agents and services: `admin_create_user`, `admin_list_users`,
 //! `admin_delete_user`, `admin_set_user_state`, `admin_create_agent_key`.
 
-use super::{Caller, Control, ControlError, audit, ts};
+use super::{Caller, Control, ControlError, ts};
 use crate::auth::{Invalidation, PlainToken};
 use crate::db::{NewSubject, NewToken, StoreError, SubjectRecord};
 use chrono::Utc;
@@ -95,7 +95,7 @@ impl Control {
             !p.no_key,
         )?;
         let created = self.register(plan, false).await?;
-        audit::record(
+        self.audit(
             "admin.user.create",
             caller,
             serde_json::json!({
@@ -125,7 +125,7 @@ impl Control {
             true,
         )?;
         let created = self.register(plan, true).await?;
-        audit::record(
+        self.audit(
             "admin.agent_key.create",
             caller,
             serde_json::json!({
@@ -304,7 +304,7 @@ impl Control {
             subject_id: id.to_owned(),
         });
         self.bus.publish(Invalidation::Rebac);
-        audit::record(
+        self.audit(
             "admin.user.delete",
             caller,
             serde_json::json!({
@@ -338,7 +338,7 @@ impl Control {
         self.bus.publish(Invalidation::Subject {
             subject_id: id.to_owned(),
         });
-        audit::record(
+        self.audit(
             if disabled {
                 "admin.user.disable"
             } else {
