@@ -11,7 +11,7 @@ use rpc_server::auth::db_notify::ChangeWatch;
 use rpc_server::auth::invalidation::Recorder;
 use rpc_server::auth::{Invalidation, InvalidationBus, TokenHasher};
 use rpc_server::control::{Caller, Control, ControlError};
-use rpc_server::db::{MAX_CLOSURE_EDGES, Store, StoreError, TupleFilter};
+use rpc_server::db::{MAX_CLOSURE_EDGES, MAX_TUPLES_PER_IDENTITY, Store, StoreError, TupleFilter};
 use rpc_server::testing::{BACKENDS, TestDb, test_secret};
 use std::sync::Arc;
 
@@ -540,6 +540,30 @@ async fn exercise(db: &TestDb) {
         Err(StoreError::TooManyGroups)
     ));
 
+    // More tuples than one identity's grants may be compiled from: refused, never
+    // truncated (a truncated set could drop a tuple that matters to a listing's filter).
+    let created = match store.backend() {
+        rpc_server::db::Backend::Postgres => "TIMESTAMPTZ '2026-01-01T00:00:00+00:00'",
+        rpc_server::db::Backend::Sqlite => "'2026-01-01T00:00:00+00:00'",
+    };
+    store
+        .execute_raw(&format!(
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {last}) \
+             INSERT INTO rebac_tuples (zone_id, object_type, object_id, relation, subject_type, \
+               subject_id, subject_relation, expires_at, created_at) \
+             SELECT 'eng', 'file', '/zone/eng/f' || i, 'can_read', 'service', 'wide', '', \
+               CAST(NULL AS TIMESTAMPTZ), {created} FROM n",
+            last = MAX_TUPLES_PER_IDENTITY,
+        ))
+        .await
+        .expect("bulk tuples");
+    assert!(matches!(
+        store
+            .tuples_for(&[SubjectRef::Service("wide".into())], now)
+            .await,
+        Err(StoreError::TooManyTuples)
+    ));
+
     // Expired tuples count for nothing.
     store
         .execute_raw(
@@ -659,7 +683,7 @@ async fn exercise(db: &TestDb) {
 
     let (subjects, tuples) = store.rebac_counts().await.expect("counts");
     assert_eq!(subjects, 4);
-    assert!(tuples > 10_000);
+    assert!(tuples > (MAX_CLOSURE_EDGES + MAX_TUPLES_PER_IDENTITY) as u64);
 }
 
 #[tokio::test]
