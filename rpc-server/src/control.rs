@@ -197,8 +197,8 @@ pub struct Control {
     hasher: Option<Arc<TokenHasher>>,
     bus: Arc<InvalidationBus>,
     endpoint: Option<String>,
-    /// Where `admin.*`/`rebac.*` audit events are published besides the log.
-    audit_redis: Option<redis::Client>,
+    /// Queue of `admin.*`/`rebac.*` audit lines to publish on Redis besides the log.
+    audit_redis: Option<tokio::sync::mpsc::Sender<String>>,
 }
 
 impl Control {
@@ -232,10 +232,11 @@ impl Control {
         }
     }
 
-    /// Also publishes audit events on Redis (`nexus:audit:admin`).
+    /// Also publishes audit events on Redis (`nexus:audit:admin`), in order, from one
+    /// background task. Call within a Tokio runtime.
     pub fn with_audit_redis(mut self, url: &str) -> Self {
         match redis::Client::open(url) {
-            Ok(c) => self.audit_redis = Some(c),
+            Ok(c) => self.audit_redis = Some(audit::start_publisher(c)),
             Err(_) => tracing::warn!("invalid Redis URL: audit events go to the log only"),
         }
         self
