@@ -796,6 +796,25 @@ async fn rpc_authorization(app: &rpc_server::testing::TestApp) {
     }
     assert_eq!(app.db.store.rebac_revision().await.expect("rev"), before);
 
+    // The same zone admin through a read-only key of its zone may look, not change.
+    let ro = app
+        .rpc(
+            &root,
+            "hub_admin_token_create",
+            json!({"name": "carol-ro", "zones": "eng:r", "user_id": "carol"}),
+        )
+        .await
+        .expect("read-only key for carol");
+    let ro = ro["token"].as_str().expect("token").to_owned();
+    app.rpc(&ro, "rebac_list_tuples", json!({"zone": "eng"}))
+        .await
+        .expect("a read-only zone admin key lists");
+    for method in ["rebac_create", "rebac_delete"] {
+        let r = app.rpc(&ro, method, tuple("file:/zone/eng/x")).await;
+        assert_eq!(code(&r), DENIED, "{method} with a read-only key: {r:?}");
+    }
+    assert_eq!(app.db.store.rebac_revision().await.expect("rev"), before);
+
     // Hostile input over RPC: -32602, nothing written.
     for (method, params) in [
         (

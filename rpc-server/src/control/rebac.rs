@@ -87,12 +87,14 @@ impl Control {
 
     /// Admin tokens pass. Otherwise the object must be in a zone the token lists (or the
     /// token lists none) and the caller must administer that zone — or be a namespace admin
-    /// holding a zoneless token.
+    /// holding a zoneless token. A change (`write`) also needs the token's grant on that zone
+    /// to allow writing: a read-only key stays read-only, whatever its subject administers.
     async fn authorize(
         &self,
         caller: &Caller,
         zone: Option<&str>,
         what: &str,
+        write: bool,
     ) -> Result<(), ControlError> {
         if caller.is_admin {
             return Ok(());
@@ -115,7 +117,11 @@ impl Control {
         let Some(z) = zone else {
             return Err(denied());
         };
-        let within = caller.zones.is_empty() || caller.zones.iter().any(|g| g.zone_id == z);
+        let within = caller.zones.is_empty()
+            || caller
+                .zones
+                .iter()
+                .any(|g| g.zone_id == z && (!write || g.permission.can_write()));
         if within && (grants.zone_role(z) == ZoneRole::Admin || grants.is_namespace_admin()) {
             Ok(())
         } else {
@@ -152,7 +158,7 @@ impl Control {
             );
         }
         t.validate().map_err(invalid)?;
-        self.authorize(caller, t.object.zone(), "rebac_create")
+        self.authorize(caller, t.object.zone(), "rebac_create", true)
             .await?;
         let rec = self
             .store
@@ -185,7 +191,7 @@ impl Control {
         let subject = parse_subject(&p.subject)?;
         let relation = parse_relation(&p.relation)?;
         let object = parse_object(&p.object, p.zone.as_deref())?;
-        self.authorize(caller, object.zone(), "rebac_delete")
+        self.authorize(caller, object.zone(), "rebac_delete", true)
             .await?;
         let rec = self
             .store
@@ -217,7 +223,7 @@ impl Control {
         let relation = parse_relation(&p.relation)?;
         let object = parse_object(&p.object, p.zone.as_deref())?;
         nexus_authz::model::check_relation_on(relation, &object).map_err(invalid)?;
-        self.authorize(caller, object.zone(), "rebac_check").await?;
+        self.authorize(caller, object.zone(), "rebac_check", false).await?;
         let now = Utc::now();
         let base = [subject.clone()];
         let mut tuples = self
@@ -274,7 +280,7 @@ impl Control {
             .as_ref()
             .and_then(|o| o.zone().map(str::to_owned))
             .or_else(|| p.zone.clone());
-        self.authorize(caller, zone.as_deref(), "rebac_list_tuples")
+        self.authorize(caller, zone.as_deref(), "rebac_list_tuples", false)
             .await?;
         // A zone admin sees only its zone's tuples, even when filtering by subject.
         let filter = if caller.is_admin {
@@ -311,7 +317,7 @@ impl Control {
         let relation = parse_relation(&p.relation)?;
         let object = parse_object(&p.object, p.zone.as_deref())?;
         nexus_authz::model::check_relation_on(relation, &object).map_err(invalid)?;
-        self.authorize(caller, object.zone(), "rebac_expand")
+        self.authorize(caller, object.zone(), "rebac_expand", false)
             .await?;
         let now = Utc::now();
         let tuples = self
