@@ -426,13 +426,6 @@ fn open_access() -> String {
     "open".into()
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TokenCounts {
-    pub active: u64,
-    pub revoked: u64,
-    pub expired: u64,
-}
-
 /// A restored zone, and how many tokens regained access with it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ZoneRestored {
@@ -440,6 +433,13 @@ pub struct ZoneRestored {
     pub zone: ZoneInfo,
     /// Tokens that work again: not revoked, not expired, holding no other deleted zone.
     pub tokens_regaining_access: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TokenCounts {
+    pub active: u64,
+    pub revoked: u64,
+    pub expired: u64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -223,7 +223,8 @@ impl Control {
         let relation = parse_relation(&p.relation)?;
         let object = parse_object(&p.object, p.zone.as_deref())?;
         nexus_authz::model::check_relation_on(relation, &object).map_err(invalid)?;
-        self.authorize(caller, object.zone(), "rebac_check", false).await?;
+        self.authorize(caller, object.zone(), "rebac_check", false)
+            .await?;
         let now = Utc::now();
         let base = [subject.clone()];
         let mut tuples = self
