@@ -290,13 +290,15 @@ impl Control {
             TupleFilter { zone, ..filter }
         };
         let now = Utc::now();
-        let rows = self
+        let mut rows = self
             .store
             .list_tuples(&filter)
             .await
             .map_err(Self::tuple_error)?;
+        let truncated = rows.len() > MAX_LISTED;
+        rows.truncate(MAX_LISTED);
         Ok(RebacTuples {
-            truncated: rows.len() >= MAX_LISTED,
+            truncated,
             tuples: rows
                 .iter()
                 .map(|r| {

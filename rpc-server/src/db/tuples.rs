@@ -329,7 +329,7 @@ impl Store {
     }
 
     /// Tuples matching `filter`, expired ones included (they show as such), oldest first, at
-    /// most [`MAX_LISTED`].
+    /// most [`MAX_LISTED`] + 1: one past the cap tells the caller the list was cut.
     pub async fn list_tuples(&self, filter: &TupleFilter) -> Result<Vec<TupleRecord>, StoreError> {
         let mut conds: Vec<String> = Vec::new();
         let mut binds: Vec<String> = Vec::new();
@@ -366,7 +366,8 @@ impl Store {
             conds.join(" AND ")
         };
         let sql = format!(
-            "SELECT {COLS} FROM rebac_tuples t WHERE {cond} ORDER BY t.tuple_id LIMIT {MAX_LISTED}"
+            "SELECT {COLS} FROM rebac_tuples t WHERE {cond} ORDER BY t.tuple_id LIMIT {}",
+            MAX_LISTED + 1
         );
         let rows: Vec<TupleRow> = with_pool!(self, p => {
             let mut q = sqlx::query_as(&sql);
