@@ -420,3 +420,28 @@ async fn nexusd_tightens_its_data_dir() {
     }
     drop(p);
 }
+
+/// A new SQLite database is owner-only from its first byte (it holds every token's
+/// digest): never created with the umask's mode and tightened afterwards.
+#[tokio::test]
+async fn a_new_sqlite_database_is_created_owner_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("fresh.db");
+    let url = format!("sqlite://{}", file.display());
+    let store = rpc_server::db::Store::connect(&url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    for suffix in ["", "-wal", "-shm"] {
+        let path = format!("{}{suffix}", file.display());
+        if let Ok(meta) = std::fs::metadata(&path) {
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{path}");
+        }
+    }
+    assert!(file.exists(), "the database file was made");
+    // An in-memory database makes no file anywhere.
+    let before: Vec<_> = std::fs::read_dir(".").expect("cwd").collect();
+    rpc_server::db::Store::connect("sqlite::memory:")
+        .await
+        .expect("in-memory");
+    let after: Vec<_> = std::fs::read_dir(".").expect("cwd").collect();
+    assert_eq!(before.len(), after.len(), "no file for sqlite::memory:");
+}

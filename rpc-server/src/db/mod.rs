@@ -154,7 +154,23 @@ impl Store {
                 .await?;
             Pool::Pg(pool)
         } else if url.starts_with("sqlite:") {
-            let opts = SqliteConnectOptions::from_str(url)?
+            let opts = SqliteConnectOptions::from_str(url)?;
+            // The database holds every token's digest: a new file is made owner-only before
+            // SQLite opens it (its -wal and -shm take the same mode), never with the umask's.
+            // In-memory databases (`sqlite::memory:`, `mode=memory`) have no file to make.
+            let file = opts.get_filename();
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            if !in_memory && !file.as_os_str().is_empty() {
+                use std::os::unix::fs::OpenOptionsExt;
+                // Already there: left as it is (startup tightens it). Cannot be made (no
+                // such directory, say): SQLite reports that itself just below.
+                let _ = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(file);
+            }
+            let opts = opts
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 // FULL: a token that the CLI reported as minted or revoked survives power loss.
