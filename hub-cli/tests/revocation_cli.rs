@@ -20,7 +20,7 @@ use own_redis::OwnRedis;
 use rpc_server::auth::{InvalidationBus, TokenHasher};
 use rpc_server::control::Control;
 use rpc_server::db::Backend;
-use rpc_server::testing::{TEST_SECRET, TestDb, test_secret};
+use rpc_server::testing::{TEST_SECRET, TestDb, test_secret, wait_health_redis};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::Arc;
@@ -87,26 +87,9 @@ async fn serve(name: &'static str, db_url: &str, redis: Option<&str>, dir: &Path
     Server { base, _proc: p }
 }
 
+/// Waits until the server at `base` is subscribed to Redis.
 async fn wait_redis_ok(base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let h: Value = common::http()
-            .get(format!("{base}/health"))
-            .send()
-            .await
-            .expect("health")
-            .json()
-            .await
-            .expect("health JSON");
-        if h["redis"] == "ok" {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{base}: never subscribed to Redis"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_health_redis(base, "ok", Duration::from_secs(30)).await;
 }
 
 async fn whoami(base: &str, token: &str) -> u16 {

@@ -294,6 +294,20 @@ impl TestApp {
         }
     }
 
+    /// One exact series (name and labels as printed) of this server's `/metrics`; 0 when
+    /// absent, as a counter nothing has touched yet.
+    pub async fn metric(&self, series: &str) -> u64 {
+        metric_with(&self.client, &self.base, series)
+            .await
+            .unwrap_or(0)
+    }
+
+    /// Waits (at most 10 s) until this server's Redis subscription is up: subscribing
+    /// empties the identity cache, so a test relying on a cached identity warms it after.
+    pub async fn wait_redis_up(&self) {
+        wait_health_redis(&self.base, "ok", Duration::from_secs(10)).await;
+    }
+
     /// POSTs a JSON-RPC call; returns the HTTP status and the parsed body.
     pub async fn rpc_raw(&self, auth: Option<&str>, method: &str, params: Value) -> (u16, Value) {
         let mut req = self
@@ -317,6 +331,79 @@ impl TestApp {
             Some(e) => Err(e.clone()),
             None => Ok(body["result"].clone()),
         }
+    }
+}
+
+/// A client for the probes below: no environment proxy, and a hung request fails after
+/// `within` rather than stalling the test.
+fn probe_client(within: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(within)
+        .build()
+        .expect("http client")
+}
+
+/// One exact series (name and labels as printed) of the `/metrics` at `base`, if present.
+pub async fn metric_at(base: &str, series: &str) -> Option<u64> {
+    metric_with(&probe_client(Duration::from_secs(10)), base, series).await
+}
+
+async fn metric_with(client: &reqwest::Client, base: &str, series: &str) -> Option<u64> {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let v = text
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))?;
+    let v: f64 = v
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{series}: {v:?}: {e}"));
+    Some(v as u64)
+}
+
+/// Waits until `<base>/health` reports `redis` = `want` (`ok` once the subscription is up);
+/// fails after `within`. Returns how long it took.
+pub async fn wait_health_redis(base: &str, want: &str, within: Duration) -> Duration {
+    let client = probe_client(within);
+    let start = std::time::Instant::now();
+    loop {
+        let h: Value = client
+            .get(format!("{base}/health"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {base}/health: {e}"))
+            .json()
+            .await
+            .expect("health JSON");
+        if h["redis"] == want {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "{base}/health: redis is {}, not {want:?}, after {within:?}",
+            h["redis"]
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls `f` until it is true; fails with `what` once `within` has passed.
+pub async fn poll_until<F, Fut>(within: Duration, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = tokio::time::Instant::now() + within;
+    while !f().await {
+        assert!(tokio::time::Instant::now() < until, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -19,7 +19,7 @@ use rpc_server::auth::PlainToken;
 use rpc_server::auth::{InvalidationBus, TokenHasher};
 use rpc_server::control::Control;
 use rpc_server::db::Backend;
-use rpc_server::testing::{TestApp, TestDb, TestOptions, config, test_secret};
+use rpc_server::testing::{TestApp, TestDb, TestOptions, config, metric_at, test_secret};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -28,27 +28,12 @@ use std::time::{Duration, Instant};
 
 /// `find_token` database lookups so far, from the server's `/metrics`.
 async fn lookups(base: &str) -> u64 {
-    metric(
+    metric_at(
         base,
         "nexus_db_query_duration_seconds_count{op=\"find_token\"}",
     )
     .await
-}
-
-/// The value of one exact metric series (0 when absent).
-async fn metric(base: &str, series: &str) -> u64 {
-    let text = reqwest::Client::new()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .find_map(|l| l.strip_prefix(series))
-        .map(|v| v.trim().parse::<f64>().expect("number") as u64)
-        .unwrap_or(0)
+    .unwrap_or(0)
 }
 
 /// `whoami` with raw header values; returns the status and the refusal as the caller
@@ -189,7 +174,7 @@ async fn malformed_and_unknown_tokens_take_the_same_path() {
     let mut answers = Vec::new();
     for (label, set) in [("malformed", &malformed), ("unknown", &well_formed)] {
         let lookups_before = lookups(&app.base).await;
-        let negative_before = metric(&app.base, NEGATIVE_HITS).await;
+        let negative_before = app.metric(NEGATIVE_HITS).await;
         for (h, v) in set {
             let first = whoami(&app.base, &[(h, v)]).await;
             let again = whoami(&app.base, &[(h, v)]).await;
@@ -204,7 +189,7 @@ async fn malformed_and_unknown_tokens_take_the_same_path() {
             "{label}: one lookup per distinct credential"
         );
         assert_eq!(
-            metric(&app.base, NEGATIVE_HITS).await - negative_before,
+            app.metric(NEGATIVE_HITS).await - negative_before,
             n,
             "{label}: the repeat is answered from the negative cache"
         );

@@ -16,8 +16,8 @@ use own_redis::OwnRedis;
 use rpc_server::auth::broadcast::{self, FlushError, RedisHealth};
 use rpc_server::auth::{Invalidation, InvalidationBus};
 use rpc_server::db::{Backend, Store};
-use rpc_server::testing::{TestApp, TestDb, TestOptions};
-use serde_json::{Value, json};
+use rpc_server::testing::{TestApp, TestDb, TestOptions, wait_health_redis};
+use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -83,26 +83,9 @@ async fn get(app: &TestApp, path: &str) -> reqwest::Response {
     .unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
-async fn redis_field(app: &TestApp) -> String {
-    let h: Value = get(app, "/health").await.json().await.expect("health JSON");
-    h["redis"].as_str().unwrap_or_default().to_owned()
-}
-
 /// Waits (bounded) until the server's `/health` reports `redis` = `want`.
 async fn wait_redis(app: &TestApp, want: &str) -> Duration {
-    let start = Instant::now();
-    loop {
-        let got = redis_field(app).await;
-        if got == want {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < REDIS_WAIT,
-            "{}: /health redis is {got:?}, not {want:?}, after {REDIS_WAIT:?}",
-            app.base
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_health_redis(&app.base, want, REDIS_WAIT).await
 }
 
 async fn whoami_status(app: &TestApp, token: &str) -> u16 {

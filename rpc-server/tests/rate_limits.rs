@@ -10,7 +10,7 @@
 use nexus_wire::methods::TokenCreateParams;
 use rpc_server::db::{Backend, Store};
 use rpc_server::limits::LimitConfig;
-use rpc_server::testing::{TestApp, TestDb, TestOptions, redis_url};
+use rpc_server::testing::{TestApp, TestDb, TestOptions, metric_at, poll_until, redis_url};
 use serde_json::json;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,45 +84,8 @@ async fn stat(app: &TestApp, token: &str) -> (u16, reqwest::header::HeaderMap) {
 
 /// Invalidations this server has applied from the database's change announcements.
 async fn received(app: &TestApp) -> u64 {
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
+    app.metric(r#"nexus_invalidations_total{event="received"}"#)
         .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .find_map(|l| l.strip_prefix(r#"nexus_invalidations_total{event="received"} "#))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// Waits until the server's Redis subscription is up: subscribing empties the identity
-/// cache (messages may have been missed before), so a test that relies on a cached
-/// identity warms it up only after that.
-async fn redis_subscribed(app: &TestApp) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let health: serde_json::Value = app
-            .client
-            .get(format!("{}/health", app.base))
-            .send()
-            .await
-            .expect("health")
-            .json()
-            .await
-            .expect("health json");
-        if health["redis"] == "ok" {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never subscribed to Redis: {health}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
 }
 
 /// Mints a token and waits until the server has applied the mint's own change
@@ -131,14 +94,12 @@ async fn redis_subscribed(app: &TestApp) {
 async fn mint_settled(app: &TestApp, name: &str) -> String {
     let before = received(app).await;
     let token = mint(app, name, false, None).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while received(app).await <= before {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{name}: the mint was never announced"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    poll_until(
+        std::time::Duration::from_secs(10),
+        &format!("{name}: the mint was never announced"),
+        || async { received(app).await > before },
+    )
+    .await;
     token
 }
 
@@ -216,20 +177,11 @@ async fn tiers_and_overrides(v: Variant) {
     assert_eq!(stat(&app, &a).await.0, 429, "A is still over its budget");
     if v == Variant::Shared {
         // The verdicts came from Redis, not from the local fallback.
-        let text = app
-            .client
-            .get(format!("{}/metrics", app.base))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text");
-        let fallbacks = text
-            .lines()
-            .find_map(|l| l.strip_prefix("nexus_rate_limit_fallbacks_total "))
-            .map(|v| v.trim().to_owned());
-        assert_eq!(fallbacks.as_deref(), Some("0"), "fallbacks to local limits");
+        assert_eq!(
+            metric_at(&app.base, "nexus_rate_limit_fallbacks_total").await,
+            Some(0),
+            "fallbacks to local limits"
+        );
     }
 }
 
@@ -286,7 +238,8 @@ async fn shared_forged_look_alike_tokens_do_not_spend_the_real_tokens_budget() {
 async fn failed_auth_is_limited_per_address(v: Variant) {
     let app = spawn(v).await;
     if v == Variant::Shared {
-        redis_subscribed(&app).await;
+        // Subscribing empties the identity cache: warm it only after.
+        app.wait_redis_up().await;
     }
     let good = mint_settled(&app, "good").await;
     let uncached = mint(&app, "uncached", false, None).await;

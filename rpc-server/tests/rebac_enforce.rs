@@ -13,7 +13,7 @@ use nexus_wire::spec::{SubjectType, ZoneGrant};
 use rpc_server::auth::invalidation::Invalidation;
 use rpc_server::auth::{PlainToken, TokenHasher};
 use rpc_server::db::{Backend, NewSubject, NewToken, Store};
-use rpc_server::testing::{BACKENDS, TestApp, TestDb, TestOptions, code, test_secret};
+use rpc_server::testing::{BACKENDS, TestApp, TestDb, TestOptions, code, poll_until, test_secret};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -698,28 +698,11 @@ async fn another_nexusd_refuses_a_deleted_tuple_and_a_disabled_user() {
         .set_subject_disabled("ivy", Some(Utc::now()))
         .await
         .expect("disable");
-    let until = tokio::time::Instant::now() + ttl / 2;
-    while b.rpc_raw(Some(&ivy), "whoami", json!({})).await.0 != 401 {
-        assert!(
-            tokio::time::Instant::now() < until,
-            "b still accepts a disabled user"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    within_half_ttl(ttl, "b still accepts a disabled user", || async {
+        b.rpc_raw(Some(&ivy), "whoami", json!({})).await.0 == 401
+    })
+    .await;
     drop(b);
-}
-
-async fn metric(app: &TestApp, line: &str) -> u64 {
-    let m = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .expect("metrics");
-    let text = m.text().await.expect("metrics text");
-    text.lines()
-        .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// Many first calls of one identity after a change compile its grants once, not once each.
@@ -759,7 +742,7 @@ async fn concurrent_first_calls_compile_once() {
     assert!(read(&app, &jo, "/w/x.txt").await.is_ok());
     grant(&app, tuple("user:jo", "member", "group:g")).await;
     let compiled = r#"nexus_rebac_grant_compiles_total{result="compiled"}"#;
-    let before = metric(&app, compiled).await;
+    let before = app.metric(compiled).await;
     let calls: Vec<_> = (0..16)
         .map(|_| {
             let (base, jo) = (app.base.clone(), jo.clone());
@@ -781,42 +764,17 @@ async fn concurrent_first_calls_compile_once() {
         let v = c.await.expect("task");
         assert_eq!(v["result"]["content"], "x", "{v}");
     }
-    assert_eq!(metric(&app, compiled).await - before, 1);
-}
-
-/// Waits (bounded) until the server's `/health` says Redis is up: its subscription is live.
-async fn wait_redis_up(app: &TestApp) {
-    let until = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let h: Value = app
-            .client
-            .get(format!("{}/health", app.base))
-            .send()
-            .await
-            .expect("health")
-            .json()
-            .await
-            .expect("health JSON");
-        if h["redis"] == "ok" {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < until, "redis never up: {h}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    assert_eq!(app.metric(compiled).await - before, 1);
 }
 
 /// Polls `f` until it is true, for at most half the identity cache TTL: a change seen by
 /// then came from a broadcast, not the TTL backstop.
-async fn within_half_ttl<F, Fut>(ttl: Duration, what: &str, mut f: F)
+async fn within_half_ttl<F, Fut>(ttl: Duration, what: &str, f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let until = tokio::time::Instant::now() + ttl / 2;
-    while !f().await {
-        assert!(tokio::time::Instant::now() < until, "{what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    poll_until(ttl / 2, what, f).await;
 }
 
 /// The Redis path alone (the database announces nothing: its triggers are dropped): a
@@ -850,8 +808,8 @@ async fn through_redis_another_nexusd_refuses_a_deleted_tuple_and_a_disabled_use
         };
         TestApp::start(db, tempfile::tempdir().expect("tempdir"), o).await
     };
-    wait_redis_up(&a).await;
-    wait_redis_up(&b).await;
+    a.wait_redis_up().await;
+    b.wait_redis_up().await;
     a.zone("eng").await;
     let admin = a.mint("root", None, true).await.token;
     a.write_files(&admin, &[("/zone/eng/w/x.txt", "x")]).await;

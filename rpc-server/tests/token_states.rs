@@ -360,23 +360,6 @@ async fn token_states_are_answered_alike_on_both_backends() {
     }
 }
 
-/// One exact metric series of the server (0 when absent).
-async fn metric(app: &TestApp, series: &str) -> u64 {
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .find_map(|l| l.strip_prefix(series))
-        .map(|v| v.trim().parse::<f64>().expect("number") as u64)
-        .unwrap_or(0)
-}
-
 const CACHE_HITS: &str = "nexus_auth_cache_requests_total{result=\"hit\"}";
 const LOOKUPS: &str = "nexus_db_query_duration_seconds_count{op=\"find_token\"}";
 
@@ -409,8 +392,8 @@ async fn a_cached_identity_still_expires_on_time() {
             "no first call completed within 32 s of minting"
         );
     };
-    let hits = metric(&app, CACHE_HITS).await;
-    let lookups = metric(&app, LOOKUPS).await;
+    let hits = app.metric(CACHE_HITS).await;
+    let lookups = app.metric(LOOKUPS).await;
     // Cached now (60 s TTL), but the token's own expiry comes first. 50 ms past it covers
     // the rounding of the stored timestamp.
     let left = (expires_at - Utc::now()).to_std().unwrap_or_default();
@@ -418,9 +401,9 @@ async fn a_cached_identity_still_expires_on_time() {
     let r = whoami_bearer(&app, &token).await;
     assert_eq!(r.status, 401, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(
-        metric(&app, CACHE_HITS).await,
+        app.metric(CACHE_HITS).await,
         hits + 1,
         "answered from the cache"
     );
-    assert_eq!(metric(&app, LOOKUPS).await, lookups, "no lookup was needed");
+    assert_eq!(app.metric(LOOKUPS).await, lookups, "no lookup was needed");
 }

@@ -11,7 +11,7 @@ use rpc_server::limits::LimitConfig;
 use rpc_server::testing::{TestApp, TestOptions};
 use secrecy::SecretString;
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Upper bound of one HTTP exchange or one wait in these tests.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -122,18 +122,7 @@ pub async fn health_redis(base: &str) -> String {
 
 /// Waits (at most [`WAIT`]) until `<base>/health` reports `redis` = `want`; returns how long.
 pub async fn wait_health_redis(base: &str, want: &str) -> Duration {
-    let start = Instant::now();
-    loop {
-        let got = health_redis(base).await;
-        if got == want {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < WAIT,
-            "{base}/health: redis is {got:?}, not {want:?}, after {WAIT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    rpc_server::testing::wait_health_redis(base, want, WAIT).await
 }
 
 /// The sum of every sample of metric `name` (any labels) in Prometheus text.
