@@ -3,8 +3,9 @@
 //! a subject revokes its tokens and drops the tuples naming it in that same transaction, so
 //! a subject re-created under the same name inherits nothing.
 
+use super::tokens::insert_token_in;
 use super::tuples::BUMP;
-use super::{NewToken, Store, StoreError, is_unique_violation, with_pool};
+use super::{NewToken, Store, StoreError, with_pool};
 use chrono::{DateTime, Utc};
 use nexus_wire::spec::SubjectType;
 use uuid::Uuid;
@@ -95,11 +96,6 @@ impl Store {
         const INSERT: &str = "INSERT INTO subjects (subject_id, subject_type, display_name, \
              tenant_id, owner_id, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (subject_id) DO NOTHING RETURNING subject_id";
-        const ZONE_OK: &str = "SELECT zone_id FROM zones WHERE zone_id = $1 AND deleted_at IS NULL";
-        const TOKEN: &str = "INSERT INTO api_tokens (key_id, token_hash, name, user_id, subject_type, \
-             is_admin, rate_limit, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-        const GRANT: &str =
-            "INSERT INTO token_zones (key_id, zone_id, permission) VALUES ($1, $2, $3)";
         with_pool!(self, p => async {
             let mut tx = p.begin().await?;
             sqlx::query_scalar::<_, i64>(BUMP).fetch_one(&mut *tx).await?;
@@ -134,40 +130,7 @@ impl Store {
                 }
             }
             if let Some(t) = token {
-                for g in &t.zones {
-                    let found: Option<(String,)> =
-                        sqlx::query_as(ZONE_OK).bind(&g.zone_id).fetch_optional(&mut *tx).await?;
-                    if found.is_none() {
-                        return Err(StoreError::ZoneNotActive(g.zone_id.clone()));
-                    }
-                }
-                sqlx::query(TOKEN)
-                    .bind(t.key_id)
-                    .bind(&t.digest[..])
-                    .bind(&t.name)
-                    .bind(&t.user_id)
-                    .bind(t.subject_type.as_str())
-                    .bind(t.is_admin)
-                    .bind(&t.rate_limit)
-                    .bind(t.created_at)
-                    .bind(t.expires_at)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| {
-                        if is_unique_violation(&e) {
-                            StoreError::DuplicateName(t.name.clone())
-                        } else {
-                            StoreError::Db(e)
-                        }
-                    })?;
-                for g in &t.zones {
-                    sqlx::query(GRANT)
-                        .bind(t.key_id)
-                        .bind(&g.zone_id)
-                        .bind(g.permission.as_str())
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                insert_token_in!(tx, t);
             }
             tx.commit().await?;
             Ok(())

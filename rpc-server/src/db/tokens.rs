@@ -1,6 +1,6 @@
 //! Token rows and their zone grants.
 
-use super::{Store, StoreError, is_unique_violation, with_pool};
+use super::{Store, StoreError, with_pool};
 use chrono::{DateTime, Utc};
 use nexus_wire::spec::{Permission, SubjectType, ZoneGrant};
 use std::collections::HashMap;
@@ -131,50 +131,61 @@ fn add_grant(
     Ok(())
 }
 
+/// Inserts the [`NewToken`] `$t` and its grants within the open transaction `$tx`, every
+/// granted zone checked active first; returns the error early. A macro, as [`with_pool!`]
+/// gives each backend its own transaction type.
+macro_rules! insert_token_in {
+    ($tx:ident, $t:expr) => {{
+        const ZONE_OK: &str = "SELECT zone_id FROM zones WHERE zone_id = $1 AND deleted_at IS NULL";
+        const INSERT: &str = "INSERT INTO api_tokens (key_id, token_hash, name, user_id, subject_type, \
+             is_admin, rate_limit, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+        const GRANT: &str =
+            "INSERT INTO token_zones (key_id, zone_id, permission) VALUES ($1, $2, $3)";
+        let t: &$crate::db::NewToken = $t;
+        for g in &t.zones {
+            let found: Option<(String,)> =
+                sqlx::query_as(ZONE_OK).bind(&g.zone_id).fetch_optional(&mut *$tx).await?;
+            if found.is_none() {
+                return Err($crate::db::StoreError::ZoneNotActive(g.zone_id.clone()));
+            }
+        }
+        sqlx::query(INSERT)
+            .bind(t.key_id)
+            .bind(&t.digest[..])
+            .bind(&t.name)
+            .bind(&t.user_id)
+            .bind(t.subject_type.as_str())
+            .bind(t.is_admin)
+            .bind(&t.rate_limit)
+            .bind(t.created_at)
+            .bind(t.expires_at)
+            .execute(&mut *$tx)
+            .await
+            .map_err(|e| {
+                if $crate::db::is_unique_violation(&e) {
+                    $crate::db::StoreError::DuplicateName(t.name.clone())
+                } else {
+                    $crate::db::StoreError::Db(e)
+                }
+            })?;
+        for g in &t.zones {
+            sqlx::query(GRANT)
+                .bind(t.key_id)
+                .bind(&g.zone_id)
+                .bind(g.permission.as_str())
+                .execute(&mut *$tx)
+                .await?;
+        }
+    }};
+}
+pub(super) use insert_token_in;
+
 impl Store {
     /// Inserts a token and its grants in one transaction. Every granted zone must be active.
     pub async fn insert_token(&self, t: &NewToken) -> Result<(), StoreError> {
-        const INSERT: &str = "INSERT INTO api_tokens (key_id, token_hash, name, user_id, subject_type, \
-             is_admin, rate_limit, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-        const ZONE_OK: &str = "SELECT zone_id FROM zones WHERE zone_id = $1 AND deleted_at IS NULL";
-        const GRANT: &str =
-            "INSERT INTO token_zones (key_id, zone_id, permission) VALUES ($1, $2, $3)";
         let res: Result<(), StoreError> = with_pool!(self, p => async {
             let mut tx = p.begin().await?;
-            for g in &t.zones {
-                let found: Option<(String,)> =
-                    sqlx::query_as(ZONE_OK).bind(&g.zone_id).fetch_optional(&mut *tx).await?;
-                if found.is_none() {
-                    return Err(StoreError::ZoneNotActive(g.zone_id.clone()));
-                }
-            }
-            sqlx::query(INSERT)
-                .bind(t.key_id)
-                .bind(&t.digest[..])
-                .bind(&t.name)
-                .bind(&t.user_id)
-                .bind(t.subject_type.as_str())
-                .bind(t.is_admin)
-                .bind(&t.rate_limit)
-                .bind(t.created_at)
-                .bind(t.expires_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| {
-                    if is_unique_violation(&e) {
-                        StoreError::DuplicateName(t.name.clone())
-                    } else {
-                        StoreError::Db(e)
-                    }
-                })?;
-            for g in &t.zones {
-                sqlx::query(GRANT)
-                    .bind(t.key_id)
-                    .bind(&g.zone_id)
-                    .bind(g.permission.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            insert_token_in!(tx, t);
             tx.commit().await?;
             Ok(())
         }.await);
