@@ -90,20 +90,6 @@ const TTL: Duration = Duration::from_secs(60);
 /// A refusal within this can only come from a broadcast: a twelfth of [`TTL`].
 const PROPAGATION: Duration = Duration::from_secs(5);
 
-/// A database as a deployment that has not applied the notification migration has it.
-async fn without_notify_triggers(app: &TestApp) {
-    app.db
-        .store
-        .execute_raw(
-            "DROP TRIGGER nexus_invalidate_token_update ON api_tokens; \
-             DROP TRIGGER nexus_invalidate_token_delete ON api_tokens; \
-             DROP TRIGGER nexus_invalidate_grants ON token_zones; \
-             DROP TRIGGER nexus_invalidate_zones ON zones;",
-        )
-        .await
-        .expect("drop triggers");
-}
-
 async fn whoami(app: &TestApp, token: &str) -> u16 {
     app.rpc_raw(Some(token), "whoami", json!({})).await.0
 }
@@ -113,7 +99,7 @@ async fn redis_dying_under_traffic_fails_no_call_and_its_return_is_noticed() {
     let mut redis = OwnRedis::start().await;
     let url = redis.url();
     let app = rpc_server(Some(&url), LimitConfig::default()).await;
-    without_notify_triggers(&app).await;
+    app.db.without_notify_triggers().await;
     let fe = spawn_frontend(frontend_config(&app.base, Some(&url), false)).await;
     let token = mint(&app, "worker").await;
     let admin = app.mint("admin", None, true).await.token;

@@ -196,20 +196,6 @@ async fn mint(control: &Control, name: &str) -> String {
         .token
 }
 
-/// A database as a deployment that has not applied the notification migration has it:
-/// only Redis can carry a revoke to other processes.
-async fn without_notify_triggers(db: &TestDb) {
-    db.store
-        .execute_raw(
-            "DROP TRIGGER nexus_invalidate_token_update ON api_tokens; \
-             DROP TRIGGER nexus_invalidate_token_delete ON api_tokens; \
-             DROP TRIGGER nexus_invalidate_grants ON token_zones; \
-             DROP TRIGGER nexus_invalidate_zones ON zones;",
-        )
-        .await
-        .expect("drop triggers");
-}
-
 /// Samples [`SAMPLES`] revokes against `servers`; every CLI run must exit `want_code`.
 async fn sample_revokes(
     shape: &str,
@@ -251,7 +237,7 @@ async fn postgres_without_redis_every_server_refuses_a_cli_revoke() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_alone_carries_a_cli_revoke_to_every_server() {
     let (db, control) = postgres().await;
-    without_notify_triggers(&db).await;
+    db.without_notify_triggers().await;
     let redis = OwnRedis::start().await;
     let url = redis.url();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -302,7 +288,7 @@ async fn with_redis_down_the_cli_says_so_and_the_database_still_tells_every_serv
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_nothing_confirms_propagation_the_cli_exits_3_and_the_revoke_stands() {
     let (db, control) = postgres().await;
-    without_notify_triggers(&db).await;
+    db.without_notify_triggers().await;
     let dead = format!("redis://127.0.0.1:{}/", own_redis::free_port());
     let token = mint(&control, "stranded").await;
     let cli = env(&[

@@ -99,6 +99,21 @@ impl TestDb {
         store.migrate().await.expect("migrate");
         Self { url, store, dir }
     }
+
+    /// Drops the token, grant and zone notification triggers (Postgres), as a deployment
+    /// that has not applied that migration has it: only Redis then carries such a change
+    /// to other processes.
+    pub async fn without_notify_triggers(&self) {
+        self.store
+            .execute_raw(
+                "DROP TRIGGER nexus_invalidate_token_update ON api_tokens; \
+                 DROP TRIGGER nexus_invalidate_token_delete ON api_tokens; \
+                 DROP TRIGGER nexus_invalidate_grants ON token_zones; \
+                 DROP TRIGGER nexus_invalidate_zones ON zones;",
+            )
+            .await
+            .expect("drop the notification triggers");
+    }
 }
 
 /// A running rpc-server with its own database and data dir.

@@ -38,25 +38,12 @@ fn options(redis: &OwnRedis) -> TestOptions {
     }
 }
 
-/// A database as a deployment that has not applied the notification migration has it.
-async fn without_notify_triggers(store: &Store) {
-    store
-        .execute_raw(
-            "DROP TRIGGER nexus_invalidate_token_update ON api_tokens; \
-             DROP TRIGGER nexus_invalidate_token_delete ON api_tokens; \
-             DROP TRIGGER nexus_invalidate_grants ON token_zones; \
-             DROP TRIGGER nexus_invalidate_zones ON zones;",
-        )
-        .await
-        .expect("drop triggers");
-}
-
 /// Server A on a fresh database without notification triggers, and server B: another
 /// process's worth of server (own cache, own bus, own data dir) on the same database and
 /// the same Redis, which is then the only way between them.
 async fn two_servers(redis: &OwnRedis) -> (TestApp, TestApp) {
     let a = TestApp::spawn_with(Backend::Postgres, options(redis)).await;
-    without_notify_triggers(&a.db.store).await;
+    a.db.without_notify_triggers().await;
     let b = second_server(&a, options(redis)).await;
     wait_redis(&a, "ok").await;
     wait_redis(&b, "ok").await;
@@ -265,7 +252,7 @@ async fn a_server_whose_change_listener_is_cut_listens_again_and_drops_its_cache
     // A change nobody announces (the triggers gone) while B's listener is away must not
     // survive B listening again. The triggers go first: the mint's own announcement could
     // otherwise reach B after the warm-up and empty its cache before the unannounced revoke.
-    without_notify_triggers(&a.db.store).await;
+    a.db.without_notify_triggers().await;
     let t = mint(&a, "while-away").await;
     warm(&b, &t).await;
     a.control.revoke_token("while-away").await.expect("revoke");

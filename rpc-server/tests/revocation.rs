@@ -189,16 +189,7 @@ async fn without_a_shared_bus_the_cache_ttl_bounds_a_revoked_tokens_life() {
     )
     .await;
     app.zone("eng").await;
-    app.db
-        .store
-        .execute_raw(
-            "DROP TRIGGER nexus_invalidate_token_update ON api_tokens; \
-             DROP TRIGGER nexus_invalidate_token_delete ON api_tokens; \
-             DROP TRIGGER nexus_invalidate_grants ON token_zones; \
-             DROP TRIGGER nexus_invalidate_zones ON zones;",
-        )
-        .await
-        .expect("drop the notification triggers");
+    app.db.without_notify_triggers().await;
     let t = app.mint("cli-revoked", Some("eng:rw"), false).await;
     let fresh = app.mint("never-used", Some("eng:rw"), false).await;
     assert_eq!(status(&app, &t.token).await, 200);
