@@ -152,6 +152,14 @@ impl From<ControlError> for RpcError {
     }
 }
 
+/// A change to an active zone that found none is the caller's `NotFound`.
+fn not_active_zone(name: &str, e: StoreError) -> ControlError {
+    match e {
+        StoreError::NotFound => ControlError::NotFound(format!("no active zone named {name:?}")),
+        e => e.into(),
+    }
+}
+
 fn zone_mode(access: &str) -> Result<nexus_authz::ZoneMode, ControlError> {
     access.parse().map_err(|_| {
         ControlError::Invalid(format!(
@@ -470,9 +478,7 @@ impl Control {
             .create_zone_with_access(name, mode.as_str(), Utc::now())
             .await?;
         // Zoneless admins must see the new zone.
-        self.bus.publish(Invalidation::Zone {
-            zone_id: name.to_owned(),
-        });
+        self.zone_changed(name);
         self.zone(name).await
     }
 
@@ -488,15 +494,8 @@ impl Control {
         self.store
             .set_zone_access(name, mode.as_str())
             .await
-            .map_err(|e| match e {
-                StoreError::NotFound => {
-                    ControlError::NotFound(format!("no active zone named {name:?}"))
-                }
-                e => e.into(),
-            })?;
-        self.bus.publish(Invalidation::Zone {
-            zone_id: name.to_owned(),
-        });
+            .map_err(|e| not_active_zone(name, e))?;
+        self.zone_changed(name);
         tracing::info!(zone = %name, access = %mode, "zone access mode set");
         self.zone(name).await
     }
@@ -517,9 +516,7 @@ impl Control {
                 e => e.into(),
             })?;
         // Refusals cached for tokens holding the zone are stale now.
-        self.bus.publish(Invalidation::Zone {
-            zone_id: name.to_owned(),
-        });
+        self.zone_changed(name);
         Ok(ZoneRestored {
             zone: self.zone(name).await?,
             tokens_regaining_access: regained,
@@ -548,6 +545,13 @@ impl Control {
             .collect())
     }
 
+    /// Every server drops what it cached about the zone (refusals and zone lists included).
+    fn zone_changed(&self, name: &str) {
+        self.bus.publish(Invalidation::Zone {
+            zone_id: name.to_owned(),
+        });
+    }
+
     async fn zone(&self, name: &str) -> Result<ZoneInfo, ControlError> {
         self.list_zones(true)
             .await?
@@ -562,15 +566,8 @@ impl Control {
         self.store
             .delete_zone(name, Utc::now())
             .await
-            .map_err(|e| match e {
-                StoreError::NotFound => {
-                    ControlError::NotFound(format!("no active zone named {name:?}"))
-                }
-                e => e.into(),
-            })?;
-        self.bus.publish(Invalidation::Zone {
-            zone_id: name.to_owned(),
-        });
+            .map_err(|e| not_active_zone(name, e))?;
+        self.zone_changed(name);
         self.zone(name).await
     }
 
