@@ -129,23 +129,6 @@ fn field(lines: &[String], key: &str) -> Option<String> {
     })
 }
 
-/// `export K='v'` lines of admin.env, unquoted.
-fn parse_env(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| {
-            let v = v.trim();
-            let v = v
-                .strip_prefix('\'')
-                .and_then(|v| v.strip_suffix('\''))
-                .unwrap_or(v)
-                .replace("'\\''", "'");
-            (k.to_owned(), v)
-        })
-        .collect()
-}
-
 /// Runs `nexus <args>` with `env`; returns (exit code, stdout, stderr). Never hangs.
 async fn run(args: &[&str], env: &[(String, String)]) -> (i32, String, String) {
     let mut cmd = nexus_cmd();
@@ -209,7 +192,7 @@ async fn hub_up_serves_mcp_and_admin_and_survives_a_restart() {
             "admin.env lacks {k}"
         );
     }
-    let env = parse_env(&env_text);
+    let env = common::procs::parse_admin_env(&env_text);
     let get = |k: &str| {
         env.iter()
             .find(|(n, _)| n == k)
@@ -378,7 +361,8 @@ async fn hub_up_serves_mcp_and_admin_and_survives_a_restart() {
         banner.join("\n")
     );
     let mcp_url = field(&banner, "mcp: ").expect("an `mcp:` line");
-    let env = parse_env(&std::fs::read_to_string(&env_path).expect("admin.env"));
+    let env =
+        common::procs::parse_admin_env(&std::fs::read_to_string(&env_path).expect("admin.env"));
     assert!(
         env.iter().any(|(k, v)| k == "NEXUS_API_KEY" && *v == token),
         "admin.env keeps the token"

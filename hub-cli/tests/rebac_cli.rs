@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::procs::{Proc, free_port, nexus_cmd, wait_healthy};
+use common::procs::{Proc, free_port, nexus_cmd, parse_admin_env, wait_healthy};
 use common::{
     Client, Era, connect, expect_any_error, expect_json, expect_ok, list_tools, try_call,
 };
@@ -90,19 +90,7 @@ async fn hub_up() -> Stack {
     let rpc_base = format!("http://127.0.0.1:{rpc_port}");
     wait_healthy(&format!("{rpc_base}/healthz/ready"), &mut up).await;
     wait_healthy(&format!("http://127.0.0.1:{mcp_port}/health"), &mut up).await;
-    let env: Vec<(String, String)> = std::fs::read_to_string(data.join("admin.env"))
-        .expect("admin.env")
-        .lines()
-        .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
-        .map(|(k, v)| {
-            let v = v
-                .strip_prefix('\'')
-                .and_then(|v| v.strip_suffix('\''))
-                .unwrap_or(v)
-                .replace("'\\''", "'");
-            (k.to_owned(), v)
-        })
-        .collect();
+    let env = parse_admin_env(&std::fs::read_to_string(data.join("admin.env")).expect("admin.env"));
     Stack {
         _procs: vec![up],
         rpc_base,

@@ -14,7 +14,7 @@ mod common;
 #[path = "../../rpc-server/tests/own_redis/mod.rs"]
 mod own_redis;
 
-use common::procs::{Proc, free_port, nexus_cmd, wait_healthy};
+use common::procs::{Proc, free_port, nexus_cmd, parse_admin_env, wait_healthy};
 use nexus_wire::methods::TokenCreateParams;
 use own_redis::OwnRedis;
 use rpc_server::auth::{InvalidationBus, TokenHasher};
@@ -321,19 +321,7 @@ async fn when_nothing_confirms_propagation_the_cli_exits_3_and_the_revoke_stands
 
 /// `export K='v'` lines of admin.env, as `source` would set them.
 fn admin_env(path: &Path) -> Vec<(String, String)> {
-    std::fs::read_to_string(path)
-        .expect("admin.env")
-        .lines()
-        .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
-        .map(|(k, v)| {
-            let v = v
-                .strip_prefix('\'')
-                .and_then(|v| v.strip_suffix('\''))
-                .unwrap_or(v)
-                .replace("'\\''", "'");
-            (k.to_owned(), v)
-        })
-        .collect()
+    parse_admin_env(&std::fs::read_to_string(path).expect("admin.env"))
 }
 
 fn var<'a>(env: &'a [(String, String)], k: &str) -> &'a str {

@@ -123,3 +123,19 @@ pub async fn wait_healthy(url: &str, p: &mut Proc) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The `export K='v'` lines of a hub's admin.env, unquoted as the shell would.
+pub fn parse_admin_env(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
+        .map(|(k, v)| {
+            let v = v.trim();
+            let v = v
+                .strip_prefix('\'')
+                .and_then(|v| v.strip_suffix('\''))
+                .unwrap_or(v)
+                .replace("'\\''", "'");
+            (k.to_owned(), v)
+        })
+        .collect()
+}
