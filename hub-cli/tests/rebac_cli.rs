@@ -13,10 +13,10 @@ use common::{
     Client, Era, connect, expect_any_error, expect_json, expect_ok, list_tools, try_call,
 };
 use rpc_server::db::Backend;
-use rpc_server::testing::{TEST_SECRET, TestDb};
+use rpc_server::testing::{TEST_SECRET, TestDb, poll_until};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The identity cache TTL of the server: a change must reach it long before this.
 const TTL_SECS: u64 = 60;
@@ -252,22 +252,15 @@ fn set(items: &[&str]) -> BTreeSet<String> {
 }
 
 /// Polls `f` until it is true; fails after [`FRESH`].
-async fn within_fresh<F, Fut>(what: &str, mut f: F)
+async fn within_fresh<F, Fut>(what: &str, f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let start = Instant::now();
-    loop {
-        if f().await {
-            return;
-        }
-        assert!(
-            start.elapsed() < FRESH,
-            "{what}: not seen by the server {FRESH:?} after the CLI returned (cache TTL {TTL_SECS} s)"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!(
+        "{what}: not seen by the server {FRESH:?} after the CLI returned (cache TTL {TTL_SECS} s)"
+    );
+    poll_until(FRESH, &what, f).await;
 }
 
 async fn call(c: &Client, tool: &str, args: Value) -> Result<String, String> {
