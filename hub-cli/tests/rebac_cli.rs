@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::procs::{Proc, free_port, nexus_cmd, parse_admin_env, wait_healthy};
+use common::procs::{HubUp, Proc, free_port, nexus_cmd, parse_admin_env, wait_healthy};
 use common::{
     Client, Era, connect, expect_any_error, expect_json, expect_ok, list_tools, try_call,
 };
@@ -79,16 +79,11 @@ async fn stack(backend: Backend) -> Stack {
 async fn hub_up() -> Stack {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("nexus-data");
-    let (rpc_port, mcp_port) = (free_port(), free_port());
-    let mut cmd = nexus_cmd();
-    cmd.args(["hub", "up", "--data-dir"])
-        .arg(&data)
-        .args(["--rpc-port", &rpc_port.to_string()])
-        .args(["--mcp-port", &mcp_port.to_string()])
-        .env("NEXUS_LOG_LEVEL", "warn");
-    let mut up = Proc::spawn("hub-up", cmd, tmp.path());
-    let rpc_base = format!("http://127.0.0.1:{rpc_port}");
-    wait_healthy(&format!("{rpc_base}/healthz/ready"), &mut up).await;
+    let HubUp {
+        proc: mut up,
+        rpc_base,
+        mcp_port,
+    } = HubUp::start(&data, tmp.path()).await;
     wait_healthy(&format!("http://127.0.0.1:{mcp_port}/health"), &mut up).await;
     let env = parse_admin_env(&std::fs::read_to_string(data.join("admin.env")).expect("admin.env"));
     Stack {

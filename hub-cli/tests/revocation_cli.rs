@@ -14,7 +14,7 @@ mod common;
 #[path = "../../rpc-server/tests/own_redis/mod.rs"]
 mod own_redis;
 
-use common::procs::{Proc, free_port, nexus_cmd, parse_admin_env, wait_healthy};
+use common::procs::{HubUp, Proc, free_port, nexus_cmd, parse_admin_env, wait_healthy};
 use nexus_wire::methods::TokenCreateParams;
 use own_redis::OwnRedis;
 use rpc_server::auth::{InvalidationBus, TokenHasher};
@@ -335,17 +335,8 @@ fn var<'a>(env: &'a [(String, String)], k: &str) -> &'a str {
 async fn embedded_hub_refuses_a_revoke_made_after_source_admin_env() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("nexus-data");
-    let (rpc_port, mcp_port) = (free_port(), free_port());
-    let mut cmd = nexus_cmd();
-    cmd.args(["hub", "up", "--data-dir"])
-        .arg(&data)
-        .args(["--rpc-port", &rpc_port.to_string()])
-        .args(["--mcp-port", &mcp_port.to_string()])
-        .env("NEXUS_LOG_LEVEL", "warn");
     // The embedded hub's identity cache TTL is 60 s, as [`TTL_SECS`].
-    let mut hub_proc = Proc::spawn("hub-up", cmd, dir.path());
-    let hub_base = format!("http://127.0.0.1:{rpc_port}");
-    wait_healthy(&format!("{hub_base}/healthz/ready"), &mut hub_proc).await;
+    let hub = HubUp::start(&data, dir.path()).await;
     let cli = admin_env(&data.join("admin.env"));
     // A second nexusd on the same SQLite file, as a second process on the hub host.
     let db_url = var(&cli, "NEXUS_DATABASE_URL").to_owned();
@@ -364,8 +355,8 @@ async fn embedded_hub_refuses_a_revoke_made_after_source_admin_env() {
     wait_healthy(&format!("{second_base}/healthz/ready"), &mut second).await;
     let servers = [
         Server {
-            base: hub_base,
-            _proc: hub_proc,
+            base: hub.rpc_base,
+            _proc: hub.proc,
         },
         Server {
             base: second_base,

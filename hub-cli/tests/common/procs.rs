@@ -139,3 +139,32 @@ pub fn parse_admin_env(text: &str) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// An embedded hub (`nexus hub up`) in `data` on free ports, its log under `logs`, once
+/// its nexusd is ready (the frontend may still be starting).
+pub struct HubUp {
+    pub proc: Proc,
+    /// nexusd: `http://127.0.0.1:<port>`
+    pub rpc_base: String,
+    pub mcp_port: u16,
+}
+
+impl HubUp {
+    pub async fn start(data: &Path, logs: &Path) -> Self {
+        let (rpc_port, mcp_port) = (free_port(), free_port());
+        let mut cmd = nexus_cmd();
+        cmd.args(["hub", "up", "--data-dir"])
+            .arg(data)
+            .args(["--rpc-port", &rpc_port.to_string()])
+            .args(["--mcp-port", &mcp_port.to_string()])
+            .env("NEXUS_LOG_LEVEL", "warn");
+        let mut proc = Proc::spawn("hub-up", cmd, logs);
+        let rpc_base = format!("http://127.0.0.1:{rpc_port}");
+        wait_healthy(&format!("{rpc_base}/healthz/ready"), &mut proc).await;
+        Self {
+            proc,
+            rpc_base,
+            mcp_port,
+        }
+    }
+}
