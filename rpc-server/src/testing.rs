@@ -317,6 +317,23 @@ impl TestApp {
             .unwrap_or(0)
     }
 
+    /// Runs `change` (a database write) and waits, at most 10 s, until this server has
+    /// applied the database's announcement of it. The announcement arrives asynchronously
+    /// and empties the cache entries it names, so a test that relies on an identity staying
+    /// cached warms it up only after this returns.
+    pub async fn settled<T>(&self, change: impl std::future::Future<Output = T>) -> T {
+        const RECEIVED: &str = r#"nexus_invalidations_total{event="received"}"#;
+        let before = self.metric(RECEIVED).await;
+        let out = change.await;
+        poll_until(
+            Duration::from_secs(10),
+            "the change was never announced to this server",
+            || async { self.metric(RECEIVED).await > before },
+        )
+        .await;
+        out
+    }
+
     /// Waits (at most 10 s) until this server's Redis subscription is up: subscribing
     /// empties the identity cache, so a test relying on a cached identity warms it after.
     pub async fn wait_redis_up(&self) {

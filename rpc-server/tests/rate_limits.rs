@@ -10,7 +10,7 @@
 use nexus_wire::methods::TokenCreateParams;
 use rpc_server::db::{Backend, Store};
 use rpc_server::limits::LimitConfig;
-use rpc_server::testing::{TestApp, TestDb, TestOptions, metric_at, poll_until, redis_url};
+use rpc_server::testing::{TestApp, TestDb, TestOptions, metric_at, redis_url};
 use serde_json::json;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,27 +80,6 @@ async fn stat(app: &TestApp, token: &str) -> (u16, reqwest::header::HeaderMap) {
     .expect("request hung")
     .expect("request");
     (resp.status().as_u16(), resp.headers().clone())
-}
-
-/// Invalidations this server has applied from the database's change announcements.
-async fn received(app: &TestApp) -> u64 {
-    app.metric(r#"nexus_invalidations_total{event="received"}"#)
-        .await
-}
-
-/// Mints a token and waits until the server has applied the mint's own change
-/// announcement: it arrives asynchronously and empties the token's cache entry, so a
-/// test that relies on the token being cached must not warm it up before then.
-async fn mint_settled(app: &TestApp, name: &str) -> String {
-    let before = received(app).await;
-    let token = mint(app, name, false, None).await;
-    poll_until(
-        std::time::Duration::from_secs(10),
-        &format!("{name}: the mint was never announced"),
-        || async { received(app).await > before },
-    )
-    .await;
-    token
 }
 
 fn num(h: &reqwest::header::HeaderMap, name: &str) -> Option<u64> {
@@ -241,7 +220,7 @@ async fn failed_auth_is_limited_per_address(v: Variant) {
         // Subscribing empties the identity cache: warm it only after.
         app.wait_redis_up().await;
     }
-    let good = mint_settled(&app, "good").await;
+    let good = app.settled(mint(&app, "good", false, None)).await;
     let uncached = mint(&app, "uncached", false, None).await;
     // `good` is verified (and cached) before the failures begin; `uncached` is not.
     let (s, _) = stat(&app, &good).await;
