@@ -459,9 +459,12 @@ async fn authorize(st: AppState, req: Request, next: Next) -> Response {
         .get(SESSION_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    // A method peeked from a single request means `peek` parsed the whole body as JSON
+    // already: only a body it could not read (or a batch) is parsed again to tell.
     let is_json = parts.method == Method::POST
         && is_json_content_type(&parts.headers)
-        && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok();
+        && ((!method.is_empty() && bytes.first() != Some(&b'['))
+            || serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok());
     if parts.method == Method::POST && method == "tools/call" && is_json {
         // The tool call itself verifies (and counts) the token; a session's owner is
         // known from an earlier verification of the same token (a token's key id never
