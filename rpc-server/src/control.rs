@@ -169,6 +169,19 @@ fn zone_mode(access: &str) -> Result<nexus_authz::ZoneMode, ControlError> {
     })
 }
 
+/// The deadline an expiry such as `30d` sets from `now`; `None` when there is no expiry.
+fn expires_at(
+    now: DateTime<Utc>,
+    expiry: Option<&str>,
+) -> Result<Option<DateTime<Utc>>, ControlError> {
+    let Some(e) = expiry else {
+        return Ok(None);
+    };
+    let d = chrono::Duration::from_std(spec::parse_expiry(e)?)
+        .map_err(|_| ControlError::Invalid("duration too long".into()))?;
+    Ok(Some(now + d))
+}
+
 pub fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
@@ -319,16 +332,7 @@ impl Control {
             .transpose()?
             .map(|r| r.to_string());
         let now = Utc::now();
-        let expires_at = match &p.expires {
-            Some(e) => {
-                let d = spec::parse_expiry(e)?;
-                Some(
-                    now + chrono::Duration::from_std(d)
-                        .map_err(|_| ControlError::Invalid("duration too long".into()))?,
-                )
-            }
-            None => None,
-        };
+        let expires_at = expires_at(now, p.expires.as_deref())?;
         let token = PlainToken::generate();
         let new = NewToken {
             key_id: Uuid::new_v4(),

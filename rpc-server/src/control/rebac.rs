@@ -2,7 +2,7 @@
 //! `rebac_list_tuples`, `rebac_expand`. Admin tokens may do all of it; a zone admin (a
 //! subject with `admin` on `zone:Z`, within the token's zones) only for objects in Z.
 
-use super::{Caller, Control, ControlError, ts};
+use super::{Caller, Control, ControlError, expires_at, ts};
 use crate::auth::Invalidation;
 use crate::db::{MAX_LISTED, StoreError, TupleFilter};
 use chrono::{DateTime, Utc};
@@ -10,7 +10,6 @@ use nexus_authz::closure::SubjectSet;
 use nexus_authz::grants::{Grants, ZoneRole};
 use nexus_authz::model::{ObjectRef, Relation, SubjectRef, Tuple};
 use nexus_wire::methods::*;
-use nexus_wire::spec;
 
 fn invalid(e: impl std::fmt::Display) -> ControlError {
     ControlError::Invalid(e.to_string())
@@ -150,13 +149,7 @@ impl Control {
             parse_relation(&p.relation)?,
             parse_object(&p.object, p.zone.as_deref())?,
         );
-        if let Some(e) = &p.expires {
-            let d = spec::parse_expiry(e)?;
-            t.expires_at = Some(
-                now + chrono::Duration::from_std(d)
-                    .map_err(|_| ControlError::Invalid("duration too long".into()))?,
-            );
-        }
+        t.expires_at = expires_at(now, p.expires.as_deref())?;
         t.validate().map_err(invalid)?;
         self.authorize(caller, t.object.zone(), "rebac_create", true)
             .await?;

@@ -1,12 +1,12 @@
 //! Users, agents and services: `admin_create_user`, `admin_list_users`,
 //! `admin_delete_user`, `admin_set_user_state`, `admin_create_agent_key`.
 
-use super::{Caller, Control, ControlError, ts};
+use super::{Caller, Control, ControlError, expires_at, ts};
 use crate::auth::{Invalidation, PlainToken};
 use crate::db::{NewSubject, NewToken, StoreError, SubjectRecord};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use nexus_wire::methods::*;
-use nexus_wire::spec::{self, SubjectType, ZoneGrant, parse_zone_spec};
+use nexus_wire::spec::{SubjectType, ZoneGrant, parse_zone_spec};
 use uuid::Uuid;
 
 /// Longest display name kept.
@@ -62,7 +62,7 @@ fn subject_error(id: &str, e: StoreError) -> ControlError {
 struct Plan {
     subject: NewSubject,
     zones: Vec<ZoneGrant>,
-    expires: Option<String>,
+    expires_at: Option<DateTime<Utc>>,
     mint: bool,
 }
 
@@ -166,9 +166,8 @@ impl Control {
             None => Vec::new(),
         };
         zones.sort_by(|a, b| a.zone_id.cmp(&b.zone_id));
-        if let Some(e) = &expires {
-            spec::parse_expiry(e)?;
-        }
+        let now = Utc::now();
+        let expires_at = expires_at(now, expires.as_deref())?;
         if mint && self.hasher.is_none() {
             return Err(ControlError::Invalid(
                 "NEXUS_API_KEY_SECRET is not set: it is needed to mint keys (or use --no-key)"
@@ -182,10 +181,10 @@ impl Control {
                 display_name,
                 tenant_id,
                 owner_id: owner,
-                created_at: Utc::now(),
+                created_at: now,
             },
             zones,
-            expires,
+            expires_at,
             mint,
         })
     }
@@ -213,13 +212,6 @@ impl Control {
             } else {
                 s.subject_id.clone()
             };
-            let expires_at = match &plan.expires {
-                Some(e) => Some(
-                    now + chrono::Duration::from_std(spec::parse_expiry(e)?)
-                        .map_err(|_| ControlError::Invalid("duration too long".into()))?,
-                ),
-                None => None,
-            };
             let token = PlainToken::generate();
             let new = NewToken {
                 key_id,
@@ -230,7 +222,7 @@ impl Control {
                 is_admin: false,
                 rate_limit: None,
                 created_at: now,
-                expires_at,
+                expires_at: plan.expires_at,
                 zones: plan.zones.clone(),
             };
             minted = Some((token, new));
