@@ -11,7 +11,7 @@ use crate::metrics::Metrics;
 use nexus_authz::decide::{Ceiling, Reason, ZoneMode, outcome, visible};
 use nexus_authz::grants::{Grants, Op};
 use nexus_wire::RpcError;
-use nexus_wire::spec::Permission;
+use nexus_wire::spec::ZoneGrant;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -23,8 +23,9 @@ pub type ZoneModes = HashMap<String, ZoneMode>;
 pub struct Access {
     pub view: ZoneView,
     admin: bool,
-    /// The zones the token lists, with their permissions; `None` when it lists none.
-    listed: Option<HashMap<String, Permission>>,
+    /// True when the token lists zones: then they are exactly the view's, with their
+    /// permissions, and they are the ceiling.
+    lists: bool,
     modes: Arc<ZoneModes>,
     /// Present whenever a decision may need them (see [`Access::needs_grants`]).
     grants: Option<Arc<Grants>>,
@@ -42,30 +43,29 @@ fn verb(op: Op) -> &'static str {
 impl Access {
     /// True when some decision for this caller consults ReBAC grants: it is not an admin
     /// token, and it lists no zones or one of its zones is in `rebac` mode.
-    pub fn needs_grants(admin: bool, listed: &[(String, Permission)], modes: &ZoneModes) -> bool {
+    pub fn needs_grants(admin: bool, listed: &[ZoneGrant], modes: &ZoneModes) -> bool {
         !admin
             && (listed.is_empty()
                 || listed
                     .iter()
-                    .any(|(z, _)| modes.get(z) == Some(&ZoneMode::Rebac)))
+                    .any(|g| modes.get(&g.zone_id) == Some(&ZoneMode::Rebac)))
     }
 
-    /// The access of a caller. `listed` is what the token lists (empty: none); `grants`
-    /// must be present when [`Access::needs_grants`] says so, or every decision that
-    /// needs them is a denial.
+    /// The access of a caller. `lists` says the token lists zones, which `view` must then
+    /// be the view of; `grants` must be present when [`Access::needs_grants`] says so, or
+    /// every decision that needs them is a denial.
     pub fn new(
         view: ZoneView,
         admin: bool,
-        listed: &[(String, Permission)],
+        lists: bool,
         modes: Arc<ZoneModes>,
         grants: Option<Arc<Grants>>,
         metrics: Option<Metrics>,
     ) -> Self {
-        let listed = (!listed.is_empty()).then(|| listed.iter().cloned().collect());
         Self {
             view,
             admin,
-            listed,
+            lists,
             modes,
             grants,
             metrics,
@@ -79,11 +79,8 @@ impl Access {
 
     /// What the token puts on `zone`.
     fn ceiling(&self, zone: &str) -> Ceiling {
-        let grant = self.listed.as_ref().and_then(|m| m.get(zone));
-        Ceiling::from_grant(
-            self.listed.is_some(),
-            grant.map(|p| (p.can_read(), p.can_write())),
-        )
+        let grant = self.lists.then(|| self.view.permission(zone)).flatten();
+        Ceiling::from_grant(self.lists, grant.map(|p| (p.can_read(), p.can_write())))
     }
 
     /// The decision for `op` on `zp`, and why (without the tuples that made it: this is

@@ -68,7 +68,8 @@ impl ZoneView {
         }
     }
 
-    fn permission(&self, zone: &str) -> Option<Permission> {
+    /// The permission the view gives on `zone`, if it holds it.
+    pub(crate) fn permission(&self, zone: &str) -> Option<Permission> {
         match self {
             Self::Single {
                 zone: z,

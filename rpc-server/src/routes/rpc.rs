@@ -314,12 +314,7 @@ async fn access(
     whoami: bool,
 ) -> Result<(Access, Option<Arc<Compiled>>), RpcError> {
     let zones = st.zones.active().await?;
-    let listed: Vec<(String, Permission)> = id
-        .zones
-        .iter()
-        .map(|g| (g.zone_id.clone(), g.permission))
-        .collect();
-    let needs = Access::needs_grants(id.is_admin, &listed, &zones.modes);
+    let needs = Access::needs_grants(id.is_admin, &id.zones, &zones.modes);
     let compiled = match &st.grants {
         Some(g) if needs => Some(g.for_identity(id).await?),
         Some(g) if whoami && id.subject.is_some() => g.for_identity(id).await.ok(),
@@ -346,7 +341,7 @@ async fn access(
     let acc = Access::new(
         view,
         id.is_admin,
-        &listed,
+        !id.zones.is_empty(),
         zones.modes.clone(),
         compiled.as_ref().map(|c| c.grants.clone()),
         Some(st.metrics.clone()),
