@@ -407,6 +407,14 @@ async fn authorize(st: AppState, req: Request, next: Next) -> Response {
     // A token nobody has vouched for lately is verified before a byte of the body is
     // read, while the caller's address holds one of a few places: junk tokens cannot make
     // this process wait on bodies.
+    // A request without a body (GET, DELETE) is never a tool call: this verification is
+    // its counted hop, not a step before one.
+    let charge = if parts.method == Method::POST {
+        Charge::Free
+    } else {
+        Charge::Counted
+    };
+    let mut counted = None;
     let mut key_id = token.as_ref().and_then(|t| st.known.key_id(t));
     if let Some(t) = &token
         && key_id.is_none()
@@ -418,10 +426,13 @@ async fn authorize(st: AppState, req: Request, next: Next) -> Response {
             },
             None => None,
         };
-        match st.rpc.whoami(t, Charge::Free).await {
+        match st.rpc.whoami(t, charge).await {
             Ok(v) => {
                 st.known.remember(t, &v.key_id);
                 key_id = Some(Arc::from(v.key_id.as_str()));
+                if charge == Charge::Counted {
+                    counted = Some(v);
+                }
             }
             Err(e) => return refusal(&st, e, t, peer, &metadata, &record),
         }
@@ -480,11 +491,16 @@ async fn authorize(st: AppState, req: Request, next: Next) -> Response {
         return one_hop(st, req, token, &metadata, &record, peer, next).await;
     }
     // Everything else is answered without another hop: its verification counts.
-    let verified = match st.rpc.whoami(&token, Charge::Counted).await {
-        Ok(v) => v,
-        Err(e) => return refusal(&st, e, &token, peer, &metadata, &record),
+    let verified = match counted {
+        Some(v) => v,
+        None => match st.rpc.whoami(&token, Charge::Counted).await {
+            Ok(v) => {
+                st.known.remember(&token, &v.key_id);
+                v
+            }
+            Err(e) => return refusal(&st, e, &token, peer, &metadata, &record),
+        },
     };
-    st.known.remember(&token, &verified.key_id);
     st.metrics.saw_client(&verified.key_id);
     record.verified(&verified);
     if parts.method == Method::POST && !is_json && is_json_content_type(&parts.headers) {
