@@ -18,6 +18,8 @@ mod audit;
 mod rebac;
 mod subjects;
 
+pub use rebac::{parse_object, parse_relation, parse_subject};
+
 /// Who asks the control plane for something: for authorization and the audit trail.
 #[derive(Debug, Clone)]
 pub struct Caller {

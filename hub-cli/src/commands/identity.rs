@@ -12,7 +12,7 @@ use crate::remote::RemoteAdmin;
 use nexus_authz::model::{ObjectRef, Relation, SubjectRef, check_relation_on, validate_subject_id};
 use nexus_wire::methods::*;
 use nexus_wire::spec::SubjectType;
-use rpc_server::control::{Caller, Control};
+use rpc_server::control::{Caller, Control, parse_object, parse_relation, parse_subject};
 use std::io::Write;
 
 /// Where the command goes.
@@ -25,26 +25,18 @@ fn usage(e: impl std::fmt::Display) -> CliError {
     CliError::with_code(e.to_string(), 2)
 }
 
-/// `group:eng` as a subject means its members, as the seed writes it.
+/// The control plane's own parsers (the `group:eng` shorthand included); a refusal is a
+/// usage error.
 fn subject(s: &str) -> Result<SubjectRef, CliError> {
-    let s = s.trim();
-    let full = match s.strip_prefix("group:") {
-        Some(g) if !g.contains('#') => format!("{s}#member"),
-        _ => s.to_owned(),
-    };
-    SubjectRef::parse(&full).map_err(usage)
+    parse_subject(s).map_err(usage)
 }
 
 fn relation(r: &str) -> Result<Relation, CliError> {
-    r.trim().parse::<Relation>().map_err(usage)
+    parse_relation(r).map_err(usage)
 }
 
 fn object(o: &str, zone: Option<&str>) -> Result<ObjectRef, CliError> {
-    match zone {
-        Some(z) => ObjectRef::parse_in_zone(o.trim(), z),
-        None => ObjectRef::parse(o.trim()),
-    }
-    .map_err(usage)
+    parse_object(o, zone).map_err(usage)
 }
 
 /// Checks a tuple's parts before anything is sent, so a typo is a usage error (exit 2)

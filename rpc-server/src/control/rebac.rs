@@ -16,7 +16,7 @@ fn invalid(e: impl std::fmt::Display) -> ControlError {
 }
 
 /// `group:eng` as a subject means its members, as the seed writes it.
-pub(crate) fn parse_subject(s: &str) -> Result<SubjectRef, ControlError> {
+pub fn parse_subject(s: &str) -> Result<SubjectRef, ControlError> {
     let s = s.trim();
     if let Some(g) = s.strip_prefix("group:")
         && !g.contains('#')
@@ -26,11 +26,11 @@ pub(crate) fn parse_subject(s: &str) -> Result<SubjectRef, ControlError> {
     SubjectRef::parse(s).map_err(invalid)
 }
 
-pub(crate) fn parse_relation(r: &str) -> Result<Relation, ControlError> {
+pub fn parse_relation(r: &str) -> Result<Relation, ControlError> {
     r.trim().parse::<Relation>().map_err(invalid)
 }
 
-pub(crate) fn parse_object(o: &str, zone: Option<&str>) -> Result<ObjectRef, ControlError> {
+pub fn parse_object(o: &str, zone: Option<&str>) -> Result<ObjectRef, ControlError> {
     let o = o.trim();
     match zone {
         Some(z) => ObjectRef::parse_in_zone(o, z),
