@@ -307,29 +307,27 @@ impl Limits {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
                 self.over_failure_limit
                     .insert(ip, std::time::Instant::now() + wait);
-                self.metrics
-                    .rate_limited
-                    .with_label_values(&["auth_failures"])
-                    .inc();
+                self.refused_for_failures();
                 false
             }
         }
     }
 
     /// True while `ip` is over its failed-authentication limit: its unverified tokens are
-    /// refused without a lookup. Does not spend budget.
+    /// refused without a lookup. Does not spend budget, nor count a refusal: a token
+    /// verified recently still gets through (see [`Limits::refused_for_failures`]).
     pub fn over_failure_limit(&self, ip: IpAddr) -> bool {
-        let refused = self
-            .over_failure_limit
+        self.over_failure_limit
             .get(&ip)
-            .is_some_and(|until| std::time::Instant::now() < until);
-        if refused {
-            self.metrics
-                .rate_limited
-                .with_label_values(&["auth_failures"])
-                .inc();
-        }
-        refused
+            .is_some_and(|until| std::time::Instant::now() < until)
+    }
+
+    /// Counts a request refused because its address is over its failed-authentication limit.
+    pub fn refused_for_failures(&self) {
+        self.metrics
+            .rate_limited
+            .with_label_values(&["auth_failures"])
+            .inc();
     }
 
     /// Drops idle per-key state; call periodically.

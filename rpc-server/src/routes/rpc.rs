@@ -70,7 +70,10 @@ async fn handle(
     {
         match cached_identity(st, headers) {
             Some(id) => return authenticated(st, method, headers, id, body).await,
-            None => return (ApiError::TooManyFailures.into_response(), "rate_limited"),
+            None => {
+                st.limits.refused_for_failures();
+                return (ApiError::TooManyFailures.into_response(), "rate_limited");
+            }
         }
     }
     let identity = match authenticate(st, headers).await {
