@@ -16,8 +16,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// How long a verified token stays known, and how many are.
-const KNOWN_TTL: Duration = Duration::from_secs(60);
+/// How long a verified token stays known after its last request (each of which the
+/// rpc-server verifies, and a refusal forgets it), and how many are.
+const KNOWN_IDLE: Duration = Duration::from_secs(60);
 const KNOWN_MAX: u64 = 100_000;
 
 /// Fingerprints of recently verified tokens and the key id each was verified as.
@@ -43,7 +44,7 @@ impl KnownTokens {
             key,
             seen: moka::sync::Cache::builder()
                 .max_capacity(KNOWN_MAX)
-                .time_to_live(KNOWN_TTL)
+                .time_to_idle(KNOWN_IDLE)
                 .build(),
         })
     }

@@ -494,10 +494,7 @@ async fn authorize(st: AppState, req: Request, next: Next) -> Response {
     let verified = match counted {
         Some(v) => v,
         None => match st.rpc.whoami(&token, Charge::Counted).await {
-            Ok(v) => {
-                st.known.remember(&token, &v.key_id);
-                v
-            }
+            Ok(v) => v,
             Err(e) => return refusal(&st, e, &token, peer, &metadata, &record),
         },
     };
@@ -694,7 +691,6 @@ async fn one_hop(
     };
     match slot.get() {
         SlotState::Verified(v) => {
-            st.known.remember(&token, &v.key_id);
             st.metrics.saw_client(&v.key_id);
             record.verified(&v);
             let mut resp = resp;
@@ -713,7 +709,6 @@ async fn one_hop(
         // the request's hop) before answering.
         SlotState::Unchecked => match st.rpc.whoami(&token, Charge::Counted).await {
             Ok(v) => {
-                st.known.remember(&token, &v.key_id);
                 st.metrics.saw_client(&v.key_id);
                 record.verified(&v);
                 let mut resp = resp;
