@@ -154,6 +154,11 @@ impl From<ControlError> for RpcError {
     }
 }
 
+/// A malformed argument, in the words of the parser that refused it.
+fn invalid(e: impl std::fmt::Display) -> ControlError {
+    ControlError::Invalid(e.to_string())
+}
+
 /// A change to an active zone that found none is the caller's `NotFound`.
 fn not_active_zone(name: &str, e: StoreError) -> ControlError {
     match e {

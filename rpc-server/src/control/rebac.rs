@@ -2,7 +2,7 @@
 //! `rebac_list_tuples`, `rebac_expand`. Admin tokens may do all of it; a zone admin (a
 //! subject with `admin` on `zone:Z`, within the token's zones) only for objects in Z.
 
-use super::{Caller, Control, ControlError, expires_at, ts};
+use super::{Caller, Control, ControlError, expires_at, invalid, ts};
 use crate::auth::Invalidation;
 use crate::db::{MAX_LISTED, StoreError, TupleFilter};
 use chrono::{DateTime, Utc};
@@ -10,10 +10,6 @@ use nexus_authz::closure::SubjectSet;
 use nexus_authz::grants::{Grants, ZoneRole};
 use nexus_authz::model::{ObjectRef, Relation, SubjectRef, Tuple};
 use nexus_wire::methods::*;
-
-fn invalid(e: impl std::fmt::Display) -> ControlError {
-    ControlError::Invalid(e.to_string())
-}
 
 /// `group:eng` as a subject means its members, as the seed writes it.
 pub fn parse_subject(s: &str) -> Result<SubjectRef, ControlError> {

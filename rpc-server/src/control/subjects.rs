@@ -1,7 +1,7 @@
 //! Users, agents and services: `admin_create_user`, `admin_list_users`,
 //! `admin_delete_user`, `admin_set_user_state`, `admin_create_agent_key`.
 
-use super::{Caller, Control, ControlError, expires_at, ts};
+use super::{Caller, Control, ControlError, expires_at, invalid, ts};
 use crate::auth::{Invalidation, PlainToken};
 use crate::db::{NewSubject, NewToken, StoreError, SubjectRecord};
 use chrono::{DateTime, Utc};
@@ -29,10 +29,6 @@ pub(crate) fn user_info(r: &SubjectRecord) -> UserInfo {
         .into(),
         tokens: r.tokens.max(0) as u64,
     }
-}
-
-fn invalid(e: impl std::fmt::Display) -> ControlError {
-    ControlError::Invalid(e.to_string())
 }
 
 fn check_id(kind: &'static str, id: &str) -> Result<(), ControlError> {
