@@ -44,7 +44,7 @@ pub enum Cached {
 #[derive(Debug, Clone, Copy)]
 pub struct Epoch(Instant);
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug)]
 enum Tomb {
     All,
     Key(uuid::Uuid),
@@ -60,7 +60,47 @@ pub struct IdentityCache {
     negative: Cache<TokenDigest, Negative>,
     ttl: Duration,
     negative_ttl: Duration,
-    tombstones: RwLock<HashMap<Tomb, Instant>>,
+    tombstones: RwLock<Tombstones>,
+}
+
+/// When each [`Tomb`] was last laid, kept by kind so that a lookup borrows the identity's
+/// zone names and user id instead of building a key from them.
+#[derive(Debug, Default)]
+struct Tombstones {
+    all: Option<Instant>,
+    any_zone: Option<Instant>,
+    keys: HashMap<uuid::Uuid, Instant>,
+    zones: HashMap<String, Instant>,
+    subjects: HashMap<String, Instant>,
+}
+
+impl Tombstones {
+    fn is_empty(&self) -> bool {
+        self.all.is_none()
+            && self.any_zone.is_none()
+            && self.keys.is_empty()
+            && self.zones.is_empty()
+            && self.subjects.is_empty()
+    }
+
+    fn lay(&mut self, t: Tomb, now: Instant) {
+        match t {
+            Tomb::All => self.all = Some(now),
+            Tomb::AnyZone => self.any_zone = Some(now),
+            Tomb::Key(k) => drop(self.keys.insert(k, now)),
+            Tomb::Zone(z) => drop(self.zones.insert(z, now)),
+            Tomb::Subject(s) => drop(self.subjects.insert(s, now)),
+        }
+    }
+
+    /// Keeps only the tombstones `keep` accepts.
+    fn retain(&mut self, keep: impl Fn(&Instant) -> bool) {
+        self.all = self.all.filter(&keep);
+        self.any_zone = self.any_zone.filter(&keep);
+        self.keys.retain(|_, at| keep(at));
+        self.zones.retain(|_, at| keep(at));
+        self.subjects.retain(|_, at| keep(at));
+    }
 }
 
 impl std::fmt::Debug for IdentityCache {
@@ -88,7 +128,7 @@ impl IdentityCache {
                 .build(),
             ttl,
             negative_ttl,
-            tombstones: RwLock::new(HashMap::new()),
+            tombstones: RwLock::default(),
         }
     }
 
@@ -118,13 +158,13 @@ impl IdentityCache {
         if tombs.is_empty() {
             return false;
         }
-        let hit = |t: &Tomb| tombs.get(t).is_some_and(|at| p.at <= *at);
+        let hit = |at: Option<&Instant>| at.is_some_and(|at| p.at <= *at);
         let id = &p.identity;
-        hit(&Tomb::All)
-            || hit(&Tomb::Key(id.key_id))
-            || (id.zones.is_empty() && hit(&Tomb::AnyZone))
-            || id.zones.iter().any(|g| hit(&Tomb::Zone(g.zone_id.clone())))
-            || hit(&Tomb::Subject(id.user_id.clone()))
+        hit(tombs.all.as_ref())
+            || hit(tombs.keys.get(&id.key_id))
+            || (id.zones.is_empty() && hit(tombs.any_zone.as_ref()))
+            || id.zones.iter().any(|g| hit(tombs.zones.get(&g.zone_id)))
+            || hit(tombs.subjects.get(&id.user_id))
     }
 
     fn bury(&self, t: Tomb) {
@@ -132,8 +172,8 @@ impl IdentityCache {
         let mut tombs = self.tombstones.write().unwrap_or_else(|e| e.into_inner());
         // Entries older than the TTL are dead anyway; so are tombstones that old.
         let ttl = self.ttl;
-        tombs.retain(|_, at| now.duration_since(*at) <= ttl);
-        tombs.insert(t, now);
+        tombs.retain(|at| now.duration_since(*at) <= ttl);
+        tombs.lay(t, now);
     }
 
     /// Call before the database lookup whose result will be inserted.
