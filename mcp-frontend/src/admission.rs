@@ -78,27 +78,11 @@ impl KnownTokens {
 #[derive(Debug)]
 pub struct Unverified {
     max: usize,
-    held: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    held: nexus_serve::Counts<IpAddr>,
 }
 
 /// One unverified request's place; released when dropped.
-#[derive(Debug)]
-pub struct UnverifiedGuard {
-    ip: IpAddr,
-    held: Arc<Mutex<HashMap<IpAddr, usize>>>,
-}
-
-impl Drop for UnverifiedGuard {
-    fn drop(&mut self) {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = held.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                held.remove(&self.ip);
-            }
-        }
-    }
-}
+pub type UnverifiedGuard = nexus_serve::CountedSlot<IpAddr>;
 
 impl Unverified {
     pub fn new(max: usize) -> Self {
@@ -110,16 +94,7 @@ impl Unverified {
 
     /// A place for one more unverified request from `ip`, unless it holds the maximum.
     pub fn try_acquire(&self, ip: IpAddr) -> Option<UnverifiedGuard> {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        let n = held.entry(ip).or_insert(0);
-        if *n >= self.max {
-            return None;
-        }
-        *n += 1;
-        Some(UnverifiedGuard {
-            ip,
-            held: self.held.clone(),
-        })
+        UnverifiedGuard::take(&self.held, ip, self.max)
     }
 }
 

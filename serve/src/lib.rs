@@ -261,20 +261,22 @@ fn address_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Open connections per address key, shared by a [`Guard`] and the slots it hands out.
-type PerAddress = Arc<Mutex<HashMap<IpAddr, usize>>>;
+/// How many places each key holds, shared by a counter and the slots it hands out.
+pub type Counts<K> = Arc<Mutex<HashMap<K, usize>>>;
 
-/// One connection counted against its address; uncounted when the connection ends.
+/// One place counted against its key (a connection against its address, a request
+/// against its client); uncounted when dropped.
 #[derive(Debug)]
-struct AddressSlot {
-    key: IpAddr,
-    counts: PerAddress,
+pub struct CountedSlot<K: Eq + std::hash::Hash> {
+    key: K,
+    counts: Counts<K>,
 }
 
-impl AddressSlot {
-    fn take(counts: &PerAddress, key: IpAddr, max: usize) -> Option<Self> {
+impl<K: Eq + std::hash::Hash + Clone> CountedSlot<K> {
+    /// A place for `key` in `counts`, unless it holds `max` already.
+    pub fn take(counts: &Counts<K>, key: K, max: usize) -> Option<Self> {
         let mut map = counts.lock().unwrap_or_else(|e| e.into_inner());
-        let n = map.entry(key).or_insert(0);
+        let n = map.entry(key.clone()).or_insert(0);
         if *n >= max {
             return None;
         }
@@ -286,7 +288,7 @@ impl AddressSlot {
     }
 }
 
-impl Drop for AddressSlot {
+impl<K: Eq + std::hash::Hash> Drop for CountedSlot<K> {
     fn drop(&mut self) {
         let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = map.get_mut(&self.key) {
@@ -302,7 +304,7 @@ impl Drop for AddressSlot {
 #[derive(Debug)]
 struct Slots {
     _total: Option<OwnedSemaphorePermit>,
-    _address: Option<AddressSlot>,
+    _address: Option<CountedSlot<IpAddr>>,
 }
 
 /// An acceptor that enforces [`ConnLimits`] around `inner` (plain or TLS): it takes a
@@ -313,7 +315,7 @@ pub struct Guard<A> {
     inner: A,
     limits: ConnLimits,
     slots: Option<Arc<Semaphore>>,
-    per_address: PerAddress,
+    per_address: Counts<IpAddr>,
     last_warned: Arc<Mutex<Option<std::time::Instant>>>,
     last_warned_address: Arc<Mutex<Option<std::time::Instant>>>,
 }
@@ -379,7 +381,7 @@ where
             (0, _) | (_, None) => None,
             (max, Some(ip)) => {
                 let key = address_key(ip);
-                match AddressSlot::take(&self.per_address, key, max) {
+                match CountedSlot::take(&self.per_address, key, max) {
                     Some(slot) => Some(slot),
                     None => {
                         self.warn_address_full(key);
