@@ -11,7 +11,7 @@ use super::token::is_well_formed;
 use super::{AuthError, AuthFuture, AuthProvider, Identity, IdentityCache, Refusal, TokenHasher};
 use crate::db::Store;
 use crate::metrics::Metrics;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -40,19 +40,26 @@ impl DatabaseAuth {
         }
     }
 
+    /// A valid identity found in the cache: counted as a hit, and as a use unless it has
+    /// expired since (a cached identity still expires on time: `None`).
+    fn cache_hit(&self, id: Arc<Identity>, now: DateTime<Utc>) -> Option<Arc<Identity>> {
+        self.metrics.auth_cache.with_label_values(&["hit"]).inc();
+        if id.is_expired(now) {
+            return None;
+        }
+        self.last_used.record(id.key_id, now);
+        Some(id)
+    }
+
     async fn verify(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
         let well_formed = is_well_formed(token);
         let digest = self.hasher.digest(token);
         let now = Utc::now();
         match self.cache.get(&digest) {
             Some(Cached::Valid(id)) => {
-                self.metrics.auth_cache.with_label_values(&["hit"]).inc();
-                // A cached identity still expires on time.
-                if id.is_expired(now) {
-                    return Err(AuthError::Refused(Refusal::Expired));
-                }
-                self.last_used.record(id.key_id, now);
-                return Ok(id);
+                return self
+                    .cache_hit(id, now)
+                    .ok_or(AuthError::Refused(Refusal::Expired));
             }
             Some(Cached::Refused(r)) => {
                 self.metrics
@@ -155,10 +162,9 @@ impl AuthProvider for DatabaseAuth {
     fn cached(&self, token: &str) -> Option<Arc<Identity>> {
         let digest = self.hasher.digest(token);
         match self.cache.get(&digest) {
-            Some(Cached::Valid(id)) if is_well_formed(token) && !id.is_expired(Utc::now()) => {
-                self.metrics.auth_cache.with_label_values(&["hit"]).inc();
+            Some(Cached::Valid(id)) if is_well_formed(token) => {
+                let id = self.cache_hit(id, Utc::now())?;
                 self.metrics.auth_results.with_label_values(&["ok"]).inc();
-                self.last_used.record(id.key_id, Utc::now());
                 Some(id)
             }
             _ => None,
