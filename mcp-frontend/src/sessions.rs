@@ -5,7 +5,7 @@
 
 use crate::admission::CapError;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Default)]
@@ -70,16 +70,10 @@ impl SessionBindings {
     /// A place for a new session of `key_id`, unless it or everyone is at the cap.
     /// Bindings of sessions rmcp has closed (idle, ended) are dropped first.
     pub async fn reserve(&self, key_id: &str) -> Result<Reservation, CapError> {
-        let live: HashSet<String> = self
-            .manager
-            .sessions
-            .read()
-            .await
-            .keys()
-            .map(|k| k.to_string())
-            .collect();
+        let live = self.manager.sessions.read().await;
         let mut s = self.lock();
-        s.owners.retain(|sid, _| live.contains(sid));
+        s.owners.retain(|sid, _| live.contains_key(sid.as_str()));
+        drop(live);
         let mine = s.owners.values().filter(|k| *k == key_id).count()
             + s.pending.get(key_id).copied().unwrap_or(0);
         if mine >= self.per_key {
