@@ -277,7 +277,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
 /// else the request's Host when it is named in the allowed hosts (the host guard has
 /// already refused the others), else the listening address. A Host let in only by `*`
 /// is never reflected.
-pub fn public_base(st: &AppState, headers: &HeaderMap) -> String {
+pub fn public_base(st: &AppState, host: Option<&str>) -> String {
     if let Some(u) = &st.cfg.public_url {
         return u.trim_end_matches("/mcp").to_owned();
     }
@@ -293,7 +293,7 @@ pub fn public_base(st: &AppState, headers: &HeaderMap) -> String {
         .filter(|h| *h != "*")
         .cloned()
         .collect();
-    match headers.get(header::HOST).and_then(|v| v.to_str().ok()) {
+    match host {
         Some(host) if layers::guard::host_allowed(&named, host) => format!("{scheme}://{host}"),
         _ => format!("{scheme}://{}:{}", st.cfg.host, st.cfg.port),
     }
@@ -304,7 +304,8 @@ async fn resource_metadata(
     State(st): State<AppState>,
     headers: HeaderMap,
 ) -> Json<serde_json::Value> {
-    let resource = format!("{}/mcp", public_base(&st, &headers));
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let resource = format!("{}/mcp", public_base(&st, host));
     Json(json!({
         "resource": resource,
         "authorization_servers": [],

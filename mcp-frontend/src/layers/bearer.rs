@@ -99,12 +99,23 @@ fn peek(body: &[u8]) -> (String, Option<String>) {
     }
 }
 
-/// Where the RFC 9728 metadata of this resource lives.
-pub fn resource_metadata_url(st: &AppState, headers: &HeaderMap) -> String {
-    format!(
-        "{}/.well-known/oauth-protected-resource",
-        crate::app::public_base(st, headers)
-    )
+/// Where the RFC 9728 metadata of this resource lives, named by the request's Host; the
+/// URL is built only for a refusal that sends it.
+#[derive(Debug)]
+struct Metadata(Option<HeaderValue>);
+
+impl Metadata {
+    fn of(headers: &HeaderMap) -> Self {
+        Self(headers.get(header::HOST).cloned())
+    }
+
+    fn url(&self, st: &AppState) -> String {
+        let host = self.0.as_ref().and_then(|v| v.to_str().ok());
+        format!(
+            "{}/.well-known/oauth-protected-resource",
+            crate::app::public_base(st, host)
+        )
+    }
 }
 
 fn caller_token(headers: &HeaderMap) -> Result<CallerToken, nexus_wire::bearer::BearerError> {
@@ -166,7 +177,7 @@ fn unavailable() -> Response {
 }
 
 /// 401, or 429 once this client address has failed too often: token guessing is slow.
-fn refuse(st: &AppState, peer: Option<IpAddr>, metadata: &str) -> Response {
+fn refuse(st: &AppState, peer: Option<IpAddr>, metadata: &Metadata) -> Response {
     match peer {
         Some(ip) if st.auth_failures.check_key(&ip).is_err() => {
             let mut r = error_response(
@@ -178,7 +189,7 @@ fn refuse(st: &AppState, peer: Option<IpAddr>, metadata: &str) -> Response {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
             r
         }
-        _ => unauthorized(metadata),
+        _ => unauthorized(&metadata.url(st)),
     }
 }
 
@@ -292,7 +303,7 @@ fn refusal(
     e: ForwardError,
     token: &CallerToken,
     peer: Option<IpAddr>,
-    metadata: &str,
+    metadata: &Metadata,
     record: &Record,
 ) -> Response {
     match e {
@@ -318,7 +329,7 @@ async fn refuse_unparsed(
     st: &AppState,
     headers: &HeaderMap,
     peer: Option<IpAddr>,
-    metadata: &str,
+    metadata: &Metadata,
 ) -> Response {
     let credentials: Vec<(HeaderName, HeaderValue)> = [header::AUTHORIZATION, API_KEY_NAME]
         .into_iter()
@@ -368,7 +379,7 @@ async fn authorize(st: AppState, req: Request, next: Next) -> Response {
     // strip look-alikes anyway so nothing downstream can be confused by them.
     parts.headers.remove(KEY_ID_HEADER);
     parts.headers.remove(ADMIN_HEADER);
-    let metadata = resource_metadata_url(&st, &parts.headers);
+    let metadata = Metadata::of(&parts.headers);
     // Behind a trusted proxy (TLS terminator), the client is the forwarded address.
     // Every line: a proxy may append its own after the client's.
     let forwarded = nexus_wire::forwarded::join_lines(
@@ -678,7 +689,7 @@ async fn one_hop(
     st: AppState,
     mut req: Request,
     token: CallerToken,
-    metadata: &str,
+    metadata: &Metadata,
     record: &Record,
     peer: Option<IpAddr>,
     next: Next,
