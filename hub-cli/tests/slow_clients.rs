@@ -336,8 +336,11 @@ async fn serve_real_client(hub: &Stack, name: &str, deadline: Instant) -> Instan
                 Err(e) => last_error = e.to_string(),
             }
         } else {
+            // Each attempt is short: one attempt stuck behind a busy machine must not use up
+            // the whole deadline that the next attempt would have met.
             let r = common::http()
                 .post(format!("http://127.0.0.1:{}/api/nfs/whoami", hub.rpc_port))
+                .timeout(Duration::from_secs(1))
                 .bearer_auth(&hub.token)
                 .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "whoami", "params": {}}))
                 .send()
