@@ -178,9 +178,8 @@ pub fn router(st: AppState, cancel: tokio_util_cancel::Token) -> Router {
     } else {
         mcp_cfg.with_allowed_hosts(cfg.allowed_hosts.clone())
     };
-    if !cfg.allowed_origins.is_empty() {
-        mcp_cfg = mcp_cfg.with_allowed_origins(cfg.allowed_origins.clone());
-    }
+    // Origins are judged by the host guard alone (it also lets in this hub's own origin,
+    // and loopback pages when the hub listens on loopback), so rmcp is not given a list.
     let tools = NexusTools::new(st.rpc.clone());
     let mcp: StreamableHttpService<NexusTools, LocalSessionManager> = StreamableHttpService::new(
         move || Ok(tools.clone()),

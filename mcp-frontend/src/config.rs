@@ -48,7 +48,9 @@ pub struct FrontendArgs {
         default_value = "localhost,127.0.0.1,::1"
     )]
     pub allowed_hosts: Vec<String>,
-    /// Allowed browser Origins (comma-separated, with scheme); requests without Origin pass.
+    /// More browser Origins to allow (comma-separated, with scheme). The hub's own origin
+    /// always passes, and loopback pages do when the frontend listens on loopback; requests
+    /// without Origin pass.
     #[arg(long, env = "NEXUS_MCP_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
     /// Serve GET /metrics.

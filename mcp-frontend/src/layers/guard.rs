@@ -52,6 +52,67 @@ pub fn origin_allowed(allowed: &[String], origin: &str) -> bool {
     })
 }
 
+/// True when `origin` is this hub's own origin (`public` is `scheme://host[:port]`, as
+/// [`crate::app::public_base`] names it: a Host let in only by `*` is never its own).
+fn same_origin(public: &str, origin: &str) -> bool {
+    let norm = |s: &str| {
+        let s = s.trim().trim_end_matches('/').to_ascii_lowercase();
+        // The default port may be written or left out.
+        for (scheme, port) in [("http://", ":80"), ("https://", ":443")] {
+            if s.starts_with(scheme)
+                && let Some(bare) = s.strip_suffix(port)
+            {
+                return bare.to_owned();
+            }
+        }
+        s
+    };
+    !origin.trim().is_empty() && norm(public) == norm(origin)
+}
+
+/// True for a listening address only this machine can reach.
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim().trim_matches(['[', ']']);
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// True for an `http(s)://` origin on a loopback host: a page served on this machine. A
+/// hub that only this machine can reach accepts them (a DNS-rebinding page has a foreign
+/// origin, whatever its name resolves to).
+fn is_loopback_origin(origin: &str) -> bool {
+    let o = origin.trim().to_ascii_lowercase();
+    let Some(rest) = o
+        .strip_prefix("http://")
+        .or_else(|| o.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let host = if let Some(v6) = rest.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((h, port)) if port.is_empty() || valid_port(port) => h,
+            _ => return false,
+        }
+    } else {
+        match rest.split_once(':') {
+            Some((h, port)) if valid_port(port) => h,
+            Some(_) => return false,
+            None => rest,
+        }
+    };
+    is_loopback_host(host)
+}
+
+fn valid_port(colon_port: &str) -> bool {
+    colon_port
+        .strip_prefix(':')
+        .unwrap_or(colon_port)
+        .parse::<u16>()
+        .is_ok()
+}
+
 pub async fn host_guard(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
     // HTTP/2 carries the host in :authority, not Host: give everything below one Host.
     if !req.headers().contains_key(header::HOST)
@@ -75,10 +136,11 @@ pub async fn host_guard(State(st): State<AppState>, mut req: Request, next: Next
         );
     }
     if let Some(origin) = req.headers().get(header::ORIGIN) {
-        let ok = !st.cfg.allowed_origins.is_empty()
-            && origin
-                .to_str()
-                .is_ok_and(|o| origin_allowed(&st.cfg.allowed_origins, o));
+        let ok = origin.to_str().is_ok_and(|o| {
+            origin_allowed(&st.cfg.allowed_origins, o)
+                || same_origin(&crate::app::public_base(&st, Some(host)), o)
+                || (is_loopback_host(&st.cfg.host) && is_loopback_origin(o))
+        });
         if !ok {
             return error_response(
                 StatusCode::FORBIDDEN,
@@ -122,6 +184,55 @@ mod tests {
             assert!(!host_allowed(&a, bad), "{bad}");
         }
         assert!(host_allowed(&["*".into()], "anything"));
+    }
+
+    #[test]
+    fn own_and_loopback_origins() {
+        assert!(same_origin(
+            "http://localhost:8081",
+            "http://localhost:8081"
+        ));
+        assert!(same_origin(
+            "https://hub.example.com",
+            "https://hub.example.com:443"
+        ));
+        assert!(same_origin("http://hub:80", "HTTP://HUB"));
+        assert!(!same_origin(
+            "http://localhost:8081",
+            "http://localhost:8082"
+        ));
+        assert!(!same_origin(
+            "http://localhost:8081",
+            "https://localhost:8081"
+        ));
+        assert!(!same_origin("http://localhost:8081", ""));
+        for ok in [
+            "http://localhost:8081",
+            "http://localhost",
+            "https://127.0.0.1:3000",
+            "http://[::1]:8081",
+            "http://127.8.9.1",
+        ] {
+            assert!(is_loopback_origin(ok), "{ok}");
+        }
+        for bad in [
+            "null",
+            "http://evil.com",
+            "http://localhost.evil.com:8081",
+            "http://127.0.0.1.evil.com",
+            "http://localhost:notaport",
+            "http://localhost:8081/path",
+            "file://localhost",
+            "http://[::2]:1",
+            "http://10.0.0.1:8081",
+        ] {
+            assert!(!is_loopback_origin(bad), "{bad}");
+        }
+        assert!(is_loopback_host("127.0.0.1"));
+        assert!(is_loopback_host("::1"));
+        assert!(is_loopback_host("localhost"));
+        assert!(!is_loopback_host("0.0.0.0"));
+        assert!(!is_loopback_host("192.168.1.2"));
     }
 
     #[test]
