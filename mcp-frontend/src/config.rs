@@ -53,6 +53,11 @@ pub struct FrontendArgs {
     /// without Origin pass.
     #[arg(long, env = "NEXUS_MCP_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+    /// Answer stateless (2026-07-28) tools/call, tools/list, server/discover and ping
+    /// directly; false sends every request through the general MCP transport (same answers,
+    /// more work per request).
+    #[arg(long, env = "NEXUS_MCP_DIRECT_PATH", default_value = "true", value_parser = parse_bool)]
+    pub direct_path: bool,
     /// Serve GET /metrics.
     #[arg(long, env = "NEXUS_MCP_METRICS_ENABLED", default_value = "true", value_parser = parse_bool)]
     pub metrics_enabled: bool,
@@ -171,6 +176,8 @@ pub struct FrontendConfig {
     pub allowed_hosts: Vec<String>,
     pub allowed_origins: Vec<String>,
     pub metrics_enabled: bool,
+    /// Stateless requests answered by the direct path (see `mcp::direct`).
+    pub direct_path: bool,
     pub rpc_timeout: Duration,
     /// Largest MCP request body accepted.
     pub max_body_bytes: usize,
@@ -238,6 +245,7 @@ impl FrontendConfig {
             allowed_hosts,
             allowed_origins,
             metrics_enabled: a.metrics_enabled,
+            direct_path: a.direct_path,
             rpc_timeout: a.rpc_timeout,
             max_body_bytes: a.max_body_bytes,
             redis_url: a
@@ -288,6 +296,7 @@ impl FrontendConfig {
             allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
             allowed_origins: Vec::new(),
             metrics_enabled: true,
+            direct_path: true,
             rpc_timeout: Duration::from_secs(30),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             redis_url: None,

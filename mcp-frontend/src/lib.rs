@@ -1,23 +1,27 @@
-//! mcp-frontend: where agents meet the hub. An rmcp streamable-HTTP server at `/mcp`
-//! behind a tower stack (request id → trace → metrics → host guard → bearer), whose tools
+//! mcp-frontend: where agents meet the hub. MCP over streamable HTTP at `/mcp`, behind a
+//! tower stack that lets nothing through for a caller without a valid token, whose tools
 //! forward every call to the rpc-server with the caller's own token.
 //!
 //! This crate holds no database code, no credentials and no identity of its own: a request
 //! without a valid caller token can do nothing. What the rpc-server says about a token is
 //! kept for one request only.
 //!
-//! Request path: `layers/` (host guard, bearer, metrics) → rmcp → `tools/` (catalogue and
-//! handler) → `forward/` (the pooled rpc client) → rpc-server.
+//! Request path, in the order of the modules below: [`startup`] → [`router`] (the edge
+//! stack) → `layers/` (observe, guard, bearer, limits) → `mcp/` (handler, catalogue) →
+//! `forward/` (the rpc client) → rpc-server. [`state`] is what they share, [`request`]
+//! what one request carries between them, [`error`] every refusal the frontend sends.
 
-pub mod admission;
-pub mod app;
-pub mod audit;
+mod audit;
 pub mod config;
-pub mod forward;
-pub mod layers;
-pub mod metrics;
-pub mod sessions;
-pub mod tools;
+mod error;
+mod forward;
+mod layers;
+mod mcp;
+mod metrics;
+mod request;
+mod router;
+pub mod startup;
+mod state;
 
-pub use app::Frontend;
 pub use config::{FrontendArgs, FrontendConfig};
+pub use startup::Frontend;

@@ -2,7 +2,8 @@
 //! know, HTTP status codes we emit; anything else is `other`.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,6 +73,8 @@ pub struct Inner {
     /// `rpc_method`, `tool_name`, `status` (HTTP status, or `tool_error`)
     pub errors: IntCounterVec,
     pub active_clients: IntGauge,
+    /// Stateless requests answered by the direct path rather than the general transport.
+    pub direct: IntCounter,
     /// `reason`: queue_full, stdout_backlog, redis_unavailable, publish_failed
     pub audit_dropped: IntCounterVec,
     redis_up: std::sync::atomic::AtomicU8,
@@ -122,6 +125,11 @@ impl Metrics {
             "Distinct verified tokens seen in the last 5 minutes",
         )
         .expect("valid metric");
+        let direct = IntCounter::new(
+            "nexus_mcp_direct_requests_total",
+            "Stateless MCP requests answered by the direct path",
+        )
+        .expect("valid metric");
         let audit_dropped = IntCounterVec::new(
             Opts::new(
                 "nexus_audit_dropped_total",
@@ -135,6 +143,7 @@ impl Metrics {
             Box::new(latency.clone()),
             Box::new(errors.clone()),
             Box::new(active_clients.clone()),
+            Box::new(direct.clone()),
             Box::new(audit_dropped.clone()),
         ] {
             registry.register(c).expect("unique metric");
@@ -145,6 +154,7 @@ impl Metrics {
             latency,
             errors,
             active_clients,
+            direct,
             audit_dropped,
             redis_up: std::sync::atomic::AtomicU8::new(0),
             recent_clients: moka::sync::Cache::builder()

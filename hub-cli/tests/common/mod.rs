@@ -42,7 +42,17 @@ impl Drop for FrontendHandle {
 
 /// Starts a frontend (defaults of `FrontendConfig::local`) in front of `rpc_base`.
 pub async fn spawn_frontend(rpc_base: &str) -> FrontendHandle {
-    let fe = mcp_frontend::Frontend::build(mcp_frontend::FrontendConfig::local(rpc_base, 0))
+    spawn_frontend_with(rpc_base, |_| {}).await
+}
+
+/// Starts a frontend in front of `rpc_base`, its configuration adjusted by `adjust`.
+pub async fn spawn_frontend_with(
+    rpc_base: &str,
+    adjust: impl FnOnce(&mut mcp_frontend::FrontendConfig),
+) -> FrontendHandle {
+    let mut cfg = mcp_frontend::FrontendConfig::local(rpc_base, 0);
+    adjust(&mut cfg);
+    let fe = mcp_frontend::Frontend::build(cfg)
         .await
         .expect("build the frontend");
     let port = fe.port();

@@ -1,16 +1,16 @@
 //! Host and Origin validation before anything else looks at a request: a DNS-rebinding
 //! page in a browser must not reach the hub, token or not.
 
-use super::error_response;
-use crate::app::AppState;
+use crate::error::GatewayError;
+use crate::state::AppState;
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 /// True when `host` (a Host header value) is allowed. Entries match a bare host (any port)
 /// or an exact `host:port`; `*` allows all.
-pub fn host_allowed(allowed: &[String], host: &str) -> bool {
+pub(crate) fn host_allowed(allowed: &[String], host: &str) -> bool {
     if allowed.iter().any(|a| a == "*") {
         return true;
     }
@@ -36,7 +36,7 @@ pub fn host_allowed(allowed: &[String], host: &str) -> bool {
 }
 
 /// True when `origin` matches an entry (`scheme://host[:port]`, `:*` for any port).
-pub fn origin_allowed(allowed: &[String], origin: &str) -> bool {
+pub(crate) fn origin_allowed(allowed: &[String], origin: &str) -> bool {
     let origin = origin.trim().to_ascii_lowercase();
     allowed.iter().any(|a| {
         let a = a.to_ascii_lowercase();
@@ -53,7 +53,7 @@ pub fn origin_allowed(allowed: &[String], origin: &str) -> bool {
 }
 
 /// True when `origin` is this hub's own origin (`public` is `scheme://host[:port]`, as
-/// [`crate::app::public_base`] names it: a Host let in only by `*` is never its own).
+/// [`AppState::public_base`] names it: a Host let in only by `*` is never its own).
 fn same_origin(public: &str, origin: &str) -> bool {
     let norm = |s: &str| {
         let s = s.trim().trim_end_matches('/').to_ascii_lowercase();
@@ -113,7 +113,11 @@ fn valid_port(colon_port: &str) -> bool {
         .is_ok()
 }
 
-pub async fn host_guard(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+pub(crate) async fn host_guard(
+    State(st): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     // HTTP/2 carries the host in :authority, not Host: give everything below one Host.
     if !req.headers().contains_key(header::HOST)
         && let Some(v) = req
@@ -129,24 +133,16 @@ pub async fn host_guard(State(st): State<AppState>, mut req: Request, next: Next
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if !host_allowed(&st.cfg.allowed_hosts, host) {
-        return error_response(
-            StatusCode::FORBIDDEN,
-            "forbidden_host",
-            "Host header not allowed (NEXUS_MCP_ALLOWED_HOSTS)",
-        );
+        return GatewayError::ForbiddenHost.into_response();
     }
     if let Some(origin) = req.headers().get(header::ORIGIN) {
         let ok = origin.to_str().is_ok_and(|o| {
             origin_allowed(&st.cfg.allowed_origins, o)
-                || same_origin(&crate::app::public_base(&st, Some(host)), o)
+                || same_origin(&st.public_base(Some(host)), o)
                 || (is_loopback_host(&st.cfg.host) && is_loopback_origin(o))
         });
         if !ok {
-            return error_response(
-                StatusCode::FORBIDDEN,
-                "forbidden_origin",
-                "Origin not allowed (NEXUS_MCP_ALLOWED_ORIGINS)",
-            );
+            return GatewayError::ForbiddenOrigin.into_response();
         }
     }
     next.run(req).await

@@ -1,49 +1,19 @@
-//! Counts, times and audits every `/mcp` request. Inner layers fill a [`Record`] with
-//! the MCP method, the tool and the verified caller; labels stay in closed sets and the
-//! audit event carries key ids, never tokens.
+//! Counts, times and audits every `/mcp` request. What the request turned out to be (the
+//! MCP method, the tool, the verified caller) comes back on the response's extensions
+//! from the layers that learned it; labels stay in closed sets and the audit event
+//! carries key ids, never tokens.
 
-use crate::app::AppState;
 use crate::audit::AuditEvent;
 use crate::forward::Verified;
+use crate::mcp::catalogue::tool_label;
 use crate::metrics::{method_label, status_label};
-use crate::tools::catalogue::tool_label;
+use crate::request::{ClientRequestId, McpCall};
+use crate::state::AppState;
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
-
-#[derive(Default, Debug)]
-struct Fields {
-    method: String,
-    tool: Option<String>,
-    verified: Option<Verified>,
-}
-
-/// What the request turned out to be, filled in by inner layers.
-#[derive(Clone, Default, Debug)]
-pub struct Record(Arc<Mutex<Fields>>);
-
-impl Record {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Fields> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn set(&self, method: &str, tool: Option<&str>) {
-        let mut f = self.lock();
-        f.method = method.to_owned();
-        f.tool = tool.map(str::to_owned);
-    }
-
-    pub fn verified(&self, v: &Verified) {
-        self.lock().verified = Some(v.clone());
-    }
-}
-
-/// The `X-Request-Id` a caller sent, cleaned; ours replaces it on the request.
-#[derive(Clone, Debug)]
-pub struct ClientRequestId(pub String);
 
 /// Longest caller request id kept.
 const CLIENT_REQUEST_ID_MAX: usize = 128;
@@ -51,7 +21,7 @@ const CLIENT_REQUEST_ID_MAX: usize = 128;
 /// Moves the caller's `X-Request-Id` out of the way so the frontend's own id is always
 /// the request id; what the caller sent is kept (only `[A-Za-z0-9._:-]`, at most
 /// 128 characters) for the audit line's `client_request_id`.
-pub async fn stash_client_request_id(mut req: Request) -> Request {
+pub(crate) async fn stash_client_request_id(mut req: Request) -> Request {
     // `remove` takes every value of the header and returns the first.
     let clean = req
         .headers_mut()
@@ -82,11 +52,9 @@ fn outcome(status: u16) -> &'static str {
     }
 }
 
-pub async fn track(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+pub(crate) async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let record = Record::default();
-    record.set(req.method().as_str(), None);
-    req.extensions_mut().insert(record.clone());
+    let http_method = req.method().clone();
     let (request_id, user_agent) = {
         let h = req.headers();
         let text = |name: &str| {
@@ -102,9 +70,9 @@ pub async fn track(State(st): State<AppState>, mut req: Request, next: Next) -> 
         .map(|c| c.0.clone());
     let resp = next.run(req).await;
     let elapsed = started.elapsed();
-    let f = std::mem::take(&mut *record.lock());
-    let method = method_label(&f.method);
-    let tool = f.tool.as_deref().map(tool_label);
+    let call = resp.extensions().get::<McpCall>();
+    let method = method_label(call.map_or(http_method.as_str(), |c| c.method.as_str()));
+    let tool = call.and_then(|c| c.tool.as_deref()).map(tool_label);
     let code = resp.status().as_u16();
     let status = status_label(code);
     st.metrics
@@ -121,7 +89,7 @@ pub async fn track(State(st): State<AppState>, mut req: Request, next: Next) -> 
             .with_label_values(&[method, tool.unwrap_or(""), status])
             .inc();
     }
-    let v = f.verified;
+    let v = resp.extensions().get::<Verified>();
     st.audit.record(AuditEvent {
         ts: chrono_like_now(),
         event: "mcp.request",

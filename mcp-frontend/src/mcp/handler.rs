@@ -2,11 +2,10 @@
 //! rpc-server with that caller's token. Failures are tool results with `isError: true` and
 //! a message an agent can act on; only an unknown tool is a protocol error.
 
-pub mod catalogue;
-
-use crate::forward::{CallerToken, ForwardError, RpcClient, Verified};
-use crate::layers::bearer::AuthSlot;
-use catalogue::{TOOLS, ToolSpec, find};
+use super::catalogue::{TOOLS, ToolSpec, find};
+use crate::forward::{ForwardError, RpcClient, Verified};
+use crate::request::{Caller, Verdict, VerdictCell};
+use axum::http::Extensions;
 use nexus_wire::ErrorCode;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
@@ -17,32 +16,13 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::Value;
 use std::sync::Arc;
 
-/// What the bearer layer learned about this request, read from its HTTP extensions.
-struct Caller {
-    token: Option<CallerToken>,
-    verified: Option<Verified>,
-    slot: Option<AuthSlot>,
-}
-
-fn caller(ctx: &RequestContext<RoleServer>) -> Caller {
-    let parts = ctx.extensions.get::<axum::http::request::Parts>();
-    let ext = |p: &axum::http::request::Parts| {
-        (
-            p.extensions.get::<CallerToken>().cloned(),
-            p.extensions.get::<Verified>().cloned(),
-            p.extensions.get::<AuthSlot>().cloned(),
-        )
-    };
-    let (token, verified, slot) = parts.map(ext).unwrap_or((None, None, None));
-    Caller {
-        token,
-        verified,
-        slot,
-    }
+/// What the layers learned about this request, from its HTTP extensions.
+fn parts(ctx: &RequestContext<RoleServer>) -> Option<&axum::http::request::Parts> {
+    ctx.extensions.get::<axum::http::request::Parts>()
 }
 
 #[derive(Clone, Debug)]
-pub struct NexusTools {
+pub(crate) struct NexusTools {
     rpc: Arc<RpcClient>,
 }
 
@@ -118,14 +98,7 @@ impl ServerHandler for NexusTools {
         _request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        let admin = caller(&ctx).verified.is_some_and(|v| v.is_admin);
-        Ok(ListToolsResult::with_all_items(
-            TOOLS
-                .iter()
-                .filter(|t| admin || !t.admin)
-                .map(ToolSpec::to_tool)
-                .collect(),
-        ))
+        Ok(self.list(parts(&ctx).map(|p| &p.extensions)))
     }
 
     async fn call_tool(
@@ -133,53 +106,85 @@ impl ServerHandler for NexusTools {
         request: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        let Some(spec) = find(&request.name) else {
+        let args = Value::Object(request.arguments.unwrap_or_default());
+        self.call(parts(&ctx).map(|p| &p.extensions), &request.name, args)
+            .await
+    }
+}
+
+impl NexusTools {
+    /// The tools this caller may use: admin tools only for an admin token.
+    pub(crate) fn list(&self, ext: Option<&Extensions>) -> ListToolsResult {
+        let admin = ext
+            .and_then(|x| x.get::<Verified>())
+            .is_some_and(|v| v.is_admin);
+        ListToolsResult::with_all_items(
+            TOOLS
+                .iter()
+                .filter(|t| admin || !t.admin)
+                .map(ToolSpec::to_tool)
+                .collect(),
+        )
+    }
+
+    /// One tool call, forwarded with the caller's token (both MCP paths come here).
+    pub(crate) async fn call(
+        &self,
+        ext: Option<&Extensions>,
+        name: &str,
+        args: Value,
+    ) -> Result<CallToolResponse, McpError> {
+        let Some(spec) = find(name) else {
             return Err(McpError::invalid_params(
-                format!(
-                    "unknown tool: {}",
-                    nexus_wire::jsonrpc::printable(&request.name)
-                ),
+                format!("unknown tool: {}", nexus_wire::jsonrpc::printable(name)),
                 None,
             ));
         };
-        let c = caller(&ctx);
-        let Some(token) = c.token else {
+        let Some(caller) = ext.and_then(|x| x.get::<Caller>()) else {
             return Ok(tool_error(
                 "no token: send Authorization: Bearer sk-… with every request",
             ));
         };
-        if spec.admin && c.verified.as_ref().is_some_and(|v| !v.is_admin) {
+        let verdict = ext.and_then(|x| x.get::<VerdictCell>());
+        if spec.admin
+            && ext
+                .and_then(|x| x.get::<Verified>())
+                .is_some_and(|v| !v.is_admin)
+        {
             return Ok(tool_error(format!(
                 "{}: permission denied: needs an admin token",
                 spec.name
             )));
         }
-        let args = Value::Object(request.arguments.unwrap_or_default());
-        match self.rpc.call(&token, spec.rpc_method, args).await {
+        match self.rpc.call(&caller.token, spec.rpc_method, args).await {
             Ok((v, verified)) => {
-                if let Some(slot) = &c.slot {
-                    slot.verified(verified);
+                if let Some(cell) = verdict {
+                    cell.set(Verdict::Verified(verified));
                 }
                 Ok(success(spec, v))
             }
             Err(e) => {
-                if let Some(slot) = &c.slot {
-                    match &e {
-                        ForwardError::Unauthorized => slot.unauthorized(),
-                        // Nobody vouched for the token: the caller hears "retry", never a
-                        // tool result (a 200 would tell a junk token from a refused one).
-                        ForwardError::AuthUnavailable | ForwardError::Unavailable(_) => {
-                            slot.unavailable()
-                        }
-                        ForwardError::RateLimited {
-                            retry_after,
-                            verified,
-                        } => slot.rate_limited(*retry_after, verified),
-                        _ => {}
-                    }
+                // A refusal of the token itself is the bearer layer's to answer (401, 429,
+                // 503); the caller hears "retry", never a tool result (a 200 would tell a
+                // junk token from a refused one).
+                if let Some(cell) = verdict
+                    && is_verdict(&e)
+                {
+                    cell.set(Verdict::Refused(e.clone()));
                 }
                 Ok(tool_error(explain(spec, &e)))
             }
         }
     }
+}
+
+/// True when the error is the rpc-server's judgement of the token, not of the call.
+fn is_verdict(e: &ForwardError) -> bool {
+    matches!(
+        e,
+        ForwardError::Unauthorized
+            | ForwardError::AuthUnavailable
+            | ForwardError::Unavailable(_)
+            | ForwardError::RateLimited { .. }
+    )
 }

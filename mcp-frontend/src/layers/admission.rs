@@ -5,15 +5,13 @@
 //!   the rpc-server has seen the token; it decides nothing about access, which the
 //!   rpc-server verifies on every request.
 //! - [`Unverified`]: requests per client address whose token is being verified.
-//! - [`Streams`]: open SSE streams per key id and in all.
 
 use crate::forward::CallerToken;
 use hmac::{Hmac, Mac};
 use secrecy::ExposeSecret;
 use sha2::Sha256;
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a verified token stays known after its last request (each of which the
@@ -22,7 +20,7 @@ const KNOWN_IDLE: Duration = Duration::from_secs(60);
 const KNOWN_MAX: u64 = 100_000;
 
 /// Fingerprints of recently verified tokens and the key id each was verified as.
-pub struct KnownTokens {
+pub(crate) struct KnownTokens {
     key: [u8; 32],
     seen: moka::sync::Cache<[u8; 32], Arc<str>>,
 }
@@ -76,13 +74,13 @@ impl KnownTokens {
 
 /// In-flight requests per client address whose token is not verified yet.
 #[derive(Debug)]
-pub struct Unverified {
+pub(crate) struct Unverified {
     max: usize,
     held: nexus_serve::Counts<IpAddr>,
 }
 
 /// One unverified request's place; released when dropped.
-pub type UnverifiedGuard = nexus_serve::CountedSlot<IpAddr>;
+pub(crate) type UnverifiedGuard = nexus_serve::CountedSlot<IpAddr>;
 
 impl Unverified {
     pub fn new(max: usize) -> Self {
@@ -95,81 +93,6 @@ impl Unverified {
     /// A place for one more unverified request from `ip`, unless it holds the maximum.
     pub fn try_acquire(&self, ip: IpAddr) -> Option<UnverifiedGuard> {
         UnverifiedGuard::take(&self.held, ip, self.max)
-    }
-}
-
-/// Why an open stream or session was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CapError {
-    /// This key holds its maximum.
-    PerKey(usize),
-    /// Everyone together holds the maximum.
-    Total(usize),
-}
-
-#[derive(Debug, Default)]
-struct StreamCounts {
-    total: usize,
-    per_key: HashMap<Arc<str>, usize>,
-}
-
-/// Open SSE streams per key id and in all.
-#[derive(Debug)]
-pub struct Streams {
-    per_key: usize,
-    total: usize,
-    open: Arc<Mutex<StreamCounts>>,
-}
-
-/// One open stream; released when dropped (when the response body is).
-#[derive(Debug)]
-pub struct StreamGuard {
-    key: Arc<str>,
-    open: Arc<Mutex<StreamCounts>>,
-}
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        let mut c = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        c.total = c.total.saturating_sub(1);
-        if let Some(n) = c.per_key.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
-                c.per_key.remove(&self.key);
-            }
-        }
-    }
-}
-
-impl Streams {
-    pub fn new(per_key: usize, total: usize) -> Self {
-        Self {
-            per_key,
-            total,
-            open: Default::default(),
-        }
-    }
-
-    pub fn try_open(&self, key_id: &str) -> Result<StreamGuard, CapError> {
-        let mut c = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let key: Arc<str> = Arc::from(key_id);
-        if c.per_key.get(&key).copied().unwrap_or(0) >= self.per_key {
-            return Err(CapError::PerKey(self.per_key));
-        }
-        if c.total >= self.total {
-            return Err(CapError::Total(self.total));
-        }
-        c.total += 1;
-        *c.per_key.entry(key.clone()).or_insert(0) += 1;
-        Ok(StreamGuard {
-            key,
-            open: self.open.clone(),
-        })
-    }
-
-    /// Streams open now.
-    pub fn open(&self) -> usize {
-        self.open.lock().unwrap_or_else(|e| e.into_inner()).total
     }
 }
 
@@ -210,18 +133,5 @@ mod tests {
         assert!(u.try_acquire(b).is_some());
         drop(g1);
         assert!(u.try_acquire(a).is_some());
-    }
-
-    #[test]
-    fn streams_per_key_and_total() {
-        let s = Streams::new(2, 3);
-        let a1 = s.try_open("a").expect("a1");
-        let _a2 = s.try_open("a").expect("a2");
-        assert_eq!(s.try_open("a").err(), Some(CapError::PerKey(2)));
-        let _b1 = s.try_open("b").expect("b1");
-        assert_eq!(s.try_open("c").err(), Some(CapError::Total(3)));
-        drop(a1);
-        assert_eq!(s.open(), 2);
-        assert!(s.try_open("c").is_ok());
     }
 }

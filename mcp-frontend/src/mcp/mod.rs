@@ -1,0 +1,109 @@
+//! MCP itself, behind the layers: the Nexus tools ([`handler`], [`catalogue`]) served by
+//! the [`direct`] path for stateless requests it can answer exactly, and by rmcp's
+//! streamable-HTTP service for everything else.
+
+pub(crate) mod catalogue;
+pub(crate) mod direct;
+pub(crate) mod handler;
+
+use crate::request::McpBody;
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use futures_util::future::BoxFuture;
+use handler::NexusTools;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio_util::sync::CancellationToken;
+
+type Rmcp = StreamableHttpService<NexusTools, LocalSessionManager>;
+
+/// The `/mcp` endpoint: the direct path when it applies, rmcp otherwise.
+#[derive(Clone)]
+pub(crate) struct McpService {
+    tools: NexusTools,
+    rmcp: Rmcp,
+    /// Stateless requests answered directly (`None`: the direct path is off).
+    direct: Option<prometheus::IntCounter>,
+}
+
+impl std::fmt::Debug for McpService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpService").finish_non_exhaustive()
+    }
+}
+
+impl tower::Service<Request> for McpService {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let (parts, body) = req.into_parts();
+        let planned = match &self.direct {
+            Some(_) => parts
+                .extensions
+                .get::<Arc<McpBody>>()
+                .and_then(|b| direct::plan(&parts, b, &self.tools)),
+            None => None,
+        };
+        match planned {
+            Some(plan) => {
+                if let Some(c) = &self.direct {
+                    c.inc();
+                }
+                let tools = self.tools.clone();
+                Box::pin(async move { Ok(direct::answer(&tools, plan, &parts.extensions).await) })
+            }
+            None => {
+                let mut rmcp = self.rmcp.clone();
+                let req = Request::from_parts(parts, body);
+                Box::pin(async move {
+                    let resp = tower::Service::call(&mut rmcp, req).await;
+                    Ok(match resp {
+                        Ok(r) => r.map(Body::new),
+                        Err(never) => match never {},
+                    }
+                    .into_response())
+                })
+            }
+        }
+    }
+}
+
+/// The `/mcp` endpoint's service.
+pub(crate) fn service(st: &AppState, cancel: CancellationToken) -> McpService {
+    let cfg = &st.cfg;
+    let mut mcp_cfg = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(true)
+        .with_json_response(true)
+        .with_max_request_body_bytes(cfg.max_body_bytes)
+        .with_cancellation_token(cancel.child_token());
+    mcp_cfg = if cfg.allowed_hosts.iter().any(|h| h == "*") {
+        mcp_cfg.disable_allowed_hosts()
+    } else {
+        mcp_cfg.with_allowed_hosts(cfg.allowed_hosts.clone())
+    };
+    // Origins are judged by the host guard alone (it also lets in this hub's own origin,
+    // and loopback pages when the hub listens on loopback), so rmcp is not given a list.
+    let tools = NexusTools::new(st.rpc.clone());
+    let factory = tools.clone();
+    let rmcp = StreamableHttpService::new(
+        move || Ok(factory.clone()),
+        st.session_manager.clone(),
+        mcp_cfg,
+    );
+    McpService {
+        tools,
+        rmcp,
+        direct: cfg.direct_path.then(|| st.metrics.direct.clone()),
+    }
+}

@@ -1,0 +1,121 @@
+//! Startup as a value: [`Frontend::build`] binds the listener and builds the shared state;
+//! [`Frontend::run_until_stopped`] serves [`crate::router::router`] until shutdown.
+
+use crate::config::FrontendConfig;
+use crate::forward::RpcClient;
+use crate::layers::admission::{KnownTokens, Unverified};
+use crate::layers::limits::{SessionBindings, Streams};
+use crate::metrics::Metrics;
+use crate::state::{AppState, Inner};
+use anyhow::Context;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub struct Frontend {
+    listener: TcpListener,
+    state: AppState,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    cancel: CancellationToken,
+}
+
+impl std::fmt::Debug for Frontend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Frontend")
+            .field("addr", &self.listener.local_addr().ok())
+            .finish()
+    }
+}
+
+impl Frontend {
+    /// Binds the listener and builds the state, forwarding to the rpc-server over HTTP.
+    pub async fn build(cfg: FrontendConfig) -> anyhow::Result<Self> {
+        let rpc = RpcClient::new(&cfg.rpc_url, cfg.rpc_timeout)?;
+        Self::build_with_rpc(cfg, rpc).await
+    }
+
+    /// As [`Frontend::build`], with a given rpc client (one calling the rpc-server
+    /// in-process, in the embedded hub).
+    pub async fn build_with_rpc(cfg: FrontendConfig, rpc: RpcClient) -> anyhow::Result<Self> {
+        let tls = match &cfg.tls {
+            Some((cert, key)) => Some(nexus_serve::load_tls(cert, key).await?),
+            None => None,
+        };
+        let listener = nexus_serve::bind(&cfg.host, cfg.port)
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", cfg.host, cfg.port))?;
+        let metrics = Metrics::new();
+        let audit = crate::audit::Auditor::start(
+            cfg.redis_url
+                .as_ref()
+                .map(|u| secrecy::ExposeSecret::expose_secret(u).to_owned()),
+            metrics.clone(),
+            cfg.audit_stdout,
+        );
+        let limits = cfg.limits;
+        let mut manager = LocalSessionManager::default();
+        manager.session_config.keep_alive = Some(limits.session_idle_timeout);
+        let session_manager = Arc::new(manager);
+        let state = AppState::new(Inner {
+            rpc: Arc::new(rpc),
+            audit,
+            metrics,
+            sessions: SessionBindings::new(
+                session_manager.clone(),
+                limits.sessions_per_key,
+                limits.sessions,
+            ),
+            session_manager,
+            streams: Streams::new(limits.streams_per_key, limits.streams),
+            known: KnownTokens::new()?,
+            unverified: Unverified::new(limits.unverified_per_addr),
+            auth_failures: governor::RateLimiter::keyed(failure_quota(cfg.auth_failures_per_min)),
+            started: Instant::now(),
+            cfg,
+        });
+        Ok(Self {
+            listener,
+            state,
+            tls,
+            cancel: CancellationToken::new(),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let app = crate::router::router(self.state.clone(), self.cancel.clone());
+        tracing::info!(addr = ?self.listener.local_addr().ok(), rpc = %self.state.rpc.base(), "mcp-frontend listening");
+        let st = self.state.clone();
+        let housekeeping = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                st.auth_failures.retain_recent();
+            }
+        });
+        let cancel = self.cancel.clone();
+        let shutdown = async move {
+            shutdown.await;
+            cancel.cancel();
+        };
+        // Plain or TLS, with header-read and idle timeouts and a connection cap.
+        let limits = self.state.cfg.connections;
+        let res = nexus_serve::serve(self.listener, self.tls, app, limits, shutdown).await;
+        housekeeping.abort();
+        res.context("server error")
+    }
+}
+
+fn failure_quota(per_min: u32) -> governor::Quota {
+    let n = std::num::NonZeroU32::new(per_min.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
+    governor::Quota::per_minute(n)
+}

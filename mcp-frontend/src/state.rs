@@ -1,0 +1,75 @@
+//! What every layer and route of the frontend shares, built once by [`crate::startup`].
+
+use crate::audit::Auditor;
+use crate::config::FrontendConfig;
+use crate::forward::RpcClient;
+use crate::layers::admission::{KnownTokens, Unverified};
+use crate::layers::guard::host_allowed;
+use crate::layers::limits::{SessionBindings, Streams};
+use crate::metrics::Metrics;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Shared state of the frontend's layers and routes.
+#[derive(Clone, Debug)]
+pub(crate) struct AppState(Arc<Inner>);
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub cfg: FrontendConfig,
+    pub rpc: Arc<RpcClient>,
+    pub metrics: Metrics,
+    pub audit: Auditor,
+    /// rmcp's sessions, capped and bound to key ids through `sessions`.
+    pub session_manager: Arc<LocalSessionManager>,
+    pub sessions: SessionBindings,
+    /// Open SSE streams.
+    pub streams: Streams,
+    /// Fingerprints of recently verified tokens.
+    pub known: KnownTokens,
+    /// Requests per client address whose token is being verified.
+    pub unverified: Unverified,
+    /// Failed authentications per client address.
+    pub auth_failures: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
+    pub started: Instant,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+
+    /// The public origin of this frontend (`scheme://host[:port]`): the configured public
+    /// URL, else the request's Host when it is named in the allowed hosts (the host guard
+    /// has already refused the others), else the listening address. A Host let in only by
+    /// `*` is never reflected.
+    pub fn public_base(&self, host: Option<&str>) -> String {
+        if let Some(u) = &self.cfg.public_url {
+            return u.trim_end_matches("/mcp").to_owned();
+        }
+        let scheme = if self.cfg.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let named: Vec<String> = self
+            .cfg
+            .allowed_hosts
+            .iter()
+            .filter(|h| *h != "*")
+            .cloned()
+            .collect();
+        match host {
+            Some(host) if host_allowed(&named, host) => format!("{scheme}://{host}"),
+            _ => format!("{scheme}://{}:{}", self.cfg.host, self.cfg.port),
+        }
+    }
+}
