@@ -1,12 +1,17 @@
-//! The rpc client: one pooled keep-alive HTTP client to the rpc-server, TCP_NODELAY on, a
-//! timeout per call, and the caller's token on every call. There is no ambient token here.
+//! The hop to the rpc-server: the caller's token on every call (there is no ambient token
+//! here), a timeout per call, and who the rpc-server verified the caller to be. The
+//! [`Transport`] carries the request: a pooled HTTP/1.1 client, or the rpc-server's router
+//! in the same process.
+
+mod client;
+mod envelope;
+mod transport;
+
+pub use client::RpcClient;
+pub use transport::{HttpTransport, ServiceTransport, Transport, TransportError};
 
 use nexus_wire::RpcError;
-use nexus_wire::jsonrpc::Response as RpcResponse;
-use secrecy::{ExposeSecret, SecretString};
-use serde_json::Value;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use secrecy::SecretString;
 
 /// The caller's token, carried through one request in its extensions. `Debug` is redacted.
 #[derive(Clone)]
@@ -56,7 +61,7 @@ impl RateHeaders {
     }
 }
 
-fn verified_from(h: &reqwest::header::HeaderMap) -> Verified {
+fn verified_from(h: &http::HeaderMap) -> Verified {
     let text = |name: &str| {
         h.get(name)
             .and_then(|v| v.to_str().ok())
@@ -139,13 +144,6 @@ pub enum RawVerdict {
     Unavailable,
 }
 
-#[derive(Debug)]
-pub struct RpcClient {
-    http: reqwest::Client,
-    base: String,
-    next_id: AtomicU64,
-}
-
 /// Requests above this size that are cut off mid-upload were refused for their size.
 const LARGE_REQUEST: usize = 1024 * 1024;
 
@@ -154,164 +152,5 @@ pub const ADMIN_HEADER: &str = "x-nexus-admin";
 pub const USER_ID_HEADER: &str = "x-nexus-user-id";
 pub const ZONE_HEADER: &str = "x-nexus-zone";
 
-impl RpcClient {
-    pub fn new(base: &str, timeout: Duration) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            // Without it a small request waits on Nagle + delayed ACK (~40 ms per call).
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(timeout)
-            // The rpc-server is addressed directly; never through an environment proxy.
-            .no_proxy()
-            .build()?;
-        Ok(Self {
-            http,
-            base: base.trim_end_matches('/').to_owned(),
-            next_id: AtomicU64::new(1),
-        })
-    }
-
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
-    /// Calls `method` with the caller's token. Returns the result and who the rpc-server
-    /// verified the caller to be.
-    pub async fn call(
-        &self,
-        token: &CallerToken,
-        method: &str,
-        params: Value,
-    ) -> Result<(Value, Verified), ForwardError> {
-        self.call_with(token, method, params, Charge::Free).await
-    }
-
-    /// Verifies the caller's token with `whoami`; `charge` says whether it counts.
-    pub async fn whoami(
-        &self,
-        token: &CallerToken,
-        charge: Charge,
-    ) -> Result<Verified, ForwardError> {
-        self.call_with(token, "whoami", serde_json::json!({}), charge)
-            .await
-            .map(|(_, v)| v)
-    }
-
-    /// Has the rpc-server judge credential headers the frontend could not parse, so that a
-    /// malformed credential costs what an unknown one does (one verification there) and is
-    /// refused by the same code. The headers go as they came; the verdict is never "yes".
-    pub async fn judge_raw(
-        &self,
-        credentials: &[(axum::http::HeaderName, axum::http::HeaderValue)],
-        client: Option<std::net::IpAddr>,
-    ) -> RawVerdict {
-        let mut req = self
-            .http
-            .post(format!("{}/api/nfs/whoami", self.base))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(
-                "x-forwarded-for",
-                client.map(|ip| ip.to_string()).unwrap_or_default(),
-            )
-            .body(r#"{"jsonrpc":"2.0","id":0,"method":"whoami","params":{}}"#);
-        for (name, value) in credentials {
-            req = req.header(name.clone(), value.clone());
-        }
-        match req.send().await.map(|r| r.status().as_u16()) {
-            Ok(429) => RawVerdict::TooManyFailures,
-            Ok(401) | Ok(200) => RawVerdict::Refused,
-            Ok(_) | Err(_) => RawVerdict::Unavailable,
-        }
-    }
-
-    async fn call_with(
-        &self,
-        token: &CallerToken,
-        method: &str,
-        params: Value,
-        charge: Charge,
-    ) -> Result<(Value, Verified), ForwardError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let body = serde_json::to_vec(&nexus_wire::jsonrpc::encode_request(id, method, &params))
-            .map_err(|_| ForwardError::Rpc(RpcError::internal()))?;
-        let len = body.len();
-        let mut req = self
-            .http
-            .post(format!("{}/api/nfs/{method}", self.base))
-            .bearer_auth(token.secret.expose_secret())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(
-                "x-forwarded-for",
-                token.client.map(|ip| ip.to_string()).unwrap_or_default(),
-            );
-        if charge == Charge::Counted {
-            req = req.header(nexus_wire::identity::COUNT_REQUEST_HEADER, "1");
-        }
-        let resp = req.body(body).send().await.map_err(|e| {
-            if e.is_timeout() {
-                ForwardError::Unavailable("timed out".into())
-            } else if !e.is_connect() && len > LARGE_REQUEST {
-                // Connected, then cut off mid-upload: the server refused the size.
-                ForwardError::Rpc(RpcError::new(
-                    nexus_wire::ErrorCode::TooLarge,
-                    format!(
-                        "request of {len} bytes is too large for the hub; send smaller content"
-                    ),
-                ))
-            } else {
-                ForwardError::Unavailable("connection failed".into())
-            }
-        })?;
-        match resp.status().as_u16() {
-            200 => {}
-            401 => return Err(ForwardError::Unauthorized),
-            429 => {
-                let retry_after = resp
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse().ok());
-                let verified = Box::new(verified_from(resp.headers()));
-                return Err(ForwardError::RateLimited {
-                    retry_after,
-                    verified,
-                });
-            }
-            413 => {
-                return Err(ForwardError::Rpc(RpcError::new(
-                    nexus_wire::ErrorCode::TooLarge,
-                    format!(
-                        "request of {len} bytes is too large for the hub; send smaller content"
-                    ),
-                )));
-            }
-            503 => return Err(ForwardError::AuthUnavailable),
-            s => return Err(ForwardError::Unavailable(format!("HTTP {s}"))),
-        }
-        let verified = verified_from(resp.headers());
-        let parsed: RpcResponse = resp
-            .json()
-            .await
-            .map_err(|_| ForwardError::Unavailable("malformed response".into()))?;
-        match parsed.into_result() {
-            Ok(v) => Ok((v, verified)),
-            Err(e) => Err(ForwardError::Rpc(e)),
-        }
-    }
-
-    /// Is the rpc-server ready (its database reachable)?
-    pub async fn ready(&self) -> bool {
-        match self
-            .http
-            .get(format!("{}/healthz/ready", self.base))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-        {
-            Ok(r) => r.status().is_success(),
-            Err(_) => false,
-        }
-    }
-}
+#[cfg(test)]
+mod tests;
