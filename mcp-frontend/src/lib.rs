@@ -24,4 +24,5 @@ pub mod startup;
 mod state;
 
 pub use config::{FrontendArgs, FrontendConfig};
+pub use forward::{HttpTransport, RpcClient, ServiceTransport, Transport, TransportError};
 pub use startup::Frontend;

@@ -115,3 +115,184 @@ async fn resource_metadata(
         "resource_documentation": "Send Authorization: Bearer sk-… (a token minted with `nexus hub token create`).",
     }))
 }
+
+/// The router driven in-process for the edge cases that need no rpc-server (it is
+/// pointed at a closed port): refusals, their envelopes and challenges, the guard.
+#[cfg(test)]
+mod tests {
+    use crate::config::FrontendConfig;
+    use axum::body::Body;
+    use axum::extract::ConnectInfo;
+    use axum::http::{Request, StatusCode, header};
+    use serde_json::Value;
+    use std::net::SocketAddr;
+    use tower::ServiceExt;
+
+    /// A frontend whose rpc-server is unreachable; `adjust` edits its configuration.
+    async fn build(adjust: impl FnOnce(&mut FrontendConfig)) -> axum::Router {
+        let mut cfg = FrontendConfig::local("http://127.0.0.1:9", 0);
+        adjust(&mut cfg);
+        let fe = crate::Frontend::build(cfg).await.expect("frontend");
+        super::router(fe.state.clone(), Default::default())
+    }
+
+    fn req(method: &str, uri: &str, headers: &[(&str, &str)], body: &str) -> Request<Body> {
+        let mut r = Request::builder().method(method).uri(uri);
+        for (n, v) in headers {
+            r = r.header(*n, *v);
+        }
+        let mut r = r.body(Body::from(body.to_owned())).expect("request");
+        let peer: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+        r.extensions_mut().insert(ConnectInfo(peer));
+        r
+    }
+
+    async fn send(
+        app: &axum::Router,
+        r: Request<Body>,
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let resp = app.clone().oneshot(r).await.expect("infallible");
+        let (parts, body) = resp.into_parts();
+        let bytes = axum::body::to_bytes(body, 1 << 20).await.expect("body");
+        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (parts.status, parts.headers, v)
+    }
+
+    const MCP: &[(&str, &str)] = &[
+        ("host", "127.0.0.1:8081"),
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+    ];
+
+    #[tokio::test]
+    async fn refusals_are_enveloped_with_their_challenge() {
+        let app = build(|_| {}).await;
+        let (s, _, v) = send(&app, req("GET", "/nope", &[("host", "localhost")], "")).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert_eq!(v["error"]["code"], "not_found");
+
+        let (s, h, v) = send(&app, req("POST", "/mcp", MCP, "{}")).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        assert_eq!(v["error"]["code"], "unauthorized");
+        assert_eq!(
+            h[header::WWW_AUTHENTICATE],
+            "Bearer resource_metadata=\"http://127.0.0.1:8081/.well-known/oauth-protected-resource\""
+        );
+
+        // A token nobody can verify (the rpc-server is down) is neither let in nor refused.
+        let mut with_token = MCP.to_vec();
+        with_token.push(("authorization", "Bearer sk-unknown"));
+        let (s, h, v) = send(&app, req("POST", "/mcp", &with_token, "{}")).await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(v["error"]["code"], "unavailable");
+        assert_eq!(h[header::RETRY_AFTER], "2");
+
+        // A body declared too large is refused before anything else is read or asked.
+        with_token.push(("content-length", "999999999999"));
+        let (s, _, v) = send(&app, req("POST", "/mcp", &with_token, "")).await;
+        assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(v["error"]["code"], "payload_too_large");
+    }
+
+    #[tokio::test]
+    async fn health_says_degraded_without_the_rpc_server_and_metrics_need_no_token() {
+        let app = build(|_| {}).await;
+        let (s, _, v) = send(&app, req("GET", "/health", &[("host", "x")], "")).await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(v["status"], "degraded");
+        let r = app
+            .clone()
+            .oneshot(req("GET", "/metrics", &[], ""))
+            .await
+            .expect("infallible");
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+
+    /// The MCP conformance scenario `dns-rebinding-protection`: with no origins
+    /// configured, the hub's own origin and (on loopback) loopback pages pass the guard
+    /// (and meet the bearer layer: 401 here); foreign hosts and origins are 403.
+    #[tokio::test]
+    async fn the_guard_lets_in_own_and_loopback_origins_only() {
+        let app = build(|_| {}).await;
+        let status = |host: &'static str, origin: Option<&'static str>| {
+            let app = app.clone();
+            async move {
+                let mut h = vec![
+                    ("host", host),
+                    ("content-type", "application/json"),
+                    ("accept", "application/json, text/event-stream"),
+                ];
+                if let Some(o) = origin {
+                    h.push(("origin", o));
+                }
+                send(&app, req("POST", "/mcp", &h, "{}")).await.0
+            }
+        };
+        let passed = StatusCode::UNAUTHORIZED;
+        let refused = StatusCode::FORBIDDEN;
+        assert_eq!(
+            status("localhost:8081", Some("http://localhost:8081")).await,
+            passed
+        );
+        assert_eq!(
+            status("127.0.0.1:8081", Some("http://127.0.0.1:8081")).await,
+            passed
+        );
+        assert_eq!(
+            status("127.0.0.1:8081", Some("http://localhost:3000")).await,
+            passed
+        );
+        assert_eq!(
+            status("127.0.0.1:8081", Some("http://[::1]:5173")).await,
+            passed
+        );
+        assert_eq!(status("127.0.0.1:8081", None).await, passed);
+        assert_eq!(
+            status("localhost:8081", Some("http://evil.example")).await,
+            refused
+        );
+        assert_eq!(status("localhost:8081", Some("null")).await, refused);
+        assert_eq!(
+            status("evil.example:8081", Some("http://evil.example:8081")).await,
+            refused
+        );
+        let (s, _, v) = send(
+            &app,
+            req(
+                "GET",
+                "/.well-known/oauth-protected-resource",
+                &[("host", "evil.example")],
+                "",
+            ),
+        )
+        .await;
+        assert_eq!(s, refused);
+        assert_eq!(v["error"]["code"], "forbidden_host");
+
+        // Listening beyond loopback, only the hub's own origin (and listed ones) pass.
+        let public = build(|c| {
+            c.host = "0.0.0.0".into();
+            c.allowed_hosts = vec!["hub.example.com".into()];
+            c.allowed_origins = vec!["https://app.example.com".into()];
+        })
+        .await;
+        let status = |origin: &'static str| {
+            let public = public.clone();
+            async move {
+                let h = [
+                    ("host", "hub.example.com"),
+                    ("origin", origin),
+                    ("content-type", "application/json"),
+                ];
+                send(&public, req("POST", "/mcp", &h, "{}")).await.0
+            }
+        };
+        assert_eq!(status("http://hub.example.com").await, passed);
+        assert_eq!(status("https://app.example.com").await, passed);
+        assert_eq!(status("http://localhost:3000").await, refused);
+        assert_eq!(
+            status("https://hub.example.com.evil.example").await,
+            refused
+        );
+    }
+}

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 pub struct Frontend {
     listener: TcpListener,
-    state: AppState,
+    pub(crate) state: AppState,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
     cancel: CancellationToken,
 }

@@ -13,7 +13,6 @@ use nexus_wire::RpcError;
 use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::Value;
-use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -66,13 +65,14 @@ impl RpcClient {
         Ok((value, verified))
     }
 
-    /// [`call`](Self::call) without a `Value` on either side: `params` is written as given
-    /// and the `result` comes back as its raw JSON text.
-    pub async fn call_raw(
+    /// [`call`](Self::call) without a `Value` on either side: `params` (a `RawValue`, a map
+    /// or any serializable type) is written as it serializes and the `result` comes back
+    /// as its raw JSON text.
+    pub async fn call_raw<P: Serialize + ?Sized>(
         &self,
         token: &CallerToken,
         method: &str,
-        params: &RawValue,
+        params: &P,
     ) -> Result<(Bytes, Verified), ForwardError> {
         self.call_with(token, method, params, Charge::Free).await
     }

@@ -192,7 +192,7 @@ pub(crate) async fn answer(tools: &NexusTools, plan: Plan, ext: &Extensions) -> 
                 None => JsonObject::new(),
             };
             tools
-                .call(Some(ext), &name, serde_json::Value::Object(args))
+                .call(Some(ext), &name, &args)
                 .await
                 .map(ServerResult::from)
         }

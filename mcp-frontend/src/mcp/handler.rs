@@ -9,7 +9,7 @@ use axum::http::Extensions;
 use nexus_wire::ErrorCode;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -75,15 +75,23 @@ fn explain(spec: &ToolSpec, e: &ForwardError) -> String {
     }
 }
 
-fn success(spec: &ToolSpec, v: Value) -> CallToolResponse {
-    // The file's text is the result of a read, so agents get it verbatim.
-    if spec.name == "nexus_read_file"
-        && let Some(Value::String(content)) = v.get("content")
-    {
-        return CallToolResult::success(text(content.clone())).into();
+/// A tool result from the rpc-server's raw `result`.
+fn success(spec: &ToolSpec, raw: &[u8]) -> Result<CallToolResponse, ForwardError> {
+    // The file's text is the result of a read, so agents get it verbatim (and the hot
+    // path builds no JSON tree for it).
+    #[derive(serde::Deserialize)]
+    struct Read {
+        content: String,
     }
+    if spec.name == "nexus_read_file"
+        && let Ok(r) = serde_json::from_slice::<Read>(raw)
+    {
+        return Ok(CallToolResult::success(text(r.content)).into());
+    }
+    let v: Value = serde_json::from_slice(raw)
+        .map_err(|_| ForwardError::Unavailable("malformed response".into()))?;
     let body = serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string());
-    CallToolResult::success(text(body)).into()
+    Ok(CallToolResult::success(text(body)).into())
 }
 
 impl ServerHandler for NexusTools {
@@ -106,8 +114,8 @@ impl ServerHandler for NexusTools {
         request: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        let args = Value::Object(request.arguments.unwrap_or_default());
-        self.call(parts(&ctx).map(|p| &p.extensions), &request.name, args)
+        let args = request.arguments.unwrap_or_default();
+        self.call(parts(&ctx).map(|p| &p.extensions), &request.name, &args)
             .await
     }
 }
@@ -132,7 +140,7 @@ impl NexusTools {
         &self,
         ext: Option<&Extensions>,
         name: &str,
-        args: Value,
+        args: &JsonObject,
     ) -> Result<CallToolResponse, McpError> {
         let Some(spec) = find(name) else {
             return Err(McpError::invalid_params(
@@ -156,12 +164,17 @@ impl NexusTools {
                 spec.name
             )));
         }
-        match self.rpc.call(&caller.token, spec.rpc_method, args).await {
-            Ok((v, verified)) => {
+        let result = self
+            .rpc
+            .call_raw(&caller.token, spec.rpc_method, args)
+            .await
+            .and_then(|(raw, verified)| Ok((success(spec, &raw)?, verified)));
+        match result {
+            Ok((answer, verified)) => {
                 if let Some(cell) = verdict {
                     cell.set(Verdict::Verified(verified));
                 }
-                Ok(success(spec, v))
+                Ok(answer)
             }
             Err(e) => {
                 // A refusal of the token itself is the bearer layer's to answer (401, 429,
