@@ -14,7 +14,7 @@
 mod audit;
 pub mod config;
 mod error;
-mod forward;
+pub mod forward;
 mod layers;
 mod mcp;
 mod metrics;
@@ -24,5 +24,4 @@ pub mod startup;
 mod state;
 
 pub use config::{FrontendArgs, FrontendConfig};
-pub use forward::{HttpTransport, RpcClient, ServiceTransport, Transport, TransportError};
 pub use startup::Frontend;
