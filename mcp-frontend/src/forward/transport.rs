@@ -26,7 +26,8 @@ pub enum TransportError {
     Broken,
 }
 
-/// Sends one request to the rpc-server and returns its whole answer.
+/// Sends one request to the rpc-server and returns its whole answer. The caller bounds the
+/// exchange in time; a transport only reports its own limits (connecting) as `Timeout`.
 pub trait Transport: Send + Sync + std::fmt::Debug {
     fn send(
         &self,
@@ -59,6 +60,8 @@ impl HttpTransport {
         connector.set_connect_timeout(Some(Duration::from_secs(3)));
         // A peer that vanished without a FIN is noticed on an idle pooled connection.
         connector.set_keepalive(Some(Duration::from_secs(15)));
+        connector.set_keepalive_interval(Some(Duration::from_secs(15)));
+        connector.set_keepalive_retries(Some(3));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
