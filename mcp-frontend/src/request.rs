@@ -21,18 +21,59 @@ pub(crate) struct Caller {
     pub key_id: Option<Arc<str>>,
 }
 
-/// The JSON-RPC envelope of a single request, parsed once; `params` stay raw until the
-/// method that uses them decodes them.
-#[derive(Debug, Deserialize)]
+/// The JSON-RPC envelope of a single request, parsed once; `params` are scanned once for
+/// the members MCP requests share, each kept raw until the method that uses it decodes it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub(crate) struct Envelope {
-    #[serde(default)]
     pub jsonrpc: Option<Box<RawValue>>,
-    #[serde(default)]
     pub id: Option<Box<RawValue>>,
-    #[serde(default)]
     pub method: Option<String>,
-    #[serde(default)]
-    pub params: Option<Box<RawValue>>,
+    pub params: Option<Params>,
+}
+
+/// The members of `params` the frontend reads. `other` is set when any other member (or a
+/// repeated one) is present: the direct path then leaves the request to rmcp.
+#[derive(Debug, Default)]
+pub(crate) struct Params {
+    pub name: Option<Box<RawValue>>,
+    pub arguments: Option<Box<RawValue>>,
+    pub cursor: Option<Box<RawValue>>,
+    pub meta: Option<Box<RawValue>>,
+    pub other: bool,
+}
+
+impl<'de> Deserialize<'de> for Params {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Params;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Params, A::Error> {
+                let mut p = Params::default();
+                while let Some(key) = m.next_key::<std::borrow::Cow<'de, str>>()? {
+                    let slot = match key.as_ref() {
+                        "name" => &mut p.name,
+                        "arguments" => &mut p.arguments,
+                        "cursor" => &mut p.cursor,
+                        "_meta" => &mut p.meta,
+                        _ => {
+                            m.next_value::<serde::de::IgnoredAny>()?;
+                            p.other = true;
+                            continue;
+                        }
+                    };
+                    let v = m.next_value::<Box<RawValue>>()?;
+                    p.other |= slot.is_some();
+                    *slot = Some(v);
+                }
+                Ok(p)
+            }
+        }
+        d.deserialize_map(Visit)
+    }
 }
 
 /// What a POST body turned out to be.
@@ -65,12 +106,7 @@ impl McpBody {
                 Ok(e) => Parsed::Single(e),
                 // Valid JSON of another shape (a number, an object with a non-string
                 // method) is rmcp's to refuse; only non-JSON is a parse error here.
-                Err(e) if e.is_data() => Parsed::Single(Envelope {
-                    jsonrpc: None,
-                    id: None,
-                    method: None,
-                    params: None,
-                }),
+                Err(e) if e.is_data() => Parsed::Single(Envelope::default()),
                 Err(_) => Parsed::NotJson,
             }
         };
@@ -87,19 +123,11 @@ impl McpBody {
 
     /// `params.name` of a single request, when it is a string.
     pub fn tool(&self) -> Option<String> {
-        #[derive(Deserialize)]
-        struct Named {
-            name: Option<serde_json::Value>,
-        }
         let Parsed::Single(e) = &self.parsed else {
             return None;
         };
-        let p = e.params.as_ref()?;
-        let named: Named = serde_json::from_str(p.get()).ok()?;
-        match named.name {
-            Some(serde_json::Value::String(s)) => Some(s),
-            _ => None,
-        }
+        let name = e.params.as_ref()?.name.as_ref()?;
+        serde_json::from_str(name.get()).ok()
     }
 }
 

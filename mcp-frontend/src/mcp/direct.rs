@@ -15,8 +15,8 @@ use axum::http::{Extensions, HeaderMap, HeaderValue, Method, StatusCode, header}
 use axum::response::{IntoResponse, Response};
 use rmcp::ServerHandler;
 use rmcp::model::{
-    DiscoverResult, ErrorCode, JsonObject, PingRequestMethod, ProtocolVersion, RequestId,
-    RequestMetaObject, ServerJsonRpcMessage, ServerResult,
+    ClientCapabilities, DiscoverResult, ErrorCode, JsonObject, PingRequestMethod, ProtocolVersion,
+    RequestId, ServerJsonRpcMessage, ServerResult,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -37,27 +37,22 @@ pub(crate) struct Plan {
 
 #[derive(Debug)]
 enum What {
-    Call {
-        name: String,
-        arguments: Option<Box<RawValue>>,
-    },
+    Call { name: String, arguments: JsonObject },
     List,
     Discover,
     Ping,
 }
 
-/// `params` as the direct path knows them; any other member sends the request to rmcp.
+/// The `_meta` members every 2026-07-28 request must carry, decoded as rmcp decodes them.
+/// A member rmcp would take as missing (malformed) fails this decode, and the request
+/// goes to rmcp.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    arguments: Option<Box<RawValue>>,
-    #[serde(default)]
-    cursor: Option<Box<RawValue>>,
-    #[serde(default, rename = "_meta")]
-    meta: Option<JsonObject>,
+struct Meta {
+    #[serde(rename = "io.modelcontextprotocol/protocolVersion")]
+    version: ProtocolVersion,
+    #[serde(rename = "io.modelcontextprotocol/clientCapabilities")]
+    #[allow(dead_code)]
+    capabilities: ClientCapabilities,
 }
 
 /// The one value of a header, as text; `None` when absent, repeated or not text.
@@ -117,39 +112,34 @@ pub(crate) fn plan(parts: &Parts, body: &McpBody, tools: &NexusTools) -> Option<
     else {
         return None;
     };
-    if jsonrpc.get() != r#""2.0""# || single(h, MCP_METHOD) != Some(method.as_str()) {
-        return None;
-    }
-    let id: RequestId = serde_json::from_str(id.get()).ok()?;
-    let p: Params = serde_json::from_str(params.get()).ok()?;
-    // Every one of these requests names its version and capabilities in `_meta`, and the
-    // version is the one in the header.
-    let meta = RequestMetaObject::from(p.meta?);
-    let version = meta.protocol_version()?;
-    if version != ProtocolVersion::V_2026_07_28
-        || !meta
-            .missing_required_keys(&ProtocolVersion::V_2026_07_28)
-            .is_empty()
-        || !tools.supported_protocol_versions().contains(&version)
+    if params.other || jsonrpc.get() != r#""2.0""# || single(h, MCP_METHOD) != Some(method.as_str())
     {
         return None;
     }
+    let id: RequestId = serde_json::from_str(id.get()).ok()?;
+    // Every one of these requests names its version and capabilities in `_meta`, and the
+    // version is the one in the header.
+    let meta: Meta = serde_json::from_str(params.meta.as_ref()?.get()).ok()?;
+    if meta.version != ProtocolVersion::V_2026_07_28
+        || !tools.supported_protocol_versions().contains(&meta.version)
+    {
+        return None;
+    }
+    let p = params;
     let what = match method.as_str() {
         "tools/call" => {
-            let name = p.name?;
+            let name: String = serde_json::from_str(p.name.as_ref()?.get()).ok()?;
             let named = single(h, MCP_NAME)?;
-            let plain_object = |a: &RawValue| a.get().starts_with('{');
-            if named.starts_with(BASE64_PREFIX)
-                || named != name
-                || p.cursor.is_some()
-                || !p.arguments.as_deref().is_none_or(plain_object)
-            {
+            if named.starts_with(BASE64_PREFIX) || named != name || p.cursor.is_some() {
                 return None;
             }
-            What::Call {
-                name,
-                arguments: p.arguments,
-            }
+            // An object, or nothing (absent or null): what rmcp takes as arguments.
+            let arguments = match p.arguments.as_deref().map(RawValue::get) {
+                None | Some("null") => JsonObject::new(),
+                Some(raw) if raw.starts_with('{') => serde_json::from_str(raw).ok()?,
+                Some(_) => return None,
+            };
+            What::Call { name, arguments }
         }
         "tools/list" => {
             let string = |c: &RawValue| c.get().starts_with('"');
@@ -178,24 +168,10 @@ pub(crate) fn plan(parts: &Parts, body: &McpBody, tools: &NexusTools) -> Option<
 /// post-processing for a 2026-07-28 peer, the same HTTP status for the message.
 pub(crate) async fn answer(tools: &NexusTools, plan: Plan, ext: &Extensions) -> Response {
     let result: Result<ServerResult, rmcp::ErrorData> = match plan.what {
-        What::Call { name, arguments } => {
-            let args = match arguments {
-                Some(raw) => match serde_json::from_str::<JsonObject>(raw.get()) {
-                    Ok(map) => map,
-                    Err(e) => {
-                        return message(ServerJsonRpcMessage::error(
-                            rmcp::ErrorData::invalid_params(e.to_string(), None),
-                            Some(plan.id),
-                        ));
-                    }
-                },
-                None => JsonObject::new(),
-            };
-            tools
-                .call(Some(ext), &name, &args)
-                .await
-                .map(ServerResult::from)
-        }
+        What::Call { name, arguments } => tools
+            .call(Some(ext), &name, &arguments)
+            .await
+            .map(ServerResult::from),
         What::List => Ok(ServerResult::ListToolsResult(tools.list(Some(ext)))),
         What::Discover => Ok(ServerResult::DiscoverResult(
             DiscoverResult::from_server_info(
