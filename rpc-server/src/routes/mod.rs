@@ -27,8 +27,7 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-pub const API_KEY_HEADER: &str = "x-nexus-api-key";
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const REQUEST_ID: HeaderName = HeaderName::from_static(nexus_wire::headers::REQUEST_ID);
 
 /// Shared, read-only state of the routes.
 #[derive(Clone, Debug)]
@@ -129,7 +128,7 @@ pub fn router(state: AppState) -> Router {
         // Mark credentials sensitive first, so no later layer can log them.
         .layer(SetSensitiveRequestHeadersLayer::new([
             AUTHORIZATION,
-            HeaderName::from_static(API_KEY_HEADER),
+            HeaderName::from_static(nexus_wire::headers::API_KEY),
         ]))
         // Give every request an id (or keep the caller's) to correlate logs.
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
