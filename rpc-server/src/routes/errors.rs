@@ -2,10 +2,9 @@
 //! helpers. Converting to a response never logs; callers decide what to record.
 
 use crate::limits::Decision;
-use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use nexus_wire::{ErrorEnvelope, headers};
+use nexus_wire::headers;
 
 /// Errors answered before (or instead of) a JSON-RPC response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +76,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (code, message) = self.code_and_message();
-        let mut resp = (self.status(), Json(ErrorEnvelope::new(code, message))).into_response();
+        let mut resp = nexus_serve::error_response(self.status(), code, message);
         let h = resp.headers_mut();
         match self {
             Self::Unauthorized => {

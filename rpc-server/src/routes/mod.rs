@@ -25,7 +25,6 @@ use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static(nexus_wire::headers::REQUEST_ID);
 
@@ -132,8 +131,9 @@ pub fn router(state: AppState) -> Router {
         ]))
         // Give every request an id (or keep the caller's) to correlate logs.
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        // One span per request: method and path, never headers or bodies.
-        .layer(TraceLayer::new_for_http())
+        // One span per request: method, matched route and request id; never the raw URI,
+        // headers or bodies.
+        .layer(nexus_serve::telemetry::http_trace())
         // Echo the id so callers can quote it.
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         // Count requests by matched route, never by raw path.

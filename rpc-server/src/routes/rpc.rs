@@ -37,17 +37,10 @@ pub async fn call_method(
     let label = method.map_or("other", Method::label);
     let (parts, body) = req.into_parts();
     // Behind a trusted proxy (the MCP frontend), the client is the forwarded address.
-    // Every line: a proxy may append its own after the client's.
-    let forwarded = nexus_wire::forwarded::join_lines(
-        parts
-            .headers
-            .get_all(headers::FORWARDED_FOR)
-            .iter()
-            .map(|v| v.to_str().ok()),
-    );
-    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| {
-        nexus_wire::forwarded::client_ip(c.0.ip(), forwarded.as_deref(), &st.trusted_proxies)
-    });
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| nexus_serve::client_ip(c.0.ip(), &parts.headers, &st.trusted_proxies));
     let call = Call {
         name: &name,
         method,
@@ -246,28 +239,23 @@ enum Credential<'a> {
     Unusable(String),
 }
 
-fn credential(headers: &HeaderMap) -> Credential<'_> {
-    let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    let key = headers.get(headers::API_KEY).map(|v| v.as_bytes());
-    // Two values of one credential header is ambiguity, not a credential.
-    let repeated = headers.get_all(header::AUTHORIZATION).iter().count() > 1
-        || headers.get_all(headers::API_KEY).iter().count() > 1;
-    let unusable = || {
-        let raw = auth.or(key).unwrap_or_default();
-        let text = String::from_utf8_lossy(raw);
-        Credential::Unusable(
-            text.chars()
-                .take(nexus_wire::bearer::MAX_TOKEN_LEN)
-                .collect(),
-        )
-    };
-    if repeated {
-        return unusable();
-    }
-    match nexus_wire::bearer::extract(auth, key) {
+fn credential(h: &HeaderMap) -> Credential<'_> {
+    match nexus_serve::caller_token(h) {
         Ok(t) => Credential::Token(t),
         Err(nexus_wire::bearer::BearerError::Missing) => Credential::Missing,
-        Err(nexus_wire::bearer::BearerError::Malformed) => unusable(),
+        Err(nexus_wire::bearer::BearerError::Malformed) => {
+            let raw = h
+                .get(header::AUTHORIZATION)
+                .or_else(|| h.get(headers::API_KEY))
+                .map(HeaderValue::as_bytes)
+                .unwrap_or_default();
+            Credential::Unusable(
+                String::from_utf8_lossy(raw)
+                    .chars()
+                    .take(nexus_wire::bearer::MAX_TOKEN_LEN)
+                    .collect(),
+            )
+        }
     }
 }
 
