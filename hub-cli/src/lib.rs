@@ -28,11 +28,11 @@ pub fn parse(argv: Vec<OsString>) -> anyhow::Result<cli::Cli> {
         cli::Command::Mcp(_) => (&["mcp", "serve"], "mcp"),
         cli::Command::Hub(_) | cli::Command::Admin(_) | cli::Command::Rebac(_) => {
             // Validate the file even when only `hub config check` reads it.
-            rpc_server::config_file::read_section(&file, "rpc")?;
+            nexus_serve::config_file::read_section(&file, "rpc")?;
             return Ok(first);
         }
     };
-    let m = rpc_server::config_file::parse_with_file(
+    let m = nexus_serve::config_file::parse_with_file(
         &cli::Cli::command(),
         &argv,
         leaf,
@@ -54,7 +54,7 @@ pub fn main_entry() -> ExitCode {
             }
         },
     };
-    rpc_server::runtime::block_on(async {
+    nexus_serve::runtime::block_on(async {
         match commands::run(cli).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

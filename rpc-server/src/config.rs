@@ -403,3 +403,75 @@ pub fn load_or_create_secret(dir: &Path) -> anyhow::Result<SecretString> {
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
 }
+
+/// The configuration file read for nexusd's own arguments.
+#[cfg(test)]
+mod config_file_tests {
+    use clap::{Args, Command, CommandFactory, FromArgMatches, Parser};
+    use nexus_serve::config_file::parse_with_file;
+    use std::ffi::OsString;
+    use std::path::Path;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: Sub,
+    }
+    #[derive(clap::Subcommand, Debug)]
+    enum Sub {
+        Serve(crate::config::ServerArgs),
+    }
+
+    fn write(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().expect("tempdir");
+        let p = d.path().join("nexus-hub.toml");
+        std::fs::write(&p, text).expect("write");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        (d, p)
+    }
+
+    fn parse(argv: &[&str], file: &Path) -> anyhow::Result<crate::config::ServerArgs> {
+        let argv: Vec<OsString> = argv.iter().map(OsString::from).collect();
+        let m = parse_with_file(&Cli::command(), &argv, &["serve"], "rpc", file)?;
+        let Sub::Serve(a) = Cli::from_arg_matches(&m)?.cmd;
+        Ok(a)
+    }
+
+    #[test]
+    fn file_fills_defaults_and_flags_win() {
+        let (_d, p) = write(
+            "[rpc]\nport = 3030\nhost = \"0.0.0.0\"\nmigrate = true\nrate_limit_token = \"10/s\"\n",
+        );
+        let a = parse(&["x", "serve"], &p).expect("parses");
+        assert_eq!(
+            (a.port, a.host.as_str(), a.migrate),
+            (3030, "0.0.0.0", true)
+        );
+        assert_eq!(a.rate_limit_token.to_string(), "10/s");
+        let a = parse(&["x", "serve", "--port", "4040"], &p).expect("parses");
+        assert_eq!(a.port, 4040, "a flag beats the file");
+        let _ = crate::config::ServerArgs::augment_args(Command::new("x"));
+    }
+
+    #[test]
+    fn bad_files_are_refused() {
+        for bad in [
+            "[rpc]\nnope = 1\n",
+            "[other]\n",
+            "[rpc]\nport = \"many\"\n",
+            "not toml [",
+        ] {
+            let (_d, p) = write(bad);
+            assert!(parse(&["x", "serve"], &p).is_err(), "{bad}");
+        }
+        let (d, p) = write("[rpc]\ndatabase_url = \"postgres://u:p@h/db\"\n");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert!(
+            parse(&["x", "serve"], &p).is_err(),
+            "secrets in a world-readable file"
+        );
+        drop(d);
+    }
+}

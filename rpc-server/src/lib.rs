@@ -8,16 +8,13 @@
 pub mod app;
 pub mod auth;
 pub mod config;
-pub mod config_file;
 pub mod control;
 pub mod db;
 pub mod files;
 pub mod limits;
 pub mod metrics;
 pub mod routes;
-pub mod runtime;
 pub mod stats;
-pub mod telemetry;
 pub mod zones;
 
 pub use app::Application;

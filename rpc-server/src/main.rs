@@ -24,16 +24,16 @@ fn parse() -> anyhow::Result<Cli> {
     let Some(file) = first.config.clone() else {
         return Ok(first);
     };
-    let m = rpc_server::config_file::parse_with_file(&Cli::command(), &argv, &[], "rpc", &file)?;
+    let m = nexus_serve::config_file::parse_with_file(&Cli::command(), &argv, &[], "rpc", &file)?;
     Ok(Cli::from_arg_matches(&m)?)
 }
 
 fn main() -> ExitCode {
-    rpc_server::runtime::block_on(serve())
+    nexus_serve::runtime::block_on(serve())
 }
 
 async fn serve() -> ExitCode {
-    rpc_server::telemetry::init_from_env();
+    nexus_serve::telemetry::init_from_env();
     let cli = match parse() {
         Ok(c) => c,
         Err(e) => match e.downcast::<clap::Error>() {
@@ -56,6 +56,5 @@ async fn serve() -> ExitCode {
 async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let cfg = ServerConfig::from_args(args)?;
     let app = Application::build(cfg).await?;
-    app.run_until_stopped(rpc_server::app::shutdown_signal())
-        .await
+    app.run_until_stopped(nexus_serve::shutdown_signal()).await
 }

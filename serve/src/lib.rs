@@ -30,7 +30,22 @@
 //! around the connection's service, tells it when requests start and when their responses
 //! end, and times each request's body.
 //!
-//! This crate knows nothing of either server and is not part of the wire contract.
+//! Around the loop, the rest of the process shell both binaries share: [`runtime`],
+//! [`telemetry`], [`shutdown_signal`], the [`config_file`] reader, and the HTTP edge both
+//! services need alike: [`caller_token`], [`client_ip`], [`error_response`] and
+//! [`metrics_response`]. It knows nothing of either server; it speaks the wire contract
+//! (header names, the error envelope) through `nexus-wire`.
+
+pub mod config_file;
+pub mod credentials;
+pub mod responses;
+pub mod runtime;
+mod shutdown;
+pub mod telemetry;
+
+pub use credentials::{caller_token, client_ip};
+pub use responses::{error_response, metrics_response};
+pub use shutdown::shutdown_signal;
 
 use axum::body::{Body, Bytes};
 use axum::http::{Request, Response, StatusCode, Version, header};

@@ -6,11 +6,8 @@
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
-/// Request header: count this `whoami` against the caller's rate limit. A `whoami` is
-/// free by default (it is the verification step before a counted call); a forwarder that
-/// answers a request with the `whoami` alone asks for it to count. Only ever more costly
-/// for the caller, so it needs no trust.
-pub const COUNT_REQUEST_HEADER: &str = "x-nexus-count-request";
+/// Request header: count this `whoami` against the caller's rate limit.
+pub use crate::headers::COUNT_REQUEST as COUNT_REQUEST_HEADER;
 
 /// Left as they are: what ids are usually made of; `%` and everything else is escaped.
 const KEEP: &AsciiSet = &NON_ALPHANUMERIC

@@ -5,48 +5,168 @@
 use crate::spec::{Permission, SubjectType, ZoneGrant};
 use serde::{Deserialize, Serialize};
 
-/// File methods, callable by any valid token within its zones.
-pub const FILE_METHODS: &[&str] = &[
-    "read", "write", "edit", "delete", "list", "stat", "mkdir", "rmdir", "rename", "glob", "grep",
-    "whoami",
-];
+/// Where every method is served: `POST {RPC_PREFIX}{method}`.
+pub const RPC_PREFIX: &str = "/api/nfs/";
 
-/// Admin methods, refused to non-admin tokens.
-pub const ADMIN_METHODS: &[&str] = &[
-    "hub_admin_token_create",
-    "hub_admin_token_list",
-    "hub_admin_token_revoke",
-    "hub_admin_zone_create",
-    "hub_admin_zone_list",
-    "hub_admin_zone_delete",
-    "hub_admin_zone_restore",
-    "hub_admin_status",
-    "admin_create_user",
-    "admin_list_users",
-    "admin_delete_user",
-    "admin_set_user_state",
-    "admin_create_agent_key",
-];
+/// Which group a method belongs to, which decides who may call it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MethodKind {
+    /// File methods and `whoami`: any valid token, within its zones.
+    File,
+    /// Admin methods, refused to non-admin tokens.
+    Admin,
+    /// ReBAC methods: admin tokens, or zone admins (`admin` on `zone:Z`, within the
+    /// token's zones) for tuples whose object is in Z.
+    Rebac,
+}
 
-/// ReBAC methods: admin tokens, or zone admins (`admin` on `zone:Z`, within the token's
-/// zones) for tuples whose object is in Z.
-pub const REBAC_METHODS: &[&str] = &[
-    "rebac_create",
-    "rebac_delete",
-    "rebac_check",
-    "rebac_list_tuples",
-    "rebac_expand",
-];
+/// Why a name is not a [`Method`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown method")]
+pub struct UnknownMethod;
 
-/// Maps any method name to a bounded label: known names as themselves, the rest `other`.
+/// One arm per method: its variant, its wire name and its kind. The names, the paths and
+/// the parser are all generated from this one list so they cannot drift apart.
+macro_rules! methods {
+    ($($var:ident = $name:literal, $kind:ident;)*) => {
+        /// A JSON-RPC method the rpc-server serves. Names arriving from outside are parsed
+        /// into this once, at the edge; everything past it matches on the variant.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Method {
+            $($var,)*
+        }
+
+        impl Method {
+            /// Every method, in declaration order.
+            pub const ALL: &'static [Method] = &[$(Method::$var,)*];
+
+            /// The wire name (`read`, `hub_admin_token_create`, …).
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Method::$var => $name,)*
+                }
+            }
+
+            /// `POST` path of the method: [`RPC_PREFIX`] followed by its name.
+            pub const fn rpc_path(self) -> &'static str {
+                match self {
+                    $(Method::$var => concat!("/api/nfs/", $name),)*
+                }
+            }
+
+            pub const fn kind(self) -> MethodKind {
+                match self {
+                    $(Method::$var => MethodKind::$kind,)*
+                }
+            }
+
+            /// The method named `name` (exact, case-sensitive).
+            pub fn parse(name: &str) -> Option<Self> {
+                match name {
+                    $($name => Some(Method::$var),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+methods! {
+    Read = "read", File;
+    Write = "write", File;
+    Edit = "edit", File;
+    Delete = "delete", File;
+    List = "list", File;
+    Stat = "stat", File;
+    Mkdir = "mkdir", File;
+    Rmdir = "rmdir", File;
+    Rename = "rename", File;
+    Glob = "glob", File;
+    Grep = "grep", File;
+    Whoami = "whoami", File;
+    TokenCreate = "hub_admin_token_create", Admin;
+    TokenList = "hub_admin_token_list", Admin;
+    TokenRevoke = "hub_admin_token_revoke", Admin;
+    ZoneCreate = "hub_admin_zone_create", Admin;
+    ZoneList = "hub_admin_zone_list", Admin;
+    ZoneDelete = "hub_admin_zone_delete", Admin;
+    ZoneRestore = "hub_admin_zone_restore", Admin;
+    Status = "hub_admin_status", Admin;
+    CreateUser = "admin_create_user", Admin;
+    ListUsers = "admin_list_users", Admin;
+    DeleteUser = "admin_delete_user", Admin;
+    SetUserState = "admin_set_user_state", Admin;
+    CreateAgentKey = "admin_create_agent_key", Admin;
+    RebacCreate = "rebac_create", Rebac;
+    RebacDelete = "rebac_delete", Rebac;
+    RebacCheck = "rebac_check", Rebac;
+    RebacListTuples = "rebac_list_tuples", Rebac;
+    RebacExpand = "rebac_expand", Rebac;
+}
+
+impl Method {
+    /// Refused to non-admin tokens.
+    pub const fn is_admin(self) -> bool {
+        matches!(self.kind(), MethodKind::Admin)
+    }
+
+    /// Admin-only or ReBAC: a method that changes or reveals who may do what.
+    pub const fn is_control(self) -> bool {
+        matches!(self.kind(), MethodKind::Admin | MethodKind::Rebac)
+    }
+
+    /// A bounded metrics label: the wire name.
+    pub const fn label(self) -> &'static str {
+        self.as_str()
+    }
+
+    /// The wire names of the methods of `kind`, in declaration order; `N` must be their
+    /// count (a wrong count fails at compile time where this builds a constant).
+    const fn names_of<const N: usize>(kind: MethodKind) -> [&'static str; N] {
+        let mut out = [""; N];
+        let (mut i, mut j) = (0, 0);
+        while i < Self::ALL.len() {
+            let m = Self::ALL[i];
+            if m.kind() as u8 == kind as u8 {
+                out[j] = m.as_str();
+                j += 1;
+            }
+            i += 1;
+        }
+        assert!(j == N, "wrong method count");
+        out
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = UnknownMethod;
+    fn from_str(s: &str) -> Result<Self, UnknownMethod> {
+        Self::parse(s).ok_or(UnknownMethod)
+    }
+}
+
+/// `POST` path of `m` (a static string: no allocation per call).
+pub const fn rpc_path(m: Method) -> &'static str {
+    m.rpc_path()
+}
+
+/// The names of the file methods (and `whoami`), for code that holds method names as text.
+pub const FILE_METHODS: &[&str] = &Method::names_of::<12>(MethodKind::File);
+/// The names of the admin methods.
+pub const ADMIN_METHODS: &[&str] = &Method::names_of::<13>(MethodKind::Admin);
+/// The names of the ReBAC methods.
+pub const REBAC_METHODS: &[&str] = &Method::names_of::<5>(MethodKind::Rebac);
+
+/// Maps any method name (text from outside) to a bounded label: known names as
+/// themselves, the rest `other`.
 pub fn method_label(method: &str) -> &'static str {
-    FILE_METHODS
-        .iter()
-        .chain(ADMIN_METHODS)
-        .chain(REBAC_METHODS)
-        .find(|m| **m == method)
-        .copied()
-        .unwrap_or("other")
+    Method::parse(method).map_or("other", Method::label)
 }
 
 fn default_root() -> String {
@@ -694,4 +814,44 @@ pub struct RebacExpandResult {
     pub relation: String,
     pub object: String,
     pub subjects: Vec<ExpandEntry>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_method_round_trips_and_has_its_path() {
+        for &m in Method::ALL {
+            assert_eq!(Method::parse(m.as_str()), Some(m));
+            assert_eq!(m.as_str().parse::<Method>(), Ok(m));
+            assert_eq!(m.to_string(), m.as_str());
+            assert_eq!(rpc_path(m), format!("{RPC_PREFIX}{}", m.as_str()));
+            assert_eq!(method_label(m.as_str()), m.as_str());
+        }
+        assert_eq!(Method::parse("READ"), None);
+        assert_eq!("nope".parse::<Method>(), Err(UnknownMethod));
+        assert_eq!(method_label("nope"), "other");
+    }
+
+    #[test]
+    fn name_lists_partition_the_methods() {
+        assert_eq!(
+            FILE_METHODS.len() + ADMIN_METHODS.len() + REBAC_METHODS.len(),
+            Method::ALL.len()
+        );
+        for &m in Method::ALL {
+            let lists = [
+                (MethodKind::File, FILE_METHODS),
+                (MethodKind::Admin, ADMIN_METHODS),
+                (MethodKind::Rebac, REBAC_METHODS),
+            ];
+            for (kind, names) in lists {
+                assert_eq!(names.contains(&m.as_str()), m.kind() == kind, "{m}");
+            }
+            assert_eq!(m.is_admin(), ADMIN_METHODS.contains(&m.as_str()));
+        }
+        assert!(FILE_METHODS.contains(&"whoami"));
+        assert!(Method::RebacCheck.is_control() && !Method::RebacCheck.is_admin());
+    }
 }

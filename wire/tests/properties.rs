@@ -515,3 +515,34 @@ fn printable_is_bounded() {
         prop_assert!(!p.chars().any(char::is_control));
     });
 }
+
+// ---------------------------------------------------------------------------------------
+// Method names
+// ---------------------------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Text from outside is a method only when it is exactly a method's name, and its
+    /// label and path are always that method's.
+    #[test]
+    fn only_exact_names_are_methods(name in prop_oneof![
+        "[a-z_]{1,24}",
+        proptest::sample::select(nexus_wire::Method::ALL).prop_map(|m| m.as_str().to_owned()),
+        proptest::sample::select(nexus_wire::Method::ALL)
+            .prop_map(|m| format!("{} ", m.as_str())),
+    ]) {
+        let label = nexus_wire::methods::method_label(&name);
+        match nexus_wire::Method::parse(&name) {
+            Some(m) => {
+                prop_assert_eq!(m.as_str(), name.as_str());
+                prop_assert_eq!(label, m.as_str());
+                prop_assert_eq!(
+                    nexus_wire::rpc_path(m),
+                    format!("{}{}", nexus_wire::RPC_PREFIX, name)
+                );
+            }
+            None => prop_assert_eq!(label, "other"),
+        }
+    }
+}

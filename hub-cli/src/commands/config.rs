@@ -35,8 +35,13 @@ fn section(
     argv: &[&str],
 ) -> Result<(), CliError> {
     let argv: Vec<OsString> = argv.iter().map(OsString::from).collect();
-    let (m, from_file) =
-        rpc_server::config_file::parse_with_file_sources(&Cli::command(), &argv, leaf, name, file)?;
+    let (m, from_file) = nexus_serve::config_file::parse_with_file_sources(
+        &Cli::command(),
+        &argv,
+        leaf,
+        name,
+        file,
+    )?;
     let mut sub = &m;
     let mut cmd = Cli::command();
     for l in leaf {
@@ -104,7 +109,7 @@ pub fn check(file: Option<&Path>, out: &mut dyn Write) -> Result<(), CliError> {
         .iter()
         .map(OsString::from)
         .collect();
-    let m = rpc_server::config_file::parse_with_file(
+    let m = nexus_serve::config_file::parse_with_file(
         &Cli::command(),
         &argv,
         &["mcp", "serve"],

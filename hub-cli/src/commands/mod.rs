@@ -20,19 +20,18 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Admin(a) => identity::run_admin(a, &mut std::io::stdout()).await,
         Command::Rebac(r) => identity::run_rebac(r, &mut std::io::stdout()).await,
         Command::Serve(s) => {
-            rpc_server::telemetry::init_from_env();
+            nexus_serve::telemetry::init_from_env();
             let cfg = rpc_server::ServerConfig::from_args(s.server)?;
             let app = rpc_server::Application::build(cfg).await?;
-            app.run_until_stopped(rpc_server::app::shutdown_signal())
+            app.run_until_stopped(nexus_serve::shutdown_signal())
                 .await?;
             Ok(())
         }
         Command::Mcp(McpCommand::Serve(m)) => {
-            rpc_server::telemetry::init_from_env();
+            nexus_serve::telemetry::init_from_env();
             let cfg = mcp_frontend::FrontendConfig::from_args(m.frontend)?;
             let fe = mcp_frontend::Frontend::build(cfg).await?;
-            fe.run_until_stopped(rpc_server::app::shutdown_signal())
-                .await?;
+            fe.run_until_stopped(nexus_serve::shutdown_signal()).await?;
             Ok(())
         }
     }

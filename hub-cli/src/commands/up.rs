@@ -57,7 +57,7 @@ fn write_env_file(path: &Path, vars: &[(&str, &str)]) -> Result<(), CliError> {
 }
 
 pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    rpc_server::telemetry::init_from_env();
+    nexus_serve::telemetry::init_from_env();
     ensure_private_dir(&u.data_dir)?;
     let data_dir = u
         .data_dir
@@ -191,7 +191,7 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let fe_task = tokio::spawn(frontend.run_until_stopped(async move {
         let _ = rx2.wait_for(|s| *s).await;
     }));
-    rpc_server::app::shutdown_signal().await;
+    nexus_serve::shutdown_signal().await;
     let _ = stop_tx.send(true);
     for t in [fe_task, rpc_task] {
         match t.await {

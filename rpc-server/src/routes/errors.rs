@@ -2,10 +2,9 @@
 //! helpers. Converting to a response never logs; callers decide what to record.
 
 use crate::limits::Decision;
-use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use nexus_wire::headers;
 
 /// Errors answered before (or instead of) a JSON-RPC response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,9 +25,9 @@ pub enum ApiError {
 /// Sets `X-RateLimit-Limit`, `-Remaining` and `-Reset` (seconds until the budget is whole).
 pub fn rate_limit_headers(h: &mut axum::http::HeaderMap, d: &Decision) {
     for (name, v) in [
-        ("x-ratelimit-limit", u64::from(d.limit)),
-        ("x-ratelimit-remaining", u64::from(d.remaining)),
-        ("x-ratelimit-reset", d.reset_secs),
+        (headers::RATE_LIMIT_LIMIT, u64::from(d.limit)),
+        (headers::RATE_LIMIT_REMAINING, u64::from(d.remaining)),
+        (headers::RATE_LIMIT_RESET, d.reset_secs),
     ] {
         h.insert(name, HeaderValue::from(v));
     }
@@ -77,11 +76,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (code, message) = self.code_and_message();
-        let mut resp = (
-            self.status(),
-            Json(json!({ "error": { "code": code, "message": message } })),
-        )
-            .into_response();
+        let mut resp = nexus_serve::error_response(self.status(), code, message);
         let h = resp.headers_mut();
         match self {
             Self::Unauthorized => {

@@ -3,7 +3,7 @@
 use super::AppState;
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use std::time::Duration;
@@ -51,12 +51,5 @@ pub async fn ready(State(st): State<AppState>) -> Response {
 }
 
 pub async fn metrics(State(st): State<AppState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        st.metrics.render(),
-    )
-        .into_response()
+    nexus_serve::metrics_response(st.metrics.render())
 }

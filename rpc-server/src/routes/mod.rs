@@ -25,10 +25,8 @@ use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
-pub const API_KEY_HEADER: &str = "x-nexus-api-key";
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const REQUEST_ID: HeaderName = HeaderName::from_static(nexus_wire::headers::REQUEST_ID);
 
 /// Shared, read-only state of the routes.
 #[derive(Clone, Debug)]
@@ -129,12 +127,13 @@ pub fn router(state: AppState) -> Router {
         // Mark credentials sensitive first, so no later layer can log them.
         .layer(SetSensitiveRequestHeadersLayer::new([
             AUTHORIZATION,
-            HeaderName::from_static(API_KEY_HEADER),
+            HeaderName::from_static(nexus_wire::headers::API_KEY),
         ]))
         // Give every request an id (or keep the caller's) to correlate logs.
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        // One span per request: method and path, never headers or bodies.
-        .layer(TraceLayer::new_for_http())
+        // One span per request: method, matched route and request id; never the raw URI,
+        // headers or bodies.
+        .layer(nexus_serve::telemetry::http_trace())
         // Echo the id so callers can quote it.
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         // Count requests by matched route, never by raw path.

@@ -2,7 +2,7 @@
 //! then dispatch. Authentication comes first so an unauthenticated caller can make the
 //! server do nothing, not even read its body.
 
-use super::{API_KEY_HEADER, ApiError, AppState};
+use super::{ApiError, AppState};
 use crate::auth::grants::Compiled;
 use crate::auth::{AuthError, Identity};
 use crate::control::Caller;
@@ -13,6 +13,8 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use nexus_wire::Method;
+use nexus_wire::headers;
 use nexus_wire::jsonrpc::{self, Response as RpcResponse};
 use nexus_wire::methods::*;
 use nexus_wire::spec::Permission;
@@ -29,22 +31,21 @@ pub async fn call_method(
     req: axum::extract::Request,
 ) -> Response {
     let started = Instant::now();
-    let method = method.map(|Path(m)| m).unwrap_or_default();
-    let label = method_label(&method);
+    let name = method.map(|Path(m)| m).unwrap_or_default();
+    // Parsed once, here: past this point methods are matched as variants.
+    let method = Method::parse(&name);
+    let label = method.map_or("other", Method::label);
     let (parts, body) = req.into_parts();
     // Behind a trusted proxy (the MCP frontend), the client is the forwarded address.
-    // Every line: a proxy may append its own after the client's.
-    let forwarded = nexus_wire::forwarded::join_lines(
-        parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .map(|v| v.to_str().ok()),
-    );
-    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| {
-        nexus_wire::forwarded::client_ip(c.0.ip(), forwarded.as_deref(), &st.trusted_proxies)
-    });
-    let (resp, outcome) = handle(&st, &method, &parts.headers, peer, body).await;
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| nexus_serve::client_ip(c.0.ip(), &parts.headers, &st.trusted_proxies));
+    let call = Call {
+        name: &name,
+        method,
+    };
+    let (resp, outcome) = handle(&st, call, &parts.headers, peer, body).await;
     st.metrics
         .rpc_requests
         .with_label_values(&[label, outcome])
@@ -56,9 +57,16 @@ pub async fn call_method(
     resp
 }
 
+/// The method a request named: its text as sent (for errors) and what it parsed to.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    name: &'a str,
+    method: Option<Method>,
+}
+
 async fn handle(
     st: &AppState,
-    method: &str,
+    call: Call<'_>,
     headers: &HeaderMap,
     peer: Option<IpAddr>,
     body: Body,
@@ -69,7 +77,7 @@ async fn handle(
         && st.limits.over_failure_limit(ip)
     {
         match cached_identity(st, headers) {
-            Some(id) => return authenticated(st, method, headers, id, body).await,
+            Some(id) => return authenticated(st, call, headers, id, body).await,
             None => {
                 st.limits.refused_for_failures();
                 return (ApiError::TooManyFailures.into_response(), "rate_limited");
@@ -91,26 +99,25 @@ async fn handle(
             return (e.into_response(), "unauthorized");
         }
     };
-    authenticated(st, method, headers, identity, body).await
+    authenticated(st, call, headers, identity, body).await
 }
 
 /// The rest of a request once its caller is known.
 async fn authenticated(
     st: &AppState,
-    method: &str,
+    call: Call<'_>,
     headers: &HeaderMap,
     identity: Arc<Identity>,
     body: Body,
 ) -> (Response, &'static str) {
     // whoami is the frontend's verification call and a cache hit: it spends no budget,
     // unless the forwarder answers a request with it alone and asks for it to count.
-    let decision = if method == "whoami"
-        && !headers.contains_key(nexus_wire::identity::COUNT_REQUEST_HEADER)
-    {
-        None
-    } else {
-        Some(st.limits.check(&identity).await)
-    };
+    let decision =
+        if call.method == Some(Method::Whoami) && !headers.contains_key(headers::COUNT_REQUEST) {
+            None
+        } else {
+            Some(st.limits.check(&identity).await)
+        };
     if let Some(d) = decision
         && !d.allowed
     {
@@ -152,7 +159,7 @@ async fn authenticated(
     let (id, result) = match jsonrpc::decode_request(&bytes) {
         Err((id, e)) => (id, Err(e)),
         Ok(req) => match req.method.as_deref() {
-            Some(m) if m != method => (
+            Some(m) if m != call.name => (
                 req.id,
                 Err(RpcError::invalid_request(
                     "the body's method does not match the URL's",
@@ -160,7 +167,10 @@ async fn authenticated(
             ),
             _ => (
                 req.id,
-                dispatch(st, &identity, method, req.params, &mut zone).await,
+                match call.method {
+                    Some(m) => dispatch(st, &identity, m, req.params, &mut zone).await,
+                    None => Err(RpcError::method_not_found(call.name)),
+                },
             ),
         },
     };
@@ -183,16 +193,16 @@ async fn authenticated(
 /// Names the verified caller (and the zone addressed) for a trusted forwarder.
 fn identity_headers(h: &mut HeaderMap, identity: &Identity, zone: Option<String>) {
     if let Ok(v) = HeaderValue::from_str(&identity.key_id.to_string()) {
-        h.insert(KEY_ID_HEADER, v);
+        h.insert(headers::KEY_ID, v);
     }
     h.insert(
-        ADMIN_HEADER,
+        headers::ADMIN,
         HeaderValue::from_static(if identity.is_admin { "true" } else { "false" }),
     );
     // Percent-encoded: a user id may be any UTF-8, a header value only visible ASCII.
     let user = nexus_wire::identity::encode_header_text(&identity.user_id);
     if let Ok(v) = HeaderValue::from_str(&user) {
-        h.insert(USER_ID_HEADER, v);
+        h.insert(headers::USER_ID, v);
     }
     let zone = zone.unwrap_or_else(|| match identity.zones.as_slice() {
         [] => "*".into(),
@@ -203,16 +213,9 @@ fn identity_headers(h: &mut HeaderMap, identity: &Identity, zone: Option<String>
             .join(","),
     });
     if let Ok(v) = HeaderValue::from_str(&zone) {
-        h.insert(ZONE_HEADER, v);
+        h.insert(headers::ZONE, v);
     }
 }
-
-/// Response headers naming the verified caller.
-pub const KEY_ID_HEADER: &str = "x-nexus-key-id";
-pub const ADMIN_HEADER: &str = "x-nexus-admin";
-pub const USER_ID_HEADER: &str = "x-nexus-user-id";
-/// The zone a call addressed (or the caller's zones, comma-separated; `*` for every zone).
-pub const ZONE_HEADER: &str = "x-nexus-zone";
 
 /// The zone a file call's path resolves to, for audit.
 fn zone_of(v: &ZoneView, params: &Value) -> Option<String> {
@@ -236,28 +239,23 @@ enum Credential<'a> {
     Unusable(String),
 }
 
-fn credential(headers: &HeaderMap) -> Credential<'_> {
-    let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    let key = headers.get(API_KEY_HEADER).map(|v| v.as_bytes());
-    // Two values of one credential header is ambiguity, not a credential.
-    let repeated = headers.get_all(header::AUTHORIZATION).iter().count() > 1
-        || headers.get_all(API_KEY_HEADER).iter().count() > 1;
-    let unusable = || {
-        let raw = auth.or(key).unwrap_or_default();
-        let text = String::from_utf8_lossy(raw);
-        Credential::Unusable(
-            text.chars()
-                .take(nexus_wire::bearer::MAX_TOKEN_LEN)
-                .collect(),
-        )
-    };
-    if repeated {
-        return unusable();
-    }
-    match nexus_wire::bearer::extract(auth, key) {
+fn credential(h: &HeaderMap) -> Credential<'_> {
+    match nexus_serve::caller_token(h) {
         Ok(t) => Credential::Token(t),
         Err(nexus_wire::bearer::BearerError::Missing) => Credential::Missing,
-        Err(nexus_wire::bearer::BearerError::Malformed) => unusable(),
+        Err(nexus_wire::bearer::BearerError::Malformed) => {
+            let raw = h
+                .get(header::AUTHORIZATION)
+                .or_else(|| h.get(headers::API_KEY))
+                .map(HeaderValue::as_bytes)
+                .unwrap_or_default();
+            Credential::Unusable(
+                String::from_utf8_lossy(raw)
+                    .chars()
+                    .take(nexus_wire::bearer::MAX_TOKEN_LEN)
+                    .collect(),
+            )
+        }
     }
 }
 
@@ -357,35 +355,31 @@ async fn access(
 async fn dispatch(
     st: &AppState,
     id: &Identity,
-    method: &str,
+    method: Method,
     p: Value,
     zone: &mut Option<String>,
 ) -> Result<Value, RpcError> {
-    if ADMIN_METHODS.contains(&method) {
-        return dispatch_admin(st, id, method, p).await;
+    match method.kind() {
+        MethodKind::Admin => return dispatch_admin(st, id, method, p).await,
+        MethodKind::Rebac => return dispatch_rebac(st, id, method, p).await,
+        MethodKind::File => {}
     }
-    if REBAC_METHODS.contains(&method) {
-        return dispatch_rebac(st, id, method, p).await;
-    }
-    if !FILE_METHODS.contains(&method) {
-        return Err(RpcError::method_not_found(method));
-    }
-    let (a, compiled) = access(st, id, method == "whoami").await?;
+    let (a, compiled) = access(st, id, method == Method::Whoami).await?;
     *zone = zone_of(&a.view, &p);
     let f = &st.files;
     match method {
-        "read" => to_value(f.read(&a, params(p)?).await?),
-        "write" => to_value(f.write(&a, params(p)?).await?),
-        "edit" => to_value(f.edit(&a, params(p)?).await?),
-        "delete" => to_value(f.delete(&a, params(p)?).await?),
-        "list" => to_value(f.list(&a, params(p)?).await?),
-        "stat" => to_value(f.stat(&a, params(p)?).await?),
-        "mkdir" => to_value(f.mkdir(&a, params(p)?).await?),
-        "rmdir" => to_value(f.rmdir(&a, params(p)?).await?),
-        "rename" => to_value(f.rename(&a, params(p)?).await?),
-        "glob" => to_value(f.glob(&a, params(p)?).await?),
-        "grep" => to_value(f.grep(id.key_id, &a, params(p)?).await?),
-        "whoami" => {
+        Method::Read => to_value(f.read(&a, params(p)?).await?),
+        Method::Write => to_value(f.write(&a, params(p)?).await?),
+        Method::Edit => to_value(f.edit(&a, params(p)?).await?),
+        Method::Delete => to_value(f.delete(&a, params(p)?).await?),
+        Method::List => to_value(f.list(&a, params(p)?).await?),
+        Method::Stat => to_value(f.stat(&a, params(p)?).await?),
+        Method::Mkdir => to_value(f.mkdir(&a, params(p)?).await?),
+        Method::Rmdir => to_value(f.rmdir(&a, params(p)?).await?),
+        Method::Rename => to_value(f.rename(&a, params(p)?).await?),
+        Method::Glob => to_value(f.glob(&a, params(p)?).await?),
+        Method::Grep => to_value(f.grep(id.key_id, &a, params(p)?).await?),
+        Method::Whoami => {
             let _: EmptyParams = params(p)?;
             let v = &a.view;
             to_value(WhoamiResult {
@@ -417,7 +411,7 @@ async fn dispatch(
                     .collect(),
             })
         }
-        _ => Err(RpcError::method_not_found(method)),
+        _ => Err(RpcError::method_not_found(method.as_str())),
     }
 }
 
@@ -430,7 +424,7 @@ struct EmptyParams {}
 async fn dispatch_rebac(
     st: &AppState,
     id: &Identity,
-    method: &str,
+    method: Method,
     p: Value,
 ) -> Result<Value, RpcError> {
     let Some(c) = &st.control else {
@@ -441,19 +435,19 @@ async fn dispatch_rebac(
     };
     let caller = Caller::from_identity(id);
     match method {
-        "rebac_create" => to_value(c.rebac_create(&caller, params(p)?).await?),
-        "rebac_delete" => to_value(c.rebac_delete(&caller, params(p)?).await?),
-        "rebac_check" => to_value(c.rebac_check(&caller, params(p)?).await?),
-        "rebac_list_tuples" => to_value(c.rebac_list(&caller, params(p)?).await?),
-        "rebac_expand" => to_value(c.rebac_expand(&caller, params(p)?).await?),
-        _ => Err(RpcError::method_not_found(method)),
+        Method::RebacCreate => to_value(c.rebac_create(&caller, params(p)?).await?),
+        Method::RebacDelete => to_value(c.rebac_delete(&caller, params(p)?).await?),
+        Method::RebacCheck => to_value(c.rebac_check(&caller, params(p)?).await?),
+        Method::RebacListTuples => to_value(c.rebac_list(&caller, params(p)?).await?),
+        Method::RebacExpand => to_value(c.rebac_expand(&caller, params(p)?).await?),
+        _ => Err(RpcError::method_not_found(method.as_str())),
     }
 }
 
 async fn dispatch_admin(
     st: &AppState,
     id: &Identity,
-    method: &str,
+    method: Method,
     p: Value,
 ) -> Result<Value, RpcError> {
     if !id.is_admin {
@@ -468,56 +462,56 @@ async fn dispatch_admin(
         ));
     };
     match method {
-        "hub_admin_token_create" => to_value(c.create_token(params(p)?).await?),
-        "hub_admin_token_list" => {
+        Method::TokenCreate => to_value(c.create_token(params(p)?).await?),
+        Method::TokenList => {
             let q: TokenListParams = params(p)?;
             to_value(c.list_tokens(q.show_revoked).await?)
         }
-        "hub_admin_token_revoke" => {
+        Method::TokenRevoke => {
             let q: TokenRevokeParams = params(p)?;
             to_value(c.revoke_token(&q.identifier).await?)
         }
-        "hub_admin_zone_create" => {
+        Method::ZoneCreate => {
             let q: ZoneParams = params(p)?;
             to_value(c.create_zone(&q.name).await?)
         }
-        "hub_admin_zone_list" => {
+        Method::ZoneList => {
             let q: ZoneListParams = params(p)?;
             to_value(c.list_zones(q.show_deleted).await?)
         }
-        "hub_admin_zone_delete" => {
+        Method::ZoneDelete => {
             let q: ZoneParams = params(p)?;
             to_value(c.delete_zone(&q.name).await?)
         }
-        "admin_create_user" => to_value(
+        Method::CreateUser => to_value(
             c.create_user(&Caller::from_identity(id), params(p)?)
                 .await?,
         ),
-        "admin_create_agent_key" => to_value(
+        Method::CreateAgentKey => to_value(
             c.create_agent_key(&Caller::from_identity(id), params(p)?)
                 .await?,
         ),
-        "admin_list_users" => {
+        Method::ListUsers => {
             let q: AdminListUsersParams = params(p)?;
             to_value(c.list_users(q.subject_type).await?)
         }
-        "admin_delete_user" => {
+        Method::DeleteUser => {
             let q: AdminUserParams = params(p)?;
             to_value(
                 c.delete_user(&Caller::from_identity(id), &q.subject_id)
                     .await?,
             )
         }
-        "admin_set_user_state" => {
+        Method::SetUserState => {
             let q: AdminSetUserStateParams = params(p)?;
             let caller = Caller::from_identity(id);
             to_value(c.set_user_state(&caller, &q.subject_id, q.disabled).await?)
         }
-        "hub_admin_zone_restore" => {
+        Method::ZoneRestore => {
             let q: ZoneParams = params(p)?;
             to_value(c.restore_zone(&q.name).await?)
         }
-        "hub_admin_status" => {
+        Method::Status => {
             let q: StatusParams = params(p)?;
             let mut s = c.status().await;
             if s.endpoint.is_none() {
@@ -536,6 +530,6 @@ async fn dispatch_admin(
             crate::stats::fill(&mut s, url, q.detail, &names).await;
             to_value(s)
         }
-        _ => Err(RpcError::method_not_found(method)),
+        _ => Err(RpcError::method_not_found(method.as_str())),
     }
 }
