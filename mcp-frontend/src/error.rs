@@ -191,15 +191,6 @@ fn transport_code(status: StatusCode) -> &'static str {
     }
 }
 
-/// The shared error envelope.
-pub(crate) fn envelope(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        Json(serde_json::json!({ "error": { "code": code, "message": message } })),
-    )
-        .into_response()
-}
-
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -213,7 +204,7 @@ impl IntoResponse for GatewayError {
             }
             _ => {
                 let (code, message) = self.code_and_message();
-                envelope(status, &code, &message)
+                nexus_serve::error_response(status, code, message)
             }
         };
         let h = r.headers_mut();

@@ -15,9 +15,8 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::trace::TraceLayer;
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const REQUEST_ID: HeaderName = HeaderName::from_static(nexus_wire::headers::REQUEST_ID);
 
 pub(crate) fn router(st: AppState, cancel: CancellationToken) -> Router {
     let mcp = crate::mcp::service(&st, cancel);
@@ -60,13 +59,13 @@ pub(crate) fn router(st: AppState, cancel: CancellationToken) -> Router {
                 // Credentials are sensitive from the first layer on, so nothing logs them.
                 .layer(SetSensitiveRequestHeadersLayer::new([
                     header::AUTHORIZATION,
-                    HeaderName::from_static(crate::layers::bearer::API_KEY_HEADER),
+                    HeaderName::from_static(nexus_wire::headers::API_KEY),
                 ]))
                 // The caller's request id is kept apart for the audit line, so ours wins.
                 .layer(middleware::map_request(observe::stash_client_request_id))
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-                // One span per request, carrying our request id.
-                .layer(TraceLayer::new_for_http())
+                // One span per request, carrying our request id (docs/LOGGING.md).
+                .layer(nexus_serve::telemetry::http_trace())
                 // The response names the request id the logs and the audit line use.
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
         )
@@ -90,14 +89,7 @@ async fn health(State(st): State<AppState>) -> Response {
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        st.metrics.render(),
-    )
-        .into_response()
+    nexus_serve::metrics_response(st.metrics.render())
 }
 
 /// RFC 9728 protected resource metadata.

@@ -149,7 +149,7 @@ impl RpcClient {
         headers.insert(AUTHORIZATION, bearer);
         if charge == Charge::Counted {
             headers.insert(
-                nexus_wire::identity::COUNT_REQUEST_HEADER,
+                nexus_wire::headers::COUNT_REQUEST,
                 HeaderValue::from_static("1"),
             );
         }
@@ -201,7 +201,7 @@ impl RpcClient {
         http::Request::post(format!("{}/api/nfs/{method}", self.base))
             .header(CONTENT_TYPE, JSON)
             .header(CONTENT_LENGTH, body.len())
-            .header("x-forwarded-for", forwarded)
+            .header(nexus_wire::headers::FORWARDED_FOR, forwarded)
             .body(Full::new(body))
     }
 

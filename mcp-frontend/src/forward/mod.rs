@@ -11,6 +11,7 @@ pub use client::RpcClient;
 pub use transport::{HttpTransport, ServiceTransport, Transport, TransportError};
 
 use nexus_wire::RpcError;
+use nexus_wire::headers;
 use secrecy::SecretString;
 
 /// The caller's token, carried through one request in its extensions. `Debug` is redacted.
@@ -52,9 +53,9 @@ pub struct RateHeaders {
 impl RateHeaders {
     pub fn apply(&self, h: &mut axum::http::HeaderMap) {
         for (name, v) in [
-            ("x-ratelimit-limit", self.limit),
-            ("x-ratelimit-remaining", self.remaining),
-            ("x-ratelimit-reset", self.reset),
+            (headers::RATE_LIMIT_LIMIT, self.limit),
+            (headers::RATE_LIMIT_REMAINING, self.remaining),
+            (headers::RATE_LIMIT_RESET, self.reset),
         ] {
             h.insert(name, axum::http::HeaderValue::from(v));
         }
@@ -74,9 +75,9 @@ fn verified_from(h: &http::HeaderMap) -> Verified {
             .and_then(|v| v.parse::<u64>().ok())
     };
     let rate = match (
-        num("x-ratelimit-limit"),
-        num("x-ratelimit-remaining"),
-        num("x-ratelimit-reset"),
+        num(headers::RATE_LIMIT_LIMIT),
+        num(headers::RATE_LIMIT_REMAINING),
+        num(headers::RATE_LIMIT_RESET),
     ) {
         (Some(limit), Some(remaining), Some(reset)) => Some(RateHeaders {
             limit,
@@ -86,12 +87,12 @@ fn verified_from(h: &http::HeaderMap) -> Verified {
         _ => None,
     };
     Verified {
-        key_id: text(KEY_ID_HEADER),
-        is_admin: text(ADMIN_HEADER) == "true",
+        key_id: text(headers::KEY_ID),
+        is_admin: text(headers::ADMIN) == "true",
         // Percent-encoded by the rpc-server: a user id may be any UTF-8.
-        user_id: nexus_wire::identity::decode_header_text(&text(USER_ID_HEADER))
+        user_id: nexus_wire::identity::decode_header_text(&text(headers::USER_ID))
             .unwrap_or_default(),
-        zone: text(ZONE_HEADER),
+        zone: text(headers::ZONE),
         rate,
     }
 }
@@ -146,11 +147,6 @@ pub enum RawVerdict {
 
 /// Requests above this size that are cut off mid-upload were refused for their size.
 const LARGE_REQUEST: usize = 1024 * 1024;
-
-pub const KEY_ID_HEADER: &str = "x-nexus-key-id";
-pub const ADMIN_HEADER: &str = "x-nexus-admin";
-pub const USER_ID_HEADER: &str = "x-nexus-user-id";
-pub const ZONE_HEADER: &str = "x-nexus-zone";
 
 #[cfg(test)]
 mod tests;

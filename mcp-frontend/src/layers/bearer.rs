@@ -30,16 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-pub(crate) const API_KEY_HEADER: &str = "x-nexus-api-key";
-const API_KEY_NAME: HeaderName = HeaderName::from_static(API_KEY_HEADER);
-
-/// The identity headers the rpc-server sets on its answers: a client never sends them.
-const IDENTITY_HEADERS: [&str; 4] = [
-    crate::forward::KEY_ID_HEADER,
-    crate::forward::ADMIN_HEADER,
-    crate::forward::USER_ID_HEADER,
-    crate::forward::ZONE_HEADER,
-];
+const API_KEY_NAME: HeaderName = HeaderName::from_static(nexus_wire::headers::API_KEY);
 
 /// Longest credential header value passed on for judgement: a token is at most
 /// `MAX_TOKEN_LEN` bytes, with a scheme and some whitespace.
@@ -121,37 +112,12 @@ fn refused((e, who): (GatewayError, Option<Verified>)) -> Response {
     r
 }
 
-fn caller_token(headers: &HeaderMap) -> Result<CallerToken, nexus_wire::bearer::BearerError> {
-    if headers.get_all(header::AUTHORIZATION).iter().count() > 1
-        || headers.get_all(API_KEY_HEADER).iter().count() > 1
-    {
-        return Err(nexus_wire::bearer::BearerError::Malformed);
-    }
-    nexus_wire::bearer::extract(
-        headers
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes),
-        headers.get(API_KEY_HEADER).map(HeaderValue::as_bytes),
-    )
-    .map(|t| CallerToken {
-        secret: SecretString::from(t.to_owned()),
-        client: None,
-    })
-}
-
 /// The client's address: behind a trusted proxy (a TLS terminator), the forwarded one.
-/// Every `X-Forwarded-For` line counts: a proxy may append its own after the client's.
 fn client_ip(st: &AppState, parts: &axum::http::request::Parts) -> Option<IpAddr> {
-    let forwarded = nexus_wire::forwarded::join_lines(
-        parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .map(|v| v.to_str().ok()),
-    );
-    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| {
-        nexus_wire::forwarded::client_ip(c.0.ip(), forwarded.as_deref(), &st.cfg.trusted_proxies)
-    })
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| nexus_serve::client_ip(c.0.ip(), &parts.headers, &st.cfg.trusted_proxies))
 }
 
 /// A credential the frontend cannot parse is judged by the rpc-server all the same, so
@@ -232,14 +198,17 @@ async fn authorize(
     let (mut parts, body) = req.into_parts();
     // Identity travels in extensions set here, never in headers a client could forge;
     // strip look-alikes anyway so nothing downstream can be confused by them.
-    for name in IDENTITY_HEADERS {
+    for name in nexus_wire::headers::IDENTITY {
         parts.headers.remove(name);
     }
     let peer = client_ip(st, &parts);
     let host = parts.headers.get(header::HOST).cloned();
     let host = host.as_ref();
-    let token = match caller_token(&parts.headers) {
-        Ok(t) => Some(CallerToken { client: peer, ..t }),
+    let token = match nexus_serve::caller_token(&parts.headers) {
+        Ok(t) => Some(CallerToken {
+            secret: SecretString::from(t.to_owned()),
+            client: peer,
+        }),
         Err(nexus_wire::bearer::BearerError::Missing) if !st.cfg.require_bearer => None,
         Err(nexus_wire::bearer::BearerError::Missing) => {
             return Err(refuse(st, peer, host));

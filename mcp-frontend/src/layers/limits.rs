@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
-const SESSION_HEADER: &str = "mcp-session-id";
+const SESSION_HEADER: &str = nexus_wire::headers::SESSION;
 
 pub(crate) async fn limits(State(st): State<AppState>, req: Request, next: Next) -> Response {
     // The caller's key id: verified on this request, or (on a tool call, which verifies

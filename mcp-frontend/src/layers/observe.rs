@@ -25,7 +25,7 @@ pub(crate) async fn stash_client_request_id(mut req: Request) -> Request {
     // `remove` takes every value of the header and returns the first.
     let clean = req
         .headers_mut()
-        .remove("x-request-id")
+        .remove(nexus_wire::headers::REQUEST_ID)
         .map(|v| {
             v.as_bytes()
                 .iter()
@@ -62,7 +62,10 @@ pub(crate) async fn track(State(st): State<AppState>, req: Request, next: Next) 
                 .and_then(|v| v.to_str().ok())
                 .map(|s| s.chars().take(256).collect::<String>())
         };
-        (text("x-request-id"), text(header::USER_AGENT.as_str()))
+        (
+            text(nexus_wire::headers::REQUEST_ID),
+            text(header::USER_AGENT.as_str()),
+        )
     };
     let client_request_id = req
         .extensions()

@@ -21,7 +21,7 @@ use rmcp::model::{
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-const SESSION: &str = "mcp-session-id";
+const SESSION: &str = nexus_wire::headers::SESSION;
 const PROTOCOL_VERSION: &str = "mcp-protocol-version";
 const MCP_METHOD: &str = "mcp-method";
 const MCP_NAME: &str = "mcp-name";
