@@ -124,8 +124,19 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         new_token = Some(created.token);
     }
 
+    // The frontend calls the rpc-server's router in this process: the same requests and
+    // verification as over loopback HTTP, without the hop. The rpc port stays open for
+    // the CLI and other clients.
     let fe_cfg = mcp_frontend::FrontendConfig::local(&rpc_url, u.mcp_port);
-    let frontend = mcp_frontend::Frontend::build(fe_cfg).await?;
+    let in_process = mcp_frontend::forward::ServiceTransport::new(rpc_server::routes::router(
+        app.state().clone(),
+    ));
+    let rpc = mcp_frontend::forward::RpcClient::with_transport(
+        &rpc_url,
+        std::sync::Arc::new(in_process),
+        fe_cfg.rpc_timeout,
+    );
+    let frontend = mcp_frontend::Frontend::build_with_rpc(fe_cfg, rpc).await?;
     let mcp_url = format!("http://127.0.0.1:{}/mcp", frontend.port());
 
     let env_path = data_dir.join(ENV_FILE);
