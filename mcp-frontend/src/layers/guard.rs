@@ -11,27 +11,20 @@ use axum::response::{IntoResponse, Response};
 /// True when `host` (a Host header value) is allowed. Entries match a bare host (any port)
 /// or an exact `host:port`; `*` allows all.
 pub(crate) fn host_allowed(allowed: &[String], host: &str) -> bool {
-    if allowed.iter().any(|a| a == "*") {
-        return true;
-    }
-    let host = host.trim().to_ascii_lowercase();
-    let bare = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or("").to_owned()
-    } else {
-        host.rsplit_once(':')
-            .map(|(h, p)| {
-                if p.bytes().all(|b| b.is_ascii_digit()) {
-                    h
-                } else {
-                    host.as_str()
-                }
-            })
-            .unwrap_or(&host)
-            .to_owned()
+    // Called on every request: compares without building lowercase copies.
+    let host = host.trim();
+    let bare = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => match host.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        },
     };
     allowed.iter().any(|a| {
-        let a = a.to_ascii_lowercase();
-        a == host || a == bare || a.trim_matches(['[', ']']) == bare
+        a == "*"
+            || a.eq_ignore_ascii_case(host)
+            || a.eq_ignore_ascii_case(bare)
+            || a.trim_matches(['[', ']']).eq_ignore_ascii_case(bare)
     })
 }
 
