@@ -59,6 +59,8 @@ fn write_env_file(path: &Path, vars: &[(&str, &str)]) -> Result<(), CliError> {
 pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
     nexus_serve::telemetry::init_from_env();
     ensure_private_dir(&u.data_dir)?;
+    // The operator's data dir, resolved once (it may sit behind a link).
+    #[allow(clippy::disallowed_methods)]
     let data_dir = u
         .data_dir
         .canonicalize()
