@@ -1,6 +1,6 @@
 //! Test support: a fresh database per test (Postgres from `NEXUS_TEST_DATABASE_URL`, or a
 //! SQLite file) and [`TestApp`], the real server on 127.0.0.1 port 0 with an in-process
-//! control plane sharing its invalidation bus.
+//! control plane sharing its invalidation bus and its router for in-process requests.
 
 use crate::Application;
 use crate::auth::{InvalidationBus, TokenHasher};
@@ -126,6 +126,8 @@ pub struct TestApp {
     pub bus: Arc<InvalidationBus>,
     pub control: Control,
     pub client: reqwest::Client,
+    /// The same server's HTTP application, to drive in-process (`tower::ServiceExt::oneshot`).
+    pub router: axum::Router,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -247,6 +249,7 @@ impl TestApp {
             .await
             .expect("build app");
         let port = app.port();
+        let router = app.router();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(app.run_until_stopped(async move {
             let _ = rx.await;
@@ -266,6 +269,7 @@ impl TestApp {
             bus,
             control,
             client: reqwest::Client::new(),
+            router,
             shutdown: Some(tx),
             handle: Some(handle),
         }
