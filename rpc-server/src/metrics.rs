@@ -48,6 +48,8 @@ pub struct Inner {
     pub rebac_checks: IntCounterVec,
     /// Compiled grants asked for: `result` (hit, compiled, error).
     pub rebac_compiles: IntCounterVec,
+    /// File reads by `mode`: `inline` (small, on the async worker) or `blocking`.
+    pub file_reads: IntCounterVec,
     cache_probe: std::sync::Mutex<Option<SizeProbe>>,
 }
 
@@ -224,6 +226,12 @@ impl Metrics {
                 "nexus_rebac_grant_compiles_total",
                 "Compiled ReBAC grant lookups: hit (cached), compiled (rebuilt from the database), error",
                 &["result"],
+            ),
+            file_reads: counter(
+                &registry,
+                "nexus_file_reads_total",
+                "File reads by mode: inline (small files, on the async worker) or blocking (on the blocking pool)",
+                &["mode"],
             ),
             registry,
             cache_probe: std::sync::Mutex::new(None),
