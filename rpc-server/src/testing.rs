@@ -359,6 +359,25 @@ impl TestApp {
         (status, body)
     }
 
+    /// Sends `req` through this server's router in-process; returns the status, headers and
+    /// body.
+    pub async fn oneshot(
+        &self,
+        req: axum::http::Request<axum::body::Body>,
+    ) -> (
+        axum::http::StatusCode,
+        axum::http::HeaderMap,
+        axum::body::Bytes,
+    ) {
+        use tower::ServiceExt as _;
+        let resp = self.router.clone().oneshot(req).await.expect("infallible");
+        let (parts, body) = resp.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .expect("response body");
+        (parts.status, parts.headers, body)
+    }
+
     /// A call expected to succeed at the HTTP level; returns `result` or the `error`.
     pub async fn rpc(&self, token: &str, method: &str, params: Value) -> Result<Value, Value> {
         let (status, body) = self.rpc_raw(Some(token), method, params).await;
@@ -449,4 +468,16 @@ pub fn code(r: &Result<Value, Value>) -> i64 {
         Ok(v) => panic!("expected an error, got {v}"),
         Err(e) => e["code"].as_i64().expect("error code"),
     }
+}
+
+/// The content id the server gives `bytes`: their SHA-256, in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// A port nothing listens on right now (bound, then released).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr").port()
 }

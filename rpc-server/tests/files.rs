@@ -2,13 +2,8 @@
 
 use base64::Engine as _;
 use rpc_server::db::Backend;
-use rpc_server::testing::{TestApp, code};
+use rpc_server::testing::{TestApp, code, sha256_hex};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
 
 struct Zone {
     app: TestApp,
