@@ -2,22 +2,28 @@
 //! files. Requests flow `routes/` → `auth/` (provider, identity cache) → `db/`, with file
 //! work in `files/` and administrative changes in [`control`].
 //!
-//! [`app::Application`] is startup as a value: build it from a [`config::ServerConfig`],
-//! read its port, run it. Tests bind port 0 and drive the real server.
+//! [`Application`] is startup as a value (`startup.rs`): build it from a
+//! [`config::ServerConfig`], read its port, run it, or take its [`Application::router`]
+//! to drive in-process. The routes share one [`AppState`] (`state.rs`); every non-200
+//! HTTP answer is one `ApiError` (`error.rs`). Tests bind port 0 and drive the real
+//! server, or drive the router in-process.
 
-pub mod app;
 pub mod auth;
 pub mod config;
 pub mod control;
 pub mod db;
+mod error;
 pub mod files;
 pub mod limits;
 pub mod metrics;
-pub mod routes;
+mod routes;
+mod startup;
+pub mod state;
 pub mod stats;
-pub mod zones;
+pub(crate) mod zones;
 
-pub use app::Application;
 pub use config::{ServerArgs, ServerConfig};
+pub use startup::Application;
+pub use state::AppState;
 #[cfg(feature = "testing")]
 pub mod testing;

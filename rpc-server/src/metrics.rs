@@ -48,7 +48,19 @@ pub struct Inner {
     pub rebac_checks: IntCounterVec,
     /// Compiled grants asked for: `result` (hit, compiled, error).
     pub rebac_compiles: IntCounterVec,
-    cache_probe: std::sync::Mutex<Option<Arc<crate::auth::IdentityCache>>>,
+    /// File reads by `mode`: `inline` (small, on the async worker) or `blocking`.
+    pub file_reads: IntCounterVec,
+    cache_probe: std::sync::Mutex<Option<SizeProbe>>,
+}
+
+/// How many entries a cache holds, asked at scrape time.
+#[derive(Clone)]
+struct SizeProbe(Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl std::fmt::Debug for SizeProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SizeProbe")
+    }
 }
 
 impl std::ops::Deref for Metrics {
@@ -215,6 +227,12 @@ impl Metrics {
                 "Compiled ReBAC grant lookups: hit (cached), compiled (rebuilt from the database), error",
                 &["result"],
             ),
+            file_reads: counter(
+                &registry,
+                "nexus_file_reads_total",
+                "File reads by mode: inline (small files, on the async worker) or blocking (on the blocking pool)",
+                &["mode"],
+            ),
             registry,
             cache_probe: std::sync::Mutex::new(None),
         }))
@@ -239,9 +257,11 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Keeps `nexus_auth_cache_entries` current at scrape time.
-    pub fn register_cache_size(&self, cache: std::sync::Arc<crate::auth::IdentityCache>) {
-        *self.0.cache_probe.lock().unwrap_or_else(|e| e.into_inner()) = Some(cache);
+    /// Keeps `nexus_auth_cache_entries` current at scrape time: `size` is asked for the
+    /// identity cache's entry count on each scrape.
+    pub fn register_cache_size(&self, size: impl Fn() -> u64 + Send + Sync + 'static) {
+        *self.0.cache_probe.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(SizeProbe(Arc::new(size)));
     }
 
     pub fn refresh_gauges(&self) {
@@ -251,8 +271,9 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        if let Some(c) = probe {
-            self.auth_cache_entries.set(c.len() as i64);
+        if let Some(size) = probe {
+            self.auth_cache_entries
+                .set(i64::try_from((size.0)()).unwrap_or(i64::MAX));
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Test support: a fresh database per test (Postgres from `NEXUS_TEST_DATABASE_URL`, or a
 //! SQLite file) and [`TestApp`], the real server on 127.0.0.1 port 0 with an in-process
-//! control plane sharing its invalidation bus.
+//! control plane sharing its invalidation bus and its router for in-process requests.
 
 use crate::Application;
 use crate::auth::{InvalidationBus, TokenHasher};
@@ -126,6 +126,8 @@ pub struct TestApp {
     pub bus: Arc<InvalidationBus>,
     pub control: Control,
     pub client: reqwest::Client,
+    /// The same server's HTTP application, to drive in-process (`tower::ServiceExt::oneshot`).
+    pub router: axum::Router,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -247,6 +249,7 @@ impl TestApp {
             .await
             .expect("build app");
         let port = app.port();
+        let router = app.router();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(app.run_until_stopped(async move {
             let _ = rx.await;
@@ -266,6 +269,7 @@ impl TestApp {
             bus,
             control,
             client: reqwest::Client::new(),
+            router,
             shutdown: Some(tx),
             handle: Some(handle),
         }
@@ -353,6 +357,25 @@ impl TestApp {
         let status = resp.status().as_u16();
         let body = resp.json::<Value>().await.unwrap_or(Value::Null);
         (status, body)
+    }
+
+    /// Sends `req` through this server's router in-process; returns the status, headers and
+    /// body.
+    pub async fn oneshot(
+        &self,
+        req: axum::http::Request<axum::body::Body>,
+    ) -> (
+        axum::http::StatusCode,
+        axum::http::HeaderMap,
+        axum::body::Bytes,
+    ) {
+        use tower::ServiceExt as _;
+        let resp = self.router.clone().oneshot(req).await.expect("infallible");
+        let (parts, body) = resp.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .expect("response body");
+        (parts.status, parts.headers, body)
     }
 
     /// A call expected to succeed at the HTTP level; returns `result` or the `error`.
@@ -445,4 +468,16 @@ pub fn code(r: &Result<Value, Value>) -> i64 {
         Ok(v) => panic!("expected an error, got {v}"),
         Err(e) => e["code"].as_i64().expect("error code"),
     }
+}
+
+/// The content id the server gives `bytes`: their SHA-256, in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// A port nothing listens on right now (bound, then released).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr").port()
 }

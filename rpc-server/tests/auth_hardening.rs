@@ -19,7 +19,9 @@ use rpc_server::auth::PlainToken;
 use rpc_server::auth::{InvalidationBus, TokenHasher};
 use rpc_server::control::Control;
 use rpc_server::db::Backend;
-use rpc_server::testing::{TestApp, TestDb, TestOptions, config, metric_at, test_secret};
+use rpc_server::testing::{
+    TestApp, TestDb, TestOptions, config, free_port, metric_at, test_secret,
+};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -230,14 +232,6 @@ fn nexusd_cmd(port: u16) -> Command {
         .stdin(Stdio::null())
         .stdout(Stdio::null());
     cmd
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 /// Starts `cmd` and waits (events: the process answering, or exiting) until it is live.

@@ -3,19 +3,9 @@
 //! temporary files are left behind.
 
 use rpc_server::db::Backend;
-use rpc_server::testing::{BACKENDS, TestApp, TestOptions, code};
+use rpc_server::testing::{BACKENDS, TestApp, TestOptions, code, sha256_hex};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::path::Path;
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// Limits far above anything this test sends: rate limiting is not what it is about.
-fn unthrottled() -> TestOptions {
-    TestOptions::unthrottled()
-}
 
 /// A JSON-RPC call usable from spawned tasks (no borrow of the [`TestApp`]).
 async fn call(
@@ -253,7 +243,7 @@ async fn failed_writes_leave_the_old_content_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writes_are_atomic_and_leave_no_temp_files() {
-    let app = TestApp::spawn_with(Backend::Postgres, unthrottled()).await;
+    let app = TestApp::spawn_with(Backend::Postgres, TestOptions::unthrottled()).await;
     app.zone("eng").await;
     let t = app.mint("busy", Some("eng:rw"), false).await.token;
     const LEN: usize = 64 * 1024;
@@ -349,7 +339,7 @@ async fn concurrent_writes_are_atomic_and_leave_no_temp_files() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_if_match_writers_have_exactly_one_winner() {
-    let app = TestApp::spawn_with(Backend::Postgres, unthrottled()).await;
+    let app = TestApp::spawn_with(Backend::Postgres, TestOptions::unthrottled()).await;
     app.zone("eng").await;
     let t = app.mint("cas", Some("eng:rw"), false).await.token;
     for round in 0..5 {

@@ -2,13 +2,8 @@
 
 use base64::Engine as _;
 use rpc_server::db::Backend;
-use rpc_server::testing::{TestApp, code};
+use rpc_server::testing::{TestApp, code, sha256_hex};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
 
 struct Zone {
     app: TestApp,
@@ -466,4 +461,41 @@ async fn glob_grep_and_the_size_limit() {
     assert_eq!(code(&r), -32008, "edit past the limit: {r:?}");
     let s = z.ok("stat", json!({"path": "/limit.txt"})).await;
     assert_eq!(s["size"], json!(1024 * 1024));
+}
+
+/// Small files are read on the async worker, large ones on the blocking pool; both read
+/// back exactly what was written.
+#[tokio::test]
+async fn small_reads_are_inline_and_large_ones_blocking() {
+    let z = Zone::new().await;
+    let inline = r#"nexus_file_reads_total{mode="inline"}"#;
+    let blocking = r#"nexus_file_reads_total{mode="blocking"}"#;
+    let small = "s".repeat(1000);
+    let large: String = (0..200 * 1024u32)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    z.write("/small.txt", &small).await;
+    z.write("/large.txt", &large).await;
+    let (i0, b0) = (z.app.metric(inline).await, z.app.metric(blocking).await);
+    assert_eq!(z.text("/small.txt").await, small);
+    assert_eq!(
+        (
+            z.app.metric(inline).await - i0,
+            z.app.metric(blocking).await - b0
+        ),
+        (1, 0),
+        "the small file was read inline"
+    );
+    assert_eq!(
+        sha256_hex(z.text("/large.txt").await.as_bytes()),
+        sha256_hex(large.as_bytes())
+    );
+    assert_eq!(
+        (
+            z.app.metric(inline).await - i0,
+            z.app.metric(blocking).await - b0
+        ),
+        (1, 1),
+        "the large file was read on the blocking pool"
+    );
 }

@@ -9,11 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// Limits far above anything this test sends: rate limiting is not what it is about.
-fn unthrottled() -> TestOptions {
-    TestOptions::unthrottled()
-}
-
 async fn status(app: &TestApp, token: &str) -> u16 {
     app.rpc_raw(Some(token), "whoami", json!({})).await.0
 }
@@ -47,7 +42,7 @@ async fn a_revoke_through_the_shared_bus_is_refused_on_the_very_next_request() {
 /// a race shows only now and then.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_request_started_after_a_revoke_is_accepted() {
-    let app = TestApp::spawn_with(Backend::Postgres, unthrottled()).await;
+    let app = TestApp::spawn_with(Backend::Postgres, TestOptions::unthrottled()).await;
     app.zone("eng").await;
     for round in 0..8 {
         let name = format!("busy-{round}");

@@ -107,13 +107,8 @@ fn zone_names(whoami: &Value) -> Vec<String> {
     z
 }
 
-/// Limits far above anything this test sends: rate limiting is not what it is about.
-fn unthrottled() -> TestOptions {
-    TestOptions::unthrottled()
-}
-
 async fn exercise(backend: Backend) {
-    let app = TestApp::spawn_with(backend, unthrottled()).await;
+    let app = TestApp::spawn_with(backend, TestOptions::unthrottled()).await;
     for z in ["eng", "ops", "tmpz"] {
         app.zone(z).await;
     }

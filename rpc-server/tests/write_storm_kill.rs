@@ -14,11 +14,9 @@ use nexus_wire::methods::TokenCreateParams;
 use rpc_server::auth::{InvalidationBus, TokenHasher};
 use rpc_server::control::Control;
 use rpc_server::db::Backend;
-use rpc_server::testing::{TEST_SECRET, TestDb, test_secret};
+use rpc_server::testing::{TEST_SECRET, TestDb, free_port, sha256_hex, test_secret};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -131,11 +129,6 @@ fn tail(log: &Path) -> String {
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr").port()
-}
-
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
@@ -145,10 +138,6 @@ fn client() -> reqwest::Client {
 }
 
 // ---- self-verifying content ----------------------------------------------------------------
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
 
 /// A small deterministic generator (xorshift64*): sizes and bodies.
 #[derive(Debug, Clone)]

@@ -125,11 +125,6 @@ fn hostile_paths(data_dir: &str) -> Vec<(String, Exp, Exp)> {
     v
 }
 
-/// Limits far above anything this test sends: rate limiting is not what it is about.
-fn unthrottled() -> TestOptions {
-    TestOptions::unthrottled()
-}
-
 /// Every file and directory under `root`, with a content hash for files.
 fn snapshot(root: &Path) -> BTreeMap<PathBuf, Option<String>> {
     walkdir::WalkDir::new(root)
@@ -244,7 +239,7 @@ async fn hostile_paths_never_cross_zones() {
         .expect("data dir");
     let data_path = data_dir.path().to_path_buf();
     let db = TestDb::new(Backend::Postgres).await;
-    let app = TestApp::start(db, data_dir, unthrottled()).await;
+    let app = TestApp::start(db, data_dir, TestOptions::unthrottled()).await;
     for z in ["eng", "ops", "secret"] {
         app.zone(z).await;
     }

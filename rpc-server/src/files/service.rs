@@ -53,6 +53,7 @@ const SWEEP_DEPTH: usize = 256;
 pub struct FileService {
     inner: Arc<Inner>,
     greps: Arc<super::grep::Greps>,
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 struct Inner {
@@ -158,13 +159,39 @@ fn random_suffix() -> String {
     hex::encode(b)
 }
 
+/// Files this small (by their size when opened) are read on the async worker itself: a
+/// read of a few pages from the page cache costs less than the handoff to the blocking
+/// pool and back (two context switches and a wakeup per call). Larger ones are read on
+/// the blocking pool, where a slow disk cannot stall other requests.
+pub(crate) const INLINE_READ_BYTES: u64 = 64 * 1024;
+
 /// Reads an opened regular file of at most `max` bytes (one that grew past it since it
 /// was measured is refused too).
 fn read_bounded(f: fs::File, len: u64, max: u64) -> io::Result<Result<Vec<u8>, u64>> {
-    let mut bytes = Vec::with_capacity(usize::try_from(len.min(max)).unwrap_or(0));
-    f.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+    let bytes = Vec::with_capacity(usize::try_from(len.min(max)).unwrap_or(0));
+    read_rest(&f, bytes, max)
+}
+
+/// Reads the rest of an opened regular file after `bytes`, refusing one that has grown
+/// past `max` bytes in all.
+fn read_rest(f: &fs::File, mut bytes: Vec<u8>, max: u64) -> io::Result<Result<Vec<u8>, u64>> {
+    let have = bytes.len() as u64;
+    f.take(max.saturating_add(1).saturating_sub(have))
+        .read_to_end(&mut bytes)?;
     Ok(if bytes.len() as u64 > max {
         Err(max)
+    } else {
+        Ok(bytes)
+    })
+}
+
+/// Reads at most `limit` bytes of an opened file: `Ok` with all of it, or `Err` with what
+/// was read when there is more (it grew since it was measured).
+fn read_upto(f: &fs::File, len: u64, limit: u64) -> io::Result<Result<Vec<u8>, Vec<u8>>> {
+    let mut bytes = Vec::with_capacity(usize::try_from(len.min(limit)).unwrap_or(0));
+    f.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    Ok(if bytes.len() as u64 > limit {
+        Err(bytes)
     } else {
         Ok(bytes)
     })
@@ -205,18 +232,27 @@ impl FileService {
                 locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             }),
             greps: Arc::new(super::grep::Greps::new(Default::default(), None)),
+            metrics: None,
         })
     }
 
-    /// Sets what one grep may spend and how many may run at once, and where greps are
-    /// counted.
+    /// Sets what one grep may spend and how many may run at once, and where greps and
+    /// reads are counted.
     pub fn with_grep_limits(
         mut self,
         limits: super::grep::GrepLimits,
         metrics: Option<crate::metrics::Metrics>,
     ) -> Self {
-        self.greps = Arc::new(super::grep::Greps::new(limits, metrics));
+        self.greps = Arc::new(super::grep::Greps::new(limits, metrics.clone()));
+        self.metrics = metrics;
         self
+    }
+
+    /// Counts a file read by how it was done (`inline` or `blocking`).
+    fn count_read(&self, mode: &str) {
+        if let Some(m) = &self.metrics {
+            m.file_reads.with_label_values(&[mode]).inc();
+        }
     }
 
     pub fn max_file_bytes(&self) -> u64 {
@@ -340,36 +376,47 @@ impl FileService {
         acc.require_read(&zp)?;
         let max = self.inner.max_file_bytes;
         let shown = zp.display();
-        let svc = self.clone();
-        let bytes = self
-            .blocking(move |_| {
-                let (dir, leaf) = svc
-                    .parent_dir(&zp, Create::Nothing)
-                    .map_err(|e| io_err(e, &zp))?;
-                let f = beneath::open_read(dir.as_fd(), leaf).map_err(|e| io_err(e, &zp))?;
-                let meta = f.metadata().map_err(|e| io_err(e, &zp))?;
-                if meta.is_dir() {
-                    return Err(RpcError::invalid_params(format!(
-                        "{} is a directory",
-                        zp.display()
-                    )));
-                }
-                if !meta.is_file() {
-                    return Err(RpcError::not_found(&zp.display()));
-                }
-                if meta.len() > max {
-                    return Err(RpcError::new(
-                        ErrorCode::TooLarge,
-                        format!("file larger than {max} bytes"),
-                    ));
-                }
-                read_bounded(f, meta.len(), max)
-                    .map_err(|e| io_err(e, &zp))?
-                    .map_err(|max| {
-                        RpcError::new(ErrorCode::TooLarge, format!("file larger than {max} bytes"))
-                    })
-            })
-            .await?;
+        let too_large =
+            |max| RpcError::new(ErrorCode::TooLarge, format!("file larger than {max} bytes"));
+        // Opening is a few cheap syscalls (one per directory, then fstat), done here; every
+        // component still goes through the no-symlink resolution beneath the zones root.
+        let (dir, leaf) = self
+            .parent_dir(&zp, Create::Nothing)
+            .map_err(|e| io_err(e, &zp))?;
+        let f = beneath::open_read(dir.as_fd(), leaf).map_err(|e| io_err(e, &zp))?;
+        drop(dir);
+        let meta = f.metadata().map_err(|e| io_err(e, &zp))?;
+        if meta.is_dir() {
+            return Err(RpcError::invalid_params(format!("{shown} is a directory")));
+        }
+        if !meta.is_file() {
+            return Err(RpcError::not_found(&shown));
+        }
+        if meta.len() > max {
+            return Err(too_large(max));
+        }
+        let inline = INLINE_READ_BYTES.min(max);
+        let first = if meta.len() <= inline {
+            self.count_read("inline");
+            read_upto(&f, meta.len(), inline).map_err(|e| io_err(e, &zp))?
+        } else {
+            Err(Vec::new())
+        };
+        let bytes = match first {
+            Ok(bytes) => bytes,
+            // Large, or grown past the inline size since it was measured: the rest on the
+            // blocking pool.
+            Err(start) => {
+                self.count_read("blocking");
+                let zp = zp.clone();
+                self.blocking(move |_| {
+                    read_rest(&f, start, max)
+                        .map_err(|e| io_err(e, &zp))?
+                        .map_err(too_large)
+                })
+                .await?
+            }
+        };
         let id = content_id(&bytes);
         let size = bytes.len() as u64;
         let content = match p.encoding {

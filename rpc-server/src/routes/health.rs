@@ -1,6 +1,6 @@
 //! Health, readiness, liveness and metrics endpoints (no token needed).
 
-use super::AppState;
+use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -2,12 +2,13 @@
 //! then dispatch. Authentication comes first so an unauthenticated caller can make the
 //! server do nothing, not even read its body.
 
-use super::{ApiError, AppState};
 use crate::auth::grants::Compiled;
 use crate::auth::{AuthError, Identity};
 use crate::control::Caller;
+use crate::error::ApiError;
 use crate::files::ZoneView;
 use crate::files::access::Access;
+use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
@@ -185,7 +186,7 @@ async fn authenticated(
     let h = resp.headers_mut();
     identity_headers(h, &identity, zone);
     if let Some(d) = decision {
-        super::errors::rate_limit_headers(h, &d);
+        crate::error::rate_limit_headers(h, &d);
     }
     (resp, outcome)
 }

@@ -8,7 +8,7 @@
 //! Also used by hub-cli's tests (through `#[path]`).
 #![allow(dead_code)]
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -27,11 +27,7 @@ pub struct OwnPostgres {
     dir: tempfile::TempDir,
 }
 
-/// A port nothing listens on right now (bound, then released).
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr").port()
-}
+pub use rpc_server::testing::free_port;
 
 /// Where `initdb`, `pg_ctl` and `postgres` live.
 pub fn pg_bin() -> PathBuf {

@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,11 +21,7 @@ pub struct OwnRedis {
     dir: tempfile::TempDir,
 }
 
-/// A port nothing listens on right now (bound, then released).
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr").port()
-}
+pub use rpc_server::testing::free_port;
 
 /// True when something on 127.0.0.1:`port` answers `PING` with `+PONG`.
 pub fn pings(port: u16) -> bool {

@@ -1,5 +1,7 @@
-//! The HTTP-level error envelope: `{"error":{"code":"…","message":"…"}}`, built by named
-//! helpers. Converting to a response never logs; callers decide what to record.
+//! The one error type of the HTTP edge: every status the rpc-server answers with other
+//! than 200 (a JSON-RPC error is a 200 with an `error` member), mapped in one place, with
+//! the wire's error envelope as its body. Converting to a response never logs; callers
+//! decide what to record.
 
 use crate::limits::Decision;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -105,12 +107,4 @@ impl IntoResponse for ApiError {
         }
         resp
     }
-}
-
-pub async fn not_found() -> ApiError {
-    ApiError::NotFound
-}
-
-pub async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
 }

@@ -1,0 +1,321 @@
+//! Startup as a value: [`Application::build`] picks the backends ([`Backends`]: one key,
+//! or a database with its caches), wires them with files and limits into the shared
+//! state, and binds the listener; [`Application::router`] is the HTTP application;
+//! [`Application::run_until_stopped`] serves it until shutdown.
+
+use crate::auth::database::DatabaseAuth;
+use crate::auth::grants::GrantsSource;
+use crate::auth::last_used::LastUsed;
+use crate::auth::single_key::{SINGLE_KEY_ZONE, SingleKeyAuth};
+use crate::auth::{AuthProvider, IdentityCache, InvalidationBus, TokenHasher};
+use crate::config::{AuthMode, ServerConfig, ensure_private_dir};
+use crate::control::Control;
+use crate::db::Store;
+use crate::files::FileService;
+use crate::metrics::Metrics;
+use crate::routes;
+use crate::state::{AppState, StateInner};
+use crate::zones::ZoneSource;
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use secrecy::SecretString;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::TcpListener;
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    last_used: Option<(Arc<LastUsed>, Store)>,
+    flush_every: std::time::Duration,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    /// When this process began: temporary files older than this may be a dead writer's.
+    built_at: std::time::SystemTime,
+    connections: nexus_serve::ConnLimits,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("addr", &self.listener.local_addr().ok())
+            .finish()
+    }
+}
+
+impl Application {
+    pub async fn build(cfg: ServerConfig) -> anyhow::Result<Self> {
+        Self::build_with_bus(cfg, InvalidationBus::new()).await
+    }
+
+    /// Builds with a given invalidation bus, so that callers sharing it (an in-process CLI,
+    /// a Redis subscriber) reach this server's caches.
+    pub async fn build_with_bus(
+        cfg: ServerConfig,
+        bus: Arc<InvalidationBus>,
+    ) -> anyhow::Result<Self> {
+        let built_at = std::time::SystemTime::now();
+        ensure_private_dir(&cfg.data_dir)?;
+        let metrics = Metrics::new();
+        let files = FileService::new(&cfg.data_dir, cfg.max_file_bytes)
+            .with_context(|| format!("cannot use data dir {}", cfg.data_dir.display()))?
+            .with_grep_limits(cfg.grep.clone(), Some(metrics.clone()));
+        let backends = match &cfg.auth {
+            AuthMode::SingleKey { key } => Backends::single_key(key.expose_secret())?,
+            AuthMode::Database {
+                url,
+                secret,
+                previous_secret,
+            } => {
+                let db = Database {
+                    url,
+                    secret,
+                    previous_secret: previous_secret.as_ref(),
+                };
+                Backends::database(&cfg, db, &bus, &metrics).await?
+            }
+        };
+        let redis = match &cfg.redis_url {
+            Some(url) if backends.control.is_some() => {
+                let health = crate::auth::broadcast::RedisHealth::default();
+                let b = crate::auth::broadcast::start(
+                    url.expose_secret(),
+                    bus.clone(),
+                    Some(metrics.clone()),
+                    health.clone(),
+                    true,
+                )?;
+                bus.set_broadcaster(b);
+                Some(health)
+            }
+            _ => None,
+        };
+        let limits = Arc::new(crate::limits::Limits::new(
+            cfg.limits,
+            cfg.redis_url.as_ref().map(|u| u.expose_secret()),
+            metrics.clone(),
+        )?);
+        let listener = nexus_serve::bind(&cfg.host, cfg.port)
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", cfg.host, cfg.port))?;
+        let Backends {
+            auth,
+            control,
+            store,
+            zones,
+            grants,
+            last_used,
+        } = backends;
+        let state = AppState::from(StateInner {
+            auth,
+            files,
+            control,
+            store,
+            zones,
+            metrics,
+            max_body_bytes: cfg.max_body_bytes,
+            public_url: cfg.public_url.clone(),
+            redis,
+            redis_url: cfg.redis_url.clone(),
+            limits,
+            trusted_proxies: cfg.trusted_proxies.clone(),
+            grants,
+            started: Instant::now(),
+        });
+        let tls = match &cfg.tls {
+            Some((cert, key)) => Some(nexus_serve::load_tls(cert, key).await?),
+            None => None,
+        };
+        Ok(Self {
+            listener,
+            state,
+            last_used,
+            flush_every: cfg.last_used_flush,
+            tls,
+            built_at,
+            connections: cfg.connections,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The whole HTTP application as a tower service with its state: every route and
+    /// every layer `run_until_stopped` serves, without the listener. Driving it in-process
+    /// (`tower::ServiceExt::oneshot`, or an embedding server's own transport) takes the
+    /// same path as a request over TCP, except that no `ConnectInfo` peer address is
+    /// attached (so per-address failure limits and `X-Forwarded-For` do not apply) and
+    /// the serve loop's connection bounds are the embedder's to keep. Background tasks
+    /// (last-use flushing, limit housekeeping) run only under `run_until_stopped`.
+    pub fn router(&self) -> axum::Router {
+        routes::router(self.state.clone())
+    }
+
+    /// Serves until `shutdown` resolves, then drains connections and flushes `last_used_at`.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let flusher = self.last_used.clone().map(|(lu, store)| {
+            let every = self.flush_every;
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = lu.flush(&store).await {
+                        tracing::warn!(error = %e, "could not record token last-use times; will retry");
+                    }
+                }
+            })
+        });
+        let limits = self.state.limits.clone();
+        let housekeeping = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                limits.housekeeping();
+            }
+        });
+        // A crash mid-write leaves a temporary file behind; clear them off the request path.
+        let (files, metrics, built_at) = (
+            self.state.files.clone(),
+            self.state.metrics.clone(),
+            self.built_at,
+        );
+        // Not awaited: shutdown need not wait for it.
+        drop(tokio::task::spawn_blocking(move || {
+            let r = files.sweep_temp_files(built_at);
+            metrics.temp_files_removed.inc_by(r.removed);
+            if r.removed > 0 || r.kept > 0 {
+                tracing::info!(
+                    removed = r.removed,
+                    kept = r.kept,
+                    "swept temporary files left by interrupted writes"
+                );
+            }
+        }));
+        tracing::info!(addr = ?self.listener.local_addr().ok(), "rpc-server listening");
+        let app = self.router();
+        // Plain or TLS, with header-read and idle timeouts and a connection cap.
+        let res =
+            nexus_serve::serve(self.listener, self.tls, app, self.connections, shutdown).await;
+        if let Some(f) = flusher {
+            f.abort();
+        }
+        housekeeping.abort();
+        if let Some((lu, store)) = &self.last_used {
+            let _ = lu.flush(store).await;
+        }
+        res.context("server error")
+    }
+}
+
+/// What answers "who is this token?" and what stands behind it: the auth provider, the
+/// zones, and in database mode the control plane, the store, compiled grants and the
+/// last-use recorder.
+struct Backends {
+    auth: Arc<dyn AuthProvider>,
+    control: Option<Control>,
+    store: Option<Store>,
+    zones: ZoneSource,
+    grants: Option<Arc<GrantsSource>>,
+    last_used: Option<(Arc<LastUsed>, Store)>,
+}
+
+/// The database settings of [`AuthMode::Database`].
+struct Database<'a> {
+    url: &'a SecretString,
+    secret: &'a SecretString,
+    previous_secret: Option<&'a SecretString>,
+}
+
+impl Backends {
+    /// One fixed key with access to the one zone: no database, no control plane.
+    fn single_key(key: &str) -> anyhow::Result<Self> {
+        let auth = SingleKeyAuth::new(key).map_err(anyhow::Error::msg)?;
+        Ok(Self {
+            auth: Arc::new(auth),
+            control: None,
+            store: None,
+            zones: ZoneSource::fixed(vec![SINGLE_KEY_ZONE.to_owned()]),
+            grants: None,
+            last_used: None,
+        })
+    }
+
+    /// Tokens, zones and grants from the database, each behind a cache that `bus`
+    /// invalidates (and the database's own change notifications, without Redis).
+    async fn database(
+        cfg: &ServerConfig,
+        db: Database<'_>,
+        bus: &Arc<InvalidationBus>,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Self> {
+        let url = db.url.expose_secret();
+        let store = Store::connect_with(url, cfg.db_acquire_timeout)
+            .await
+            .context("cannot connect to the database")?;
+        if cfg.migrate || store.backend() == crate::db::Backend::Sqlite {
+            store
+                .migrate()
+                .await
+                .context("cannot apply database migrations")?;
+        }
+        // A new SQLite database is created with the umask's mode: it holds every token's
+        // digest, so only this user may read it.
+        crate::config::tighten_sqlite_files(url);
+        store.list_zones(false).await.context(
+            "the database has no Nexus schema; run `nexus hub migrate` (or start with --migrate)",
+        )?;
+        let mut hasher = TokenHasher::new(db.secret)?;
+        if let Some(prev) = db.previous_secret {
+            hasher = hasher.with_previous(prev)?;
+            tracing::info!(
+                "secret rotation: tokens hashed with NEXUS_API_KEY_SECRET_PREVIOUS are accepted and re-hashed"
+            );
+        }
+        let hasher = Arc::new(hasher);
+        let cache = Arc::new(IdentityCache::new(
+            cfg.auth_cache_ttl,
+            cfg.negative_cache_ttl,
+        ));
+        bus.subscribe(cache.clone());
+        let zones = ZoneSource::store(store.clone(), cfg.auth_cache_ttl);
+        bus.subscribe(Arc::new(zones.clone()));
+        let grants = Arc::new(GrantsSource::new(
+            store.clone(),
+            cfg.auth_cache_ttl,
+            metrics.clone(),
+        ));
+        bus.subscribe(grants.clone());
+        // Changes announced by the database reach the cache without Redis.
+        crate::auth::db_notify::start(url, bus.clone(), Some(metrics.clone())).await;
+        let last_used = Arc::new(LastUsed::default());
+        let auth = DatabaseAuth::new(
+            store.clone(),
+            hasher.clone(),
+            cache.clone(),
+            last_used.clone(),
+            metrics.clone(),
+        );
+        let mut control = Control::new(store.clone(), hasher, bus.clone(), cfg.public_url.clone());
+        if let Some(url) = &cfg.redis_url {
+            control = control.with_audit_redis(url.expose_secret());
+        }
+        metrics.register_cache_size(move || cache.len());
+        Ok(Self {
+            auth: Arc::new(auth),
+            control: Some(control),
+            store: Some(store.clone()),
+            zones,
+            grants: Some(grants),
+            last_used: Some((last_used, store)),
+        })
+    }
+}
