@@ -36,9 +36,7 @@ async fn start(o: TestOptions) -> Server {
         .await
         .expect("build the rpc-server");
     // The same state as the server on the port: one cache, one limiter, one data dir.
-    let in_process: Arc<dyn Transport> = Arc::new(ServiceTransport::new(
-        rpc_server::routes::router(app.state().clone()),
-    ));
+    let in_process: Arc<dyn Transport> = Arc::new(ServiceTransport::new(app.router()));
     let base = format!("http://127.0.0.1:{}", app.port());
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(app.run_until_stopped(async move {

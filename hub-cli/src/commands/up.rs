@@ -130,9 +130,7 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
     // verification as over loopback HTTP, without the hop. The rpc port stays open for
     // the CLI and other clients.
     let fe_cfg = mcp_frontend::FrontendConfig::local(&rpc_url, u.mcp_port);
-    let in_process = mcp_frontend::forward::ServiceTransport::new(rpc_server::routes::router(
-        app.state().clone(),
-    ));
+    let in_process = mcp_frontend::forward::ServiceTransport::new(app.router());
     let rpc = mcp_frontend::forward::RpcClient::with_transport(
         &rpc_url,
         std::sync::Arc::new(in_process),
