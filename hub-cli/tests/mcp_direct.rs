@@ -249,17 +249,8 @@ async fn send(url: &str, token: &str, case: &Case) -> (u16, String, String) {
 }
 
 async fn direct_count(base: &str) -> u64 {
-    let text = http()
-        .get(format!("{base}/metrics"))
-        .send()
+    rpc_server::testing::metric_at(base, "nexus_mcp_direct_requests_total")
         .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find_map(|l| l.strip_prefix("nexus_mcp_direct_requests_total "))
-        .map(|v| v.trim().parse().expect("a count"))
         .unwrap_or(0)
 }
 
