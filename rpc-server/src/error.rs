@@ -47,6 +47,23 @@ impl ApiError {
         }
     }
 
+    /// The `outcome` label of `nexus_rpc_requests_total` for a call refused with this.
+    pub(crate) fn outcome(self) -> &'static str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::Unavailable => "unavailable",
+            Self::PayloadTooLarge => "too_large",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::RateLimited(_) | Self::TooManyFailures => "rate_limited",
+        }
+    }
+
+    /// The response and its outcome label.
+    pub(crate) fn answer(self) -> (Response, &'static str) {
+        (self.into_response(), self.outcome())
+    }
+
     fn code_and_message(self) -> (&'static str, &'static str) {
         match self {
             Self::Unauthorized => (

@@ -56,7 +56,7 @@ impl Default for LimitConfig {
 
 /// The verdict for one request, with what the `X-RateLimit-*` headers report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decision {
+pub(crate) struct Decision {
     pub allowed: bool,
     pub limit: u32,
     pub remaining: u32,
@@ -91,7 +91,7 @@ redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 10
 return {1, math.floor((now - allow_at) / interval), 0, new_tat - now}
 ";
 
-pub struct Limits {
+pub(crate) struct Limits {
     cfg: LimitConfig,
     local: RwLock<ByQuota>,
     failures: Keyed<IpAddr>,

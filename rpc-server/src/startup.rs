@@ -146,12 +146,15 @@ impl Application {
     }
 
     /// The whole HTTP application as a tower service with its state: every route and
-    /// every layer `run_until_stopped` serves, without the listener. Driving it in-process
-    /// (`tower::ServiceExt::oneshot`, or an embedding server's own transport) takes the
-    /// same path as a request over TCP, except that no `ConnectInfo` peer address is
-    /// attached (so per-address failure limits and `X-Forwarded-For` do not apply) and
-    /// the serve loop's connection bounds are the embedder's to keep. Background tasks
-    /// (last-use flushing, limit housekeeping) run only under `run_until_stopped`.
+    /// every layer `run_until_stopped` serves, without the listener. A request driven
+    /// through it in-process (`tower::ServiceExt::oneshot`, or an embedding server handing
+    /// over its own requests) takes the same path as one over TCP: the same credential
+    /// check, limits, dispatch and response headers. Two things are the embedder's: the
+    /// client address (attach `axum::extract::ConnectInfo<SocketAddr>` to the request's
+    /// extensions for per-address failure limits and `X-Forwarded-For`; without it they
+    /// do not apply), and the serve loop's connection bounds. Background work (last-use
+    /// flushing, limit housekeeping, the temporary-file sweep) runs only under
+    /// `run_until_stopped`. Cheap to call; every router shares this application's state.
     pub fn router(&self) -> axum::Router {
         routes::router(self.state.clone())
     }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 /// Traffic figures, or `None` when Redis cannot be read.
-pub async fn read(url: &str, detail: bool) -> Option<(u64, f64, Option<StatusDetail>)> {
+pub(crate) async fn read(url: &str, detail: bool) -> Option<(u64, f64, Option<StatusDetail>)> {
     let work = async {
         let client = redis::Client::open(url)?;
         let mut c = client.get_multiplexed_async_connection().await?;

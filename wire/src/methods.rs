@@ -138,6 +138,33 @@ impl Method {
     }
 }
 
+impl Method {
+    /// The method a request path names (`/api/nfs/read` → `Read`); `None` for any other
+    /// path.
+    pub fn from_path(path: &str) -> Option<Self> {
+        path.strip_prefix(RPC_PREFIX).and_then(Self::parse)
+    }
+}
+
+/// As its wire name.
+impl Serialize for Method {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Method {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::parse(&name).ok_or_else(|| {
+            serde::de::Error::custom(format_args!(
+                "unknown method {:?}",
+                crate::jsonrpc::printable(&name)
+            ))
+        })
+    }
+}
+
 impl std::fmt::Display for Method {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -829,6 +856,15 @@ mod tests {
             assert_eq!(rpc_path(m), format!("{RPC_PREFIX}{}", m.as_str()));
             assert_eq!(method_label(m.as_str()), m.as_str());
         }
+        for &m in Method::ALL {
+            assert_eq!(Method::from_path(m.rpc_path()), Some(m));
+            let json = serde_json::to_string(&m).expect("serialises");
+            assert_eq!(json, format!("\"{}\"", m.as_str()));
+            assert_eq!(serde_json::from_str::<Method>(&json).expect("parses"), m);
+        }
+        assert_eq!(Method::from_path("/api/nfs/"), None);
+        assert_eq!(Method::from_path("/read"), None);
+        assert!(serde_json::from_str::<Method>("\"nope\"").is_err());
         assert_eq!(Method::parse("READ"), None);
         assert_eq!("nope".parse::<Method>(), Err(UnknownMethod));
         assert_eq!(method_label("nope"), "other");

@@ -7,11 +7,11 @@ pub mod cache;
 pub mod database;
 pub mod db_notify;
 pub mod grants;
-pub mod identity;
+pub(crate) mod identity;
 pub mod invalidation;
 pub mod last_used;
-pub mod single_key;
-pub mod token;
+pub(crate) mod single_key;
+pub(crate) mod token;
 
 pub use cache::IdentityCache;
 pub use identity::Identity;

@@ -2,13 +2,13 @@
 //! with atomic, durable writes under the data directory, resolved beneath it without
 //! following links ([`beneath`]).
 
-pub mod access;
+pub(crate) mod access;
 mod beneath;
 mod edit;
-pub mod grep;
+pub(crate) mod grep;
 pub mod path;
-pub mod service;
+pub(crate) mod service;
 
 pub use grep::GrepLimits;
-pub use path::{Target, ZonePath, ZoneView};
-pub use service::FileService;
+pub(crate) use path::{Target, ZoneView};
+pub(crate) use service::FileService;

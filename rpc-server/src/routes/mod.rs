@@ -1,5 +1,6 @@
-//! HTTP surface of the rpc-server. [`router`] is a plain function so tests can drive it
-//! in-process; the layer stack is written here, in order, with why each layer is there.
+//! HTTP surface of the rpc-server. [`router`] builds it (handed out by `Application::router`
+//! to drive in-process); the layer stack is written here, in order, with why each layer is
+//! there.
 
 mod health;
 mod rpc;

@@ -81,23 +81,23 @@ async fn handle(
             Some(id) => return authenticated(st, call, headers, id, body).await,
             None => {
                 st.limits.refused_for_failures();
-                return (ApiError::TooManyFailures.into_response(), "rate_limited");
+                return ApiError::TooManyFailures.answer();
             }
         }
     }
     let identity = match authenticate(st, headers).await {
         Ok(id) => id,
         Err(ApiError::Unavailable) => {
-            return (ApiError::Unavailable.into_response(), "unavailable");
+            return ApiError::Unavailable.answer();
         }
         Err(e) => {
             // Token guessing is slow: past the per-address budget, failures get 429.
             if let Some(ip) = peer
                 && !st.limits.failed_auth(ip)
             {
-                return (ApiError::TooManyFailures.into_response(), "rate_limited");
+                return ApiError::TooManyFailures.answer();
             }
-            return (e.into_response(), "unauthorized");
+            return e.answer();
         }
     };
     authenticated(st, call, headers, identity, body).await
@@ -122,9 +122,9 @@ async fn authenticated(
     if let Some(d) = decision
         && !d.allowed
     {
-        let mut resp = ApiError::RateLimited(d).into_response();
+        let (mut resp, outcome) = ApiError::RateLimited(d).answer();
         identity_headers(resp.headers_mut(), &identity, None);
-        return (resp, "rate_limited");
+        return (resp, outcome);
     }
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -145,16 +145,16 @@ async fn authenticated(
             }
         };
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
-        (ApiError::PayloadTooLarge.into_response(), "too_large")
+        ApiError::PayloadTooLarge.answer()
     };
     if declared.is_some_and(|n| n > st.max_body_bytes) {
         if declared.is_some_and(|n| n > st.max_body_bytes.saturating_mul(4)) {
-            return (ApiError::PayloadTooLarge.into_response(), "too_large");
+            return ApiError::PayloadTooLarge.answer();
         }
         return too_large(body).await;
     }
     let Ok(bytes) = axum::body::to_bytes(body, st.max_body_bytes).await else {
-        return (ApiError::PayloadTooLarge.into_response(), "too_large");
+        return ApiError::PayloadTooLarge.answer();
     };
     let mut zone: Option<String> = None;
     let (id, result) = match jsonrpc::decode_request(&bytes) {

@@ -68,6 +68,7 @@ impl Meter {
     }
 
     /// Units spent so far; never more than the limit.
+    #[cfg(test)]
     pub fn spent(&self) -> u64 {
         self.spent
     }
@@ -161,6 +162,7 @@ impl Program {
 
     /// The most one charge of a search can be: how far a search may overrun its budget's
     /// last check (a charge that does not fit is refused, so in practice it never does).
+    #[cfg(test)]
     pub fn check_interval(&self) -> u64 {
         self.state_cost
     }
