@@ -1,6 +1,8 @@
 //! Method names, parameters and results of the rpc-server's `/api/nfs/{method}` API.
 //!
 //! Parameters reject unknown fields so a typo in a client is an error, not a silent default.
+//! With the `schema` feature each parameter type also derives its JSON Schema (what the MCP
+//! tools advertise): the doc comments on its fields are the descriptions agents read.
 
 use crate::spec::{Permission, SubjectType, ZoneGrant};
 use serde::{Deserialize, Serialize};
@@ -196,6 +198,20 @@ pub fn method_label(method: &str) -> &'static str {
     Method::parse(method).map_or("other", Method::label)
 }
 
+/// Descriptions shared by many fields of the parameter schemas.
+#[cfg(feature = "schema")]
+mod doc {
+    pub(super) const PATH: &str = "Path inside your zones. With one zone it is '/'-rooted (e.g. /notes/a.md); \
+with several zones use /zone/<zone>/… (list '/' to see them).";
+    pub(super) const SUBJECT_ID: &str = "Subject id: [a-z0-9][a-z0-9._@-]{0,127}";
+    pub(super) const SUBJECT: &str = "user:<id>, agent:<id>, service:<id>, token:<key_id>, or group:<g>#member (group:<g> means its members)";
+    pub(super) const RELATION: &str =
+        "member (group), reader|writer|admin (zone), can_read|can_write (file), admin (namespace)";
+    pub(super) const OBJECT: &str =
+        "group:<g>, zone:<z>, namespace:default, or file:/zone/<z>/<path> (file:/<path> with zone)";
+    pub(super) const OBJECT_ZONE: &str = "The zone a file:/<path> object is in";
+}
+
 fn default_root() -> String {
     "/".into()
 }
@@ -208,6 +224,7 @@ fn yes() -> bool {
 
 /// How `content` is encoded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Encoding {
     #[default]
     #[serde(rename = "utf-8", alias = "utf8")]
@@ -218,8 +235,11 @@ pub enum Encoding {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ReadParams {
+    #[cfg_attr(feature = "schema", schemars(description = doc::PATH))]
     pub path: String,
+    /// utf-8 for text; base64 for binary files
     #[serde(default)]
     pub encoding: Encoding,
 }
@@ -235,11 +255,16 @@ pub struct ReadResult {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct WriteParams {
+    #[cfg_attr(feature = "schema", schemars(description = doc::PATH))]
     pub path: String,
+    /// The whole new content of the file
     pub content: String,
+    /// utf-8 for text; base64 for binary files
     #[serde(default)]
     pub encoding: Encoding,
+    /// Only write if the file's current content_id (from read or stat) is this; prevents lost updates
     #[serde(default)]
     pub if_match: Option<String>,
 }
@@ -257,6 +282,7 @@ pub struct WriteResult {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EditOp {
     pub old_str: String,
     pub new_str: String,
@@ -267,9 +293,14 @@ pub struct EditOp {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EditParams {
+    #[cfg_attr(feature = "schema", schemars(description = doc::PATH))]
     pub path: String,
+    /// Replacements applied in order; each old_str must occur exactly once unless replace_all
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
     pub edits: Vec<EditOp>,
+    /// Expected current content_id
     #[serde(default)]
     pub if_match: Option<String>,
 }
@@ -284,7 +315,9 @@ pub struct EditResult {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PathParams {
+    #[cfg_attr(feature = "schema", schemars(description = doc::PATH))]
     pub path: String,
 }
 
@@ -295,13 +328,17 @@ pub struct PathResult {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ListParams {
+    #[cfg_attr(feature = "schema", schemars(description = doc::PATH))]
     #[serde(default = "default_root")]
     pub path: String,
     #[serde(default)]
     pub recursive: bool,
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 1000)))]
     #[serde(default = "default_limit")]
     pub limit: usize,
+    /// Use next_offset from the previous page
     #[serde(default)]
     pub offset: usize,
 }
@@ -336,7 +373,9 @@ pub struct StatResult {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct MkdirParams {
+    #[cfg_attr(feature = "schema", schemars(description = doc::PATH))]
     pub path: String,
     /// Create missing parents (default true).
     #[serde(default = "yes")]
@@ -348,16 +387,22 @@ pub struct MkdirParams {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RmdirParams {
+    #[cfg_attr(feature = "schema", schemars(description = doc::PATH))]
     pub path: String,
+    /// Also remove everything inside
     #[serde(default)]
     pub recursive: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RenameParams {
+    #[cfg_attr(feature = "schema", schemars(description = doc::PATH))]
     pub old_path: String,
+    #[cfg_attr(feature = "schema", schemars(description = doc::PATH))]
     pub new_path: String,
     /// Replace an existing file at `new_path` (never a directory).
     #[serde(default)]
@@ -372,12 +417,17 @@ pub struct RenameResult {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct GlobParams {
+    /// Glob relative to path: *.md, **/*.rs, docs/?.txt
     pub pattern: String,
+    #[cfg_attr(feature = "schema", schemars(description = doc::PATH))]
     #[serde(default = "default_root")]
     pub path: String,
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 1000)))]
     #[serde(default = "default_limit")]
     pub limit: usize,
+    /// Use next_offset from the previous page
     #[serde(default)]
     pub offset: usize,
 }
@@ -392,14 +442,19 @@ pub struct GlobResult {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct GrepParams {
+    /// Regular expression (Rust regex syntax), matched per line
     pub pattern: String,
+    /// File or directory to search
     #[serde(default = "default_root")]
     pub path: String,
     #[serde(default)]
     pub ignore_case: bool,
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 1000)))]
     #[serde(default = "default_limit")]
     pub limit: usize,
+    /// Use next_offset from the previous page
     #[serde(default)]
     pub offset: usize,
 }
@@ -428,6 +483,13 @@ pub struct GrepResult {
     #[serde(default)]
     pub scanned_bytes: u64,
 }
+
+/// The parameters of a method that takes none (`whoami`): an empty object, any member
+/// refused.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct EmptyParams {}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WhoamiZone {
@@ -471,27 +533,30 @@ pub struct WhoamiResult {
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TokenCreateParams {
+    /// Unique among active tokens
     pub name: String,
-    /// `eng:rw,ops:r`
+    /// eng:rw,ops:r (bare zone = rw)
     #[serde(default)]
     pub zones: Option<String>,
-    /// `team-*` or `team-*:r`, resolved against active zones at mint time.
+    /// All active zones matching a glob, e.g. team-* or team-*:r; resolved when the token is minted
     #[serde(default)]
     pub zones_glob: Option<String>,
-    /// Single-zone alias.
+    /// A single zone
     #[serde(default)]
     pub zone: Option<String>,
     #[serde(default)]
     pub admin: bool,
-    /// `90d`, `12h`, `30m`
+    /// Lifetime: 90d, 12h, 30m
     #[serde(default)]
     pub expires: Option<String>,
     #[serde(default)]
     pub user_id: Option<String>,
+    /// Who the token stands for
     #[serde(default)]
     pub subject_type: Option<SubjectType>,
-    /// `N/s`, `N/m`, `N/h`
+    /// N/s, N/m or N/h
     #[serde(default)]
     pub rate_limit: Option<String>,
 }
@@ -513,6 +578,7 @@ pub struct TokenCreated {
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TokenListParams {
     #[serde(default)]
     pub show_revoked: bool,
@@ -537,19 +603,22 @@ pub struct TokenInfo {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TokenRevokeParams {
-    /// A token name, a key id, or an unambiguous key id prefix (8+ hex digits).
+    /// Token name, key_id, or key_id prefix (8+ hex digits)
     pub identifier: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ZoneParams {
     pub name: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ZoneListParams {
     #[serde(default)]
     pub show_deleted: bool,
@@ -591,6 +660,7 @@ pub struct TokenCounts {
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct StatusParams {
     /// Add per-zone traffic, per-token last seen and rate-limit rejections.
     #[serde(default)]
@@ -648,26 +718,29 @@ pub struct HubStatus {
 /// `admin_create_user`: registers a subject and, unless `no_key`, mints its first token.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AdminCreateUserParams {
-    /// `[a-z0-9][a-z0-9._@-]{0,127}`
+    #[cfg_attr(feature = "schema", schemars(description = doc::SUBJECT_ID))]
     pub subject_id: String,
-    /// Display name.
+    /// Display name
     #[serde(default)]
     pub name: Option<String>,
-    /// `user` (default), `agent` or `service`.
+    /// What the subject is
+    #[cfg_attr(feature = "schema", schemars(extend("default" = "user")))]
     #[serde(default)]
     pub subject_type: Option<SubjectType>,
     #[serde(default)]
     pub tenant_id: Option<String>,
-    /// An agent's owning user.
+    /// An agent's owning user
     #[serde(default)]
     pub owner: Option<String>,
-    /// The token's zones, `eng:rw,ops:r`; none means ReBAC tuples alone decide.
+    /// The key's zones: eng:rw,ops:r; none means tuples alone decide
     #[serde(default)]
     pub zones: Option<String>,
-    /// `90d`, `12h`, `30m`
+    /// The key's lifetime: 90d, 12h, 30m
     #[serde(default)]
     pub expires: Option<String>,
+    /// Register without minting a key
     #[serde(default)]
     pub no_key: bool,
 }
@@ -675,16 +748,22 @@ pub struct AdminCreateUserParams {
 /// `admin_create_agent_key`: mints a token for an agent, registering it when new.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AdminCreateAgentKeyParams {
+    #[cfg_attr(feature = "schema", schemars(description = doc::SUBJECT_ID))]
     pub agent_id: String,
+    /// Display name
     #[serde(default)]
     pub name: Option<String>,
+    /// The owning user's subject id
     #[serde(default)]
     pub owner: Option<String>,
     #[serde(default)]
     pub tenant_id: Option<String>,
+    /// The key's zones: eng:rw,ops:r
     #[serde(default)]
     pub zones: Option<String>,
+    /// The key's lifetime: 90d, 12h, 30m
     #[serde(default)]
     pub expires: Option<String>,
 }
@@ -714,23 +793,28 @@ pub struct UserCreated {
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AdminListUsersParams {
-    /// Only this type (`list-agents` asks for `agent`).
+    /// Only this type
     #[serde(default)]
     pub subject_type: Option<SubjectType>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AdminUserParams {
+    #[cfg_attr(feature = "schema", schemars(description = doc::SUBJECT_ID))]
     pub subject_id: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AdminSetUserStateParams {
+    #[cfg_attr(feature = "schema", schemars(description = doc::SUBJECT_ID))]
     pub subject_id: String,
-    /// True disables (its tokens are refused), false enables.
+    /// true disables (its tokens are refused), false enables
     pub disabled: bool,
 }
 
@@ -744,18 +828,39 @@ pub struct UserDeleted {
 /// `rebac_create` / `rebac_delete`. With `zone`, `file:/path` means `file:/zone/<zone>/path`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RebacTupleParams {
-    /// `user:alice`, `agent:x`, `service:x`, `token:<key_id>`, `group:eng#member`
-    /// (`group:eng` is read as `group:eng#member`).
+    #[cfg_attr(feature = "schema", schemars(description = doc::SUBJECT))]
     pub subject: String,
+    #[cfg_attr(feature = "schema", schemars(description = doc::RELATION))]
     pub relation: String,
-    /// `group:g`, `zone:z`, `namespace:default`, `file:/zone/z/path`
+    #[cfg_attr(feature = "schema", schemars(description = doc::OBJECT))]
     pub object: String,
+    #[cfg_attr(feature = "schema", schemars(description = doc::OBJECT_ZONE))]
     #[serde(default)]
     pub zone: Option<String>,
-    /// `rebac_create` only: `7d`, `12h`, `30m`.
+    // `rebac_create` only: `rebac_delete` refuses it.
+    /// The tuple counts for this long only: 7d, 12h, 30m
     #[serde(default)]
     pub expires: Option<String>,
+}
+
+/// The schema of `rebac_delete`'s parameters: those of [`RebacTupleParams`] without
+/// `expires`, which the method refuses. The rpc-server decodes `RebacTupleParams` (so that
+/// refusal keeps its own message); this type only tells callers what to send.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RebacDeleteParams {
+    #[cfg_attr(feature = "schema", schemars(description = doc::SUBJECT))]
+    pub subject: String,
+    #[cfg_attr(feature = "schema", schemars(description = doc::RELATION))]
+    pub relation: String,
+    #[cfg_attr(feature = "schema", schemars(description = doc::OBJECT))]
+    pub object: String,
+    #[cfg_attr(feature = "schema", schemars(description = doc::OBJECT_ZONE))]
+    #[serde(default)]
+    pub zone: Option<String>,
 }
 
 /// One tuple as listed.
@@ -775,13 +880,18 @@ pub struct TupleInfo {
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RebacCheckParams {
+    #[cfg_attr(feature = "schema", schemars(description = doc::SUBJECT))]
     pub subject: String,
+    #[cfg_attr(feature = "schema", schemars(description = doc::RELATION))]
     pub relation: String,
+    #[cfg_attr(feature = "schema", schemars(description = doc::OBJECT))]
     pub object: String,
+    #[cfg_attr(feature = "schema", schemars(description = doc::OBJECT_ZONE))]
     #[serde(default)]
     pub zone: Option<String>,
-    /// Return the tuples that decided.
+    /// Return the tuples that decided
     #[serde(default)]
     pub explain: bool,
 }
@@ -801,14 +911,18 @@ pub struct RebacCheckResult {
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RebacListParams {
+    #[cfg_attr(feature = "schema", schemars(description = doc::SUBJECT))]
     #[serde(default)]
     pub subject: Option<String>,
+    #[cfg_attr(feature = "schema", schemars(description = doc::OBJECT))]
     #[serde(default)]
     pub object: Option<String>,
+    #[cfg_attr(feature = "schema", schemars(description = doc::RELATION))]
     #[serde(default)]
     pub relation: Option<String>,
-    /// Only objects in this zone; also the zone `file:/path` objects are read in.
+    /// Only objects in this zone (and the zone of a file:/<path> object)
     #[serde(default)]
     pub zone: Option<String>,
 }
@@ -822,9 +936,13 @@ pub struct RebacTuples {
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RebacExpandParams {
+    #[cfg_attr(feature = "schema", schemars(description = doc::RELATION))]
     pub relation: String,
+    #[cfg_attr(feature = "schema", schemars(description = doc::OBJECT))]
     pub object: String,
+    #[cfg_attr(feature = "schema", schemars(description = doc::OBJECT_ZONE))]
     #[serde(default)]
     pub zone: Option<String>,
 }

@@ -169,6 +169,7 @@ pub fn parse_zone_glob(spec: &str) -> Result<(String, Permission), SpecError> {
 
 /// Who a token stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum SubjectType {
     User,

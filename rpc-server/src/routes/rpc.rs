@@ -416,10 +416,6 @@ async fn dispatch(
     }
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EmptyParams {}
-
 /// ReBAC methods: the control plane decides who may (admin tokens, or zone admins for
 /// objects in their zones).
 async fn dispatch_rebac(
