@@ -292,6 +292,21 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// `median [min–max]` of a figure across rounds.
+fn spread(v: &[f64], decimals: usize) -> String {
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!(
+        "{:.*} [{:.*}–{:.*}]",
+        decimals,
+        median(v.to_vec()),
+        decimals,
+        lo,
+        decimals,
+        hi
+    )
+}
+
 /// The median across rounds of `a`'s figure ÷ `b`'s, each ratio taken within one round.
 fn ratio(a: &[f64], b: &[f64]) -> f64 {
     median(a.iter().zip(b).map(|(x, y)| x / y).collect())
@@ -400,10 +415,7 @@ async fn main() -> anyhow::Result<()> {
         read.body.len(),
         header_names.join(", ")
     );
-    println!(
-        "frontend of the pair: {}; load: wrk, one thread; {rounds} interleaved rounds of {secs} s per target at {CALLERS} connections and {secs} s at 1",
-        frontend_binary().1
-    );
+    println!("frontend of the pair: {}", frontend_binary().1);
 
     if hub_only {
         // For profiling: the hub shapes alone under the 64-caller load, pids printed so
@@ -425,6 +437,9 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
+    println!(
+        "load: wrk, one thread; {rounds} interleaved rounds of {secs} s per target at {CALLERS} connections and {secs} s at 1"
+    );
     // Unmeasured warm-up: connections, caches, page cache, allocator pools.
     for t in &mut targets {
         t.load(CALLERS, 1, false)?;
@@ -442,18 +457,18 @@ async fn main() -> anyhow::Result<()> {
         t.check().await?;
     }
 
-    println!("\n== per target: medians across rounds");
+    println!("\n== per target: medians across rounds (the rounds' range in brackets)");
     println!(
-        "{:<48} {:>10} {:>12} {:>12} {:>14}",
-        "target", "calls/s@64", "p50 µs @1", "CPU µs/call", "anon RSS MiB"
+        "{:<48} {:>20} {:>16} {:>16} {:>8}",
+        "target", "calls/s @64", "p50 µs @1", "CPU µs/call @64", "anon MiB"
     );
     for t in &targets {
         println!(
-            "{:<48} {:>10.0} {:>12.1} {:>12.1} {:>14.1}",
+            "{:<48} {:>20} {:>16} {:>16} {:>8.1}",
             t.name,
-            median(t.rate.clone()),
-            median(t.p50.clone()),
-            median(t.cpu.clone()),
+            spread(&t.rate, 0),
+            spread(&t.p50, 0),
+            spread(&t.cpu, 1),
             mib(t.anon)
         );
     }
