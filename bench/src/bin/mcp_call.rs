@@ -459,12 +459,12 @@ async fn main() -> anyhow::Result<()> {
 
     println!("\n== per target: medians across rounds (the rounds' range in brackets)");
     println!(
-        "{:<48} {:>20} {:>16} {:>16} {:>8}",
+        "{:<48} {:>22} {:>15} {:>20} {:>9}",
         "target", "calls/s @64", "p50 µs @1", "CPU µs/call @64", "anon MiB"
     );
     for t in &targets {
         println!(
-            "{:<48} {:>20} {:>16} {:>16} {:>8.1}",
+            "{:<48} {:>22} {:>15} {:>20} {:>9.1}",
             t.name,
             spread(&t.rate, 0),
             spread(&t.p50, 0),
