@@ -4,9 +4,12 @@
 
 use std::time::{Duration, Instant};
 
+pub mod elf;
+pub mod floor;
 pub mod limit;
 pub mod loadgen;
 pub mod procs;
+pub mod wrk;
 
 /// Latency summary of one measured operation.
 #[derive(Debug, Clone)]

@@ -1,6 +1,8 @@
 //! The limit the hub is measured against: rmcp serving `nexus_read_file` straight from disk
 //! (no auth, no hop), and the same with one loopback HTTP hop to a file server, with a
 //! cached token check on each side (a hash and a map lookup: the cheapest honest auth).
+//! Small files are read inline, so the limit is the real floor and not a blocking-pool
+//! round trip.
 //! Run as processes by the `limit_server` binary so that they are measured like the hub.
 
 use axum::extract::{Request, State};
@@ -62,6 +64,25 @@ pub enum Source {
     },
 }
 
+/// Files up to this size are read on the calling worker.
+pub const INLINE_READ_MAX: u64 = 64 * 1024;
+
+/// A file's text, read the cheapest correct way: a small file inline (one open, fstat and
+/// read of a page-cached file costs less than handing it to the blocking pool and waking
+/// the task again), a larger one on the blocking pool so that it cannot stall the worker.
+pub async fn read_small(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    if len > INLINE_READ_MAX {
+        drop(f);
+        return tokio::fs::read_to_string(path).await;
+    }
+    let mut text = String::with_capacity(len as usize);
+    f.read_to_string(&mut text)?;
+    Ok(text)
+}
+
 /// `nexus_read_file` served by rmcp.
 #[derive(Clone, Debug)]
 pub struct DirectRead {
@@ -101,11 +122,9 @@ impl ServerHandler for DirectRead {
             .and_then(|p| p.as_str())
             .unwrap_or("");
         let text = match &self.source {
-            Source::Disk(root) => {
-                tokio::fs::read_to_string(root.join(path.trim_start_matches('/')))
-                    .await
-                    .map_err(|e| e.to_string())
-            }
+            Source::Disk(root) => read_small(&root.join(path.trim_start_matches('/')))
+                .await
+                .map_err(|e| e.to_string()),
             Source::Hop { client, url } => {
                 // The caller's token travels on, as the hub's frontend forwards it.
                 let auth = c
@@ -158,7 +177,7 @@ pub fn files_router(root: PathBuf, tokens: TokenCache) -> axum::Router {
             axum::routing::post(move |body: String| {
                 let p = root.join(body.trim_start_matches('/'));
                 async move {
-                    match tokio::fs::read_to_string(p).await {
+                    match read_small(&p).await {
                         Ok(t) => t.into_response(),
                         Err(_) => StatusCode::NOT_FOUND.into_response(),
                     }
@@ -250,4 +269,25 @@ pub async fn record_call(
             .collect(),
         body,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn small_and_large_files_read_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for len in [
+            0,
+            1024,
+            INLINE_READ_MAX as usize,
+            INLINE_READ_MAX as usize + 1,
+        ] {
+            let p = dir.path().join(format!("{len}.txt"));
+            std::fs::write(&p, "y".repeat(len)).expect("write");
+            assert_eq!(read_small(&p).await.expect("read").len(), len);
+        }
+        assert!(read_small(&dir.path().join("absent")).await.is_err());
+    }
 }

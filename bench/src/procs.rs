@@ -6,6 +6,12 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A release binary of this workspace if it was built (a binary some checkouts lack).
+pub fn optional_binary(name: &str) -> Option<PathBuf> {
+    let me = std::env::current_exe().ok()?;
+    Some(me.with_file_name(name)).filter(|p| p.exists())
+}
+
 /// A release binary of this workspace (`nexusd`, `nexus`, `limit_server`), built by
 /// bench/run next to the running benchmark.
 pub fn binary(name: &str) -> PathBuf {
@@ -45,12 +51,17 @@ impl Drop for Proc {
 impl Proc {
     /// Starts `cmd` (its stdout/stderr discarded unless `NEXUS_BENCH_VERBOSE` is set) and
     /// waits until `port` accepts connections.
-    pub fn start(name: &str, mut cmd: Command, port: u16) -> Proc {
+    pub fn start(name: &str, cmd: Command, port: u16) -> Proc {
+        Proc::try_start(name, cmd, port).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`Proc::start`], with a process that exits or never listens as an error.
+    pub fn try_start(name: &str, mut cmd: Command, port: u16) -> Result<Proc, String> {
         let quiet = std::env::var_os("NEXUS_BENCH_VERBOSE").is_none();
         if quiet {
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
         }
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("start {name}: {e}"));
+        let child = cmd.spawn().map_err(|e| format!("start {name}: {e}"))?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let mut p = Proc {
             name: name.into(),
@@ -60,14 +71,16 @@ impl Proc {
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(addr).is_err() {
             if let Ok(Some(st)) = p.child.try_wait() {
-                panic!(
+                return Err(format!(
                     "{name} exited with {st} before listening (NEXUS_BENCH_VERBOSE=1 shows why)"
-                );
+                ));
             }
-            assert!(Instant::now() < deadline, "{name} did not listen on {addr}");
+            if Instant::now() > deadline {
+                return Err(format!("{name} did not listen on {addr}"));
+            }
             std::thread::sleep(Duration::from_millis(5));
         }
-        p
+        Ok(p)
     }
 
     pub fn pid(&self) -> u32 {
