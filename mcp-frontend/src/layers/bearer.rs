@@ -369,13 +369,17 @@ async fn enveloped(resp: Response) -> Response {
     let content_type = resp
         .headers()
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+        .map(HeaderValue::as_bytes)
+        .unwrap_or_default();
+    let is = |prefix: &str| {
+        content_type
+            .get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix.as_bytes()))
+    };
     if status.is_success()
         || status.is_redirection()
-        || content_type.starts_with("application/json")
-        || content_type.starts_with("text/event-stream")
+        || is("application/json")
+        || is("text/event-stream")
     {
         return resp;
     }
