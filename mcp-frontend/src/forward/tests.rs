@@ -473,3 +473,74 @@ async fn the_service_transport_calls_a_router_in_process() {
     // Not routed: the status maps as over HTTP.
     assert!(!rpc.ready().await);
 }
+
+/// A server that answers one request per connection (keep-alive promised), then closes the
+/// connection once it has been idle for a moment: what a restarted or idle-timing-out
+/// rpc-server does to a pooled connection.
+async fn one_answer_per_connection_server() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let count = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // The head, then the body its Content-Length announces.
+                loop {
+                    let Ok(n) = stream.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse::<usize>().ok())?
+                            })
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                let body = r#"{"jsonrpc":"2.0","id":1,"result":{"ok":true}}"#;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-nexus-key-id: k1\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(body.as_bytes()).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                drop(stream);
+            });
+        }
+    });
+    (base, connections)
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_server_closed_is_replaced_without_losing_the_call() {
+    let (base, connections) = one_answer_per_connection_server().await;
+    let rpc = RpcClient::new(&base, Duration::from_secs(10)).expect("client");
+    for i in 0..3 {
+        let (v, who) = rpc
+            .call(&caller(), "whoami", json!({}))
+            .await
+            .unwrap_or_else(|e| panic!("call {i}: {e}"));
+        assert_eq!(v, json!({"ok": true}));
+        assert_eq!(who.key_id, "k1");
+        // Past the server's idle close: the pooled connection is stale by the next call.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 3);
+}

@@ -4,13 +4,16 @@
 //! same for both.
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioIo;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
 
 /// Why a request got no answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -35,10 +38,34 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'_, Result<http::Response<Bytes>, TransportError>>;
 }
 
-/// A keep-alive pool of HTTP/1.1 connections, TCP_NODELAY on.
+/// A keep-alive pool of HTTP/1.1 connections to the rpc-server, TCP_NODELAY on.
+///
+/// A connection has no task of its own: the task making a call drives its connection
+/// while the call is in flight (hyper's low-level `http1` client), and an idle connection
+/// waits in the pool undriven. A call thus never hands its request to another task and
+/// waits to be woken back, which on a multi-threaded runtime often meant a second worker
+/// thread and a cross-thread wakeup for every call; it also spares a channel and a task
+/// per connection. An idle connection the server has closed is noticed when it is taken
+/// from the pool, and a request that never left a stale connection is sent again on a
+/// new one; one that may have left is never resent (tool calls are not idempotent).
 pub struct HttpTransport {
-    client: Client<HttpConnector, Full<Bytes>>,
+    idle: std::sync::Mutex<Vec<Pooled>>,
 }
+
+type Connection = hyper::client::conn::http1::Connection<TokioIo<TcpStream>, Full<Bytes>>;
+
+struct Pooled {
+    /// `host:port` this connection goes to.
+    authority: String,
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    conn: Pin<Box<Connection>>,
+    idle_since: Instant,
+}
+
+/// How long an idle connection is kept, and how many are.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+const MAX_IDLE: usize = 256;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl std::fmt::Debug for HttpTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -54,22 +81,94 @@ impl Default for HttpTransport {
 
 impl HttpTransport {
     pub fn new() -> Self {
-        let mut connector = HttpConnector::new();
-        // Without it a small request waits on Nagle + delayed ACK (~40 ms per call).
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(3)));
-        // A peer that vanished without a FIN is noticed on an idle pooled connection.
-        connector.set_keepalive(Some(Duration::from_secs(15)));
-        connector.set_keepalive_interval(Some(Duration::from_secs(15)));
-        connector.set_keepalive_retries(Some(3));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            // The idle timeout is enforced only with a timer.
-            .pool_timer(TokioTimer::new())
-            .build(connector);
-        Self { client }
+        Self {
+            idle: Default::default(),
+        }
     }
+
+    /// The most recently used idle connection to `authority` that is still open.
+    fn checkout(&self, authority: &str) -> Option<Pooled> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(mut p) = idle.pop() {
+            // An idle connection that has ended (the server closed it) resolves at once.
+            let ended = p.conn.as_mut().now_or_never().is_some();
+            if !ended
+                && p.authority == authority
+                && p.idle_since.elapsed() < IDLE_TIMEOUT
+                && !p.sender.is_closed()
+            {
+                return Some(p);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, mut p: Pooled) {
+        p.idle_since = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.retain(|q| q.idle_since.elapsed() < IDLE_TIMEOUT);
+        if idle.len() < MAX_IDLE {
+            idle.push(p);
+        }
+    }
+}
+
+async fn connect(authority: &str) -> Result<Pooled, TransportError> {
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(authority)).await {
+        Err(_) => return Err(TransportError::Timeout),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+            return Err(TransportError::Timeout);
+        }
+        Ok(Err(_)) => return Err(TransportError::Connect),
+        Ok(Ok(s)) => s,
+    };
+    // Without it a small request waits on Nagle + delayed ACK (~40 ms per call).
+    stream
+        .set_nodelay(true)
+        .map_err(|_| TransportError::Connect)?;
+    // A peer that vanished without a FIN is noticed on an idle pooled connection.
+    let probes = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(15))
+        .with_interval(Duration::from_secs(15))
+        .with_retries(3);
+    let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&probes);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|_| TransportError::Connect)?;
+    Ok(Pooled {
+        authority: authority.to_owned(),
+        sender,
+        conn: Box::pin(conn),
+        idle_since: Instant::now(),
+    })
+}
+
+/// Runs `exchange` while driving `conn` in the same task. Returns the exchange's outcome
+/// and whether the connection is still open.
+async fn drive<F: Future>(exchange: F, conn: &mut Pin<Box<Connection>>) -> (F::Output, bool) {
+    let mut exchange = std::pin::pin!(exchange);
+    let mut open = true;
+    let out = std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = exchange.as_mut().poll(cx) {
+            return Poll::Ready(out);
+        }
+        if open && conn.as_mut().poll(cx).is_ready() {
+            // The connection ended: the exchange has its answer (an error) now.
+            open = false;
+            return exchange.as_mut().poll(cx);
+        }
+        Poll::Pending
+    })
+    .await;
+    (out, open)
+}
+
+/// What one attempt on a connection came to.
+enum Attempt {
+    Answer(http::Response<Bytes>),
+    /// The request never left: it may go again on another connection.
+    Unsent(http::Request<Full<Bytes>>),
+    Failed(TransportError),
 }
 
 impl Transport for HttpTransport {
@@ -78,32 +177,63 @@ impl Transport for HttpTransport {
         req: http::Request<Full<Bytes>>,
     ) -> BoxFuture<'_, Result<http::Response<Bytes>, TransportError>> {
         Box::pin(async move {
-            let resp = self.client.request(req).await.map_err(|e| {
-                if timed_out(&e) {
-                    TransportError::Timeout
-                } else if e.is_connect() {
-                    TransportError::Connect
-                } else {
-                    TransportError::Broken
+            let (mut parts, body) = req.into_parts();
+            let authority = parts
+                .uri
+                .authority()
+                .map(|a| a.as_str().to_owned())
+                .ok_or(TransportError::Connect)?;
+            if !parts.headers.contains_key(http::header::HOST)
+                && let Ok(host) = http::HeaderValue::from_str(&authority)
+            {
+                parts.headers.insert(http::header::HOST, host);
+            }
+            // The connection is to the server: the request line carries the path only.
+            parts.uri = parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/")
+                .parse()
+                .map_err(|_| TransportError::Connect)?;
+            let mut req = http::Request::from_parts(parts, body);
+            loop {
+                let (mut p, reused) = match self.checkout(&authority) {
+                    Some(p) => (p, true),
+                    None => (connect(&authority).await?, false),
+                };
+                let Pooled { sender, conn, .. } = &mut p;
+                let exchange = async {
+                    if sender.ready().await.is_err() {
+                        return Attempt::Failed(TransportError::Broken);
+                    }
+                    match sender.try_send_request(req).await {
+                        Ok(resp) => match collect(resp).await {
+                            Ok(r) => Attempt::Answer(r),
+                            Err(e) => Attempt::Failed(e),
+                        },
+                        Err(mut e) => match e.take_message() {
+                            Some(unsent) => Attempt::Unsent(unsent),
+                            None => Attempt::Failed(TransportError::Broken),
+                        },
+                    }
+                };
+                let (attempt, open) = drive(exchange, conn).await;
+                match attempt {
+                    Attempt::Answer(r) => {
+                        if open && !p.sender.is_closed() {
+                            self.checkin(p);
+                        }
+                        return Ok(r);
+                    }
+                    // A pooled connection went stale before the request left: try anew.
+                    Attempt::Unsent(unsent) if reused => req = unsent,
+                    Attempt::Unsent(_) => return Err(TransportError::Broken),
+                    Attempt::Failed(e) => return Err(e),
                 }
-            })?;
-            collect(resp).await
+            }
         })
     }
-}
-
-/// Whether an io "timed out" is anywhere in the error's chain (the connect timeout).
-fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::TimedOut
-        {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
 }
 
 /// Reads the whole body. Only a 200's body is used: a refusal whose body broke off is still
