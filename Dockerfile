@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
-# Nexus Hub: one image with both binaries.
+# Nexus Hub: one image with the three binaries.
 #   nexusd                     the rpc-server (:2026)
-#   nexus mcp serve …          the MCP frontend (:8081), and the operator CLI (`nexus hub …`)
+#   nexus-mcp                  the MCP frontend (:8081), without any database code
+#                              (the same server as `nexus mcp serve`)
+#   nexus                      the operator CLI (`nexus hub …`)
 #
 #   docker build -t nexus-hub .
 #
@@ -31,8 +33,10 @@ RUN set -eux; \
         echo '// dependency-cache stub' > "$crate/src/lib.rs"; \
     done; \
     echo 'fn main() {}' > rpc-server/src/main.rs; \
+    echo 'fn main() {}' > mcp-frontend/src/main.rs; \
     echo 'fn main() {}' > hub-cli/src/main.rs; \
     cargo build --release --locked --bin nexus --bin nexusd; \
+    cargo build --release --locked -p mcp-frontend --bin nexus-mcp; \
     rm -rf wire authz serve rpc-server mcp-frontend hub-cli bench
 
 # 2. The real sources. Migrations are embedded at compile time (sqlx::migrate!).
@@ -45,13 +49,17 @@ COPY hub-cli hub-cli
 COPY bench bench
 COPY migrations migrations
 # Newer mtimes than the stubs', so cargo rebuilds the workspace crates (only those).
+# nexus-mcp is built on its own so that it gets the features of its own dependencies
+# only (built with the others it would also carry what the CLI enables in them).
 # The release profile keeps line tables (for profiling); the image drops them to stay
 # small. Symbols stay, and panic messages keep their file:line.
 RUN find wire serve rpc-server mcp-frontend hub-cli bench -name '*.rs' -exec touch {} + \
     && cargo build --release --locked --bin nexus --bin nexusd \
-    && strip --strip-debug target/release/nexus target/release/nexusd \
+    && cargo build --release --locked -p mcp-frontend --bin nexus-mcp \
+    && strip --strip-debug target/release/nexus target/release/nexusd target/release/nexus-mcp \
     && ./target/release/nexus --version \
-    && ./target/release/nexusd --version
+    && ./target/release/nexusd --version \
+    && ./target/release/nexus-mcp --version
 
 ############################ runtime ############################
 FROM debian:bookworm-slim AS runtime
@@ -72,6 +80,7 @@ RUN groupadd --system --gid 10001 nexus \
     && chmod 0700 /data
 
 COPY --from=builder /src/target/release/nexusd /usr/local/bin/nexusd
+COPY --from=builder /src/target/release/nexus-mcp /usr/local/bin/nexus-mcp
 COPY --from=builder /src/target/release/nexus /usr/local/bin/nexus
 
 ENV NEXUS_DATA_DIR=/data \
@@ -81,8 +90,8 @@ WORKDIR /data
 USER 10001:10001
 EXPOSE 2026 8081
 
-# No HEALTHCHECK here: the same image runs the rpc-server (GET /healthz/ready on :2026)
-# and the frontend (GET /health on :8081); docker-compose.hub.yml and the Helm chart
-# give each its own check.
+# No HEALTHCHECK here: the same image runs the rpc-server (nexusd, GET /healthz/ready on
+# :2026) and the frontend (nexus-mcp, GET /health on :8081); docker-compose.hub.yml and
+# the Helm chart give each its own check.
 STOPSIGNAL SIGTERM
 CMD ["nexusd", "--host", "0.0.0.0", "--port", "2026"]

@@ -7,7 +7,10 @@
 //! Rewrites, and nothing else: service host names and container ports → 127.0.0.1 and free
 //! ports, `0.0.0.0` → `127.0.0.1` (tests listen on loopback only), `/data` → a temp dir, the
 //! database name → a fresh one, and `nexusd` → `nexus serve` (the same server; the test
-//! harness builds only the `nexus` binary for this crate).
+//! harness builds only the `nexus` binary for this crate). The frontend runs as written:
+//! the `nexus-mcp` binary.
+
+mod frontend_bin;
 
 use rmcp::model::{CallToolRequestParams, ClientConfig, ProtocolVersion};
 use rmcp::transport::StreamableHttpClientTransport;
@@ -118,8 +121,13 @@ fn service(
     Service { argv, env }
 }
 
+/// `argv` with the binary it names: `nexus`, `nexusd` (as `nexus serve`) or `nexus-mcp`.
 fn nexus(argv: &[String], env: &[(String, String)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nexus"));
+    let bin = match argv.first().map(String::as_str) {
+        Some("nexus-mcp") => frontend_bin::nexus_mcp(),
+        _ => std::path::Path::new(env!("CARGO_BIN_EXE_nexus")),
+    };
+    let mut cmd = Command::new(bin);
     for (k, _) in std::env::vars() {
         if k.starts_with("NEXUS_") {
             cmd.env_remove(k);
@@ -216,6 +224,11 @@ async fn the_compose_stack_runs_and_serves_an_mcp_client() {
     ];
     let rpc = service(&c, "nexus", &vars, &hosts);
     let fe = service(&c, "mcp-frontend", &vars, &hosts);
+    assert_eq!(
+        fe.argv[0], "nexus-mcp",
+        "the frontend binary: {:?}",
+        fe.argv
+    );
     assert!(
         fe.env
             .iter()

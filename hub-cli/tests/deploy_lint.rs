@@ -8,6 +8,8 @@
 //! There is no `helm` here: the chart is checked at the template level (see
 //! `helm_chart_templates`).
 
+mod frontend_bin;
+
 use rpc_server::db::Backend;
 use rpc_server::testing::{TEST_SECRET, TestDb, empty_postgres_database};
 use serde_json::{Map, Value};
@@ -181,23 +183,29 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Runs `nexus <args> --help` (the real CLI): exit 0 means every flag before `--help`
-/// exists and every value parses. `nexusd` is `nexus serve`.
+/// Runs `<args> --help` with the real binary: exit 0 means every flag before `--help`
+/// exists and every value parses. `nexusd` is `nexus serve`; `nexus-mcp` is its own
+/// binary (the frontend alone).
 #[track_caller]
 fn assert_cli_accepts(origin: &str, argv: &[String]) {
     let (prog, rest) = argv.split_first().expect("a non-empty command");
     let prog = prog.rsplit('/').next().unwrap_or(prog.as_str());
-    let mut args: Vec<String> = match prog {
-        "nexus" => rest.to_vec(),
-        "nexusd" => std::iter::once("serve".to_owned())
-            .chain(rest.iter().cloned())
-            .collect(),
-        other => panic!("{origin}: runs `{other}`, not nexus or nexusd"),
+    let nexus = Path::new(env!("CARGO_BIN_EXE_nexus"));
+    let (bin, mut args): (&Path, Vec<String>) = match prog {
+        "nexus" => (nexus, rest.to_vec()),
+        "nexusd" => (
+            nexus,
+            std::iter::once("serve".to_owned())
+                .chain(rest.iter().cloned())
+                .collect(),
+        ),
+        "nexus-mcp" => (frontend_bin::nexus_mcp(), rest.to_vec()),
+        other => panic!("{origin}: runs `{other}`, not nexus, nexusd or nexus-mcp"),
     };
     args.push("--help".to_owned());
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nexus"));
+    let mut cmd = Command::new(bin);
     remove_nexus_env(&mut cmd);
-    let out = cmd.args(&args).output().expect("run nexus");
+    let out = cmd.args(&args).output().expect("run the binary");
     assert_success(
         &format!("{origin}: `{}` (checked with --help)", argv.join(" ")),
         &out,
@@ -416,7 +424,8 @@ fn compose_structure() {
         );
     }
 
-    // The frontend: no database URL, no secret, no ambient identity; bearer required.
+    // The frontend: `nexus-mcp`, no database URL, no secret, no ambient identity; bearer
+    // required.
     let fe = &services["mcp-frontend"];
     assert_eq!(at(fe, "image"), "nexus-hub");
     let fe_env = compose_env(fe);
@@ -437,9 +446,7 @@ fn compose_structure() {
     assert_eq!(
         fe_cmd,
         [
-            "nexus",
-            "mcp",
-            "serve",
+            "nexus-mcp",
             "--transport",
             "http",
             "--url",
@@ -465,8 +472,9 @@ fn compose_structure() {
 
 // ---- Dockerfile -------------------------------------------------------------------------
 
-/// The Dockerfile builds both binaries from every workspace member at the pinned Rust,
-/// and runs them unprivileged.
+/// The Dockerfile builds the three binaries from every workspace member at the pinned
+/// Rust (`nexus-mcp` on its own, with its package's features only), and runs them
+/// unprivileged.
 #[test]
 fn dockerfile_matches_the_workspace() {
     let df = read("Dockerfile");
@@ -519,7 +527,17 @@ fn dockerfile_matches_the_workspace() {
             >= 2,
         "dependency-cache build and real build"
     );
-    for bin in ["nexus", "nexusd"] {
+    assert!(
+        df.matches("cargo build --release --locked -p mcp-frontend --bin nexus-mcp")
+            .count()
+            >= 2,
+        "nexus-mcp: dependency-cache build and real build"
+    );
+    assert!(
+        df.contains("echo 'fn main() {}' > mcp-frontend/src/main.rs"),
+        "a stub main for nexus-mcp in the dependency-cache layer"
+    );
+    for bin in ["nexus", "nexusd", "nexus-mcp"] {
         assert!(
             has(&format!(
                 "COPY --from=builder /src/target/release/{bin} /usr/local/bin/{bin}"
@@ -634,6 +652,12 @@ fn systemd_units_verify() {
         assert!(
             argv[0].starts_with("/usr/local/bin/"),
             "{unit}: absolute path: {argv:?}"
+        );
+        // Each unit runs the binary it is named after (the frontend: `nexus-mcp`).
+        assert_eq!(
+            format!("{}.service", &argv[0]["/usr/local/bin/".len()..]),
+            unit,
+            "{unit}: {argv:?}"
         );
         assert_cli_accepts(&format!("deploy/systemd/{unit}"), &argv);
         let stub = bin.join(argv[0].trim_start_matches("/usr/local/bin/"));
@@ -1074,7 +1098,9 @@ fn helm_chart_templates() {
     assert_eq!(at(c, "readinessProbe/httpGet/path"), "/health");
     assert!(c.get("livenessProbe").is_some(), "{file}: livenessProbe");
     assert_eq!(at(c, "ports/0/containerPort"), 8081);
-    assert_cli_accepts(file, &strings(at(c, "command")));
+    let command = strings(at(c, "command"));
+    assert_eq!(command[0], "nexus-mcp", "{file}: the frontend binary");
+    assert_cli_accepts(file, &command);
     let names = env_names(c);
     for key in [
         "NEXUS_DATABASE_URL",

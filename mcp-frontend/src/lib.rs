@@ -18,6 +18,7 @@ pub mod forward;
 mod layers;
 mod mcp;
 mod metrics;
+pub mod process;
 mod request;
 mod router;
 pub mod startup;

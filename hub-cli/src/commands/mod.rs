@@ -27,12 +27,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 .await?;
             Ok(())
         }
+        // The same function `nexus-mcp` runs.
         Command::Mcp(McpCommand::Serve(m)) => {
-            nexus_serve::telemetry::init_from_env();
-            let cfg = mcp_frontend::FrontendConfig::from_args(m.frontend)?;
-            let fe = mcp_frontend::Frontend::build(cfg).await?;
-            fe.run_until_stopped(nexus_serve::shutdown_signal()).await?;
-            Ok(())
+            Ok(mcp_frontend::process::serve_from_args(m.frontend).await?)
         }
     }
 }
