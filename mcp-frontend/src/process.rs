@@ -4,7 +4,7 @@
 
 use crate::config::{FrontendArgs, FrontendConfig};
 use crate::startup::Frontend;
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::Parser;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,18 +31,7 @@ pub struct Cli {
 /// Parses `argv` (program name first); with `--config`, the file's `[mcp]` section fills
 /// what flags and environment left at defaults.
 pub fn parse(argv: &[OsString]) -> anyhow::Result<Cli> {
-    let first = Cli::try_parse_from(argv)?;
-    let Some(file) = first.config.clone() else {
-        return Ok(first);
-    };
-    let m = nexus_serve::config_file::parse_with_file(
-        &Cli::command(),
-        argv,
-        &[],
-        CONFIG_SECTION,
-        &file,
-    )?;
-    Ok(Cli::from_arg_matches(&m)?)
+    nexus_serve::process::parse(argv, CONFIG_SECTION, |c: &Cli| c.config.as_deref())
 }
 
 /// Serves the frontend configured by `args` until SIGINT or SIGTERM.
@@ -53,28 +42,13 @@ pub async fn serve_from_args(args: FrontendArgs) -> anyhow::Result<()> {
     fe.run_until_stopped(nexus_serve::shutdown_signal()).await
 }
 
-/// `nexus-mcp`'s `main`: parse, serve, one error line and a failing exit code on error.
+/// `nexus-mcp`'s `main`.
 pub fn main_entry() -> ExitCode {
-    let argv: Vec<OsString> = std::env::args_os().collect();
-    let cli = match parse(&argv) {
-        Ok(c) => c,
-        Err(e) => match e.downcast::<clap::Error>() {
-            Ok(ce) => ce.exit(),
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                return ExitCode::FAILURE;
-            }
-        },
-    };
-    nexus_serve::runtime::block_on(async {
-        match serve_from_args(cli.frontend).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
-        }
-    })
+    nexus_serve::process::main(
+        CONFIG_SECTION,
+        |c: &Cli| c.config.as_deref(),
+        |c: Cli| serve_from_args(c.frontend),
+    )
 }
 
 #[cfg(test)]

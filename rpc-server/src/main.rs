@@ -1,6 +1,6 @@
 //! `nexusd`: the rpc-server binary. All logic lives in the library.
 
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::Parser;
 use rpc_server::{Application, ServerArgs, ServerConfig};
 use std::process::ExitCode;
 
@@ -18,39 +18,8 @@ struct Cli {
     server: ServerArgs,
 }
 
-fn parse() -> anyhow::Result<Cli> {
-    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let first = Cli::try_parse_from(&argv)?;
-    let Some(file) = first.config.clone() else {
-        return Ok(first);
-    };
-    let m = nexus_serve::config_file::parse_with_file(&Cli::command(), &argv, &[], "rpc", &file)?;
-    Ok(Cli::from_arg_matches(&m)?)
-}
-
 fn main() -> ExitCode {
-    nexus_serve::runtime::block_on(serve())
-}
-
-async fn serve() -> ExitCode {
-    nexus_serve::telemetry::init_from_env();
-    let cli = match parse() {
-        Ok(c) => c,
-        Err(e) => match e.downcast::<clap::Error>() {
-            Ok(ce) => ce.exit(),
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                return ExitCode::FAILURE;
-            }
-        },
-    };
-    match run(cli.server).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    nexus_serve::process::main("rpc", |c: &Cli| c.config.as_deref(), |c: Cli| run(c.server))
 }
 
 async fn run(args: ServerArgs) -> anyhow::Result<()> {

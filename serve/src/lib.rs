@@ -38,6 +38,7 @@
 
 pub mod config_file;
 pub mod credentials;
+pub mod process;
 pub mod responses;
 pub mod runtime;
 mod shutdown;
