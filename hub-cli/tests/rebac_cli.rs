@@ -9,8 +9,8 @@
 mod common;
 
 use common::procs::{
-    HubUp, Proc, free_port, mcp_serve_cmd, parse_admin_env, run_nexus, serve_cmd, spawn_healthy,
-    wait_healthy,
+    HubUp, Proc, free_port, mcp_serve_cmd, parse_admin_env, run_nexus, serve_cmd, start_frontend,
+    start_nexusd, wait_healthy,
 };
 use common::{
     Client, Era, connect, expect_any_error, expect_json, expect_ok, list_tools, try_call,
@@ -43,24 +43,10 @@ async fn stack(backend: Backend) -> Stack {
     let (rpc_port, mcp_port) = (free_port(), free_port());
     let mut cmd = serve_cmd(&db.url, &tmp.path().join("data"), rpc_port);
     cmd.env("NEXUS_AUTH_CACHE_TTL", TTL_SECS.to_string());
-    let rpc_base = format!("http://127.0.0.1:{rpc_port}");
-    let rpc = spawn_healthy(
-        "nexusd",
-        cmd,
-        tmp.path(),
-        &format!("{rpc_base}/healthz/ready"),
-    )
-    .await;
+    let (rpc, rpc_base) = start_nexusd("nexusd", cmd, tmp.path(), rpc_port).await;
     let mut cmd = mcp_serve_cmd(&rpc_base, mcp_port);
     cmd.env("NEXUS_AUDIT_STDOUT", "false");
-    let fe_base = format!("http://127.0.0.1:{mcp_port}");
-    let fe = spawn_healthy(
-        "mcp-frontend",
-        cmd,
-        tmp.path(),
-        &format!("{fe_base}/health"),
-    )
-    .await;
+    let (fe, fe_base) = start_frontend("mcp-frontend", cmd, tmp.path(), mcp_port).await;
     let env = vec![
         ("NEXUS_DATABASE_URL".to_owned(), db.url.clone()),
         ("NEXUS_API_KEY_SECRET".to_owned(), TEST_SECRET.to_owned()),

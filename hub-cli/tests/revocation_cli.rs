@@ -14,7 +14,7 @@ mod common;
 #[path = "../../rpc-server/tests/own_redis/mod.rs"]
 mod own_redis;
 
-use common::procs::{HubUp, Proc, free_port, parse_admin_env, run_nexus, serve_cmd, spawn_healthy};
+use common::procs::{HubUp, Proc, free_port, parse_admin_env, run_nexus, serve_cmd, start_nexusd};
 use own_redis::OwnRedis;
 use rpc_server::control::Control;
 use rpc_server::db::Backend;
@@ -72,8 +72,7 @@ async fn serve(name: &'static str, db_url: &str, redis: Option<&str>, dir: &Path
     if let Some(r) = redis {
         cmd.env("NEXUS_REDIS_URL", r);
     }
-    let base = format!("http://127.0.0.1:{port}");
-    let p = spawn_healthy(name, cmd, dir, &format!("{base}/healthz/ready")).await;
+    let (p, base) = start_nexusd(name, cmd, dir, port).await;
     Server { base, _proc: p }
 }
 
@@ -306,14 +305,7 @@ async fn embedded_hub_refuses_a_revoke_made_after_source_admin_env() {
     // The hub's own secret, not the test one.
     cmd.env("NEXUS_API_KEY_SECRET", var(&cli, "NEXUS_API_KEY_SECRET"))
         .env("NEXUS_AUTH_CACHE_TTL", TTL_SECS);
-    let second_base = format!("http://127.0.0.1:{port}");
-    let second = spawn_healthy(
-        "nexusd-b",
-        cmd,
-        dir.path(),
-        &format!("{second_base}/healthz/ready"),
-    )
-    .await;
+    let (second, second_base) = start_nexusd("nexusd-b", cmd, dir.path(), port).await;
     let servers = [
         Server {
             base: hub.rpc_base,

@@ -25,7 +25,7 @@
 
 mod common;
 
-use common::procs::{Proc, free_port, mcp_serve_cmd, serve_cmd, spawn_healthy};
+use common::procs::{Proc, free_port, mcp_serve_cmd, serve_cmd, start_frontend, start_nexusd};
 use common::{Era, STEP, connect, expect_ok, try_call, try_connect};
 use rpc_server::testing::TestDb;
 use serde_json::json;
@@ -117,14 +117,7 @@ impl Stack {
             .env("NEXUS_IDLE_TIMEOUT", &idle)
             .env("NEXUS_BODY_READ_TIMEOUT", &body_read)
             .env("NEXUS_MAX_CONNECTIONS", &max_conns);
-        let rpc_base = format!("http://127.0.0.1:{rpc_port}");
-        let rpc = spawn_healthy(
-            "rpc-server",
-            cmd,
-            tmp.path(),
-            &format!("{rpc_base}/healthz/ready"),
-        )
-        .await;
+        let (rpc, rpc_base) = start_nexusd("rpc-server", cmd, tmp.path(), rpc_port).await;
 
         let mut cmd = mcp_serve_cmd(&rpc_base, mcp_port);
         cmd.env("NEXUS_MCP_MAX_BODY_BYTES", &limit)
@@ -136,13 +129,7 @@ impl Stack {
         if let Some(n) = o.fe_per_address {
             cmd.env("NEXUS_MCP_MAX_CONNECTIONS_PER_ADDRESS", n.to_string());
         }
-        let fe = spawn_healthy(
-            "mcp-frontend",
-            cmd,
-            tmp.path(),
-            &format!("http://127.0.0.1:{mcp_port}/health"),
-        )
-        .await;
+        let (fe, _) = start_frontend("mcp-frontend", cmd, tmp.path(), mcp_port).await;
 
         Self {
             rpc,

@@ -26,7 +26,9 @@
 
 mod common;
 
-use common::procs::{free_port, hub_cmd, mcp_serve_cmd, run, serve_cmd, spawn_healthy};
+use common::procs::{
+    free_port, hub_cmd, mcp_serve_cmd, run, serve_cmd, start_frontend, start_nexusd,
+};
 use common::{Client, Era, is_error, text, try_call, try_connect};
 use rpc_server::testing::TestDb;
 use serde_json::{Value, json};
@@ -546,21 +548,10 @@ async fn the_hub_soaks_a_mixed_workload_without_errors_or_memory_growth() {
     }
 
     let (rpc_port, mcp_port) = (free_port(), free_port());
-    let rpc_base = format!("http://127.0.0.1:{rpc_port}");
-    let rpc = spawn_healthy(
-        "rpc-server",
-        serve_cmd(&db.url, &data, rpc_port),
-        tmp.path(),
-        &format!("{rpc_base}/healthz/ready"),
-    )
-    .await;
-    let fe = spawn_healthy(
-        "mcp-frontend",
-        mcp_serve_cmd(&rpc_base, mcp_port),
-        tmp.path(),
-        &format!("http://127.0.0.1:{mcp_port}/health"),
-    )
-    .await;
+    let cmd = serve_cmd(&db.url, &data, rpc_port);
+    let (rpc, rpc_base) = start_nexusd("rpc-server", cmd, tmp.path(), rpc_port).await;
+    let cmd = mcp_serve_cmd(&rpc_base, mcp_port);
+    let (fe, _) = start_frontend("mcp-frontend", cmd, tmp.path(), mcp_port).await;
 
     let ctx = Arc::new(Ctx {
         mcp_url: format!("http://127.0.0.1:{mcp_port}/mcp"),

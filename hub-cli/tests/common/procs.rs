@@ -40,7 +40,7 @@ pub fn hub_cmd(db_url: &str) -> Command {
 }
 
 /// Exit code (-1 when a signal ended the process), stdout and stderr of a finished run.
-pub fn outcome(out: &Output) -> (i32, String, String) {
+fn outcome(out: &Output) -> (i32, String, String) {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     (
         out.status.code().unwrap_or(-1),
@@ -175,16 +175,32 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// [`Proc::spawn`], then [`wait_healthy`] on `health_url`.
-pub async fn spawn_healthy(
+/// Starts `cmd`, a nexusd on `port` ([`serve_cmd`], `hub up`), and waits until it is
+/// ready; returns it and its base URL.
+pub async fn start_nexusd(
     name: &'static str,
     cmd: Command,
     logs: &Path,
-    health_url: &str,
-) -> Proc {
+    port: u16,
+) -> (Proc, String) {
+    let base = format!("http://127.0.0.1:{port}");
     let mut p = Proc::spawn(name, cmd, logs);
-    wait_healthy(health_url, &mut p).await;
-    p
+    wait_healthy(&format!("{base}/healthz/ready"), &mut p).await;
+    (p, base)
+}
+
+/// Starts `cmd`, an [`mcp_serve_cmd`] on `port`, and waits until it answers `/health`;
+/// returns it and its base URL.
+pub async fn start_frontend(
+    name: &'static str,
+    cmd: Command,
+    logs: &Path,
+    port: u16,
+) -> (Proc, String) {
+    let base = format!("http://127.0.0.1:{port}");
+    let mut p = Proc::spawn(name, cmd, logs);
+    wait_healthy(&format!("{base}/health"), &mut p).await;
+    (p, base)
 }
 
 /// Waits (at most 30 s) until `url` answers 2xx; fails early, with its log, if `p` exits.
@@ -245,9 +261,7 @@ impl HubUp {
             .args(["--rpc-port", &rpc_port.to_string()])
             .args(["--mcp-port", &mcp_port.to_string()])
             .env("NEXUS_LOG_LEVEL", "warn");
-        let mut proc = Proc::spawn("hub-up", cmd, logs);
-        let rpc_base = format!("http://127.0.0.1:{rpc_port}");
-        wait_healthy(&format!("{rpc_base}/healthz/ready"), &mut proc).await;
+        let (proc, rpc_base) = start_nexusd("hub-up", cmd, logs, rpc_port).await;
         Self {
             proc,
             rpc_base,
