@@ -179,15 +179,7 @@ impl Stack {
 
     /// The rpc-server's answer to `whoami` with `token`: its HTTP status.
     async fn whoami_status(&self, token: &str) -> u16 {
-        common::http()
-            .post(format!("{}/api/nfs/whoami", self.rpc_base))
-            .bearer_auth(token)
-            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "whoami", "params": {}}))
-            .send()
-            .await
-            .expect("whoami")
-            .status()
-            .as_u16()
+        common::whoami_status(&self.rpc_base, token).await
     }
 }
 

@@ -15,6 +15,7 @@ mod common;
 mod own_redis;
 
 use common::procs::{HubUp, Proc, free_port, parse_admin_env, run_nexus, serve_cmd, start_nexusd};
+use common::whoami_status;
 use own_redis::OwnRedis;
 use rpc_server::control::Control;
 use rpc_server::db::Backend;
@@ -81,23 +82,16 @@ async fn wait_redis_ok(base: &str) {
     wait_health_redis(base, "ok", Duration::from_secs(30)).await;
 }
 
-async fn whoami(base: &str, token: &str) -> u16 {
-    common::http()
-        .post(format!("{base}/api/nfs/whoami"))
-        .bearer_auth(token)
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "whoami", "params": {}}))
-        .send()
-        .await
-        .expect("whoami")
-        .status()
-        .as_u16()
-}
-
 /// Uses the token twice on every server, so that each has it cached.
 async fn warm(servers: &[Server], token: &str) {
     for s in servers {
         for _ in 0..2 {
-            assert_eq!(whoami(&s.base, token).await, 200, "{}: warm-up", s.base);
+            assert_eq!(
+                whoami_status(&s.base, token).await,
+                200,
+                "{}: warm-up",
+                s.base
+            );
         }
     }
 }
@@ -105,7 +99,7 @@ async fn warm(servers: &[Server], token: &str) {
 /// Polls `base` until it refuses `token`; how long after `since` that was.
 async fn refused(base: &str, token: &str, since: Instant) -> Duration {
     loop {
-        match whoami(base, token).await {
+        match whoami_status(base, token).await {
             401 => return since.elapsed(),
             200 => {}
             s => panic!("{base}: whoami answered {s}"),
@@ -267,7 +261,7 @@ async fn when_nothing_confirms_propagation_the_cli_exits_3_and_the_revoke_stands
     // The revoke itself stands: a server that never cached the token refuses it.
     let dir = tempfile::tempdir().expect("tempdir");
     let fresh = serve("nexusd-fresh", &db.url, None, dir.path()).await;
-    assert_eq!(whoami(&fresh.base, &token).await, 401);
+    assert_eq!(whoami_status(&fresh.base, &token).await, 401);
     let (code, out, _) =
         run_nexus(&["hub", "token", "list", "--show-revoked", "--json"], &cli).await;
     assert_eq!(code, 0);

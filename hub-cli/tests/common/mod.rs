@@ -309,3 +309,16 @@ pub async fn mint(control: &Control, name: &str, zones: &str) -> String {
         .expect("mint")
         .token
 }
+
+/// The HTTP status of the rpc-server at `base` answering `whoami` with `token`.
+pub async fn whoami_status(base: &str, token: &str) -> u16 {
+    http()
+        .post(format!("{base}/api/nfs/whoami"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "whoami", "params": {}}))
+        .send()
+        .await
+        .expect("whoami")
+        .status()
+        .as_u16()
+}

@@ -183,10 +183,7 @@ pub async fn start_nexusd(
     logs: &Path,
     port: u16,
 ) -> (Proc, String) {
-    let base = format!("http://127.0.0.1:{port}");
-    let mut p = Proc::spawn(name, cmd, logs);
-    wait_healthy(&format!("{base}/healthz/ready"), &mut p).await;
-    (p, base)
+    start_on(name, cmd, logs, port, "/healthz/ready").await
 }
 
 /// Starts `cmd`, an [`mcp_serve_cmd`] on `port`, and waits until it answers `/health`;
@@ -197,9 +194,19 @@ pub async fn start_frontend(
     logs: &Path,
     port: u16,
 ) -> (Proc, String) {
+    start_on(name, cmd, logs, port, "/health").await
+}
+
+async fn start_on(
+    name: &'static str,
+    cmd: Command,
+    logs: &Path,
+    port: u16,
+    health: &str,
+) -> (Proc, String) {
     let base = format!("http://127.0.0.1:{port}");
     let mut p = Proc::spawn(name, cmd, logs);
-    wait_healthy(&format!("{base}/health"), &mut p).await;
+    wait_healthy(&format!("{base}{health}"), &mut p).await;
     (p, base)
 }
 
