@@ -9,7 +9,7 @@ mod common;
 use common::mcp::{LEGACY, MODERN, bearer, message, send, session_call_body};
 use common::procs::free_port;
 use common::redis::{frontend_config, get_text, metric_sum, rpc_server};
-use common::{FrontendHandle as Frontend, STEP, http, spawn_frontend_from};
+use common::{FrontendHandle, STEP, http, spawn_frontend_from};
 use reqwest::RequestBuilder;
 use rpc_server::limits::LimitConfig;
 use rpc_server::testing::TestApp;
@@ -34,7 +34,7 @@ fn limits(token: &str) -> LimitConfig {
 async fn hub(
     token_rate: &str,
     tune: impl FnOnce(&mut mcp_frontend::FrontendConfig),
-) -> (TestApp, Frontend) {
+) -> (TestApp, FrontendHandle) {
     let app = rpc_server(None, limits(token_rate)).await;
     let mut cfg = frontend_config(&app.base, None, false);
     cfg.auth_failures_per_min = 1_000_000;
@@ -51,23 +51,23 @@ fn stateless_call_body(tool: &str, args: Value) -> Value {
     common::mcp::stateless_call_body(CLIENT, tool, args)
 }
 
-fn mcp(fe: &Frontend, method: reqwest::Method, token: Option<&str>) -> RequestBuilder {
+fn mcp(fe: &FrontendHandle, method: reqwest::Method, token: Option<&str>) -> RequestBuilder {
     common::mcp::request(&fe.mcp_url, method, token.map(bearer).as_deref())
 }
 
 /// A POST of `body` with the headers its era needs.
-fn post(fe: &Frontend, token: Option<&str>, body: &Value) -> RequestBuilder {
+fn post(fe: &FrontendHandle, token: Option<&str>, body: &Value) -> RequestBuilder {
     common::mcp::post(&fe.mcp_url, token.map(bearer).as_deref(), body)
 }
 
 /// `initialize` + `notifications/initialized`; returns the session id.
-async fn open_session(fe: &Frontend, token: &str) -> String {
+async fn open_session(fe: &FrontendHandle, token: &str) -> String {
     common::mcp::open_session(&fe.mcp_url, &bearer(token), CLIENT)
         .await
         .0
 }
 
-fn addr(fe: &Frontend) -> String {
+fn addr(fe: &FrontendHandle) -> String {
     fe.base.trim_start_matches("http://").to_owned()
 }
 
