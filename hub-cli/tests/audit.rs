@@ -12,16 +12,13 @@
 mod common;
 #[path = "../../rpc-server/tests/own_redis/mod.rs"]
 mod own_redis;
-mod redis_support;
 
-use common::{Era, connect, expect_ok, try_call};
+use common::redis::{WAIT, frontend_config, get_text, metric_sum, rpc_server, unthrottled};
+use common::{Era, connect, expect_ok, http, spawn_frontend_from, try_call};
 use futures_util::StreamExt;
 use nexus_wire::methods::TokenCreateParams;
 use nexus_wire::stats::{self, AUDIT_CHANNEL, AUDIT_STREAM};
 use own_redis::OwnRedis;
-use redis_support::{
-    WAIT, frontend_config, get_text, http, metric_sum, rpc_server, spawn_frontend, unthrottled,
-};
 use rpc_server::testing::redis_url;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -171,7 +168,7 @@ fn assert_fields(ev: &Value) {
 async fn a_tool_call_is_audited_on_the_channel_and_the_stream_without_secrets() {
     let url = redis_url();
     let app = rpc_server(Some(&url), unthrottled()).await;
-    let fe = spawn_frontend(frontend_config(&app.base, Some(&url), false)).await;
+    let fe = spawn_frontend_from(frontend_config(&app.base, Some(&url), false)).await;
     let unique = uuid::Uuid::new_v4().simple().to_string();
     let user = format!("alice-{unique}");
     let created = app
@@ -250,7 +247,7 @@ async fn a_tool_call_is_audited_on_the_channel_and_the_stream_without_secrets() 
 async fn a_refused_request_is_audited_with_no_key_id() {
     let url = redis_url();
     let app = rpc_server(Some(&url), unthrottled()).await;
-    let fe = spawn_frontend(frontend_config(&app.base, Some(&url), false)).await;
+    let fe = spawn_frontend_from(frontend_config(&app.base, Some(&url), false)).await;
     let unique = uuid::Uuid::new_v4().simple().to_string();
     let secret = uuid::Uuid::new_v4().simple().to_string();
     let bogus = format!("sk-bogus{secret}{secret}");
@@ -304,7 +301,7 @@ async fn hub_status_reports_the_traffic_the_frontend_counted() {
     let redis = OwnRedis::start().await;
     let url = redis.url();
     let app = rpc_server(Some(&url), unthrottled()).await;
-    let fe = spawn_frontend(frontend_config(&app.base, Some(&url), false)).await;
+    let fe = spawn_frontend_from(frontend_config(&app.base, Some(&url), false)).await;
     let created = app
         .control
         .create_token(TokenCreateParams {
@@ -480,7 +477,7 @@ async fn tool_calls_never_wait_for_a_stalled_audit_redis() {
     let redis = OwnRedis::start().await;
     let gate = Gate::start(redis.port).await;
     let app = rpc_server(None, unthrottled()).await;
-    let fe = spawn_frontend(frontend_config(&app.base, Some(&gate.url()), false)).await;
+    let fe = spawn_frontend_from(frontend_config(&app.base, Some(&gate.url()), false)).await;
     let created = app
         .control
         .create_token(TokenCreateParams {

@@ -4,13 +4,15 @@
 //!
 //! Every run checks that nothing panicked (no "panicked" on stdout or stderr).
 
+mod common;
+
 use chrono::{DateTime, Utc};
+use common::procs::nexus_cmd;
 use nexus_wire::spec::{Permission, SubjectType, ZoneGrant};
 use rpc_server::db::{Backend, NewToken};
 use rpc_server::testing::{BACKENDS, TEST_SECRET, TestApp, TestDb, TestOptions};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::Duration;
 
 // ---- running the binary ----------------------------------------------------------------
@@ -19,14 +21,7 @@ use std::time::Duration;
 /// `NEXUS_DATABASE_URL` and `NEXUS_API_KEY_SECRET` set as given. Returns (exit code,
 /// stdout, stderr).
 fn run_with(db_url: Option<&str>, secret: Option<&str>, args: &[&str]) -> (i32, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nexus"));
-    for (k, _) in std::env::vars_os() {
-        if let Some(k) = k.to_str()
-            && (k.starts_with("NEXUS_") || k == "RUST_LOG")
-        {
-            cmd.env_remove(k);
-        }
-    }
+    let mut cmd = nexus_cmd();
     if let Some(u) = db_url {
         cmd.env("NEXUS_DATABASE_URL", u);
     }

@@ -4,34 +4,11 @@
 //! - `--remote` failures are one human line, never the MCP client's Rust type names or
 //!   `Debug` text.
 
-use std::io::{BufRead, BufReader, Read};
+mod common;
+
+use common::procs::{BannerHub, nexus_cmd, run};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-/// `nexus` with no `NEXUS_*` variable of the test environment.
-fn nexus_cmd() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nexus"));
-    for (k, _) in std::env::vars_os() {
-        if let Some(k) = k.to_str()
-            && (k.starts_with("NEXUS_") || k == "RUST_LOG")
-        {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.stdin(Stdio::null());
-    cmd
-}
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).expect("stat").permissions().mode() & 0o777
@@ -39,47 +16,6 @@ fn mode(p: &Path) -> u32 {
 
 fn chmod(p: &Path, m: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod");
-}
-
-/// Starts `nexus hub up` and waits for its banner's last line (an event, bounded only
-/// against a hang); returns the process and what it printed on stderr so far is drained.
-fn hub_up(dir: &Path) -> (Kill, Vec<String>) {
-    let mut child = Kill(
-        nexus_cmd()
-            .args(["hub", "up", "--data-dir"])
-            .arg(dir)
-            .args(["--rpc-port", "0", "--mcp-port", "0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn nexus hub up"),
-    );
-    let out = child.0.stdout.take().expect("stdout");
-    let mut err = child.0.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        let mut sink = Vec::new();
-        let _ = err.read_to_end(&mut sink);
-    });
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines() {
-            let Ok(l) = l else { break };
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    let mut lines = Vec::new();
-    loop {
-        let l = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("no banner from nexus hub up: {lines:?}"));
-        let done = l.trim_start().starts_with("Operators:");
-        lines.push(l);
-        if done {
-            return (child, lines);
-        }
-    }
 }
 
 #[test]
@@ -94,7 +30,8 @@ fn hub_up_tightens_an_existing_data_dir() {
     chmod(&dir.join("nexus.db"), 0o644);
     chmod(&dir.join("admin.env"), 0o644);
 
-    let (_up, banner) = hub_up(&dir);
+    let mut up = BannerHub::start(&dir);
+    let banner = up.banner();
     assert!(
         banner.iter().any(|l| l.contains("token: sk-")),
         "{banner:?}"
@@ -112,16 +49,9 @@ fn hub_up_tightens_an_existing_data_dir() {
 
 /// Runs `nexus hub token list --remote <url>`; returns (exit code, stdout, stderr).
 fn remote_list(url: &str) -> (i32, String, String) {
-    let out = nexus_cmd()
+    run(nexus_cmd()
         .args(["hub", "token", "list", "--remote", url, "--admin-token"])
-        .arg("sk-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
-        .output()
-        .expect("run nexus");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+        .arg("sk-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"))
 }
 
 /// A minimal HTTP server on 127.0.0.1 that answers every request with `reply`.

@@ -1,24 +1,15 @@
 //! `--config nexus-hub.toml`: precedence defaults < file < environment < flags, and
 //! `nexus hub config check` printing effective settings with secrets redacted.
 
+mod common;
+
+use common::procs::{nexus_cmd, run};
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 
 fn nexus(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_nexus"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("NEXUS_") {
-            c.env_remove(k);
-        }
-    }
-    c.args(args).envs(env.iter().copied());
-    let o = c.output().expect("run nexus");
-    let (out, err) = (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    );
+    let (code, out, err) = run(nexus_cmd().args(args).envs(env.iter().copied()));
     assert!(!err.contains("panicked"), "{err}");
-    (o.status.code().unwrap_or(-1), out, err)
+    (code, out, err)
 }
 
 fn write(dir: &std::path::Path, name: &str, text: &str, mode: u32) -> String {

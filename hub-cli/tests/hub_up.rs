@@ -5,120 +5,10 @@
 
 mod common;
 
+use common::procs::{BannerHub, run_nexus};
 use common::{Era, connect, expect_json, expect_ok, try_call};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
-
-const BANNER_WAIT: Duration = Duration::from_secs(20);
-
-/// `nexus` with every `NEXUS_*` (and `RUST_LOG`) variable of the test environment removed.
-fn nexus_cmd() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nexus"));
-    for (k, _) in std::env::vars_os() {
-        if let Some(k) = k.to_str()
-            && (k.starts_with("NEXUS_") || k == "RUST_LOG")
-        {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
-}
-
-/// A running `nexus hub up`; killed (and reaped) when dropped, whatever happened.
-struct HubUp {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    stdout: Vec<String>,
-}
-
-impl Drop for HubUp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl HubUp {
-    fn start(data_dir: &Path) -> Self {
-        let mut child = nexus_cmd()
-            .args(["hub", "up", "--data-dir"])
-            .arg(data_dir)
-            .args(["--rpc-port", "0", "--mcp-port", "0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn nexus hub up");
-        let (tx, lines) = mpsc::channel();
-        let out = child.stdout.take().expect("stdout");
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines() {
-                let Ok(l) = l else { break };
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        // Drain stderr so the child never blocks on a full pipe.
-        let mut err = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            let mut sink = Vec::new();
-            let _ = err.read_to_end(&mut sink);
-        });
-        Self {
-            child,
-            lines,
-            stdout: Vec::new(),
-        }
-    }
-
-    /// Reads stdout until the banner's last line (`Operators: …`), at most [`BANNER_WAIT`].
-    fn banner(&mut self) -> Vec<String> {
-        let deadline = Instant::now() + BANNER_WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    let done = l.trim_start().starts_with("Operators:");
-                    self.stdout.push(l);
-                    if done {
-                        return self.stdout.clone();
-                    }
-                }
-                Err(_) => panic!(
-                    "nexus hub up printed no complete banner within {BANNER_WAIT:?}; exit: {:?}; stdout so far:\n{}",
-                    self.child.try_wait().ok().flatten(),
-                    self.stdout.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// SIGTERM, then wait (bounded) for the process to exit.
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let st = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(st.success(), "kill failed");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nexus hub up did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
 
 /// The value after `key` (e.g. `mcp: `) on a banner line.
 fn field(lines: &[String], key: &str) -> Option<String> {
@@ -131,24 +21,12 @@ fn field(lines: &[String], key: &str) -> Option<String> {
 
 /// Runs `nexus <args>` with `env`; returns (exit code, stdout, stderr). Never hangs.
 async fn run(args: &[&str], env: &[(String, String)]) -> (i32, String, String) {
-    let mut cmd = nexus_cmd();
-    cmd.args(args).stdin(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut cmd = tokio::process::Command::from(cmd);
-    cmd.kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
-        .await
-        .unwrap_or_else(|_| panic!("nexus {args:?} hung"))
-        .expect("run nexus");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let (code, stdout, stderr) = run_nexus(args, env).await;
     assert!(
         !stdout.contains("panicked") && !stderr.contains("panicked"),
         "nexus {args:?} panicked: {stderr}"
     );
-    (out.status.code().unwrap_or(-1), stdout, stderr)
+    (code, stdout, stderr)
 }
 
 #[track_caller]
@@ -163,7 +41,7 @@ async fn hub_up_serves_mcp_and_admin_and_survives_a_restart() {
     let data = tmp.path().join("data");
 
     // ---- first start -------------------------------------------------------------------
-    let mut hub = HubUp::start(&data);
+    let mut hub = BannerHub::start(&data);
     let banner = hub.banner();
     let mcp_url = field(&banner, "mcp: ").expect("an `mcp:` line");
     assert!(
@@ -348,7 +226,7 @@ async fn hub_up_serves_mcp_and_admin_and_survives_a_restart() {
     drop(hub);
 
     // ---- restart on the same data dir ------------------------------------------------------
-    let mut hub = HubUp::start(&data);
+    let mut hub = BannerHub::start(&data);
     let banner = hub.banner();
     assert!(
         field(&banner, "token: ").is_none(),

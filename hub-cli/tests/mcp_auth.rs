@@ -7,6 +7,7 @@
 mod common;
 
 use chrono::{Duration as ChronoDuration, Utc};
+use common::mcp::{LEGACY, bearer, message, request, send, session_call_body, stateless_call_body};
 use common::{ERAS, Hub, STEP, connect, expect_json, http, try_call, walk};
 use nexus_wire::spec::{Permission, SubjectType, ZoneGrant};
 use reqwest::{Method, RequestBuilder, Response};
@@ -15,90 +16,29 @@ use rpc_server::db::NewToken;
 use rpc_server::testing::test_secret;
 use serde_json::{Value, json};
 
-const LEGACY: &str = "2025-11-25";
-const MODERN: &str = "2026-07-28";
+/// The client name in the bodies these tests send.
+const CLIENT: &str = "mcp-auth-test";
 
 fn initialize_body() -> Value {
-    json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": LEGACY,
-        "capabilities": {},
-        "clientInfo": {"name": "mcp-auth-test", "version": "0"}
-    }})
+    common::mcp::initialize_body(CLIENT)
 }
 
 /// A self-contained 2026-07-28 (stateless) `tools/call` writing `path`.
 fn stateless_write_body(path: &str) -> Value {
-    json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
-        "name": "nexus_write_file",
-        "arguments": {"path": path, "content": "pwned"},
-        "_meta": {
-            "io.modelcontextprotocol/protocolVersion": MODERN,
-            "io.modelcontextprotocol/clientInfo": {"name": "mcp-auth-test", "version": "0"},
-            "io.modelcontextprotocol/clientCapabilities": {}
-        }
-    }})
-}
-
-fn legacy_call_body(tool: &str, args: Value) -> Value {
-    json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
-           "params": {"name": tool, "arguments": args}})
+    stateless_call_body(
+        CLIENT,
+        "nexus_write_file",
+        json!({"path": path, "content": "pwned"}),
+    )
 }
 
 /// A request to `/mcp` with MCP's headers. `auth` is the raw Authorization value, if any.
 fn mcp_req(hub: &Hub, method: Method, auth: Option<&str>) -> RequestBuilder {
-    let mut r = http()
-        .request(method, hub.mcp_url())
-        .header("accept", "application/json, text/event-stream");
-    if let Some(a) = auth {
-        r = r.header("authorization", a);
-    }
-    r
+    request(hub.mcp_url(), method, auth)
 }
 
-fn post(hub: &Hub, auth: Option<&str>, body: &Value, version: &str) -> RequestBuilder {
-    let mut r = mcp_req(hub, Method::POST, auth)
-        .header("content-type", "application/json")
-        .body(body.to_string());
-    if body["method"] != "initialize" {
-        r = r.header("mcp-protocol-version", version);
-    }
-    if version == MODERN
-        && let Some(m) = body["method"].as_str()
-    {
-        r = r.header("mcp-method", m);
-        if let Some(n) = body["params"]["name"].as_str() {
-            r = r.header("mcp-name", n);
-        }
-    }
-    r
-}
-
-async fn send(r: RequestBuilder) -> Response {
-    tokio::time::timeout(STEP, r.send())
-        .await
-        .expect("request hung")
-        .expect("request")
-}
-
-/// Body text of a JSON or SSE response: the JSON-RPC message inside.
-async fn message(resp: Response) -> Value {
-    let is_sse = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    let text = resp.text().await.expect("body");
-    let json_text = if is_sse {
-        text.lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .map(str::trim)
-            .rfind(|d| !d.is_empty())
-            .unwrap_or_default()
-            .to_owned()
-    } else {
-        text.clone()
-    };
-    serde_json::from_str(&json_text).unwrap_or_else(|e| panic!("not JSON-RPC ({e}): {text}"))
+fn post(hub: &Hub, auth: Option<&str>, body: &Value) -> RequestBuilder {
+    common::mcp::post(hub.mcp_url(), auth, body)
 }
 
 /// An already-expired token, inserted directly (the control plane cannot mint one).
@@ -175,21 +115,8 @@ async fn refusal(what: &str, resp: Response, seen: &mut Vec<(String, Refusal)>) 
 
 /// Opens a legacy session with `token`; returns its id.
 async fn open_session(hub: &Hub, token: &str) -> String {
-    let auth = format!("Bearer {token}");
-    let resp = send(post(hub, Some(&auth), &initialize_body(), LEGACY)).await;
-    assert_eq!(resp.status().as_u16(), 200, "initialize");
-    let sid = resp
-        .headers()
-        .get("mcp-session-id")
-        .expect("a legacy initialize opens a session")
-        .to_str()
-        .expect("ASCII session id")
-        .to_owned();
-    let init = message(resp).await;
+    let (sid, init) = common::mcp::open_session(hub.mcp_url(), &bearer(token), CLIENT).await;
     assert!(init["result"]["protocolVersion"].is_string(), "{init}");
-    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    let resp = send(post(hub, Some(&auth), &note, LEGACY).header("mcp-session-id", &sid)).await;
-    assert!(resp.status().is_success(), "initialized: {}", resp.status());
     sid
 }
 
@@ -199,8 +126,7 @@ async fn session_call(hub: &Hub, token: &str, sid: &str, tool: &str, args: Value
         post(
             hub,
             Some(&format!("Bearer {token}")),
-            &legacy_call_body(tool, args),
-            LEGACY,
+            &session_call_body(tool, args),
         )
         .header("mcp-session-id", sid),
     )
@@ -229,7 +155,6 @@ async fn bad_tokens_get_401_with_a_challenge_and_nothing_runs() {
         &hub,
         Some(&format!("Bearer {owner}")),
         &stateless_write_body("/control.txt"),
-        MODERN,
     ))
     .await;
     assert_eq!(resp.status().as_u16(), 200, "control write");
@@ -263,7 +188,7 @@ async fn bad_tokens_get_401_with_a_challenge_and_nothing_runs() {
     let mut refusals = Vec::new();
     for (case, auth) in &cases {
         let auth = auth.as_deref();
-        let r = send(post(&hub, auth, &initialize_body(), LEGACY)).await;
+        let r = send(post(&hub, auth, &initialize_body())).await;
         assert!(
             r.headers().get("mcp-session-id").is_none(),
             "{case}: no session"
@@ -271,7 +196,7 @@ async fn bad_tokens_get_401_with_a_challenge_and_nothing_runs() {
         refusal(&format!("{case}: POST initialize"), r, &mut refusals).await;
 
         let path = format!("/pwned-{}.txt", case.replace(' ', "-"));
-        let r = send(post(&hub, auth, &stateless_write_body(&path), MODERN)).await;
+        let r = send(post(&hub, auth, &stateless_write_body(&path))).await;
         refusal(&format!("{case}: POST tools/call"), r, &mut refusals).await;
 
         // Same call inside the owner's session: still refused, still nothing done.
@@ -279,11 +204,10 @@ async fn bad_tokens_get_401_with_a_challenge_and_nothing_runs() {
             post(
                 &hub,
                 auth,
-                &legacy_call_body(
+                &session_call_body(
                     "nexus_write_file",
                     json!({"path": path, "content": "pwned"}),
                 ),
-                LEGACY,
             )
             .header("mcp-session-id", &sid),
         )
@@ -303,10 +227,9 @@ async fn bad_tokens_get_401_with_a_challenge_and_nothing_runs() {
 
         // The X-Nexus-API-Key header is held to the same standard.
         if let Some(t) = auth.and_then(|a| a.strip_prefix("Bearer ")) {
-            let r = send(
-                post(&hub, None, &stateless_write_body(&path), MODERN).header("x-nexus-api-key", t),
-            )
-            .await;
+            let r =
+                send(post(&hub, None, &stateless_write_body(&path)).header("x-nexus-api-key", t))
+                    .await;
             refusal(&format!("{case}: X-Nexus-API-Key"), r, &mut refusals).await;
         }
     }
@@ -471,7 +394,6 @@ async fn a_token_revoked_mid_session_is_refused_next_request() {
         &hub,
         Some(&format!("Bearer {tok}")),
         &stateless_write_body("/raw.txt"),
-        MODERN,
     ))
     .await;
     assert_challenge("revoked, stateless (raw)", &r);
@@ -485,23 +407,15 @@ async fn foreign_host_is_refused_and_health_and_metrics_are_open() {
     let tok = hub.token("valid", Some("eng:rw"), false).await;
     let auth = format!("Bearer {tok}");
 
-    let r = send(post(&hub, Some(&auth), &initialize_body(), LEGACY)).await;
+    let r = send(post(&hub, Some(&auth), &initialize_body())).await;
     assert_eq!(r.status().as_u16(), 200, "valid token, right host");
 
     for host in ["evil.com", &format!("evil.com:{}", hub.fe.port)] {
-        let r =
-            send(post(&hub, Some(&auth), &initialize_body(), LEGACY).header("host", host)).await;
+        let r = send(post(&hub, Some(&auth), &initialize_body()).header("host", host)).await;
         assert_eq!(r.status().as_u16(), 403, "Host {host}");
-        let r = send(
-            post(
-                &hub,
-                Some(&auth),
-                &stateless_write_body("/evil.txt"),
-                MODERN,
-            )
-            .header("host", host),
-        )
-        .await;
+        let r =
+            send(post(&hub, Some(&auth), &stateless_write_body("/evil.txt")).header("host", host))
+                .await;
         assert_eq!(r.status().as_u16(), 403, "Host {host}: tools/call");
     }
     assert!(!hub.on_disk("eng", "evil.txt").exists());

@@ -6,18 +6,9 @@
 
 mod common;
 
-use common::{Hub, STEP, http, spawn_frontend_with};
+use common::mcp::{ACCEPT, bearer, headers, meta};
+use common::{Hub, http, spawn_frontend_with};
 use serde_json::{Value, json};
-
-const MODERN: &str = "2026-07-28";
-
-fn meta() -> Value {
-    json!({
-        "io.modelcontextprotocol/protocolVersion": MODERN,
-        "io.modelcontextprotocol/clientInfo": {"name": "diff", "version": "0"},
-        "io.modelcontextprotocol/clientCapabilities": {}
-    })
-}
 
 /// One request: its headers beyond the token, its raw body, and whether the direct path
 /// is expected to answer it.
@@ -31,21 +22,15 @@ struct Case {
 
 /// A well-formed stateless request for `method` with `params` (plus `_meta`).
 fn modern(what: &'static str, method: &str, mut params: Value) -> Case {
-    params["_meta"] = meta();
-    let mut headers = vec![
-        ("accept", "application/json, text/event-stream".to_owned()),
-        ("content-type", "application/json".to_owned()),
-        ("mcp-protocol-version", MODERN.to_owned()),
-        ("mcp-method", method.to_owned()),
-    ];
-    if let Some(n) = params["name"].as_str() {
-        headers.push(("mcp-name", n.to_owned()));
-    }
+    params["_meta"] = meta("diff");
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params});
+    let mut all = vec![("accept", ACCEPT.to_owned())];
+    all.extend(headers(&body));
     Case {
         what,
         admin: false,
-        headers,
-        body: json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}).to_string(),
+        headers: all,
+        body: body.to_string(),
         direct: true,
     }
 }
@@ -227,17 +212,15 @@ fn cases() -> Vec<Case> {
 
 /// Status, content type and body of `case` sent to `url` with `token`.
 async fn send(url: &str, token: &str, case: &Case) -> (u16, String, String) {
+    // Built by hand: a case may drop or repeat any header, Accept included.
     let mut r = http()
         .post(url)
-        .header("authorization", format!("Bearer {token}"))
+        .header("authorization", bearer(token))
         .body(case.body.clone());
     for (n, v) in &case.headers {
         r = r.header(*n, v);
     }
-    let resp = tokio::time::timeout(STEP, r.send())
-        .await
-        .expect("request hung")
-        .expect("request");
+    let resp = common::mcp::send(r).await;
     let status = resp.status().as_u16();
     let ct = resp
         .headers()

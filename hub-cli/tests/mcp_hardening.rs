@@ -4,20 +4,21 @@
 //! path of malformed credentials and malformed JSON. A real rpc-server (Postgres) and a
 //! real frontend on 127.0.0.1; no timing is asserted except against configured deadlines.
 
-mod redis_support;
+mod common;
 
-use redis_support::{Frontend, frontend_config, http, metric_sum, rpc_server, spawn_frontend};
-use reqwest::{RequestBuilder, Response};
+use common::mcp::{LEGACY, MODERN, bearer, message, send, session_call_body};
+use common::procs::free_port;
+use common::redis::{frontend_config, get_text, metric_sum, rpc_server};
+use common::{FrontendHandle, STEP, http, spawn_frontend_from};
+use reqwest::RequestBuilder;
 use rpc_server::limits::LimitConfig;
 use rpc_server::testing::TestApp;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const LEGACY: &str = "2025-11-25";
-const MODERN: &str = "2026-07-28";
-/// Upper bound of one exchange: a hang is a failure, not a wait.
-const STEP: Duration = Duration::from_secs(10);
+/// The client name in the bodies these tests send.
+const CLIENT: &str = "mcp-hardening-test";
 /// Slack allowed past a configured deadline on a busy 2-core machine.
 const MARGIN: Duration = Duration::from_secs(4);
 
@@ -33,111 +34,40 @@ fn limits(token: &str) -> LimitConfig {
 async fn hub(
     token_rate: &str,
     tune: impl FnOnce(&mut mcp_frontend::FrontendConfig),
-) -> (TestApp, Frontend) {
+) -> (TestApp, FrontendHandle) {
     let app = rpc_server(None, limits(token_rate)).await;
     let mut cfg = frontend_config(&app.base, None, false);
     cfg.auth_failures_per_min = 1_000_000;
     tune(&mut cfg);
-    let fe = spawn_frontend(cfg).await;
+    let fe = spawn_frontend_from(cfg).await;
     (app, fe)
 }
 
 fn initialize_body() -> Value {
-    json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": LEGACY,
-        "capabilities": {},
-        "clientInfo": {"name": "mcp-hardening-test", "version": "0"}
-    }})
+    common::mcp::initialize_body(CLIENT)
 }
 
 fn stateless_call_body(tool: &str, args: Value) -> Value {
-    json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
-        "name": tool,
-        "arguments": args,
-        "_meta": {
-            "io.modelcontextprotocol/protocolVersion": MODERN,
-            "io.modelcontextprotocol/clientInfo": {"name": "mcp-hardening-test", "version": "0"},
-            "io.modelcontextprotocol/clientCapabilities": {}
-        }
-    }})
+    common::mcp::stateless_call_body(CLIENT, tool, args)
 }
 
-fn session_call_body(tool: &str, args: Value) -> Value {
-    json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
-           "params": {"name": tool, "arguments": args}})
-}
-
-fn mcp(fe: &Frontend, method: reqwest::Method, token: Option<&str>) -> RequestBuilder {
-    let mut r = http()
-        .request(method, &fe.mcp_url)
-        .header("accept", "application/json, text/event-stream");
-    if let Some(t) = token {
-        r = r.header("authorization", format!("Bearer {t}"));
-    }
-    r
+fn mcp(fe: &FrontendHandle, method: reqwest::Method, token: Option<&str>) -> RequestBuilder {
+    common::mcp::request(&fe.mcp_url, method, token.map(bearer).as_deref())
 }
 
 /// A POST of `body` with the headers its era needs.
-fn post(fe: &Frontend, token: Option<&str>, body: &Value) -> RequestBuilder {
-    let mut r = mcp(fe, reqwest::Method::POST, token)
-        .header("content-type", "application/json")
-        .body(body.to_string());
-    let modern = body["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"] == MODERN;
-    if modern {
-        r = r.header("mcp-protocol-version", MODERN);
-        if let Some(m) = body["method"].as_str() {
-            r = r.header("mcp-method", m);
-        }
-        if let Some(n) = body["params"]["name"].as_str() {
-            r = r.header("mcp-name", n);
-        }
-    } else if body["method"] != "initialize" {
-        r = r.header("mcp-protocol-version", LEGACY);
-    }
-    r
-}
-
-async fn send(r: RequestBuilder) -> Response {
-    tokio::time::timeout(STEP, r.send())
-        .await
-        .expect("request hung")
-        .expect("request")
-}
-
-/// The JSON-RPC message of a response, plain JSON or the last `data:` of an SSE body.
-async fn message(resp: Response) -> Value {
-    let text = tokio::time::timeout(STEP, resp.text())
-        .await
-        .expect("body hung")
-        .expect("body");
-    if let Ok(v) = serde_json::from_str(&text) {
-        return v;
-    }
-    text.lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
-        .next_back()
-        .unwrap_or_else(|| panic!("no JSON-RPC message in {text:?}"))
+fn post(fe: &FrontendHandle, token: Option<&str>, body: &Value) -> RequestBuilder {
+    common::mcp::post(&fe.mcp_url, token.map(bearer).as_deref(), body)
 }
 
 /// `initialize` + `notifications/initialized`; returns the session id.
-async fn open_session(fe: &Frontend, token: &str) -> String {
-    let resp = send(post(fe, Some(token), &initialize_body())).await;
-    assert_eq!(resp.status().as_u16(), 200, "initialize");
-    let sid = resp
-        .headers()
-        .get("mcp-session-id")
-        .expect("a legacy initialize opens a session")
-        .to_str()
-        .expect("ASCII")
-        .to_owned();
-    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    let resp = send(post(fe, Some(token), &note).header("mcp-session-id", &sid)).await;
-    assert!(resp.status().is_success(), "initialized: {}", resp.status());
-    sid
+async fn open_session(fe: &FrontendHandle, token: &str) -> String {
+    common::mcp::open_session(&fe.mcp_url, &bearer(token), CLIENT)
+        .await
+        .0
 }
 
-fn addr(fe: &Frontend) -> String {
+fn addr(fe: &FrontendHandle) -> String {
     fe.base.trim_start_matches("http://").to_owned()
 }
 
@@ -481,7 +411,7 @@ async fn an_unreachable_rpc_server_is_503_for_any_token() {
     let dead = format!("http://127.0.0.1:{}", free_port());
     let mut cfg = mcp_frontend::FrontendConfig::local(&dead, 0);
     cfg.audit_stdout = false;
-    let fe = spawn_frontend(cfg).await;
+    let fe = spawn_frontend_from(cfg).await;
     let junk = format!("sk-{}", "J".repeat(43));
     for body in [
         stateless_call_body("nexus_whoami", json!({})),
@@ -525,14 +455,6 @@ async fn a_known_token_gets_503_once_the_rpc_server_is_gone() {
     assert!(r.headers().get("retry-after").is_some());
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 /// Item: the audit line had `subject_id: null` for a non-ASCII user id, and `request_id`
 /// was whatever the caller sent. Now the subject is there, the request id is ours (the
 /// response's X-Request-Id) and the caller's, cleaned, is `client_request_id`.
@@ -541,7 +463,7 @@ async fn audit_has_a_non_ascii_subject_and_our_request_id() {
     use futures_util::StreamExt;
     let url = rpc_server::testing::redis_url();
     let app = rpc_server(None, limits("1000000/s")).await;
-    let fe = spawn_frontend(frontend_config(&app.base, Some(&url), false)).await;
+    let fe = spawn_frontend_from(frontend_config(&app.base, Some(&url), false)).await;
     let tok = app
         .control
         .create_token(nexus_wire::methods::TokenCreateParams {
@@ -632,7 +554,7 @@ async fn resource_metadata_is_behind_the_host_guard() {
 
 /// The `whoami` calls the rpc-server has answered.
 async fn whoami_calls(app: &TestApp) -> f64 {
-    let text = redis_support::get_text(&format!("{}/metrics", app.base)).await;
+    let text = get_text(&format!("{}/metrics", app.base)).await;
     text.lines()
         .filter(|l| l.starts_with("nexus_rpc_requests_total") && l.contains("\"whoami\""))
         .map(|l| metric_sum(l, "nexus_rpc_requests_total"))

@@ -2,17 +2,17 @@
 //! spends one unit of the caller's budget (verification is free), and past the budget
 //! the frontend answers 429 with the headers a client needs to back off.
 
-mod redis_support;
+mod common;
 
-use redis_support::{http, spawn_frontend};
+use common::mcp::{bearer, post, send, stateless_call_body};
+use common::redis::{WAIT, frontend_config, rpc_server};
+use common::{FrontendHandle, spawn_frontend_from};
 use rpc_server::limits::LimitConfig;
 use serde_json::json;
 
-const MODERN: &str = "2026-07-28";
-
 struct Setup {
     _app: rpc_server::testing::TestApp,
-    fe: redis_support::Frontend,
+    fe: FrontendHandle,
     token: String,
     key_id: String,
     agent: String,
@@ -29,8 +29,8 @@ async fn setup_with(redis: Option<&str>) -> Setup {
         admin: "8/m".parse().expect("rate"),
         auth_failures: "1000/m".parse().expect("rate"),
     };
-    let app = redis_support::rpc_server(None, limits).await;
-    let fe = spawn_frontend(redis_support::frontend_config(&app.base, redis, false)).await;
+    let app = rpc_server(None, limits).await;
+    let fe = spawn_frontend_from(frontend_config(&app.base, redis, false)).await;
     let created = app.mint("agent", Some("eng:rw"), false).await;
     Setup {
         _app: app,
@@ -43,30 +43,9 @@ async fn setup_with(redis: Option<&str>) -> Setup {
 
 /// A self-contained (stateless) `tools/call nexus_file_info`.
 async fn file_info(s: &Setup, i: usize) -> reqwest::Response {
-    http()
-        .post(&s.fe.mcp_url)
-        .bearer_auth(&s.token)
-        .header("user-agent", &s.agent)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .header("mcp-protocol-version", MODERN)
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", "nexus_file_info")
-        .body(
-            json!({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {
-                "name": "nexus_file_info",
-                "arguments": {"path": "/"},
-                "_meta": {
-                    "io.modelcontextprotocol/protocolVersion": MODERN,
-                    "io.modelcontextprotocol/clientInfo": {"name": "rl-test", "version": "0"},
-                    "io.modelcontextprotocol/clientCapabilities": {}
-                }
-            }})
-            .to_string(),
-        )
-        .send()
-        .await
-        .expect("tools/call")
+    let mut body = stateless_call_body("rl-test", "nexus_file_info", json!({"path": "/"}));
+    body["id"] = json!(i);
+    send(post(&s.fe.mcp_url, Some(&bearer(&s.token)), &body).header("user-agent", &s.agent)).await
 }
 
 #[tokio::test]
@@ -125,7 +104,7 @@ async fn a_throttled_call_is_audited_with_the_callers_key_id() {
     for i in 0..6 {
         file_info(&s, i).await;
     }
-    let deadline = tokio::time::Instant::now() + redis_support::WAIT;
+    let deadline = tokio::time::Instant::now() + WAIT;
     let ev = loop {
         let msg = tokio::time::timeout_at(deadline, messages.next())
             .await

@@ -17,11 +17,11 @@
 mod common;
 #[path = "../../rpc-server/tests/own_postgres/mod.rs"]
 mod own_postgres;
-mod redis_support;
 
-use common::{Client, Era, STEP, connect, http, is_error, text, try_call};
+use common::mcp::{bearer, initialize_body, post, send, stateless_call_body};
+use common::redis::{frontend_config, get_text, metric_sum};
+use common::{Client, Era, STEP, connect, http, is_error, spawn_frontend_from, text, try_call};
 use own_postgres::OwnPostgres;
-use redis_support::{frontend_config, get_text, metric_sum, spawn_frontend};
 use rpc_server::auth::Invalidation;
 use rpc_server::db::Store;
 use rpc_server::testing::{TestApp, TestDb, TestOptions};
@@ -37,8 +37,6 @@ const TTL: Duration = Duration::from_secs(5);
 const ACQUIRE: Duration = Duration::from_secs(1);
 /// Bound of every wait for a state change.
 const WAIT: Duration = Duration::from_secs(20);
-const MODERN: &str = "2026-07-28";
-const LEGACY: &str = "2025-11-25";
 
 /// One tool call of a load client.
 #[derive(Debug, Clone)]
@@ -149,37 +147,13 @@ async fn answer(resp: reqwest::Response, started: Instant) -> Answer {
 /// A raw MCP request to the frontend: a stateless `tools/call` (`nexus_whoami`) or a
 /// legacy `initialize`.
 async fn mcp(mcp_url: &str, token: &str, stateless: bool) -> Answer {
-    let mut r = http()
-        .post(mcp_url)
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json");
     let body = if stateless {
-        r = r
-            .header("mcp-protocol-version", MODERN)
-            .header("mcp-method", "tools/call")
-            .header("mcp-name", "nexus_whoami");
-        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
-            "name": "nexus_whoami",
-            "arguments": {},
-            "_meta": {
-                "io.modelcontextprotocol/protocolVersion": MODERN,
-                "io.modelcontextprotocol/clientInfo": {"name": "postgres-down", "version": "0"},
-                "io.modelcontextprotocol/clientCapabilities": {}
-            }
-        }})
+        stateless_call_body("postgres-down", "nexus_whoami", json!({}))
     } else {
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": LEGACY,
-            "capabilities": {},
-            "clientInfo": {"name": "postgres-down", "version": "0"}
-        }})
+        initialize_body("postgres-down")
     };
     let started = Instant::now();
-    let resp = tokio::time::timeout(STEP, r.body(body.to_string()).send())
-        .await
-        .expect("MCP request hung")
-        .expect("MCP request");
+    let resp = send(post(mcp_url, Some(&bearer(token)), &body)).await;
     answer(resp, started).await
 }
 
@@ -241,7 +215,7 @@ async fn postgres_down_means_503_never_401_and_the_hub_recovers_on_its_own() {
     let a = app.mint("agent-a", Some("eng:rw"), false).await;
     let b = app.mint("agent-b", Some("eng:rw"), false).await;
     // No audit lines on stdout: the drill's own figures are what it prints.
-    let fe = spawn_frontend(frontend_config(&app.base, None, false)).await;
+    let fe = spawn_frontend_from(frontend_config(&app.base, None, false)).await;
     let metrics_url = format!("{}/metrics", app.base);
 
     // Load with A in both lifecycles; A is cached from the first call on.

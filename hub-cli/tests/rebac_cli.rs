@@ -8,7 +8,10 @@
 
 mod common;
 
-use common::procs::{HubUp, Proc, free_port, nexus_cmd, parse_admin_env, wait_healthy};
+use common::procs::{
+    HubUp, Proc, free_port, mcp_serve_cmd, parse_admin_env, run_nexus, serve_cmd, start_frontend,
+    start_nexusd, wait_healthy,
+};
 use common::{
     Client, Era, connect, expect_any_error, expect_json, expect_ok, list_tools, try_call,
 };
@@ -38,28 +41,12 @@ async fn stack(backend: Backend) -> Stack {
     let db = TestDb::new(backend).await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let (rpc_port, mcp_port) = (free_port(), free_port());
-    let mut cmd = nexus_cmd();
-    cmd.arg("serve")
-        .env("NEXUS_DATABASE_URL", &db.url)
-        .env("NEXUS_API_KEY_SECRET", TEST_SECRET)
-        .env("NEXUS_DATA_DIR", tmp.path().join("data"))
-        .env("NEXUS_HOST", "127.0.0.1")
-        .env("NEXUS_PORT", rpc_port.to_string())
-        .env("NEXUS_AUTH_CACHE_TTL", TTL_SECS.to_string())
-        .env("NEXUS_LOG_LEVEL", "warn");
-    let mut rpc = Proc::spawn("nexusd", cmd, tmp.path());
-    let rpc_base = format!("http://127.0.0.1:{rpc_port}");
-    wait_healthy(&format!("{rpc_base}/healthz/ready"), &mut rpc).await;
-    let mut cmd = nexus_cmd();
-    cmd.args(["mcp", "serve"])
-        .env("NEXUS_URL", &rpc_base)
-        .env("NEXUS_MCP_HOST", "127.0.0.1")
-        .env("NEXUS_MCP_PORT", mcp_port.to_string())
-        .env("NEXUS_AUDIT_STDOUT", "false")
-        .env("NEXUS_LOG_LEVEL", "warn");
-    let mut fe = Proc::spawn("mcp-frontend", cmd, tmp.path());
-    let fe_base = format!("http://127.0.0.1:{mcp_port}");
-    wait_healthy(&format!("{fe_base}/health"), &mut fe).await;
+    let mut cmd = serve_cmd(&db.url, &tmp.path().join("data"), rpc_port);
+    cmd.env("NEXUS_AUTH_CACHE_TTL", TTL_SECS.to_string());
+    let (rpc, rpc_base) = start_nexusd("nexusd", cmd, tmp.path(), rpc_port).await;
+    let mut cmd = mcp_serve_cmd(&rpc_base, mcp_port);
+    cmd.env("NEXUS_AUDIT_STDOUT", "false");
+    let (fe, fe_base) = start_frontend("mcp-frontend", cmd, tmp.path(), mcp_port).await;
     let env = vec![
         ("NEXUS_DATABASE_URL".to_owned(), db.url.clone()),
         ("NEXUS_API_KEY_SECRET".to_owned(), TEST_SECRET.to_owned()),
@@ -105,23 +92,9 @@ struct Run {
 impl Stack {
     /// Runs `nexus <args>` with the CLI's environment.
     async fn nexus<S: AsRef<str> + std::fmt::Debug>(&self, args: &[S]) -> Run {
-        let mut cmd = nexus_cmd();
-        cmd.args(args.iter().map(AsRef::as_ref));
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        let mut cmd = tokio::process::Command::from(cmd);
-        cmd.kill_on_drop(true);
-        let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
-            .await
-            .unwrap_or_else(|_| panic!("nexus {args:?} hung"))
-            .expect("run nexus");
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            out: text(&out.stdout),
-            err: text(&out.stderr),
-        }
+        let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+        let (code, out, err) = run_nexus(&args, &self.env).await;
+        Run { code, out, err }
     }
 
     /// `nexus <args>` that must exit `code`; its stdout.
@@ -206,15 +179,7 @@ impl Stack {
 
     /// The rpc-server's answer to `whoami` with `token`: its HTTP status.
     async fn whoami_status(&self, token: &str) -> u16 {
-        common::http()
-            .post(format!("{}/api/nfs/whoami", self.rpc_base))
-            .bearer_auth(token)
-            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "whoami", "params": {}}))
-            .send()
-            .await
-            .expect("whoami")
-            .status()
-            .as_u16()
+        common::whoami_status(&self.rpc_base, token).await
     }
 }
 

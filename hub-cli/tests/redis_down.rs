@@ -11,35 +11,22 @@
 mod common;
 #[path = "../../rpc-server/tests/own_redis/mod.rs"]
 mod own_redis;
-mod redis_support;
 
-use common::procs::nexus_cmd;
-use common::{Client, Era, connect, is_error, text, try_call};
-use nexus_wire::methods::TokenCreateParams;
-use own_redis::{OwnRedis, free_port, pings};
-use redis_support::{
+use common::procs::hub_cmd;
+use common::redis::{
     WAIT, frontend_config, get_json, get_text, health_redis, metric_sum, rpc_server,
-    spawn_frontend, wait_health_redis,
+    wait_health_redis,
 };
-use rpc_server::auth::{InvalidationBus, TokenHasher};
-use rpc_server::control::Control;
+use common::{Client, Era, connect, is_error, spawn_frontend_from, text, try_call};
+use own_redis::{OwnRedis, free_port, pings};
 use rpc_server::limits::LimitConfig;
-use rpc_server::testing::{TEST_SECRET, TestApp, test_secret};
+use rpc_server::testing::TestApp;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 async fn mint(app: &TestApp, name: &str) -> String {
-    app.control
-        .create_token(TokenCreateParams {
-            name: name.into(),
-            zones: Some("eng:rw".into()),
-            ..Default::default()
-        })
-        .await
-        .expect("mint")
-        .token
+    common::mint(&app.control, name, "eng:rw").await
 }
 
 /// One tool call; `Err` with a description when it failed in any way.
@@ -78,9 +65,7 @@ fn assert_redis_unknown(s: &Value, who: &str) {
 /// `hub status` as the CLI computes it on the hub host: database figures from the store,
 /// traffic figures from Redis.
 async fn cli_status(app: &TestApp, redis_url: &str) -> Value {
-    let hasher = Arc::new(TokenHasher::new(&test_secret()).expect("secret"));
-    let control = Control::new(app.db.store.clone(), hasher, InvalidationBus::new(), None);
-    let mut s = control.status().await;
+    let mut s = common::control(&app.db.store).status().await;
     rpc_server::stats::fill(&mut s, Some(redis_url), false, &HashMap::new()).await;
     serde_json::to_value(s).expect("status JSON")
 }
@@ -100,7 +85,7 @@ async fn redis_dying_under_traffic_fails_no_call_and_its_return_is_noticed() {
     let url = redis.url();
     let app = rpc_server(Some(&url), LimitConfig::default()).await;
     app.db.without_notify_triggers().await;
-    let fe = spawn_frontend(frontend_config(&app.base, Some(&url), false)).await;
+    let fe = spawn_frontend_from(frontend_config(&app.base, Some(&url), false)).await;
     let token = mint(&app, "worker").await;
     let admin = app.mint("admin", None, true).await.token;
     wait_health_redis(&app.base, "ok").await;
@@ -188,10 +173,8 @@ async fn redis_dying_under_traffic_fails_no_call_and_its_return_is_noticed() {
     // so only the CLI's broadcast can make the server refuse it within the TTL.
     assert_eq!(whoami(&app, &token).await, 200);
     assert_eq!(whoami(&app, &token).await, 200);
-    let mut cli = nexus_cmd();
-    cli.args(["hub", "token", "revoke", "worker"])
-        .env("NEXUS_DATABASE_URL", &app.db.url)
-        .env("NEXUS_API_KEY_SECRET", TEST_SECRET)
+    let mut cli = hub_cmd(&app.db.url);
+    cli.args(["token", "revoke", "worker"])
         .env("NEXUS_REDIS_URL", &url);
     let out = tokio::time::timeout(WAIT, tokio::process::Command::from(cli).output())
         .await
@@ -234,7 +217,7 @@ async fn a_hub_started_while_redis_is_down_starts_and_serves() {
     assert!(!pings(port), "something answers on port {port}");
     let url = format!("redis://127.0.0.1:{port}/");
     let app = rpc_server(Some(&url), LimitConfig::default()).await;
-    let fe = spawn_frontend(frontend_config(&app.base, Some(&url), true)).await;
+    let fe = spawn_frontend_from(frontend_config(&app.base, Some(&url), true)).await;
     let token = mint(&app, "early").await;
     let admin = app.mint("admin", None, true).await.token;
 

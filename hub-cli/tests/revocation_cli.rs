@@ -14,16 +14,14 @@ mod common;
 #[path = "../../rpc-server/tests/own_redis/mod.rs"]
 mod own_redis;
 
-use common::procs::{HubUp, Proc, free_port, nexus_cmd, parse_admin_env, wait_healthy};
-use nexus_wire::methods::TokenCreateParams;
+use common::procs::{HubUp, Proc, free_port, parse_admin_env, run_nexus, serve_cmd, start_nexusd};
+use common::whoami_status;
 use own_redis::OwnRedis;
-use rpc_server::auth::{InvalidationBus, TokenHasher};
 use rpc_server::control::Control;
 use rpc_server::db::Backend;
-use rpc_server::testing::{TEST_SECRET, TestDb, test_secret, wait_health_redis};
+use rpc_server::testing::{TEST_SECRET, TestDb, wait_health_redis};
 use serde_json::{Value, json};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What docs/OPERATIONS.md promises: a revoke reaches every running server within this.
@@ -70,21 +68,12 @@ struct Server {
 async fn serve(name: &'static str, db_url: &str, redis: Option<&str>, dir: &Path) -> Server {
     let port = free_port();
     let data = dir.join(format!("data-{name}"));
-    let mut cmd = nexus_cmd();
-    cmd.arg("serve")
-        .env("NEXUS_DATABASE_URL", db_url)
-        .env("NEXUS_API_KEY_SECRET", TEST_SECRET)
-        .env("NEXUS_DATA_DIR", &data)
-        .env("NEXUS_HOST", "127.0.0.1")
-        .env("NEXUS_PORT", port.to_string())
-        .env("NEXUS_AUTH_CACHE_TTL", TTL_SECS)
-        .env("NEXUS_LOG_LEVEL", "warn");
+    let mut cmd = serve_cmd(db_url, &data, port);
+    cmd.env("NEXUS_AUTH_CACHE_TTL", TTL_SECS);
     if let Some(r) = redis {
         cmd.env("NEXUS_REDIS_URL", r);
     }
-    let mut p = Proc::spawn(name, cmd, dir);
-    let base = format!("http://127.0.0.1:{port}");
-    wait_healthy(&format!("{base}/healthz/ready"), &mut p).await;
+    let (p, base) = start_nexusd(name, cmd, dir, port).await;
     Server { base, _proc: p }
 }
 
@@ -93,23 +82,16 @@ async fn wait_redis_ok(base: &str) {
     wait_health_redis(base, "ok", Duration::from_secs(30)).await;
 }
 
-async fn whoami(base: &str, token: &str) -> u16 {
-    common::http()
-        .post(format!("{base}/api/nfs/whoami"))
-        .bearer_auth(token)
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "whoami", "params": {}}))
-        .send()
-        .await
-        .expect("whoami")
-        .status()
-        .as_u16()
-}
-
 /// Uses the token twice on every server, so that each has it cached.
 async fn warm(servers: &[Server], token: &str) {
     for s in servers {
         for _ in 0..2 {
-            assert_eq!(whoami(&s.base, token).await, 200, "{}: warm-up", s.base);
+            assert_eq!(
+                whoami_status(&s.base, token).await,
+                200,
+                "{}: warm-up",
+                s.base
+            );
         }
     }
 }
@@ -117,7 +99,7 @@ async fn warm(servers: &[Server], token: &str) {
 /// Polls `base` until it refuses `token`; how long after `since` that was.
 async fn refused(base: &str, token: &str, since: Instant) -> Duration {
     loop {
-        match whoami(base, token).await {
+        match whoami_status(base, token).await {
             401 => return since.elapsed(),
             200 => {}
             s => panic!("{base}: whoami answered {s}"),
@@ -127,27 +109,6 @@ async fn refused(base: &str, token: &str, since: Instant) -> Duration {
             "{base} still accepts a revoked token {HARD:?} after the CLI returned (cache TTL {TTL_SECS} s)"
         );
     }
-}
-
-/// Runs `nexus <args>` with exactly `env` (plus PATH/HOME); (exit code, stdout, stderr).
-async fn nexus(args: &[&str], env: &[(String, String)]) -> (i32, String, String) {
-    let mut cmd = nexus_cmd();
-    cmd.args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut cmd = tokio::process::Command::from(cmd);
-    cmd.kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
-        .await
-        .unwrap_or_else(|_| panic!("nexus {args:?} hung"))
-        .expect("run nexus");
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (
-        out.status.code().unwrap_or(-1),
-        text(&out.stdout),
-        text(&out.stderr),
-    )
 }
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -166,7 +127,7 @@ async fn revoke_and_time(
     cli_env: &[(String, String)],
     want_code: i32,
 ) -> (Duration, String) {
-    let (code, out, err) = nexus(&["hub", "token", "revoke", name], cli_env).await;
+    let (code, out, err) = run_nexus(&["hub", "token", "revoke", name], cli_env).await;
     let exited = Instant::now();
     assert_eq!(code, want_code, "revoke {name}: stdout {out}\nstderr {err}");
     assert!(out.contains("revoked"), "revoke {name}: stdout {out}");
@@ -179,22 +140,13 @@ async fn revoke_and_time(
 /// A fresh Postgres database with zone `eng`, and a control plane to mint on it.
 async fn postgres() -> (TestDb, Control) {
     let db = TestDb::new(Backend::Postgres).await;
-    let hasher = Arc::new(TokenHasher::new(&test_secret()).expect("secret"));
-    let control = Control::new(db.store.clone(), hasher, InvalidationBus::new(), None);
+    let control = common::control(&db.store);
     control.create_zone("eng").await.expect("zone");
     (db, control)
 }
 
 async fn mint(control: &Control, name: &str) -> String {
-    control
-        .create_token(TokenCreateParams {
-            name: name.into(),
-            zones: Some("eng:r".into()),
-            ..Default::default()
-        })
-        .await
-        .expect("mint")
-        .token
+    common::mint(control, name, "eng:r").await
 }
 
 /// Samples [`SAMPLES`] revokes against `servers`; every CLI run must exit `want_code`.
@@ -297,7 +249,7 @@ async fn when_nothing_confirms_propagation_the_cli_exits_3_and_the_revoke_stands
         ("NEXUS_API_KEY_SECRET", TEST_SECRET),
         ("NEXUS_REDIS_URL", &dead),
     ]);
-    let (code, out, err) = nexus(&["hub", "token", "revoke", "stranded"], &cli).await;
+    let (code, out, err) = run_nexus(&["hub", "token", "revoke", "stranded"], &cli).await;
     assert_eq!(code, 3, "stdout {out}\nstderr {err}");
     assert!(out.contains("revoked"), "the result is printed: {out}");
     assert!(
@@ -309,8 +261,9 @@ async fn when_nothing_confirms_propagation_the_cli_exits_3_and_the_revoke_stands
     // The revoke itself stands: a server that never cached the token refuses it.
     let dir = tempfile::tempdir().expect("tempdir");
     let fresh = serve("nexusd-fresh", &db.url, None, dir.path()).await;
-    assert_eq!(whoami(&fresh.base, &token).await, 401);
-    let (code, out, _) = nexus(&["hub", "token", "list", "--show-revoked", "--json"], &cli).await;
+    assert_eq!(whoami_status(&fresh.base, &token).await, 401);
+    let (code, out, _) =
+        run_nexus(&["hub", "token", "list", "--show-revoked", "--json"], &cli).await;
     assert_eq!(code, 0);
     let list: Value = serde_json::from_str(&out).expect("token list JSON");
     let status = list
@@ -342,18 +295,11 @@ async fn embedded_hub_refuses_a_revoke_made_after_source_admin_env() {
     // A second nexusd on the same SQLite file, as a second process on the hub host.
     let db_url = var(&cli, "NEXUS_DATABASE_URL").to_owned();
     let port = free_port();
-    let mut cmd = nexus_cmd();
-    cmd.arg("serve")
-        .env("NEXUS_DATABASE_URL", &db_url)
-        .env("NEXUS_API_KEY_SECRET", var(&cli, "NEXUS_API_KEY_SECRET"))
-        .env("NEXUS_DATA_DIR", dir.path().join("data-b"))
-        .env("NEXUS_HOST", "127.0.0.1")
-        .env("NEXUS_PORT", port.to_string())
-        .env("NEXUS_AUTH_CACHE_TTL", TTL_SECS)
-        .env("NEXUS_LOG_LEVEL", "warn");
-    let mut second = Proc::spawn("nexusd-b", cmd, dir.path());
-    let second_base = format!("http://127.0.0.1:{port}");
-    wait_healthy(&format!("{second_base}/healthz/ready"), &mut second).await;
+    let mut cmd = serve_cmd(&db_url, &dir.path().join("data-b"), port);
+    // The hub's own secret, not the test one.
+    cmd.env("NEXUS_API_KEY_SECRET", var(&cli, "NEXUS_API_KEY_SECRET"))
+        .env("NEXUS_AUTH_CACHE_TTL", TTL_SECS);
+    let (second, second_base) = start_nexusd("nexusd-b", cmd, dir.path(), port).await;
     let servers = [
         Server {
             base: hub.rpc_base,
@@ -368,7 +314,7 @@ async fn embedded_hub_refuses_a_revoke_made_after_source_admin_env() {
     let mut lags = Vec::new();
     for i in 0..SAMPLES {
         let name = format!("agent-{i}");
-        let (code, out, err) = nexus(
+        let (code, out, err) = run_nexus(
             &[
                 "hub", "token", "create", "--name", &name, "--zone", "default", "--json",
             ],

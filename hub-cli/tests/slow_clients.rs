@@ -25,12 +25,9 @@
 
 mod common;
 
-use common::procs::{Proc, free_port, nexus_cmd, wait_healthy};
+use common::procs::{Proc, free_port, mcp_serve_cmd, serve_cmd, start_frontend, start_nexusd};
 use common::{Era, STEP, connect, expect_ok, try_call, try_connect};
-use nexus_wire::methods::TokenCreateParams;
-use rpc_server::auth::{InvalidationBus, TokenHasher};
-use rpc_server::control::Control;
-use rpc_server::testing::{TEST_SECRET, TestDb, test_secret};
+use rpc_server::testing::TestDb;
 use serde_json::json;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -103,18 +100,9 @@ impl Stack {
     /// Starts both servers with these connection settings.
     async fn start(o: Opts) -> Self {
         let db = TestDb::new(rpc_server::db::Backend::Postgres).await;
-        let hasher = Arc::new(TokenHasher::new(&test_secret()).expect("secret"));
-        let control = Control::new(db.store.clone(), hasher, InvalidationBus::new(), None);
+        let control = common::control(&db.store);
         control.create_zone("eng").await.expect("zone");
-        let token = control
-            .create_token(TokenCreateParams {
-                name: "agent".into(),
-                zones: Some("eng:rw".into()),
-                ..Default::default()
-            })
-            .await
-            .expect("token")
-            .token;
+        let token = common::mint(&control, "agent", "eng:rw").await;
         let tmp = tempfile::tempdir().expect("tempdir");
         let data = tmp.path().join("data");
         std::fs::create_dir(&data).expect("data dir");
@@ -123,43 +111,25 @@ impl Stack {
         let (header_read, idle, body_read) = (flag(o.header_read), flag(o.idle), flag(o.body_read));
         let max_conns = o.max_connections.to_string();
 
-        let mut cmd = nexus_cmd();
-        cmd.arg("serve")
-            .env("NEXUS_DATABASE_URL", &db.url)
-            .env("NEXUS_API_KEY_SECRET", TEST_SECRET)
-            .env("NEXUS_DATA_DIR", &data)
-            .env("NEXUS_HOST", "127.0.0.1")
-            .env("NEXUS_PORT", rpc_port.to_string())
-            .env("NEXUS_MAX_BODY_BYTES", &limit)
+        let mut cmd = serve_cmd(&db.url, &data, rpc_port);
+        cmd.env("NEXUS_MAX_BODY_BYTES", &limit)
             .env("NEXUS_HEADER_READ_TIMEOUT", &header_read)
             .env("NEXUS_IDLE_TIMEOUT", &idle)
             .env("NEXUS_BODY_READ_TIMEOUT", &body_read)
-            .env("NEXUS_MAX_CONNECTIONS", &max_conns)
-            .env("NEXUS_LOG_LEVEL", "warn");
-        let mut rpc = Proc::spawn("rpc-server", cmd, tmp.path());
-        wait_healthy(
-            &format!("http://127.0.0.1:{rpc_port}/healthz/ready"),
-            &mut rpc,
-        )
-        .await;
+            .env("NEXUS_MAX_CONNECTIONS", &max_conns);
+        let (rpc, rpc_base) = start_nexusd("rpc-server", cmd, tmp.path(), rpc_port).await;
 
-        let mut cmd = nexus_cmd();
-        cmd.args(["mcp", "serve"])
-            .env("NEXUS_URL", format!("http://127.0.0.1:{rpc_port}"))
-            .env("NEXUS_MCP_HOST", "127.0.0.1")
-            .env("NEXUS_MCP_PORT", mcp_port.to_string())
-            .env("NEXUS_MCP_MAX_BODY_BYTES", &limit)
+        let mut cmd = mcp_serve_cmd(&rpc_base, mcp_port);
+        cmd.env("NEXUS_MCP_MAX_BODY_BYTES", &limit)
             .env("NEXUS_MCP_HEADER_READ_TIMEOUT", &header_read)
             .env("NEXUS_MCP_IDLE_TIMEOUT", &idle)
             .env("NEXUS_MCP_BODY_READ_TIMEOUT", &body_read)
             .env("NEXUS_MCP_MAX_CONNECTIONS", &max_conns)
-            .env("NEXUS_AUDIT_STDOUT", "false")
-            .env("NEXUS_LOG_LEVEL", "warn");
+            .env("NEXUS_AUDIT_STDOUT", "false");
         if let Some(n) = o.fe_per_address {
             cmd.env("NEXUS_MCP_MAX_CONNECTIONS_PER_ADDRESS", n.to_string());
         }
-        let mut fe = Proc::spawn("mcp-frontend", cmd, tmp.path());
-        wait_healthy(&format!("http://127.0.0.1:{mcp_port}/health"), &mut fe).await;
+        let (fe, _) = start_frontend("mcp-frontend", cmd, tmp.path(), mcp_port).await;
 
         Self {
             rpc,

@@ -26,9 +26,11 @@
 
 mod common;
 
-use common::procs::{Proc, free_port, nexus_cmd, wait_healthy};
+use common::procs::{
+    free_port, hub_cmd, mcp_serve_cmd, run, serve_cmd, start_frontend, start_nexusd,
+};
 use common::{Client, Era, is_error, text, try_call, try_connect};
-use rpc_server::testing::{TEST_SECRET, TestDb};
+use rpc_server::testing::TestDb;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -440,19 +442,9 @@ async fn drive(
 
 /// `nexus hub …` against the database, as an operator on the hub host runs it.
 fn hub_cli(db_url: &str, args: &[&str]) -> String {
-    let out = nexus_cmd()
-        .args(["hub"])
-        .args(args)
-        .env("NEXUS_DATABASE_URL", db_url)
-        .env("NEXUS_API_KEY_SECRET", TEST_SECRET)
-        .output()
-        .expect("run nexus hub");
-    assert!(
-        out.status.success(),
-        "nexus hub {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let (code, out, err) = run(hub_cmd(db_url).args(args));
+    assert!(code == 0, "nexus hub {args:?}: {err}");
+    out
 }
 
 fn soak_secs() -> u64 {
@@ -556,30 +548,10 @@ async fn the_hub_soaks_a_mixed_workload_without_errors_or_memory_growth() {
     }
 
     let (rpc_port, mcp_port) = (free_port(), free_port());
-    let mut rpc_cmd = nexus_cmd();
-    rpc_cmd
-        .arg("serve")
-        .env("NEXUS_DATABASE_URL", &db.url)
-        .env("NEXUS_API_KEY_SECRET", TEST_SECRET)
-        .env("NEXUS_DATA_DIR", &data)
-        .env("NEXUS_HOST", "127.0.0.1")
-        .env("NEXUS_PORT", rpc_port.to_string())
-        .env("NEXUS_LOG_LEVEL", "warn");
-    let mut rpc = Proc::spawn("rpc-server", rpc_cmd, tmp.path());
-    wait_healthy(
-        &format!("http://127.0.0.1:{rpc_port}/healthz/ready"),
-        &mut rpc,
-    )
-    .await;
-    let mut fe_cmd = nexus_cmd();
-    fe_cmd
-        .args(["mcp", "serve"])
-        .env("NEXUS_URL", format!("http://127.0.0.1:{rpc_port}"))
-        .env("NEXUS_MCP_HOST", "127.0.0.1")
-        .env("NEXUS_MCP_PORT", mcp_port.to_string())
-        .env("NEXUS_LOG_LEVEL", "warn");
-    let mut fe = Proc::spawn("mcp-frontend", fe_cmd, tmp.path());
-    wait_healthy(&format!("http://127.0.0.1:{mcp_port}/health"), &mut fe).await;
+    let cmd = serve_cmd(&db.url, &data, rpc_port);
+    let (rpc, rpc_base) = start_nexusd("rpc-server", cmd, tmp.path(), rpc_port).await;
+    let cmd = mcp_serve_cmd(&rpc_base, mcp_port);
+    let (fe, _) = start_frontend("mcp-frontend", cmd, tmp.path(), mcp_port).await;
 
     let ctx = Arc::new(Ctx {
         mcp_url: format!("http://127.0.0.1:{mcp_port}/mcp"),

@@ -4,34 +4,17 @@
 //! says how many tokens regain access. The real `nexus` binary against a running server
 //! on both backends.
 
+mod common;
+
+use common::procs::{hub_cmd, run};
 use rpc_server::db::Backend;
-use rpc_server::testing::{BACKENDS, TEST_SECRET, TestApp, TestOptions};
+use rpc_server::testing::{BACKENDS, TestApp, TestOptions};
 use serde_json::{Value, json};
-use std::process::Command;
 use std::time::Duration;
 
 /// `nexus hub <args>` with only this test's database and secret in the environment.
 fn hub(db_url: &str, args: &[&str]) -> (i32, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nexus"));
-    for (k, _) in std::env::vars_os() {
-        if let Some(k) = k.to_str()
-            && (k.starts_with("NEXUS_") || k == "RUST_LOG")
-        {
-            cmd.env_remove(k);
-        }
-    }
-    let out = cmd
-        .env("NEXUS_DATABASE_URL", db_url)
-        .env("NEXUS_API_KEY_SECRET", TEST_SECRET)
-        .arg("hub")
-        .args(args)
-        .output()
-        .expect("run nexus");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run(hub_cmd(db_url).args(args))
 }
 
 #[track_caller]

@@ -1,21 +1,29 @@
 //! Shared harness of the MCP end-to-end tests: a real rpc-server ([`TestApp`], fresh
 //! Postgres database and data dir) behind a real mcp-frontend on 127.0.0.1 port 0, and
-//! rmcp clients that speak to it with a bearer token in either lifecycle.
+//! rmcp clients that speak to it with a bearer token in either lifecycle. Beside it: MCP
+//! over raw HTTP ([`mcp`]), the `nexus` binary as processes ([`procs`]) and the helpers of
+//! hubs with Redis ([`redis`]).
 //!
 //! Not every test binary uses every helper.
 #![allow(dead_code)]
 
+pub mod mcp;
 pub mod procs;
+pub mod redis;
 
+use nexus_wire::methods::TokenCreateParams;
 use rmcp::model::{CallToolRequestParams, CallToolResult, ClientConfig, ProtocolVersion, Tool};
 use rmcp::service::{ClientInitializeError, RunningService, ServiceError};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{ClientLifecycleMode, ClientServiceExt, RoleClient};
-use rpc_server::db::Backend;
-use rpc_server::testing::TestApp;
+use rpc_server::auth::{InvalidationBus, TokenHasher};
+use rpc_server::control::Control;
+use rpc_server::db::{Backend, Store};
+use rpc_server::testing::{TestApp, test_secret};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Upper bound of any single MCP exchange in these tests: a hang is a failure, not a wait.
@@ -52,6 +60,11 @@ pub async fn spawn_frontend_with(
 ) -> FrontendHandle {
     let mut cfg = mcp_frontend::FrontendConfig::local(rpc_base, 0);
     adjust(&mut cfg);
+    spawn_frontend_from(cfg).await
+}
+
+/// Starts a frontend from `cfg` (its port should be 0).
+pub async fn spawn_frontend_from(cfg: mcp_frontend::FrontendConfig) -> FrontendHandle {
     let fe = mcp_frontend::Frontend::build(cfg)
         .await
         .expect("build the frontend");
@@ -275,4 +288,37 @@ pub fn http() -> reqwest::Client {
         .timeout(STEP)
         .build()
         .expect("http client")
+}
+
+/// A control plane on `store` with the test secret and a bus of its own: what the CLI on
+/// the hub host uses, without running it.
+pub fn control(store: &Store) -> Control {
+    let hasher = Arc::new(TokenHasher::new(&test_secret()).expect("secret"));
+    Control::new(store.clone(), hasher, InvalidationBus::new(), None)
+}
+
+/// Mints token `name` with `zones` (e.g. `eng:rw`) on `control`; returns the raw token.
+pub async fn mint(control: &Control, name: &str, zones: &str) -> String {
+    control
+        .create_token(TokenCreateParams {
+            name: name.into(),
+            zones: Some(zones.into()),
+            ..Default::default()
+        })
+        .await
+        .expect("mint")
+        .token
+}
+
+/// The HTTP status of the rpc-server at `base` answering `whoami` with `token`.
+pub async fn whoami_status(base: &str, token: &str) -> u16 {
+    http()
+        .post(format!("{base}/api/nfs/whoami"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "whoami", "params": {}}))
+        .send()
+        .await
+        .expect("whoami")
+        .status()
+        .as_u16()
 }

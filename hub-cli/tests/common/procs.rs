@@ -1,10 +1,19 @@
-//! The servers as real processes (`nexus serve`, `nexus mcp serve`): spawned with a clean
-//! environment, logs to a file, killed and reaped when dropped, and observed from /proc
-//! (resident memory, open descriptors) as an operator would.
+//! The `nexus` binary as real processes, always with a clean environment: the servers
+//! (`nexus serve`, `nexus mcp serve`, `nexus hub up`) logging to a file, killed and reaped
+//! when dropped, and observed from /proc (resident memory, open descriptors) as an operator
+//! would; and one-shot CLI runs, as exit code, stdout and stderr.
 
+use rpc_server::testing::TEST_SECRET;
+use std::ffi::OsStr;
+use std::fmt::Debug;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+/// Upper bound of one CLI run: a hang is a failure, not a wait.
+pub const CLI_WAIT: Duration = Duration::from_secs(60);
 
 /// `nexus` with every `NEXUS_*` (and `RUST_LOG`) variable of the test environment removed.
 pub fn nexus_cmd() -> Command {
@@ -17,6 +26,72 @@ pub fn nexus_cmd() -> Command {
         }
     }
     cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// `nexus hub` with only `db_url` and the test secret in its environment, as an operator
+/// on the hub host runs it.
+pub fn hub_cmd(db_url: &str) -> Command {
+    let mut cmd = nexus_cmd();
+    cmd.env("NEXUS_DATABASE_URL", db_url)
+        .env("NEXUS_API_KEY_SECRET", TEST_SECRET)
+        .arg("hub");
+    cmd
+}
+
+/// Exit code (-1 when a signal ended the process), stdout and stderr of a finished run.
+fn outcome(out: &Output) -> (i32, String, String) {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
+}
+
+/// Runs `cmd` to the end; see [`outcome`].
+pub fn run(cmd: &mut Command) -> (i32, String, String) {
+    outcome(&cmd.output().expect("run nexus"))
+}
+
+/// Runs `nexus <args>` with `env` added, killed if it outlives [`CLI_WAIT`]; see [`outcome`].
+pub async fn run_nexus<S: AsRef<OsStr> + Debug>(
+    args: &[S],
+    env: &[(String, String)],
+) -> (i32, String, String) {
+    let mut cmd = nexus_cmd();
+    cmd.args(args).envs(env.iter().map(|(k, v)| (k, v)));
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.kill_on_drop(true);
+    let out = tokio::time::timeout(CLI_WAIT, cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("nexus {args:?} hung"))
+        .expect("run nexus");
+    outcome(&out)
+}
+
+/// `nexus serve` on `db_url` with the test secret, data in `data`, on 127.0.0.1:`port`,
+/// logging warnings only.
+pub fn serve_cmd(db_url: &str, data: &Path, port: u16) -> Command {
+    let mut cmd = nexus_cmd();
+    cmd.arg("serve")
+        .env("NEXUS_DATABASE_URL", db_url)
+        .env("NEXUS_API_KEY_SECRET", TEST_SECRET)
+        .env("NEXUS_DATA_DIR", data)
+        .env("NEXUS_HOST", "127.0.0.1")
+        .env("NEXUS_PORT", port.to_string())
+        .env("NEXUS_LOG_LEVEL", "warn");
+    cmd
+}
+
+/// `nexus mcp serve` in front of `rpc_base` on 127.0.0.1:`port`, logging warnings only.
+pub fn mcp_serve_cmd(rpc_base: &str, port: u16) -> Command {
+    let mut cmd = nexus_cmd();
+    cmd.args(["mcp", "serve"])
+        .env("NEXUS_URL", rpc_base)
+        .env("NEXUS_MCP_HOST", "127.0.0.1")
+        .env("NEXUS_MCP_PORT", port.to_string())
+        .env("NEXUS_LOG_LEVEL", "warn");
     cmd
 }
 
@@ -100,6 +175,41 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Starts `cmd`, a nexusd on `port` ([`serve_cmd`], `hub up`), and waits until it is
+/// ready; returns it and its base URL.
+pub async fn start_nexusd(
+    name: &'static str,
+    cmd: Command,
+    logs: &Path,
+    port: u16,
+) -> (Proc, String) {
+    start_on(name, cmd, logs, port, "/healthz/ready").await
+}
+
+/// Starts `cmd`, an [`mcp_serve_cmd`] on `port`, and waits until it answers `/health`;
+/// returns it and its base URL.
+pub async fn start_frontend(
+    name: &'static str,
+    cmd: Command,
+    logs: &Path,
+    port: u16,
+) -> (Proc, String) {
+    start_on(name, cmd, logs, port, "/health").await
+}
+
+async fn start_on(
+    name: &'static str,
+    cmd: Command,
+    logs: &Path,
+    port: u16,
+    health: &str,
+) -> (Proc, String) {
+    let base = format!("http://127.0.0.1:{port}");
+    let mut p = Proc::spawn(name, cmd, logs);
+    wait_healthy(&format!("{base}{health}"), &mut p).await;
+    (p, base)
+}
+
 /// Waits (at most 30 s) until `url` answers 2xx; fails early, with its log, if `p` exits.
 pub async fn wait_healthy(url: &str, p: &mut Proc) {
     let client = super::http();
@@ -158,13 +268,107 @@ impl HubUp {
             .args(["--rpc-port", &rpc_port.to_string()])
             .args(["--mcp-port", &mcp_port.to_string()])
             .env("NEXUS_LOG_LEVEL", "warn");
-        let mut proc = Proc::spawn("hub-up", cmd, logs);
-        let rpc_base = format!("http://127.0.0.1:{rpc_port}");
-        wait_healthy(&format!("{rpc_base}/healthz/ready"), &mut proc).await;
+        let (proc, rpc_base) = start_nexusd("hub-up", cmd, logs, rpc_port).await;
         Self {
             proc,
             rpc_base,
             mcp_port,
+        }
+    }
+}
+
+/// `nexus hub up` in the foreground on ports the system picks, as an operator starts it:
+/// stdout (the banner) read line by line, stderr drained so the pipe never fills. Killed
+/// and reaped when dropped, whatever happened.
+pub struct BannerHub {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stdout: Vec<String>,
+}
+
+impl Drop for BannerHub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl BannerHub {
+    /// Bound of the wait for the whole banner: only against a hang.
+    pub const BANNER_WAIT: Duration = Duration::from_secs(60);
+
+    pub fn start(data_dir: &Path) -> Self {
+        let mut child = nexus_cmd()
+            .args(["hub", "up", "--data-dir"])
+            .arg(data_dir)
+            .args(["--rpc-port", "0", "--mcp-port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nexus hub up");
+        let (tx, lines) = mpsc::channel();
+        let out = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines() {
+                let Ok(l) = l else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut err = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = err.read_to_end(&mut sink);
+        });
+        Self {
+            child,
+            lines,
+            stdout: Vec::new(),
+        }
+    }
+
+    /// Reads stdout until the banner's last line (`Operators: …`), at most
+    /// [`Self::BANNER_WAIT`]; returns everything printed so far.
+    pub fn banner(&mut self) -> Vec<String> {
+        let deadline = Instant::now() + Self::BANNER_WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    let done = l.trim_start().starts_with("Operators:");
+                    self.stdout.push(l);
+                    if done {
+                        return self.stdout.clone();
+                    }
+                }
+                Err(_) => panic!(
+                    "nexus hub up printed no complete banner within {:?}; exit: {:?}; stdout so far:\n{}",
+                    Self::BANNER_WAIT,
+                    self.child.try_wait().ok().flatten(),
+                    self.stdout.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// SIGTERM, then wait (bounded) for the process to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let st = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill failed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nexus hub up did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 }

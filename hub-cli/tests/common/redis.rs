@@ -1,10 +1,8 @@
 //! Helpers for the tests that run a hub with Redis (audit trail, traffic figures, Redis
-//! outages, metrics): a frontend built from a given [`FrontendConfig`], plain GETs, and
-//! Prometheus text parsing.
-//!
-//! Not every test binary uses every helper.
-#![allow(dead_code)]
+//! outages, metrics): frontend and rpc-server settings, plain GETs, and Prometheus text
+//! parsing.
 
+use super::http;
 use mcp_frontend::FrontendConfig;
 use rpc_server::db::Backend;
 use rpc_server::limits::LimitConfig;
@@ -14,43 +12,7 @@ use serde_json::Value;
 use std::time::Duration;
 
 /// Upper bound of one HTTP exchange or one wait in these tests.
-pub const WAIT: Duration = Duration::from_secs(10);
-
-/// A running frontend, stopped on drop.
-#[derive(Debug)]
-pub struct Frontend {
-    /// `http://127.0.0.1:<port>`
-    pub base: String,
-    /// `http://127.0.0.1:<port>/mcp`
-    pub mcp_url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for Frontend {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-/// Starts a frontend from `cfg` (its port should be 0).
-pub async fn spawn_frontend(cfg: FrontendConfig) -> Frontend {
-    let fe = mcp_frontend::Frontend::build(cfg)
-        .await
-        .expect("build the frontend");
-    let port = fe.port();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(fe.run_until_stopped(async move {
-        let _ = rx.await;
-    }));
-    let base = format!("http://127.0.0.1:{port}");
-    Frontend {
-        mcp_url: format!("{base}/mcp"),
-        base,
-        stop: Some(tx),
-    }
-}
+pub const WAIT: Duration = super::STEP;
 
 /// Frontend settings for tests: loopback in front of `rpc_base`, Redis at `redis_url`.
 pub fn frontend_config(
@@ -87,15 +49,6 @@ pub async fn rpc_server(redis_url: Option<&str>, limits: LimitConfig) -> TestApp
     .await;
     app.zone("eng").await;
     app
-}
-
-/// A plain HTTP client that never goes through an environment proxy.
-pub fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(WAIT)
-        .build()
-        .expect("http client")
 }
 
 pub async fn get_text(url: &str) -> String {
