@@ -544,3 +544,81 @@ async fn a_pooled_connection_the_server_closed_is_replaced_without_losing_the_ca
     }
     assert_eq!(connections.load(Ordering::SeqCst), 3);
 }
+
+/// A server that refuses a large body with 413 as soon as it has the head, reads no more of
+/// it and leaves the connection open; small requests it answers normally.
+async fn early_refusal_server() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let count = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = stream.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    let Some(end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
+                    let len = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    let (status, body) = if len > LARGE_REQUEST {
+                        ("413 Payload Too Large", r#"{"error":"too large"}"#)
+                    } else if buf.len() >= end + 4 + len {
+                        ("200 OK", r#"{"jsonrpc":"2.0","id":1,"result":{"ok":true}}"#)
+                    } else {
+                        continue;
+                    };
+                    let head = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-nexus-key-id: k1\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    let _ = stream.write_all(body.as_bytes()).await;
+                    if len > LARGE_REQUEST {
+                        // Hold the connection, unread, well past the next call.
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        return;
+                    }
+                    buf.clear();
+                }
+            });
+        }
+    });
+    (base, connections)
+}
+
+#[tokio::test]
+async fn a_connection_refused_mid_upload_is_not_reused() {
+    let (base, connections) = early_refusal_server().await;
+    let rpc = RpcClient::new(&base, Duration::from_secs(5)).expect("client");
+    let big = "x".repeat(LARGE_REQUEST * 4);
+    let err = rpc
+        .call(&caller(), "write", json!({"content": big}))
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("too large"), "{err}");
+    let (v, _) = rpc
+        .call(&caller(), "whoami", json!({}))
+        .await
+        .expect("the next call goes on a new connection");
+    assert_eq!(v, json!({"ok": true}));
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+}

@@ -163,6 +163,15 @@ async fn drive<F: Future>(exchange: F, conn: &mut Pin<Box<Connection>>) -> (F::O
     (out, open)
 }
 
+/// Whether a connection may carry another request after this answer. A server may refuse
+/// a large body (413, 401) before it has read it and then close the connection or discard
+/// the rest: after a large request, only a 200 (the body was read) puts it back, whatever
+/// the connection's state looks like at that moment.
+fn reusable(status: http::StatusCode, body_len: u64) -> bool {
+    const SMALL_BODY: u64 = 64 * 1024;
+    status == http::StatusCode::OK || body_len <= SMALL_BODY
+}
+
 /// What one attempt on a connection came to.
 enum Attempt {
     Answer(http::Response<Bytes>),
@@ -196,6 +205,9 @@ impl Transport for HttpTransport {
                 .unwrap_or("/")
                 .parse()
                 .map_err(|_| TransportError::Connect)?;
+            let body_len = hyper::body::Body::size_hint(&body)
+                .exact()
+                .unwrap_or(u64::MAX);
             let mut req = http::Request::from_parts(parts, body);
             loop {
                 let (mut p, reused) = match self.checkout(&authority) {
@@ -221,7 +233,7 @@ impl Transport for HttpTransport {
                 let (attempt, open) = drive(exchange, conn).await;
                 match attempt {
                     Attempt::Answer(r) => {
-                        if open && !p.sender.is_closed() {
+                        if open && !p.sender.is_closed() && reusable(r.status(), body_len) {
                             self.checkin(p);
                         }
                         return Ok(r);
