@@ -68,7 +68,8 @@ impl Meter {
     }
 
     /// Units spent so far; never more than the limit.
-    #[cfg(test)]
+    // Read by the tests and by the `regex_budget` fuzz target, which compiles this file.
+    #[allow(dead_code)]
     pub fn spent(&self) -> u64 {
         self.spent
     }
@@ -162,7 +163,8 @@ impl Program {
 
     /// The most one charge of a search can be: how far a search may overrun its budget's
     /// last check (a charge that does not fit is refused, so in practice it never does).
-    #[cfg(test)]
+    // Read by the tests and by the `regex_budget` fuzz target, which compiles this file.
+    #[allow(dead_code)]
     pub fn check_interval(&self) -> u64 {
         self.state_cost
     }
