@@ -44,17 +44,7 @@ pub fn parse(argv: Vec<OsString>) -> anyhow::Result<cli::Cli> {
 
 /// Parses arguments, runs the command, prints one error line on failure.
 pub fn main_entry() -> ExitCode {
-    let cli = match parse(std::env::args_os().collect()) {
-        Ok(c) => c,
-        Err(e) => match e.downcast::<clap::Error>() {
-            Ok(ce) => ce.exit(),
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                return ExitCode::FAILURE;
-            }
-        },
-    };
-    nexus_serve::runtime::block_on(async {
+    nexus_serve::process::run(parse(std::env::args_os().collect()), |cli| async {
         match commands::run(cli).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -5,7 +5,7 @@
 mod common;
 mod frontend_bin;
 
-use common::procs::{Proc, free_port, wait_healthy};
+use common::procs::{Proc, clean_cmd, free_port, wait_healthy};
 use common::{Era, connect, expect_json, expect_ok, try_call};
 use rpc_server::db::Backend;
 use rpc_server::testing::TestApp;
@@ -13,24 +13,10 @@ use serde_json::json;
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-
-/// A program with every `NEXUS_*` (and `RUST_LOG`) variable of the test environment removed.
-fn clean(program: &Path) -> Command {
-    let mut cmd = Command::new(program);
-    for (k, _) in std::env::vars_os() {
-        if let Some(k) = k.to_str()
-            && (k.starts_with("NEXUS_") || k == "RUST_LOG")
-        {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.stdin(Stdio::null());
-    cmd
-}
+use std::process::{Command, Output};
 
 fn nexus_mcp() -> Command {
-    clean(frontend_bin::nexus_mcp())
+    clean_cmd(frontend_bin::nexus_mcp())
 }
 
 fn run(mut cmd: Command, args: &[&str]) -> Output {
@@ -64,7 +50,7 @@ fn version_and_the_same_flags_as_nexus_mcp_serve() {
     );
     let ours = long_flags(&run(nexus_mcp(), &["--help"]).stdout);
     let nexus = Path::new(env!("CARGO_BIN_EXE_nexus"));
-    let theirs = long_flags(&run(clean(nexus), &["mcp", "serve", "--help"]).stdout);
+    let theirs = long_flags(&run(clean_cmd(nexus), &["mcp", "serve", "--help"]).stdout);
     assert!(
         ours.contains("--url") && ours.contains("--config") && ours.contains("--allowed-hosts"),
         "{ours:?}"

@@ -33,18 +33,7 @@ where
     Fut: Future<Output = anyhow::Result<()>>,
 {
     let argv: Vec<OsString> = std::env::args_os().collect();
-    let cli = match parse(&argv, section, config) {
-        Ok(c) => c,
-        Err(e) => match e.downcast::<clap::Error>() {
-            // Help, version and usage errors print as clap prints them.
-            Ok(ce) => ce.exit(),
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                return ExitCode::FAILURE;
-            }
-        },
-    };
-    crate::runtime::block_on(async move {
+    run(parse(&argv, section, config), |cli| async move {
         crate::telemetry::init_from_env();
         match serve(cli).await {
             Ok(()) => ExitCode::SUCCESS,
@@ -54,4 +43,25 @@ where
             }
         }
     })
+}
+
+/// Runs `body` on [`crate::runtime`] with a parsed command line. A command line that did
+/// not parse ends here: help, version and usage errors as clap prints them, anything else
+/// (a bad configuration file) as one `error:` line and a failing exit code.
+pub fn run<C, F, Fut>(parsed: anyhow::Result<C>, body: F) -> ExitCode
+where
+    F: FnOnce(C) -> Fut,
+    Fut: Future<Output = ExitCode>,
+{
+    let cli = match parsed {
+        Ok(c) => c,
+        Err(e) => match e.downcast::<clap::Error>() {
+            Ok(ce) => ce.exit(),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    crate::runtime::block_on(body(cli))
 }

@@ -17,7 +17,13 @@ pub const CLI_WAIT: Duration = Duration::from_secs(60);
 
 /// `nexus` with every `NEXUS_*` (and `RUST_LOG`) variable of the test environment removed.
 pub fn nexus_cmd() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nexus"));
+    clean_cmd(Path::new(env!("CARGO_BIN_EXE_nexus")))
+}
+
+/// `program` with every `NEXUS_*` (and `RUST_LOG`) variable of the test environment removed
+/// and an empty stdin.
+pub fn clean_cmd(program: &Path) -> Command {
+    let mut cmd = Command::new(program);
     for (k, _) in std::env::vars_os() {
         if let Some(k) = k.to_str()
             && (k.starts_with("NEXUS_") || k == "RUST_LOG")
