@@ -474,6 +474,60 @@ async fn the_service_transport_calls_a_router_in_process() {
     assert!(!rpc.ready().await);
 }
 
+/// Reads from `stream` until a request head is in `buf`; returns the body length the head
+/// announces and where the body starts. `None` when the peer goes away first.
+async fn read_head(
+    stream: &mut tokio::net::TcpStream,
+    buf: &mut Vec<u8>,
+) -> Option<(usize, usize)> {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]);
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            return Some((len, end + 4));
+        }
+        match stream.read(&mut chunk).await {
+            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return None,
+        }
+    }
+}
+
+/// Reads until `buf` holds `want` bytes; false when the peer goes away first.
+async fn read_to(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>, want: usize) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 4096];
+    while buf.len() < want {
+        match stream.read(&mut chunk).await {
+            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Writes a whole JSON answer with `status` (e.g. `200 OK`) and the caller's key id.
+async fn answer(stream: &mut tokio::net::TcpStream, status: &str, body: &str) {
+    use tokio::io::AsyncWriteExt;
+    let head = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-nexus-key-id: k1\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(body.as_bytes()).await;
+}
+
+const OK_BODY: &str = r#"{"jsonrpc":"2.0","id":1,"result":{"ok":true}}"#;
+
 /// A server that answers one request per connection (keep-alive promised), then closes the
 /// connection once it has been idle for a moment: what a restarted or idle-timing-out
 /// rpc-server does to a pooled connection.
@@ -486,40 +540,14 @@ async fn one_answer_per_connection_server() -> (String, Arc<AtomicUsize>) {
         while let Ok((mut stream, _)) = listener.accept().await {
             count.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
-                use tokio::io::{AsyncReadExt, AsyncWriteExt};
                 let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                // The head, then the body its Content-Length announces.
-                loop {
-                    let Ok(n) = stream.read(&mut chunk).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let len = text[..end]
-                            .lines()
-                            .find_map(|l| {
-                                let (k, v) = l.split_once(':')?;
-                                k.eq_ignore_ascii_case("content-length")
-                                    .then(|| v.trim().parse::<usize>().ok())?
-                            })
-                            .unwrap_or(0);
-                        if buf.len() >= end + 4 + len {
-                            break;
-                        }
-                    }
+                let Some((len, start)) = read_head(&mut stream, &mut buf).await else {
+                    return;
+                };
+                if !read_to(&mut stream, &mut buf, start + len).await {
+                    return;
                 }
-                let body = r#"{"jsonrpc":"2.0","id":1,"result":{"ok":true}}"#;
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-nexus-key-id: k1\r\n\r\n",
-                    body.len()
-                );
-                let _ = stream.write_all(head.as_bytes()).await;
-                let _ = stream.write_all(body.as_bytes()).await;
+                answer(&mut stream, "200 OK", OK_BODY).await;
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 drop(stream);
             });
@@ -556,48 +584,27 @@ async fn early_refusal_server() -> (String, Arc<AtomicUsize>) {
         while let Ok((mut stream, _)) = listener.accept().await {
             count.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
-                use tokio::io::{AsyncReadExt, AsyncWriteExt};
                 let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
                 loop {
-                    let Ok(n) = stream.read(&mut chunk).await else {
+                    let Some((len, start)) = read_head(&mut stream, &mut buf).await else {
                         return;
                     };
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    let Some(end) = text.find("\r\n\r\n") else {
-                        continue;
-                    };
-                    let len = text[..end]
-                        .lines()
-                        .find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("content-length")
-                                .then(|| v.trim().parse::<usize>().ok())?
-                        })
-                        .unwrap_or(0);
-                    let (status, body) = if len > LARGE_REQUEST {
-                        ("413 Payload Too Large", r#"{"error":"too large"}"#)
-                    } else if buf.len() >= end + 4 + len {
-                        ("200 OK", r#"{"jsonrpc":"2.0","id":1,"result":{"ok":true}}"#)
-                    } else {
-                        continue;
-                    };
-                    let head = format!(
-                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-nexus-key-id: k1\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = stream.write_all(head.as_bytes()).await;
-                    let _ = stream.write_all(body.as_bytes()).await;
                     if len > LARGE_REQUEST {
+                        answer(
+                            &mut stream,
+                            "413 Payload Too Large",
+                            r#"{"error":"too large"}"#,
+                        )
+                        .await;
                         // Hold the connection, unread, well past the next call.
                         tokio::time::sleep(Duration::from_secs(30)).await;
                         return;
                     }
-                    buf.clear();
+                    if !read_to(&mut stream, &mut buf, start + len).await {
+                        return;
+                    }
+                    answer(&mut stream, "200 OK", OK_BODY).await;
+                    buf.drain(..start + len);
                 }
             });
         }
