@@ -2,7 +2,7 @@
 //! on 127.0.0.1 ports, killed when dropped, with their resident memory read from /proc.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -139,4 +139,32 @@ pub fn cpu_time(pid: u32) -> std::time::Duration {
     let ticks: u64 = f.iter().sum();
     // Linux reports in USER_HZ, which is 100 on every architecture Linux supports today.
     std::time::Duration::from_millis(ticks * 10)
+}
+
+/// `nexus hub up` on `dir` with fresh rpc and mcp ports, none of the environment's
+/// database, secret or Redis settings, and stdin closed. Returns the command and the mcp port.
+pub fn hub_up_cmd(dir: &Path) -> (Command, u16) {
+    let (rpc, mcp) = (free_port(), free_port());
+    let mut cmd = Command::new(binary("nexus"));
+    cmd.args(["hub", "up", "--data-dir"])
+        .arg(dir)
+        .args([
+            "--rpc-port",
+            &rpc.to_string(),
+            "--mcp-port",
+            &mcp.to_string(),
+        ])
+        .env_remove("NEXUS_DATABASE_URL")
+        .env_remove("NEXUS_API_KEY_SECRET")
+        .env_remove("NEXUS_REDIS_URL")
+        .stdin(Stdio::null());
+    (cmd, mcp)
+}
+
+/// The admin token `nexus hub up` saved in `dir`'s `admin.env`, once it has.
+pub fn saved_token(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("admin.env")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("export NEXUS_API_KEY="))
+        .map(|v| v.trim_matches('\'').to_owned())
 }

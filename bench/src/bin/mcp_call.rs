@@ -22,7 +22,9 @@
 //! Usage: mcp_call [--quick] [--hub-only]   (needs NEXUS_TEST_DATABASE_URL; run it with bench/run)
 
 use nexus_bench::loadgen::{self, Conn, Replay};
-use nexus_bench::procs::{Proc, binary, cpu_time, free_port, mib, optional_binary, rss};
+use nexus_bench::procs::{
+    Proc, binary, cpu_time, free_port, hub_up_cmd, mib, optional_binary, rss, saved_token,
+};
 use nexus_bench::{Sample, elf, summarize, wrk};
 use nexus_wire::methods::TokenCreateParams;
 use rpc_server::auth::{InvalidationBus, TokenHasher};
@@ -120,30 +122,11 @@ fn output(mut cmd: Command) -> anyhow::Result<String> {
 /// `nexus hub up` on a fresh `dir`, the file in its default zone, and a token for that
 /// zone minted through the hub itself (its limit far above the load).
 fn hub_up(dir: &Path, content: &str) -> anyhow::Result<(Proc, String)> {
-    let (rpc, mcp) = (free_port(), free_port());
-    let mut cmd = Command::new(binary("nexus"));
-    cmd.args(["hub", "up", "--data-dir"])
-        .arg(dir)
-        .args([
-            "--rpc-port",
-            &rpc.to_string(),
-            "--mcp-port",
-            &mcp.to_string(),
-        ])
-        .env_remove("NEXUS_DATABASE_URL")
-        .env_remove("NEXUS_API_KEY_SECRET")
-        .env_remove("NEXUS_REDIS_URL")
-        .stdin(Stdio::null());
+    let (cmd, mcp) = hub_up_cmd(dir);
     let p = Proc::start("nexus hub up", cmd, mcp);
     let deadline = Instant::now() + Duration::from_secs(30);
     let admin = loop {
-        let saved = std::fs::read_to_string(dir.join("admin.env"))
-            .ok()
-            .and_then(|t| {
-                t.lines()
-                    .find_map(|l| l.strip_prefix("export NEXUS_API_KEY="))
-                    .map(|v| v.trim_matches('\'').to_owned())
-            });
+        let saved = saved_token(dir);
         if let Some(t) = saved {
             break t;
         }

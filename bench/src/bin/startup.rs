@@ -6,7 +6,7 @@
 //! Usage: startup [--quick]   (run it with bench/run, which builds the binaries)
 
 use nexus_bench::loadgen::{Conn, Replay};
-use nexus_bench::procs::{Proc, binary, free_port};
+use nexus_bench::procs::{Proc, binary, free_port, hub_up_cmd, saved_token};
 use nexus_bench::{Sample, report, summarize};
 use serde_json::{Map, json};
 use std::net::SocketAddr;
@@ -42,29 +42,9 @@ async fn first_success(
 }
 
 /// The admin token `hub up` saved, once admin.env is there.
-fn saved_token(dir: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(dir.join("admin.env")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("export NEXUS_API_KEY="))
-        .map(|v| v.trim_matches('\'').to_owned())
-}
-
 async fn hub_up(dir: &Path, whoami: &Replay) -> Duration {
-    let (rpc, mcp) = (free_port(), free_port());
-    let mut cmd = Command::new(binary("nexus"));
-    cmd.args(["hub", "up", "--data-dir"])
-        .arg(dir)
-        .args([
-            "--rpc-port",
-            &rpc.to_string(),
-            "--mcp-port",
-            &mcp.to_string(),
-        ])
-        .env_remove("NEXUS_DATABASE_URL")
-        .env_remove("NEXUS_API_KEY_SECRET")
-        .env_remove("NEXUS_REDIS_URL")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let (mut cmd, mcp) = hub_up_cmd(dir);
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
     let started = Instant::now();
     let child = cmd.spawn().expect("start nexus hub up");
     let addr: SocketAddr = ([127, 0, 0, 1], mcp).into();
