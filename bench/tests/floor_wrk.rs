@@ -77,7 +77,10 @@ async fn the_floor_answers_a_tool_result_and_checks_the_token_on_both_hops() {
 async fn wrk_replays_the_recorded_request_and_fails_on_refusals() {
     if let Err(e) = wrk::require() {
         // CI installs wrk (.ci/run): there a missing wrk is a failure, not a skip.
-        assert!(std::env::var_os("CI").is_none(), "wrk is required in CI: {e}");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "wrk is required in CI: {e}"
+        );
         eprintln!("skipped: {e}");
         return;
     }
