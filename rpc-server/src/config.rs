@@ -53,6 +53,15 @@ pub struct ServerArgs {
     /// stricter; one line).
     #[arg(long, env = "NEXUS_DEV_API_KEY_FILE", conflicts_with = "api_key")]
     pub api_key_file: Option<PathBuf>,
+    /// The auth provider chain (SPEC §10), comma-separated: database, static, local, oidc,
+    /// multi-oidc. API keys try the key providers (database, static) in this order; a JWT
+    /// goes to the provider of its issuer.
+    #[arg(long, env = "NEXUS_AUTH_TYPE", default_value = "database")]
+    pub auth_type: String,
+    /// The providers' settings (YAML): one key per provider (`static:`, `local:`, `oidc:`,
+    /// `multi-oidc:`), or the seed's bare dict when the chain has one such provider.
+    #[arg(long, env = "NEXUS_AUTH_CONFIG")]
+    pub auth_config: Option<PathBuf>,
     /// Identity cache lifetime (seconds or 60s/1m); 0 disables caching.
     #[arg(long, env = "NEXUS_AUTH_CACHE_TTL", default_value = "60", value_parser = parse_ttl)]
     pub auth_cache_ttl: Duration,
@@ -147,6 +156,43 @@ pub enum AuthMode {
     },
 }
 
+/// The auth provider chain and each provider's settings.
+#[derive(Debug, Clone)]
+pub struct AuthChain {
+    pub types: Vec<nexus_providers::config::AuthType>,
+    pub file: nexus_providers::config::AuthFile,
+    /// The auth file, when one was given (re-read on SIGHUP by the static provider).
+    pub path: Option<PathBuf>,
+}
+
+impl Default for AuthChain {
+    fn default() -> Self {
+        Self {
+            types: vec![nexus_providers::config::AuthType::Database],
+            file: Default::default(),
+            path: None,
+        }
+    }
+}
+
+impl AuthChain {
+    /// Resolves `--auth-type` and `--auth-config`, checking one against the other.
+    pub fn resolve(types: &str, path: Option<PathBuf>) -> anyhow::Result<Self> {
+        use nexus_providers::config::{AuthFile, AuthType};
+        let types = AuthType::parse_list(types).context("--auth-type")?;
+        let file = match &path {
+            Some(p) => {
+                let text = fs::read_to_string(p)
+                    .with_context(|| format!("cannot read the auth file {}", p.display()))?;
+                AuthFile::from_yaml(&text, &types).with_context(|| format!("{}", p.display()))?
+            }
+            None => AuthFile::default(),
+        };
+        file.check(&types)?;
+        Ok(Self { types, file, path })
+    }
+}
+
 /// The resolved configuration of one rpc-server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -154,6 +200,8 @@ pub struct ServerConfig {
     pub port: u16,
     pub data_dir: PathBuf,
     pub auth: AuthMode,
+    /// The provider chain in database mode (single-key mode has its one key).
+    pub auth_chain: AuthChain,
     pub auth_cache_ttl: Duration,
     pub negative_cache_ttl: Duration,
     /// Longest wait for a Postgres connection before a call fails (503 for auth).
@@ -196,8 +244,12 @@ impl ServerConfig {
             (None, Some(path)) => Some(read_key_file(path)?),
             (None, None) => None,
         };
+        let auth_chain = AuthChain::resolve(&a.auth_type, a.auth_config.clone())?;
         let auth = match api_key {
             Some(key) => {
+                if auth_chain.types != AuthChain::default().types {
+                    bail!("--api-key is single-key mode: it cannot be combined with --auth-type");
+                }
                 if a.database_url.is_some() {
                     tracing::warn!("--api-key given: single-key mode, the database URL is ignored");
                 }
@@ -244,6 +296,7 @@ impl ServerConfig {
             port: a.port,
             data_dir: a.data_dir,
             auth,
+            auth_chain,
             auth_cache_ttl: a.auth_cache_ttl,
             negative_cache_ttl: Duration::from_secs(5).min(a.auth_cache_ttl),
             db_acquire_timeout: a.database_acquire_timeout,

@@ -3,6 +3,7 @@
 //! state, and binds the listener; [`Application::router`] is the HTTP application;
 //! [`Application::run_until_stopped`] serves it until shutdown.
 
+use crate::auth::chain::ProviderChain;
 use crate::auth::database::DatabaseAuth;
 use crate::auth::grants::GrantsSource;
 use crate::auth::last_used::LastUsed;
@@ -17,6 +18,7 @@ use crate::routes;
 use crate::state::{AppState, StateInner};
 use crate::zones::ZoneSource;
 use anyhow::Context;
+use nexus_providers::config::AuthType;
 use secrecy::ExposeSecret;
 use secrecy::SecretString;
 use std::future::Future;
@@ -100,6 +102,7 @@ impl Application {
             .with_context(|| format!("cannot listen on {}:{}", cfg.host, cfg.port))?;
         let Backends {
             auth,
+            issuers,
             control,
             store,
             zones,
@@ -120,6 +123,7 @@ impl Application {
             limits,
             trusted_proxies: cfg.trusted_proxies.clone(),
             grants,
+            issuers,
             started: Instant::now(),
         });
         let tls = match &cfg.tls {
@@ -224,6 +228,8 @@ impl Application {
 /// last-use recorder.
 struct Backends {
     auth: Arc<dyn AuthProvider>,
+    /// Issuers whose JWTs the chain accepts.
+    issuers: Vec<String>,
     control: Option<Control>,
     store: Option<Store>,
     zones: ZoneSource,
@@ -244,12 +250,25 @@ impl Backends {
         let auth = SingleKeyAuth::new(key).map_err(anyhow::Error::msg)?;
         Ok(Self {
             auth: Arc::new(auth),
+            issuers: Vec::new(),
             control: None,
             store: None,
             zones: ZoneSource::fixed(vec![SINGLE_KEY_ZONE.to_owned()]),
             grants: None,
             last_used: None,
         })
+    }
+
+    /// The configured provider chain (SPEC §10), in `--auth-type` order.
+    fn chain(cfg: &ServerConfig, database: Arc<dyn AuthProvider>) -> anyhow::Result<ProviderChain> {
+        let mut chain = ProviderChain::new();
+        for t in &cfg.auth_chain.types {
+            chain = match t {
+                AuthType::Database => chain.with_api_keys(database.clone()),
+                other => anyhow::bail!("auth type {other} is not available yet"),
+            };
+        }
+        Ok(chain)
     }
 
     /// Tokens, zones and grants from the database, each behind a cache that `bus`
@@ -300,20 +319,22 @@ impl Backends {
         // Changes announced by the database reach the cache without Redis.
         crate::auth::db_notify::start(url, bus.clone(), Some(metrics.clone())).await;
         let last_used = Arc::new(LastUsed::default());
-        let auth = DatabaseAuth::new(
+        let database: Arc<dyn AuthProvider> = Arc::new(DatabaseAuth::new(
             store.clone(),
             hasher.clone(),
             cache.clone(),
             last_used.clone(),
             metrics.clone(),
-        );
+        ));
+        let chain = Self::chain(cfg, database)?;
         let mut control = Control::new(store.clone(), hasher, bus.clone(), cfg.public_url.clone());
         if let Some(url) = &cfg.redis_url {
             control = control.with_audit_redis(url.expose_secret());
         }
         metrics.register_cache_size(move || cache.len());
         Ok(Self {
-            auth: Arc::new(auth),
+            issuers: chain.issuers(),
+            auth: chain.into_provider(),
             control: Some(control),
             store: Some(store.clone()),
             zones,

@@ -33,6 +33,8 @@ pub struct StateInner {
     pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
     /// Compiled ReBAC grants per identity; absent in single-key mode.
     pub(crate) grants: Option<Arc<crate::auth::grants::GrantsSource>>,
+    /// Issuers whose JWTs the provider chain accepts (for the protected-resource metadata).
+    pub issuers: Vec<String>,
     pub(crate) started: Instant,
 }
 

@@ -147,6 +147,8 @@ pub struct TestOptions {
     pub limits: crate::limits::LimitConfig,
     /// Grep budget and concurrency caps.
     pub grep: crate::files::GrepLimits,
+    /// The auth provider chain (database keys alone by default).
+    pub auth_chain: crate::config::AuthChain,
 }
 
 impl Default for TestOptions {
@@ -158,6 +160,7 @@ impl Default for TestOptions {
             shared_bus: true,
             redis_url: None,
             limits: Default::default(),
+            auth_chain: Default::default(),
             grep: Default::default(),
         }
     }
@@ -214,6 +217,7 @@ pub fn config(db_url: &str, data_dir: &std::path::Path, o: &TestOptions) -> Serv
             secret: test_secret(),
             previous_secret: None,
         },
+        auth_chain: o.auth_chain.clone(),
         auth_cache_ttl: o.auth_cache_ttl,
         negative_cache_ttl: Duration::from_secs(5).min(o.auth_cache_ttl),
         db_acquire_timeout: o.db_acquire_timeout,

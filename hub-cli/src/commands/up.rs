@@ -76,6 +76,7 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
             secret: secret.clone(),
             previous_secret: None,
         },
+        auth_chain: Default::default(),
         auth_cache_ttl: Duration::from_secs(60),
         negative_cache_ttl: Duration::from_secs(5),
         db_acquire_timeout: rpc_server::db::DEFAULT_ACQUIRE_TIMEOUT,

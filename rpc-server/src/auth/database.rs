@@ -146,6 +146,8 @@ impl DatabaseAuth {
             rate_limit: rec.rate_limit,
             subject,
             rebac: Default::default(),
+            credential: super::identity::Credential::Database,
+            groups: Vec::new(),
         });
         self.cache.insert_valid(digest, identity.clone(), epoch);
         self.last_used.record(identity.key_id, now);

@@ -23,6 +23,39 @@ pub struct Identity {
     /// The caller's compiled ReBAC grants, built on the first call that needs them and
     /// dropped with the identity (see [`super::grants`]).
     pub rebac: RebacSlot,
+    /// Which provider verified the credential.
+    pub credential: Credential,
+    /// Groups the credential's issuer asserts (an OIDC `groups_claim`): `group:<g>`
+    /// memberships on top of the tuples, sorted. Empty for the hub's own credentials.
+    pub groups: Vec<String>,
+}
+
+/// The provider that verified a credential (SPEC §10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Credential {
+    /// A key minted by `nexus hub token create` (or `/auth/api-keys`).
+    #[default]
+    Database,
+    /// A key of the static file.
+    Static,
+    /// A login token of the local provider.
+    Local,
+    /// An access token of an OpenID provider.
+    Oidc,
+    /// The one key of `nexusd --api-key`.
+    SingleKey,
+}
+
+impl Credential {
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Database => "database",
+            Self::Static => "static",
+            Self::Local => "local",
+            Self::Oidc => "oidc",
+            Self::SingleKey => "single-key",
+        }
+    }
 }
 
 /// A registered subject a token is bound to.

@@ -4,6 +4,7 @@
 
 pub mod broadcast;
 pub mod cache;
+pub mod chain;
 pub mod database;
 pub mod db_notify;
 pub mod grants;
@@ -14,7 +15,7 @@ pub(crate) mod single_key;
 pub(crate) mod token;
 
 pub use cache::IdentityCache;
-pub use identity::Identity;
+pub use identity::{Credential, Identity};
 pub use invalidation::{Invalidation, InvalidationBus};
 pub use token::{PlainToken, TokenDigest, TokenHasher};
 
@@ -59,8 +60,9 @@ pub enum AuthError {
 pub type AuthFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Arc<Identity>, AuthError>> + Send + 'a>>;
 
-/// Token in, identity or refusal out. Routes depend on this trait only, so further
-/// providers (static key file, JWT, OIDC) plug in without touching them.
+/// Token in, identity or refusal out. Routes depend on this trait only: each provider
+/// (database keys, the static file, login tokens, OIDC) implements it, and the
+/// [`chain::ProviderChain`] picks among them by the credential's shape.
 pub trait AuthProvider: Send + Sync + std::fmt::Debug {
     fn authenticate<'a>(&'a self, token: &'a str) -> AuthFuture<'a>;
     /// The identity for `token` when it can be known without asking the database (an

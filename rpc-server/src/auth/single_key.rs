@@ -44,6 +44,8 @@ impl SingleKeyAuth {
                 rate_limit: None,
                 subject: None,
                 rebac: Default::default(),
+                credential: super::identity::Credential::SingleKey,
+                groups: Vec::new(),
             }),
         })
     }
