@@ -8,8 +8,9 @@
 //!
 //! Request path, in the order of the modules below: [`startup`] → [`router`] (the edge
 //! stack) → `layers/` (observe, guard, bearer, limits) → `mcp/` (handler, catalogue) →
-//! `forward/` (the rpc client) → rpc-server. [`state`] is what they share, [`request`]
-//! what one request carries between them, [`error`] every refusal the frontend sends.
+//! `forward/` (the rpc client) → rpc-server; `relay` hands the public `/auth/*` paths to
+//! the rpc-server as they came. [`state`] is what they share, [`request`] what one request
+//! carries between them, [`error`] every refusal the frontend sends.
 
 mod audit;
 pub mod config;
@@ -19,6 +20,7 @@ mod layers;
 mod mcp;
 mod metrics;
 pub mod process;
+mod relay;
 mod request;
 mod router;
 pub mod startup;

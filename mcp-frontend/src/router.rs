@@ -8,7 +8,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::{Json, Router, middleware};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -47,6 +47,12 @@ pub(crate) fn router(st: AppState, cancel: CancellationToken) -> Router {
         .route(
             "/.well-known/oauth-protected-resource/mcp",
             get(resource_metadata).route_layer(guarded()),
+        )
+        // Login, refresh, keys and users (SPEC §10) are the rpc-server's: relayed as they
+        // came, under the same Host/Origin guard (a foreign page must not log in).
+        .route(
+            "/auth/{*rest}",
+            any(crate::relay::relay_auth).route_layer(guarded()),
         );
     if st.cfg.metrics_enabled {
         public = public.route("/metrics", get(metrics));

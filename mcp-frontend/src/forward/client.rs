@@ -114,6 +114,35 @@ impl RpcClient {
         }
     }
 
+    /// Relays one request to the rpc-server as it came (method, path, query, body and the
+    /// `relayed` headers), the client's address as `X-Forwarded-For`; the answer comes
+    /// back whole. For the public `/auth/*` paths, which the rpc-server alone answers.
+    pub async fn relay(
+        &self,
+        method: http::Method,
+        path_and_query: &str,
+        relayed: &http::HeaderMap,
+        body: Bytes,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<http::Response<Bytes>, TransportError> {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path_and_query}", self.base))
+            .header(CONTENT_LENGTH, body.len())
+            .body(Full::new(body))
+            .map_err(|_| TransportError::Connect)?;
+        let headers = req.headers_mut();
+        for (name, value) in relayed {
+            headers.append(name.clone(), value.clone());
+        }
+        if let Some(ip) = client
+            && let Ok(v) = HeaderValue::try_from(ip.to_string())
+        {
+            headers.insert(nexus_wire::headers::FORWARDED_FOR, v);
+        }
+        self.send(req, self.timeout).await
+    }
+
     /// Is the rpc-server ready (its database reachable)?
     pub async fn ready(&self) -> bool {
         let Ok(req) = http::Request::get(format!("{}/healthz/ready", self.base))

@@ -629,3 +629,49 @@ async fn a_connection_refused_mid_upload_is_not_reused() {
     assert_eq!(v, json!({"ok": true}));
     assert_eq!(connections.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn a_relayed_request_arrives_as_it_came_with_the_clients_address() {
+    let srv = Server::start(|s| Reply {
+        headers: vec![("www-authenticate", "Bearer"), ("x-extra", "1")],
+        ..reply(
+            if s.method == http::Method::POST {
+                401
+            } else {
+                200
+            },
+            r#"{"error":"x"}"#,
+        )
+    })
+    .await;
+    let mut relayed = http::HeaderMap::new();
+    relayed.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    let client: std::net::IpAddr = "192.0.2.7".parse().expect("ip");
+    let resp = srv
+        .client()
+        .relay(
+            http::Method::POST,
+            "/auth/login?next=1",
+            &relayed,
+            Bytes::from_static(br#"{"username":"u"}"#),
+            Some(client),
+        )
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+    assert_eq!(resp.body().as_ref(), br#"{"error":"x"}"#);
+    let seen = srv.last();
+    assert_eq!(seen.method, http::Method::POST);
+    assert_eq!(seen.path, "/auth/login");
+    assert_eq!(seen.body.as_ref(), br#"{"username":"u"}"#);
+    assert_eq!(seen.headers["content-type"], "application/json");
+    assert_eq!(
+        seen.headers[nexus_wire::headers::FORWARDED_FOR],
+        "192.0.2.7",
+        "the rpc-server's per-address limits see the client"
+    );
+}

@@ -1,0 +1,79 @@
+//! The public `/auth/*` paths (SPEC §10: login, refresh, logout, me, api-keys, users),
+//! relayed to the rpc-server, which alone answers them: the frontend keeps no user, no
+//! password and no key. A relayed request carries only the headers the auth endpoints
+//! read, within the frontend's body bound and deadline; the answer comes back with only
+//! the headers a client needs.
+
+use crate::error::GatewayError;
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderName};
+use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
+
+/// Largest body an auth request has: a login, a key or user to create.
+const MAX_AUTH_BODY: usize = 64 * 1024;
+
+/// Request headers the auth endpoints read. Identity headers and anything else a client
+/// sends stay here.
+const REQUEST_HEADERS: &[&str] = &[
+    "content-type",
+    "accept",
+    "authorization",
+    "user-agent",
+    nexus_wire::headers::API_KEY,
+    "x-api-key",
+    nexus_wire::headers::REQUEST_ID,
+];
+
+/// Answer headers a client needs: the body's type, the challenge, limits and caching.
+const RESPONSE_HEADERS: &[&str] = &[
+    "content-type",
+    "www-authenticate",
+    "retry-after",
+    "cache-control",
+    nexus_wire::headers::RATE_LIMIT_LIMIT,
+    nexus_wire::headers::RATE_LIMIT_REMAINING,
+    nexus_wire::headers::RATE_LIMIT_RESET,
+];
+
+pub(crate) async fn relay_auth(State(st): State<AppState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let client = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| nexus_serve::client_ip(c.0.ip(), &parts.headers, &st.cfg.trusted_proxies));
+    let Ok(body) = axum::body::to_bytes(body, MAX_AUTH_BODY).await else {
+        return GatewayError::PayloadTooLarge.into_response();
+    };
+    let mut relayed = HeaderMap::new();
+    for name in REQUEST_HEADERS {
+        for v in parts.headers.get_all(*name) {
+            relayed.append(HeaderName::from_static(name), v.clone());
+        }
+    }
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or(parts.uri.path(), |p| p.as_str());
+    match st
+        .rpc
+        .relay(parts.method, path, &relayed, body, client)
+        .await
+    {
+        Ok(answer) => {
+            let (head, bytes) = answer.into_parts();
+            let mut resp = Response::new(Body::from(bytes));
+            *resp.status_mut() = head.status;
+            for name in RESPONSE_HEADERS {
+                for v in head.headers.get_all(*name) {
+                    resp.headers_mut()
+                        .append(HeaderName::from_static(name), v.clone());
+                }
+            }
+            resp
+        }
+        Err(_) => GatewayError::Unavailable.into_response(),
+    }
+}
