@@ -5,4 +5,5 @@
 //! cache and the invalidation bus; nothing here knows about either.
 
 pub mod config;
+pub mod oidc;
 pub mod shape;

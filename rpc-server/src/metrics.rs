@@ -50,6 +50,12 @@ pub struct Inner {
     pub rebac_compiles: IntCounterVec,
     /// File reads by `mode`: `inline` (small, on the async worker) or `blocking`.
     pub file_reads: IntCounterVec,
+    /// OIDC key-set fetches by `outcome`: ok, unreachable, too_large, invalid,
+    /// issuer_mismatch (the issuer is not a label: the set of issuers is the operator's).
+    pub oidc_jwks_fetches: IntCounterVec,
+    /// OIDC tokens refused, by `reason` (`nexus_providers::oidc::Rejection::label`, and
+    /// `disabled` for a disabled subject).
+    pub oidc_refusals: IntCounterVec,
     cache_probe: std::sync::Mutex<Option<SizeProbe>>,
 }
 
@@ -226,6 +232,18 @@ impl Metrics {
                 "nexus_rebac_grant_compiles_total",
                 "Compiled ReBAC grant lookups: hit (cached), compiled (rebuilt from the database), error",
                 &["result"],
+            ),
+            oidc_jwks_fetches: counter(
+                &registry,
+                "nexus_oidc_jwks_fetches_total",
+                "OIDC issuer key-set fetches by outcome",
+                &["outcome"],
+            ),
+            oidc_refusals: counter(
+                &registry,
+                "nexus_oidc_refusals_total",
+                "OIDC access tokens refused, by reason",
+                &["reason"],
             ),
             file_reads: counter(
                 &registry,

@@ -7,6 +7,7 @@ use crate::auth::chain::ProviderChain;
 use crate::auth::database::DatabaseAuth;
 use crate::auth::grants::GrantsSource;
 use crate::auth::last_used::LastUsed;
+use crate::auth::oidc::OidcAuth;
 use crate::auth::single_key::{SINGLE_KEY_ZONE, SingleKeyAuth};
 use crate::auth::{AuthProvider, IdentityCache, InvalidationBus, TokenHasher};
 use crate::config::{AuthMode, ServerConfig, ensure_private_dir};
@@ -237,6 +238,16 @@ struct Backends {
     last_used: Option<(Arc<LastUsed>, Store)>,
 }
 
+/// What the providers of the chain share: the database provider itself, and the store,
+/// digests, identity cache and metrics behind every other one.
+struct ChainParts<'a> {
+    database: &'a Arc<dyn AuthProvider>,
+    store: &'a Store,
+    hasher: &'a Arc<TokenHasher>,
+    cache: &'a Arc<IdentityCache>,
+    metrics: &'a Metrics,
+}
+
 /// The database settings of [`AuthMode::Database`].
 struct Database<'a> {
     url: &'a SecretString,
@@ -260,11 +271,44 @@ impl Backends {
     }
 
     /// The configured provider chain (SPEC §10), in `--auth-type` order.
-    fn chain(cfg: &ServerConfig, database: Arc<dyn AuthProvider>) -> anyhow::Result<ProviderChain> {
+    fn chain(cfg: &ServerConfig, parts: ChainParts<'_>) -> anyhow::Result<ProviderChain> {
         let mut chain = ProviderChain::new();
         for t in &cfg.auth_chain.types {
             chain = match t {
-                AuthType::Database => chain.with_api_keys(database.clone()),
+                AuthType::Database => chain.with_api_keys(parts.database.clone()),
+                AuthType::Oidc | AuthType::MultiOidc => {
+                    let file = &cfg.auth_chain.file;
+                    let configs = match t {
+                        AuthType::Oidc => {
+                            file.oidc.iter().map(|c| ("oidc".to_owned(), c)).collect()
+                        }
+                        _ => file
+                            .multi_oidc
+                            .iter()
+                            .flat_map(|m| m.providers.iter().map(|(n, c)| (n.clone(), c)))
+                            .collect::<Vec<_>>(),
+                    };
+                    if configs.is_empty() {
+                        anyhow::bail!(
+                            "auth type {t} needs a {t} section in the auth configuration"
+                        );
+                    }
+                    for (name, c) in configs {
+                        let p = OidcAuth::new(
+                            &name,
+                            c,
+                            parts.store.clone(),
+                            parts.hasher.clone(),
+                            parts.cache.clone(),
+                            parts.metrics.clone(),
+                        )
+                        .with_context(|| format!("auth provider {t} {name}"))?;
+                        let issuer = p.issuer().to_owned();
+                        tracing::info!(provider = %name, issuer = %issuer, "accepting OIDC access tokens");
+                        chain = chain.with_issuer(issuer, Arc::new(p))?;
+                    }
+                    chain
+                }
                 other => anyhow::bail!("auth type {other} is not available yet"),
             };
         }
@@ -326,7 +370,16 @@ impl Backends {
             last_used.clone(),
             metrics.clone(),
         ));
-        let chain = Self::chain(cfg, database)?;
+        let chain = Self::chain(
+            cfg,
+            ChainParts {
+                database: &database,
+                store: &store,
+                hasher: &hasher,
+                cache: &cache,
+                metrics,
+            },
+        )?;
         let mut control = Control::new(store.clone(), hasher, bus.clone(), cfg.public_url.clone());
         if let Some(url) = &cfg.redis_url {
             control = control.with_audit_redis(url.expose_secret());

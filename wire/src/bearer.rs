@@ -4,8 +4,10 @@
 //! only decides which header text is the candidate token; whether it is valid is the
 //! rpc-server's decision alone.
 
-/// Longest header value we even look at; real tokens are ~46 bytes.
-pub const MAX_TOKEN_LEN: usize = 512;
+/// Longest header value we even look at: API keys are ~46 bytes, but JWT access tokens
+/// (login and OIDC, SPEC §10) run to a few KiB with an RSA signature and claims; 16 KiB is
+/// the JWT bound of the providers (`nexus_providers::shape::MAX_JWT_LEN`).
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 
 /// Why no candidate token could be taken from the headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

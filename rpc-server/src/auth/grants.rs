@@ -44,7 +44,9 @@ pub struct GrantsSource {
     metrics: Metrics,
 }
 
-/// The subjects a token speaks for before groups: itself and the subject it is bound to.
+/// The subjects a token speaks for before the group closure: itself, the subject it is
+/// bound to, and the groups its issuer asserts (an OIDC `groups_claim`), each as a member of
+/// that group, so nested groups follow as for tuples. The zone ceiling still applies after.
 pub fn base_subjects(id: &Identity) -> Vec<SubjectRef> {
     let mut base = vec![SubjectRef::Token(id.key_id.to_string())];
     if let Some(s) = &id.subject {
@@ -54,6 +56,7 @@ pub fn base_subjects(id: &Identity) -> Vec<SubjectRef> {
             nexus_wire::spec::SubjectType::Service => SubjectRef::Service(s.id.clone()),
         });
     }
+    base.extend(id.groups.iter().cloned().map(SubjectRef::GroupMember));
     base
 }
 
