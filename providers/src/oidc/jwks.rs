@@ -382,12 +382,33 @@ pub struct HttpFetcher {
     discovered: Arc<RwLock<Option<String>>>,
 }
 
+/// Keys are fetched over https; plain http only from a loopback host (a local IdP, tests),
+/// where nobody on the network can swap the keys in transit.
+pub(crate) fn fetchable(url: &str) -> bool {
+    let Ok(u) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    match (u.scheme(), u.host_str()) {
+        ("https", Some(_)) => true,
+        ("http", Some("localhost")) => true,
+        ("http", Some(h)) => h
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        _ => false,
+    }
+}
+
 impl HttpFetcher {
     pub fn new(
         issuer: &str,
         jwks_uri: Option<&str>,
         allowed: Option<Vec<Algorithm>>,
     ) -> Result<Self, String> {
+        // Issuers are https in production: TLS through rustls with the ring provider (the
+        // one the servers' own TLS uses), certificates checked against the system's roots.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(FETCH_TIMEOUT)
@@ -471,7 +492,7 @@ impl HttpFetcher {
         if d.issuer != self.issuer {
             return Err(FetchError::IssuerMismatch);
         }
-        if !(d.jwks_uri.starts_with("https://") || d.jwks_uri.starts_with("http://")) {
+        if !fetchable(&d.jwks_uri) {
             return Err(FetchError::Invalid);
         }
         *self.discovered.write().unwrap_or_else(|e| e.into_inner()) = Some(d.jwks_uri.clone());
@@ -496,6 +517,26 @@ impl HttpFetcher {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn keys_come_over_https_or_from_loopback() {
+        for ok in [
+            "https://idp.example",
+            "http://127.0.0.1:9090",
+            "http://[::1]:9090/jwks",
+            "http://localhost/x",
+        ] {
+            assert!(super::fetchable(ok), "{ok}");
+        }
+        for bad in [
+            "http://idp.example",
+            "http://10.0.0.1/jwks",
+            "ftp://idp.example",
+            "not a url",
+        ] {
+            assert!(!super::fetchable(bad), "{bad}");
+        }
+    }
+
     use super::*;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 

@@ -100,13 +100,17 @@ impl OidcVerifier {
     /// token). `on_fetch` hears each fetch's outcome.
     pub fn new(cfg: &OidcConfig, on_fetch: OnFetch) -> Result<Self, String> {
         let issuer = cfg.issuer.clone();
-        if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
-            return Err(format!("oidc issuer {issuer:?} must be an http(s) URL"));
+        if !jwks::fetchable(&issuer) {
+            return Err(format!(
+                "oidc issuer {issuer:?} must be an https URL (plain http only on loopback)"
+            ));
         }
         if let Some(u) = &cfg.jwks_uri
-            && !(u.starts_with("https://") || u.starts_with("http://"))
+            && !jwks::fetchable(u)
         {
-            return Err(format!("oidc jwks_uri {u:?} must be an http(s) URL"));
+            return Err(format!(
+                "oidc jwks_uri {u:?} must be an https URL (plain http only on loopback)"
+            ));
         }
         let audience = cfg.audience.to_vec();
         if audience.is_empty() || audience.iter().any(String::is_empty) {
