@@ -5,4 +5,7 @@
 //! cache and the invalidation bus; nothing here knows about either.
 
 pub mod config;
+pub mod login_token;
+pub mod password;
+pub mod permissions;
 pub mod shape;
