@@ -352,6 +352,7 @@ impl Control {
             created_at: now,
             expires_at,
             zones: zones.clone(),
+            permissions: None,
         };
         self.store.insert_token(&new).await?;
         tracing::info!(key_id = %new.key_id, name = %new.name, admin = new.is_admin, "token created");

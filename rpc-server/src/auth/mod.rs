@@ -11,6 +11,7 @@ pub mod grants;
 pub(crate) mod identity;
 pub mod invalidation;
 pub mod last_used;
+pub mod local;
 pub(crate) mod single_key;
 pub(crate) mod token;
 
