@@ -7,6 +7,7 @@ use crate::auth::chain::ProviderChain;
 use crate::auth::database::DatabaseAuth;
 use crate::auth::grants::GrantsSource;
 use crate::auth::last_used::LastUsed;
+use crate::auth::local::LocalAuth;
 use crate::auth::single_key::{SINGLE_KEY_ZONE, SingleKeyAuth};
 use crate::auth::{AuthProvider, IdentityCache, InvalidationBus, TokenHasher};
 use crate::config::{AuthMode, ServerConfig, ensure_private_dir};
@@ -108,6 +109,7 @@ impl Application {
             zones,
             grants,
             last_used,
+            local,
         } = backends;
         let state = AppState::from(StateInner {
             auth,
@@ -124,6 +126,7 @@ impl Application {
             trusted_proxies: cfg.trusted_proxies.clone(),
             grants,
             issuers,
+            local,
             started: Instant::now(),
         });
         let tls = match &cfg.tls {
@@ -182,11 +185,15 @@ impl Application {
             })
         });
         let limits = self.state.limits.clone();
+        let local = self.state.local.clone();
         let housekeeping = tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
             loop {
                 tick.tick().await;
                 limits.housekeeping();
+                if let Some(l) = &local {
+                    l.throttle.housekeeping();
+                }
             }
         });
         // A crash mid-write leaves a temporary file behind; clear them off the request path.
@@ -235,6 +242,7 @@ struct Backends {
     zones: ZoneSource,
     grants: Option<Arc<GrantsSource>>,
     last_used: Option<(Arc<LastUsed>, Store)>,
+    local: Option<Arc<LocalAuth>>,
 }
 
 /// The database settings of [`AuthMode::Database`].
@@ -256,15 +264,24 @@ impl Backends {
             zones: ZoneSource::fixed(vec![SINGLE_KEY_ZONE.to_owned()]),
             grants: None,
             last_used: None,
+            local: None,
         })
     }
 
     /// The configured provider chain (SPEC §10), in `--auth-type` order.
-    fn chain(cfg: &ServerConfig, database: Arc<dyn AuthProvider>) -> anyhow::Result<ProviderChain> {
+    fn chain(
+        cfg: &ServerConfig,
+        database: Arc<dyn AuthProvider>,
+        local: Option<&Arc<LocalAuth>>,
+    ) -> anyhow::Result<ProviderChain> {
         let mut chain = ProviderChain::new();
         for t in &cfg.auth_chain.types {
             chain = match t {
                 AuthType::Database => chain.with_api_keys(database.clone()),
+                AuthType::Local => match local {
+                    Some(l) => chain.with_issuer(l.issuer().to_owned(), l.clone())?,
+                    None => anyhow::bail!("the local provider was not built"),
+                },
                 other => anyhow::bail!("auth type {other} is not available yet"),
             };
         }
@@ -326,7 +343,12 @@ impl Backends {
             last_used.clone(),
             metrics.clone(),
         ));
-        let chain = Self::chain(cfg, database)?;
+        let local = if cfg.auth_chain.types.contains(&AuthType::Local) {
+            Some(Self::local(cfg, &store, &hasher, &cache, bus, metrics).await?)
+        } else {
+            None
+        };
+        let chain = Self::chain(cfg, database, local.as_ref())?;
         let mut control = Control::new(store.clone(), hasher, bus.clone(), cfg.public_url.clone());
         if let Some(url) = &cfg.redis_url {
             control = control.with_audit_redis(url.expose_secret());
@@ -340,6 +362,42 @@ impl Backends {
             zones,
             grants: Some(grants),
             last_used: Some((last_used, store)),
+            local,
         })
+    }
+
+    /// The local provider: its signing keys, the auth file's users, and root (SPEC §10).
+    async fn local(
+        cfg: &ServerConfig,
+        store: &Store,
+        hasher: &Arc<TokenHasher>,
+        cache: &Arc<IdentityCache>,
+        bus: &Arc<InvalidationBus>,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Arc<LocalAuth>> {
+        let s = &cfg.auth_chain.local;
+        // The hub's issuer is its public URL: every nexusd behind it must agree on it.
+        let issuer = cfg
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}:{}", cfg.host, cfg.port))
+            .trim_end_matches('/')
+            .to_owned();
+        let local = Arc::new(LocalAuth::new(
+            store.clone(),
+            hasher.clone(),
+            cache.clone(),
+            bus.clone(),
+            metrics.clone(),
+            issuer,
+            s.clone(),
+        )?);
+        local.ensure_keys().await.context("cannot prepare login signing keys")?;
+        tokio::task::spawn_blocking(nexus_providers::password::warm_up).await?;
+        if let Some(users) = cfg.auth_chain.file.local.as_ref().map(|l| &l.users) {
+            crate::auth::local::upsert_config_users(&local, users).await?;
+        }
+        crate::auth::local::bootstrap_root(&local, s).await?;
+        Ok(local)
     }
 }

@@ -180,6 +180,8 @@ pub struct LocalAuth {
     /// When the key set was last read, to bound re-reads on unknown kids.
     keys_read: tokio::sync::Mutex<Option<tokio::time::Instant>>,
     hashing: Semaphore,
+    pub(crate) throttle: crate::routes::LoginThrottle,
+    settings: LocalSettings,
 }
 
 impl std::fmt::Debug for LocalAuth {
@@ -203,8 +205,9 @@ impl LocalAuth {
         bus: Arc<InvalidationBus>,
         metrics: Metrics,
         issuer: String,
-        ttl: Duration,
+        settings: LocalSettings,
     ) -> anyhow::Result<Self> {
+        let ttl = settings.jwt_ttl.unwrap_or(DEFAULT_JWT_TTL);
         Ok(Self {
             seal: Seal::new(&hasher)?,
             store,
@@ -218,6 +221,8 @@ impl LocalAuth {
             signer: RwLock::default(),
             keys_read: tokio::sync::Mutex::new(None),
             hashing: Semaphore::new(HASHING_CONCURRENCY),
+            throttle: Default::default(),
+            settings,
         })
     }
 
@@ -471,6 +476,16 @@ impl LocalAuth {
 
     // ---- users ----
 
+    /// With `NEXUS_DISABLE_ROOT_AFTER_SETUP`, root is disabled once another admin exists.
+    pub async fn after_admin_created(&self) {
+        if !self.settings.disable_root_after_setup {
+            return;
+        }
+        if let Err(e) = disable_root_if_other_admin(self, &self.settings.root_username).await {
+            tracing::warn!(error = %e, "could not disable root after setup");
+        }
+    }
+
     /// Creates or (with `update`) replaces a user. `password_hash` is a PHC argon2id or
     /// `$2b$` bcrypt string.
     pub async fn put_user(
@@ -662,6 +677,13 @@ pub async fn bootstrap_root(local: &LocalAuth, s: &LocalSettings) -> anyhow::Res
         }
     }
     if s.disable_root_after_setup {
+        disable_root_if_other_admin(local, root).await?;
+    }
+    Ok(())
+}
+
+async fn disable_root_if_other_admin(local: &LocalAuth, root: &str) -> anyhow::Result<()> {
+    {
         let others = local
             .store
             .list_local_users()
@@ -672,8 +694,17 @@ pub async fn bootstrap_root(local: &LocalAuth, s: &LocalSettings) -> anyhow::Res
                     && u.disabled_at.is_none()
                     && Perms::parse_stored(&u.permissions).is_ok_and(|p| p.allows(Perm::Admin))
             });
-        if others {
+        let root_live = local
+            .store
+            .find_local_user(root)
+            .await?
+            .is_some_and(|u| u.disabled_at.is_none());
+        if others && root_live {
             local.store.set_subject_disabled(root, Some(Utc::now())).await?;
+            local.store.revoke_user_sessions(root, Utc::now()).await?;
+            local.bus.publish(Invalidation::Subject {
+                subject_id: root.to_owned(),
+            });
             tracing::info!(user = %root, "root disabled: another admin exists (NEXUS_DISABLE_ROOT_AFTER_SETUP)");
         }
     }

@@ -200,6 +200,17 @@ impl Store {
         res
     }
 
+    /// Sets a key's permissions (stored form `READ,WRITE`).
+    pub async fn set_token_permissions(&self, key_id: Uuid, permissions: &str) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE api_tokens SET permissions = $2 WHERE key_id = $1";
+        let n = with_pool!(self, p => sqlx::query(SQL).bind(key_id).bind(permissions)
+            .execute(p).await.map(|r| r.rows_affected()))?;
+        if n != 1 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
     /// The verification lookup: one indexed round trip by digest, grants included.
     pub async fn find_token_by_digest(
         &self,
