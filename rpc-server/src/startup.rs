@@ -392,7 +392,10 @@ impl Backends {
             issuer,
             s.clone(),
         )?);
-        local.ensure_keys().await.context("cannot prepare login signing keys")?;
+        local
+            .ensure_keys()
+            .await
+            .context("cannot prepare login signing keys")?;
         tokio::task::spawn_blocking(nexus_providers::password::warm_up).await?;
         if let Some(users) = cfg.auth_chain.file.local.as_ref().map(|l| &l.users) {
             crate::auth::local::upsert_config_users(&local, users).await?;

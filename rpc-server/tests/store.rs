@@ -26,8 +26,8 @@ fn new_token(name: &str, zones: &[(&str, Permission)]) -> NewToken {
                 permission: *p,
             })
             .collect(),
+        permissions: None,
     }
-    permissions: None,
 }
 
 async fn exercise(store: &Store) {

@@ -251,7 +251,8 @@ impl LocalAuth {
 
     /// A PHC argon2id hash of a new password.
     pub async fn hash_password(&self, pw: String) -> Result<String, LocalError> {
-        password::check_password(&pw).map_err(|_| LocalError::BadInput("password must be 1-1024 bytes"))?;
+        password::check_password(&pw)
+            .map_err(|_| LocalError::BadInput("password must be 1-1024 bytes"))?;
         self.hashing(move || password::hash(&pw))
             .await?
             .map_err(|_| LocalError::Unavailable)
@@ -263,9 +264,7 @@ impl LocalAuth {
     pub async fn ensure_keys(&self) -> anyhow::Result<()> {
         if self.store.active_signing_key().await?.is_none() {
             let k = self.new_key()?;
-            self.store
-                .rotate_signing_key(&k, Utc::now(), true)
-                .await?;
+            self.store.rotate_signing_key(&k, Utc::now(), true).await?;
         }
         self.reload_keys().await?;
         Ok(())
@@ -354,19 +353,28 @@ impl LocalAuth {
             })
             .await?;
         let Some(user) = user.filter(|u| verdict.ok() && u.disabled_at.is_none()) else {
-            self.metrics.auth_results.with_label_values(&["login_refused"]).inc();
+            self.metrics
+                .auth_results
+                .with_label_values(&["login_refused"])
+                .inc();
             return Err(LocalError::Refused);
         };
         if verdict == Verified::YesRehash {
             // Seed-style bcrypt (or old argon2 parameters): replaced now that we know it.
             let pw_owned = pw.to_owned();
             if let Ok(Ok(h)) = self.hashing(move || password::hash(&pw_owned)).await
-                && let Err(e) = self.store.set_local_password(&user.username, &h, None).await
+                && let Err(e) = self
+                    .store
+                    .set_local_password(&user.username, &h, None)
+                    .await
             {
                 tracing::warn!(error = %e, "could not re-hash a password");
             }
         }
-        self.metrics.auth_results.with_label_values(&["login_ok"]).inc();
+        self.metrics
+            .auth_results
+            .with_label_values(&["login_ok"])
+            .inc();
         let now = Utc::now();
         let family_end = now + ChronoDuration::from_std(FAMILY_LIFETIME).unwrap_or_default();
         self.issue(&user.username, Uuid::new_v4(), None, family_end, now)
@@ -456,7 +464,9 @@ impl LocalAuth {
                     .auth_results
                     .with_label_values(&["refresh_reused"])
                     .inc();
-                tracing::warn!("a rotated refresh token was presented again; its family is revoked");
+                tracing::warn!(
+                    "a rotated refresh token was presented again; its family is revoked"
+                );
                 Err(LocalError::Refused)
             }
             RefreshUse::Invalid => Err(LocalError::Refused),
@@ -497,8 +507,7 @@ impl LocalAuth {
         update: bool,
     ) -> Result<bool, StoreError> {
         check_username(username).map_err(|_| StoreError::Invalid("invalid username".into()))?;
-        Ok(self
-            .store
+        self.store
             .upsert_local_user(
                 &NewLocalUser {
                     username: username.to_owned(),
@@ -510,7 +519,7 @@ impl LocalAuth {
                 },
                 update,
             )
-            .await?)
+            .await
     }
 
     // ---- verification ----
@@ -527,7 +536,11 @@ impl LocalAuth {
         let Some(kid) = login_token::peek_kid(token) else {
             return self.refuse(digest, Refusal::Malformed);
         };
-        let known = self.keys.read().unwrap_or_else(|e| e.into_inner()).contains(&kid);
+        let known = self
+            .keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&kid);
         if !known {
             self.reload_for_unknown_kid().await;
         }
@@ -597,7 +610,9 @@ pub fn check_username(u: &str) -> Result<(), LocalError> {
         || u.len() > password::MAX_USERNAME_BYTES
         || u.chars().any(|c| c.is_control() || c.is_whitespace())
     {
-        return Err(LocalError::BadInput("username must be 1-128 visible characters"));
+        return Err(LocalError::BadInput(
+            "username must be 1-128 visible characters",
+        ));
     }
     Ok(())
 }
@@ -636,7 +651,10 @@ pub async fn bootstrap_root(local: &LocalAuth, s: &LocalSettings) -> anyhow::Res
     let root = s.root_username.as_str();
     if !s.root_enabled {
         if local.store.find_local_user(root).await?.is_some() {
-            local.store.set_subject_disabled(root, Some(Utc::now())).await?;
+            local
+                .store
+                .set_subject_disabled(root, Some(Utc::now()))
+                .await?;
         }
         return Ok(());
     }
@@ -644,17 +662,28 @@ pub async fn bootstrap_root(local: &LocalAuth, s: &LocalSettings) -> anyhow::Res
     match local.store.find_local_user(root).await? {
         Some(_) => {
             if let Some(pw) = &s.root_password {
-                let h = local.hash_password(pw.expose_secret().to_owned()).await
+                let h = local
+                    .hash_password(pw.expose_secret().to_owned())
+                    .await
                     .map_err(|e| anyhow::anyhow!("NEXUS_ROOT_PASSWORD: {e}"))?;
                 // Only when it changed: verifying costs as much as hashing, so compare.
-                let current = local.store.find_local_user(root).await?.map(|u| u.password_hash);
+                let current = local
+                    .store
+                    .find_local_user(root)
+                    .await?
+                    .map(|u| u.password_hash);
                 let pw2 = pw.expose_secret().to_owned();
                 let same = match current {
-                    Some(c) => local.hashing(move || password::verify(&pw2, &c)).await? == Verified::Yes,
+                    Some(c) => {
+                        local.hashing(move || password::verify(&pw2, &c)).await? == Verified::Yes
+                    }
                     None => false,
                 };
                 if !same {
-                    local.store.set_local_password(root, &h, Some(Utc::now())).await?;
+                    local
+                        .store
+                        .set_local_password(root, &h, Some(Utc::now()))
+                        .await?;
                     local.store.revoke_user_sessions(root, Utc::now()).await?;
                 }
             }
@@ -662,9 +691,14 @@ pub async fn bootstrap_root(local: &LocalAuth, s: &LocalSettings) -> anyhow::Res
         None => {
             let (pw, generated) = match &s.root_password {
                 Some(p) => (p.expose_secret().to_owned(), false),
-                None => (password::generate().map_err(|e| anyhow::anyhow!("{e}"))?, true),
+                None => (
+                    password::generate().map_err(|e| anyhow::anyhow!("{e}"))?,
+                    true,
+                ),
             };
-            let h = local.hash_password(pw.clone()).await
+            let h = local
+                .hash_password(pw.clone())
+                .await
                 .map_err(|e| anyhow::anyhow!("root password: {e}"))?;
             local.put_user(root, h, super_perms, "", false).await?;
             if generated {
@@ -684,23 +718,21 @@ pub async fn bootstrap_root(local: &LocalAuth, s: &LocalSettings) -> anyhow::Res
 
 async fn disable_root_if_other_admin(local: &LocalAuth, root: &str) -> anyhow::Result<()> {
     {
-        let others = local
-            .store
-            .list_local_users()
-            .await?
-            .into_iter()
-            .any(|u| {
-                u.username != root
-                    && u.disabled_at.is_none()
-                    && Perms::parse_stored(&u.permissions).is_ok_and(|p| p.allows(Perm::Admin))
-            });
+        let others = local.store.list_local_users().await?.into_iter().any(|u| {
+            u.username != root
+                && u.disabled_at.is_none()
+                && Perms::parse_stored(&u.permissions).is_ok_and(|p| p.allows(Perm::Admin))
+        });
         let root_live = local
             .store
             .find_local_user(root)
             .await?
             .is_some_and(|u| u.disabled_at.is_none());
         if others && root_live {
-            local.store.set_subject_disabled(root, Some(Utc::now())).await?;
+            local
+                .store
+                .set_subject_disabled(root, Some(Utc::now()))
+                .await?;
             local.store.revoke_user_sessions(root, Utc::now()).await?;
             local.bus.publish(Invalidation::Subject {
                 subject_id: root.to_owned(),
@@ -721,7 +753,9 @@ pub async fn upsert_config_users(
         password::check_hash(&u.password_hash)
             .map_err(|e| anyhow::anyhow!("local.users.{name}: {e}"))?;
         let mut perms = match &u.permissions {
-            Some(list) => Perms::parse(list).map_err(|e| anyhow::anyhow!("local.users.{name}: {e}"))?,
+            Some(list) => {
+                Perms::parse(list).map_err(|e| anyhow::anyhow!("local.users.{name}: {e}"))?
+            }
             None => Perms::of(&[Perm::Read, Perm::Write]),
         };
         if u.is_admin {
@@ -729,14 +763,19 @@ pub async fn upsert_config_users(
         }
         let zones = u.zones.as_ref().map(|z| z.to_cli()).unwrap_or_default();
         if !zones.is_empty() {
-            parse_zone_spec(&zones).map_err(|e| anyhow::anyhow!("local.users.{name}.zones: {e}"))?;
+            parse_zone_spec(&zones)
+                .map_err(|e| anyhow::anyhow!("local.users.{name}.zones: {e}"))?;
         }
         // A hash re-done at login (bcrypt → argon2id) is kept across restarts while the
         // file still holds the same old hash.
         let existing = local.store.find_local_user(name).await?;
         let hash = match existing {
-            Some(e) if password::check_hash(&e.password_hash).is_ok()
-                && !e.password_hash.starts_with("$2") => e.password_hash,
+            Some(e)
+                if password::check_hash(&e.password_hash).is_ok()
+                    && !e.password_hash.starts_with("$2") =>
+            {
+                e.password_hash
+            }
             _ => u.password_hash.clone(),
         };
         local.put_user(name, hash, perms, &zones, true).await?;

@@ -83,7 +83,11 @@ impl Store {
     /// Creates a local user (and its subject), or with `update` replaces the hash,
     /// permissions and zones of an existing one. A subject of another type by that name
     /// is refused.
-    pub async fn upsert_local_user(&self, u: &NewLocalUser, update: bool) -> Result<bool, StoreError> {
+    pub async fn upsert_local_user(
+        &self,
+        u: &NewLocalUser,
+        update: bool,
+    ) -> Result<bool, StoreError> {
         const SUBJECT: &str = "INSERT INTO subjects (subject_id, subject_type, display_name, \
              tenant_id, created_at) VALUES ($1, 'user', '', $2, $3) \
              ON CONFLICT (subject_id) DO NOTHING";
@@ -105,7 +109,7 @@ impl Store {
                 .await?;
             let ty: Option<(String,)> =
                 sqlx::query_as(TYPE).bind(&u.username).fetch_optional(&mut *tx).await?;
-            if !ty.is_some_and(|(t,)| t == "user") {
+            if ty.is_none_or(|(t,)| t != "user") {
                 return Err(StoreError::Invalid(format!(
                     "subject {:?} exists and is not a user", u.username
                 )));
@@ -137,7 +141,10 @@ impl Store {
         }.await)
     }
 
-    pub async fn find_local_user(&self, username: &str) -> Result<Option<LocalUserRecord>, StoreError> {
+    pub async fn find_local_user(
+        &self,
+        username: &str,
+    ) -> Result<Option<LocalUserRecord>, StoreError> {
         let sql = format!(
             "SELECT {USER_COLS} FROM local_users u JOIN subjects s ON s.subject_id = u.username \
              WHERE u.username = $1"
@@ -173,7 +180,11 @@ impl Store {
         Ok(())
     }
 
-    pub async fn set_local_permissions(&self, username: &str, permissions: &str) -> Result<(), StoreError> {
+    pub async fn set_local_permissions(
+        &self,
+        username: &str,
+        permissions: &str,
+    ) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE local_users SET permissions = $2 WHERE username = $1";
         let n = with_pool!(self, p => sqlx::query(SQL).bind(username).bind(permissions)
             .execute(p).await.map(|r| r.rows_affected()))?;
@@ -193,7 +204,11 @@ impl Store {
 
     /// Every key that may still have live tokens: the active one and retired ones whose
     /// `not_after` is still ahead.
-    pub async fn signing_keys(&self, now: DateTime<Utc>, all: bool) -> Result<Vec<SigningKeyRecord>, StoreError> {
+    pub async fn signing_keys(
+        &self,
+        now: DateTime<Utc>,
+        all: bool,
+    ) -> Result<Vec<SigningKeyRecord>, StoreError> {
         const SQL: &str = "SELECT kid, public_key, private_key, state, created_at, not_after \
              FROM signing_keys WHERE $2 OR state = 'active' OR not_after > $1 ORDER BY created_at";
         Ok(with_pool!(self, p => sqlx::query_as(SQL).bind(now).bind(all).fetch_all(p).await)?)
@@ -291,7 +306,11 @@ impl Store {
     }
 
     /// Revokes a whole refresh family and every session it issued.
-    pub async fn revoke_family(&self, family_id: Uuid, now: DateTime<Utc>) -> Result<(), StoreError> {
+    pub async fn revoke_family(
+        &self,
+        family_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         const SESSIONS: &str = "UPDATE login_sessions SET revoked_at = $2 \
              WHERE family_id = $1 AND revoked_at IS NULL";
         const REFRESH: &str = "UPDATE refresh_tokens SET revoked_at = $2 \
@@ -307,7 +326,11 @@ impl Store {
     }
 
     /// Revokes every session and refresh token of a user (password change, disable).
-    pub async fn revoke_user_sessions(&self, username: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    pub async fn revoke_user_sessions(
+        &self,
+        username: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         const SESSIONS: &str = "UPDATE login_sessions SET revoked_at = $2 \
              WHERE username = $1 AND revoked_at IS NULL";
         const REFRESH: &str = "UPDATE refresh_tokens SET revoked_at = $2 \
@@ -324,7 +347,11 @@ impl Store {
 
     /// Presents a refresh token: marks it used when fresh (one conditional update, so two
     /// racing presentations cannot both succeed); a used or revoked one revokes its family.
-    pub async fn use_refresh(&self, digest: &[u8; 32], now: DateTime<Utc>) -> Result<RefreshUse, StoreError> {
+    pub async fn use_refresh(
+        &self,
+        digest: &[u8; 32],
+        now: DateTime<Utc>,
+    ) -> Result<RefreshUse, StoreError> {
         const USE: &str = "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 \
              AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2 \
              RETURNING family_id, username, expires_at";

@@ -201,7 +201,11 @@ impl Store {
     }
 
     /// Sets a key's permissions (stored form `READ,WRITE`).
-    pub async fn set_token_permissions(&self, key_id: Uuid, permissions: &str) -> Result<(), StoreError> {
+    pub async fn set_token_permissions(
+        &self,
+        key_id: Uuid,
+        permissions: &str,
+    ) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE api_tokens SET permissions = $2 WHERE key_id = $1";
         let n = with_pool!(self, p => sqlx::query(SQL).bind(key_id).bind(permissions)
             .execute(p).await.map(|r| r.rows_affected()))?;

@@ -116,7 +116,8 @@ fn audit(st: &AppState, event: &'static str, id: &Identity, detail: serde_json::
 }
 
 fn parse_perms(list: &[String]) -> Result<Perms, ApiError> {
-    Perms::parse(list).map_err(|_| ApiError::BadRequest("permissions are READ, WRITE, ADMIN or SUPER"))
+    Perms::parse(list)
+        .map_err(|_| ApiError::BadRequest("permissions are READ, WRITE, ADMIN or SUPER"))
 }
 
 #[derive(Deserialize)]
@@ -141,10 +142,7 @@ pub(super) async fn post_login(
     }
     let ip = client(&st, &headers, peer.map(|c| c.0));
     if !l.throttle.allow(ip, &b.username) {
-        st.metrics
-            .rate_limited
-            .with_label_values(&["login"])
-            .inc();
+        st.metrics.rate_limited.with_label_values(&["login"]).inc();
         return Err(ApiError::LoginThrottled);
     }
     let issued = l.login(&b.username, &b.password).await.map_err(local_err)?;
@@ -226,16 +224,21 @@ pub(super) async fn post_api_keys(
         None => mine,
     };
     if perms.is_empty() || !perms.within(mine) {
-        return Err(ApiError::Forbidden("a key cannot hold more permissions than its owner"));
+        return Err(ApiError::Forbidden(
+            "a key cannot hold more permissions than its owner",
+        ));
     }
     if perms.contains(Perm::Super) {
-        return Err(ApiError::Forbidden("SUPER stays with the root user; keys cannot hold it"));
+        return Err(ApiError::Forbidden(
+            "SUPER stays with the root user; keys cannot hold it",
+        ));
     }
     // Zones: within the owner's. An owner with no zone list sees every zone only as an
     // admin; anyone else's key lists zones it holds itself.
     let zones = match &b.zones {
         Some(z) => {
-            let want = parse_zone_spec(z).map_err(|_| ApiError::BadRequest("zones look like eng:rw,ops:r"))?;
+            let want = parse_zone_spec(z)
+                .map_err(|_| ApiError::BadRequest("zones look like eng:rw,ops:r"))?;
             if !id.is_admin || !id.zones.is_empty() {
                 for g in &want {
                     let held = id.zones.iter().find(|h| h.zone_id == g.zone_id);
@@ -244,7 +247,9 @@ pub(super) async fn post_api_keys(
                             && (!g.permission.can_write() || h.permission.can_write())
                     });
                     if !ok {
-                        return Err(ApiError::Forbidden("a key cannot reach zones its owner does not hold"));
+                        return Err(ApiError::Forbidden(
+                            "a key cannot reach zones its owner does not hold",
+                        ));
                     }
                 }
             }
@@ -261,7 +266,9 @@ pub(super) async fn post_api_keys(
     };
     let admin = perms.allows(Perm::Admin);
     if zones.is_none() && !admin {
-        return Err(ApiError::BadRequest("a key without ADMIN needs zones (eng:rw,ops:r)"));
+        return Err(ApiError::BadRequest(
+            "a key without ADMIN needs zones (eng:rw,ops:r)",
+        ));
     }
     let expires = match &b.expires_at {
         Some(t) => {
@@ -290,7 +297,9 @@ pub(super) async fn post_api_keys(
         })
         .await
         .map_err(|e| match e {
-            crate::control::ControlError::Conflict(_) => ApiError::Conflict("a key by that name exists"),
+            crate::control::ControlError::Conflict(_) => {
+                ApiError::Conflict("a key by that name exists")
+            }
             crate::control::ControlError::Unavailable => ApiError::Unavailable,
             _ => ApiError::BadRequest("the key cannot be made as asked (name, zones or expiry)"),
         })?;
@@ -329,7 +338,10 @@ pub(super) async fn get_api_keys(
 ) -> Result<Response, ApiError> {
     let id = caller(&st, &headers).await?;
     let control = st.control.as_ref().ok_or(ApiError::NotFound)?;
-    let all = control.list_tokens(false).await.map_err(|_| ApiError::Unavailable)?;
+    let all = control
+        .list_tokens(false)
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
     let mine: Vec<_> = all
         .into_iter()
         .filter(|t| t.user_id == id.user_id)
@@ -351,7 +363,8 @@ pub(super) async fn delete_api_keys(
 ) -> Result<Response, ApiError> {
     let id = caller(&st, &headers).await?;
     let control = st.control.as_ref().ok_or(ApiError::NotFound)?;
-    let key_id = uuid::Uuid::parse_str(&key).map_err(|_| ApiError::BadRequest("id must be a key id"))?;
+    let key_id =
+        uuid::Uuid::parse_str(&key).map_err(|_| ApiError::BadRequest("id must be a key id"))?;
     let rec = control
         .find_token(&key_id.to_string())
         .await
@@ -363,7 +376,12 @@ pub(super) async fn delete_api_keys(
         .revoke_token(&key_id.to_string())
         .await
         .map_err(|_| ApiError::Unavailable)?;
-    audit(&st, "auth.api_key_revoke", &id, json!({ "key_id": key_id.to_string() }));
+    audit(
+        &st,
+        "auth.api_key_revoke",
+        &id,
+        json!({ "key_id": key_id.to_string() }),
+    );
     Ok(Json(json!({ "id": key_id.to_string(), "revoked": true })).into_response())
 }
 
@@ -410,7 +428,8 @@ pub(super) async fn post_users(
     }
     let zones = b.zones.unwrap_or_default();
     if !zones.is_empty() {
-        parse_zone_spec(&zones).map_err(|_| ApiError::BadRequest("zones look like eng:rw,ops:r"))?;
+        parse_zone_spec(&zones)
+            .map_err(|_| ApiError::BadRequest("zones look like eng:rw,ops:r"))?;
     }
     let hash = l.hash_password(b.password).await.map_err(local_err)?;
     match l.put_user(&b.username, hash, perms, &zones, false).await {
@@ -420,7 +439,12 @@ pub(super) async fn post_users(
         }
         Err(_) => return Err(ApiError::Unavailable),
     }
-    audit(&st, "auth.user_create", &id, json!({ "user": b.username, "permissions": perms.names() }));
+    audit(
+        &st,
+        "auth.user_create",
+        &id,
+        json!({ "user": b.username, "permissions": perms.names() }),
+    );
     if perms.allows(Perm::Admin) {
         l.after_admin_created().await;
     }
@@ -438,7 +462,11 @@ pub(super) async fn get_users(
     let l = local(&st)?;
     let id = caller(&st, &headers).await?;
     need(&id, Perm::Admin)?;
-    let users = l.store().list_local_users().await.map_err(|_| ApiError::Unavailable)?;
+    let users = l
+        .store()
+        .list_local_users()
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
     let out: Vec<_> = users
         .into_iter()
         .map(|u| {
@@ -516,7 +544,12 @@ pub(super) async fn post_user_permissions(
         .await
         .map_err(|_| ApiError::Unavailable)?;
     st.control.as_ref().inspect(|c| c.publish_subject(&user));
-    audit(&st, "auth.user_permissions", &id, json!({ "user": user, "permissions": perms.names() }));
+    audit(
+        &st,
+        "auth.user_permissions",
+        &id,
+        json!({ "user": user, "permissions": perms.names() }),
+    );
     if perms.allows(Perm::Admin) {
         l.after_admin_created().await;
     }
