@@ -1052,6 +1052,7 @@ async fn status_postgres_and_database_down() {
                 zone_id: "eng".into(),
                 permission: Permission::Read,
             }],
+            permissions: None,
         })
         .await
         .expect("insert an expired token");

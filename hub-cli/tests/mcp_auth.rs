@@ -62,6 +62,7 @@ async fn expired_token(hub: &Hub) -> String {
                 zone_id: "eng".into(),
                 permission: Permission::ReadWrite,
             }],
+            permissions: None,
         })
         .await
         .expect("insert expired token");

@@ -6,4 +6,7 @@
 
 pub mod config;
 pub mod oidc;
+pub mod login_token;
+pub mod password;
+pub mod permissions;
 pub mod shape;

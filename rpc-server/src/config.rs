@@ -163,6 +163,8 @@ pub struct AuthChain {
     pub file: nexus_providers::config::AuthFile,
     /// The auth file, when one was given (re-read on SIGHUP by the static provider).
     pub path: Option<PathBuf>,
+    /// Root bootstrap and login-token lifetime, when `local` is in the chain.
+    pub local: crate::auth::local::LocalSettings,
 }
 
 impl Default for AuthChain {
@@ -171,6 +173,7 @@ impl Default for AuthChain {
             types: vec![nexus_providers::config::AuthType::Database],
             file: Default::default(),
             path: None,
+            local: Default::default(),
         }
     }
 }
@@ -189,7 +192,24 @@ impl AuthChain {
             None => AuthFile::default(),
         };
         file.check(&types)?;
-        Ok(Self { types, file, path })
+        let mut local = crate::auth::local::LocalSettings::default();
+        if types.contains(&AuthType::Local) {
+            local = crate::auth::local::LocalSettings::from_env()?;
+            if local.jwt_ttl.is_none()
+                && let Some(t) = file.local.as_ref().and_then(|l| l.jwt_ttl.as_deref())
+            {
+                local.jwt_ttl = Some(
+                    crate::auth::local::parse_ttl(t)
+                        .map_err(|e| anyhow::anyhow!("local.jwt_ttl: {e}"))?,
+                );
+            }
+        }
+        Ok(Self {
+            types,
+            file,
+            path,
+            local,
+        })
     }
 }
 

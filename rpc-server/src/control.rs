@@ -274,6 +274,14 @@ impl Control {
         &self.store
     }
 
+    /// Tells every cache here and elsewhere that a subject changed (the database also
+    /// announces it; this is the immediate local half).
+    pub fn publish_subject(&self, subject_id: &str) {
+        self.bus.publish(Invalidation::Subject {
+            subject_id: subject_id.to_owned(),
+        });
+    }
+
     /// Mints a token. The raw token is in the result and nowhere else.
     pub async fn create_token(&self, p: TokenCreateParams) -> Result<TokenCreated, ControlError> {
         validate_token_name(&p.name)?;
@@ -352,6 +360,7 @@ impl Control {
             created_at: now,
             expires_at,
             zones: zones.clone(),
+            permissions: None,
         };
         self.store.insert_token(&new).await?;
         tracing::info!(key_id = %new.key_id, name = %new.name, admin = new.is_admin, "token created");

@@ -22,6 +22,14 @@ pub enum ApiError {
     RateLimited(Decision),
     /// Too many failed authentications from this address.
     TooManyFailures,
+    /// Input refused before anything changed (the `/auth/*` REST routes).
+    BadRequest(&'static str),
+    /// Authenticated, but not allowed (the `/auth/*` REST routes).
+    Forbidden(&'static str),
+    /// The thing exists already (the `/auth/*` REST routes).
+    Conflict(&'static str),
+    /// Too many login attempts from this address, or for this username from it.
+    LoginThrottled,
 }
 
 /// Sets `X-RateLimit-Limit`, `-Remaining` and `-Reset` (seconds until the budget is whole).
@@ -43,7 +51,12 @@ impl ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::RateLimited(_) | Self::TooManyFailures => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited(_) | Self::TooManyFailures | Self::LoginThrottled => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Conflict(_) => StatusCode::CONFLICT,
         }
     }
 
@@ -55,7 +68,10 @@ impl ApiError {
             Self::PayloadTooLarge => "too_large",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
-            Self::RateLimited(_) | Self::TooManyFailures => "rate_limited",
+            Self::RateLimited(_) | Self::TooManyFailures | Self::LoginThrottled => "rate_limited",
+            Self::BadRequest(_) => "bad_request",
+            Self::Forbidden(_) => "forbidden",
+            Self::Conflict(_) => "conflict",
         }
     }
 
@@ -88,6 +104,13 @@ impl ApiError {
                 "too_many_failures",
                 "too many failed authentications from this address; retry later",
             ),
+            Self::BadRequest(m) => ("bad_request", m),
+            Self::Forbidden(m) => ("forbidden", m),
+            Self::Conflict(m) => ("conflict", m),
+            Self::LoginThrottled => (
+                "too_many_attempts",
+                "too many login attempts; retry after Retry-After seconds",
+            ),
         }
     }
 }
@@ -117,7 +140,7 @@ impl IntoResponse for ApiError {
                     HeaderValue::from(d.retry_after_secs.max(1)),
                 );
             }
-            Self::TooManyFailures => {
+            Self::TooManyFailures | Self::LoginThrottled => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
             }
             _ => {}

@@ -7,6 +7,7 @@ use crate::auth::chain::ProviderChain;
 use crate::auth::database::DatabaseAuth;
 use crate::auth::grants::GrantsSource;
 use crate::auth::last_used::LastUsed;
+use crate::auth::local::LocalAuth;
 use crate::auth::oidc::OidcAuth;
 use crate::auth::single_key::{SINGLE_KEY_ZONE, SingleKeyAuth};
 use crate::auth::{AuthProvider, IdentityCache, InvalidationBus, TokenHasher};
@@ -109,6 +110,7 @@ impl Application {
             zones,
             grants,
             last_used,
+            local,
         } = backends;
         let state = AppState::from(StateInner {
             auth,
@@ -125,6 +127,7 @@ impl Application {
             trusted_proxies: cfg.trusted_proxies.clone(),
             grants,
             issuers,
+            local,
             started: Instant::now(),
         });
         let tls = match &cfg.tls {
@@ -183,11 +186,15 @@ impl Application {
             })
         });
         let limits = self.state.limits.clone();
+        let local = self.state.local.clone();
         let housekeeping = tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
             loop {
                 tick.tick().await;
                 limits.housekeeping();
+                if let Some(l) = &local {
+                    l.throttle.housekeeping();
+                }
             }
         });
         // A crash mid-write leaves a temporary file behind; clear them off the request path.
@@ -236,12 +243,14 @@ struct Backends {
     zones: ZoneSource,
     grants: Option<Arc<GrantsSource>>,
     last_used: Option<(Arc<LastUsed>, Store)>,
+    local: Option<Arc<LocalAuth>>,
 }
 
 /// What the providers of the chain share: the database provider itself, and the store,
 /// digests, identity cache and metrics behind every other one.
 struct ChainParts<'a> {
     database: &'a Arc<dyn AuthProvider>,
+    local: Option<&'a Arc<LocalAuth>>,
     store: &'a Store,
     hasher: &'a Arc<TokenHasher>,
     cache: &'a Arc<IdentityCache>,
@@ -267,6 +276,7 @@ impl Backends {
             zones: ZoneSource::fixed(vec![SINGLE_KEY_ZONE.to_owned()]),
             grants: None,
             last_used: None,
+            local: None,
         })
     }
 
@@ -276,6 +286,10 @@ impl Backends {
         for t in &cfg.auth_chain.types {
             chain = match t {
                 AuthType::Database => chain.with_api_keys(parts.database.clone()),
+                AuthType::Local => match parts.local {
+                    Some(l) => chain.with_issuer(l.issuer().to_owned(), l.clone())?,
+                    None => anyhow::bail!("the local provider was not built"),
+                },
                 AuthType::Oidc | AuthType::MultiOidc => {
                     let file = &cfg.auth_chain.file;
                     let configs = match t {
@@ -370,10 +384,16 @@ impl Backends {
             last_used.clone(),
             metrics.clone(),
         ));
+        let local = if cfg.auth_chain.types.contains(&AuthType::Local) {
+            Some(Self::local(cfg, &store, &hasher, &cache, bus, metrics).await?)
+        } else {
+            None
+        };
         let chain = Self::chain(
             cfg,
             ChainParts {
                 database: &database,
+                local: local.as_ref(),
                 store: &store,
                 hasher: &hasher,
                 cache: &cache,
@@ -393,6 +413,45 @@ impl Backends {
             zones,
             grants: Some(grants),
             last_used: Some((last_used, store)),
+            local,
         })
+    }
+
+    /// The local provider: its signing keys, the auth file's users, and root (SPEC §10).
+    async fn local(
+        cfg: &ServerConfig,
+        store: &Store,
+        hasher: &Arc<TokenHasher>,
+        cache: &Arc<IdentityCache>,
+        bus: &Arc<InvalidationBus>,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Arc<LocalAuth>> {
+        let s = &cfg.auth_chain.local;
+        // The hub's issuer is its public URL: every nexusd behind it must agree on it.
+        let issuer = cfg
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}:{}", cfg.host, cfg.port))
+            .trim_end_matches('/')
+            .to_owned();
+        let local = Arc::new(LocalAuth::new(
+            store.clone(),
+            hasher.clone(),
+            cache.clone(),
+            bus.clone(),
+            metrics.clone(),
+            issuer,
+            s.clone(),
+        )?);
+        local
+            .ensure_keys()
+            .await
+            .context("cannot prepare login signing keys")?;
+        tokio::task::spawn_blocking(nexus_providers::password::warm_up).await?;
+        if let Some(users) = cfg.auth_chain.file.local.as_ref().map(|l| &l.users) {
+            crate::auth::local::upsert_config_users(&local, users).await?;
+        }
+        crate::auth::local::bootstrap_root(&local, s).await?;
+        Ok(local)
     }
 }

@@ -35,6 +35,8 @@ pub struct StateInner {
     pub(crate) grants: Option<Arc<crate::auth::grants::GrantsSource>>,
     /// Issuers whose JWTs the provider chain accepts (for the protected-resource metadata).
     pub issuers: Vec<String>,
+    /// The local provider (login, refresh, users), when `local` is in the chain.
+    pub(crate) local: Option<Arc<crate::auth::local::LocalAuth>>,
     pub(crate) started: Instant,
 }
 

@@ -216,6 +216,7 @@ fn single(idp: &Idp) -> TestOptions {
                 ..Default::default()
             },
             path: None,
+            local: Default::default(),
         },
         ..TestOptions::unthrottled()
     }
@@ -553,6 +554,7 @@ async fn multi_oidc_accepts_each_configured_issuer() {
                 ..Default::default()
             },
             path: None,
+            local: Default::default(),
         },
         ..TestOptions::unthrottled()
     };

@@ -78,6 +78,7 @@ async fn bound_token(app: &TestApp, id: &str, name: &str, zones: Option<&str>) -
                 created_at: Utc::now(),
                 expires_at: None,
                 zones: Vec::<ZoneGrant>::new(),
+                permissions: None,
             };
             let s = NewSubject {
                 subject_id: id.into(),

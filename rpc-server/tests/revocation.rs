@@ -135,6 +135,7 @@ fn the_identity_cache_never_returns_an_identity_after_invalidating_it() {
             rebac: Default::default(),
             credential: rpc_server::auth::Credential::Database,
             groups: Vec::new(),
+            permissions: None,
         });
         cache.insert_valid(digest, identity, cache.epoch());
         assert!(matches!(cache.get(&digest), Some(Cached::Valid(_))));

@@ -26,6 +26,7 @@ fn new_token(name: &str, zones: &[(&str, Permission)]) -> NewToken {
                 permission: *p,
             })
             .collect(),
+        permissions: None,
     }
 }
 

@@ -90,6 +90,7 @@ async fn insert_direct(app: &TestApp, name: &str, expires_at: DateTime<Utc>) -> 
                 zone_id: "eng".into(),
                 permission: Permission::ReadWrite,
             }],
+            permissions: None,
         })
         .await
         .expect("insert token");

@@ -151,6 +151,7 @@ mod tests {
                         rebac: Default::default(),
                         credential: Default::default(),
                         groups: Vec::new(),
+                        permissions: None,
                     }))
                 } else {
                     Err(AuthError::Refused(Refusal::Unknown))

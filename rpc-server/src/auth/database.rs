@@ -12,6 +12,7 @@ use super::{AuthError, AuthFuture, AuthProvider, Identity, IdentityCache, Refusa
 use crate::db::Store;
 use crate::metrics::Metrics;
 use chrono::{DateTime, Utc};
+use nexus_providers::permissions::Perms;
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -148,6 +149,12 @@ impl DatabaseAuth {
             rebac: Default::default(),
             credential: super::identity::Credential::Database,
             groups: Vec::new(),
+            permissions: match rec.permissions.as_deref().map(Perms::parse_stored) {
+                None => None,
+                Some(Ok(p)) => Some(p),
+                // Fail closed: a permission list this version cannot read grants nothing.
+                Some(Err(_)) => Some(Perms::empty()),
+            },
         });
         self.cache.insert_valid(digest, identity.clone(), epoch);
         self.last_used.record(identity.key_id, now);

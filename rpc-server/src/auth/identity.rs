@@ -1,6 +1,7 @@
 //! The verified caller, as every route sees it.
 
 use chrono::{DateTime, Utc};
+use nexus_providers::permissions::{Perm, Perms};
 use nexus_wire::spec::{SubjectType, ZoneGrant};
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
@@ -28,6 +29,9 @@ pub struct Identity {
     /// Groups the credential's issuer asserts (an OIDC `groups_claim`): `group:<g>`
     /// memberships on top of the tuples, sorted. Empty for the hub's own credentials.
     pub groups: Vec<String>,
+    /// Explicit permissions (SPEC §10): a login token's user's, or a key minted with a
+    /// list. `None`: what the zones and admin flag allow, exactly as before permissions.
+    pub permissions: Option<Perms>,
 }
 
 /// The provider that verified a credential (SPEC §10).
@@ -114,6 +118,23 @@ impl std::fmt::Debug for RebacSlot {
 impl Identity {
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
         self.expires_at.is_some_and(|t| t <= now)
+    }
+
+    /// What this identity may do: its explicit permissions, or those its zones and
+    /// admin flag imply.
+    pub fn perms(&self) -> Perms {
+        self.permissions.unwrap_or_else(|| {
+            Perms::legacy(
+                self.is_admin,
+                self.zones.iter().any(|g| g.permission.can_write()),
+            )
+        })
+    }
+
+    /// Holds `p` (or more). For an identity without explicit permissions this is what
+    /// its zones and admin flag imply.
+    pub fn allows(&self, p: Perm) -> bool {
+        self.perms().allows(p)
     }
 
     pub fn holds_zone(&self, zone: &str) -> bool {

@@ -12,6 +12,7 @@ pub(crate) mod identity;
 pub mod invalidation;
 pub mod last_used;
 pub(crate) mod oidc;
+pub mod local;
 pub(crate) mod single_key;
 pub(crate) mod token;
 

@@ -153,6 +153,8 @@ impl OidcAuth {
             rebac: Default::default(),
             credential: Credential::Oidc,
             groups: v.groups,
+            // What the claims grant (zones, admin groups) is the whole of it.
+            permissions: None,
         }
     }
 }

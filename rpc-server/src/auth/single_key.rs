@@ -46,6 +46,7 @@ impl SingleKeyAuth {
                 rebac: Default::default(),
                 credential: super::identity::Credential::SingleKey,
                 groups: Vec::new(),
+                permissions: None,
             }),
         })
     }

@@ -106,6 +106,13 @@ impl TokenHasher {
         hmac(self.key.expose_secret(), token)
     }
 
+    /// A key for another purpose, derived from the server secret (HMAC-SHA256 under the
+    /// secret of a fixed label), so one secret protects digests and sealed keys alike
+    /// without the two uses ever sharing a key.
+    pub(crate) fn subkey(&self, label: &str) -> SecretBox<[u8; 32]> {
+        SecretBox::new(Box::new(hmac(self.key.expose_secret(), label).0))
+    }
+
     /// The digest under the previous secret, when one is configured.
     pub fn previous_digest(&self, token: &str) -> Option<TokenDigest> {
         self.previous

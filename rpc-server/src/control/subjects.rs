@@ -220,6 +220,7 @@ impl Control {
                 created_at: now,
                 expires_at: plan.expires_at,
                 zones: plan.zones.clone(),
+                permissions: None,
             };
             minted = Some((token, new));
         }

@@ -5,11 +5,13 @@
 //! and run the same store tests. Times are decided in Rust and bound as parameters, never
 //! taken from the database clock, so both dialects agree on them.
 
+mod local;
 mod subjects;
 mod tokens;
 mod tuples;
 mod zones;
 
+pub use local::{LocalUserRecord, NewLocalUser, RefreshUse, SessionRecord, SigningKeyRecord};
 pub use subjects::{NewSubject, SubjectDeleted, SubjectRecord};
 pub use tokens::{NewToken, SubjectBinding, TokenRecord};
 pub use tuples::{

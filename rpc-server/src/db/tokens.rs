@@ -19,6 +19,8 @@ pub struct NewToken {
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     pub zones: Vec<ZoneGrant>,
+    /// `READ,WRITE`…; `None`: the zones and admin flag decide (SPEC §10).
+    pub permissions: Option<String>,
 }
 
 /// A token as stored, with its grants. `zones_active` is false when any granted zone is
@@ -37,6 +39,8 @@ pub struct TokenRecord {
     pub last_used_at: Option<DateTime<Utc>>,
     pub zones: Vec<ZoneGrant>,
     pub zones_active: bool,
+    /// `READ,WRITE`…; `None`: the zones and admin flag decide (SPEC §10).
+    pub permissions: Option<String>,
     /// The registered subject `user_id` names, if any (filled by the verification lookup).
     pub subject: Option<SubjectBinding>,
 }
@@ -61,6 +65,7 @@ struct TokenRow {
     expires_at: Option<DateTime<Utc>>,
     revoked_at: Option<DateTime<Utc>>,
     last_used_at: Option<DateTime<Utc>>,
+    permissions: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -85,7 +90,7 @@ struct JoinedRow {
 }
 
 const TOKEN_COLS: &str = "t.key_id, t.name, t.user_id, t.subject_type, t.is_admin, t.rate_limit, \
-     t.created_at, t.expires_at, t.revoked_at, t.last_used_at";
+     t.created_at, t.expires_at, t.revoked_at, t.last_used_at, t.permissions";
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Db(sqlx::Error::Decode(
@@ -111,6 +116,7 @@ impl TokenRow {
             last_used_at: self.last_used_at,
             zones: Vec::new(),
             zones_active: true,
+            permissions: self.permissions,
             subject: None,
         })
     }
@@ -138,7 +144,8 @@ macro_rules! insert_token_in {
     ($tx:ident, $t:expr) => {{
         const ZONE_OK: &str = "SELECT zone_id FROM zones WHERE zone_id = $1 AND deleted_at IS NULL";
         const INSERT: &str = "INSERT INTO api_tokens (key_id, token_hash, name, user_id, subject_type, \
-             is_admin, rate_limit, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+             is_admin, rate_limit, created_at, expires_at, permissions) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
         const GRANT: &str =
             "INSERT INTO token_zones (key_id, zone_id, permission) VALUES ($1, $2, $3)";
         let t: &$crate::db::NewToken = $t;
@@ -159,6 +166,7 @@ macro_rules! insert_token_in {
             .bind(&t.rate_limit)
             .bind(t.created_at)
             .bind(t.expires_at)
+            .bind(&t.permissions)
             .execute(&mut *$tx)
             .await
             .map_err(|e| {
@@ -190,6 +198,21 @@ impl Store {
             Ok(())
         }.await);
         res
+    }
+
+    /// Sets a key's permissions (stored form `READ,WRITE`).
+    pub async fn set_token_permissions(
+        &self,
+        key_id: Uuid,
+        permissions: &str,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE api_tokens SET permissions = $2 WHERE key_id = $1";
+        let n = with_pool!(self, p => sqlx::query(SQL).bind(key_id).bind(permissions)
+            .execute(p).await.map(|r| r.rows_affected()))?;
+        if n != 1 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
     }
 
     /// The verification lookup: one indexed round trip by digest, grants included.

@@ -2,8 +2,11 @@
 //! to drive in-process); the layer stack is written here, in order, with why each layer is
 //! there.
 
+mod auth;
 mod health;
 mod rpc;
+
+pub(crate) use auth::LoginThrottle;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -12,7 +15,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::{AUTHORIZATION, HeaderName};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use std::time::Duration;
 use tower::ServiceBuilder;
 use tower::util::MapRequestLayer;
@@ -34,6 +37,22 @@ fn routes() -> Router<AppState> {
             "/api/nfs/{method}",
             post(rpc::call_method).fallback(method_not_allowed),
         )
+        .route("/auth/login", post(auth::post_login))
+        .route("/auth/refresh", post(auth::post_refresh))
+        .route("/auth/logout", post(auth::post_logout))
+        .route("/auth/me", get(auth::get_me))
+        .route(
+            "/auth/api-keys",
+            post(auth::post_api_keys).get(auth::get_api_keys),
+        )
+        .route("/auth/api-keys/{id}", delete(auth::delete_api_keys))
+        .route("/auth/users", post(auth::post_users).get(auth::get_users))
+        .route("/auth/users/{u}", delete(auth::delete_users))
+        .route(
+            "/auth/users/{u}/permissions",
+            post(auth::post_user_permissions),
+        )
+        .route("/auth/keys/rotate", post(auth::post_keys_rotate))
         .route("/health", get(health::health))
         .route("/healthz/live", get(health::live))
         .route("/healthz/ready", get(health::ready))
@@ -86,6 +105,16 @@ async fn track_http(State(st): State<AppState>, req: Request, next: Next) -> Res
             "/healthz/live" => "/healthz/live",
             "/healthz/ready" => "/healthz/ready",
             "/metrics" => "/metrics",
+            "/auth/login" => "/auth/login",
+            "/auth/refresh" => "/auth/refresh",
+            "/auth/logout" => "/auth/logout",
+            "/auth/me" => "/auth/me",
+            "/auth/api-keys" => "/auth/api-keys",
+            "/auth/api-keys/{id}" => "/auth/api-keys/{id}",
+            "/auth/users" => "/auth/users",
+            "/auth/users/{u}" => "/auth/users/{u}",
+            "/auth/users/{u}/permissions" => "/auth/users/{u}/permissions",
+            "/auth/keys/rotate" => "/auth/keys/rotate",
             _ => "other",
         })
         .unwrap_or("unmatched");

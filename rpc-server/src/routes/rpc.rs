@@ -14,6 +14,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use nexus_providers::permissions::Perm;
 use nexus_wire::Method;
 use nexus_wire::headers;
 use nexus_wire::jsonrpc::{self, Response as RpcResponse};
@@ -360,6 +361,17 @@ async fn dispatch(
     p: Value,
     zone: &mut Option<String>,
 ) -> Result<Value, RpcError> {
+    // The one permission check of the request path (SPEC §10). Identities without
+    // explicit permissions (keys minted before them) are judged by zones and the admin
+    // flag below, exactly as before.
+    if let Some(perms) = id.permissions {
+        let needed = required_permission(method);
+        if !perms.allows(needed) {
+            return Err(RpcError::permission_denied(format!(
+                "permission denied: {method} needs {needed}"
+            )));
+        }
+    }
     match method.kind() {
         MethodKind::Admin => return dispatch_admin(st, id, method, p).await,
         MethodKind::Rebac => return dispatch_rebac(st, id, method, p).await,
@@ -413,6 +425,27 @@ async fn dispatch(
             })
         }
         _ => Err(RpcError::method_not_found(method.as_str())),
+    }
+}
+
+/// What a method needs: READ for reads, WRITE for mutations, ADMIN for the admin and
+/// tuple-writing methods.
+fn required_permission(method: Method) -> Perm {
+    match method.kind() {
+        MethodKind::Admin => Perm::Admin,
+        MethodKind::Rebac => match method {
+            Method::RebacCreate | Method::RebacDelete => Perm::Admin,
+            _ => Perm::Read,
+        },
+        MethodKind::File => match method {
+            Method::Write
+            | Method::Edit
+            | Method::Delete
+            | Method::Mkdir
+            | Method::Rmdir
+            | Method::Rename => Perm::Write,
+            _ => Perm::Read,
+        },
     }
 }
 
