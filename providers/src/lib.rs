@@ -5,8 +5,8 @@
 //! cache and the invalidation bus; nothing here knows about either.
 
 pub mod config;
-pub mod oidc;
 pub mod login_token;
+pub mod oidc;
 pub mod password;
 pub mod permissions;
 pub mod shape;

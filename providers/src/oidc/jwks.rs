@@ -374,7 +374,7 @@ pub fn freshness(cache_control: Option<&str>) -> Duration {
 /// Fetches an issuer's keys over HTTP(S): discovery first unless `jwks_uri` is given.
 #[derive(Debug, Clone)]
 pub struct HttpFetcher {
-    client: reqwest::Client,
+    client: HttpsClient,
     issuer: String,
     jwks_uri: Option<String>,
     allowed: Option<Vec<Algorithm>>,
@@ -382,13 +382,49 @@ pub struct HttpFetcher {
     discovered: Arc<RwLock<Option<String>>>,
 }
 
+type HttpsClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Empty<bytes::Bytes>,
+>;
+
+/// An HTTP/1.1 client for https (rustls with the ring provider, the servers' own; the
+/// system's root certificates) and for loopback http.
+fn https_client() -> Result<HttpsClient, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    // Roots that fail to load are skipped; none at all leaves https failing closed.
+    let native = rustls_native_certs::load_native_certs();
+    let (added, _) = roots.add_parsable_certificates(native.certs);
+    if added == 0 {
+        tracing::warn!("no system root certificates found: https issuers cannot be verified");
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.set_connect_timeout(Some(Duration::from_secs(5)));
+    http.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(https),
+    )
+}
+
 /// Keys are fetched over https; plain http only from a loopback host (a local IdP, tests),
 /// where nobody on the network can swap the keys in transit.
 pub(crate) fn fetchable(url: &str) -> bool {
-    let Ok(u) = reqwest::Url::parse(url) else {
+    let Ok(u) = url.parse::<http::Uri>() else {
         return false;
     };
-    match (u.scheme(), u.host_str()) {
+    match (u.scheme_str().unwrap_or_default(), u.host()) {
         ("https", Some(_)) => true,
         ("http", Some("localhost")) => true,
         ("http", Some(h)) => h
@@ -406,18 +442,8 @@ impl HttpFetcher {
         jwks_uri: Option<&str>,
         allowed: Option<Vec<Algorithm>>,
     ) -> Result<Self, String> {
-        // Issuers are https in production: TLS through rustls with the ring provider (the
-        // one the servers' own TLS uses), certificates checked against the system's roots.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(FETCH_TIMEOUT)
-            // A redirect could lead anywhere; the IdP's URLs are what was configured.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client for {issuer}: {e}"))?;
         Ok(Self {
-            client,
+            client: https_client().map_err(|e| format!("cannot fetch keys for {issuer}: {e}"))?,
             issuer: issuer.to_owned(),
             jwks_uri: jwks_uri.map(str::to_owned),
             allowed,
@@ -434,36 +460,43 @@ impl HttpFetcher {
         })
     }
 
+    /// One GET, bounded in time and size. Redirects are not followed: the IdP's URLs are
+    /// what was configured or discovered, and a redirect could lead anywhere.
     async fn get(&self, url: &str) -> Result<(Vec<u8>, Option<String>), FetchError> {
-        let mut resp = self
-            .client
-            .get(url)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|_| FetchError::Unreachable)?;
-        if !resp.status().is_success() {
-            return Err(FetchError::Unreachable);
-        }
-        if resp
-            .content_length()
-            .is_some_and(|n| n > MAX_BODY_BYTES as u64)
-        {
-            return Err(FetchError::TooLarge);
-        }
-        let cc = resp
-            .headers()
-            .get(reqwest::header::CACHE_CONTROL)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|_| FetchError::Unreachable)? {
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(FetchError::TooLarge);
+        use http_body_util::BodyExt as _;
+        let req = http::Request::get(url)
+            .header(http::header::ACCEPT, "application/json")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .map_err(|_| FetchError::Invalid)?;
+        let exchange = async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|_| FetchError::Unreachable)?;
+            if !resp.status().is_success() {
+                return Err(FetchError::Unreachable);
             }
-            body.extend_from_slice(&chunk);
-        }
-        Ok((body, cc))
+            let cc = resp
+                .headers()
+                .get(http::header::CACHE_CONTROL)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body = http_body_util::Limited::new(resp.into_body(), MAX_BODY_BYTES)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        FetchError::TooLarge
+                    } else {
+                        FetchError::Unreachable
+                    }
+                })?;
+            Ok((body.to_bytes().to_vec(), cc))
+        };
+        tokio::time::timeout(FETCH_TIMEOUT, exchange)
+            .await
+            .unwrap_or(Err(FetchError::Unreachable))
     }
 
     async fn jwks_uri(&self) -> Result<String, FetchError> {

@@ -11,8 +11,8 @@ pub mod grants;
 pub(crate) mod identity;
 pub mod invalidation;
 pub mod last_used;
-pub(crate) mod oidc;
 pub mod local;
+pub(crate) mod oidc;
 pub(crate) mod single_key;
 pub(crate) mod token;
 
