@@ -6,3 +6,4 @@
 
 pub mod config;
 pub mod shape;
+pub mod static_keys;
