@@ -98,6 +98,11 @@ impl StaticKeySet {
         self.keys.get(digest)
     }
 
+    /// Every key's digest (what a reload compares to count keys added and removed).
+    pub fn digests(&self) -> impl Iterator<Item = &KeyDigest> {
+        self.keys.keys()
+    }
+
     pub fn len(&self) -> usize {
         self.keys.len()
     }

@@ -8,6 +8,7 @@ use crate::auth::database::DatabaseAuth;
 use crate::auth::grants::GrantsSource;
 use crate::auth::last_used::LastUsed;
 use crate::auth::single_key::{SINGLE_KEY_ZONE, SingleKeyAuth};
+use crate::auth::static_keys::StaticAuth;
 use crate::auth::{AuthProvider, IdentityCache, InvalidationBus, TokenHasher};
 use crate::config::{AuthMode, ServerConfig, ensure_private_dir};
 use crate::control::Control;
@@ -35,6 +36,8 @@ pub struct Application {
     /// When this process began: temporary files older than this may be a dead writer's.
     built_at: std::time::SystemTime,
     connections: nexus_serve::ConnLimits,
+    /// The static file's provider, reloaded on SIGHUP while serving.
+    static_keys: Option<Arc<StaticAuth>>,
 }
 
 impl std::fmt::Debug for Application {
@@ -108,6 +111,7 @@ impl Application {
             zones,
             grants,
             last_used,
+            static_keys,
         } = backends;
         let state = AppState::from(StateInner {
             auth,
@@ -138,6 +142,7 @@ impl Application {
             tls,
             built_at,
             connections: cfg.connections,
+            static_keys,
         })
     }
 
@@ -147,6 +152,11 @@ impl Application {
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The static file's provider, when the chain has one (its `reload` is what SIGHUP does).
+    pub fn static_keys(&self) -> Option<&Arc<StaticAuth>> {
+        self.static_keys.as_ref()
     }
 
     /// The whole HTTP application as a tower service with its state: every route and
@@ -207,6 +217,11 @@ impl Application {
                 );
             }
         }));
+        // Registered before serving: SIGHUP's default action would end the process.
+        let reloader = match &self.static_keys {
+            Some(s) => Some(reload_on_sighup(s.clone())?),
+            None => None,
+        };
         tracing::info!(addr = ?self.listener.local_addr().ok(), "rpc-server listening");
         let app = self.router();
         // Plain or TLS, with header-read and idle timeouts and a connection cap.
@@ -216,11 +231,31 @@ impl Application {
             f.abort();
         }
         housekeeping.abort();
+        if let Some(r) = reloader {
+            r.abort();
+        }
         if let Some((lu, store)) = &self.last_used {
             let _ = lu.flush(store).await;
         }
         res.context("server error")
     }
+}
+
+/// Re-reads the static key file on each SIGHUP, off the async threads (a file read).
+fn reload_on_sighup(keys: Arc<StaticAuth>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    Ok(tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let keys = keys.clone();
+            if tokio::task::spawn_blocking(move || keys.reload_logged())
+                .await
+                .is_err()
+            {
+                tracing::error!("static keys NOT reloaded: the reload task failed");
+            }
+        }
+    }))
 }
 
 /// What answers "who is this token?" and what stands behind it: the auth provider, the
@@ -235,6 +270,8 @@ struct Backends {
     zones: ZoneSource,
     grants: Option<Arc<GrantsSource>>,
     last_used: Option<(Arc<LastUsed>, Store)>,
+    /// The static file's provider, reloaded on SIGHUP.
+    static_keys: Option<Arc<StaticAuth>>,
 }
 
 /// The database settings of [`AuthMode::Database`].
@@ -256,15 +293,24 @@ impl Backends {
             zones: ZoneSource::fixed(vec![SINGLE_KEY_ZONE.to_owned()]),
             grants: None,
             last_used: None,
+            static_keys: None,
         })
     }
 
     /// The configured provider chain (SPEC §10), in `--auth-type` order.
-    fn chain(cfg: &ServerConfig, database: Arc<dyn AuthProvider>) -> anyhow::Result<ProviderChain> {
+    fn chain(
+        cfg: &ServerConfig,
+        database: Arc<dyn AuthProvider>,
+        static_keys: Option<&Arc<StaticAuth>>,
+    ) -> anyhow::Result<ProviderChain> {
         let mut chain = ProviderChain::new();
         for t in &cfg.auth_chain.types {
             chain = match t {
                 AuthType::Database => chain.with_api_keys(database.clone()),
+                AuthType::Static => match static_keys {
+                    Some(s) => chain.with_api_keys(s.clone()),
+                    None => anyhow::bail!("auth type static: the static keys were not loaded"),
+                },
                 other => anyhow::bail!("auth type {other} is not available yet"),
             };
         }
@@ -326,7 +372,25 @@ impl Backends {
             last_used.clone(),
             metrics.clone(),
         ));
-        let chain = Self::chain(cfg, database)?;
+        // The static file's keys, with a verdict cache of their own (keyed by the keys'
+        // SHA-256, not the HMAC digest the database provider's cache uses).
+        let static_keys = if cfg.auth_chain.types.contains(&AuthType::Static) {
+            let own_cache = Arc::new(IdentityCache::new(
+                cfg.auth_cache_ttl,
+                std::time::Duration::ZERO,
+            ));
+            bus.subscribe(own_cache.clone());
+            Some(Arc::new(StaticAuth::new(
+                cfg.auth_chain.clone(),
+                store.clone(),
+                zones.clone(),
+                own_cache,
+                hasher.clone(),
+            )?))
+        } else {
+            None
+        };
+        let chain = Self::chain(cfg, database, static_keys.as_ref())?;
         let mut control = Control::new(store.clone(), hasher, bus.clone(), cfg.public_url.clone());
         if let Some(url) = &cfg.redis_url {
             control = control.with_audit_redis(url.expose_secret());
@@ -340,6 +404,7 @@ impl Backends {
             zones,
             grants: Some(grants),
             last_used: Some((last_used, store)),
+            static_keys,
         })
     }
 }

@@ -21,7 +21,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Rebac(r) => identity::run_rebac(r, &mut std::io::stdout()).await,
         Command::Serve(s) => {
             nexus_serve::telemetry::init_from_env();
-            let cfg = rpc_server::ServerConfig::from_args(s.server)?;
+            let mut server = s.server;
+            server.config_file = cli.config.clone();
+            let cfg = rpc_server::ServerConfig::from_args(server)?;
             let app = rpc_server::Application::build(cfg).await?;
             app.run_until_stopped(nexus_serve::shutdown_signal())
                 .await?;

@@ -12,6 +12,7 @@ pub(crate) mod identity;
 pub mod invalidation;
 pub mod last_used;
 pub(crate) mod single_key;
+pub mod static_keys;
 pub(crate) mod token;
 
 pub use cache::IdentityCache;
