@@ -135,18 +135,36 @@ fn key_digest(map_key: &str) -> Result<(KeyDigest, bool), String> {
         }
         return Ok((KeyDigest(d), false));
     }
-    let len_ok = (MIN_RAW_KEY_LEN..=MAX_RAW_KEY_LEN).contains(&map_key.len());
-    if !len_ok || !map_key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(format!(
-            "a raw key must be {MIN_RAW_KEY_LEN}-{MAX_RAW_KEY_LEN} printable ASCII characters without spaces \
-             (better: give {HASH_PREFIX}<hex> from nexus hub token hash)"
+    validate_raw_key(map_key).map_err(|e| {
+        format!(
+            "{} (better: give {HASH_PREFIX}<hex> from nexus hub token hash)",
+            e.0
+        )
+    })?;
+    Ok((KeyDigest::of(map_key), true))
+}
+
+/// Whether `key` can be a static key at all: what the credential headers can carry, long
+/// enough not to be guessed, and not shaped like a JWT (which would go to the issuers).
+/// The message never quotes the key.
+pub fn validate_raw_key(key: &str) -> Result<(), ConfigError> {
+    let len_ok = (MIN_RAW_KEY_LEN..=MAX_RAW_KEY_LEN).contains(&key.len());
+    if !len_ok || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError(format!(
+            "a raw key must be {MIN_RAW_KEY_LEN}-{MAX_RAW_KEY_LEN} printable ASCII characters without spaces"
+        )));
+    }
+    if key.starts_with(HASH_PREFIX) {
+        return Err(ConfigError(format!(
+            "a key must not start with {HASH_PREFIX} (that is the hashed form's prefix)"
+        )));
+    }
+    if crate::shape::shape(key) == crate::shape::Shape::Jwt {
+        return Err(ConfigError(
+            "a raw key must not look like a JWT (three dot-separated parts)".into(),
         ));
     }
-    // A key shaped like a JWT would be sent to the JWT issuers, never to this file.
-    if crate::shape::shape(map_key) == crate::shape::Shape::Jwt {
-        return Err("a raw key must not look like a JWT (three dot-separated parts)".into());
-    }
-    Ok((KeyDigest::of(map_key), true))
+    Ok(())
 }
 
 /// What the permissions list grants: (admin, write).

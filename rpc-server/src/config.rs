@@ -314,6 +314,19 @@ fn read_auth_yaml(
     Ok(file)
 }
 
+impl ServerArgs {
+    /// The auth chain these arguments name: `--auth-type`/`--auth-config` (flag or
+    /// environment), else the configuration file's `[auth]`, else database keys alone.
+    pub fn auth_chain(&self) -> anyhow::Result<AuthChain> {
+        match (&self.auth_type, &self.auth_config, &self.config_file) {
+            (None, None, Some(toml)) => AuthChain::from_config_file(toml),
+            (types, path, _) => {
+                AuthChain::resolve(types.as_deref().unwrap_or("database"), path.clone())
+            }
+        }
+    }
+}
+
 /// The resolved configuration of one rpc-server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -359,17 +372,12 @@ impl ServerConfig {
         if a.grep_max_work == 0 || a.grep_per_token == 0 || a.grep_concurrency == 0 {
             bail!("--grep-max-work, --grep-per-token and --grep-concurrency must be positive");
         }
+        let auth_chain = a.auth_chain()?;
         let api_key = match (a.api_key, &a.api_key_file) {
             (Some(_), Some(_)) => bail!("use --api-key or --api-key-file, not both"),
             (Some(k), None) => Some(k),
             (None, Some(path)) => Some(read_key_file(path)?),
             (None, None) => None,
-        };
-        let auth_chain = match (&a.auth_type, &a.auth_config, &a.config_file) {
-            (None, None, Some(toml)) => AuthChain::from_config_file(toml)?,
-            (types, path, _) => {
-                AuthChain::resolve(types.as_deref().unwrap_or("database"), path.clone())?
-            }
         };
         let auth = match api_key {
             Some(key) => {

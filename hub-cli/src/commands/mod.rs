@@ -16,6 +16,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Hub(h) if matches!(h.command, crate::cli::HubCommand::Config(_)) => {
             config::check(cli.config.as_deref(), &mut std::io::stdout())
         }
+        Command::Hub(h)
+            if matches!(
+                h.command,
+                crate::cli::HubCommand::Token(crate::cli::TokenCommand::Hash)
+            ) =>
+        {
+            config::token_hash(&mut std::io::stdin().lock(), &mut std::io::stdout())
+        }
         Command::Hub(h) => run_hub(h, &mut std::io::stdout()).await,
         Command::Admin(a) => identity::run_admin(a, &mut std::io::stdout()).await,
         Command::Rebac(r) => identity::run_rebac(r, &mut std::io::stdout()).await,
