@@ -250,8 +250,8 @@ impl AuthChain {
                 (read_auth_yaml(&p, &types)?, Some(p), None)
             }
             None => {
-                let file = AuthFile::from_toml(&table)
-                    .with_context(|| toml_path.display().to_string())?;
+                let file =
+                    AuthFile::from_toml(&table).with_context(|| toml_path.display().to_string())?;
                 if file.static_keys.is_some() {
                     check_private_auth_file(toml_path)?;
                 }
@@ -305,8 +305,8 @@ fn read_auth_yaml(
             p.display()
         );
     }
-    let text =
-        fs::read_to_string(p).with_context(|| format!("cannot read the auth file {}", p.display()))?;
+    let text = fs::read_to_string(p)
+        .with_context(|| format!("cannot read the auth file {}", p.display()))?;
     let file = AuthFile::from_yaml(&text, types).with_context(|| format!("{}", p.display()))?;
     if file.static_keys.is_some() {
         check_private_auth_file(p)?;

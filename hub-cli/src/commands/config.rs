@@ -136,13 +136,8 @@ pub fn check(file: Option<&Path>, out: &mut dyn Write) -> Result<(), CliError> {
 fn auth_chain(out: &mut dyn Write, file: &Path) -> Result<(), CliError> {
     use nexus_providers::config::AuthType;
     let argv: Vec<OsString> = ["nexus", "serve"].iter().map(OsString::from).collect();
-    let m = nexus_serve::config_file::parse_with_file(
-        &Cli::command(),
-        &argv,
-        &["serve"],
-        "rpc",
-        file,
-    )?;
+    let m =
+        nexus_serve::config_file::parse_with_file(&Cli::command(), &argv, &["serve"], "rpc", file)?;
     let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&m)
         .map_err(|e| CliError::new(e.to_string()))?;
     let crate::cli::Command::Serve(s) = cli.command else {

@@ -127,15 +127,15 @@ fn client_ip(st: &AppState, parts: &axum::http::request::Parts) -> Option<IpAddr
 async fn refuse_unparsed(st: &AppState, headers: &HeaderMap, peer: Option<IpAddr>) -> GatewayError {
     let credentials: Vec<(HeaderName, HeaderValue)> =
         [header::AUTHORIZATION, API_KEY_NAME, X_API_KEY_NAME]
-        .into_iter()
-        .flat_map(|name| {
-            headers
-                .get_all(&name)
-                .iter()
-                .map(move |v| (name.clone(), v.clone()))
-                .collect::<Vec<_>>()
-        })
-        .collect();
+            .into_iter()
+            .flat_map(|name| {
+                headers
+                    .get_all(&name)
+                    .iter()
+                    .map(move |v| (name.clone(), v.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
     let sendable = credentials
         .iter()
         .all(|(_, v)| v.len() <= RAW_CREDENTIAL_MAX);
