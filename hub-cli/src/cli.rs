@@ -337,6 +337,9 @@ pub enum TokenCommand {
     /// Change or show a token's zones.
     #[command(subcommand)]
     Zones(TokenZonesCommand),
+    /// Print the `sha256:<hex>` form of a key read from standard input, for the static
+    /// key file (the file then holds no secret).
+    Hash,
 }
 
 #[derive(Debug, Args)]

@@ -84,3 +84,80 @@ fn bad_configuration_files_are_refused_with_one_line() {
     assert_ne!(code, 0);
     assert!(err.contains("cannot read"), "{err}");
 }
+
+/// `nexus hub config check` shows the auth chain with a line per provider, and refuses an
+/// invalid one with the error line (never a key); `nexus hub token hash` prints the form
+/// the static file takes.
+#[test]
+fn config_check_shows_the_auth_chain_and_token_hash_prints_its_form() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let (code, hashed, err) = {
+        let mut cmd = nexus_cmd();
+        cmd.args(["hub", "token", "hash"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn");
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"sk-bob-hashed-key-0000000001\n")
+            .expect("write");
+        let out = child.wait_with_output().expect("wait");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        hashed.starts_with("sha256:") && hashed.len() == 71,
+        "{hashed}"
+    );
+    write(
+        d.path(),
+        "auth.yaml",
+        &format!(
+            "api_keys:\n  \"{hashed}\": {{user_id: bob, zones: eng:r}}\n  sk-alice-secret-key: {{user_id: alice, is_admin: true}}\n"
+        ),
+        0o600,
+    );
+    let f = write(
+        d.path(),
+        "nexus-hub.toml",
+        "[auth]\ntype = \"database,static\"\nconfig = \"auth.yaml\"\n",
+        0o600,
+    );
+    let (code, out, err) = nexus(&["--config", &f, "hub", "config", "check"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("chain = \"database,static\""), "{out}");
+    assert!(out.contains("1. database:"), "{out}");
+    assert!(out.contains("2. static: 2 keys, 1 plaintext"), "{out}");
+    assert!(!out.contains("sk-alice-secret-key"), "a key printed: {out}");
+
+    // An invalid entry: the error line names the user, not the key; exit non-zero.
+    write(
+        d.path(),
+        "auth.yaml",
+        "api_keys:\n  sk-alice-secret-key: {user_id: alice, permissions: [SUPER]}\n",
+        0o600,
+    );
+    let (code, out, err) = nexus(&["--config", &f, "hub", "config", "check"], &[]);
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("auth:") && err.contains("SUPER"), "{err}");
+    assert!(!err.contains("sk-alice-secret-key") && !out.contains("sk-alice-secret-key"));
+
+    // A chain without its provider's settings is refused the same way.
+    let f = write(
+        d.path(),
+        "nexus-hub.toml",
+        "[auth]\ntype = \"database,static\"\n",
+        0o600,
+    );
+    let (code, _, err) = nexus(&["--config", &f, "hub", "config", "check"], &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("static section"), "{err}");
+}

@@ -232,6 +232,9 @@ async fn bad_tokens_get_401_with_a_challenge_and_nothing_runs() {
                 send(post(&hub, None, &stateless_write_body(&path)).header("x-nexus-api-key", t))
                     .await;
             refusal(&format!("{case}: X-Nexus-API-Key"), r, &mut refusals).await;
+            let r =
+                send(post(&hub, None, &stateless_write_body(&path)).header("x-api-key", t)).await;
+            refusal(&format!("{case}: X-API-Key"), r, &mut refusals).await;
         }
     }
     assert_eq!(
@@ -399,6 +402,44 @@ async fn a_token_revoked_mid_session_is_refused_next_request() {
     .await;
     assert_challenge("revoked, stateless (raw)", &r);
     assert!(!hub.on_disk("eng", "raw.txt").exists());
+}
+
+/// `X-API-Key` (seed `002`) carries the caller's token through the frontend as the other
+/// headers do; two headers naming two different tokens are refused and run nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn x_api_key_works_through_the_frontend() {
+    let hub = Hub::start().await;
+    hub.app.zone("eng").await;
+    let tok = hub.token("xapikey", Some("eng:rw"), false).await;
+    let other = hub.token("other", Some("eng:rw"), false).await;
+    let body = stateless_call_body(
+        CLIENT,
+        "nexus_write_file",
+        json!({"path": "/via-x-api-key.txt", "content": "hello"}),
+    );
+    let r = send(post(&hub, None, &body).header("x-api-key", &tok)).await;
+    assert_eq!(r.status().as_u16(), 200, "X-API-Key through /mcp");
+    let v: Value = r.json().await.expect("JSON");
+    assert!(v["result"]["isError"] != json!(true), "{v}");
+    assert_eq!(
+        std::fs::read_to_string(hub.on_disk("eng", "via-x-api-key.txt")).expect("written"),
+        "hello"
+    );
+    let r = send(post(&hub, None, &initialize_body()).header("x-api-key", &tok)).await;
+    assert_eq!(r.status().as_u16(), 200, "initialize with X-API-Key");
+
+    let twice = stateless_write_body("/two-credentials.txt");
+    let r =
+        send(post(&hub, Some(&format!("Bearer {other}")), &twice).header("x-api-key", &tok)).await;
+    assert_challenge("Authorization and X-API-Key disagree", &r);
+    let r = send(
+        post(&hub, None, &twice)
+            .header("x-nexus-api-key", &other)
+            .header("x-api-key", &tok),
+    )
+    .await;
+    assert_challenge("X-Nexus-API-Key and X-API-Key disagree", &r);
+    assert!(!hub.on_disk("eng", "two-credentials.txt").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -66,6 +66,7 @@ pub(crate) fn router(st: AppState, cancel: CancellationToken) -> Router {
                 .layer(SetSensitiveRequestHeadersLayer::new([
                     header::AUTHORIZATION,
                     HeaderName::from_static(nexus_wire::headers::API_KEY),
+                    HeaderName::from_static(nexus_wire::headers::X_API_KEY),
                 ]))
                 // The caller's request id is kept apart for the audit line, so ours wins.
                 .layer(middleware::map_request(observe::stash_client_request_id))

@@ -240,6 +240,30 @@ pub struct AuthFile {
     pub multi_oidc: Option<MultiOidcConfig>,
 }
 
+/// Parses YAML into `T`, with an error that quotes no input: the file may hold raw keys
+/// (and password hashes), and the parser's own messages show the source around an error
+/// and name a duplicated map key. Only the position and the kind of error are kept.
+fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    let opts = serde_saphyr::options! { with_snippet: false };
+    serde_saphyr::from_str_with_options(text, opts).map_err(|e| {
+        let e = e.without_snippet();
+        match e {
+            serde_saphyr::Error::DuplicateMappingKey { location, .. } => format!(
+                "line {} column {}: a key is given twice",
+                location.line(),
+                location.column()
+            ),
+            other => other
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or("invalid YAML")
+                .trim_start_matches("error: ")
+                .to_owned(),
+        }
+    })
+}
+
 /// Largest auth file read: far more than any real one, small enough that a mistake (a
 /// log file named by accident) is refused rather than parsed.
 pub const MAX_AUTH_FILE_BYTES: usize = 4 * 1024 * 1024;
@@ -253,10 +277,9 @@ impl AuthFile {
                 "the auth file is larger than {MAX_AUTH_FILE_BYTES} bytes"
             )));
         }
-        let keyed: Result<Self, _> = serde_saphyr::from_str(text);
-        let keyed_err = match keyed {
+        let keyed_err = match parse_yaml::<Self>(text) {
             Ok(f) => return Ok(f),
-            Err(e) => e.to_string(),
+            Err(e) => e,
         };
         let configured: Vec<AuthType> = types
             .iter()
@@ -264,19 +287,19 @@ impl AuthFile {
             .filter(|t| *t != AuthType::Database)
             .collect();
         let bare = match configured.as_slice() {
-            [AuthType::Static] => serde_saphyr::from_str(text).map(|c| Self {
+            [AuthType::Static] => parse_yaml(text).map(|c| Self {
                 static_keys: Some(c),
                 ..Self::default()
             }),
-            [AuthType::Local] => serde_saphyr::from_str(text).map(|c| Self {
+            [AuthType::Local] => parse_yaml(text).map(|c| Self {
                 local: Some(c),
                 ..Self::default()
             }),
-            [AuthType::Oidc] => serde_saphyr::from_str(text).map(|c| Self {
+            [AuthType::Oidc] => parse_yaml(text).map(|c| Self {
                 oidc: Some(c),
                 ..Self::default()
             }),
-            [AuthType::MultiOidc] => serde_saphyr::from_str(text).map(|c| Self {
+            [AuthType::MultiOidc] => parse_yaml(text).map(|c| Self {
                 multi_oidc: Some(c),
                 ..Self::default()
             }),

@@ -10,3 +10,4 @@ pub mod oidc;
 pub mod password;
 pub mod permissions;
 pub mod shape;
+pub mod static_keys;

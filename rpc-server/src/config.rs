@@ -56,12 +56,18 @@ pub struct ServerArgs {
     /// The auth provider chain (SPEC §10), comma-separated: database, static, local, oidc,
     /// multi-oidc. API keys try the key providers (database, static) in this order; a JWT
     /// goes to the provider of its issuer.
-    #[arg(long, env = "NEXUS_AUTH_TYPE", default_value = "database")]
-    pub auth_type: String,
+    /// Default `database`; when neither this nor --auth-config is given (flag or
+    /// environment), the configuration file's `[auth]` section decides.
+    #[arg(long, env = "NEXUS_AUTH_TYPE")]
+    pub auth_type: Option<String>,
     /// The providers' settings (YAML): one key per provider (`static:`, `local:`, `oidc:`,
     /// `multi-oidc:`), or the seed's bare dict when the chain has one such provider.
     #[arg(long, env = "NEXUS_AUTH_CONFIG")]
     pub auth_config: Option<PathBuf>,
+    /// The configuration file (`--config`), whose `[auth]` section is read when neither
+    /// --auth-type nor --auth-config was given. Set by the binary, not a flag of its own.
+    #[arg(skip)]
+    pub config_file: Option<PathBuf>,
     /// Identity cache lifetime (seconds or 60s/1m); 0 disables caching.
     #[arg(long, env = "NEXUS_AUTH_CACHE_TTL", default_value = "60", value_parser = parse_ttl)]
     pub auth_cache_ttl: Duration,
@@ -163,6 +169,9 @@ pub struct AuthChain {
     pub file: nexus_providers::config::AuthFile,
     /// The auth file, when one was given (re-read on SIGHUP by the static provider).
     pub path: Option<PathBuf>,
+    /// The configuration file whose `[auth]` section holds the settings inline (re-read
+    /// on SIGHUP when there is no separate auth file).
+    pub config_file: Option<PathBuf>,
     /// Root bootstrap and login-token lifetime, when `local` is in the chain.
     pub local: crate::auth::local::LocalSettings,
 }
@@ -173,9 +182,27 @@ impl Default for AuthChain {
             types: vec![nexus_providers::config::AuthType::Database],
             file: Default::default(),
             path: None,
+            config_file: None,
             local: Default::default(),
         }
     }
+}
+
+/// Refuses a file that holds static keys (or their hashes) when anyone but its owner
+/// may read or write it, as the data dir's secret file is.
+pub fn check_private_auth_file(path: &Path) -> anyhow::Result<()> {
+    let mode = fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o177 != 0 {
+        bail!(
+            "{} holds static keys but its mode is {mode:o}, wider than 600: chmod 600 it",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 impl AuthChain {
@@ -184,32 +211,147 @@ impl AuthChain {
         use nexus_providers::config::{AuthFile, AuthType};
         let types = AuthType::parse_list(types).context("--auth-type")?;
         let file = match &path {
-            Some(p) => {
-                let text = fs::read_to_string(p)
-                    .with_context(|| format!("cannot read the auth file {}", p.display()))?;
-                AuthFile::from_yaml(&text, &types).with_context(|| format!("{}", p.display()))?
-            }
+            Some(p) => read_auth_yaml(p, &types)?,
             None => AuthFile::default(),
         };
         file.check(&types)?;
-        let mut local = crate::auth::local::LocalSettings::default();
-        if types.contains(&AuthType::Local) {
-            local = crate::auth::local::LocalSettings::from_env()?;
+        Self {
+            types,
+            file,
+            path,
+            config_file: None,
+            local: Default::default(),
+        }
+        .with_local_settings()
+    }
+
+    /// Root bootstrap and the login-token lifetime (environment, then `local.jwt_ttl`),
+    /// when `local` is in the chain.
+    fn with_local_settings(mut self) -> anyhow::Result<Self> {
+        if self
+            .types
+            .contains(&nexus_providers::config::AuthType::Local)
+        {
+            let mut local = crate::auth::local::LocalSettings::from_env()?;
             if local.jwt_ttl.is_none()
-                && let Some(t) = file.local.as_ref().and_then(|l| l.jwt_ttl.as_deref())
+                && let Some(t) = self.file.local.as_ref().and_then(|l| l.jwt_ttl.as_deref())
             {
                 local.jwt_ttl = Some(
                     crate::auth::local::parse_ttl(t)
                         .map_err(|e| anyhow::anyhow!("local.jwt_ttl: {e}"))?,
                 );
             }
+            self.local = local;
         }
-        Ok(Self {
+        Ok(self)
+    }
+
+    /// Resolves the `[auth]` section of the configuration file: `type` (default
+    /// `database`) and either `config` (an auth file, relative to the configuration file)
+    /// or the providers' tables inline. No section: the default chain.
+    pub fn from_config_file(toml_path: &Path) -> anyhow::Result<Self> {
+        use nexus_providers::config::{AuthFile, AuthType};
+        let Some(table) = nexus_serve::config_file::read_auth(toml_path)? else {
+            return Ok(Self::default());
+        };
+        let at = |k: &str| format!("{}: [auth] {k}", toml_path.display());
+        let text = |k: &str| -> anyhow::Result<Option<&str>> {
+            match table.get(k) {
+                None => Ok(None),
+                Some(toml::Value::String(s)) => Ok(Some(s.as_str())),
+                Some(_) => bail!("{} must be a string", at(k)),
+            }
+        };
+        let types = AuthType::parse_list(text("type")?.unwrap_or("database"))
+            .with_context(|| at("type"))?;
+        let inline = table.keys().any(|k| k != "type" && k != "config");
+        let (file, path, config_file) = match text("config")? {
+            Some(_) if inline => bail!(
+                "{}: [auth] has both config = FILE and provider tables; use one",
+                toml_path.display()
+            ),
+            Some(rel) => {
+                let dir = toml_path.parent().unwrap_or(Path::new("."));
+                let p = dir.join(rel);
+                (read_auth_yaml(&p, &types)?, Some(p), None)
+            }
+            None => {
+                let file =
+                    AuthFile::from_toml(&table).with_context(|| toml_path.display().to_string())?;
+                if file.static_keys.is_some() {
+                    check_private_auth_file(toml_path)?;
+                }
+                (file, None, Some(toml_path.to_path_buf()))
+            }
+        };
+        file.check(&types)
+            .with_context(|| toml_path.display().to_string())?;
+        Self {
             types,
             file,
             path,
-            local,
-        })
+            config_file,
+            local: Default::default(),
+        }
+        .with_local_settings()
+    }
+
+    /// The settings as the file(s) say now, for a reload: the chain itself (its types)
+    /// cannot change without a restart.
+    pub fn reread(&self) -> anyhow::Result<nexus_providers::config::AuthFile> {
+        let file = match (&self.path, &self.config_file) {
+            (Some(p), _) => read_auth_yaml(p, &self.types)?,
+            (None, Some(t)) => {
+                let fresh = Self::from_config_file(t)?;
+                if fresh.types != self.types {
+                    bail!(
+                        "{}: [auth] type changed; restart the server to change the chain",
+                        t.display()
+                    );
+                }
+                fresh.file
+            }
+            (None, None) => bail!("the auth settings were not read from a file"),
+        };
+        file.check(&self.types)?;
+        Ok(file)
+    }
+}
+
+/// Reads an auth file (YAML). One with a static section must be private to its owner.
+fn read_auth_yaml(
+    p: &Path,
+    types: &[nexus_providers::config::AuthType],
+) -> anyhow::Result<nexus_providers::config::AuthFile> {
+    use nexus_providers::config::{AuthFile, MAX_AUTH_FILE_BYTES};
+    let len = fs::metadata(p)
+        .with_context(|| format!("cannot read the auth file {}", p.display()))?
+        .len();
+    if len > MAX_AUTH_FILE_BYTES as u64 {
+        bail!(
+            "{}: the auth file is larger than {MAX_AUTH_FILE_BYTES} bytes",
+            p.display()
+        );
+    }
+    let text = fs::read_to_string(p)
+        .with_context(|| format!("cannot read the auth file {}", p.display()))?;
+    let file = AuthFile::from_yaml(&text, types).with_context(|| format!("{}", p.display()))?;
+    if file.static_keys.is_some() {
+        check_private_auth_file(p)?;
+    }
+    Ok(file)
+}
+
+impl ServerArgs {
+    /// The auth chain these arguments name: `--auth-type`/`--auth-config` (flag or
+    /// environment), else the configuration file's `[auth]`, else database keys alone.
+    pub fn auth_chain(&self) -> anyhow::Result<AuthChain> {
+        match (&self.auth_type, &self.auth_config, &self.config_file) {
+            (None, None, Some(toml)) => AuthChain::from_config_file(toml),
+            (types, path, _) => {
+                AuthChain::resolve(types.as_deref().unwrap_or("database"), path.clone())
+            }
+        }
     }
 }
 
@@ -258,13 +400,13 @@ impl ServerConfig {
         if a.grep_max_work == 0 || a.grep_per_token == 0 || a.grep_concurrency == 0 {
             bail!("--grep-max-work, --grep-per-token and --grep-concurrency must be positive");
         }
+        let auth_chain = a.auth_chain()?;
         let api_key = match (a.api_key, &a.api_key_file) {
             (Some(_), Some(_)) => bail!("use --api-key or --api-key-file, not both"),
             (Some(k), None) => Some(k),
             (None, Some(path)) => Some(read_key_file(path)?),
             (None, None) => None,
         };
-        let auth_chain = AuthChain::resolve(&a.auth_type, a.auth_config.clone())?;
         let auth = match api_key {
             Some(key) => {
                 if auth_chain.types != AuthChain::default().types {

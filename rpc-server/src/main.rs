@@ -19,7 +19,15 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    nexus_serve::process::main("rpc", |c: &Cli| c.config.as_deref(), |c: Cli| run(c.server))
+    nexus_serve::process::main(
+        "rpc",
+        |c: &Cli| c.config.as_deref(),
+        |c: Cli| {
+            let mut server = c.server;
+            server.config_file = c.config;
+            run(server)
+        },
+    )
 }
 
 async fn run(args: ServerArgs) -> anyhow::Result<()> {

@@ -10,6 +10,7 @@ use crate::auth::last_used::LastUsed;
 use crate::auth::local::LocalAuth;
 use crate::auth::oidc::OidcAuth;
 use crate::auth::single_key::{SINGLE_KEY_ZONE, SingleKeyAuth};
+use crate::auth::static_keys::StaticAuth;
 use crate::auth::{AuthProvider, IdentityCache, InvalidationBus, TokenHasher};
 use crate::config::{AuthMode, ServerConfig, ensure_private_dir};
 use crate::control::Control;
@@ -37,6 +38,8 @@ pub struct Application {
     /// When this process began: temporary files older than this may be a dead writer's.
     built_at: std::time::SystemTime,
     connections: nexus_serve::ConnLimits,
+    /// The static file's provider, reloaded on SIGHUP while serving.
+    static_keys: Option<Arc<StaticAuth>>,
 }
 
 impl std::fmt::Debug for Application {
@@ -111,6 +114,7 @@ impl Application {
             grants,
             last_used,
             local,
+            static_keys,
         } = backends;
         let state = AppState::from(StateInner {
             auth,
@@ -142,6 +146,7 @@ impl Application {
             tls,
             built_at,
             connections: cfg.connections,
+            static_keys,
         })
     }
 
@@ -151,6 +156,11 @@ impl Application {
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The static file's provider, when the chain has one (its `reload` is what SIGHUP does).
+    pub fn static_keys(&self) -> Option<&Arc<StaticAuth>> {
+        self.static_keys.as_ref()
     }
 
     /// The whole HTTP application as a tower service with its state: every route and
@@ -215,6 +225,11 @@ impl Application {
                 );
             }
         }));
+        // Registered before serving: SIGHUP's default action would end the process.
+        let reloader = match &self.static_keys {
+            Some(s) => Some(reload_on_sighup(s.clone())?),
+            None => None,
+        };
         tracing::info!(addr = ?self.listener.local_addr().ok(), "rpc-server listening");
         let app = self.router();
         // Plain or TLS, with header-read and idle timeouts and a connection cap.
@@ -224,11 +239,31 @@ impl Application {
             f.abort();
         }
         housekeeping.abort();
+        if let Some(r) = reloader {
+            r.abort();
+        }
         if let Some((lu, store)) = &self.last_used {
             let _ = lu.flush(store).await;
         }
         res.context("server error")
     }
+}
+
+/// Re-reads the static key file on each SIGHUP, off the async threads (a file read).
+fn reload_on_sighup(keys: Arc<StaticAuth>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    Ok(tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let keys = keys.clone();
+            if tokio::task::spawn_blocking(move || keys.reload_logged())
+                .await
+                .is_err()
+            {
+                tracing::error!("static keys NOT reloaded: the reload task failed");
+            }
+        }
+    }))
 }
 
 /// What answers "who is this token?" and what stands behind it: the auth provider, the
@@ -244,6 +279,8 @@ struct Backends {
     grants: Option<Arc<GrantsSource>>,
     last_used: Option<(Arc<LastUsed>, Store)>,
     local: Option<Arc<LocalAuth>>,
+    /// The static file's provider, reloaded on SIGHUP.
+    static_keys: Option<Arc<StaticAuth>>,
 }
 
 /// What the providers of the chain share: the database provider itself, and the store,
@@ -251,6 +288,7 @@ struct Backends {
 struct ChainParts<'a> {
     database: &'a Arc<dyn AuthProvider>,
     local: Option<&'a Arc<LocalAuth>>,
+    static_keys: Option<&'a Arc<StaticAuth>>,
     store: &'a Store,
     hasher: &'a Arc<TokenHasher>,
     cache: &'a Arc<IdentityCache>,
@@ -277,6 +315,7 @@ impl Backends {
             grants: None,
             last_used: None,
             local: None,
+            static_keys: None,
         })
     }
 
@@ -286,6 +325,10 @@ impl Backends {
         for t in &cfg.auth_chain.types {
             chain = match t {
                 AuthType::Database => chain.with_api_keys(parts.database.clone()),
+                AuthType::Static => match parts.static_keys {
+                    Some(s) => chain.with_api_keys(s.clone()),
+                    None => anyhow::bail!("auth type static: the static keys were not loaded"),
+                },
                 AuthType::Local => match parts.local {
                     Some(l) => chain.with_issuer(l.issuer().to_owned(), l.clone())?,
                     None => anyhow::bail!("the local provider was not built"),
@@ -323,7 +366,6 @@ impl Backends {
                     }
                     chain
                 }
-                other => anyhow::bail!("auth type {other} is not available yet"),
             };
         }
         Ok(chain)
@@ -384,6 +426,24 @@ impl Backends {
             last_used.clone(),
             metrics.clone(),
         ));
+        // The static file's keys, with a verdict cache of their own (keyed by the keys'
+        // SHA-256, not the HMAC digest the database provider's cache uses).
+        let static_keys = if cfg.auth_chain.types.contains(&AuthType::Static) {
+            let own_cache = Arc::new(IdentityCache::new(
+                cfg.auth_cache_ttl,
+                std::time::Duration::ZERO,
+            ));
+            bus.subscribe(own_cache.clone());
+            Some(Arc::new(StaticAuth::new(
+                cfg.auth_chain.clone(),
+                store.clone(),
+                zones.clone(),
+                own_cache,
+                hasher.clone(),
+            )?))
+        } else {
+            None
+        };
         let local = if cfg.auth_chain.types.contains(&AuthType::Local) {
             Some(Self::local(cfg, &store, &hasher, &cache, bus, metrics).await?)
         } else {
@@ -394,6 +454,7 @@ impl Backends {
             ChainParts {
                 database: &database,
                 local: local.as_ref(),
+                static_keys: static_keys.as_ref(),
                 store: &store,
                 hasher: &hasher,
                 cache: &cache,
@@ -414,6 +475,7 @@ impl Backends {
             grants: Some(grants),
             last_used: Some((last_used, store)),
             local,
+            static_keys,
         })
     }
 

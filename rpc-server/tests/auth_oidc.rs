@@ -217,6 +217,7 @@ fn single(idp: &Idp) -> TestOptions {
             },
             path: None,
             local: Default::default(),
+            config_file: None,
         },
         ..TestOptions::unthrottled()
     }
@@ -555,6 +556,7 @@ async fn multi_oidc_accepts_each_configured_issuer() {
             },
             path: None,
             local: Default::default(),
+            config_file: None,
         },
         ..TestOptions::unthrottled()
     };

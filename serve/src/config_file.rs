@@ -3,6 +3,10 @@
 //! (`allowed_hosts` for `--allowed-hosts`). Precedence is defaults < file < environment <
 //! flags: a file value is used only where neither a flag nor an environment variable gave
 //! one, by handing it to clap as if typed, so it is validated exactly like a flag.
+//!
+//! `[auth]` is nexusd's auth provider chain (SPEC §10): `type`, and `config` (an auth
+//! file) or the providers' tables inline. It is read as a whole by [`read_auth`], not as
+//! flags, and only when neither `--auth-type` nor `--auth-config` was given.
 
 use anyhow::{Context, bail};
 use clap::parser::ValueSource;
@@ -21,9 +25,9 @@ pub fn read_section(path: &Path, section: &str) -> anyhow::Result<Vec<(String, O
         .parse()
         .with_context(|| format!("{} is not valid TOML", path.display()))?;
     for k in doc.keys() {
-        if !["rpc", "mcp"].contains(&k.as_str()) {
+        if !["rpc", "mcp", "auth"].contains(&k.as_str()) {
             bail!(
-                "{}: unknown section [{k}] (use [rpc] and [mcp])",
+                "{}: unknown section [{k}] (use [rpc], [mcp] and [auth])",
                 path.display()
             );
         }
@@ -72,6 +76,31 @@ pub fn read_section(path: &Path, section: &str) -> anyhow::Result<Vec<(String, O
         out.push((k.clone(), text));
     }
     Ok(out)
+}
+
+/// The `[auth]` table of a configuration file, if it has one. The chain is named in one
+/// place: `auth_type` or `auth_config` under `[rpc]` beside an `[auth]` section is an error.
+pub fn read_auth(path: &Path) -> anyhow::Result<Option<toml::Table>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut doc: toml::Table = text
+        .parse()
+        .with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let Some(auth) = doc.remove("auth") else {
+        return Ok(None);
+    };
+    let toml::Value::Table(auth) = auth else {
+        bail!("{}: [auth] must be a table", path.display())
+    };
+    if let Some(rpc) = doc.get("rpc").and_then(toml::Value::as_table)
+        && (rpc.contains_key("auth_type") || rpc.contains_key("auth_config"))
+    {
+        bail!(
+            "{}: the auth chain is named twice ([rpc] auth_type/auth_config and [auth]); keep [auth]",
+            path.display()
+        );
+    }
+    Ok(Some(auth))
 }
 
 /// Parses `argv` for `cmd` (whose leaf subcommand is `path`), filling from the file's

@@ -8,18 +8,22 @@ use nexus_wire::bearer::{self, BearerError};
 use nexus_wire::{forwarded, headers};
 use std::net::IpAddr;
 
-/// The candidate token of a request, from `Authorization: Bearer` or `X-Nexus-API-Key`.
-/// Two values of one credential header are ambiguity, not a credential: `Malformed`, as
-/// are two headers naming different tokens.
+/// The candidate token of a request, from `Authorization: Bearer`, `X-Nexus-API-Key` or
+/// `X-API-Key`. Two values of one credential header are ambiguity, not a credential:
+/// `Malformed`, as are two headers naming different tokens.
 pub fn caller_token(h: &HeaderMap) -> Result<&str, BearerError> {
-    if h.get_all(header::AUTHORIZATION).iter().nth(1).is_some()
-        || h.get_all(headers::API_KEY).iter().nth(1).is_some()
+    if headers::CREDENTIALS
+        .iter()
+        .any(|name| h.get_all(*name).iter().nth(1).is_some())
     {
         return Err(BearerError::Malformed);
     }
-    bearer::extract(
+    bearer::extract_any(
         h.get(header::AUTHORIZATION).map(HeaderValue::as_bytes),
-        h.get(headers::API_KEY).map(HeaderValue::as_bytes),
+        &[
+            h.get(headers::API_KEY).map(HeaderValue::as_bytes),
+            h.get(headers::X_API_KEY).map(HeaderValue::as_bytes),
+        ],
     )
 }
 
@@ -62,12 +66,23 @@ mod tests {
             caller_token(&map(&[("x-nexus-api-key", "sk-a")])),
             Ok("sk-a")
         );
+        assert_eq!(caller_token(&map(&[("x-api-key", "sk-a")])), Ok("sk-a"));
+        assert_eq!(
+            caller_token(&map(&[
+                ("authorization", "Bearer sk-a"),
+                ("x-api-key", "sk-a")
+            ])),
+            Ok("sk-a")
+        );
         for twice in [
             map(&[
                 ("authorization", "Bearer sk-a"),
                 ("authorization", "Bearer sk-a"),
             ]),
             map(&[("x-nexus-api-key", "sk-a"), ("x-nexus-api-key", "sk-a")]),
+            map(&[("x-api-key", "sk-a"), ("x-api-key", "sk-a")]),
+            map(&[("x-api-key", "sk-a"), ("x-nexus-api-key", "sk-b")]),
+            map(&[("authorization", "Bearer sk-a"), ("x-api-key", "sk-b")]),
             map(&[
                 ("authorization", "Bearer sk-a"),
                 ("x-nexus-api-key", "sk-b"),

@@ -1,6 +1,7 @@
 //! Extraction of the caller's token from request headers.
 //!
-//! Both services accept `Authorization: Bearer sk-…` and `X-Nexus-API-Key: sk-…`. The parser
+//! Both services accept `Authorization: Bearer sk-…`, `X-Nexus-API-Key: sk-…` and
+//! `X-API-Key: sk-…` (seed `002`). The parser
 //! only decides which header text is the candidate token; whether it is valid is the
 //! rpc-server's decision alone.
 
@@ -27,14 +28,24 @@ pub fn extract<'a>(
     authorization: Option<&'a [u8]>,
     api_key: Option<&'a [u8]>,
 ) -> Result<&'a str, BearerError> {
-    let from_auth = authorization.map(parse_authorization).transpose()?;
-    let from_key = api_key.map(parse_token_text).transpose()?;
-    match (from_auth, from_key) {
-        (None, None) => Err(BearerError::Missing),
-        (Some(t), None) | (None, Some(t)) => Ok(t),
-        (Some(a), Some(b)) if a == b => Ok(a),
-        _ => Err(BearerError::Malformed),
+    extract_any(authorization, &[api_key])
+}
+
+/// As [`extract`], with any number of bare-token headers (`X-Nexus-API-Key`,
+/// `X-API-Key`): every header present must carry the same token.
+pub fn extract_any<'a>(
+    authorization: Option<&'a [u8]>,
+    api_keys: &[Option<&'a [u8]>],
+) -> Result<&'a str, BearerError> {
+    let mut found = authorization.map(parse_authorization).transpose()?;
+    for v in api_keys.iter().flatten() {
+        let t = parse_token_text(v)?;
+        match found {
+            Some(f) if f != t => return Err(BearerError::Malformed),
+            _ => found = Some(t),
+        }
     }
+    found.ok_or(BearerError::Missing)
 }
 
 fn parse_authorization(value: &[u8]) -> Result<&str, BearerError> {
@@ -74,6 +85,24 @@ mod tests {
             extract(Some(b"Bearer sk-a"), Some(b"sk-b")),
             Err(BearerError::Malformed)
         );
+    }
+
+    #[test]
+    fn any_number_of_key_headers_must_agree() {
+        assert_eq!(extract_any(None, &[None, Some(b"sk-x")]), Ok("sk-x"));
+        assert_eq!(
+            extract_any(Some(b"Bearer sk-x"), &[Some(b"sk-x"), Some(b"sk-x")]),
+            Ok("sk-x")
+        );
+        assert_eq!(
+            extract_any(None, &[Some(b"sk-x"), Some(b"sk-y")]),
+            Err(BearerError::Malformed)
+        );
+        assert_eq!(
+            extract_any(Some(b"Bearer sk-x"), &[None, Some(b"sk-y")]),
+            Err(BearerError::Malformed)
+        );
+        assert_eq!(extract_any(None, &[None, None]), Err(BearerError::Missing));
     }
 
     #[test]

@@ -3,6 +3,10 @@
 
 /// Request: the caller's token, as an alternative to `Authorization: Bearer`.
 pub const API_KEY: &str = "x-nexus-api-key";
+/// Request: the caller's token, the seed's own header name (seed `002`); the same rules.
+pub const X_API_KEY: &str = "x-api-key";
+/// Every header a caller's credential may arrive in.
+pub const CREDENTIALS: [&str; 3] = ["authorization", API_KEY, X_API_KEY];
 
 /// Response (rpc-server → trusted forwarder): the verified caller's key id.
 pub const KEY_ID: &str = "x-nexus-key-id";
@@ -48,6 +52,7 @@ mod tests {
     fn names_are_valid_lower_case_tokens() {
         let all = [
             API_KEY,
+            X_API_KEY,
             KEY_ID,
             ADMIN,
             USER_ID,

@@ -135,7 +135,11 @@ where
 fn may_change(c: &HubCommand) -> bool {
     match c {
         HubCommand::Token(t) => {
-            remote_of(t).is_none() && !matches!(t, TokenCommand::Create(_) | TokenCommand::List(_))
+            remote_of(t).is_none()
+                && !matches!(
+                    t,
+                    TokenCommand::Create(_) | TokenCommand::List(_) | TokenCommand::Hash
+                )
         }
         HubCommand::Zone(z) => !matches!(z, ZoneCommand::List { .. }),
         _ => false,
@@ -294,7 +298,7 @@ fn remote_of(t: &TokenCommand) -> Option<&RemoteArgs> {
         TokenCommand::Create(a) => &a.target,
         TokenCommand::List(a) => &a.target,
         TokenCommand::Revoke(a) => &a.target,
-        TokenCommand::Zones(_) => return None,
+        TokenCommand::Zones(_) | TokenCommand::Hash => return None,
     };
     target.remote.is_some().then_some(target)
 }
@@ -342,6 +346,7 @@ async fn run_remote_token(
             output::token_revoked(out, &r.revoke_token(&a.identifier).await?, a.json)
         }
         TokenCommand::Zones(_) => Err(CliError::new("token zones is available in local mode only")),
+        TokenCommand::Hash => Err(CliError::new("token hash needs no server")),
     }
 }
 
@@ -377,6 +382,7 @@ pub async fn run_token(c: &Control, t: TokenCommand, out: &mut dyn Write) -> Res
         TokenCommand::Revoke(a) => {
             output::token_revoked(out, &c.revoke_token(&a.identifier).await?, a.json)
         }
+        TokenCommand::Hash => super::config::token_hash(&mut std::io::stdin().lock(), out),
         TokenCommand::Zones(z) => {
             let (info, json) = match z {
                 TokenZonesCommand::Add {

@@ -16,12 +16,22 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Hub(h) if matches!(h.command, crate::cli::HubCommand::Config(_)) => {
             config::check(cli.config.as_deref(), &mut std::io::stdout())
         }
+        Command::Hub(h)
+            if matches!(
+                h.command,
+                crate::cli::HubCommand::Token(crate::cli::TokenCommand::Hash)
+            ) =>
+        {
+            config::token_hash(&mut std::io::stdin().lock(), &mut std::io::stdout())
+        }
         Command::Hub(h) => run_hub(h, &mut std::io::stdout()).await,
         Command::Admin(a) => identity::run_admin(a, &mut std::io::stdout()).await,
         Command::Rebac(r) => identity::run_rebac(r, &mut std::io::stdout()).await,
         Command::Serve(s) => {
             nexus_serve::telemetry::init_from_env();
-            let cfg = rpc_server::ServerConfig::from_args(s.server)?;
+            let mut server = s.server;
+            server.config_file = cli.config.clone();
+            let cfg = rpc_server::ServerConfig::from_args(server)?;
             let app = rpc_server::Application::build(cfg).await?;
             app.run_until_stopped(nexus_serve::shutdown_signal())
                 .await?;

@@ -1,7 +1,7 @@
 //! The bearer layer: nothing reaches MCP on behalf of a caller whose token the rpc-server
 //! has not accepted, and a caller nobody has vouched for can hold almost nothing.
 //!
-//! The token comes from `Authorization: Bearer` or `X-Nexus-API-Key`; it is verified by the
+//! The token comes from `Authorization: Bearer`, `X-Nexus-API-Key` or `X-API-Key`; it is verified by the
 //! rpc-server (whose identity cache is the only cache of verdicts). The frontend remembers
 //! only which token fingerprints were verified lately ([`super::admission`]): an unknown
 //! token is verified before a byte of its body is read, and every body has a deadline.
@@ -31,6 +31,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 const API_KEY_NAME: HeaderName = HeaderName::from_static(nexus_wire::headers::API_KEY);
+const X_API_KEY_NAME: HeaderName = HeaderName::from_static(nexus_wire::headers::X_API_KEY);
 
 /// Longest credential header value passed on for judgement: a token is at most
 /// `MAX_TOKEN_LEN` bytes, with a scheme and some whitespace.
@@ -124,16 +125,17 @@ fn client_ip(st: &AppState, parts: &axum::http::request::Parts) -> Option<IpAddr
 /// it costs what an unknown token costs and meets the same refusal (SPEC §2: no timing
 /// tell). Only header values short enough to be a token's are sent on.
 async fn refuse_unparsed(st: &AppState, headers: &HeaderMap, peer: Option<IpAddr>) -> GatewayError {
-    let credentials: Vec<(HeaderName, HeaderValue)> = [header::AUTHORIZATION, API_KEY_NAME]
-        .into_iter()
-        .flat_map(|name| {
-            headers
-                .get_all(&name)
-                .iter()
-                .map(move |v| (name.clone(), v.clone()))
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let credentials: Vec<(HeaderName, HeaderValue)> =
+        [header::AUTHORIZATION, API_KEY_NAME, X_API_KEY_NAME]
+            .into_iter()
+            .flat_map(|name| {
+                headers
+                    .get_all(&name)
+                    .iter()
+                    .map(move |v| (name.clone(), v.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
     let sendable = credentials
         .iter()
         .all(|(_, v)| v.len() <= RAW_CREDENTIAL_MAX);

@@ -14,6 +14,7 @@ pub mod last_used;
 pub mod local;
 pub(crate) mod oidc;
 pub(crate) mod single_key;
+pub mod static_keys;
 pub(crate) mod token;
 
 pub use cache::IdentityCache;

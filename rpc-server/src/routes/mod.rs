@@ -67,6 +67,7 @@ fn layered(routes: Router<AppState>, state: AppState) -> Router {
         .layer(SetSensitiveRequestHeadersLayer::new([
             AUTHORIZATION,
             HeaderName::from_static(nexus_wire::headers::API_KEY),
+            HeaderName::from_static(nexus_wire::headers::X_API_KEY),
         ]))
         // The identity headers are this server's word on its responses; a client's copies
         // are dropped before anything can read them.

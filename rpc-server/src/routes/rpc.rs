@@ -249,6 +249,7 @@ fn credential(h: &HeaderMap) -> Credential<'_> {
             let raw = h
                 .get(header::AUTHORIZATION)
                 .or_else(|| h.get(headers::API_KEY))
+                .or_else(|| h.get(headers::X_API_KEY))
                 .map(HeaderValue::as_bytes)
                 .unwrap_or_default();
             Credential::Unusable(
