@@ -3,6 +3,7 @@
 //! there.
 
 mod health;
+mod providers;
 mod rpc;
 
 use crate::error::ApiError;
@@ -38,6 +39,10 @@ fn routes() -> Router<AppState> {
         .route("/healthz/live", get(health::live))
         .route("/healthz/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
+        .route(
+            nexus_wire::resource::AUTH_PROVIDERS_PATH,
+            get(providers::auth_providers),
+        )
         .fallback(not_found)
 }
 
@@ -86,6 +91,7 @@ async fn track_http(State(st): State<AppState>, req: Request, next: Next) -> Res
             "/healthz/live" => "/healthz/live",
             "/healthz/ready" => "/healthz/ready",
             "/metrics" => "/metrics",
+            nexus_wire::resource::AUTH_PROVIDERS_PATH => nexus_wire::resource::AUTH_PROVIDERS_PATH,
             _ => "other",
         })
         .unwrap_or("unmatched");
