@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nexus_wire::spec::{MAX_EXPIRY, RateLimit, parse_expiry};
+use nexus_wire::spec::{MAX_EXPIRY, RateLimit, RateTier, parse_expiry};
 use std::time::Duration;
 
 fuzz_target!(|data: &[u8]| {
@@ -25,7 +25,14 @@ fuzz_target!(|data: &[u8]| {
 
     if let Ok(r) = s.parse::<RateLimit>() {
         assert!((1..=1_000_000).contains(&r.count), "{s:?} -> {r:?}");
-        assert!([1, 60, 3600].contains(&r.period_secs), "{s:?} -> {r:?}");
+        assert!([1, 60, 3600, 86_400].contains(&r.period_secs), "{s:?} -> {r:?}");
         assert_eq!(r.to_string().parse::<RateLimit>(), Ok(r), "{s:?}");
+    }
+
+    if let Ok(t) = s.parse::<RateTier>() {
+        let w = t.windows();
+        assert!((1..=4).contains(&w.len()), "{s:?} -> {t:?}");
+        assert!(w.windows(2).all(|p| p[0].period_secs < p[1].period_secs), "{s:?} -> {t:?}");
+        assert_eq!(t.to_string().parse::<RateTier>(), Ok(t), "{s:?}");
     }
 });

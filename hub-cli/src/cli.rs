@@ -371,7 +371,8 @@ pub struct TokenCreateArgs {
     /// user, agent or service.
     #[arg(long, default_value = "user")]
     pub subject_type: String,
-    /// Override the tier's rate limit: N/s, N/m or N/h.
+    /// Override the tier's rate limit: windows N/s, N/m, N/h or N/d, comma-separated
+    /// (e.g. 1000/m,10000/h).
     #[arg(long)]
     pub rate_limit: Option<String>,
     #[arg(long)]

@@ -89,7 +89,7 @@ fn assert_challenge(what: &str, resp: &Response) -> String {
         "{what}: WWW-Authenticate {h:?}"
     );
     assert!(
-        h.ends_with("/.well-known/oauth-protected-resource\""),
+        h.ends_with("/.well-known/oauth-protected-resource\", scope=\"files:read files:write\""),
         "{what}: {h:?}"
     );
     url.to_owned()
@@ -263,7 +263,7 @@ async fn bad_tokens_get_401_with_a_challenge_and_nothing_runs() {
     let metadata_url = first
         .0
         .strip_prefix("Bearer resource_metadata=\"")
-        .and_then(|rest| rest.strip_suffix('"'))
+        .and_then(|rest| rest.strip_suffix("\", scope=\"files:read files:write\""))
         .expect("challenge shape checked above");
     assert_eq!(
         metadata_url,

@@ -547,7 +547,7 @@ async fn resource_metadata_is_behind_the_host_guard() {
     assert_eq!(
         www,
         format!(
-            "Bearer resource_metadata=\"http://127.0.0.1:{port}/.well-known/oauth-protected-resource\""
+            "Bearer resource_metadata=\"http://127.0.0.1:{port}/.well-known/oauth-protected-resource\", scope=\"files:read files:write\""
         )
     );
 }

@@ -119,3 +119,150 @@ async fn a_throttled_call_is_audited_with_the_callers_key_id() {
     assert_eq!(ev["outcome"], "rate_limited", "{ev}");
     assert_eq!(ev["key_id"], s.key_id.as_str(), "{ev}");
 }
+
+/// The first five requests of `kind` are answered (whatever MCP makes of them: a method a
+/// stateless server does not know is still an authenticated request), the sixth is 429
+/// with the headers.
+async fn sixth_is_429(s: &Setup, kind: &str, send_one: impl AsyncFn(usize) -> reqwest::Response) {
+    for i in 0..5 {
+        let r = send_one(i).await;
+        let status = r.status().as_u16();
+        // Exactly one unit per request: the remainder the answer reports.
+        let remaining = r
+            .headers()
+            .get("x-ratelimit-remaining")
+            .map(|v| v.to_str().unwrap_or_default().to_owned());
+        let body = r.text().await.unwrap_or_default();
+        assert_eq!(
+            remaining.as_deref(),
+            Some((4 - i).to_string().as_str()),
+            "{kind}: remaining after request {}: {body}",
+            i + 1
+        );
+        assert!(
+            ![401, 429].contains(&status),
+            "{kind}: request {} of a budget of 5 got {status}: {body}",
+            i + 1
+        );
+    }
+    let r = send_one(5).await;
+    assert_eq!(
+        r.status().as_u16(),
+        429,
+        "{kind}: the 6th request of a budget of 5 (token {})",
+        s.key_id
+    );
+    let h = r.headers();
+    for name in [
+        "retry-after",
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+    ] {
+        assert!(h.get(name).is_some(), "{kind}: 429 lacks {name}: {h:?}");
+    }
+    assert_eq!(h["x-ratelimit-limit"], "5", "{kind}");
+    assert_eq!(h["x-ratelimit-remaining"], "0", "{kind}");
+}
+
+fn stateless(method: &str, id: usize) -> serde_json::Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": method,
+           "params": {"_meta": common::mcp::meta("rl-test")}})
+}
+
+/// Every authenticated MCP request spends one unit, whatever its kind (SPEC §10): a token
+/// limited to 5/m cannot list tools, ping or initialize without limit.
+#[tokio::test]
+async fn every_kind_of_mcp_request_spends_one_unit() {
+    // The direct (stateless) path.
+    for method in ["tools/list", "ping", "server/discover"] {
+        let s = setup().await;
+        sixth_is_429(&s, method, async |i| {
+            send(post(
+                &s.fe.mcp_url,
+                Some(&bearer(&s.token)),
+                &stateless(method, i),
+            ))
+            .await
+        })
+        .await;
+    }
+    // A legacy initialize, each opening a session.
+    let s = setup().await;
+    sixth_is_429(&s, "initialize", async |_| {
+        send(post(
+            &s.fe.mcp_url,
+            Some(&bearer(&s.token)),
+            &common::mcp::initialize_body("rl-test"),
+        ))
+        .await
+    })
+    .await;
+    // A tool call the handler answers without the rpc-server (an unknown tool).
+    let s = setup().await;
+    sixth_is_429(&s, "tools/call of an unknown tool", async |_| {
+        let body = stateless_call_body("rl-test", "no_such_tool", json!({}));
+        send(post(&s.fe.mcp_url, Some(&bearer(&s.token)), &body)).await
+    })
+    .await;
+}
+
+/// Inside an rmcp session: initialize and its notification are two units, then three
+/// `tools/list`, and the sixth request (another `tools/list`) is refused.
+#[tokio::test]
+async fn a_session_spends_one_unit_per_request() {
+    let s = setup().await;
+    let auth = bearer(&s.token);
+    let (sid, _) = common::mcp::open_session(&s.fe.mcp_url, &auth, "rl-test").await;
+    let list = |id: usize| {
+        post(
+            &s.fe.mcp_url,
+            Some(&auth),
+            &json!({"jsonrpc": "2.0", "id": id, "method": "tools/list"}),
+        )
+        .header("mcp-session-id", &sid)
+    };
+    for i in 0..3 {
+        let r = send(list(10 + i)).await;
+        assert_eq!(
+            r.status().as_u16(),
+            200,
+            "tools/list {} in the session",
+            i + 1
+        );
+        let _ = r.text().await;
+    }
+    let r = send(list(20)).await;
+    assert_eq!(
+        r.status().as_u16(),
+        429,
+        "the 6th request of the session (initialize, initialized, 3 × tools/list)"
+    );
+    assert_eq!(r.headers()["x-ratelimit-remaining"], "0");
+    assert!(r.headers().get("retry-after").is_some());
+}
+
+/// rmcp's own client, in either lifecycle, meets the limit after five requests at most.
+#[tokio::test]
+async fn an_rmcp_client_cannot_list_tools_without_limit() {
+    for era in common::ERAS {
+        let s = setup().await;
+        let refused = match common::try_connect(&s.fe.mcp_url, &s.token, era).await {
+            Err(_) => true,
+            Ok(c) => {
+                let mut refused = false;
+                for _ in 0..6 {
+                    let r = tokio::time::timeout(common::STEP, c.list_tools(None))
+                        .await
+                        .expect("tools/list hung");
+                    if r.is_err() {
+                        refused = true;
+                        break;
+                    }
+                }
+                refused
+            }
+        };
+        assert!(refused, "{}: 6 × tools/list on a budget of 5", era.name());
+    }
+}

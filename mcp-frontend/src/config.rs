@@ -165,6 +165,9 @@ impl Default for Limits {
 /// Room for the rpc-server's largest write (16 MiB of content) in JSON, with headroom.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
+/// See [`FrontendConfig::auth_metadata_refresh`].
+pub const DEFAULT_AUTH_METADATA_REFRESH: Duration = Duration::from_secs(60);
+
 /// The resolved configuration.
 #[derive(Debug, Clone)]
 pub struct FrontendConfig {
@@ -190,6 +193,9 @@ pub struct FrontendConfig {
     pub connections: nexus_serve::ConnLimits,
     /// Body deadline, caps on unverified requests, sessions and streams.
     pub limits: Limits,
+    /// How often the authorization servers of the protected-resource metadata are read
+    /// again from the rpc-server (`GET /auth/providers`); until a first answer, every 5 s.
+    pub auth_metadata_refresh: Duration,
 }
 
 impl FrontendConfig {
@@ -282,6 +288,7 @@ impl FrontendConfig {
                 streams: a.max_streams,
                 stream_idle_timeout: a.stream_idle_timeout,
             },
+            auth_metadata_refresh: DEFAULT_AUTH_METADATA_REFRESH,
         })
     }
 
@@ -311,6 +318,7 @@ impl FrontendConfig {
                 ..Default::default()
             },
             limits: Limits::default(),
+            auth_metadata_refresh: DEFAULT_AUTH_METADATA_REFRESH,
         }
     }
 }

@@ -213,7 +213,12 @@ impl IntoResponse for GatewayError {
         }
         match &self {
             GatewayError::Unauthorized { metadata } => {
-                let challenge = format!("Bearer resource_metadata=\"{metadata}\"");
+                // RFC 6750 §3 / MCP authorization: where the metadata is, and the scopes
+                // a client should request to work with files.
+                let challenge = format!(
+                    "Bearer resource_metadata=\"{metadata}\", scope=\"{}\"",
+                    nexus_wire::resource::CHALLENGE_SCOPE
+                );
                 if let Ok(v) = HeaderValue::from_str(&challenge) {
                     h.insert(header::WWW_AUTHENTICATE, v);
                 }

@@ -18,6 +18,7 @@ mod error;
 pub mod forward;
 mod layers;
 mod mcp;
+mod metadata;
 mod metrics;
 pub mod process;
 mod relay;

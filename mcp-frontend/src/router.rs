@@ -6,7 +6,7 @@ use crate::error::GatewayError;
 use crate::layers::{bearer, guard, limits, observe};
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use axum::http::{HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Json, Router, middleware};
@@ -42,11 +42,11 @@ pub(crate) fn router(st: AppState, cancel: CancellationToken) -> Router {
         .route("/health", get(health))
         .route(
             "/.well-known/oauth-protected-resource",
-            get(resource_metadata).route_layer(guarded()),
+            get(crate::metadata::resource_metadata).route_layer(guarded()),
         )
         .route(
             "/.well-known/oauth-protected-resource/mcp",
-            get(resource_metadata).route_layer(guarded()),
+            get(crate::metadata::resource_metadata).route_layer(guarded()),
         )
         // Login, refresh, keys and users (SPEC §10) are the rpc-server's: relayed as they
         // came, under the same Host/Origin guard (a foreign page must not log in).
@@ -100,21 +100,6 @@ async fn metrics(State(st): State<AppState>) -> Response {
 }
 
 /// RFC 9728 protected resource metadata.
-async fn resource_metadata(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-) -> Json<serde_json::Value> {
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let resource = format!("{}/mcp", st.public_base(host));
-    Json(json!({
-        "resource": resource,
-        "authorization_servers": [],
-        "bearer_methods_supported": ["header"],
-        "resource_name": "Nexus Hub MCP",
-        "resource_documentation": "Send Authorization: Bearer sk-… (a token minted with `nexus hub token create`).",
-    }))
-}
-
 /// The router driven in-process for the edge cases that need no rpc-server (it is
 /// pointed at a closed port): refusals, their envelopes and challenges, the guard.
 #[cfg(test)]
@@ -175,7 +160,7 @@ mod tests {
         assert_eq!(v["error"]["code"], "unauthorized");
         assert_eq!(
             h[header::WWW_AUTHENTICATE],
-            "Bearer resource_metadata=\"http://127.0.0.1:8081/.well-known/oauth-protected-resource\""
+            "Bearer resource_metadata=\"http://127.0.0.1:8081/.well-known/oauth-protected-resource\", scope=\"files:read files:write\""
         );
 
         // A token nobody can verify (the rpc-server is down) is neither let in nor refused.

@@ -74,8 +74,12 @@ impl Frontend {
             unverified: Unverified::new(limits.unverified_per_addr),
             auth_failures: governor::RateLimiter::keyed(failure_quota(cfg.auth_failures_per_min)),
             started: Instant::now(),
+            auth_servers: Default::default(),
             cfg,
         });
+        // The metadata names the real authorization servers from the first request on
+        // when the rpc-server is already up; otherwise they are read once it is.
+        state.auth_servers.refresh(&state.rpc).await;
         Ok(Self {
             listener,
             state,
@@ -102,6 +106,12 @@ impl Frontend {
                 st.auth_failures.retain_recent();
             }
         });
+        let st = self.state.clone();
+        let metadata = tokio::spawn(async move {
+            st.auth_servers
+                .keep_fresh(&st.rpc, st.cfg.auth_metadata_refresh)
+                .await;
+        });
         let cancel = self.cancel.clone();
         let shutdown = async move {
             shutdown.await;
@@ -111,6 +121,7 @@ impl Frontend {
         let limits = self.state.cfg.connections;
         let res = nexus_serve::serve(self.listener, self.tls, app, limits, shutdown).await;
         housekeeping.abort();
+        metadata.abort();
         res.context("server error")
     }
 }

@@ -33,6 +33,8 @@ pub(crate) struct Inner {
     /// Failed authentications per client address.
     pub auth_failures: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
     pub started: Instant,
+    /// Who issues tokens for this resource, as the rpc-server last said.
+    pub auth_servers: crate::metadata::AuthServers,
 }
 
 impl std::ops::Deref for AppState {

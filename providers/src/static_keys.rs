@@ -11,7 +11,7 @@
 use crate::config::ConfigError;
 use crate::config::{StaticConfig, StaticKey};
 use chrono::{DateTime, Utc};
-use nexus_wire::spec::{Permission, RateLimit, SubjectType, ZoneGrant, parse_zone_spec};
+use nexus_wire::spec::{Permission, RateTier, SubjectType, ZoneGrant, parse_zone_spec};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -55,8 +55,8 @@ pub struct StaticEntry {
     /// Sorted by zone; capped to `r` when the permissions lack WRITE.
     pub zones: Vec<ZoneGrant>,
     pub expires_at: Option<DateTime<Utc>>,
-    /// A rate limit in the canonical text the identity carries (`100/m`).
-    pub rate_limit: Option<String>,
+    /// A tier override (`100/m,1000/h`).
+    pub rate_limit: Option<RateTier>,
     /// Kept for the seed's format; never used for a decision.
     pub metadata: Option<serde_json::Value>,
     /// The file gives this key in plain text.
@@ -191,10 +191,8 @@ fn permissions(list: &[String]) -> Result<(bool, bool), String> {
 }
 
 /// Parses a rate limit override: the one place this module reads the rate-limit language.
-fn rate_limit(s: &str) -> Result<String, String> {
-    s.parse::<RateLimit>()
-        .map(|r| r.to_string())
-        .map_err(|e| e.to_string())
+fn rate_limit(s: &str) -> Result<RateTier, String> {
+    s.parse::<RateTier>().map_err(|e| e.to_string())
 }
 
 fn entry(k: &StaticKey, plaintext: bool) -> Result<StaticEntry, String> {
@@ -397,7 +395,10 @@ api_keys:
         assert_eq!(r.zones[0].zone_id, "eng");
         assert!(!r.is_admin);
         assert_eq!(r.subject_type, SubjectType::Agent);
-        assert_eq!(r.rate_limit.as_deref(), Some("100/m"));
+        assert_eq!(
+            r.rate_limit.map(|t| t.to_string()).as_deref(),
+            Some("100/m")
+        );
         assert_eq!(
             r.expires_at.map(|t| t.to_rfc3339()).as_deref(),
             Some("2030-01-02T02:04:05+00:00")

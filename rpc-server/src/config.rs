@@ -91,12 +91,13 @@ pub struct ServerArgs {
     /// Redis for revocation broadcast (and, later, shared limits); optional.
     #[arg(long, env = "NEXUS_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<SecretString>,
-    /// Default limit of a token: N/s, N/m or N/h.
+    /// Default tier of a token: one or more windows N/s, N/m, N/h, N/d, comma-separated
+    /// (e.g. 1000/m,10000/h); every window must admit a request.
     #[arg(long, env = "NEXUS_RATE_LIMIT_TOKEN", default_value = "300/m")]
-    pub rate_limit_token: nexus_wire::spec::RateLimit,
-    /// Default limit of an admin token.
+    pub rate_limit_token: nexus_wire::spec::RateTier,
+    /// Default tier of an admin token (same syntax).
     #[arg(long, env = "NEXUS_RATE_LIMIT_ADMIN", default_value = "1000/m")]
-    pub rate_limit_admin: nexus_wire::spec::RateLimit,
+    pub rate_limit_admin: nexus_wire::spec::RateTier,
     /// Proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For is believed for the
     /// per-address failed-authentication limit: the MCP frontend's address(es).
     #[arg(long, env = "NEXUS_TRUSTED_PROXIES", value_delimiter = ',')]

@@ -7,7 +7,7 @@ use crate::db::{NewToken, Store, StoreError, TokenRecord};
 use chrono::{DateTime, SecondsFormat, Utc};
 use nexus_wire::methods::*;
 use nexus_wire::spec::{
-    self, RateLimit, SubjectType, ZoneGrant, parse_zone_glob, parse_zone_spec, validate_token_name,
+    self, RateTier, SubjectType, ZoneGrant, parse_zone_glob, parse_zone_spec, validate_token_name,
     validate_zone_name,
 };
 use nexus_wire::{ErrorCode, RpcError};
@@ -343,7 +343,7 @@ impl Control {
         let rate_limit = p
             .rate_limit
             .as_deref()
-            .map(str::parse::<RateLimit>)
+            .map(str::parse::<RateTier>)
             .transpose()?
             .map(|r| r.to_string());
         let now = Utc::now();

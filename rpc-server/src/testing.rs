@@ -175,8 +175,8 @@ impl TestOptions {
         };
         Self {
             limits: crate::limits::LimitConfig {
-                token: lots,
-                admin: lots,
+                token: lots.into(),
+                admin: lots.into(),
                 auth_failures: lots,
             },
             ..Default::default()

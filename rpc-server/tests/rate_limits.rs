@@ -317,3 +317,48 @@ async fn two_servers_without_redis_keep_separate_budgets() {
         }
     }
 }
+
+/// A tier of two windows through Redis: both replicas judge every window of the one shared
+/// budget. `6/m,4/h` is exhausted by its hour window after four calls spread over two
+/// servers; the 429 names that window (limit 4, a Retry-After of the hour's 900 s pace,
+/// not the minute's 10 s). An override is stored in canonical order, whatever was typed.
+#[tokio::test]
+async fn two_servers_sharing_redis_check_every_window_of_a_tier() {
+    let one = spawn(Variant::Shared).await;
+    let two = second_server(&one, Variant::Shared).await;
+    let created = one
+        .control
+        .create_token(TokenCreateParams {
+            name: "windows".into(),
+            zones: Some("eng:rw".into()),
+            rate_limit: Some("4/h, 6/m".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("mint");
+    assert_eq!(created.rate_limit.as_deref(), Some("6/m,4/h"));
+    let a = created.token;
+    for (i, app) in [&one, &two, &one, &two].into_iter().enumerate() {
+        let (s, h) = stat(app, &a).await;
+        assert_eq!(s, 200, "call {} of the hour's 4", i + 1);
+        // The hour window (3/4 left after one call, against the minute's 5/6) is nearer.
+        assert_eq!(num(&h, "x-ratelimit-limit"), Some(4), "call {}", i + 1);
+        assert_eq!(num(&h, "x-ratelimit-remaining"), Some(3 - i as u64));
+    }
+    for app in [&two, &one] {
+        let (s, h) = stat(app, &a).await;
+        assert_eq!(s, 429, "the hour window is spent on both servers");
+        assert_eq!(num(&h, "x-ratelimit-limit"), Some(4));
+        let retry = num(&h, "retry-after").expect("Retry-After");
+        assert!(
+            (61..=900).contains(&retry),
+            "Retry-After {retry} s comes from the hour window"
+        );
+    }
+    // Where the minute window is the nearer one, it is the one reported.
+    let b = mint(&one, "b", false, Some("3/m,100/h")).await;
+    let (s, h) = stat(&two, &b).await;
+    assert_eq!(s, 200);
+    assert_eq!(num(&h, "x-ratelimit-limit"), Some(3));
+    assert_eq!(num(&h, "x-ratelimit-remaining"), Some(2));
+}

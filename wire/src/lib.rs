@@ -13,6 +13,7 @@ pub mod headers;
 pub mod identity;
 pub mod jsonrpc;
 pub mod methods;
+pub mod resource;
 pub mod spec;
 pub mod stats;
 

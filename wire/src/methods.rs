@@ -556,7 +556,8 @@ pub struct TokenCreateParams {
     /// Who the token stands for
     #[serde(default)]
     pub subject_type: Option<SubjectType>,
-    /// N/s, N/m or N/h
+    /// Rate limit of this token: windows N/s, N/m, N/h or N/d, comma-separated (e.g.
+    /// 1000/m,10000/h); every window must admit a request
     #[serde(default)]
     pub rate_limit: Option<String>,
 }

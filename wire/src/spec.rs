@@ -248,8 +248,8 @@ pub fn parse_expiry(text: &str) -> Result<Duration, SpecError> {
     Ok(d)
 }
 
-/// A rate limit: `count` requests per `period`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A rate limit: `count` requests per `period` (one window of a [`RateTier`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RateLimit {
     pub count: u32,
     pub period_secs: u32,
@@ -260,7 +260,8 @@ impl fmt::Display for RateLimit {
         let unit = match self.period_secs {
             1 => "s",
             60 => "m",
-            _ => "h",
+            3600 => "h",
+            _ => "d",
         };
         write!(f, "{}/{unit}", self.count)
     }
@@ -271,7 +272,7 @@ impl FromStr for RateLimit {
     fn from_str(s: &str) -> Result<Self, SpecError> {
         let bad = || {
             err(format!(
-                "invalid rate limit {:?}: use N/s, N/m or N/h",
+                "invalid rate limit {:?}: use N/s, N/m, N/h or N/d",
                 crate::jsonrpc::printable(s)
             ))
         };
@@ -281,12 +282,123 @@ impl FromStr for RateLimit {
             "s" | "sec" => 1,
             "m" | "min" => 60,
             "h" | "hour" => 3600,
+            "d" | "day" => 86_400,
             _ => return Err(bad()),
         };
         if count == 0 || count > 1_000_000 {
             return Err(err("rate limit count must be between 1 and 1000000"));
         }
         Ok(Self { count, period_secs })
+    }
+}
+
+/// Most windows in one tier: one per period (s, m, h, d).
+pub const MAX_RATE_WINDOWS: usize = 4;
+
+/// A rate tier: one or more windows, every one of which must admit a request, e.g.
+/// `1000/m,10000/h` (SPEC §10). Held inline (no allocation), windows sorted by period,
+/// at most one per period, so equal tiers compare and hash equal and Display round-trips.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RateTier {
+    windows: [RateLimit; MAX_RATE_WINDOWS],
+    len: u8,
+}
+
+impl RateTier {
+    /// What fills the unused slots, the same in every tier so derived equality holds.
+    const UNUSED: RateLimit = RateLimit {
+        count: 0,
+        period_secs: 0,
+    };
+
+    /// A tier of one window.
+    pub const fn single(w: RateLimit) -> Self {
+        Self {
+            windows: [w, Self::UNUSED, Self::UNUSED, Self::UNUSED],
+            len: 1,
+        }
+    }
+
+    /// A tier of `windows` (any order); refused when empty or when two share a period.
+    pub fn new(windows: &[RateLimit]) -> Result<Self, SpecError> {
+        let first = *windows
+            .first()
+            .ok_or_else(|| err("a rate tier needs at least one window, e.g. 1000/m"))?;
+        let mut out = Self::single(first);
+        for w in &windows[1..] {
+            if out.windows().iter().any(|o| o.period_secs == w.period_secs) {
+                return Err(err(format!(
+                    "rate tier names the period of {w} twice: give each of s, m, h, d at most once"
+                )));
+            }
+            // Distinct periods among four units: never more than MAX_RATE_WINDOWS.
+            out.windows[usize::from(out.len)] = *w;
+            out.len += 1;
+        }
+        out.windows[..usize::from(out.len)].sort_unstable_by_key(|w| w.period_secs);
+        Ok(out)
+    }
+
+    /// The windows, shortest period first.
+    pub fn windows(&self) -> &[RateLimit] {
+        &self.windows[..usize::from(self.len)]
+    }
+}
+
+impl From<RateLimit> for RateTier {
+    fn from(w: RateLimit) -> Self {
+        Self::single(w)
+    }
+}
+
+impl fmt::Display for RateTier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, w) in self.windows().iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{w}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for RateTier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RateTier({self})")
+    }
+}
+
+impl FromStr for RateTier {
+    type Err = SpecError;
+    /// `N/unit[,N/unit…]`; a single window (what older versions stored) is a tier of one.
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        let mut windows = [Self::UNUSED; MAX_RATE_WINDOWS];
+        let mut n = 0;
+        for part in s.split(',') {
+            if n == MAX_RATE_WINDOWS {
+                return Err(err(format!(
+                    "invalid rate tier {:?}: at most {MAX_RATE_WINDOWS} windows (one per s, m, h, d)",
+                    crate::jsonrpc::printable(s)
+                )));
+            }
+            windows[n] = part.parse()?;
+            n += 1;
+        }
+        Self::new(&windows[..n])
+    }
+}
+
+impl Serialize for RateTier {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RateTier {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -347,8 +459,45 @@ mod tests {
             let r: RateLimit = s.parse().expect("ok");
             assert_eq!(r.to_string(), s);
         }
-        for bad in ["", "10", "0/s", "x/m", "10/d", "-1/s"] {
+        for bad in ["", "10", "0/s", "x/m", "10/w", "-1/s"] {
             assert!(bad.parse::<RateLimit>().is_err(), "{bad}");
         }
+        assert_eq!("7/day".parse::<RateLimit>().expect("ok").to_string(), "7/d");
+    }
+
+    #[test]
+    fn rate_tiers_round_trip_sorted() {
+        let t: RateTier = "10000/h, 1000/m".parse().expect("ok");
+        assert_eq!(t.to_string(), "1000/m,10000/h");
+        assert_eq!(t.windows()[0], "1000/m".parse().expect("ok"));
+        assert_eq!(t.to_string().parse::<RateTier>(), Ok(t));
+        // What older versions stored: one window.
+        assert_eq!(
+            t,
+            "1000/m,10000/h".parse().expect("ok"),
+            "order does not matter"
+        );
+        let one: RateTier = "300/m".parse().expect("ok");
+        assert_eq!(one.windows().len(), 1);
+        assert_eq!(
+            one,
+            RateTier::from("300/m".parse::<RateLimit>().expect("ok"))
+        );
+        let all: RateTier = "5/s,100/m,1000/h,5000/d".parse().expect("ok");
+        assert_eq!(all.windows().len(), 4);
+        for bad in [
+            "",
+            ",",
+            "1000/m,",
+            "1000/m,2000/m",
+            "1000/m,20/min",
+            "1/s,1/m,1/h,1/d,1/s",
+            "1000/m;10000/h",
+        ] {
+            assert!(bad.parse::<RateTier>().is_err(), "{bad:?}");
+        }
+        let json = serde_json::to_string(&t).expect("json");
+        assert_eq!(json, "\"1000/m,10000/h\"");
+        assert_eq!(serde_json::from_str::<RateTier>(&json).expect("back"), t);
     }
 }

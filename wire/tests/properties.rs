@@ -6,7 +6,7 @@
 use nexus_wire::bearer::{self, BearerError, MAX_TOKEN_LEN};
 use nexus_wire::jsonrpc::{self, decode_request, encode_request};
 use nexus_wire::spec::{
-    self, MAX_EXPIRY, Permission, RateLimit, ZoneGrant, format_zone_spec, parse_expiry,
+    self, MAX_EXPIRY, Permission, RateLimit, RateTier, ZoneGrant, format_zone_spec, parse_expiry,
     parse_zone_spec,
 };
 use proptest::collection::{btree_map, vec};
@@ -348,7 +348,7 @@ proptest! {
     ) {
         if let Ok(r) = s.parse::<RateLimit>() {
             prop_assert!((1..=1_000_000).contains(&r.count), "{s:?} -> {r:?}");
-            prop_assert!([1, 60, 3600].contains(&r.period_secs), "{s:?} -> {r:?}");
+            prop_assert!([1, 60, 3600, 86_400].contains(&r.period_secs), "{s:?} -> {r:?}");
             prop_assert_eq!(r.to_string().parse::<RateLimit>(), Ok(r));
         }
     }
@@ -359,12 +359,29 @@ proptest! {
         count in prop_oneof![1u32..=1_000_000, Just(1), Just(1_000_000)],
         (unit, period, canon) in prop::sample::select(vec![
             ("s", 1u32, "s"), ("sec", 1, "s"), ("m", 60, "m"), ("min", 60, "m"),
-            ("h", 3600, "h"), ("hour", 3600, "h"),
+            ("h", 3600, "h"), ("hour", 3600, "h"), ("d", 86_400, "d"), ("day", 86_400, "d"),
         ]),
     ) {
         let r: RateLimit = format!("{count}/{unit}").parse().expect("valid rate limit");
         prop_assert_eq!(r, RateLimit { count, period_secs: period });
         prop_assert_eq!(r.to_string(), format!("{count}/{canon}"));
+    }
+
+    /// Tiers: never panics; whatever parses has 1–4 windows of distinct periods, sorted,
+    /// and survives Display → FromStr.
+    #[test]
+    fn rate_tier_parse_is_total_and_round_trips(
+        s in prop_oneof![
+            any::<String>(),
+            "([0-9]{1,7}/(s|m|h|d|min|hour|day)[ ]{0,1},){0,5}[0-9]{1,7}/(s|m|h|d)",
+        ],
+    ) {
+        if let Ok(t) = s.parse::<RateTier>() {
+            let w = t.windows();
+            prop_assert!((1..=4).contains(&w.len()), "{s:?} -> {t:?}");
+            prop_assert!(w.windows(2).all(|p| p[0].period_secs < p[1].period_secs), "{s:?} -> {t:?}");
+            prop_assert_eq!(t.to_string().parse::<RateTier>(), Ok(t));
+        }
     }
 
     /// Counts outside 1..=1_000_000 are refused.

@@ -28,10 +28,10 @@ pub fn frontend_config(
 
 /// Limits far above anything these tests send.
 pub fn unthrottled() -> LimitConfig {
-    let lots = "1000000/s".parse().expect("rate");
+    let lots: nexus_wire::spec::RateLimit = "1000000/s".parse().expect("rate");
     LimitConfig {
-        token: lots,
-        admin: lots,
+        token: lots.into(),
+        admin: lots.into(),
         auth_failures: lots,
     }
 }

@@ -125,7 +125,7 @@ async def bad_token_is_refused(url: str, era: str) -> None:
     for status, challenge in responses:
         assert status == 401, f"{era}: a bad token got HTTP {status} (responses {responses})"
         assert challenge.startswith('Bearer resource_metadata="') and challenge.endswith(
-            '/.well-known/oauth-protected-resource"'
+            '/.well-known/oauth-protected-resource", scope="files:read files:write"'
         ), f"{era}: 401 without the challenge: {challenge!r}"
 
 

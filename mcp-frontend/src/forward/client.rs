@@ -143,6 +143,18 @@ impl RpcClient {
         self.send(req, self.timeout).await
     }
 
+    /// The issuers the rpc-server's provider chain accepts and the scopes a hub token can
+    /// carry (`GET /auth/providers`, no token); `None` when it does not answer well.
+    pub async fn auth_providers(&self) -> Option<nexus_wire::resource::AuthProviders> {
+        let url = format!("{}{}", self.base, nexus_wire::resource::AUTH_PROVIDERS_PATH);
+        let req = http::Request::get(url).body(Full::new(Bytes::new())).ok()?;
+        let resp = self.send(req, Duration::from_secs(2)).await.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        serde_json::from_slice(resp.body()).ok()
+    }
+
     /// Is the rpc-server ready (its database reachable)?
     pub async fn ready(&self) -> bool {
         let Ok(req) = http::Request::get(format!("{}/healthz/ready", self.base))

@@ -675,3 +675,71 @@ async fn a_relayed_request_arrives_as_it_came_with_the_clients_address() {
         "the rpc-server's per-address limits see the client"
     );
 }
+
+/// The protected-resource metadata names what the rpc-server's `/auth/providers` says:
+/// its issuers, or the hub itself when it has none (never an empty list), and it keeps the
+/// last good answer while the rpc-server fails or talks nonsense; `keep_fresh` picks up a
+/// change.
+#[tokio::test]
+async fn the_metadata_follows_the_rpc_servers_issuers_and_keeps_the_last_good_answer() {
+    let answer: Arc<Mutex<Reply>> = Arc::new(Mutex::new(reply(503, "")));
+    let set = |status: u16, body: &str| *answer.lock().expect("lock") = reply(status, body);
+    let script = answer.clone();
+    let srv = Server::start(move |s| {
+        assert_eq!(s.path, nexus_wire::resource::AUTH_PROVIDERS_PATH);
+        let r = script.lock().expect("lock");
+        reply(r.status, &r.body)
+    })
+    .await;
+    let rpc = RpcClient::new(&srv.base, Duration::from_secs(5)).expect("client");
+    let servers = crate::metadata::AuthServers::default();
+    let listed = |s: &crate::metadata::AuthServers| {
+        s.document("https://hub.example")["authorization_servers"].clone()
+    };
+    // Nothing known yet: the hub itself, and every scope.
+    assert!(!servers.refresh(&rpc).await);
+    assert_eq!(listed(&servers), json!(["https://hub.example"]));
+    let doc = servers.document("https://hub.example");
+    assert_eq!(doc["resource"], "https://hub.example/mcp");
+    assert_eq!(
+        doc["scopes_supported"],
+        json!(["files:read", "files:write", "hub:admin"])
+    );
+    let one = r#"{"issuers":["https://idp.example"],"scopes_supported":["files:read"]}"#;
+    set(200, one);
+    assert!(servers.refresh(&rpc).await);
+    assert_eq!(listed(&servers), json!(["https://idp.example"]));
+    assert_eq!(
+        servers.document("https://hub.example")["scopes_supported"],
+        json!(["files:read"])
+    );
+    // Down, or nonsense: the last good answer stays.
+    set(503, "");
+    assert!(!servers.refresh(&rpc).await);
+    set(200, "{not json");
+    assert!(!servers.refresh(&rpc).await);
+    assert_eq!(listed(&servers), json!(["https://idp.example"]));
+    // An answer with no issuer (API keys only): the hub itself again.
+    set(200, r#"{"issuers":[],"scopes_supported":[]}"#);
+    assert!(servers.refresh(&rpc).await);
+    assert_eq!(listed(&servers), json!(["https://hub.example"]));
+    // Periodic refresh picks up a second issuer.
+    set(
+        200,
+        r#"{"issuers":["https://a.example","https://b.example"],"scopes_supported":[]}"#,
+    );
+    let servers = Arc::new(servers);
+    let rpc = Arc::new(rpc);
+    let (s2, r2) = (servers.clone(), rpc.clone());
+    let task = tokio::spawn(async move { s2.keep_fresh(&r2, Duration::from_millis(20)).await });
+    let mut seen = json!(null);
+    for _ in 0..250 {
+        seen = listed(&servers);
+        if seen == json!(["https://a.example", "https://b.example"]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    task.abort();
+    assert_eq!(seen, json!(["https://a.example", "https://b.example"]));
+}

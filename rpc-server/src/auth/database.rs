@@ -144,7 +144,9 @@ impl DatabaseAuth {
             is_admin: rec.is_admin,
             zones: rec.zones,
             expires_at: rec.expires_at,
-            rate_limit: rec.rate_limit,
+            // Written only through the parser; an unreadable value falls back to the tier
+            // default rather than refusing the token.
+            rate_limit: rec.rate_limit.as_deref().and_then(|s| s.parse().ok()),
             subject,
             rebac: Default::default(),
             credential: super::identity::Credential::Database,

@@ -18,7 +18,8 @@ pub struct Identity {
     /// for a subject-bound token whose access comes from ReBAC grants alone.
     pub zones: Vec<ZoneGrant>,
     pub expires_at: Option<DateTime<Utc>>,
-    pub rate_limit: Option<String>,
+    /// The token's own tier (a stored override), parsed once when the token is looked up.
+    pub rate_limit: Option<nexus_wire::spec::RateTier>,
     /// The registered subject the token's `user_id` names, if any (SPEC §9).
     pub subject: Option<BoundSubject>,
     /// The caller's compiled ReBAC grants, built on the first call that needs them and

@@ -4,6 +4,7 @@
 
 mod auth;
 mod health;
+mod providers;
 mod rpc;
 
 pub(crate) use auth::LoginThrottle;
@@ -57,6 +58,10 @@ fn routes() -> Router<AppState> {
         .route("/healthz/live", get(health::live))
         .route("/healthz/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
+        .route(
+            nexus_wire::resource::AUTH_PROVIDERS_PATH,
+            get(providers::auth_providers),
+        )
         .fallback(not_found)
 }
 
@@ -116,6 +121,7 @@ async fn track_http(State(st): State<AppState>, req: Request, next: Next) -> Res
             "/auth/users/{u}" => "/auth/users/{u}",
             "/auth/users/{u}/permissions" => "/auth/users/{u}/permissions",
             "/auth/keys/rotate" => "/auth/keys/rotate",
+            nexus_wire::resource::AUTH_PROVIDERS_PATH => nexus_wire::resource::AUTH_PROVIDERS_PATH,
             _ => "other",
         })
         .unwrap_or("unmatched");

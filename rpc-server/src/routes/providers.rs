@@ -1,0 +1,15 @@
+//! `GET /auth/providers` (no token): the issuers the provider chain accepts and the scopes
+//! a hub token can carry. The MCP frontend reads it for its protected-resource metadata
+//! (RFC 9728), which must name at least one authorization server.
+
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use nexus_wire::resource::{AuthProviders, SCOPES_SUPPORTED};
+
+pub async fn auth_providers(State(st): State<AppState>) -> Json<AuthProviders> {
+    Json(AuthProviders {
+        issuers: st.issuers.clone(),
+        scopes_supported: SCOPES_SUPPORTED.iter().map(|s| (*s).to_owned()).collect(),
+    })
+}
