@@ -191,7 +191,7 @@ impl StaticAuth {
             is_admin: e.is_admin,
             zones: e.zones.clone(),
             expires_at: e.expires_at,
-            rate_limit: e.rate_limit.clone(),
+            rate_limit: e.rate_limit,
             subject,
             rebac: Default::default(),
             credential: Credential::Static,
