@@ -152,6 +152,28 @@ impl IdentityCache {
         None
     }
 
+    /// The cache's answer for `digest`, counted in `nexus_auth_cache_requests_total` (hit,
+    /// negative hit, miss): `Some` is final (a cached identity that has expired since is
+    /// refused), `None` is a miss the provider must verify.
+    pub fn answer(
+        &self,
+        digest: &TokenDigest,
+        metrics: &crate::metrics::Metrics,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<Result<Arc<Identity>, super::AuthError>> {
+        let (label, answer) = match self.get(digest) {
+            Some(Cached::Valid(id)) if id.is_expired(now) => (
+                "hit",
+                Some(Err(super::AuthError::Refused(Refusal::Expired))),
+            ),
+            Some(Cached::Valid(id)) => ("hit", Some(Ok(id))),
+            Some(Cached::Refused(r)) => ("negative_hit", Some(Err(super::AuthError::Refused(r)))),
+            None => ("miss", None),
+        };
+        metrics.auth_cache.with_label_values(&[label]).inc();
+        answer
+    }
+
     /// True when an invalidation at or after the entry's lookup concerns it.
     fn buried(&self, p: &Positive) -> bool {
         let tombs = self.tombstones.read().unwrap_or_else(|e| e.into_inner());

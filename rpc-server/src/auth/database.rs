@@ -56,20 +56,11 @@ impl DatabaseAuth {
         let well_formed = is_well_formed(token);
         let digest = self.hasher.digest(token);
         let now = Utc::now();
-        match self.cache.get(&digest) {
-            Some(Cached::Valid(id)) => {
-                return self
-                    .cache_hit(id, now)
-                    .ok_or(AuthError::Refused(Refusal::Expired));
+        if let Some(answer) = self.cache.answer(&digest, &self.metrics, now) {
+            if let Ok(id) = &answer {
+                self.last_used.record(id.key_id, now);
             }
-            Some(Cached::Refused(r)) => {
-                self.metrics
-                    .auth_cache
-                    .with_label_values(&["negative_hit"])
-                    .inc();
-                return Err(AuthError::Refused(r));
-            }
-            None => self.metrics.auth_cache.with_label_values(&["miss"]).inc(),
+            return answer;
         }
         let epoch = self.cache.epoch();
         let timer = self
@@ -185,12 +176,7 @@ impl AuthProvider for DatabaseAuth {
     fn authenticate<'a>(&'a self, token: &'a str) -> AuthFuture<'a> {
         Box::pin(async move {
             let res = self.verify(token).await;
-            let label = match &res {
-                Ok(_) => "ok",
-                Err(AuthError::Refused(r)) => r.label(),
-                Err(AuthError::Unavailable) => "unavailable",
-            };
-            self.metrics.auth_results.with_label_values(&[label]).inc();
+            super::count_result(&self.metrics, &res);
             res
         })
     }

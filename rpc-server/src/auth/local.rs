@@ -527,11 +527,8 @@ impl LocalAuth {
     async fn verify(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
         let digest = self.hasher.digest(token);
         let now = Utc::now();
-        match self.cache.get(&digest) {
-            Some(Cached::Valid(id)) if !id.is_expired(now) => return Ok(id),
-            Some(Cached::Valid(_)) => return Err(AuthError::Refused(Refusal::Expired)),
-            Some(Cached::Refused(r)) => return Err(AuthError::Refused(r)),
-            None => {}
+        if let Some(answer) = self.cache.answer(&digest, &self.metrics, now) {
+            return answer;
         }
         let Some(kid) = login_token::peek_kid(token) else {
             return self.refuse(digest, Refusal::Malformed);
@@ -621,12 +618,7 @@ impl AuthProvider for LocalAuth {
     fn authenticate<'a>(&'a self, token: &'a str) -> AuthFuture<'a> {
         Box::pin(async move {
             let res = self.verify(token).await;
-            let label = match &res {
-                Ok(_) => "ok",
-                Err(AuthError::Refused(r)) => r.label(),
-                Err(AuthError::Unavailable) => "unavailable",
-            };
-            self.metrics.auth_results.with_label_values(&[label]).inc();
+            super::count_result(&self.metrics, &res);
             res
         })
     }

@@ -60,6 +60,16 @@ pub enum AuthError {
     Unavailable,
 }
 
+/// Counts a verification's outcome in `nexus_auth_results_total` (a closed label set).
+pub(crate) fn count_result(m: &crate::metrics::Metrics, res: &Result<Arc<Identity>, AuthError>) {
+    let label = match res {
+        Ok(_) => "ok",
+        Err(AuthError::Refused(r)) => r.label(),
+        Err(AuthError::Unavailable) => "unavailable",
+    };
+    m.auth_results.with_label_values(&[label]).inc();
+}
+
 pub type AuthFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Arc<Identity>, AuthError>> + Send + 'a>>;
 

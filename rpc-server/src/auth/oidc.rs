@@ -65,22 +65,8 @@ impl OidcAuth {
     async fn verify(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
         let digest = self.hasher.digest(token);
         let now = Utc::now();
-        match self.cache.get(&digest) {
-            Some(Cached::Valid(id)) => {
-                self.metrics.auth_cache.with_label_values(&["hit"]).inc();
-                if id.is_expired(now) {
-                    return Err(AuthError::Refused(Refusal::Expired));
-                }
-                return Ok(id);
-            }
-            Some(Cached::Refused(r)) => {
-                self.metrics
-                    .auth_cache
-                    .with_label_values(&["negative_hit"])
-                    .inc();
-                return Err(AuthError::Refused(r));
-            }
-            None => self.metrics.auth_cache.with_label_values(&["miss"]).inc(),
+        if let Some(answer) = self.cache.answer(&digest, &self.metrics, now) {
+            return answer;
         }
         let epoch = self.cache.epoch();
         let v = match self.verifier.verify(token).await {
@@ -177,12 +163,7 @@ impl AuthProvider for OidcAuth {
     fn authenticate<'a>(&'a self, token: &'a str) -> AuthFuture<'a> {
         Box::pin(async move {
             let res = self.verify(token).await;
-            let label = match &res {
-                Ok(_) => "ok",
-                Err(AuthError::Refused(r)) => r.label(),
-                Err(AuthError::Unavailable) => "unavailable",
-            };
-            self.metrics.auth_results.with_label_values(&[label]).inc();
+            super::count_result(&self.metrics, &res);
             res
         })
     }
