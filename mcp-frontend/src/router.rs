@@ -52,7 +52,7 @@ pub(crate) fn router(st: AppState, cancel: CancellationToken) -> Router {
         // came, under the same Host/Origin guard (a foreign page must not log in).
         .route(
             "/auth/{*rest}",
-            any(crate::relay::relay_auth).route_layer(guarded()),
+            any(crate::relay::relay_auth).layer(guarded()),
         );
     if st.cfg.metrics_enabled {
         public = public.route("/metrics", get(metrics));
