@@ -2,18 +2,23 @@
 //! a real frontend: nexusd says which issuers its chain accepts on `GET /auth/providers`
 //! (no token); the frontend's RFC 9728 document lists at least one authorization server
 //! (those issuers, or the hub itself when the chain has none) and `scopes_supported`; a
-//! 401's challenge carries `scope=` beside `resource_metadata=`. The frontend's reading of
-//! an answer with issuers, its refresh and its last-good fallback are in
-//! `mcp-frontend/src/forward/tests.rs` (an rpc-server with an issuer needs a JWT provider
-//! in the chain).
+//! 401's challenge carries `scope=` beside `resource_metadata=`. With issuers configured
+//! (the local one and two OIDC IdPs, multi-oidc) the document lists exactly those. The
+//! frontend's refresh and its last-good fallback are in `mcp-frontend/src/forward/tests.rs`.
 
 mod common;
 
 use common::mcp::{initialize_body, post, send};
 use common::{http, spawn_frontend};
+use nexus_providers::config::{AuthFile, AuthType, MultiOidcConfig};
+use rpc_server::Application;
+use rpc_server::auth::InvalidationBus;
+use rpc_server::config::AuthChain;
 use rpc_server::db::Backend;
-use rpc_server::testing::TestApp;
+use rpc_server::testing::idp::{Idp, idp_available};
+use rpc_server::testing::{TestApp, TestDb, TestOptions, config};
 use serde_json::{Value, json};
+use std::collections::BTreeSet;
 
 #[tokio::test]
 async fn nexusd_names_its_issuers_and_the_frontend_never_lists_no_authorization_server() {
@@ -59,4 +64,101 @@ async fn nexusd_names_its_issuers_and_the_frontend_never_lists_no_authorization_
             fe.base
         )
     );
+}
+
+/// The issuers a document or `/auth/providers` answer lists, as a set.
+fn set(v: &Value) -> BTreeSet<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(|s| s.as_str().expect("string").to_owned())
+        .collect()
+}
+
+/// A nexusd whose chain is `types` (local issuer `http://hub.test`) with `file`; its base.
+async fn nexusd(db: &TestDb, types: Vec<AuthType>, file: AuthFile) -> String {
+    let opts = TestOptions {
+        auth_chain: AuthChain {
+            types,
+            file,
+            ..Default::default()
+        },
+        ..TestOptions::unthrottled()
+    };
+    let mut cfg = config(&db.url, db.dir.path(), &opts);
+    cfg.public_url = Some("http://hub.test".into());
+    let app = Application::build_with_bus(cfg, InvalidationBus::new())
+        .await
+        .expect("server");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    base
+}
+
+/// With issuers configured the frontend lists exactly them: the local issuer and two OIDC
+/// IdPs (multi-oidc) together, then one OIDC IdP alone; never the hub itself beside them.
+#[tokio::test]
+async fn the_frontend_lists_exactly_the_configured_issuers() {
+    if !idp_available() {
+        return;
+    }
+    let keys = tempfile::tempdir().expect("tempdir");
+    let a = Idp::fresh(&keys, "a", &[]).await;
+    let b = Idp::fresh(&keys, "b", &["--key-type", "rsa"]).await;
+    let multi = AuthFile {
+        multi_oidc: Some(MultiOidcConfig {
+            providers: [
+                ("corp".to_owned(), a.config()),
+                ("partner".to_owned(), b.config()),
+            ]
+            .into_iter()
+            .collect(),
+        }),
+        ..Default::default()
+    };
+    let single = AuthFile {
+        oidc: Some(a.config()),
+        ..Default::default()
+    };
+    let cases = [
+        (
+            vec![AuthType::Database, AuthType::Local, AuthType::MultiOidc],
+            multi,
+            vec!["http://hub.test", a.url.as_str(), b.url.as_str()],
+        ),
+        (
+            vec![AuthType::Database, AuthType::Oidc],
+            single,
+            vec![a.url.as_str()],
+        ),
+    ];
+    for (types, file, want) in cases {
+        let want: BTreeSet<String> = want.into_iter().map(str::to_owned).collect();
+        let db = TestDb::new(Backend::Sqlite).await;
+        let base = nexusd(&db, types.clone(), file).await;
+        let v: Value = send(http().get(format!("{base}/auth/providers")))
+            .await
+            .json()
+            .await
+            .expect("JSON");
+        assert_eq!(set(&v["issuers"]), want, "{types:?}: nexusd {v}");
+        let fe = spawn_frontend(&base).await;
+        for path in [
+            "/.well-known/oauth-protected-resource",
+            "/.well-known/oauth-protected-resource/mcp",
+        ] {
+            let doc: Value = send(http().get(format!("{}{path}", fe.base)))
+                .await
+                .json()
+                .await
+                .expect("JSON");
+            let listed = &doc["authorization_servers"];
+            assert_eq!(set(listed), want, "{types:?} {path}: {doc}");
+            assert_eq!(
+                listed.as_array().map(Vec::len),
+                Some(want.len()),
+                "no duplicates: {doc}"
+            );
+        }
+    }
 }

@@ -49,7 +49,8 @@ pub(crate) fn router(st: AppState, cancel: CancellationToken) -> Router {
             get(crate::metadata::resource_metadata).route_layer(guarded()),
         )
         // Login, refresh, keys and users (SPEC §10) are the rpc-server's: relayed as they
-        // came, under the same Host/Origin guard (a foreign page must not log in).
+        // came, under the same Host/Origin guard (a foreign page must not log in). `any`
+        // has no method routes, only a fallback: `route_layer` would panic at startup.
         .route(
             "/auth/{*rest}",
             any(crate::relay::relay_auth).layer(guarded()),

@@ -2,11 +2,13 @@
 """Nexus Hub against the official MCP Python SDK (`pip install mcp`).
 
     python3 e2e_mcp_sdk.py <mcp-url> <token>
+    NEXUS_SDK_PREFIX=/zone/eng python3 e2e_mcp_sdk.py …   (paths under a prefix)
     NEXUS_MCP_URL=… NEXUS_API_KEY=… python3 e2e_mcp_sdk.py
 
 With a single-zone token, in both eras (a legacy `initialize` session and the stateless
 2026 era through `ClientSession.discover`): list_tools (nexus_read_file is there), write a
-file and read it back; with a wrong token every HTTP response the SDK receives is a 401
+file and read it back (under $NEXUS_SDK_PREFIX when set: a multi-zone token names its
+zone, e.g. /zone/eng); with a wrong token every HTTP response the SDK receives is a 401
 with a `WWW-Authenticate: Bearer resource_metadata=…` challenge (checked on the responses
 themselves, not on error text). An SDK without `discover` is a failure, not a skip.
 Exit 0 when every check passes; any failure prints one line and exits 1.
@@ -94,7 +96,8 @@ async def exercise(
             assert "nexus_read_file" in names, f"{era}: tools/list lacks nexus_read_file: {sorted(names)}"
             assert not any(n.startswith("nexus_hub_") for n in names), f"{era}: admin tools listed"
 
-            path = f"/python-sdk/{era}-{uuid.uuid4().hex[:8]}.md"
+            prefix = os.environ.get("NEXUS_SDK_PREFIX", "").rstrip("/")
+            path = f"{prefix}/python-sdk/{era}-{uuid.uuid4().hex[:8]}.md"
             content = f"written by the MCP Python SDK ({era})\nline two\n"
             w = await session.call_tool("nexus_write_file", {"path": path, "content": content})
             assert not is_error(w), f"{era}: write failed: {text_of(w)}"
@@ -102,7 +105,7 @@ async def exercise(
             assert not is_error(r), f"{era}: read failed: {text_of(r)}"
             assert text_of(r) == content, f"{era}: read back {text_of(r)!r}, wrote {content!r}"
 
-            e = await session.call_tool("nexus_read_file", {"path": "/python-sdk/missing.md"})
+            e = await session.call_tool("nexus_read_file", {"path": f"{prefix}/python-sdk/missing.md"})
             assert is_error(e), f"{era}: reading a missing file should be a tool error"
 
 
