@@ -100,6 +100,20 @@ pub enum AdminCommand {
     DisableUser(SubjectIdArgs),
     /// Enable a disabled subject.
     EnableUser(SubjectIdArgs),
+    /// Set a local user's password (for POST /auth/login), hashed with argon2id as the
+    /// server does. The password is the first line of standard input when that is not a
+    /// terminal, else asked twice without echo; never an argument. A new password ends
+    /// every session of the user: its login tokens are refused on every nexusd at once
+    /// and its refresh tokens are dead. On the hub's database only (no --remote).
+    SetPassword(SetPasswordArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SetPasswordArgs {
+    #[command(flatten)]
+    pub target: RemoteArgs,
+    /// The local user (as created with POST /auth/users, or root).
+    pub username: String,
 }
 
 #[derive(Debug, Args)]
@@ -306,6 +320,30 @@ pub enum HubCommand {
     /// Check a configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Login-token signing keys of the local provider.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a new active signing key. Tokens signed with the previous key keep verifying
+    /// for 24 h 1 min (the longest login-token lifetime); running servers sign with the
+    /// new key from their next login on. Needs the servers' NEXUS_API_KEY_SECRET (or the
+    /// embedded hub's secret file), which seals the key.
+    Rotate {
+        /// Rotate even when this secret cannot open the active key (the servers' secret
+        /// was lost and replaced): they must then run with this one.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List signing keys: kid, state, created, not-after (never key material).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

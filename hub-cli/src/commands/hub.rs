@@ -17,7 +17,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-fn db_url(url: Option<&SecretString>) -> Result<&SecretString, CliError> {
+pub(crate) fn db_url(url: Option<&SecretString>) -> Result<&SecretString, CliError> {
     url.ok_or_else(|| {
         CliError::new(
             "NEXUS_DATABASE_URL is not set: run this on the hub host, `source <data-dir>/admin.env`, or pass --database-url",
@@ -27,7 +27,7 @@ fn db_url(url: Option<&SecretString>) -> Result<&SecretString, CliError> {
 
 /// The server secret: `NEXUS_API_KEY_SECRET`, or for an embedded SQLite database the
 /// secret file beside it.
-fn secret_for(url: &str) -> Option<SecretString> {
+pub(crate) fn secret_for(url: &str) -> Option<SecretString> {
     if let Ok(s) = std::env::var("NEXUS_API_KEY_SECRET")
         && !s.trim().is_empty()
     {
@@ -42,7 +42,7 @@ fn secret_for(url: &str) -> Option<SecretString> {
     Some(SecretString::from(text.trim().to_owned()))
 }
 
-async fn connect(url: &SecretString) -> Result<Store, CliError> {
+pub(crate) async fn connect(url: &SecretString) -> Result<Store, CliError> {
     Store::connect(url.expose_secret())
         .await
         .map_err(|e| CliError::new(format!("cannot connect to the database: {e}")))
@@ -236,6 +236,7 @@ async fn run_hub_inner(
         }
         HubCommand::Up(u) => super::up::run(u, out).await,
         HubCommand::Config(_) => Err(CliError::new("use: nexus --config FILE hub config check")),
+        HubCommand::Keys(k) => super::login::run_keys(url, k, out).await,
         HubCommand::Status(a) if a.target.remote.is_some() => {
             let remote = connect_remote(&a.target).await?;
             let status = remote.status(a.detail).await;

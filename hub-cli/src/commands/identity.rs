@@ -191,6 +191,7 @@ fn admin_remote(c: &AdminCommand) -> &RemoteArgs {
         | AdminCommand::DeleteUserById(a)
         | AdminCommand::DisableUser(a)
         | AdminCommand::EnableUser(a) => &a.target,
+        AdminCommand::SetPassword(a) => &a.target,
     }
 }
 
@@ -204,6 +205,12 @@ fn rebac_remote(c: &RebacCommand) -> &RemoteArgs {
 }
 
 pub async fn run_admin(a: AdminArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let AdminArgs { local, command } = a;
+    let a = match command {
+        // Not a control-plane call: the local provider's own path (see `login`).
+        AdminCommand::SetPassword(p) => return super::login::set_password(&local, p, out).await,
+        command => AdminArgs { local, command },
+    };
     let remote = admin_remote(&a.command).clone();
     let changes = remote.remote.is_none()
         && !matches!(
@@ -240,7 +247,8 @@ fn validate_admin(c: AdminCommand) -> Result<AdminCommand, CliError> {
         | AdminCommand::DeleteUserById(a)
         | AdminCommand::DisableUser(a)
         | AdminCommand::EnableUser(a) => subject_id("subject id", &a.subject_id)?,
-        AdminCommand::ListUsers(_) | AdminCommand::ListAgents(_) => {}
+        AdminCommand::ListUsers(_) | AdminCommand::ListAgents(_) | AdminCommand::SetPassword(_) => {
+        }
     }
     Ok(c)
 }
@@ -285,6 +293,7 @@ async fn admin(t: &Target, c: AdminCommand, out: &mut dyn Write) -> Result<(), C
         AdminCommand::EnableUser(a) => {
             output::user_state(out, &t.set_user_state(&a.subject_id, false).await?, a.json)
         }
+        AdminCommand::SetPassword(_) => Err(CliError::new("set-password is not an admin tool")),
     }
 }
 

@@ -4,6 +4,7 @@
 mod config;
 mod hub;
 mod identity;
+mod login;
 mod up;
 
 use crate::cli::{Cli, Command, McpCommand};

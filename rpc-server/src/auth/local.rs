@@ -38,6 +38,11 @@ pub const DEFAULT_JWT_TTL: Duration = Duration::from_secs(3600);
 const HASHING_CONCURRENCY: usize = 2;
 /// Prefix of refresh tokens, so one is never mistaken for an API key.
 const REFRESH_PREFIX: &str = "rt-";
+/// How long a key retired by a process that does not know the servers' token lifetime
+/// (`nexus hub keys rotate`) keeps verifying: the longest lifetime [`parse_ttl`] allows,
+/// plus a minute for clock skew. Longer than needed is harmless; shorter would cut off
+/// live tokens.
+pub const OFFLINE_RETIREMENT: Duration = Duration::from_secs(24 * 3600 + 60);
 
 /// The local provider's settings (SPEC §10 environment).
 #[derive(Debug, Clone)]
@@ -271,16 +276,7 @@ impl LocalAuth {
     }
 
     fn new_key(&self) -> anyhow::Result<SigningKeyRecord> {
-        let (kid, secret, public) =
-            login_token::generate_key().map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(SigningKeyRecord {
-            private_key: self.seal.seal(&kid, &secret)?,
-            kid,
-            public_key: public.to_vec(),
-            state: "active".into(),
-            created_at: Utc::now(),
-            not_after: None,
-        })
+        new_key(&self.seal)
     }
 
     /// A new active key; the old one verifies until its last token can have expired.
@@ -314,6 +310,23 @@ impl LocalAuth {
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = set;
         *self.signer.write().unwrap_or_else(|e| e.into_inner()) = signer;
         *self.keys_read.lock().await = Some(tokio::time::Instant::now());
+        Ok(())
+    }
+
+    /// Signs with the database's active key: a key rotated by another process (`nexus hub
+    /// keys rotate`, another nexusd) is used from the next login on. One indexed lookup of
+    /// the kid, small next to what a login or refresh already costs.
+    async fn follow_active_key(&self) -> Result<(), LocalError> {
+        let active = self.store.active_signing_kid().await?;
+        let current = self
+            .signer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|s| s.kid().to_owned());
+        if active.is_some() && active != current {
+            self.reload_keys().await?;
+        }
         Ok(())
     }
 
@@ -389,6 +402,7 @@ impl LocalAuth {
         family_end: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Issued, LocalError> {
+        self.follow_active_key().await?;
         let signer = self
             .signer
             .read()
@@ -599,6 +613,67 @@ impl LocalAuth {
         self.cache.insert_refused(digest, r);
         Err(AuthError::Refused(r))
     }
+}
+
+fn new_key(seal: &Seal) -> anyhow::Result<SigningKeyRecord> {
+    let (kid, secret, public) = login_token::generate_key().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(SigningKeyRecord {
+        private_key: seal.seal(&kid, &secret)?,
+        kid,
+        public_key: public.to_vec(),
+        state: "active".into(),
+        created_at: Utc::now(),
+        not_after: None,
+    })
+}
+
+/// `nexus hub keys rotate`, outside any server: a new active signing key sealed with the
+/// server secret `hasher` holds; the previous key verifies for [`OFFLINE_RETIREMENT`].
+/// Running servers sign with the new key from their next login on and verify it on first
+/// sight (an unknown kid re-reads the keys). Unless `force`, refuses (changing nothing)
+/// when this secret cannot open the active key: a key sealed with another secret than
+/// the servers' would stop every login. Returns the new kid.
+pub async fn rotate_stored_key(
+    store: &Store,
+    hasher: &TokenHasher,
+    force: bool,
+) -> anyhow::Result<String> {
+    let seal = Seal::new(hasher)?;
+    if !force
+        && let Some(active) = store.active_signing_key().await?
+        && seal.open(&active.kid, &active.private_key).is_none()
+    {
+        anyhow::bail!(
+            "this NEXUS_API_KEY_SECRET cannot open the active signing key {:?}: it is not the servers' secret. \
+             Use the servers' secret, or --force if the old secret is lost (the new key is then sealed with this one, \
+             which the servers must use too)",
+            active.kid
+        );
+    }
+    let k = new_key(&seal)?;
+    let until = Utc::now() + ChronoDuration::from_std(OFFLINE_RETIREMENT)?;
+    store.rotate_signing_key(&k, until, false).await?;
+    Ok(k.kid)
+}
+
+/// `nexus admin set-password`, outside any server: the same argon2id hash as the
+/// server's, made off the async threads; the user's sessions and refresh tokens are
+/// revoked with it (a password change ends every login, as for root's). Unknown users
+/// are `StoreError::NotFound`; a bad length is `StoreError::Invalid`.
+pub async fn change_password(
+    store: &Store,
+    username: &str,
+    pw: SecretString,
+) -> Result<(), StoreError> {
+    password::check_password(pw.expose_secret())
+        .map_err(|_| StoreError::Invalid("the password must be 1-1024 bytes".into()))?;
+    let hash = tokio::task::spawn_blocking(move || password::hash(pw.expose_secret()))
+        .await
+        .map_err(|_| StoreError::Invalid("password hashing failed".into()))?
+        .map_err(|_| StoreError::Invalid("password hashing failed".into()))?;
+    store
+        .change_local_password(username, &hash, Utc::now())
+        .await
 }
 
 /// 1-128 bytes of visible characters; anything else is a 400 before any lookup.

@@ -180,6 +180,44 @@ impl Store {
         Ok(())
     }
 
+    /// A new password: the hash replaced and every session and refresh token of the user
+    /// revoked, in one transaction (the session rows' triggers announce the revokes to
+    /// every running server). `NotFound` for a name that is not a local user.
+    pub async fn change_local_password(
+        &self,
+        username: &str,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        const SET: &str = "UPDATE local_users SET password_hash = $2, password_changed_at = $3 \
+             WHERE username = $1";
+        const SESSIONS: &str = "UPDATE login_sessions SET revoked_at = $2 \
+             WHERE username = $1 AND revoked_at IS NULL";
+        const REFRESH: &str = "UPDATE refresh_tokens SET revoked_at = $2 \
+             WHERE username = $1 AND revoked_at IS NULL";
+        let found = with_pool!(self, p => async {
+            let mut tx = p.begin().await?;
+            let n = sqlx::query(SET)
+                .bind(username)
+                .bind(hash)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if n != 1 {
+                return Ok(false);
+            }
+            sqlx::query(SESSIONS).bind(username).bind(now).execute(&mut *tx).await?;
+            sqlx::query(REFRESH).bind(username).bind(now).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(true)
+        }.await)?;
+        if !found {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
     pub async fn set_local_permissions(
         &self,
         username: &str,
@@ -200,6 +238,13 @@ impl Store {
         const SQL: &str = "SELECT kid, public_key, private_key, state, created_at, not_after \
              FROM signing_keys WHERE state = 'active'";
         Ok(with_pool!(self, p => sqlx::query_as(SQL).fetch_optional(p).await)?)
+    }
+
+    /// The kid of the active key only (no key material): what a signer checks before
+    /// each login, so a key rotated by another process is used at once.
+    pub async fn active_signing_kid(&self) -> Result<Option<String>, StoreError> {
+        const SQL: &str = "SELECT kid FROM signing_keys WHERE state = 'active'";
+        Ok(with_pool!(self, p => sqlx::query_scalar(SQL).fetch_optional(p).await)?)
     }
 
     /// Every key that may still have live tokens: the active one and retired ones whose
