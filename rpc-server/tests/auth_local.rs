@@ -482,3 +482,40 @@ async fn hostile_usernames_and_passwords_are_400() {
         .expect("send");
     assert_eq!(r.status().as_u16(), 413, "bounded body");
 }
+
+/// A token pair or a new key is never kept by a cache between the hub and the caller
+/// (RFC 6749 §5.1).
+#[tokio::test]
+async fn answers_carrying_credentials_are_not_stored() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let base = server_on(&db, chain(Some(ROOT_PW), None), false).await;
+    let c = reqwest::Client::new();
+    let login = c
+        .post(format!("{base}/auth/login"))
+        .json(&json!({"username": "root", "password": ROOT_PW}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), 200);
+    assert_eq!(login.headers()["cache-control"], "no-store");
+    let pair: Value = login.json().await.expect("json");
+    let refresh = c
+        .post(format!("{base}/auth/refresh"))
+        .json(&json!({"refresh_token": pair["refresh_token"]}))
+        .send()
+        .await
+        .expect("refresh");
+    assert_eq!(refresh.status(), 200);
+    assert_eq!(refresh.headers()["cache-control"], "no-store");
+    let pair: Value = refresh.json().await.expect("json");
+    let key = c
+        .post(format!("{base}/auth/api-keys"))
+        .bearer_auth(pair["token"].as_str().expect("token"))
+        .json(&json!({"name": "k", "permissions": ["READ", "WRITE", "ADMIN"]}))
+        .send()
+        .await
+        .expect("key");
+    let (status, cache) = (key.status(), key.headers().get("cache-control").cloned());
+    assert_eq!(status, 200, "{:?}", key.text().await);
+    assert_eq!(cache.expect("cache-control"), "no-store");
+}

@@ -61,6 +61,21 @@ impl LoginThrottle {
     }
 }
 
+/// An answer that carries a credential (a token pair, a new key): no cache may keep it
+/// (RFC 6749 §5.1).
+fn no_store(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    h.insert(
+        axum::http::header::PRAGMA,
+        axum::http::HeaderValue::from_static("no-cache"),
+    );
+    resp
+}
+
 fn local(st: &AppState) -> Result<&Arc<LocalAuth>, ApiError> {
     st.local.as_ref().ok_or(ApiError::NotFound)
 }
@@ -146,7 +161,7 @@ pub(super) async fn post_login(
         return Err(ApiError::LoginThrottled);
     }
     let issued = l.login(&b.username, &b.password).await.map_err(local_err)?;
-    Ok(Json(issued).into_response())
+    Ok(no_store(Json(issued).into_response()))
 }
 
 #[derive(Deserialize)]
@@ -162,7 +177,7 @@ pub(super) async fn post_refresh(
     let l = local(&st)?;
     let b: RefreshBody = json_body(body).await?;
     let issued = l.refresh(&b.refresh_token).await.map_err(local_err)?;
-    Ok(Json(issued).into_response())
+    Ok(no_store(Json(issued).into_response()))
 }
 
 pub(super) async fn post_logout(
@@ -320,16 +335,18 @@ pub(super) async fn post_api_keys(
         &id,
         json!({ "key_id": created.key_id, "name": created.name, "permissions": perms.names() }),
     );
-    Ok(Json(json!({
-        "id": created.key_id,
-        "name": created.name,
-        "key": created.token,
-        "permissions": perms.names(),
-        "zones": created.zones,
-        "created_at": created.created_at,
-        "expires_at": created.expires_at,
-    }))
-    .into_response())
+    Ok(no_store(
+        Json(json!({
+            "id": created.key_id,
+            "name": created.name,
+            "key": created.token,
+            "permissions": perms.names(),
+            "zones": created.zones,
+            "created_at": created.created_at,
+            "expires_at": created.expires_at,
+        }))
+        .into_response(),
+    ))
 }
 
 pub(super) async fn get_api_keys(
