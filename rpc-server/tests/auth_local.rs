@@ -389,6 +389,30 @@ async fn admin_cannot_do_super_things() {
         .await
         .expect("send");
     assert_eq!(r.status().as_u16(), 403, "deleting an admin needs SUPER");
+    // SUPER stays root's: root can neither hand it out nor drop its own.
+    for (user, perms) in [
+        ("carol", json!(["READ", "SUPER"])),
+        ("root", json!(["READ", "WRITE", "ADMIN"])),
+    ] {
+        let (st, _) = post(
+            &base,
+            &format!("/auth/users/{user}/permissions"),
+            Some(&root),
+            json!({ "permissions": perms }),
+        )
+        .await;
+        assert_eq!(st, 400, "{user} {perms}");
+    }
+    let me: Value = reqwest::Client::new()
+        .get(format!("{base}/auth/me"))
+        .bearer_auth(&root)
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
+    assert!(me["permissions"].to_string().contains("SUPER"), "{me}");
 }
 
 #[tokio::test]

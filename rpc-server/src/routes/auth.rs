@@ -556,6 +556,13 @@ pub(super) async fn post_user_permissions(
     if theirs.allows(Perm::Admin) {
         need(&id, Perm::Super)?;
     }
+    // SUPER is root's alone (SPEC §10): never granted to another user, never taken from
+    // root, so the hub cannot lose its one superuser by a request.
+    if perms.contains(Perm::Super) != theirs.contains(Perm::Super) {
+        return Err(ApiError::BadRequest(
+            "SUPER belongs to root alone: it is neither granted nor removed",
+        ));
+    }
     l.store()
         .set_local_permissions(&user, &perms.stored())
         .await
