@@ -7,10 +7,9 @@
 use crate::error::GatewayError;
 use crate::state::AppState;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName};
 use axum::response::{IntoResponse, Response};
-use std::net::SocketAddr;
 
 /// Largest body an auth request has: a login, a key or user to create.
 const MAX_AUTH_BODY: usize = 64 * 1024;
@@ -40,10 +39,7 @@ const RESPONSE_HEADERS: &[&str] = &[
 
 pub(crate) async fn relay_auth(State(st): State<AppState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let client = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| nexus_serve::client_ip(c.0.ip(), &parts.headers, &st.cfg.trusted_proxies));
+    let client = crate::layers::bearer::client_ip(&st, &parts);
     let Ok(body) = axum::body::to_bytes(body, MAX_AUTH_BODY).await else {
         return GatewayError::PayloadTooLarge.into_response();
     };

@@ -10,6 +10,7 @@
 
 use crate::config::ConfigError;
 use crate::config::{StaticConfig, StaticKey};
+use crate::permissions::{Perm, Perms};
 use chrono::{DateTime, Utc};
 use nexus_wire::spec::{Permission, RateTier, SubjectType, ZoneGrant, parse_zone_spec};
 use sha2::{Digest as _, Sha256};
@@ -167,27 +168,23 @@ pub fn validate_raw_key(key: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// What the permissions list grants: (admin, write).
+/// What the permissions list grants: (admin, write). The names are the hub's one
+/// permission language ([`Perms`]); SUPER is root's alone, never a key's.
 fn permissions(list: &[String]) -> Result<(bool, bool), String> {
-    let (mut read, mut write, mut admin) = (false, false, false);
-    for p in list {
-        match p.trim().to_ascii_uppercase().as_str() {
-            "READ" => read = true,
-            "WRITE" => write = true,
-            "ADMIN" => admin = true,
-            "SUPER" => return Err("SUPER belongs to the root user alone, never to a key".into()),
-            _ => {
-                return Err(format!(
-                    "unknown permission {:?} (use READ, WRITE or ADMIN)",
-                    nexus_wire::jsonrpc::printable(p)
-                ));
-            }
-        }
+    let p = Perms::parse(list).map_err(|e| {
+        format!(
+            "unknown permission {:?} (use READ, WRITE or ADMIN)",
+            nexus_wire::jsonrpc::printable(&e.0)
+        )
+    })?;
+    if p.contains(Perm::Super) {
+        return Err("SUPER belongs to the root user alone, never to a key".into());
     }
-    if !(read || write || admin) {
+    if p.is_empty() {
         return Err("permissions is empty (use READ, WRITE or ADMIN)".into());
     }
-    Ok((admin, write || admin))
+    let admin = p.contains(Perm::Admin);
+    Ok((admin, admin || p.contains(Perm::Write)))
 }
 
 /// Parses a rate limit override: the one place this module reads the rate-limit language.

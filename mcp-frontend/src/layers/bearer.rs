@@ -114,7 +114,7 @@ fn refused((e, who): (GatewayError, Option<Verified>)) -> Response {
 }
 
 /// The client's address: behind a trusted proxy (a TLS terminator), the forwarded one.
-fn client_ip(st: &AppState, parts: &axum::http::request::Parts) -> Option<IpAddr> {
+pub(crate) fn client_ip(st: &AppState, parts: &axum::http::request::Parts) -> Option<IpAddr> {
     parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
