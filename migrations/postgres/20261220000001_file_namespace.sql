@@ -24,7 +24,9 @@ CREATE TABLE fs_blobs (
     content_id  TEXT PRIMARY KEY CHECK (length(content_id) = 64),
     size        BIGINT NOT NULL,
     touched_at  TIMESTAMPTZ NOT NULL,
-    inline      BYTEA
+    inline      BYTEA,
+    -- fs_text holds its body: grep may prefilter it by trigrams; others are always scanned.
+    is_text     BOOLEAN NOT NULL DEFAULT FALSE
 );
 CREATE INDEX fs_blobs_touched ON fs_blobs (touched_at);
 

@@ -19,7 +19,9 @@ CREATE TABLE fs_blobs (
     content_id  TEXT PRIMARY KEY NOT NULL CHECK (length(content_id) = 64),
     size        INTEGER NOT NULL,
     touched_at  TEXT NOT NULL,
-    inline      BLOB
+    inline      BLOB,
+    -- fs_text holds its body: grep may prefilter it by trigrams; others are always scanned.
+    is_text     BOOLEAN NOT NULL DEFAULT FALSE
 );
 CREATE INDEX fs_blobs_touched ON fs_blobs (touched_at);
 

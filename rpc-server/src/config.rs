@@ -78,6 +78,22 @@ pub struct ServerArgs {
     /// Largest file a write may create.
     #[arg(long, env = "NEXUS_MAX_FILE_BYTES", default_value_t = DEFAULT_MAX_FILE_BYTES)]
     pub max_file_bytes: u64,
+    /// Where file bytes live: file:///dir or s3://bucket/prefix?endpoint=…&region=…
+    /// (credentials from AWS_*). Default: the data dir's `blobs/`.
+    #[arg(long, env = "NEXUS_STORAGE_URL")]
+    pub storage_url: Option<String>,
+    /// Files up to this many bytes are kept in the database itself (0: none).
+    #[arg(long, env = "NEXUS_STORAGE_INLINE_MAX", default_value_t = DEFAULT_INLINE_MAX)]
+    pub storage_inline_max: u64,
+    /// Bytes of file content kept in memory, by content id.
+    #[arg(long, env = "NEXUS_STORAGE_CACHE_BYTES", default_value_t = DEFAULT_CACHE_BYTES)]
+    pub storage_cache_bytes: u64,
+    /// How long a blob no file references is kept before the collector removes it.
+    #[arg(long, env = "NEXUS_STORAGE_GC_GRACE", default_value = "1h", value_parser = parse_positive)]
+    pub storage_gc_grace: Duration,
+    /// How often the collector runs (one node at a time).
+    #[arg(long, env = "NEXUS_STORAGE_GC_INTERVAL", default_value = "10m", value_parser = parse_positive)]
+    pub storage_gc_interval: Duration,
     /// Largest request body (default: room for a max-size file in base64).
     #[arg(long, env = "NEXUS_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
@@ -383,6 +399,35 @@ pub struct ServerConfig {
     pub connections: nexus_serve::ConnLimits,
     /// What one grep may spend; how many run at once.
     pub grep: crate::files::GrepLimits,
+    /// Where file bytes live and how the collector runs.
+    pub storage: StorageConfig,
+}
+
+/// Files small enough to live in the database: one commit writes them, one query reads.
+pub const DEFAULT_INLINE_MAX: u64 = 16 * 1024;
+pub const DEFAULT_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The blob store and its collector (SPEC §12).
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub url: nexus_blobs::StoreUrl,
+    pub inline_max: u64,
+    pub cache_bytes: u64,
+    pub gc_grace: Duration,
+    pub gc_interval: Duration,
+}
+
+impl StorageConfig {
+    /// The defaults, with blobs in `<data_dir>/blobs`.
+    pub fn under(data_dir: &std::path::Path) -> Self {
+        Self {
+            url: nexus_blobs::StoreUrl::File(data_dir.join("blobs")),
+            inline_max: DEFAULT_INLINE_MAX,
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            gc_grace: Duration::from_secs(3600),
+            gc_interval: Duration::from_secs(600),
+        }
+    }
 }
 
 impl ServerConfig {
@@ -454,6 +499,18 @@ impl ServerConfig {
             }
         };
         let default_body = (a.max_file_bytes as usize).saturating_mul(4) / 3 + 1024 * 1024;
+        let storage = StorageConfig {
+            url: match a.storage_url.as_deref().map(str::trim) {
+                Some(u) if !u.is_empty() => u
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("NEXUS_STORAGE_URL: {e}"))?,
+                _ => nexus_blobs::StoreUrl::File(a.data_dir.join("blobs")),
+            },
+            inline_max: a.storage_inline_max.min(a.max_file_bytes),
+            cache_bytes: a.storage_cache_bytes,
+            gc_grace: a.storage_gc_grace,
+            gc_interval: a.storage_gc_interval,
+        };
         Ok(Self {
             host: a.host,
             port: a.port,
@@ -492,6 +549,7 @@ impl ServerConfig {
                 admin: a.rate_limit_admin,
                 auth_failures: a.auth_failure_limit,
             },
+            storage,
         })
     }
 }

@@ -36,8 +36,6 @@ pub struct Inner {
     pub rate_limited: IntCounterVec,
     /// Rate-limit checks that fell back to local limits because Redis failed.
     pub rate_limit_fallbacks: prometheus::IntCounter,
-    /// Temporary files of writes interrupted by a crash, removed by the startup sweep.
-    pub temp_files_removed: prometheus::IntCounter,
     /// `outcome`: ok, budget, deadline, cancelled, busy
     pub greps: IntCounterVec,
     /// Greps whose work is running now (a dropped request's until it stops).
@@ -48,7 +46,8 @@ pub struct Inner {
     pub rebac_checks: IntCounterVec,
     /// Compiled grants asked for: `result` (hit, compiled, error).
     pub rebac_compiles: IntCounterVec,
-    /// File reads by `mode`: `inline` (small, on the async worker) or `blocking`.
+    /// File reads by `source`: `database` (inline blobs) or `store` (the blob store, through
+    /// the content cache).
     pub file_reads: IntCounterVec,
     /// OIDC key-set fetches by `outcome`: ok, unreachable, too_large, invalid,
     /// issuer_mismatch (the issuer is not a label: the set of issuers is the operator's).
@@ -185,17 +184,6 @@ impl Metrics {
                     .expect("unique metric");
                 c
             },
-            temp_files_removed: {
-                let c = prometheus::IntCounter::new(
-                    "nexus_temp_files_removed_total",
-                    "Temporary files of interrupted writes removed by the startup sweep",
-                )
-                .expect("valid metric");
-                registry
-                    .register(Box::new(c.clone()))
-                    .expect("unique metric");
-                c
-            },
             greps: counter(
                 &registry,
                 "nexus_grep_searches_total",
@@ -248,8 +236,8 @@ impl Metrics {
             file_reads: counter(
                 &registry,
                 "nexus_file_reads_total",
-                "File reads by mode: inline (small files, on the async worker) or blocking (on the blocking pool)",
-                &["mode"],
+                "File reads by where the bytes live: database (small files, inline) or store (the blob store, through the content cache)",
+                &["source"],
             ),
             registry,
             cache_probe: std::sync::Mutex::new(None),

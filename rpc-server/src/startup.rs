@@ -35,8 +35,8 @@ pub struct Application {
     last_used: Option<(Arc<LastUsed>, Store)>,
     flush_every: std::time::Duration,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
-    /// When this process began: temporary files older than this may be a dead writer's.
-    built_at: std::time::SystemTime,
+    /// The blob store's collector settings.
+    storage: crate::config::StorageConfig,
     connections: nexus_serve::ConnLimits,
     /// The static file's provider, reloaded on SIGHUP while serving.
     static_keys: Option<Arc<StaticAuth>>,
@@ -61,12 +61,8 @@ impl Application {
         cfg: ServerConfig,
         bus: Arc<InvalidationBus>,
     ) -> anyhow::Result<Self> {
-        let built_at = std::time::SystemTime::now();
         ensure_private_dir(&cfg.data_dir)?;
         let metrics = Metrics::new();
-        let files = FileService::new(&cfg.data_dir, cfg.max_file_bytes)
-            .with_context(|| format!("cannot use data dir {}", cfg.data_dir.display()))?
-            .with_grep_limits(cfg.grep.clone(), Some(metrics.clone()));
         let backends = match &cfg.auth {
             AuthMode::SingleKey { key } => Backends::single_key(key.expose_secret())?,
             AuthMode::Database {
@@ -82,6 +78,7 @@ impl Application {
                 Backends::database(&cfg, db, &bus, &metrics).await?
             }
         };
+        let files = open_files(&cfg, backends.store.as_ref(), &metrics).await?;
         let redis = match &cfg.redis_url {
             Some(url) if backends.control.is_some() => {
                 let health = crate::auth::broadcast::RedisHealth::default();
@@ -144,7 +141,7 @@ impl Application {
             last_used,
             flush_every: cfg.last_used_flush,
             tls,
-            built_at,
+            storage: cfg.storage.clone(),
             connections: cfg.connections,
             static_keys,
         })
@@ -171,7 +168,7 @@ impl Application {
     /// client address (attach `axum::extract::ConnectInfo<SocketAddr>` to the request's
     /// extensions for per-address failure limits and `X-Forwarded-For`; without it they
     /// do not apply), and the serve loop's connection bounds. Background work (last-use
-    /// flushing, limit housekeeping, the temporary-file sweep) runs only under
+    /// flushing, limit housekeeping, the blob collector) runs only under
     /// `run_until_stopped`. Cheap to call; every router shares this application's state.
     pub fn router(&self) -> axum::Router {
         routes::router(self.state.clone())
@@ -207,24 +204,31 @@ impl Application {
                 }
             }
         });
-        // A crash mid-write leaves a temporary file behind; clear them off the request path.
-        let (files, metrics, built_at) = (
-            self.state.files.clone(),
-            self.state.metrics.clone(),
-            self.built_at,
-        );
-        // Not awaited: shutdown need not wait for it.
-        drop(tokio::task::spawn_blocking(move || {
-            let r = files.sweep_temp_files(built_at);
-            metrics.temp_files_removed.inc_by(r.removed);
-            if r.removed > 0 || r.kept > 0 {
-                tracing::info!(
-                    removed = r.removed,
-                    kept = r.kept,
-                    "swept temporary files left by interrupted writes"
-                );
+        // Blobs no file references any more, removed after their grace period; one node at
+        // a time (the collector's lock), off the request path.
+        let (files, storage) = (self.state.files.clone(), self.storage.clone());
+        let collector = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(storage.gc_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match files
+                    .blobs()
+                    .collect(files.store(), storage.gc_grace, chrono::Utc::now())
+                    .await
+                {
+                    Ok(c) if c.removed > 0 || c.failed > 0 => tracing::info!(
+                        removed = c.removed,
+                        bytes = c.bytes,
+                        failed = c.failed,
+                        "collected unreferenced blobs"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = ?e, "blob collector round failed"),
+                }
             }
-        }));
+        });
         // Registered before serving: SIGHUP's default action would end the process.
         let reloader = match &self.static_keys {
             Some(s) => Some(reload_on_sighup(s.clone())?),
@@ -239,6 +243,7 @@ impl Application {
             f.abort();
         }
         housekeeping.abort();
+        collector.abort();
         if let Some(r) = reloader {
             r.abort();
         }
@@ -293,6 +298,48 @@ struct ChainParts<'a> {
     hasher: &'a Arc<TokenHasher>,
     cache: &'a Arc<IdentityCache>,
     metrics: &'a Metrics,
+}
+
+/// The file service: the namespace in the hub's database (in single-key mode, an SQLite
+/// file of its own in the data dir), the configured blob store, and the import of a data
+/// directory an earlier release kept files in.
+async fn open_files(
+    cfg: &ServerConfig,
+    store: Option<&Store>,
+    metrics: &Metrics,
+) -> anyhow::Result<FileService> {
+    let store = match store {
+        Some(s) => s.clone(),
+        None => {
+            let url = format!("sqlite://{}", cfg.data_dir.join("files.db").display());
+            let s = Store::connect(&url)
+                .await
+                .context("cannot open the file database")?;
+            s.migrate()
+                .await
+                .context("cannot apply database migrations")?;
+            crate::config::tighten_sqlite_files(&url);
+            s
+        }
+    };
+    let backing = nexus_blobs::open(&cfg.storage.url)
+        .await
+        .with_context(|| format!("cannot open the blob store {}", cfg.storage.url))?;
+    tracing::info!(blobs = %backing.describe(), inline_max = cfg.storage.inline_max, "file storage");
+    let blobs =
+        crate::files::store::Blobs::new(backing, cfg.storage.inline_max, cfg.storage.cache_bytes);
+    let files = FileService::new(store, blobs, cfg.max_file_bytes)
+        .with_grep_limits(cfg.grep.clone(), Some(metrics.clone()));
+    files
+        .import_data_dir(&cfg.data_dir)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot import the files under {}/zones",
+                cfg.data_dir.display()
+            )
+        })?;
+    Ok(files)
 }
 
 /// The database settings of [`AuthMode::Database`].

@@ -463,13 +463,13 @@ async fn glob_grep_and_the_size_limit() {
     assert_eq!(s["size"], json!(1024 * 1024));
 }
 
-/// Small files are read on the async worker, large ones on the blocking pool; both read
-/// back exactly what was written.
+/// Small files live in the database (one query reads them), large ones in the blob store;
+/// both read back exactly what was written.
 #[tokio::test]
-async fn small_reads_are_inline_and_large_ones_blocking() {
+async fn small_files_live_in_the_database_and_large_ones_in_the_blob_store() {
     let z = Zone::new().await;
-    let inline = r#"nexus_file_reads_total{mode="inline"}"#;
-    let blocking = r#"nexus_file_reads_total{mode="blocking"}"#;
+    let inline = r#"nexus_file_reads_total{source="database"}"#;
+    let blocking = r#"nexus_file_reads_total{source="store"}"#;
     let small = "s".repeat(1000);
     let large: String = (0..200 * 1024u32)
         .map(|i| char::from(b'a' + (i % 26) as u8))
@@ -484,7 +484,7 @@ async fn small_reads_are_inline_and_large_ones_blocking() {
             z.app.metric(blocking).await - b0
         ),
         (1, 0),
-        "the small file was read inline"
+        "the small file came from the database"
     );
     assert_eq!(
         sha256_hex(z.text("/large.txt").await.as_bytes()),
@@ -496,6 +496,6 @@ async fn small_reads_are_inline_and_large_ones_blocking() {
             z.app.metric(blocking).await - b0
         ),
         (1, 1),
-        "the large file was read on the blocking pool"
+        "the large file came from the blob store"
     );
 }

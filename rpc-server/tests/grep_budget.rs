@@ -6,7 +6,6 @@ use rpc_server::db::Backend;
 use rpc_server::files::GrepLimits;
 use rpc_server::testing::{TestApp, TestOptions, code};
 use serde_json::{Value, json};
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// Far more work than any test needs: only the limit under test may stop a grep.
@@ -47,11 +46,18 @@ impl Hub {
         Self { app, token }
     }
 
-    /// Places a file in the zone directly on disk, as an operator's copy would.
-    fn put(&self, rel: &str, content: &[u8]) {
-        let path: PathBuf = self.app.data_dir.path().join("zones/eng").join(rel);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(path, content).expect("write");
+    /// Writes a file into the zone (base64, so any bytes go).
+    async fn put(&self, rel: &str, content: &[u8]) {
+        use base64::Engine as _;
+        let content = base64::engine::general_purpose::STANDARD.encode(content);
+        self.app
+            .rpc(
+                &self.token,
+                "write",
+                json!({"path": format!("/{rel}"), "content": content, "encoding": "base64"}),
+            )
+            .await
+            .expect("write");
     }
 
     async fn grep(&self, token: &str, params: Value) -> Result<Value, Value> {
@@ -135,16 +141,16 @@ fn random_ab(len: usize, seed: u64) -> Vec<u8> {
 
 /// Files whose every 64 KiB line sends the pathological pattern to the PikeVM (~0.7 s of
 /// CPU a line): uncancelled, a grep over them runs for minutes.
-fn put_pathological_tree(h: &Hub) {
+async fn put_pathological_tree(h: &Hub) {
     for i in 0..4u64 {
         let mut text = Vec::new();
         for l in 0..64u64 {
             text.extend(random_ab(64 * 1024 - 1, i * 1000 + l + 1));
             text.push(b'\n');
         }
-        h.put(&format!("slow/{i}.txt"), &text);
+        h.put(&format!("slow/{i}.txt"), &text).await;
     }
-    h.put("small.txt", b"nothing to see\n");
+    h.put("small.txt", b"nothing to see\n").await;
 }
 
 #[tokio::test]
@@ -155,7 +161,7 @@ async fn a_pathological_pattern_on_a_long_line_gets_the_budget_error() {
     })
     .await;
     // One 4 MiB line, no newline at all.
-    h.put("big.txt", &random_ab(4 * 1024 * 1024, 7));
+    h.put("big.txt", &random_ab(4 * 1024 * 1024, 7)).await;
     let r = h.grep(&h.token, json!({"pattern": PATHOLOGICAL})).await;
     assert_eq!(code(&r), -32008, "{r:?}");
     let e = r.expect_err("budget error");
@@ -185,7 +191,7 @@ async fn the_budget_is_checked_inside_a_line_the_dfa_runs() {
         ..roomy()
     })
     .await;
-    h.put("long.txt", "a".repeat(line_len).as_bytes());
+    h.put("long.txt", "a".repeat(line_len).as_bytes()).await;
     let r = h.grep(&h.token, json!({"pattern": "needle"})).await;
     assert_eq!(code(&r), -32008, "{r:?}");
     // With room, the same search completes and finds nothing.
@@ -194,7 +200,7 @@ async fn the_budget_is_checked_inside_a_line_the_dfa_runs() {
         ..roomy()
     })
     .await;
-    h.put("long.txt", "a".repeat(line_len).as_bytes());
+    h.put("long.txt", "a".repeat(line_len).as_bytes()).await;
     let r = h
         .grep(&h.token, json!({"pattern": "needle"}))
         .await
@@ -212,7 +218,7 @@ async fn a_line_past_the_cap_is_clipped_and_the_result_says_so() {
     let mut text = "x".repeat(100) + "early";
     text += &"y".repeat(2000);
     text += "late\nshort late line\n";
-    h.put("clip.txt", text.as_bytes());
+    h.put("clip.txt", text.as_bytes()).await;
     let r = h
         .grep(&h.token, json!({"pattern": "early"}))
         .await
@@ -240,7 +246,7 @@ async fn dropped_request() {
         ..roomy()
     })
     .await;
-    put_pathological_tree(&h);
+    put_pathological_tree(&h).await;
     let slow = h.grep_in_background(&h.token, json!({"pattern": PATHOLOGICAL, "path": "/slow"}));
     h.wait_until_busy(&h.token, &slow).await;
     slow.abort();
@@ -294,7 +300,7 @@ async fn concurrency_caps() {
         ..roomy()
     })
     .await;
-    put_pathological_tree(&h);
+    put_pathological_tree(&h).await;
     let other = h.app.mint("other", Some("eng:r"), false).await.token;
     let third = h.app.mint("third", Some("eng:r"), false).await.token;
 
@@ -347,7 +353,7 @@ async fn pages_stop_the_scan_once_full_and_page_through_everything() {
             expected.push((format!("/f{f:02}.txt"), 2 * l + 1));
         }
         all_bytes += text.len();
-        h.put(&format!("f{f:02}.txt"), text.as_bytes());
+        h.put(&format!("f{f:02}.txt"), text.as_bytes()).await;
     }
 
     let first = h

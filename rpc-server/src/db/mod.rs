@@ -5,12 +5,14 @@
 //! and run the same store tests. Times are decided in Rust and bound as parameters, never
 //! taken from the database clock, so both dialects agree on them.
 
+mod files;
 mod local;
 mod subjects;
 mod tokens;
 mod tuples;
 mod zones;
 
+pub use files::{BlobRow, CollectorLock, FsError, FsRow, FsRowBytes, FsStats, Written, parent_of};
 pub use local::{LocalUserRecord, NewLocalUser, RefreshUse, SessionRecord, SigningKeyRecord};
 pub use subjects::{NewSubject, SubjectDeleted, SubjectRecord};
 pub use tokens::{NewToken, SubjectBinding, TokenRecord};

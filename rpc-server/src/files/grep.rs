@@ -12,10 +12,9 @@
 
 pub mod budget;
 
-use super::access::Access;
-use super::beneath::Entry;
+use super::access::{Access, Shown};
 use super::path::ZonePath;
-use super::service::Show;
+use super::search::Prefilter;
 use super::service::{FileService, MAX_PATTERN_LEN, check_page};
 use crate::metrics::Metrics;
 pub use budget::{Meter, Program, ProgramCache, Stop};
@@ -191,7 +190,16 @@ impl Scan {
     }
 }
 
-/// The `grep` method: validate, take a slot, scan on the blocking pool.
+/// Files a grep without a usable literal reads at most: past it, the caller is asked for a
+/// narrower path or a pattern with literal text the index can use.
+pub(crate) const MAX_UNINDEXED_FILES: usize = 20_000;
+/// Candidates read per round: fetched concurrently, then scanned in one blocking task.
+const BATCH: i64 = 64;
+
+/// The `grep` method: validate, take a slot, then page through the candidates the
+/// database's trigram prefilter finds (every file when the pattern has no usable
+/// literal, up to [`MAX_UNINDEXED_FILES`]), reading each batch's bytes and scanning them
+/// on the blocking pool.
 pub(crate) async fn run(
     svc: &FileService,
     greps: &Greps,
@@ -205,38 +213,109 @@ pub(crate) async fn run(
             "pattern must be 1-{MAX_PATTERN_LEN} bytes"
         )));
     }
-    let program = Program::new(&p.pattern, p.ignore_case)
-        .map_err(|e| RpcError::invalid_params(format!("invalid regex: {}", printable(&e))))?;
+    let program = Arc::new(
+        Program::new(&p.pattern, p.ignore_case)
+            .map_err(|e| RpcError::invalid_params(format!("invalid regex: {}", printable(&e))))?,
+    );
+    let prefilter = Prefilter::of(&p.pattern, p.ignore_case);
     let bases = svc.bases(acc, &p.path, false)?;
-    let acc = acc.clone();
     let slot = greps.acquire(token)?;
     let cancel = Arc::new(AtomicBool::new(false));
     let _cancel_on_drop = CancelOnDrop(cancel.clone());
     let limits = greps.limits.clone();
     let meter = Meter::new(limits.max_work).with_deadline(Instant::now() + limits.timeout, cancel);
-    let svc = svc.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        // The slot is given back when the work ends, not when the caller leaves; the
-        // outcome is counted here too, as a dropped caller never sees it.
-        let slot = slot;
-        let outcome = scan_all(
-            &svc, &acc, &bases, &program, meter, &limits, p.offset, limit,
-        );
-        if let Ok((scan, stopped)) = &outcome {
-            let label = match stopped {
-                None => "ok",
-                Some(Stop::Budget) => "budget",
-                Some(Stop::Deadline) => "deadline",
-                Some(Stop::Cancelled) => "cancelled",
+    let mut state = Some(Scanning {
+        slot,
+        meter,
+        cache: program.create_cache(),
+        scan: Scan {
+            offset: p.offset,
+            limit,
+            seen: 0,
+            items: Vec::with_capacity(limit.min(64)),
+            scanned_bytes: 0,
+            clipped: false,
+        },
+        stopped: None,
+    });
+    let mut unindexed = 0usize;
+    'bases: for base in &bases {
+        let mut cursor = Cursor::default();
+        loop {
+            let batch = candidates(svc, acc, base, &prefilter, p.ignore_case, &mut cursor).await?;
+            let Some(batch) = batch else {
+                break;
             };
-            slot.record(label, scan.scanned_bytes);
+            if prefilter.is_empty() {
+                unindexed += batch.len();
+                if unindexed > MAX_UNINDEXED_FILES {
+                    return Err(RpcError::new(
+                        ErrorCode::TooLarge,
+                        format!(
+                            "grep: this pattern has no literal text of {} or more characters the index can use, and {} holds more than {MAX_UNINDEXED_FILES} files to read; search a narrower path or add literal text to the pattern",
+                            3,
+                            base.display()
+                        ),
+                    ));
+                }
+            }
+            let mut files = Vec::with_capacity(batch.len());
+            for (zp, row, inline) in batch {
+                let cid = row.content_id.clone().unwrap_or_default();
+                // A file deleted or changed since its row was read is read as it was: the
+                // blob stays until the collector's grace period has passed.
+                match svc.blobs.fetch(&cid, inline).await {
+                    Ok(bytes) => files.push((zp, bytes)),
+                    Err(super::error::Error::BlobLost) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let mut st = state.take().ok_or_else(RpcError::internal)?;
+            let (program, limits) = (program.clone(), limits.clone());
+            let st_back = tokio::task::spawn_blocking(move || {
+                for (zp, bytes) in &files {
+                    if let Err(stop) = st.meter.look() {
+                        st.stopped = Some(stop);
+                        break;
+                    }
+                    match scan_file(
+                        &bytes[..],
+                        zp,
+                        &program,
+                        &mut st.cache,
+                        &mut st.meter,
+                        &limits,
+                        &mut st.scan,
+                    ) {
+                        Ok(()) if st.scan.full() => break,
+                        Ok(()) | Err(FileStop::Io) => {}
+                        Err(FileStop::Stop(stop)) => {
+                            st.stopped = Some(stop);
+                            break;
+                        }
+                    }
+                }
+                // Counted here: a caller that left never sees the end.
+                if let Some(stop) = st.stopped {
+                    st.slot.record(stop_label(stop), st.scan.scanned_bytes);
+                }
+                st
+            })
+            .await
+            .map_err(|_| RpcError::internal())?;
+            let done = st_back.stopped.is_some() || st_back.scan.full();
+            state = Some(st_back);
+            if done {
+                break 'bases;
+            }
         }
-        outcome
-    })
-    .await
-    .map_err(|_| RpcError::internal())?;
-    let (scan, stopped) = outcome?;
-    if let Some(stop) = stopped {
+    }
+    let st = state.ok_or_else(RpcError::internal)?;
+    if st.stopped.is_none() {
+        st.slot.record("ok", st.scan.scanned_bytes);
+    }
+    let scan = st.scan;
+    if let Some(stop) = st.stopped {
         return Err(stop_error(stop, &scan, &greps.limits));
     }
     let total = scan.seen;
@@ -252,6 +331,112 @@ pub(crate) async fn run(
         total_is_lower_bound,
         scanned_bytes: scan.scanned_bytes,
     })
+}
+
+/// What a grep carries from one blocking batch to the next: its slot (given back when
+/// the work ends, not when the caller leaves), its meter and its page.
+struct Scanning {
+    slot: Slot,
+    meter: Meter,
+    cache: ProgramCache,
+    scan: Scan,
+    stopped: Option<Stop>,
+}
+
+type Candidate = (ZonePath, crate::db::FsRow, Option<Vec<u8>>);
+
+/// Where a base's candidates stand: after which path, and whether they are exhausted.
+#[derive(Default)]
+struct Cursor {
+    after: String,
+    done: bool,
+}
+
+/// The next batch of files below `base` the prefilter lets through and the caller may
+/// read, in path order after `after` (moved past them); `None` when there are no more.
+/// A base that is a file is its own one candidate.
+async fn candidates(
+    svc: &FileService,
+    acc: &Access,
+    base: &ZonePath,
+    prefilter: &Prefilter,
+    ignore_case: bool,
+    cursor: &mut Cursor,
+) -> Result<Option<Vec<Candidate>>, RpcError> {
+    if cursor.done {
+        return Ok(None);
+    }
+    let whole = acc.can_read(base);
+    if !base.is_root() {
+        let Some(found) = svc.row(base).await? else {
+            return Err(RpcError::not_found(&base.display()));
+        };
+        if !found.row.is_dir {
+            acc.require_read(base)?;
+            cursor.done = true;
+            return Ok(Some(vec![(base.clone(), found.row, found.inline)]));
+        }
+    }
+    let from = if base.is_root() {
+        String::new()
+    } else {
+        format!("{}/", super::service::rel(base))
+    };
+    loop {
+        let rows = svc
+            .store
+            .fs_grep_candidates(
+                &base.zone,
+                &from,
+                &prefilter.all,
+                &prefilter.any,
+                ignore_case,
+                &cursor.after,
+                BATCH,
+            )
+            .await
+            .map_err(super::error::Error::from)?;
+        let Some(last) = rows.last() else {
+            return Ok(None);
+        };
+        cursor.after = last.row.path.clone();
+        let full = rows.len() as i64 == BATCH;
+        let mut out = Vec::new();
+        let mut ended = false;
+        for found in rows {
+            let row = found.row;
+            if !row.path.starts_with(&from) {
+                ended = true;
+                break;
+            }
+            if row.size as u64 > svc.max_file_bytes {
+                continue;
+            }
+            let mut zp = base.clone();
+            zp.rel = row.path.split('/').map(str::to_owned).collect();
+            if !whole && acc.shows(&zp, false) != Shown::Readable {
+                continue;
+            }
+            out.push((zp, row, found.inline));
+        }
+        if ended || !full {
+            cursor.done = true;
+        }
+        if !out.is_empty() {
+            return Ok(Some(out));
+        }
+        if cursor.done {
+            return Ok(None);
+        }
+    }
+}
+
+fn stop_label(stop: Stop) -> &'static str {
+    match stop {
+        Stop::Budget => "budget",
+        Stop::Deadline => "deadline",
+        Stop::Cancelled => "cancelled",
+    }
 }
 
 fn stop_error(stop: Stop, scan: &Scan, limits: &GrepLimits) -> RpcError {
@@ -273,60 +458,6 @@ fn stop_error(stop: Stop, scan: &Scan, limits: &GrepLimits) -> RpcError {
         "matches_so_far": scan.seen,
     }));
     e
-}
-
-#[allow(clippy::too_many_arguments)]
-fn scan_all(
-    svc: &FileService,
-    acc: &Access,
-    bases: &[ZonePath],
-    program: &Program,
-    mut meter: Meter,
-    limits: &GrepLimits,
-    offset: usize,
-    limit: usize,
-) -> Result<(Scan, Option<Stop>), RpcError> {
-    let mut scan = Scan {
-        offset,
-        limit,
-        seen: 0,
-        items: Vec::with_capacity(limit.min(64)),
-        scanned_bytes: 0,
-        clipped: false,
-    };
-    let mut cache = program.create_cache();
-    let max_file = svc.max_file_bytes();
-    let mut stopped: Option<Stop> = None;
-    for base in bases {
-        let mut visit = |zp: &ZonePath, meta: &Entry<'_>| -> bool {
-            if !meta.is_file() || meta.len() > max_file {
-                return true;
-            }
-            if let Err(stop) = meter.look() {
-                stopped = Some(stop);
-                return false;
-            }
-            let Ok(file) = meta.open() else {
-                return true;
-            };
-            match scan_file(file, zp, program, &mut cache, &mut meter, limits, &mut scan) {
-                Ok(()) => !scan.full(),
-                Err(FileStop::Stop(stop)) => {
-                    stopped = Some(stop);
-                    false
-                }
-                // An unreadable file is skipped, as one that vanished mid-walk.
-                Err(FileStop::Io) => true,
-            }
-        };
-        // A base that is a file is scanned alone; the walk reports a missing or odd base
-        // as the listing does, and never follows a link.
-        svc.walk(acc, Show::Results, base, true, true, &mut visit)?;
-        if stopped.is_some() || scan.full() {
-            break;
-        }
-    }
-    Ok((scan, stopped))
 }
 
 enum FileStop {

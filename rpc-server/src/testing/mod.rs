@@ -152,6 +152,8 @@ pub struct TestOptions {
     pub grep: crate::files::GrepLimits,
     /// The auth provider chain (database keys alone by default).
     pub auth_chain: crate::config::AuthChain,
+    /// The blob store and collector (default: blobs under the data dir).
+    pub storage: Option<crate::config::StorageConfig>,
 }
 
 impl Default for TestOptions {
@@ -165,6 +167,7 @@ impl Default for TestOptions {
             limits: Default::default(),
             auth_chain: Default::default(),
             grep: Default::default(),
+            storage: None,
         }
     }
 }
@@ -235,6 +238,10 @@ pub fn config(db_url: &str, data_dir: &std::path::Path, o: &TestOptions) -> Serv
         trusted_proxies: Vec::new(),
         connections: Default::default(),
         grep: o.grep.clone(),
+        storage: o
+            .storage
+            .clone()
+            .unwrap_or_else(|| crate::config::StorageConfig::under(data_dir)),
     }
 }
 
@@ -487,4 +494,78 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     l.local_addr().expect("local addr").port()
+}
+
+/// Every stored file as `zone/path`, sorted, read straight from the database: what tests
+/// look at instead of a data directory's files.
+pub async fn stored_files(store: &Store) -> Vec<String> {
+    store
+        .fs_all_files()
+        .await
+        .expect("list stored files")
+        .into_iter()
+        .map(|(z, p)| format!("{z}/{p}"))
+        .collect()
+}
+
+/// The bytes stored for `rel` in `zone` (inline, or in the local blob store under
+/// `data_dir/blobs`), or `None` when no such file is stored.
+pub async fn stored_file(
+    store: &Store,
+    data_dir: &std::path::Path,
+    zone: &str,
+    rel: &str,
+) -> Option<Vec<u8>> {
+    use nexus_blobs::BlobStore as _;
+    let found = store.fs_get(zone, rel).await.expect("read the namespace")?;
+    if found.row.is_dir {
+        return None;
+    }
+    if let Some(b) = found.inline {
+        return Some(b);
+    }
+    let id = nexus_blobs::ContentId::parse(found.row.content_id.as_deref()?).ok()?;
+    let blobs = nexus_blobs::LocalDir::open(&data_dir.join("blobs"))
+        .await
+        .expect("open the blob store");
+    Some(blobs.get(&id).await.expect("the blob").to_vec())
+}
+
+/// Whether `rel` in `zone` is a stored directory.
+pub async fn stored_dir(store: &Store, zone: &str, rel: &str) -> bool {
+    store
+        .fs_get(zone, rel)
+        .await
+        .expect("read the namespace")
+        .is_some_and(|f| f.row.is_dir)
+}
+
+/// [`stored_file`] for a hub known only by its database URL and data dir (a child process).
+pub async fn stored_file_at(
+    db_url: &str,
+    data_dir: &std::path::Path,
+    zone: &str,
+    rel: &str,
+) -> Option<Vec<u8>> {
+    let store = Store::connect(db_url).await.expect("connect");
+    let out = stored_file(&store, data_dir, zone, rel).await;
+    store.close().await;
+    out
+}
+
+impl TestApp {
+    /// The bytes this server stores for `rel` in `zone` (see [`stored_file`]).
+    pub async fn stored(&self, zone: &str, rel: &str) -> Option<Vec<u8>> {
+        stored_file(&self.db.store, self.data_dir.path(), zone, rel).await
+    }
+
+    /// Every file this server stores, as `zone/path`.
+    pub async fn stored_files(&self) -> Vec<String> {
+        stored_files(&self.db.store).await
+    }
+
+    /// Whether `rel` in `zone` is a stored directory.
+    pub async fn stored_dir(&self, zone: &str, rel: &str) -> bool {
+        stored_dir(&self.db.store, zone, rel).await
+    }
 }

@@ -1,0 +1,157 @@
+//! The reading methods: `read`, `stat`, `list`. A read is one indexed lookup (the row,
+//! with the bytes when they are inline) and, for a blob kept outside the database, the
+//! content cache or the blob store.
+
+use super::access::Access;
+use super::error::Error;
+use super::path::Target;
+use super::service::{FileService, Show, check_page, page, rfc3339};
+use base64::Engine as _;
+use nexus_wire::RpcError;
+use nexus_wire::methods::*;
+
+impl FileService {
+    pub async fn read(&self, acc: &Access, p: ReadParams) -> Result<ReadResult, RpcError> {
+        let zp = self.zone_path(&acc.view, &p.path)?;
+        acc.require_read(&zp)?;
+        let shown = zp.display();
+        let Some(found) = self.row(&zp).await? else {
+            return Err(Error::NotFound(shown).into());
+        };
+        if found.row.is_dir {
+            return Err(Error::IsDir(shown).into());
+        }
+        let max = self.max_file_bytes;
+        if found.row.size as u64 > max {
+            return Err(RpcError::new(
+                nexus_wire::ErrorCode::TooLarge,
+                format!("file larger than {max} bytes"),
+            ));
+        }
+        let content_id = found.row.content_id.unwrap_or_default();
+        self.count_read(if found.inline.is_some() {
+            "database"
+        } else {
+            "store"
+        });
+        let bytes = self.blobs.fetch(&content_id, found.inline).await?;
+        let size = bytes.len() as u64;
+        let content = match p.encoding {
+            Encoding::Base64 => base64::engine::general_purpose::STANDARD.encode(&bytes),
+            Encoding::Utf8 => match std::str::from_utf8(&bytes) {
+                Ok(s) => s.to_owned(),
+                Err(_) => {
+                    return Err(RpcError::invalid_params(format!(
+                        "{shown} is not valid UTF-8; read it with encoding \"base64\""
+                    )));
+                }
+            },
+        };
+        Ok(ReadResult {
+            path: shown,
+            content,
+            encoding: p.encoding,
+            size,
+            content_id,
+        })
+    }
+
+    pub async fn stat(&self, acc: &Access, p: PathParams) -> Result<StatResult, RpcError> {
+        let zp = match acc.view.resolve(&p.path)? {
+            Target::Root => return Ok(dir_stat("/".into(), None)),
+            Target::Zone(zp) => zp,
+        };
+        // A directory on the way to something readable may be looked at, not a file.
+        let readable = acc.can_read(&zp);
+        if !readable && !acc.on_the_way(&zp) {
+            acc.require_read(&zp)?;
+        }
+        let shown = zp.display();
+        let Some(found) = self.row(&zp).await? else {
+            if zp.is_root() {
+                // A zone is there whether or not it holds anything.
+                return Ok(dir_stat(shown, None));
+            }
+            return Ok(StatResult {
+                path: shown,
+                exists: false,
+                is_dir: false,
+                size: 0,
+                modified: None,
+                content_id: None,
+            });
+        };
+        let row = found.row;
+        if row.is_dir {
+            return Ok(dir_stat(shown, Some(rfc3339(row.modified))));
+        }
+        if !readable {
+            acc.require_read(&zp)?;
+        }
+        Ok(StatResult {
+            path: shown,
+            exists: true,
+            is_dir: false,
+            size: row.size.max(0) as u64,
+            modified: Some(rfc3339(row.modified)),
+            content_id: row.content_id,
+        })
+    }
+
+    pub async fn list(&self, acc: &Access, p: ListParams) -> Result<ListResult, RpcError> {
+        let limit = check_page(p.limit)?;
+        let bases = self.bases(acc, &p.path, true)?;
+        let root_listing = matches!(acc.view.resolve(&p.path)?, Target::Root);
+        let mut items = Vec::new();
+        for base in &bases {
+            if root_listing {
+                items.push(ListItem {
+                    path: base.display(),
+                    name: base.zone.clone(),
+                    is_dir: true,
+                    size: 0,
+                    modified: None,
+                });
+                if !p.recursive || !(acc.can_read(base) || acc.on_the_way(base)) {
+                    continue;
+                }
+            }
+            self.walk(
+                acc,
+                Show::Listing,
+                base,
+                p.recursive,
+                false,
+                &mut |zp, row| {
+                    items.push(ListItem {
+                        path: zp.display(),
+                        name: zp.rel.last().cloned().unwrap_or_default(),
+                        is_dir: row.is_dir,
+                        size: row.size.max(0) as u64,
+                        modified: Some(rfc3339(row.modified)),
+                    });
+                    true
+                },
+            )
+            .await?;
+        }
+        let (items, total, has_more, next_offset) = page(items, p.offset, limit);
+        Ok(ListResult {
+            items,
+            total,
+            has_more,
+            next_offset,
+        })
+    }
+}
+
+fn dir_stat(path: String, modified: Option<String>) -> StatResult {
+    StatResult {
+        path,
+        exists: true,
+        is_dir: true,
+        size: 0,
+        modified,
+        content_id: None,
+    }
+}

@@ -1,0 +1,247 @@
+//! Search over the namespace: `glob` range-scans the pattern's literal prefix and filters
+//! with `globset`; `grep`'s prefilter ([`Prefilter`]) turns literals every match must
+//! contain (found by `regex-syntax`'s extractor) into `LIKE` conditions the database's
+//! trigram index answers (Postgres `pg_trgm`, SQLite FTS5's trigram tokenizer). Only the
+//! candidates it returns are read and matched with the real regex.
+
+use super::access::Access;
+use super::path::Target;
+use super::service::{FileService, MAX_PATTERN_LEN, Show, check_page, page};
+use nexus_wire::RpcError;
+use nexus_wire::methods::*;
+use regex_syntax::hir::literal::{ExtractKind, Extractor};
+
+/// Shortest literal the trigram indexes can use.
+const MIN_LITERAL: usize = 3;
+/// Literals kept per alternation: a pattern with more alternatives scans instead.
+const MAX_ALTERNATIVES: usize = 16;
+
+/// The characters where a glob pattern stops being literal.
+fn glob_meta(c: char) -> bool {
+    matches!(c, '*' | '?' | '[' | '{' | '\\')
+}
+
+/// The literal text a glob pattern starts with.
+pub(super) fn glob_literal_prefix(pattern: &str) -> &str {
+    let end = pattern.find(glob_meta).unwrap_or(pattern.len());
+    &pattern[..end]
+}
+
+impl FileService {
+    pub async fn glob(&self, acc: &Access, p: GlobParams) -> Result<GlobResult, RpcError> {
+        let limit = check_page(p.limit)?;
+        if p.pattern.is_empty() || p.pattern.len() > MAX_PATTERN_LEN || p.pattern.contains('\0') {
+            return Err(RpcError::invalid_params(format!(
+                "pattern must be 1-{MAX_PATTERN_LEN} bytes without NUL"
+            )));
+        }
+        if p.pattern.split('/').any(|c| c == "..") {
+            return Err(RpcError::invalid_params(
+                "'..' is not allowed in glob patterns",
+            ));
+        }
+        let absolute = p.pattern.starts_with('/');
+        let pattern = p.pattern.trim_start_matches('/');
+        let matcher = globset::GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .backslash_escape(true)
+            .build()
+            .map_err(|e| RpcError::invalid_params(format!("invalid glob pattern: {}", e.kind())))?
+            .compile_matcher();
+        let base_display = match acc.view.resolve(&p.path)? {
+            Target::Root => "/".to_owned(),
+            Target::Zone(zp) => zp.display(),
+        };
+        let prefix = if base_display == "/" {
+            "/".to_owned()
+        } else {
+            format!("{base_display}/")
+        };
+        let literal = glob_literal_prefix(pattern);
+        let mut out = Vec::new();
+        for base in &self.bases(acc, &p.path, false)? {
+            // The literal start of the pattern, as text below the zone root: the range the
+            // scan starts at.
+            let narrow = if absolute {
+                let zone_root = acc.view.zone_root(&base.zone).display();
+                let zone_root = zone_root.trim_start_matches('/');
+                if zone_root.is_empty() {
+                    Some(literal)
+                } else {
+                    literal
+                        .strip_prefix(zone_root)
+                        .and_then(|r| r.strip_prefix('/'))
+                }
+                .map(|below_root| {
+                    let base_rel = super::service::rel(base);
+                    if base_rel.is_empty() {
+                        below_root.to_owned()
+                    } else {
+                        below_root
+                            .strip_prefix(&format!("{base_rel}/"))
+                            .unwrap_or_default()
+                            .to_owned()
+                    }
+                })
+                .unwrap_or_default()
+            } else {
+                literal.to_owned()
+            };
+            self.walk_narrowed(acc, Show::Results, base, &narrow, &mut |zp, _| {
+                let shown = zp.display();
+                let candidate = if absolute {
+                    shown.trim_start_matches('/')
+                } else {
+                    shown.strip_prefix(&prefix).unwrap_or(&shown)
+                };
+                if matcher.is_match(candidate) {
+                    out.push(shown.clone());
+                }
+                true
+            })
+            .await?;
+        }
+        let (items, total, has_more, next_offset) = page(out, p.offset, limit);
+        Ok(GlobResult {
+            items,
+            total,
+            has_more,
+            next_offset,
+        })
+    }
+}
+
+impl FileService {
+    /// `grep`, under a budget and a concurrency cap per token (see [`super::grep`]).
+    pub async fn grep(
+        &self,
+        token: uuid::Uuid,
+        acc: &Access,
+        p: GrepParams,
+    ) -> Result<GrepResult, RpcError> {
+        super::grep::run(self, &self.greps, token, acc, p).await
+    }
+}
+
+/// `LIKE` conditions every line a grep pattern matches satisfies: each of `all` is in
+/// the text, and (when not empty) one of `any` is. Empty when the pattern has no literal
+/// the index can use: the scan then reads every file, up to a cap.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Prefilter {
+    pub all: Vec<String>,
+    pub any: Vec<String>,
+}
+
+impl Prefilter {
+    pub fn is_empty(&self) -> bool {
+        self.all.is_empty() && self.any.is_empty()
+    }
+
+    /// The prefilter of `pattern`. With `ignore_case` the literals are matched without
+    /// case (ILIKE), which is only sound for ASCII: a literal with other characters is
+    /// dropped.
+    pub fn of(pattern: &str, ignore_case: bool) -> Self {
+        let Ok(hir) = regex_syntax::ParserBuilder::new()
+            .utf8(true)
+            .build()
+            .parse(pattern)
+        else {
+            return Self::default();
+        };
+        let mut out = Self::default();
+        for kind in [ExtractKind::Prefix, ExtractKind::Suffix] {
+            let mut ext = Extractor::new();
+            ext.kind(kind).limit_total(64);
+            let seq = ext.extract(&hir);
+            let Some(lits) = seq.literals() else {
+                continue;
+            };
+            if lits.is_empty() || lits.len() > MAX_ALTERNATIVES {
+                continue;
+            }
+            // Every alternative must give a usable piece, or the set filters nothing.
+            let pieces: Option<Vec<String>> = lits
+                .iter()
+                .map(|l| usable_piece(l.as_bytes(), ignore_case))
+                .collect();
+            let Some(mut pieces) = pieces else {
+                continue;
+            };
+            pieces.sort();
+            pieces.dedup();
+            if pieces.len() == 1 {
+                out.all.extend(pieces);
+            } else if out.any.is_empty() {
+                out.any = pieces;
+            }
+        }
+        out.all.sort();
+        out.all.dedup();
+        for p in &mut out.all {
+            *p = format!("%{p}%");
+        }
+        for p in &mut out.any {
+            *p = format!("%{p}%");
+        }
+        out
+    }
+}
+
+/// The longest run of a literal free of `LIKE`'s special characters (and of line breaks,
+/// which a per-line match never contains), when it is long enough for a trigram index.
+fn usable_piece(bytes: &[u8], ignore_case: bool) -> Option<String> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let best = text
+        .split(['%', '_', '\\', '\n', '\r'])
+        .max_by_key(|s| s.chars().count())?;
+    if best.chars().count() < MIN_LITERAL || (ignore_case && !best.is_ascii()) {
+        return None;
+    }
+    Some(best.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pf(p: &str, ic: bool) -> (Vec<&'static str>, Vec<&'static str>) {
+        let f = Prefilter::of(p, ic);
+        let leak = |v: Vec<String>| -> Vec<&'static str> {
+            v.into_iter()
+                .map(|s| &*Box::leak(s.into_boxed_str()))
+                .collect()
+        };
+        (leak(f.all), leak(f.any))
+    }
+
+    #[test]
+    fn literals_every_match_contains() {
+        assert_eq!(pf("hello", false), (vec!["%hello%"], vec![]));
+        assert_eq!(pf("fn main\\(", false), (vec!["%fn main(%"], vec![]));
+        assert_eq!(pf("foo.*bar", false), (vec!["%bar%", "%foo%"], vec![]));
+        assert_eq!(pf("(alpha|beta)_x", false).1, vec!["%alpha%", "%beta%"]);
+        // Nothing the index can use: scan.
+        assert!(Prefilter::of(".*", false).is_empty());
+        assert!(Prefilter::of("[a-z]+", false).is_empty());
+        assert!(Prefilter::of("ab", false).is_empty());
+        assert!(Prefilter::of("a|bcd", false).is_empty());
+        // LIKE's own characters never reach a pattern unescaped.
+        assert_eq!(pf("100%_done", false), (vec!["%done%"], vec![]));
+        assert_eq!(pf("50%", false), (vec![], vec![]));
+        // Case-insensitive: ASCII only.
+        assert_eq!(pf("Hello", true), (vec!["%Hello%"], vec![]));
+        assert!(Prefilter::of("Ünïcode", true).is_empty());
+        assert_eq!(pf("Ünïcode", false), (vec!["%Ünïcode%"], vec![]));
+        // Not a valid regex for the parser: no prefilter (the real compile reports it).
+        assert!(Prefilter::of("(unclosed", false).is_empty());
+    }
+
+    #[test]
+    fn glob_prefixes() {
+        assert_eq!(glob_literal_prefix("docs/**/*.md"), "docs/");
+        assert_eq!(glob_literal_prefix("**/*.rs"), "");
+        assert_eq!(glob_literal_prefix("src/main.rs"), "src/main.rs");
+        assert_eq!(glob_literal_prefix("a\\*b"), "a");
+        assert_eq!(glob_literal_prefix("file{1,2}"), "file");
+    }
+}
