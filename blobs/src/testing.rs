@@ -24,6 +24,17 @@ use std::time::{Duration, Instant};
 /// The bucket every harness server creates.
 pub const BUCKET: &str = "nexus";
 
+/// `sh -c` script running `"$0" "$@"` (weed and its flags) until stdin reaches EOF.
+const WATCHDOG: &str = r#"exec 3<&0
+"$0" "$@" <&- 3<&- &
+w=$!
+(read -r _ <&3; kill -9 "$w" 2>/dev/null) &
+r=$!
+exec 3<&-
+wait "$w"; s=$?
+kill "$r" 2>/dev/null
+exit "$s""#;
+
 const READY_WITHIN: Duration = Duration::from_secs(60);
 const STOP_WITHIN: Duration = Duration::from_secs(10);
 
@@ -99,8 +110,6 @@ impl SeaweedFs {
             .prefix("nexus-seaweedfs-")
             .tempdir()
             .expect("temporary directory");
-        let data = dir.path().join("data");
-        std::fs::create_dir(&data).expect("data directory");
         let credentials = S3Credentials {
             access_key_id: format!("AKIDNEXUS{}", random_hex(6).to_uppercase()),
             secret_access_key: random_hex(20).into(),
@@ -117,9 +126,39 @@ impl SeaweedFs {
         }]});
         std::fs::write(&config, identities.to_string()).expect("write s3.json");
 
+        let mut me = Self {
+            dir,
+            weed,
+            args: Vec::new(),
+            s3_port: 0,
+            credentials,
+            child: None,
+        };
+        // Free ports can be taken between choosing and binding them: weed then exits at
+        // once, and another set (in a fresh data directory) is tried.
+        for attempt in 1..=3 {
+            let data = me.dir.path().join(format!("data-{attempt}"));
+            std::fs::create_dir(&data).expect("data directory");
+            me.configure(&data, &config);
+            me.spawn();
+            match me.wait_ready().await {
+                Ok(()) => return Some(me),
+                Err(exited) if attempt < 3 => {
+                    eprintln!("weed exited while starting, trying other ports: {exited}");
+                    me.stop();
+                }
+                Err(exited) => panic!("{exited}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// The command line: everything on 127.0.0.1, on free ports, nothing but S3 and what
+    /// it needs (no WebDAV, admin UI, Iceberg or Lance endpoints).
+    fn configure(&mut self, data: &std::path::Path, config: &std::path::Path) {
         let p = free_ports(10);
-        let s3_port = p[6];
-        let mut args: Vec<String> = vec!["mini".into()];
+        self.s3_port = p[6];
+        self.args = vec!["mini".into()];
         for (flag, value) in [
             ("dir", data.display().to_string()),
             ("ip", "127.0.0.1".into()),
@@ -142,19 +181,8 @@ impl SeaweedFs {
             ("webdav", "false".into()),
             ("bucket", BUCKET.into()),
         ] {
-            args.push(format!("-{flag}={value}"));
+            self.args.push(format!("-{flag}={value}"));
         }
-        let mut me = Self {
-            dir,
-            weed,
-            args,
-            s3_port,
-            credentials,
-            child: None,
-        };
-        me.spawn();
-        me.wait_ready().await;
-        Some(me)
     }
 
     fn log_path(&self) -> PathBuf {
@@ -167,10 +195,11 @@ impl SeaweedFs {
             .append(true)
             .open(self.log_path())
             .expect("weed log");
-        // `read` returns at EOF: when the test drops the pipe or dies.
+        // The watcher's `read` returns at EOF: when the test drops the pipe or dies. The
+        // shell exits with weed, so an early exit (a port taken) is seen by `try_wait`.
         let child = Command::new("sh")
             .arg("-c")
-            .arg(r#""$0" "$@" & w=$!; read -r _; kill -9 "$w" 2>/dev/null; wait "$w""#)
+            .arg(WATCHDOG)
             .arg(&self.weed)
             .args(&self.args)
             .stdin(Stdio::piped())
@@ -193,8 +222,9 @@ impl SeaweedFs {
         s[start..].to_owned()
     }
 
-    /// Until an object can be written and deleted (the bucket exists, volumes are writable).
-    async fn wait_ready(&mut self) {
+    /// Until an object can be written and deleted (the bucket exists, volumes are writable);
+    /// `Err` with the log when weed exited instead. Panics past [`READY_WITHIN`].
+    async fn wait_ready(&mut self) -> Result<(), String> {
         let raw = self.raw_with(Duration::from_secs(2));
         let probe = Path::from("nexus-ready-probe");
         let deadline = Instant::now() + READY_WITHIN;
@@ -202,17 +232,17 @@ impl SeaweedFs {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                panic!(
+                return Err(format!(
                     "weed exited ({status}) while starting:\n{}",
                     self.log_tail()
-                );
+                ));
             }
             let attempt = async {
                 raw.put(&probe, PutPayload::from_static(b"ready")).await?;
                 raw.delete(&probe).await
             };
             let Err(e) = attempt.await else {
-                return;
+                return Ok(());
             };
             if Instant::now() > deadline {
                 panic!(
@@ -290,7 +320,9 @@ impl SeaweedFs {
     pub async fn restart(&mut self) {
         self.stop();
         self.spawn();
-        self.wait_ready().await;
+        if let Err(exited) = self.wait_ready().await {
+            panic!("restart: {exited}");
+        }
     }
 
     fn stop(&mut self) {
