@@ -13,6 +13,7 @@ mod local;
 mod s3;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod transport;
 mod url;
 
 pub use id::{ContentId, InvalidContentId};

@@ -1,23 +1,18 @@
 //! [`S3Store`]: blobs as objects `<prefix>/<id[0..2]>/<id>` in an S3 bucket, through the
 //! `object_store` crate, with create-only puts (`If-None-Match: *`).
 //!
-//! A dead or slow S3 must not hang a caller: connects and whole requests are bounded, retries
-//! are few with short backoff inside a total budget, and what is left is reported as
-//! [`BlobError::Unavailable`]. To tell "down" from "refused", the HTTP transport is wrapped so
-//! that overload answers (500, 502, 503, 504, 429) come back as transport failures carrying
-//! their status: object_store retries those exactly as it retries server errors, and the
-//! final error names a typed cause instead of text to parse. Error messages never carry a
-//! credential nor a response body (S3 echoes signed headers in some refusals).
+//! A dead or slow S3 must not hang a caller: connects and whole requests are bounded (by the
+//! transport, [`super::transport`]), retries are few with short backoff inside a total
+//! budget, and what is left is reported as [`BlobError::Unavailable`]. Error messages never
+//! carry a credential nor a response body (S3 echoes signed headers in some refusals).
 
+use super::transport::{Overloaded, Refused, Transport};
 use super::url::{S3Url, StoreUrl};
 use super::{BlobError, BlobStore, ContentId, Put};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
-use object_store::client::{
-    HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpResponse, HttpService,
-    ReqwestConnector,
-};
+use object_store::client::{HttpError, HttpErrorKind};
 use object_store::path::Path;
 use object_store::{
     BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
@@ -92,12 +87,18 @@ impl S3Store {
         credentials: Option<&S3Credentials>,
         limits: &S3Limits,
     ) -> Result<Self, BlobError> {
-        // reqwest's rustls is built without a provider: the process uses ring (as the
-        // servers' TLS does); whichever part of the process installs it first wins.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = ClientOptions::new()
-            .with_connect_timeout(limits.connect_timeout)
-            .with_timeout(limits.request_timeout);
+        if url
+            .endpoint
+            .as_deref()
+            .is_some_and(|e| e.starts_with("http://"))
+            && !url.allow_http
+        {
+            return Err(BlobError::Other(
+                "the S3 endpoint is http:// but allow_http is false".into(),
+            ));
+        }
+        let transport = Transport::new(limits.connect_timeout, limits.request_timeout)
+            .map_err(|e| BlobError::Other(format!("cannot set up TLS for S3: {e}")))?;
         let retry = RetryConfig {
             backoff: BackoffConfig {
                 init_backoff: limits.initial_backoff,
@@ -107,12 +108,12 @@ impl S3Store {
             max_retries: limits.max_retries,
             retry_timeout: limits.retry_budget,
         };
-        // Client settings from the environment are replaced, not merged: the store's own
-        // timeouts and TLS verification are not for an `AWS_*` variable to loosen.
+        // Client settings from the environment are dropped: the store's own limits and TLS
+        // verification are not for an `AWS_*` variable to loosen (`allow_http` is the URL's).
         let mut b = AmazonS3Builder::from_env()
-            .with_client_options(client)
+            .with_client_options(ClientOptions::new())
             .with_retry(retry)
-            .with_http_connector(OverloadAsTransportError)
+            .with_http_connector(transport)
             .with_bucket_name(&url.bucket)
             .with_allow_http(url.allow_http);
         if let Some(endpoint) = &url.endpoint {
@@ -248,53 +249,6 @@ impl BlobStore for S3Store {
     }
 }
 
-/// A server overloaded or failing, as the transport reports it.
-#[derive(Debug, thiserror::Error)]
-#[error("the server answered {0}")]
-struct Overloaded(http::StatusCode);
-
-/// The server refused the request's credentials or their permissions.
-#[derive(Debug, thiserror::Error)]
-#[error("the server refused the request ({0})")]
-struct Refused(http::StatusCode);
-
-/// object_store's reqwest transport, with overload answers turned into retriable
-/// transport errors that keep their status.
-#[derive(Debug)]
-struct OverloadAsTransportError;
-
-impl HttpConnector for OverloadAsTransportError {
-    fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
-        Ok(HttpClient::new(OverloadService(
-            ReqwestConnector::default().connect(options)?,
-        )))
-    }
-}
-
-#[derive(Debug)]
-struct OverloadService(HttpClient);
-
-#[async_trait::async_trait]
-impl HttpService for OverloadService {
-    async fn call(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
-        use http::StatusCode as S;
-        let res = self.0.execute(req).await?;
-        match res.status() {
-            s @ (S::INTERNAL_SERVER_ERROR
-            | S::BAD_GATEWAY
-            | S::SERVICE_UNAVAILABLE
-            | S::GATEWAY_TIMEOUT
-            | S::TOO_MANY_REQUESTS) => Err(HttpError::new(HttpErrorKind::Request, Overloaded(s))),
-            // Not retried (kind Unknown); typed so that every operation, listing included,
-            // reports a refusal as one.
-            s @ (S::UNAUTHORIZED | S::FORBIDDEN) => {
-                Err(HttpError::new(HttpErrorKind::Unknown, Refused(s)))
-            }
-            _ => Ok(res),
-        }
-    }
-}
-
 /// Maps an object_store failure to what a caller can act on, in words safe to log.
 fn classify(op: &str, e: object_store::Error) -> BlobError {
     use object_store::Error as E;
@@ -384,6 +338,19 @@ mod tests {
         assert_eq!(root.id_of(&root.object_key(&id)), Some(id));
         assert!(!format!("{s:?}").contains("very-secret"));
         assert!(!s.describe().contains("very-secret"));
+    }
+
+    #[test]
+    fn plain_http_only_when_the_url_allows_it() {
+        let url = S3Url {
+            bucket: "b".into(),
+            prefix: String::new(),
+            endpoint: Some("http://127.0.0.1:9".into()),
+            region: None,
+            allow_http: false,
+        };
+        let e = S3Store::open_with(&url, None, &S3Limits::default()).expect_err("refused");
+        assert!(e.to_string().contains("allow_http"), "{e}");
     }
 
     #[test]

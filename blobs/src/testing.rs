@@ -10,6 +10,7 @@
 //! the test process ends, however it ends, the pipe closes and the shell kills `weed`, so no
 //! server outlives its test.
 
+use crate::transport::Transport;
 use crate::{S3Credentials, S3Limits, S3Store, S3Url};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
@@ -254,19 +255,21 @@ impl SeaweedFs {
         }
     }
 
-    fn raw_with(&self, timeout: Duration) -> AmazonS3 {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+    /// object_store on the bucket through this crate's transport, without credentials.
+    fn builder_with(&self, timeout: Duration) -> AmazonS3Builder {
+        let transport = Transport::new(timeout, timeout).expect("S3 transport");
         // Client options first: setting them replaces allow_http.
         AmazonS3Builder::new()
-            .with_client_options(
-                ClientOptions::new()
-                    .with_connect_timeout(timeout)
-                    .with_timeout(timeout),
-            )
+            .with_client_options(ClientOptions::new())
+            .with_http_connector(transport)
             .with_endpoint(self.endpoint())
             .with_allow_http(true)
             .with_region("us-east-1")
             .with_bucket_name(BUCKET)
+    }
+
+    fn raw_with(&self, timeout: Duration) -> AmazonS3 {
+        self.builder_with(timeout)
             .with_access_key_id(&self.credentials.access_key_id)
             .with_secret_access_key(self.credentials.secret_access_key.expose_secret())
             .with_retry(RetryConfig {
@@ -275,6 +278,12 @@ impl SeaweedFs {
             })
             .build()
             .expect("raw S3 client")
+    }
+
+    /// An object_store builder on the bucket (endpoint, region, transport) to which a test
+    /// adds credentials, or not.
+    pub fn builder(&self) -> AmazonS3Builder {
+        self.builder_with(Duration::from_secs(30))
     }
 
     /// A plain object_store client on the bucket, for tests that reach behind a store.

@@ -311,11 +311,8 @@ async fn s3_refuses_wrong_or_missing_credentials_clearly() {
     assert_eq!(good.get(&id).await.expect("still there"), b);
 
     // Anonymous requests are refused as well: the server really checks signatures.
-    let anonymous = object_store::aws::AmazonS3Builder::new()
-        .with_endpoint(weed.endpoint())
-        .with_allow_http(true)
-        .with_region("us-east-1")
-        .with_bucket_name(BUCKET)
+    let anonymous = weed
+        .builder()
         .with_skip_signature(true)
         .build()
         .expect("anonymous client");
