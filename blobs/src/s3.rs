@@ -6,7 +6,7 @@
 //! budget, and what is left is reported as [`BlobError::Unavailable`]. Error messages never
 //! carry a credential nor a response body (S3 echoes signed headers in some refusals).
 
-use super::transport::{Overloaded, Refused, Transport};
+use super::transport::{Overloaded, Refused, TlsFailed, Transport};
 use super::url::{S3Url, StoreUrl};
 use super::{BlobError, BlobStore, ContentId, Put};
 use bytes::Bytes;
@@ -272,6 +272,9 @@ fn classify(op: &str, e: object_store::Error) -> BlobError {
     // The typed causes the transport planted sit below the HttpError that carries them.
     if chain().any(|c| c.is::<Refused>()) {
         return refused();
+    }
+    if let Some(t) = chain().find_map(|c| c.downcast_ref::<TlsFailed>()) {
+        return BlobError::Other(format!("S3 {op}: {t}"));
     }
     if let Some(o) = chain().find_map(|c| c.downcast_ref::<Overloaded>()) {
         return BlobError::Unavailable(format!("S3 {op}: {o}"));

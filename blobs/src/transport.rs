@@ -36,6 +36,30 @@ pub(crate) struct Overloaded(pub(crate) http::StatusCode);
 #[error("the server refused the request ({0})")]
 pub(crate) struct Refused(pub(crate) http::StatusCode);
 
+/// The TLS handshake with the endpoint failed (untrusted certificate, not TLS at all…).
+#[derive(Debug, thiserror::Error)]
+#[error("TLS with the endpoint failed: {0}")]
+pub(crate) struct TlsFailed(rustls::Error);
+
+/// The rustls error in a chain. An `io::Error` hides the error it wraps from `source()`
+/// (tokio-rustls wraps it, hyper-rustls wraps that again), so wrappers are opened by hand.
+fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<rustls::Error> {
+    let mut cause = Some(e);
+    for _ in 0..16 {
+        let c = cause?;
+        if let Some(tls) = c.downcast_ref::<rustls::Error>() {
+            return Some(tls.clone());
+        }
+        cause = match c.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => c.source(),
+        };
+    }
+    None
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("no complete answer within {0:?}")]
 struct DeadlinePassed(Duration);
@@ -188,6 +212,11 @@ impl Body for DeadlineBody {
 /// The kind object_store's retry loop acts on: failed connects and requests that never got
 /// an answer are retried; timeouts and broken answers only for idempotent requests.
 fn client_error(e: hyper_util::client::legacy::Error) -> HttpError {
+    if let Some(tls) = tls_failure(&e) {
+        // A certificate that does not verify or a peer that does not speak TLS will not
+        // be fixed by retrying: not retried, reported as what it is.
+        return HttpError::new(HttpErrorKind::Unknown, TlsFailed(tls));
+    }
     let kind = if e.is_connect() {
         HttpErrorKind::Connect
     } else {

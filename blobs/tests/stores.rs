@@ -591,3 +591,45 @@ async fn s3_gives_unavailable_on_a_failing_or_stalled_server_then_recovers() {
         dead.put(&b_id, b).await,
     );
 }
+
+/// An https endpoint is spoken to in TLS, verified: a server answering in plain HTTP (which
+/// would satisfy a client that skipped TLS) is an error, never a blob, and not "retry later".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_https_endpoint_is_tls_or_nothing() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let connections = Arc::new(AtomicUsize::new(0));
+    let seen = connections.clone();
+    let server = tokio::spawn(async move {
+        for _ in 0..20 {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            seen.fetch_add(1, Ordering::SeqCst);
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+                .await;
+        }
+    });
+    let url = nexus_blobs::S3Url {
+        bucket: BUCKET.into(),
+        prefix: "tls".into(),
+        endpoint: Some(format!("https://{addr}")),
+        region: Some("us-east-1".into()),
+        allow_http: false,
+    };
+    let creds = S3Credentials {
+        access_key_id: "AKIDTLS".into(),
+        secret_access_key: "tls-secret".to_owned().into(),
+        session_token: None,
+    };
+    let store = S3Store::open_with(&url, Some(&creds), &hostile_limits()).expect("open");
+    let e = store
+        .get(&ContentId::of(b"hello"))
+        .await
+        .expect_err("not TLS");
+    assert!(matches!(e, BlobError::Other(_)), "{e:?}");
+    assert!(e.to_string().contains("TLS"), "{e}");
+    assert!(connections.load(Ordering::SeqCst) >= 1);
+    server.abort();
+}
