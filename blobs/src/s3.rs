@@ -11,7 +11,7 @@ use super::url::{S3Url, StoreUrl};
 use super::{BlobError, BlobStore, ContentId, Put};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::client::{HttpError, HttpErrorKind};
 use object_store::path::Path;
 use object_store::{
@@ -87,16 +87,6 @@ impl S3Store {
         credentials: Option<&S3Credentials>,
         limits: &S3Limits,
     ) -> Result<Self, BlobError> {
-        if url
-            .endpoint
-            .as_deref()
-            .is_some_and(|e| e.starts_with("http://"))
-            && !url.allow_http
-        {
-            return Err(BlobError::Other(
-                "the S3 endpoint is http:// but allow_http is false".into(),
-            ));
-        }
         let transport = Transport::new(limits.connect_timeout, limits.request_timeout)
             .map_err(|e| BlobError::Other(format!("cannot set up TLS for S3: {e}")))?;
         let retry = RetryConfig {
@@ -132,6 +122,15 @@ impl S3Store {
             if let Some(t) = &c.session_token {
                 b = b.with_token(t.expose_secret());
             }
+        }
+        // The endpoint may also come from `AWS_ENDPOINT`.
+        if b.get_config_value(&AmazonS3ConfigKey::Endpoint)
+            .is_some_and(|e| e.starts_with("http://"))
+            && !url.allow_http
+        {
+            return Err(BlobError::Other(
+                "the S3 endpoint is http:// but allow_http is false".into(),
+            ));
         }
         let store = b.build().map_err(|e| {
             // Builder errors name the missing or malformed setting, never its value.

@@ -315,6 +315,26 @@ impl SeaweedFs {
         }
     }
 
+    /// `url(prefix)` as `NEXUS_STORAGE_URL` spells it, for a server a test spawns.
+    pub fn storage_url(&self, prefix: &str) -> String {
+        crate::StoreUrl::S3(self.url(prefix)).to_string()
+    }
+
+    /// The `AWS_*` variables that give a spawned server this S3's credentials and region.
+    pub fn aws_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", self.credentials.access_key_id.clone()),
+            (
+                "AWS_SECRET_ACCESS_KEY",
+                self.credentials
+                    .secret_access_key
+                    .expose_secret()
+                    .to_owned(),
+            ),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
+    }
+
     /// An [`S3Store`] on `prefix` with this server's credentials and default limits.
     pub fn store(&self, prefix: &str) -> S3Store {
         S3Store::open_with(

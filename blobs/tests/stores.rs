@@ -252,6 +252,10 @@ async fn s3_on_seaweedfs_keeps_the_contract() {
             weed.endpoint()
         )
     );
+    assert_eq!(
+        nexus_blobs::StoreUrl::parse(&weed.storage_url("hub/blobs")).expect("storage URL"),
+        nexus_blobs::StoreUrl::S3(weed.url("hub/blobs"))
+    );
     let behind = S3Behind {
         raw: weed.raw(),
         store: store.clone(),
@@ -277,6 +281,17 @@ async fn s3_refuses_wrong_or_missing_credentials_clearly() {
     let b = Bytes::from_static(b"guarded");
     let id = ContentId::of(&b);
     good.put(&id, b.clone()).await.expect("put");
+
+    // What a spawned server would be given works as credentials.
+    let env: std::collections::HashMap<_, _> = weed.aws_env().into_iter().collect();
+    let from_env = S3Credentials {
+        access_key_id: env["AWS_ACCESS_KEY_ID"].clone(),
+        secret_access_key: env["AWS_SECRET_ACCESS_KEY"].clone().into(),
+        session_token: None,
+    };
+    let spawned = S3Store::open_with(&weed.url("creds"), Some(&from_env), &S3Limits::default())
+        .expect("open");
+    assert_eq!(spawned.get(&id).await.expect("get"), b);
 
     let real = weed.credentials();
     let wrong_secret = S3Credentials {
