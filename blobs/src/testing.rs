@@ -45,6 +45,8 @@ pub struct SeaweedFs {
     weed: PathBuf,
     args: Vec<String>,
     s3_port: u16,
+    /// Every port the server listens on (its socket files are named by them).
+    ports: Vec<u16>,
     credentials: S3Credentials,
     child: Option<Child>,
 }
@@ -132,6 +134,7 @@ impl SeaweedFs {
             weed,
             args: Vec::new(),
             s3_port: 0,
+            ports: Vec::new(),
             credentials,
             child: None,
         };
@@ -159,6 +162,7 @@ impl SeaweedFs {
     fn configure(&mut self, data: &std::path::Path, config: &std::path::Path) {
         let p = free_ports(10);
         self.s3_port = p[6];
+        self.ports = p.clone();
         self.args = vec!["mini".into()];
         for (flag, value) in [
             ("dir", data.display().to_string()),
@@ -180,6 +184,16 @@ impl SeaweedFs {
             ("admin.port", p[8].to_string()),
             ("admin.port.grpc", p[9].to_string()),
             ("webdav", "false".into()),
+            // Unix sockets in the temporary directory rather than /tmp, where they would
+            // outlive a killed server (the gRPC ones are fixed to /tmp: see `remove_sockets`).
+            (
+                "filer.localSocket",
+                self.dir.path().join("filer.sock").display().to_string(),
+            ),
+            (
+                "s3.localSocket",
+                self.dir.path().join("s3.sock").display().to_string(),
+            ),
             ("bucket", BUCKET.into()),
         ] {
             self.args.push(format!("-{flag}={value}"));
@@ -198,11 +212,15 @@ impl SeaweedFs {
             .expect("weed log");
         // The watcher's `read` returns at EOF: when the test drops the pipe or dies. The
         // shell exits with weed, so an early exit (a port taken) is seen by `try_wait`.
+        let tmp = self.dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).expect("weed TMPDIR");
         let child = Command::new("sh")
             .arg("-c")
             .arg(WATCHDOG)
             .arg(&self.weed)
             .args(&self.args)
+            // weed's own log files go to TMPDIR.
+            .env("TMPDIR", &tmp)
             .stdin(Stdio::piped())
             .stdout(log.try_clone().expect("weed log"))
             .stderr(log)
@@ -354,6 +372,26 @@ impl SeaweedFs {
         }
     }
 
+    /// Removes the gRPC socket files weed puts in /tmp (`seaweedfs-<kind>-<port>.sock`) for
+    /// this server's ports; a killed server leaves them behind. Called once it has exited.
+    fn remove_sockets(&self) {
+        use std::os::unix::fs::FileTypeExt;
+        let Ok(entries) = std::fs::read_dir("/tmp") else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let ours = name.starts_with("seaweedfs-")
+                && self
+                    .ports
+                    .iter()
+                    .any(|p| name.ends_with(&format!("-{p}.sock")));
+            if ours && e.file_type().is_ok_and(|t| t.is_socket()) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
     fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
@@ -379,5 +417,6 @@ impl SeaweedFs {
 impl Drop for SeaweedFs {
     fn drop(&mut self) {
         self.stop();
+        self.remove_sockets();
     }
 }
