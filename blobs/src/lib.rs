@@ -11,11 +11,14 @@
 mod id;
 mod local;
 mod s3;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod transport;
 mod url;
 
 pub use id::{ContentId, InvalidContentId};
 pub use local::LocalDir;
-pub use s3::S3Store;
+pub use s3::{S3Credentials, S3Limits, S3Store};
 pub use url::{S3Url, StoreUrl, UrlError};
 
 use bytes::Bytes;
