@@ -345,3 +345,49 @@ async fn bad_tls_settings_stop_startup_naming_the_variable() {
     assert_ne!(code, 0, "--tls-client-ca without TLS started");
     assert!(err.contains("NEXUS_TLS_CLIENT_CA"), "{err}");
 }
+
+/// `nexus hub config check` shows the hop's TLS settings where they came from, and reads
+/// the files as the frontend would: a bad one is the error, named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_check_shows_the_rpc_tls_settings() {
+    use std::os::unix::fs::PermissionsExt;
+    let pki = pki();
+    let s = |p: &Path| p.to_str().expect("utf-8 path").to_owned();
+    let (ca, cert, key) = (s(&pki.hub.pem), s(&pki.client.0), s(&pki.client.1));
+    let file = pki.dir.path().join("nexus-hub.toml");
+    let write_config = |ca: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "[rpc]\ntls_cert = \"{}\"\ntls_key = \"{}\"\ntls_client_ca = \"{ca}\"\n\
+                 [mcp]\nurl = \"https://nexusd:2026\"\nrpc_ca = \"{ca}\"\n\
+                 rpc_cert = \"{cert}\"\nrpc_key = \"{key}\"\n",
+                s(&pki.server.0),
+                s(&pki.server.1),
+            ),
+        )
+        .expect("write config");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    };
+    let path = s(&file);
+    let argv = ["--config", path.as_str(), "hub", "config", "check"];
+
+    write_config(&ca);
+    let (code, out, err) = run_nexus(&argv, &[]).await;
+    assert_eq!(code, 0, "{err}");
+    for line in [
+        format!("tls_client_ca = {ca:?}  # file"),
+        "url = \"https://nexusd:2026\"  # file".to_owned(),
+        format!("rpc_ca = {ca:?}  # file"),
+        format!("rpc_cert = {cert:?}  # file"),
+        format!("rpc_key = {key:?}  # file"),
+    ] {
+        assert!(out.contains(&line), "{line}: {out}");
+    }
+    assert!(!out.contains("BEGIN"), "{out}");
+
+    write_config(&s(&pki.dir.path().join("missing.pem")));
+    let (code, _, err) = run_nexus(&argv, &[]).await;
+    assert_ne!(code, 0, "a missing CA file passed the check");
+    assert!(err.contains("NEXUS_MCP_RPC_CA"), "{err}");
+}
