@@ -79,6 +79,17 @@ pub struct FrontendArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, env = "NEXUS_MCP_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
+    /// With an https:// --url: the PEM CA bundle that verifies the rpc-server's certificate,
+    /// then the only trust (default: the system's roots).
+    #[arg(long, env = "NEXUS_MCP_RPC_CA")]
+    pub rpc_ca: Option<std::path::PathBuf>,
+    /// With an https:// --url: a PEM client certificate chain to present to the rpc-server
+    /// (with --rpc-key).
+    #[arg(long, env = "NEXUS_MCP_RPC_CERT")]
+    pub rpc_cert: Option<std::path::PathBuf>,
+    /// PEM private key for --rpc-cert.
+    #[arg(long, env = "NEXUS_MCP_RPC_KEY")]
+    pub rpc_key: Option<std::path::PathBuf>,
     /// Timeout of one call to the rpc-server, in seconds.
     #[arg(long, env = "NEXUS_MCP_RPC_TIMEOUT", default_value = "30", value_parser = parse_secs)]
     pub rpc_timeout: Duration,
@@ -168,6 +179,39 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// See [`FrontendConfig::auth_metadata_refresh`].
 pub const DEFAULT_AUTH_METADATA_REFRESH: Duration = Duration::from_secs(60);
 
+/// The TLS settings of the hop to the rpc-server: an https:// URL reads them (the files
+/// once, here); plain http:// takes none, and TLS settings with it are a mistake to report,
+/// not to ignore.
+fn rpc_tls(url: &str, a: &FrontendArgs) -> anyhow::Result<Option<crate::forward::RpcTls>> {
+    let set = [
+        ("NEXUS_MCP_RPC_CA (--rpc-ca)", &a.rpc_ca),
+        ("NEXUS_MCP_RPC_CERT (--rpc-cert)", &a.rpc_cert),
+        ("NEXUS_MCP_RPC_KEY (--rpc-key)", &a.rpc_key),
+    ];
+    if url.starts_with("http://") {
+        if let Some((name, _)) = set.iter().find(|(_, v)| v.is_some()) {
+            anyhow::bail!(
+                "{name} is set but --url {url:?} is plain http://; use https:// or unset it"
+            );
+        }
+        return Ok(None);
+    }
+    if !url.starts_with("https://") {
+        anyhow::bail!("--url must be the http:// or https:// URL of the rpc-server, got {url:?}");
+    }
+    let client = match (&a.rpc_cert, &a.rpc_key) {
+        (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+        (None, None) => None,
+        (Some(_), None) => anyhow::bail!(
+            "NEXUS_MCP_RPC_CERT (--rpc-cert) is set without NEXUS_MCP_RPC_KEY (--rpc-key): give both or neither"
+        ),
+        (None, Some(_)) => anyhow::bail!(
+            "NEXUS_MCP_RPC_KEY (--rpc-key) is set without NEXUS_MCP_RPC_CERT (--rpc-cert): give both or neither"
+        ),
+    };
+    crate::forward::RpcTls::load(a.rpc_ca.as_deref(), client).map(Some)
+}
+
 /// The resolved configuration.
 #[derive(Debug, Clone)]
 pub struct FrontendConfig {
@@ -188,6 +232,8 @@ pub struct FrontendConfig {
     pub audit_stdout: bool,
     pub auth_failures_per_min: u32,
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// TLS to the rpc-server, read at startup; set exactly when `rpc_url` is https.
+    pub rpc_tls: Option<crate::forward::RpcTls>,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Header-read and idle timeouts, connection cap.
     pub connections: nexus_serve::ConnLimits,
@@ -201,13 +247,7 @@ pub struct FrontendConfig {
 impl FrontendConfig {
     pub fn from_args(a: FrontendArgs) -> anyhow::Result<Self> {
         let rpc_url = a.url.trim_end_matches('/').to_owned();
-        // The hop to the rpc-server stays on the private network in plain HTTP; TLS is for
-        // the public side (--tls-cert here, or a proxy in front).
-        if !rpc_url.starts_with("http://") {
-            anyhow::bail!(
-                "--url must be the http:// URL of the rpc-server on the private network, got {rpc_url:?}"
-            );
-        }
+        let rpc_tls = rpc_tls(&rpc_url, &a)?;
         let clean = |v: Vec<String>| -> Vec<String> {
             v.into_iter()
                 .map(|x| x.trim().to_owned())
@@ -260,6 +300,7 @@ impl FrontendConfig {
             audit_stdout: a.audit_stdout,
             auth_failures_per_min: a.auth_failures_per_min,
             tls: a.tls_cert.zip(a.tls_key),
+            rpc_tls,
             trusted_proxies: trusted.clone(),
             connections: nexus_serve::ConnLimits {
                 header_read_timeout: a.header_read_timeout,
@@ -310,6 +351,7 @@ impl FrontendConfig {
             audit_stdout: true,
             auth_failures_per_min: 60,
             tls: None,
+            rpc_tls: None,
             trusted_proxies: Vec::new(),
             connections: nexus_serve::ConnLimits {
                 max_per_address: nexus_serve::ConnLimits::default_per_address(

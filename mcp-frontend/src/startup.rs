@@ -31,9 +31,13 @@ impl std::fmt::Debug for Frontend {
 }
 
 impl Frontend {
-    /// Binds the listener and builds the state, forwarding to the rpc-server over HTTP.
+    /// Binds the listener and builds the state, forwarding to the rpc-server over HTTP (or
+    /// HTTPS, with `cfg.rpc_tls`).
     pub async fn build(cfg: FrontendConfig) -> anyhow::Result<Self> {
-        let rpc = RpcClient::new(&cfg.rpc_url, cfg.rpc_timeout)?;
+        let rpc = match &cfg.rpc_tls {
+            Some(tls) => RpcClient::with_tls(&cfg.rpc_url, tls, cfg.rpc_timeout)?,
+            None => RpcClient::new(&cfg.rpc_url, cfg.rpc_timeout)?,
+        };
         Self::build_with_rpc(cfg, rpc).await
     }
 
@@ -41,7 +45,7 @@ impl Frontend {
     /// in-process, in the embedded hub).
     pub async fn build_with_rpc(cfg: FrontendConfig, rpc: RpcClient) -> anyhow::Result<Self> {
         let tls = match &cfg.tls {
-            Some((cert, key)) => Some(nexus_serve::load_tls(cert, key).await?),
+            Some((cert, key)) => Some(nexus_serve::load_tls(cert, key, None).await?),
             None => None,
         };
         let listener = nexus_serve::bind(&cfg.host, cfg.port)

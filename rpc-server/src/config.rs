@@ -127,6 +127,10 @@ pub struct ServerArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, env = "NEXUS_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Require a client certificate chaining to this PEM CA bundle on every TLS connection
+    /// (the MCP frontends' certificates); with --tls-cert.
+    #[arg(long, env = "NEXUS_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
     /// The URL clients use to reach this server (shown by status).
     #[arg(long = "public-url", env = "NEXUS_URL")]
     pub public_url: Option<String>,
@@ -395,6 +399,8 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Certificate chain and key (PEM) for built-in TLS.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// With `tls`: the CA bundle (PEM) a client's certificate must chain to.
+    pub tls_client_ca: Option<PathBuf>,
     /// Header-read and idle timeouts, connection cap.
     pub connections: nexus_serve::ConnLimits,
     /// What one grep may spend; how many run at once.
@@ -447,6 +453,13 @@ impl ServerConfig {
             bail!("--grep-max-work, --grep-per-token and --grep-concurrency must be positive");
         }
         let auth_chain = a.auth_chain()?;
+        // Client certificates are a TLS check: without TLS they would be silently skipped.
+        let tls_client_ca = match (a.tls_client_ca.clone(), &a.tls_cert) {
+            (Some(_), None) => bail!(
+                "NEXUS_TLS_CLIENT_CA (--tls-client-ca) needs NEXUS_TLS_CERT and NEXUS_TLS_KEY: client certificates are verified only over TLS"
+            ),
+            (ca, _) => ca,
+        };
         let api_key = match (a.api_key, &a.api_key_file) {
             (Some(_), Some(_)) => bail!("use --api-key or --api-key-file, not both"),
             (Some(k), None) => Some(k),
@@ -526,6 +539,7 @@ impl ServerConfig {
             migrate: a.migrate,
             public_url: a.public_url,
             redis_url: a.redis_url.filter(|u| !u.expose_secret().trim().is_empty()),
+            tls_client_ca,
             tls: a.tls_cert.zip(a.tls_key),
             connections: nexus_serve::ConnLimits {
                 header_read_timeout: a.header_read_timeout,

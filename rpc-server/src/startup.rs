@@ -132,7 +132,9 @@ impl Application {
             started: Instant::now(),
         });
         let tls = match &cfg.tls {
-            Some((cert, key)) => Some(nexus_serve::load_tls(cert, key).await?),
+            Some((cert, key)) => {
+                Some(nexus_serve::load_tls(cert, key, cfg.tls_client_ca.as_deref()).await?)
+            }
             None => None,
         };
         Ok(Self {

@@ -188,19 +188,73 @@ pub async fn bind(host: &str, port: u16) -> io::Result<TcpListener> {
 }
 
 /// Loads a PEM certificate chain and key for built-in TLS (rustls with the ring provider).
+/// With `client_ca` (a PEM bundle), a client must present a certificate chaining to it or
+/// the handshake fails.
 pub async fn load_tls(
     cert: &std::path::Path,
     key: &std::path::Path,
+    client_ca: Option<&std::path::Path>,
 ) -> anyhow::Result<RustlsConfig> {
     // Another part of the process may have installed it already; either way one is set.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    RustlsConfig::from_pem_file(cert, key).await.map_err(|e| {
+    let cannot = |e: &dyn std::fmt::Display| {
         anyhow::anyhow!(
             "cannot load TLS certificate {} and key {}: {e}",
             cert.display(),
             key.display()
         )
-    })
+    };
+    let Some(ca) = client_ca else {
+        return RustlsConfig::from_pem_file(cert, key)
+            .await
+            .map_err(|e| cannot(&e));
+    };
+    let verifier = client_verifier(ca)?;
+    let (chain, private) = std::fs::read(cert)
+        .and_then(|c| Ok((c, std::fs::read(key)?)))
+        .map_err(|e| cannot(&e))?;
+    use rustls::pki_types::pem::PemObject;
+    let chain = rustls::pki_types::CertificateDer::pem_slice_iter(&chain)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| cannot(&"the certificate is not valid PEM"))?;
+    let private = rustls::pki_types::PrivateKeyDer::from_pem_slice(&private)
+        .map_err(|_| cannot(&"no PEM private key in the key file"))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| cannot(&e))?
+    .with_client_cert_verifier(verifier)
+    .with_single_cert(chain, private)
+    .map_err(|e| cannot(&e))?;
+    // As axum-server sets it for a config it builds.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(RustlsConfig::from_config(Arc::new(config)))
+}
+
+/// Verifies client certificates against the CA bundle at `ca`. An error names the setting
+/// and the file, never what is in it (a PEM parse error can quote a line).
+fn client_verifier(
+    ca: &std::path::Path,
+) -> anyhow::Result<Arc<dyn rustls::server::danger::ClientCertVerifier>> {
+    use rustls::pki_types::pem::PemObject;
+    let what = "NEXUS_TLS_CLIENT_CA (--tls-client-ca)";
+    let pem = std::fs::read(ca)
+        .map_err(|e| anyhow::anyhow!("{what} {}: cannot read it: {e}", ca.display()))?;
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| anyhow::anyhow!("{what} {}: not valid PEM", ca.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        anyhow::bail!("{what} {}: no usable CA certificate in it", ca.display());
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::new(rustls::crypto::ring::default_provider()),
+    )
+    .build()
+    .map_err(|e| anyhow::anyhow!("{what} {}: {e}", ca.display()))
 }
 
 /// Serves `app` on `listener` (over TLS when `tls` is given) within `limits` until

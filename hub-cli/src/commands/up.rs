@@ -87,6 +87,7 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         public_url: None,
         redis_url: None,
         tls: None,
+        tls_client_ca: None,
         // The in-process frontend forwards each MCP client's address over loopback.
         trusted_proxies: nexus_wire::forwarded::parse_trusted(&["127.0.0.1".into()])
             .map_err(|e| CliError::new(e.0))?,

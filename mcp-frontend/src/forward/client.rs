@@ -2,6 +2,7 @@
 //! a result and who the caller is, or to a [`ForwardError`].
 
 use super::envelope;
+use super::tls::{RpcTls, Tls};
 use super::transport::{HttpTransport, Transport, TransportError};
 use super::{
     CallerToken, Charge, ForwardError, LARGE_REQUEST, RawVerdict, Verified, verified_from,
@@ -30,9 +31,27 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json");
 impl RpcClient {
     /// A client over a pooled HTTP/1.1 connection to `base` (`http://host:port`).
     pub fn new(base: &str, timeout: Duration) -> anyhow::Result<Self> {
+        if !base.starts_with("http://") {
+            anyhow::bail!(
+                "the rpc-server's URL must be http:// here (https:// needs TLS settings)"
+            );
+        }
         Ok(Self::with_transport(
             base,
             Arc::new(HttpTransport::new()),
+            timeout,
+        ))
+    }
+
+    /// A client over pooled HTTP/1.1-over-TLS connections to `base` (`https://host:port`),
+    /// verifying the server as `tls` says.
+    pub fn with_tls(base: &str, tls: &RpcTls, timeout: Duration) -> anyhow::Result<Self> {
+        if !base.starts_with("https://") {
+            anyhow::bail!("TLS settings for the rpc-server need an https:// URL");
+        }
+        Ok(Self::with_transport(
+            base,
+            Arc::new(HttpTransport::with_connector(Tls::new(tls))),
             timeout,
         ))
     }

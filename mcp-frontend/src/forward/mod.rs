@@ -1,13 +1,15 @@
 //! The hop to the rpc-server: the caller's token on every call (there is no ambient token
 //! here), a timeout per call, and who the rpc-server verified the caller to be. The
-//! [`Transport`] carries the request: a pooled HTTP/1.1 client, or the rpc-server's router
-//! in the same process.
+//! [`Transport`] carries the request: a pooled HTTP/1.1 client (plain, or TLS with
+//! [`RpcTls`]), or the rpc-server's router in the same process.
 
 mod client;
 mod envelope;
+mod tls;
 mod transport;
 
 pub use client::RpcClient;
+pub use tls::RpcTls;
 pub use transport::{HttpTransport, ServiceTransport, Transport, TransportError};
 
 use nexus_wire::RpcError;

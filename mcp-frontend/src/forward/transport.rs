@@ -1,7 +1,7 @@
 //! How a request reaches the rpc-server: over a pooled HTTP/1.1 connection
-//! ([`HttpTransport`]), or handed to its router in the same process ([`ServiceTransport`]).
-//! Everything before and after the transport (token, verification, error mapping) is the
-//! same for both.
+//! ([`HttpTransport`], plain or through TLS), or handed to its router in the same process
+//! ([`ServiceTransport`]). Everything before and after the transport (token, verification,
+//! error mapping) is the same for all of them.
 
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -38,7 +38,40 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'_, Result<http::Response<Bytes>, TransportError>>;
 }
 
-/// A keep-alive pool of HTTP/1.1 connections to the rpc-server, TCP_NODELAY on.
+/// How a new TCP connection becomes the byte stream HTTP runs on: as it is ([`Plain`],
+/// `http://`), or through TLS (`https://`, see `super::tls`). A type parameter of the
+/// pool, so the plain path holds no TLS code at all.
+pub trait Connect: Send + Sync + 'static {
+    type Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
+    /// The port of an authority that names none.
+    const DEFAULT_PORT: u16;
+    /// The stream for `tcp`, connected to `authority` (`host[:port]`).
+    fn wrap(
+        &self,
+        tcp: TcpStream,
+        authority: &str,
+    ) -> impl Future<Output = Result<Self::Io, TransportError>> + Send;
+    /// Told of a request that failed on a connection, to say why in the log if it knows.
+    fn failed(&self, authority: &str, e: &hyper::Error);
+}
+
+/// `http://`: the TCP connection itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Plain;
+
+impl Connect for Plain {
+    type Io = TcpStream;
+    const DEFAULT_PORT: u16 = 80;
+
+    async fn wrap(&self, tcp: TcpStream, _: &str) -> Result<TcpStream, TransportError> {
+        Ok(tcp)
+    }
+
+    fn failed(&self, _: &str, _: &hyper::Error) {}
+}
+
+/// A keep-alive pool of HTTP/1.1 connections to the rpc-server, TCP_NODELAY on, each one
+/// plain or TLS as `C` makes it.
 ///
 /// A connection has no task of its own: the task making a call drives its connection
 /// while the call is in flight (hyper's low-level `http1` client), and an idle connection
@@ -48,26 +81,29 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
 /// per connection. An idle connection the server has closed is noticed when it is taken
 /// from the pool, and a request that never left a stale connection is sent again on a
 /// new one; one that may have left is never resent (tool calls are not idempotent).
-pub struct HttpTransport {
-    idle: std::sync::Mutex<Vec<Pooled>>,
+pub struct HttpTransport<C: Connect = Plain> {
+    idle: std::sync::Mutex<Vec<Pooled<C>>>,
+    connector: C,
 }
 
-type Connection = hyper::client::conn::http1::Connection<TokioIo<TcpStream>, Full<Bytes>>;
+type Connection<C> =
+    hyper::client::conn::http1::Connection<TokioIo<<C as Connect>::Io>, Full<Bytes>>;
 
-struct Pooled {
+struct Pooled<C: Connect> {
     /// `host:port` this connection goes to.
     authority: String,
     sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
-    conn: Pin<Box<Connection>>,
+    conn: Pin<Box<Connection<C>>>,
     idle_since: Instant,
 }
 
 /// How long an idle connection is kept, and how many are.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const MAX_IDLE: usize = 256;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// For the TCP connect, and again for a TLS handshake.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-impl std::fmt::Debug for HttpTransport {
+impl<C: Connect> std::fmt::Debug for HttpTransport<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("HttpTransport")
     }
@@ -81,13 +117,20 @@ impl Default for HttpTransport {
 
 impl HttpTransport {
     pub fn new() -> Self {
+        Self::with_connector(Plain)
+    }
+}
+
+impl<C: Connect> HttpTransport<C> {
+    pub(crate) fn with_connector(connector: C) -> Self {
         Self {
             idle: Default::default(),
+            connector,
         }
     }
 
     /// The most recently used idle connection to `authority` that is still open.
-    fn checkout(&self, authority: &str) -> Option<Pooled> {
+    fn checkout(&self, authority: &str) -> Option<Pooled<C>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(mut p) = idle.pop() {
             // An idle connection that has ended (the server closed it) resolves at once.
@@ -103,7 +146,7 @@ impl HttpTransport {
         None
     }
 
-    fn checkin(&self, mut p: Pooled) {
+    fn checkin(&self, mut p: Pooled<C>) {
         p.idle_since = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         idle.retain(|q| q.idle_since.elapsed() < IDLE_TIMEOUT);
@@ -113,8 +156,16 @@ impl HttpTransport {
     }
 }
 
-async fn connect(authority: &str) -> Result<Pooled, TransportError> {
-    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(authority)).await {
+async fn connect<C: Connect>(connector: &C, authority: &str) -> Result<Pooled<C>, TransportError> {
+    let has_port = authority
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| port.parse::<u16>().is_ok());
+    let addr = if has_port {
+        std::borrow::Cow::Borrowed(authority)
+    } else {
+        std::borrow::Cow::Owned(format!("{authority}:{}", C::DEFAULT_PORT))
+    };
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&*addr)).await {
         Err(_) => return Err(TransportError::Timeout),
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
             return Err(TransportError::Timeout);
@@ -132,7 +183,8 @@ async fn connect(authority: &str) -> Result<Pooled, TransportError> {
         .with_interval(Duration::from_secs(15))
         .with_retries(3);
     let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&probes);
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let io = connector.wrap(stream, authority).await?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
         .map_err(|_| TransportError::Connect)?;
     Ok(Pooled {
@@ -145,7 +197,10 @@ async fn connect(authority: &str) -> Result<Pooled, TransportError> {
 
 /// Runs `exchange` while driving `conn` in the same task. Returns the exchange's outcome
 /// and whether the connection is still open.
-async fn drive<F: Future>(exchange: F, conn: &mut Pin<Box<Connection>>) -> (F::Output, bool) {
+async fn drive<F: Future, C: Connect>(
+    exchange: F,
+    conn: &mut Pin<Box<Connection<C>>>,
+) -> (F::Output, bool) {
     let mut exchange = std::pin::pin!(exchange);
     let mut open = true;
     let out = std::future::poll_fn(|cx| {
@@ -180,7 +235,7 @@ enum Attempt {
     Failed(TransportError),
 }
 
-impl Transport for HttpTransport {
+impl<C: Connect> Transport for HttpTransport<C> {
     fn send(
         &self,
         req: http::Request<Full<Bytes>>,
@@ -212,9 +267,10 @@ impl Transport for HttpTransport {
             loop {
                 let (mut p, reused) = match self.checkout(&authority) {
                     Some(p) => (p, true),
-                    None => (connect(&authority).await?, false),
+                    None => (connect(&self.connector, &authority).await?, false),
                 };
                 let Pooled { sender, conn, .. } = &mut p;
+                let (connector, authority) = (&self.connector, authority.as_str());
                 let exchange = async {
                     if sender.ready().await.is_err() {
                         return Attempt::Failed(TransportError::Broken);
@@ -224,13 +280,16 @@ impl Transport for HttpTransport {
                             Ok(r) => Attempt::Answer(r),
                             Err(e) => Attempt::Failed(e),
                         },
-                        Err(mut e) => match e.take_message() {
-                            Some(unsent) => Attempt::Unsent(unsent),
-                            None => Attempt::Failed(TransportError::Broken),
-                        },
+                        Err(mut e) => {
+                            connector.failed(authority, e.error());
+                            match e.take_message() {
+                                Some(unsent) => Attempt::Unsent(unsent),
+                                None => Attempt::Failed(TransportError::Broken),
+                            }
+                        }
                     }
                 };
-                let (attempt, open) = drive(exchange, conn).await;
+                let (attempt, open) = drive::<_, C>(exchange, conn).await;
                 match attempt {
                     Attempt::Answer(r) => {
                         if open && !p.sender.is_closed() && reusable(r.status(), body_len) {

@@ -235,6 +235,7 @@ pub fn config(db_url: &str, data_dir: &std::path::Path, o: &TestOptions) -> Serv
         redis_url: o.redis_url.clone().map(SecretString::from),
         limits: o.limits,
         tls: None,
+        tls_client_ca: None,
         trusted_proxies: Vec::new(),
         connections: Default::default(),
         grep: o.grep.clone(),
