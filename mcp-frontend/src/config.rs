@@ -376,6 +376,58 @@ mod tests {
         FrontendConfig::from_args(cli.args).expect("valid config")
     }
 
+    fn try_config(flags: &[&str]) -> Result<FrontendConfig, String> {
+        let mut argv = vec!["nexus"];
+        argv.extend_from_slice(flags);
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        FrontendConfig::from_args(cli.args).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn session_secrets_come_from_the_flag_or_a_private_file_and_are_never_echoed() {
+        use std::os::unix::fs::PermissionsExt;
+        let hex = "5a".repeat(32);
+        let c = config(&["--session-secret", &hex]);
+        assert!(c.sessions.secret.is_some());
+        assert_eq!(c.sessions.lifetime, crate::sessions::DEFAULT_LIFETIME);
+        assert!(config(&[]).sessions.secret.is_none());
+        let c = config(&[
+            "--session-secret",
+            &hex,
+            "--session-secret-previous",
+            &format!("{},{}", "61".repeat(32), "62".repeat(40)),
+            "--session-lifetime",
+            "2h",
+        ]);
+        assert_eq!(c.sessions.previous.len(), 2);
+        assert_eq!(c.sessions.lifetime, Duration::from_secs(7200));
+
+        let short = "ab".repeat(20);
+        let e = try_config(&["--session-secret", &short]).expect_err("too short");
+        assert!(
+            e.contains("NEXUS_MCP_SESSION_SECRET") && !e.contains(&short),
+            "{e}"
+        );
+        let e = try_config(&["--session-secret-previous", &hex]).expect_err("no current");
+        assert!(!e.contains(&hex), "{e}");
+
+        let d = tempfile::tempdir().expect("tempdir");
+        let f = d.path().join("secret");
+        std::fs::write(&f, format!("{hex}\n")).expect("write");
+        let path = f.to_str().expect("utf-8 path");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let e = try_config(&["--session-secret-file", path]).expect_err("readable by others");
+        assert!(e.contains("chmod 600") && !e.contains(&hex), "{e}");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert!(
+            config(&["--session-secret-file", path])
+                .sessions
+                .secret
+                .is_some()
+        );
+        assert!(try_config(&["--session-secret", &hex, "--session-secret-file", path]).is_err());
+    }
+
     #[test]
     fn per_address_cap_is_off_behind_a_trusted_proxy_unless_set() {
         // Facing clients directly: one address holds at most a quarter of the slots.
