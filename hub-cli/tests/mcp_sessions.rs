@@ -176,6 +176,76 @@ async fn bad_session_ids_are_not_found_exactly_like_unknown_ones() {
     assert_eq!((status, &body), (404, &unknown), "after DELETE");
 }
 
+/// A replica counts the sessions it rebuilds against its own caps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_caps_the_sessions_it_rebuilds() {
+    let app = app_with_zone().await;
+    let token = app.mint("capped", Some("eng:rw"), false).await.token;
+    let a = frontend(&app, 6, &[], None).await;
+    let b = spawn_frontend_with(&app.base, |c| {
+        c.sessions.secret = Some(secret(6));
+        c.limits.sessions_per_key = 1;
+    })
+    .await;
+    let (s1, _) = open_session(&a.mcp_url, &bearer(&token), "one").await;
+    let (s2, _) = open_session(&a.mcp_url, &bearer(&token), "two").await;
+    let (status, _) = in_session(&b, &token, &s1, &list_body()).await;
+    assert_eq!(status, 200, "the first rebuilt session takes B's one place");
+    let (status, body) = in_session(&b, &token, &s2, &list_body()).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "too_many_sessions", "{body}");
+    // A is not capped that low: both keep working there.
+    for sid in [&s1, &s2] {
+        let (status, _) = in_session(&a, &token, sid, &list_body()).await;
+        assert_eq!(status, 200);
+    }
+}
+
+/// With `--require-bearer false`, a session opened without a token is sealed with no key id:
+/// a token cannot take it over, and a token's session cannot be used without the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sessions_with_and_without_a_token_do_not_mix() {
+    let app = app_with_zone().await;
+    let x = app.mint("x", Some("eng:rw"), false).await.token;
+    let fe = spawn_frontend_with(&app.base, |c| {
+        c.require_bearer = false;
+        c.sessions.secret = Some(secret(5));
+    })
+    .await;
+    let r = send(post(
+        &fe.mcp_url,
+        None,
+        &common::mcp::initialize_body("anonymous"),
+    ))
+    .await;
+    assert_eq!(r.status().as_u16(), 200);
+    let anonymous = r
+        .headers()
+        .get("mcp-session-id")
+        .expect("a session")
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let in_anonymous = |sid: String| {
+        let url = fe.mcp_url.clone();
+        async move {
+            let r = send(post(&url, None, &list_body()).header("mcp-session-id", sid)).await;
+            let status = r.status().as_u16();
+            (status, message(r).await)
+        }
+    };
+    let (status, body) = in_anonymous(anonymous.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = in_session(&fe, &x, &anonymous, &list_body()).await;
+    assert_eq!(status, 404, "a token in a token-less session: {body}");
+    assert_eq!(body["error"]["code"], "session_not_found");
+
+    let (owned, _) = open_session(&fe.mcp_url, &bearer(&x), "owned").await;
+    let (status, body) = in_anonymous(owned).await;
+    assert_eq!(status, 404, "no token in a token's session: {body}");
+    assert_eq!(body["error"]["code"], "session_not_found");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_secret_rotation_keeps_old_ids_and_seals_new_ones_with_the_new_secret() {
     let app = app_with_zone().await;
