@@ -138,6 +138,12 @@ async fn bad_session_ids_are_not_found_exactly_like_unknown_ones() {
         &x,
     ));
     bad.push(("another token".into(), sid.clone(), &y));
+    bad.push(("empty".into(), String::new(), &x));
+    bad.push((
+        "a uuid".into(),
+        "6f1c9b52-8d4e-4a53-9a51-0c2f3c6f9d10".into(),
+        &x,
+    ));
     for (what, id, token) in &bad {
         let (status, body) = in_session(&fe, token, id, &list_body()).await;
         assert_eq!((status, &body), (404, &unknown), "{what}");
@@ -145,6 +151,14 @@ async fn bad_session_ids_are_not_found_exactly_like_unknown_ones() {
         let (status, body) = in_session(&fe, token, id, &call).await;
         assert_eq!((status, &body), (404, &unknown), "{what}: a tool call");
     }
+    // Not even text: still just no such session.
+    let r = send(post(&fe.mcp_url, Some(&bearer(&x)), &list_body()).header(
+        "mcp-session-id",
+        reqwest::header::HeaderValue::from_bytes(b"\xff\xfe-session").expect("obs-text"),
+    ))
+    .await;
+    let status = r.status().as_u16();
+    assert_eq!((status, &message(r).await), (404, &unknown), "non-ASCII id");
     assert!(
         !app.data_dir.path().join("zones/eng/x.md").exists(),
         "nothing was written through a bad id"

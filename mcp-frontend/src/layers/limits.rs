@@ -41,11 +41,11 @@ pub(crate) fn caller_key_id(ext: &Extensions) -> Option<Arc<str>> {
 
 pub(crate) async fn limits(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let key_id = caller_key_id(req.extensions());
-    let session = req
-        .headers()
-        .get(SESSION_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let session = match req.headers().get(SESSION_HEADER).map(|v| v.to_str()) {
+        Some(Ok(sid)) => Some(sid.to_owned()),
+        Some(Err(_)) => return GatewayError::SessionNotFound.into_response(),
+        None => None,
+    };
     // A session id must open (our secret, intact, unexpired, not DELETEd here) and name
     // this caller's key id (or none, for a caller without a token); anything else is no
     // session at all, answered as an unknown id.
