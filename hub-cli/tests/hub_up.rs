@@ -1,7 +1,8 @@
 //! `nexus hub up` as an operator runs it (SPEC §7): the real binary on a fresh data dir
 //! prints the MCP URL and a one-time admin token, writes admin.env (0600), serves MCP with
 //! that token, answers the remote and local admin commands, refuses a non-admin token
-//! remotely, and after a restart on the same data dir keeps the token and the files.
+//! remotely, and after a restart on the same data dir keeps the token, the files and the
+//! MCP sessions (their sealing secret is kept in the data dir, 0600).
 
 mod common;
 
@@ -57,6 +58,15 @@ async fn hub_up_serves_mcp_and_admin_and_survives_a_restart() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600, "admin.env mode {mode:o}");
+    // The secret sealing MCP session ids: made once, kept private, so a legacy session
+    // opened now still works after the restart below.
+    let mode = std::fs::metadata(data.join("mcp-session.secret"))
+        .expect("mcp-session.secret exists")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "mcp-session.secret mode {mode:o}");
+    let (sid, _) =
+        common::mcp::open_session(&mcp_url, &common::mcp::bearer(&token), "hub-up").await;
     let env_text = std::fs::read_to_string(&env_path).expect("read admin.env");
     for k in [
         "NEXUS_URL",
@@ -244,6 +254,17 @@ async fn hub_up_serves_mcp_and_admin_and_survives_a_restart() {
     assert!(
         env.iter().any(|(k, v)| k == "NEXUS_API_KEY" && *v == token),
         "admin.env keeps the token"
+    );
+    let list = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list"});
+    let r = common::mcp::send(
+        common::mcp::post(&mcp_url, Some(&common::mcp::bearer(&token)), &list)
+            .header("mcp-session-id", &sid),
+    )
+    .await;
+    assert_eq!(
+        r.status().as_u16(),
+        200,
+        "the session opened before the restart"
     );
     let c = connect(&mcp_url, &token, Era::Session).await;
     let r = expect_ok(

@@ -128,6 +128,31 @@ pub struct FrontendArgs {
     /// A session with no request for this long is closed.
     #[arg(long, env = "NEXUS_MCP_SESSION_IDLE_TIMEOUT", default_value = "300s", value_parser = nexus_serve::parse_timeout)]
     pub session_idle_timeout: Duration,
+    // Sealed session ids (crate::sessions): any replica with the same secret serves any session.
+    /// Secret that seals MCP session ids: 32 or more bytes as hex or base64, the same on
+    /// every frontend replica. Unset (and no --session-secret-file): a random secret per
+    /// process, so sessions stay local to it.
+    #[arg(long, env = "NEXUS_MCP_SESSION_SECRET", hide_env_values = true)]
+    pub session_secret: Option<secrecy::SecretString>,
+    /// A file (mode 0600) holding the session secret, in place of --session-secret.
+    #[arg(
+        long,
+        env = "NEXUS_MCP_SESSION_SECRET_FILE",
+        conflicts_with = "session_secret"
+    )]
+    pub session_secret_file: Option<std::path::PathBuf>,
+    /// Earlier session secrets (comma-separated): ids they sealed are still accepted during
+    /// a rotation; new ids are sealed with the current secret.
+    #[arg(
+        long,
+        env = "NEXUS_MCP_SESSION_SECRET_PREVIOUS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub session_secret_previous: Vec<secrecy::SecretString>,
+    /// Absolute lifetime of an MCP session (24h, 30m, 7d; at most 30d), on every replica.
+    #[arg(long, env = "NEXUS_MCP_SESSION_LIFETIME", default_value = "24h", value_parser = crate::sessions::parse_lifetime)]
+    pub session_lifetime: Duration,
     /// Open SSE streams (GET /mcp) per token, at most; 429 past it.
     #[arg(long, env = "NEXUS_MCP_MAX_STREAMS_PER_KEY", default_value_t = Limits::default().streams_per_key)]
     pub max_streams_per_key: usize,
@@ -242,6 +267,8 @@ pub struct FrontendConfig {
     /// How often the authorization servers of the protected-resource metadata are read
     /// again from the rpc-server (`GET /auth/providers`); until a first answer, every 5 s.
     pub auth_metadata_refresh: Duration,
+    /// How MCP session ids are sealed: secret, previous secrets, lifetime.
+    pub sessions: crate::sessions::SessionSealing,
 }
 
 impl FrontendConfig {
@@ -280,6 +307,12 @@ impl FrontendConfig {
                 anyhow::bail!("{name} must be positive");
             }
         }
+        let sessions = crate::sessions::SessionSealing::resolve(
+            a.session_secret.as_ref(),
+            a.session_secret_file.as_deref(),
+            &a.session_secret_previous,
+            a.session_lifetime,
+        )?;
         let trusted = nexus_wire::forwarded::parse_trusted(&a.trusted_proxies)
             .map_err(|e| anyhow::anyhow!(e.0))?;
         Ok(Self {
@@ -330,6 +363,7 @@ impl FrontendConfig {
                 stream_idle_timeout: a.stream_idle_timeout,
             },
             auth_metadata_refresh: DEFAULT_AUTH_METADATA_REFRESH,
+            sessions,
         })
     }
 
@@ -361,6 +395,7 @@ impl FrontendConfig {
             },
             limits: Limits::default(),
             auth_metadata_refresh: DEFAULT_AUTH_METADATA_REFRESH,
+            sessions: Default::default(),
         }
     }
 }
@@ -381,6 +416,58 @@ mod tests {
         argv.extend_from_slice(flags);
         let cli = Cli::try_parse_from(argv).expect("flags parse");
         FrontendConfig::from_args(cli.args).expect("valid config")
+    }
+
+    fn try_config(flags: &[&str]) -> Result<FrontendConfig, String> {
+        let mut argv = vec!["nexus"];
+        argv.extend_from_slice(flags);
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        FrontendConfig::from_args(cli.args).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn session_secrets_come_from_the_flag_or_a_private_file_and_are_never_echoed() {
+        use std::os::unix::fs::PermissionsExt;
+        let hex = "5a".repeat(32);
+        let c = config(&["--session-secret", &hex]);
+        assert!(c.sessions.secret.is_some());
+        assert_eq!(c.sessions.lifetime, crate::sessions::DEFAULT_LIFETIME);
+        assert!(config(&[]).sessions.secret.is_none());
+        let c = config(&[
+            "--session-secret",
+            &hex,
+            "--session-secret-previous",
+            &format!("{},{}", "61".repeat(32), "62".repeat(40)),
+            "--session-lifetime",
+            "2h",
+        ]);
+        assert_eq!(c.sessions.previous.len(), 2);
+        assert_eq!(c.sessions.lifetime, Duration::from_secs(7200));
+
+        let short = "ab".repeat(20);
+        let e = try_config(&["--session-secret", &short]).expect_err("too short");
+        assert!(
+            e.contains("NEXUS_MCP_SESSION_SECRET") && !e.contains(&short),
+            "{e}"
+        );
+        let e = try_config(&["--session-secret-previous", &hex]).expect_err("no current");
+        assert!(!e.contains(&hex), "{e}");
+
+        let d = tempfile::tempdir().expect("tempdir");
+        let f = d.path().join("secret");
+        std::fs::write(&f, format!("{hex}\n")).expect("write");
+        let path = f.to_str().expect("utf-8 path");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let e = try_config(&["--session-secret-file", path]).expect_err("readable by others");
+        assert!(e.contains("chmod 600") && !e.contains(&hex), "{e}");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert!(
+            config(&["--session-secret-file", path])
+                .sessions
+                .secret
+                .is_some()
+        );
+        assert!(try_config(&["--session-secret", &hex, "--session-secret-file", path]).is_err());
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! Request path, in the order of the modules below: [`startup`] → [`router`] (the edge
 //! stack) → `layers/` (observe, guard, bearer, limits) → `mcp/` (handler, catalogue) →
 //! `forward/` (the rpc client) → rpc-server; `relay` hands the public `/auth/*` paths to
-//! the rpc-server as they came. [`state`] is what they share, [`request`] what one request
+//! the rpc-server as they came; [`sessions`] seals legacy session ids so that any replica
+//! serves any session. [`state`] is what they share, [`request`] what one request
 //! carries between them, [`error`] every refusal the frontend sends.
 
 mod audit;
@@ -24,6 +25,7 @@ pub mod process;
 mod relay;
 mod request;
 mod router;
+pub mod sessions;
 pub mod startup;
 mod state;
 

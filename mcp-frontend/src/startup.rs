@@ -6,6 +6,8 @@ use crate::forward::RpcClient;
 use crate::layers::admission::{KnownTokens, Unverified};
 use crate::layers::limits::{SessionBindings, Streams};
 use crate::metrics::Metrics;
+use crate::sessions::Sealer;
+use crate::sessions::manager::SealedSessions;
 use crate::state::{AppState, Inner};
 use anyhow::Context;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -63,6 +65,11 @@ impl Frontend {
         let mut manager = LocalSessionManager::default();
         manager.session_config.keep_alive = Some(limits.session_idle_timeout);
         let session_manager = Arc::new(manager);
+        // Ids DELETEd here are remembered until they expire, up to a few times the cap.
+        let sealer = Arc::new(Sealer::new(
+            &cfg.sessions,
+            limits.sessions.saturating_mul(4),
+        )?);
         let state = AppState::new(Inner {
             rpc: Arc::new(rpc),
             audit,
@@ -72,7 +79,8 @@ impl Frontend {
                 limits.sessions_per_key,
                 limits.sessions,
             ),
-            session_manager,
+            sealed_sessions: Arc::new(SealedSessions::new(session_manager)),
+            sealer: sealer.clone(),
             streams: Streams::new(limits.streams_per_key, limits.streams),
             known: KnownTokens::new()?,
             unverified: Unverified::new(limits.unverified_per_addr),

@@ -7,6 +7,8 @@ use crate::layers::admission::{KnownTokens, Unverified};
 use crate::layers::guard::host_allowed;
 use crate::layers::limits::{SessionBindings, Streams};
 use crate::metrics::Metrics;
+use crate::sessions::Sealer;
+use crate::sessions::manager::SealedSessions;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,8 +23,11 @@ pub(crate) struct Inner {
     pub rpc: Arc<RpcClient>,
     pub metrics: Metrics,
     pub audit: Auditor,
-    /// rmcp's sessions, capped and bound to key ids through `sessions`.
-    pub session_manager: Arc<LocalSessionManager>,
+    /// rmcp's sessions in this process (new ones under sealed ids), capped and bound to
+    /// key ids through `sessions`.
+    pub sealed_sessions: Arc<SealedSessions<LocalSessionManager>>,
+    /// Seals and opens session ids.
+    pub sealer: Arc<Sealer>,
     pub sessions: SessionBindings,
     /// Open SSE streams.
     pub streams: Streams,

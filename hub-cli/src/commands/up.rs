@@ -2,7 +2,7 @@
 //! the MCP frontend on 127.0.0.1. The first start creates zone `default` and an admin
 //! token, prints the token once and writes `<data-dir>/admin.env` (0600) so that after
 //! `source <data-dir>/admin.env` every local `nexus hub …` command works. Restarting reuses
-//! the database, secret, files and token.
+//! the database, secrets (`mcp-session.secret` seals MCP session ids), files and token.
 
 use crate::cli::UpArgs;
 use crate::error::CliError;
@@ -19,6 +19,8 @@ use std::path::Path;
 use std::time::Duration;
 
 pub const ENV_FILE: &str = "admin.env";
+/// The secret sealing MCP session ids, in the data dir.
+pub const SESSION_SECRET_FILE: &str = "mcp-session.secret";
 const ADMIN_TOKEN_NAME: &str = "admin";
 const DEFAULT_ZONE: &str = "default";
 
@@ -132,7 +134,13 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
     // The frontend calls the rpc-server's router in this process: the same requests and
     // verification as over loopback HTTP, without the hop. The rpc port stays open for
     // the CLI and other clients.
-    let fe_cfg = mcp_frontend::FrontendConfig::local(&rpc_url, u.mcp_port);
+    let mut fe_cfg = mcp_frontend::FrontendConfig::local(&rpc_url, u.mcp_port);
+    // MCP session ids are sealed with a secret kept beside the others (0600), so sessions
+    // outlive a restart of the embedded hub.
+    fe_cfg.sessions.secret = Some(
+        mcp_frontend::sessions::SessionSecret::load_or_create(&data_dir.join(SESSION_SECRET_FILE))
+            .map_err(CliError::new)?,
+    );
     let in_process = mcp_frontend::forward::ServiceTransport::new(app.router());
     let rpc = mcp_frontend::forward::RpcClient::with_transport(
         &rpc_url,

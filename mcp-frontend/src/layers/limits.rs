@@ -1,21 +1,27 @@
 //! The limits layer: what a verified caller may hold open.
 //!
 //! - Legacy (2025-era) MCP sessions are bound to the key id of the token that opened
-//!   them: any other token, valid or not, gets no access. Sessions are capped per key id
-//!   and in all; rmcp closes a session idle for the configured time, and its binding goes
-//!   with it (a closed session is refused, fail closed, and the client opens a new one).
+//!   them, sealed into the session id (`crate::sessions`): an id that does not open, or
+//!   names another key id, is 404 like an unknown one. Sessions this replica holds (opened
+//!   here, or rebuilt here from their id) are capped per key id and in all; rmcp closes a
+//!   session idle for the configured time and its binding goes with it (its next request
+//!   rebuilds it, under the caps again); a session whose id has expired is closed.
 //! - SSE streams (GET) are capped per key id and in all, and end once idle.
 
 use crate::error::{CapError, GatewayError};
 use crate::forward::Verified;
 use crate::request::{Caller, McpBody};
+use crate::sessions::now_ms;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::Extensions;
 use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
+use rmcp::transport::streamable_http_server::session::SessionId;
+use rmcp::transport::streamable_http_server::session::SessionManager;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,39 +30,49 @@ use tokio::time::Instant;
 
 const SESSION_HEADER: &str = nexus_wire::headers::SESSION;
 
-pub(crate) async fn limits(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    // The caller's key id: verified on this request, or (on a tool call, which verifies
-    // on the call itself) verified lately under the same token.
-    let key_id: Option<Arc<str>> = match req.extensions().get::<Verified>() {
+/// The caller's key id: verified on this request, or (on a tool call, which verifies on
+/// the call itself) verified lately under the same token. `None` without a token.
+pub(crate) fn caller_key_id(ext: &Extensions) -> Option<Arc<str>> {
+    match ext.get::<Verified>() {
         Some(v) => Some(Arc::from(v.key_id.as_str())),
-        None => req
-            .extensions()
-            .get::<Caller>()
-            .and_then(|c| c.key_id.clone()),
+        None => ext.get::<Caller>().and_then(|c| c.key_id.clone()),
+    }
+}
+
+pub(crate) async fn limits(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let key_id = caller_key_id(req.extensions());
+    let session = match req.headers().get(SESSION_HEADER).map(|v| v.to_str()) {
+        Some(Ok(sid)) => Some(sid.to_owned()),
+        Some(Err(_)) => return GatewayError::SessionNotFound.into_response(),
+        None => None,
     };
-    // Without a token (when none is required) there is nothing to own: the rpc-server
-    // refuses every forwarded call.
+    // A session id must open (our secret, intact, unexpired, not DELETEd here) and name
+    // this caller's key id (or none, for a caller without a token); anything else is no
+    // session at all, answered as an unknown id.
+    let expires_ms = match &session {
+        Some(sid) => match st.sealer.open(sid) {
+            Some(o) if o.key_id.as_deref() == key_id.as_deref() => Some(o.expires_ms),
+            _ => return GatewayError::SessionNotFound.into_response(),
+        },
+        None => None,
+    };
+    // Without a token (when none is required) there is nothing to own or cap: the
+    // rpc-server refuses every forwarded call.
     let Some(key_id) = key_id else {
         return next.run(req).await;
     };
-    let session = req
-        .headers()
-        .get(SESSION_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    if let Some(sid) = &session
-        && !st.sessions.is_owner(sid, &key_id)
-    {
-        return GatewayError::SessionNotFound.into_response();
-    }
     let limits = st.cfg.limits;
+    let is_delete = req.method() == Method::DELETE;
     let initialize = req.method() == Method::POST
         && session.is_none()
         && req
             .extensions()
             .get::<Arc<McpBody>>()
             .is_some_and(|b| b.method() == Some("initialize"));
-    let reservation = if initialize {
+    // A new session, or one this replica does not hold (rmcp rebuilds it from its id),
+    // takes a place under the caps of this replica.
+    let restore = !is_delete && session.as_deref().is_some_and(|s| !st.sessions.holds(s));
+    let reservation = if initialize || restore {
         match st.sessions.reserve(&key_id).await {
             Ok(r) => Some(r),
             Err(cap) => return over_cap("session", cap, limits.session_idle_timeout),
@@ -72,16 +88,21 @@ pub(crate) async fn limits(State(st): State<AppState>, req: Request, next: Next)
     } else {
         None
     };
-    let is_delete = req.method() == Method::DELETE;
     let resp = next.run(req).await;
     if let Some(r) = reservation
         && resp.status().is_success()
-        && let Some(sid) = resp
-            .headers()
-            .get(SESSION_HEADER)
-            .and_then(|v| v.to_str().ok())
     {
-        st.sessions.bind(r, sid);
+        let opened = match &session {
+            Some(sid) => expires_ms.map(|e| (sid.clone(), e)),
+            None => resp
+                .headers()
+                .get(SESSION_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|sid| Some((sid.to_owned(), st.sealer.open(sid)?.expires_ms))),
+        };
+        if let Some((sid, expires_ms)) = opened {
+            st.sessions.bind(r, &sid, expires_ms);
+        }
     }
     if is_delete
         && resp.status().is_success()
@@ -140,8 +161,8 @@ fn idle_out(resp: Response, idle: Duration, guard: StreamGuard) -> Response {
 
 #[derive(Debug, Default)]
 struct Bindings {
-    /// Session id → key id of the token that opened it.
-    owners: HashMap<String, String>,
+    /// Session id → key id of the token that opened it, and the id's expiry (Unix ms).
+    owners: HashMap<String, (String, u64)>,
     /// `initialize` requests in flight per key id: counted against the caps until they
     /// bind a session or fail.
     pending: HashMap<String, usize>,
@@ -197,14 +218,16 @@ impl SessionBindings {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A place for a new session of `key_id`, unless it or everyone is at the cap.
-    /// Bindings of sessions rmcp has closed (idle, ended) are dropped first.
+    /// A place for a new (or rebuilt) session of `key_id`, unless it or everyone is at the
+    /// cap. Bindings of sessions rmcp has closed (idle, ended) are dropped first; sessions
+    /// whose ids have expired are closed.
     pub async fn reserve(&self, key_id: &str) -> Result<Reservation, CapError> {
-        let live = self.manager.sessions.read().await;
+        let expired = self.sweep().await;
+        for sid in expired {
+            let _ = self.manager.close_session(&SessionId::from(sid)).await;
+        }
         let mut s = self.lock();
-        s.owners.retain(|sid, _| live.contains_key(sid.as_str()));
-        drop(live);
-        let mine = s.owners.values().filter(|k| *k == key_id).count()
+        let mine = s.owners.values().filter(|(k, _)| k == key_id).count()
             + s.pending.get(key_id).copied().unwrap_or(0);
         if mine >= self.per_key {
             return Err(CapError::PerKey(self.per_key));
@@ -220,17 +243,34 @@ impl SessionBindings {
         })
     }
 
-    /// Binds the session opened under `r` to its key id.
-    pub fn bind(&self, r: Reservation, session: &str) {
+    /// Drops the bindings of sessions rmcp no longer holds, and those of expired ids;
+    /// returns the expired ones rmcp still holds, to be closed.
+    async fn sweep(&self) -> Vec<String> {
+        let live = self.manager.sessions.read().await;
+        let now = now_ms();
+        let mut expired = Vec::new();
+        let mut s = self.lock();
+        s.owners.retain(|sid, (_, exp)| {
+            let held = live.contains_key(sid.as_str());
+            if held && *exp <= now {
+                expired.push(sid.clone());
+            }
+            held && *exp > now
+        });
+        expired
+    }
+
+    /// Binds the session opened (or rebuilt) under `r` to its key id until `expires_ms`.
+    pub fn bind(&self, r: Reservation, session: &str, expires_ms: u64) {
         self.lock()
             .owners
-            .insert(session.to_owned(), r.key_id.clone());
+            .insert(session.to_owned(), (r.key_id.clone(), expires_ms));
         drop(r);
     }
 
-    /// True only when `session` was opened by `key_id`.
-    pub fn is_owner(&self, session: &str, key_id: &str) -> bool {
-        self.lock().owners.get(session).is_some_and(|k| k == key_id)
+    /// True when this replica has a session bound under `session`.
+    pub fn holds(&self, session: &str) -> bool {
+        self.lock().owners.contains_key(session)
     }
 
     pub fn unbind(&self, session: &str) {

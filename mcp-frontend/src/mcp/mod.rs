@@ -1,15 +1,22 @@
 //! MCP itself, behind the layers: the Nexus tools ([`handler`], [`catalogue`]) served by
 //! the [`direct`] path for stateless requests it can answer exactly, and by rmcp's
-//! streamable-HTTP service for everything else.
+//! streamable-HTTP service for everything else. A legacy `initialize` gets its session id
+//! sealed here (`crate::sessions`) before rmcp opens the session under it.
 
 pub(crate) mod catalogue;
 pub(crate) mod direct;
 pub(crate) mod handler;
 
+use crate::error::GatewayError;
+use crate::layers::limits::caller_key_id;
 use crate::request::McpBody;
+use crate::sessions::manager::{SealedSessions, SealedStore};
+use crate::sessions::{self, SealError, Sealer};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::Request;
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use handler::NexusTools;
@@ -20,7 +27,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio_util::sync::CancellationToken;
 
-type Rmcp = StreamableHttpService<NexusTools, LocalSessionManager>;
+type Rmcp = StreamableHttpService<NexusTools, SealedSessions<LocalSessionManager>>;
 
 /// The `/mcp` endpoint: the direct path when it applies, rmcp otherwise.
 #[derive(Clone)]
@@ -29,6 +36,8 @@ pub(crate) struct McpService {
     rmcp: Rmcp,
     /// Stateless requests answered directly (`None`: the direct path is off).
     direct: Option<prometheus::IntCounter>,
+    /// Seals the id of each new legacy session.
+    sealer: Arc<Sealer>,
 }
 
 impl std::fmt::Debug for McpService {
@@ -64,10 +73,18 @@ impl tower::Service<Request> for McpService {
                 Box::pin(async move { Ok(direct::answer(&tools, plan, &parts.extensions).await) })
             }
             None => {
+                let opening = match self.new_session_id(&parts) {
+                    Ok(id) => id,
+                    Err(refusal) => return Box::pin(async move { Ok(refusal.into_response()) }),
+                };
                 let mut rmcp = self.rmcp.clone();
                 let req = Request::from_parts(parts, body);
                 Box::pin(async move {
-                    let resp = tower::Service::call(&mut rmcp, req).await;
+                    let call = tower::Service::call(&mut rmcp, req);
+                    let resp = match opening {
+                        Some(id) => sessions::manager::opening(id, call).await,
+                        None => call.await,
+                    };
                     Ok(match resp {
                         Ok(r) => r.map(Body::new),
                         Err(never) => match never {},
@@ -75,6 +92,44 @@ impl tower::Service<Request> for McpService {
                     .into_response())
                 })
             }
+        }
+    }
+}
+
+impl McpService {
+    /// The sealed id of the session a legacy `initialize` (a POST without a session id)
+    /// opens: the caller's key id and the client's parameters, sealed. `None` for any other
+    /// request; a refusal when the parameters are too large to travel in an id.
+    fn new_session_id(&self, parts: &Parts) -> Result<Option<String>, GatewayError> {
+        #[derive(serde::Deserialize)]
+        struct Initialize {
+            params: serde_json::Value,
+        }
+        if parts.method != Method::POST || parts.headers.contains_key(nexus_wire::headers::SESSION)
+        {
+            return Ok(None);
+        }
+        let Some(body) = parts.extensions.get::<Arc<McpBody>>() else {
+            return Ok(None);
+        };
+        if body.method() != Some("initialize") {
+            return Ok(None);
+        }
+        // Parameters rmcp will refuse open nothing; it answers them itself.
+        let Ok(init) = serde_json::from_slice::<Initialize>(&body.bytes) else {
+            return Ok(None);
+        };
+        let key_id = caller_key_id(&parts.extensions);
+        match self.sealer.seal(key_id.as_deref(), &init.params) {
+            Ok(id) => Ok(Some(id)),
+            Err(SealError::TooLarge) => Err(GatewayError::Transport {
+                status: StatusCode::BAD_REQUEST,
+                message: "the initialize parameters are too large for a session (trim clientInfo and capabilities)".into(),
+            }),
+            Err(SealError::Random) => Err(GatewayError::Transport {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: "cannot open a session right now; retry shortly".into(),
+            }),
         }
     }
 }
@@ -96,14 +151,17 @@ pub(crate) fn service(st: &AppState, cancel: CancellationToken) -> McpService {
     // and loopback pages when the hub listens on loopback), so rmcp is not given a list.
     let tools = NexusTools::new(st.rpc.clone());
     let factory = tools.clone();
+    // Sessions this replica does not hold are rebuilt from their sealed ids.
+    mcp_cfg.session_store = Some(Arc::new(SealedStore::new(st.sealer.clone())));
     let rmcp = StreamableHttpService::new(
         move || Ok(factory.clone()),
-        st.session_manager.clone(),
+        st.sealed_sessions.clone(),
         mcp_cfg,
     );
     McpService {
         tools,
         rmcp,
         direct: cfg.direct_path.then(|| st.metrics.direct.clone()),
+        sealer: st.sealer.clone(),
     }
 }
