@@ -11,15 +11,19 @@
 //! server outlives its test.
 
 use crate::transport::Transport;
-use crate::{S3Credentials, S3Limits, S3Store, S3Url};
+use crate::{BlobError, BlobStore, ContentId, Put, S3Credentials, S3Limits, S3Store, S3Url};
+use bytes::Bytes;
+use futures_util::StreamExt as _;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::{ClientOptions, ObjectStoreExt, PutPayload, RetryConfig};
 use secrecy::ExposeSecret;
+use std::collections::BTreeSet;
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The bucket every harness server creates.
@@ -419,4 +423,220 @@ impl Drop for SeaweedFs {
         self.stop();
         self.remove_sockets();
     }
+}
+
+// ------------------------------------------------------------------ the contract
+
+/// Deterministic bytes of any length (a SHA-256 chain), distinct per seed.
+pub fn bytes_of(seed: &str, len: usize) -> Bytes {
+    use sha2::{Digest, Sha256};
+    let mut out = Vec::with_capacity(len + 32);
+    let mut block = Sha256::digest(seed.as_bytes());
+    while out.len() < len {
+        out.extend_from_slice(&block);
+        block = Sha256::digest(block);
+    }
+    out.truncate(len);
+    Bytes::from(out)
+}
+
+/// What a test does to a store's objects behind its back.
+#[async_trait::async_trait]
+pub trait Behind: Send + Sync {
+    /// Replaces the stored bytes of `id` with `bytes`.
+    async fn overwrite(&self, id: &ContentId, bytes: Bytes);
+    /// Leaves something that is not a blob where the store lists.
+    async fn plant_junk(&self);
+}
+
+#[derive(Debug)]
+pub struct LocalBehind(pub std::path::PathBuf);
+
+#[async_trait::async_trait]
+impl Behind for LocalBehind {
+    async fn overwrite(&self, id: &ContentId, bytes: Bytes) {
+        std::fs::write(self.0.join(id.shard()).join(id.as_str()), bytes).expect("overwrite");
+    }
+    async fn plant_junk(&self) {
+        std::fs::create_dir_all(self.0.join("zz")).expect("junk dir");
+        std::fs::write(self.0.join("zz").join("not-a-blob"), b"x").expect("junk");
+        std::fs::write(self.0.join("README"), b"x").expect("junk");
+    }
+}
+
+#[derive(Debug)]
+pub struct S3Behind {
+    pub raw: object_store::aws::AmazonS3,
+    pub store: Arc<S3Store>,
+    pub prefix: String,
+}
+
+#[async_trait::async_trait]
+impl Behind for S3Behind {
+    async fn overwrite(&self, id: &ContentId, bytes: Bytes) {
+        let key = Path::from(self.store.object_key(id));
+        self.raw
+            .put(&key, PutPayload::from_bytes(bytes))
+            .await
+            .expect("raw overwrite");
+    }
+    async fn plant_junk(&self) {
+        let id = ContentId::of(b"junk");
+        for key in [
+            format!("{}/zz/not-a-blob", self.prefix),
+            format!("{}/README", self.prefix),
+            // A valid id in the wrong shard is not this store's blob either.
+            format!("{}/00/{id}", self.prefix),
+            // Nor is anything outside the prefix.
+            format!("elsewhere/{}/{id}", id.shard()),
+        ] {
+            self.raw
+                .put(&Path::from(key), PutPayload::from_static(b"x"))
+                .await
+                .expect("raw junk");
+        }
+    }
+}
+
+/// Everything a blob store promises, on an empty store.
+pub async fn contract(store: Arc<dyn BlobStore>, behind: &dyn Behind) {
+    let mut stored = BTreeSet::new();
+
+    // Round trips, from nothing to more than one S3 part's worth.
+    for (seed, len) in [("empty", 0), ("kib", 1024), ("five-mib", 5 << 20)] {
+        let bytes = bytes_of(seed, len);
+        let id = ContentId::of(&bytes);
+        assert!(!store.exists(&id).await.expect("exists"), "{seed}");
+        assert_eq!(
+            store.put(&id, bytes.clone()).await.expect("put"),
+            Put::Created
+        );
+        assert!(store.exists(&id).await.expect("exists"), "{seed}");
+        assert_eq!(store.get(&id).await.expect("get"), bytes, "{seed}");
+        // Create-only: the second put finds it.
+        assert_eq!(
+            store.put(&id, bytes.clone()).await.expect("put"),
+            Put::Existed
+        );
+        assert_eq!(store.get(&id).await.expect("get"), bytes, "{seed}");
+        stored.insert(id);
+    }
+
+    // Sixteen writers of the same content at once: all succeed, one blob, intact.
+    let bytes = bytes_of("concurrent", 256 << 10);
+    let id = ContentId::of(&bytes);
+    let writers: Vec<_> = (0..16)
+        .map(|_| {
+            let (store, id, bytes) = (store.clone(), id.clone(), bytes.clone());
+            tokio::spawn(async move { store.put(&id, bytes).await })
+        })
+        .collect();
+    let mut created = 0;
+    for w in writers {
+        if w.await.expect("writer task").expect("concurrent put") == Put::Created {
+            created += 1;
+        }
+    }
+    assert!(created >= 1, "some writer created the blob");
+    assert_eq!(store.get(&id).await.expect("get"), bytes);
+    stored.insert(id);
+
+    // Missing blobs.
+    let missing = ContentId::of(b"never stored");
+    assert!(matches!(store.get(&missing).await, Err(BlobError::NotFound(m)) if m == missing));
+    assert!(!store.exists(&missing).await.expect("exists"));
+
+    // Delete, and delete of what is gone.
+    let doomed = bytes_of("doomed", 100);
+    let doomed_id = ContentId::of(&doomed);
+    store.put(&doomed_id, doomed.clone()).await.expect("put");
+    store.delete(&doomed_id).await.expect("delete");
+    assert!(!store.exists(&doomed_id).await.expect("exists"));
+    assert!(matches!(
+        store.get(&doomed_id).await,
+        Err(BlobError::NotFound(_))
+    ));
+    store.delete(&doomed_id).await.expect("delete again");
+    store.delete(&missing).await.expect("delete missing");
+    // Deleted means gone for create-only puts too.
+    assert_eq!(
+        store.put(&doomed_id, doomed).await.expect("put"),
+        Put::Created
+    );
+    stored.insert(doomed_id);
+
+    // Listing: ascending, paged by cursor, only blobs.
+    behind.plant_junk().await;
+    let small: Vec<Bytes> = (0..300)
+        .map(|i| bytes_of(&format!("list-{i}"), 40))
+        .collect();
+    let puts = futures_util::stream::iter(small.iter().cloned().map(|b| {
+        let store = store.clone();
+        async move {
+            let id = ContentId::of(&b);
+            store.put(&id, b).await.map(|_| id)
+        }
+    }))
+    .buffer_unordered(16)
+    .collect::<Vec<_>>()
+    .await;
+    for p in puts {
+        stored.insert(p.expect("put for listing"));
+    }
+    let expected: Vec<ContentId> = stored.iter().cloned().collect();
+    assert_eq!(store.list(None, 10_000).await.expect("list all"), expected);
+    assert!(store.list(None, 0).await.expect("list 0").is_empty());
+    for page_size in [1, 64, 299] {
+        let mut seen = Vec::new();
+        let mut cursor: Option<ContentId> = None;
+        for _ in 0..=expected.len() {
+            let page = store
+                .list(cursor.as_ref(), page_size)
+                .await
+                .expect("list page");
+            assert!(page.len() <= page_size);
+            let Some(last) = page.last().cloned() else {
+                break;
+            };
+            seen.extend(page);
+            cursor = Some(last);
+            if page_size == 1 && seen.len() == 5 {
+                // A cursor between blobs (not itself stored) works too.
+                break;
+            }
+        }
+        if page_size == 1 {
+            assert_eq!(seen, expected[..5]);
+        } else {
+            assert_eq!(seen, expected, "paging by {page_size}");
+        }
+    }
+    let last = expected.last().expect("blobs");
+    assert!(store.list(Some(last), 10).await.expect("list").is_empty());
+    let between =
+        ContentId::parse(&format!("{}0", &expected[1].as_str()[..63])).expect("id between");
+    let after_between: Vec<ContentId> = expected
+        .iter()
+        .filter(|id| **id > between)
+        .take(3)
+        .cloned()
+        .collect();
+    assert_eq!(
+        store.list(Some(&between), 3).await.expect("list"),
+        after_between
+    );
+
+    // Bytes changed behind the store's back are refused.
+    let victim = bytes_of("victim", 2048);
+    let victim_id = ContentId::of(&victim);
+    store.put(&victim_id, victim).await.expect("put");
+    behind
+        .overwrite(&victim_id, bytes_of("impostor", 2048))
+        .await;
+    assert!(matches!(store.get(&victim_id).await, Err(BlobError::Corrupt(c)) if c == victim_id));
+    behind.overwrite(&victim_id, Bytes::new()).await;
+    assert!(matches!(
+        store.get(&victim_id).await,
+        Err(BlobError::Corrupt(_))
+    ));
 }

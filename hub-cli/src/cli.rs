@@ -323,6 +323,50 @@ pub enum HubCommand {
     /// Login-token signing keys of the local provider.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The file storage: the namespace in the database and the blob store.
+    Storage(StorageArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StorageArgs {
+    /// The servers' blob store (file:///dir or s3://bucket/prefix?endpoint=…). Default for
+    /// an embedded hub: `blobs/` beside its SQLite database.
+    #[arg(long, global = true, env = "NEXUS_STORAGE_URL")]
+    pub storage_url: Option<String>,
+    #[command(subcommand)]
+    pub command: StorageCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StorageCommand {
+    /// Files, directories, blobs (inline and stored), text indexed for grep, blobs waiting
+    /// for the collector, and whether the blob store answers.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove blobs no file references and untouched for the grace period, now (the
+    /// servers do this every NEXUS_STORAGE_GC_INTERVAL; one node at a time).
+    Gc {
+        /// Keep unreferenced blobs younger than this (e.g. 1h, 30m, 0s).
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        grace: std::time::Duration,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy every blob to another store; idempotent and resumable. Then point every nexusd
+    /// at it (NEXUS_STORAGE_URL) and restart them.
+    Migrate {
+        /// The destination store.
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]

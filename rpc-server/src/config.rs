@@ -82,6 +82,10 @@ pub struct ServerArgs {
     /// (credentials from AWS_*). Default: the data dir's `blobs/`.
     #[arg(long, env = "NEXUS_STORAGE_URL")]
     pub storage_url: Option<String>,
+    /// The store blobs are being moved from (after `nexus hub storage migrate`): blobs the
+    /// store above lacks are read there and copied over.
+    #[arg(long, env = "NEXUS_STORAGE_PREVIOUS_URL")]
+    pub storage_previous_url: Option<String>,
     /// Files up to this many bytes are kept in the database itself (0: none).
     #[arg(long, env = "NEXUS_STORAGE_INLINE_MAX", default_value_t = DEFAULT_INLINE_MAX)]
     pub storage_inline_max: u64,
@@ -417,6 +421,7 @@ pub const DEFAULT_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
     pub url: nexus_blobs::StoreUrl,
+    pub previous_url: Option<nexus_blobs::StoreUrl>,
     pub inline_max: u64,
     pub cache_bytes: u64,
     pub gc_grace: Duration,
@@ -428,6 +433,7 @@ impl StorageConfig {
     pub fn under(data_dir: &std::path::Path) -> Self {
         Self {
             url: nexus_blobs::StoreUrl::File(data_dir.join("blobs")),
+            previous_url: None,
             inline_max: DEFAULT_INLINE_MAX,
             cache_bytes: DEFAULT_CACHE_BYTES,
             gc_grace: Duration::from_secs(3600),
@@ -518,6 +524,13 @@ impl ServerConfig {
                     .parse()
                     .map_err(|e| anyhow::anyhow!("NEXUS_STORAGE_URL: {e}"))?,
                 _ => nexus_blobs::StoreUrl::File(a.data_dir.join("blobs")),
+            },
+            previous_url: match a.storage_previous_url.as_deref().map(str::trim) {
+                Some(u) if !u.is_empty() => Some(
+                    u.parse()
+                        .map_err(|e| anyhow::anyhow!("NEXUS_STORAGE_PREVIOUS_URL: {e}"))?,
+                ),
+                _ => None,
             },
             inline_max: a.storage_inline_max.min(a.max_file_bytes),
             cache_bytes: a.storage_cache_bytes,

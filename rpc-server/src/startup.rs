@@ -328,8 +328,19 @@ async fn open_files(
         .await
         .with_context(|| format!("cannot open the blob store {}", cfg.storage.url))?;
     tracing::info!(blobs = %backing.describe(), inline_max = cfg.storage.inline_max, "file storage");
+    let previous = match &cfg.storage.previous_url {
+        Some(u) => {
+            let p = nexus_blobs::open(u)
+                .await
+                .with_context(|| format!("cannot open the previous blob store {u}"))?;
+            tracing::info!(previous = %p.describe(), "blobs missing from the store are read from the previous one and copied");
+            Some(p)
+        }
+        None => None,
+    };
     let blobs =
-        crate::files::store::Blobs::new(backing, cfg.storage.inline_max, cfg.storage.cache_bytes);
+        crate::files::store::Blobs::new(backing, cfg.storage.inline_max, cfg.storage.cache_bytes)
+            .with_previous(previous);
     let files = FileService::new(store, blobs, cfg.max_file_bytes)
         .with_grep_limits(cfg.grep.clone(), Some(metrics.clone()));
     files

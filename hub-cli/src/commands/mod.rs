@@ -5,6 +5,7 @@ mod config;
 mod hub;
 mod identity;
 mod login;
+mod storage;
 mod up;
 
 use crate::cli::{Cli, Command, McpCommand};

@@ -822,9 +822,9 @@ impl Store {
              (SELECT COUNT(DISTINCT zone_id) FROM fs_entries), \
              (SELECT COUNT(*) FROM fs_entries WHERE is_dir = FALSE), \
              (SELECT COUNT(*) FROM fs_entries WHERE is_dir = TRUE), \
-             (SELECT COALESCE(SUM(size), 0) FROM fs_entries WHERE is_dir = FALSE), \
+             (SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM fs_entries WHERE is_dir = FALSE), \
              (SELECT COUNT(*) FROM fs_blobs), \
-             (SELECT COALESCE(SUM(size), 0) FROM fs_blobs), \
+             (SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM fs_blobs), \
              (SELECT COUNT(*) FROM fs_blobs WHERE inline IS NOT NULL), \
              (SELECT COUNT(*) FROM fs_blobs WHERE is_text = TRUE), \
              (SELECT COUNT(*) FROM fs_blobs b WHERE NOT EXISTS \

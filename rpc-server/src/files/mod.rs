@@ -12,6 +12,7 @@ mod edit;
 mod error;
 pub(crate) mod grep;
 mod import;
+pub mod maintenance;
 pub mod path;
 mod read;
 mod search;

@@ -25,6 +25,9 @@ pub(crate) const TEXT_INDEX_MAX: usize = 1024 * 1024;
 #[derive(Clone)]
 pub(crate) struct Blobs {
     backing: Arc<dyn BlobStore>,
+    /// The store blobs are being moved from (`NEXUS_STORAGE_PREVIOUS_URL`): what the
+    /// backing store does not have yet is read there and copied over.
+    previous: Option<Arc<dyn BlobStore>>,
     /// Blobs up to this size live in the database (0: none).
     inline_max: u64,
     cache: moka::sync::Cache<ContentId, Bytes>,
@@ -93,9 +96,17 @@ impl Blobs {
             .build();
         Self {
             backing,
+            previous: None,
             inline_max,
             cache,
         }
+    }
+
+    /// Reads what the backing store lacks from `previous`, copying it over (a migration
+    /// between stores in progress).
+    pub fn with_previous(mut self, previous: Option<Arc<dyn BlobStore>>) -> Self {
+        self.previous = previous;
+        self
     }
 
     pub fn prepare(&self, bytes: Vec<u8>) -> Prepared {
@@ -141,7 +152,15 @@ impl Blobs {
         if let Some(b) = self.cache.get(&id) {
             return Ok(b);
         }
-        let b = self.backing.get(&id).await.map_err(blob_error)?;
+        let b = match (self.backing.get(&id).await, &self.previous) {
+            (Ok(b), _) => b,
+            (Err(BlobError::NotFound(_)), Some(prev)) => {
+                let b = prev.get(&id).await.map_err(blob_error)?;
+                self.backing.put(&id, b.clone()).await.map_err(blob_error)?;
+                b
+            }
+            (Err(e), _) => return Err(blob_error(e)),
+        };
         self.cache.insert(id, b.clone());
         Ok(b)
     }
