@@ -15,10 +15,11 @@ use super::access::{Access, Shown};
 use super::error::Error;
 use super::path::{Target, ZonePath, ZoneView};
 use super::store::Blobs;
-use crate::db::{FsRow, Store};
+use crate::db::{FsRow, FsRowBytes, Store};
 use chrono::{DateTime, SecondsFormat, Utc};
 use nexus_wire::RpcError;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Most items a single page may return.
 pub const MAX_PAGE: usize = 1000;
@@ -31,6 +32,8 @@ pub(super) const WALK_PAGE: i64 = 1000;
 #[derive(Clone)]
 pub struct FileService {
     pub(super) store: Store,
+    /// Rows by path, only where this process is the namespace's one writer (SQLite).
+    rows: Option<Arc<RowCache>>,
     pub(super) blobs: Blobs,
     pub(super) max_file_bytes: u64,
     pub(super) greps: Arc<super::grep::Greps>,
@@ -43,6 +46,58 @@ impl std::fmt::Debug for FileService {
             .field("database", &self.store.backend())
             .field("blobs", &self.blobs)
             .finish()
+    }
+}
+
+/// Rows by (zone, path). A reader caches what it read only when no change was in flight
+/// from before its query to after it (`started` = `finished` before, `started` unchanged
+/// after), so a row read before a concurrent change commits is never kept; a change drops
+/// its own entry (or all, for a subtree) once it has committed.
+pub(super) struct RowCache {
+    cache: moka::sync::Cache<(String, String), FsRowBytes>,
+    started: AtomicU64,
+    finished: AtomicU64,
+}
+
+impl RowCache {
+    fn new() -> Self {
+        Self {
+            cache: moka::sync::Cache::builder()
+                .weigher(|k: &(String, String), v: &FsRowBytes| {
+                    let n = k.0.len() + k.1.len() + v.inline.as_ref().map_or(0, Vec::len) + 128;
+                    u32::try_from(n).unwrap_or(u32::MAX)
+                })
+                .max_capacity(64 * 1024 * 1024)
+                .build(),
+            started: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+        }
+    }
+
+    /// The change count when none is in flight.
+    fn quiet(&self) -> Option<u64> {
+        let s = self.started.load(Ordering::SeqCst);
+        (self.finished.load(Ordering::SeqCst) == s).then_some(s)
+    }
+
+    fn still_quiet(&self, at: u64) -> bool {
+        self.started.load(Ordering::SeqCst) == at
+    }
+}
+
+/// A change in flight (see [`FileService::changing`]).
+pub(super) struct Changing {
+    rows: Arc<RowCache>,
+    key: Option<(String, String)>,
+}
+
+impl Drop for Changing {
+    fn drop(&mut self) {
+        match &self.key {
+            Some(k) => self.rows.cache.invalidate(k),
+            None => self.rows.cache.invalidate_all(),
+        }
+        self.rows.finished.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -86,8 +141,15 @@ pub(super) fn check_page(limit: usize) -> Result<usize, RpcError> {
 
 impl FileService {
     pub(crate) fn new(store: Store, blobs: Blobs, max_file_bytes: u64) -> Self {
+        // An SQLite namespace belongs to one process: every change to it goes through this
+        // service, so a row cache invalidated by those changes is exact. Nodes sharing
+        // Postgres read each row from the database (one indexed lookup), so a write on one
+        // node is read on any other at once.
+        let rows =
+            (store.backend() == crate::db::Backend::Sqlite).then(|| Arc::new(RowCache::new()));
         Self {
             store,
+            rows,
             blobs,
             max_file_bytes,
             greps: Arc::new(super::grep::Greps::new(Default::default(), None)),
@@ -166,8 +228,34 @@ impl FileService {
     }
 
     /// The row at `zp`; `None` when nothing is there (a zone root has no row).
-    pub(super) async fn row(&self, zp: &ZonePath) -> Result<Option<crate::db::FsRowBytes>, Error> {
-        Ok(self.store.fs_get(&zp.zone, &rel(zp)).await?)
+    pub(super) async fn row(&self, zp: &ZonePath) -> Result<Option<FsRowBytes>, Error> {
+        let path = rel(zp);
+        let Some(rows) = &self.rows else {
+            return Ok(self.store.fs_get(&zp.zone, &path).await?);
+        };
+        let key = (zp.zone.clone(), path);
+        if let Some(r) = rows.cache.get(&key) {
+            return Ok(Some(r));
+        }
+        let quiet = rows.quiet();
+        let found = self.store.fs_get(&key.0, &key.1).await?;
+        if let (Some(r), Some(at)) = (&found, quiet)
+            && rows.still_quiet(at)
+        {
+            rows.cache.insert(key, r.clone());
+        }
+        Ok(found)
+    }
+
+    /// Marks a change of the namespace at `zone`/`path` (`None`: anywhere, e.g. a subtree)
+    /// for the row cache; hold the guard until the change has committed or failed.
+    pub(super) fn changing(&self, zone: &str, path: Option<&str>) -> Option<Changing> {
+        let rows = self.rows.clone()?;
+        rows.started.fetch_add(1, Ordering::SeqCst);
+        Some(Changing {
+            rows,
+            key: path.map(|p| (zone.to_owned(), p.to_owned())),
+        })
     }
 
     /// Visits entries below `base` in path order, from keyset pages of rows. A zone root

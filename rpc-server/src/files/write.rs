@@ -47,9 +47,11 @@ impl FileService {
         let blob = self.blobs.prepare(bytes);
         let now = Utc::now();
         self.blobs.store(&self.store, &blob, now).await?;
+        let path = rel(&zp);
+        let _change = self.changing(&zp.zone, Some(&path));
         let written = self
             .store
-            .fs_write_file(&zp.zone, &rel(&zp), &blob.row(), p.if_match.as_deref(), now)
+            .fs_write_file(&zp.zone, &path, &blob.row(), p.if_match.as_deref(), now)
             .await
             .map_err(|e| Error::fs(e, &shown))?;
         Ok(WriteResult {
@@ -115,11 +117,13 @@ impl FileService {
             let blob = self.blobs.prepare(text.into_bytes());
             let now = Utc::now();
             self.blobs.store(&self.store, &blob, now).await?;
-            match self
+            let change = self.changing(&zp.zone, Some(&path));
+            let written = self
                 .store
                 .fs_write_file(&zp.zone, &path, &blob.row(), Some(&current), now)
-                .await
-            {
+                .await;
+            drop(change);
+            match written {
                 Ok(_) => {
                     return Ok(EditResult {
                         path: shown,
@@ -146,7 +150,9 @@ impl FileService {
             return Err(RpcError::invalid_params("cannot delete a zone root"));
         }
         let shown = zp.display();
-        match self.store.fs_delete_file(&zp.zone, &rel(&zp)).await {
+        let path = rel(&zp);
+        let _change = self.changing(&zp.zone, Some(&path));
+        match self.store.fs_delete_file(&zp.zone, &path).await {
             Ok(()) => {}
             Err(crate::db::FsError::IsDir) => {
                 return Err(RpcError::invalid_params(format!(
@@ -167,6 +173,8 @@ impl FileService {
         let shown = zp.display();
         // A zone root always exists.
         if !zp.is_root() {
+            // Parents may be made too: every cached row of the zone may be stale.
+            let _change = self.changing(&zp.zone, None);
             self.store
                 .fs_mkdir(&zp.zone, &rel(&zp), p.parents, p.exist_ok, Utc::now())
                 .await
@@ -187,6 +195,7 @@ impl FileService {
             return Err(RpcError::invalid_params("cannot remove a zone root"));
         }
         let shown = zp.display();
+        let _change = self.changing(&zp.zone, None);
         self.store
             .fs_rmdir(&zp.zone, &rel(&zp), p.recursive)
             .await
@@ -211,6 +220,7 @@ impl FileService {
             ));
         }
         let (shown_from, shown_to) = (from.display(), to.display());
+        let _change = self.changing(&from.zone, None);
         self.store
             .fs_rename(
                 &from.zone,
