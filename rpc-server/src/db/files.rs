@@ -868,37 +868,6 @@ impl Store {
         Ok(())
     }
 
-    /// Inserts a file row unless one is there (an import never replaces what exists).
-    pub async fn fs_import_file(
-        &self,
-        zone: &str,
-        path: &str,
-        blob: &BlobRow<'_>,
-        modified: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<bool, FsError> {
-        const INSERT: &str = "INSERT INTO fs_entries \
-             (zone_id, path, parent, is_dir, size, content_id, version, modified) \
-             VALUES ($1, $2, $3, FALSE, $4, $5, 1, $6) ON CONFLICT (zone_id, path) DO NOTHING \
-             RETURNING version";
-        macro_rules! body {
-            ($tx:ident, $backend:ident, $lock:expr) => {{
-                touch_blob!($tx, blob, now, $backend);
-                ensure_parents!($tx, zone, path, modified);
-                let made: Option<(i64,)> = sqlx::query_as(INSERT)
-                    .bind(zone)
-                    .bind(path)
-                    .bind(parent_of(path))
-                    .bind(blob.size)
-                    .bind(blob.content_id)
-                    .bind(modified)
-                    .fetch_optional(&mut *$tx)
-                    .await?;
-                made.is_some()
-            }};
-        }
-        Ok(run_write!(self, body))
-    }
 }
 
 impl Store {
@@ -908,5 +877,95 @@ impl Store {
         const SQL: &str = "SELECT zone_id, path FROM fs_entries WHERE is_dir = FALSE \
              ORDER BY zone_id, path";
         Ok(with_pool!(self, p => sqlx::query_as(SQL).fetch_all(p).await)?)
+    }
+}
+
+/// One entry of an import batch: a file (with its blob) or a directory.
+#[derive(Debug, Clone)]
+pub struct ImportItem<'a> {
+    pub zone: &'a str,
+    pub path: &'a str,
+    /// `None`: a directory.
+    pub blob: Option<BlobRow<'a>>,
+    pub modified: DateTime<Utc>,
+}
+
+impl Store {
+    /// Records many blobs about to be stored outside the database, in one transaction.
+    pub async fn fs_touch_blobs(
+        &self,
+        blobs: &[BlobRow<'_>],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        macro_rules! body {
+            ($tx:ident, $backend:ident, $lock:expr) => {
+                for blob in blobs {
+                    touch_blob!($tx, blob, now, $backend);
+                }
+            };
+        }
+        let res: Result<(), FsError> = async {
+            run_write!(self, body);
+            Ok(())
+        }
+        .await;
+        res.map_err(|e| match e {
+            FsError::Store(s) => s,
+            other => StoreError::Invalid(other.to_string()),
+        })
+    }
+
+    /// Inserts a batch of imported entries in one transaction, never replacing an existing
+    /// row. Returns how many files were new and how many were there already.
+    pub async fn fs_import_batch(
+        &self,
+        items: &[ImportItem<'_>],
+        now: DateTime<Utc>,
+    ) -> Result<(u64, u64), FsError> {
+        const FILE: &str = "INSERT INTO fs_entries \
+             (zone_id, path, parent, is_dir, size, content_id, version, modified) \
+             VALUES ($1, $2, $3, FALSE, $4, $5, 1, $6) ON CONFLICT (zone_id, path) DO NOTHING \
+             RETURNING version";
+        const DIR: &str = "INSERT INTO fs_entries \
+             (zone_id, path, parent, is_dir, size, content_id, version, modified) \
+             VALUES ($1, $2, $3, TRUE, 0, NULL, 1, $4) ON CONFLICT (zone_id, path) DO NOTHING";
+        macro_rules! body {
+            ($tx:ident, $backend:ident, $lock:expr) => {{
+                let (mut made, mut present) = (0u64, 0u64);
+                for item in items {
+                    ensure_parents!($tx, item.zone, item.path, item.modified);
+                    match &item.blob {
+                        None => {
+                            sqlx::query(DIR)
+                                .bind(item.zone)
+                                .bind(item.path)
+                                .bind(parent_of(item.path))
+                                .bind(item.modified)
+                                .execute(&mut *$tx)
+                                .await?;
+                        }
+                        Some(blob) => {
+                            touch_blob!($tx, blob, now, $backend);
+                            let r: Option<(i64,)> = sqlx::query_as(FILE)
+                                .bind(item.zone)
+                                .bind(item.path)
+                                .bind(parent_of(item.path))
+                                .bind(blob.size)
+                                .bind(blob.content_id)
+                                .bind(item.modified)
+                                .fetch_optional(&mut *$tx)
+                                .await?;
+                            if r.is_some() {
+                                made += 1;
+                            } else {
+                                present += 1;
+                            }
+                        }
+                    }
+                }
+                (made, present)
+            }};
+        }
+        Ok(run_write!(self, body))
     }
 }

@@ -12,7 +12,9 @@ mod tokens;
 mod tuples;
 mod zones;
 
-pub use files::{BlobRow, CollectorLock, FsError, FsRow, FsRowBytes, FsStats, Written, parent_of};
+pub use files::{
+    BlobRow, CollectorLock, FsError, FsRow, FsRowBytes, FsStats, ImportItem, Written, parent_of,
+};
 pub use local::{LocalUserRecord, NewLocalUser, RefreshUse, SessionRecord, SigningKeyRecord};
 pub use subjects::{NewSubject, SubjectDeleted, SubjectRecord};
 pub use tokens::{NewToken, SubjectBinding, TokenRecord};

@@ -9,6 +9,8 @@
 use super::beneath::{self, Step};
 use super::path::TEMP_PREFIX;
 use super::service::FileService;
+use super::store::Prepared;
+use crate::db::ImportItem;
 use chrono::{DateTime, Utc};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -43,6 +45,9 @@ enum Found {
 
 /// Levels below the zones directory the walk descends (the normaliser's depth and one).
 const DEPTH: usize = 256;
+/// Entries, and bytes of files, stored per transaction.
+const BATCH: usize = 500;
+const BATCH_BYTES: usize = 32 * 1024 * 1024;
 
 impl FileService {
     /// Imports `<data_dir>/zones` when it is there and not yet imported.
@@ -59,13 +64,23 @@ impl FileService {
         let mut out = Imported::default();
         if !self.store.fs_import_done(&source).await? {
             tracing::info!(dir = %source, "importing files kept by an earlier release into the database namespace");
-            let (tx, mut rx) = tokio::sync::mpsc::channel::<Found>(16);
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Found>(64);
             let root = zones.clone();
             let max = self.max_file_bytes;
             let walker = tokio::task::spawn_blocking(move || walk(&root, max, &tx));
+            let mut batch = Vec::new();
+            let mut bytes = 0usize;
             while let Some(found) = rx.recv().await {
-                self.import_one(found, &mut out).await?;
+                if let Found::File { bytes: b, .. } = &found {
+                    bytes += b.len();
+                }
+                batch.push(found);
+                if batch.len() >= BATCH || bytes >= BATCH_BYTES {
+                    self.import_batch(std::mem::take(&mut batch), &mut out).await?;
+                    bytes = 0;
+                }
             }
+            self.import_batch(batch, &mut out).await?;
             walker.await??;
             self.store
                 .fs_import_finished(&source, out.files as i64, Utc::now())
@@ -92,45 +107,91 @@ impl FileService {
         Ok(Some(out))
     }
 
-    async fn import_one(&self, found: Found, out: &mut Imported) -> anyhow::Result<()> {
-        match found {
-            Found::Dir { zone, path } => {
-                self.store
-                    .fs_mkdir(&zone, &path, true, true, Utc::now())
-                    .await
-                    .map_err(|e| anyhow::anyhow!("directory {zone}/{path}: {e}"))?;
-                out.directories += 1;
-            }
-            Found::File {
-                zone,
-                path,
-                bytes,
-                modified,
-            } => {
-                let len = bytes.len() as u64;
-                let blob = self.blobs.prepare(bytes);
-                let now = Utc::now();
-                self.blobs
-                    .store(&self.store, &blob, now)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("file {zone}/{path}: {e:?}"))?;
-                let made = self
-                    .store
-                    .fs_import_file(&zone, &path, &blob.row(), modified, now)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("file {zone}/{path}: {e}"))?;
-                if made {
-                    out.files += 1;
-                    out.bytes += len;
-                } else {
-                    out.present += 1;
+    /// Stores a batch: blobs kept outside the database are recorded (one transaction) and
+    /// put first, then every row is inserted in one transaction.
+    async fn import_batch(&self, batch: Vec<Found>, out: &mut Imported) -> anyhow::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let now = Utc::now();
+        let prepared: Vec<(Found, Option<Prepared>)> = batch
+            .into_iter()
+            .map(|f| match f {
+                Found::File {
+                    zone,
+                    path,
+                    bytes,
+                    modified,
+                } => {
+                    let p = self.blobs.prepare(bytes);
+                    (
+                        Found::File {
+                            zone,
+                            path,
+                            bytes: Vec::new(),
+                            modified,
+                        },
+                        Some(p),
+                    )
+                }
+                other => (other, None),
+            })
+            .collect();
+        let external: Vec<_> = prepared
+            .iter()
+            .filter_map(|(_, p)| p.as_ref().filter(|p| !p.inline).map(Prepared::row))
+            .collect();
+        if !external.is_empty() {
+            self.store.fs_touch_blobs(&external, now).await?;
+            for (_, p) in &prepared {
+                if let Some(p) = p.as_ref().filter(|p| !p.inline) {
+                    self.blobs
+                        .put_prepared(p)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("storing a blob: {e:?}"))?;
                 }
             }
-            Found::Unreadable(what) => {
-                tracing::warn!(entry = %what, "not imported: unreadable");
-                out.skipped += 1;
+        }
+        let mut items = Vec::with_capacity(prepared.len());
+        for (found, p) in &prepared {
+            match found {
+                Found::Dir { zone, path } => {
+                    out.directories += 1;
+                    items.push(ImportItem {
+                        zone,
+                        path,
+                        blob: None,
+                        modified: now,
+                    });
+                }
+                Found::File {
+                    zone,
+                    path,
+                    modified,
+                    ..
+                } => {
+                    let p = p.as_ref().ok_or_else(|| anyhow::anyhow!("unprepared file"))?;
+                    out.bytes += p.bytes.len() as u64;
+                    items.push(ImportItem {
+                        zone,
+                        path,
+                        blob: Some(p.row()),
+                        modified: *modified,
+                    });
+                }
+                Found::Unreadable(what) => {
+                    tracing::warn!(entry = %what, "not imported: unreadable");
+                    out.skipped += 1;
+                }
             }
         }
+        let (made, present) = self
+            .store
+            .fs_import_batch(&items, now)
+            .await
+            .map_err(|e| anyhow::anyhow!("importing a batch: {e}"))?;
+        out.files += made;
+        out.present += present;
         Ok(())
     }
 }

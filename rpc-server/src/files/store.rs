@@ -142,6 +142,15 @@ impl Blobs {
         Ok(())
     }
 
+    /// Puts a blob already recorded with `fs_touch_blobs` (an import's batch).
+    pub async fn put_prepared(&self, p: &Prepared) -> Result<(), Error> {
+        self.backing
+            .put(&p.id, p.bytes.clone())
+            .await
+            .map_err(blob_error)?;
+        Ok(())
+    }
+
     /// A file's bytes: inline ones as they came with the row, others from the cache or
     /// the store.
     pub async fn fetch(&self, content_id: &str, inline: Option<Vec<u8>>) -> Result<Bytes, Error> {
