@@ -867,7 +867,6 @@ impl Store {
         })?;
         Ok(())
     }
-
 }
 
 impl Store {

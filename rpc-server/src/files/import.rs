@@ -76,7 +76,8 @@ impl FileService {
                 }
                 batch.push(found);
                 if batch.len() >= BATCH || bytes >= BATCH_BYTES {
-                    self.import_batch(std::mem::take(&mut batch), &mut out).await?;
+                    self.import_batch(std::mem::take(&mut batch), &mut out)
+                        .await?;
                     bytes = 0;
                 }
             }
@@ -170,7 +171,9 @@ impl FileService {
                     modified,
                     ..
                 } => {
-                    let p = p.as_ref().ok_or_else(|| anyhow::anyhow!("unprepared file"))?;
+                    let p = p
+                        .as_ref()
+                        .ok_or_else(|| anyhow::anyhow!("unprepared file"))?;
                     out.bytes += p.bytes.len() as u64;
                     items.push(ImportItem {
                         zone,
