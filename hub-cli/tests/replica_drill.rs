@@ -29,8 +29,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Bound of one HTTP exchange: longer than any retry a node does behind it.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound of one HTTP exchange: longer than the frontend's own bound of a forwarded call
+/// (`NEXUS_MCP_RPC_TIMEOUT`, 30 s), so a call that hangs behind it ends as the frontend's
+/// 503, not as a client that gave up.
+const CALL_TIMEOUT: Duration = Duration::from_secs(45);
 /// Bound of the wait for a file's state to be readable again after an unknown outcome.
 const RESOLVE_TRIES: usize = 150;
 /// Operations a client does at most (the drill stops it long before).
@@ -194,6 +196,9 @@ fn bump(text: &str, version: u64) -> (String, String, String) {
 }
 
 // ---- errors, classified -------------------------------------------------------------------
+
+/// JSON-RPC ids, unique across the drill.
+static NEXT_ID: AtomicU64 = AtomicU64::new(10);
 
 /// When something is down: set before a node is killed, cleared a while after all is back.
 #[derive(Debug, Default)]
@@ -395,10 +400,13 @@ impl Ctx {
         };
         let (req, mcp) = match route {
             Route::Mcp(url) | Route::Session(url, _) => {
-                let body = match route {
+                let mut body = match route {
                     Route::Session(..) => session_call_body(tool, args),
                     _ => stateless_call_body("drill", tool, args),
                 };
+                // A session answers by request id: an id is never reused, even after a call
+                // that was given up on is still running.
+                body["id"] = json!(NEXT_ID.fetch_add(1, Ordering::Relaxed));
                 let mut r = self
                     .http
                     .post(url)
@@ -663,6 +671,9 @@ impl Client {
     }
 
     async fn run(mut self, stop: Arc<AtomicBool>) -> Vec<Own> {
+        if self.files.iter().any(|f| f.cur.is_empty()) {
+            return self.files; // setup failed, and said so
+        }
         for _ in 0..MAX_OPS {
             if stop.load(Ordering::Relaxed) {
                 break;
@@ -700,12 +711,13 @@ impl Client {
                 // Every pending write was conditional on an older content: none can land now.
                 f.pending.clear();
             }
-            Answer::Retry => {
+            // A failure is already recorded; its outcome is as unknown as a retriable one's,
+            // and learning it keeps one failure from being reported again on every later call.
+            Answer::Retry | Answer::Broken => {
                 self.files[k].pending.push(new);
                 self.resolve(k).await;
             }
             Answer::Refused(msg) => self.explain(k, &msg).await,
-            Answer::Broken => {}
         }
     }
 
@@ -758,12 +770,11 @@ impl Client {
             .await
         {
             Answer::Ok(_) => self.files[k].at_b = !self.files[k].at_b,
-            Answer::Retry => {
+            Answer::Retry | Answer::Broken => {
                 self.files[k].rename_pending = true;
                 self.resolve(k).await;
             }
             Answer::Refused(msg) => self.explain(k, &msg).await,
-            Answer::Broken => {}
         }
     }
 
