@@ -571,6 +571,26 @@ fn chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// The paths a glob under `dir` answered, absolute.
+fn glob_items(dir: &str, text: &str) -> Vec<String> {
+    let v: Value = serde_json::from_str(text).unwrap_or_default();
+    v["items"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|i| i.as_str())
+                .map(|p| {
+                    if p.starts_with('/') {
+                        p.to_owned()
+                    } else {
+                        format!("{dir}/{p}")
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn clip(s: &str) -> String {
     s.chars().take(300).collect()
 }
@@ -812,44 +832,57 @@ impl Client {
         self.ctx.stats.resolved.fetch_add(1, Ordering::Relaxed);
         for _ in 0..RESOLVE_TRIES {
             let f = &self.files[k];
-            let here = f.path();
-            let Some(at_here) = self.fetch(&here).await else {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            };
-            let (found, moved) = if f.renamed && f.rename_pending {
-                let there = f.other_path();
-                let Some(at_there) = self.fetch(&there).await else {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                };
-                match (at_here, at_there) {
-                    (Some(_), Some(_)) => {
-                        self.fail(format!("{here} and {there} both exist"));
-                        return;
+            let moving = f.renamed && f.rename_pending;
+            let here = if moving {
+                match self.locate(k).await {
+                    Some(Ok(p)) => p,
+                    Some(Err(why)) => return self.fail(why),
+                    None => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
                     }
-                    (Some(t), None) => (Some(t), false),
-                    (None, Some(t)) => (Some(t), true),
-                    (None, None) => (None, false),
                 }
             } else {
-                (at_here, false)
+                f.path()
             };
-            let Some(text) = found else {
-                self.fail(format!("{here}: missing"));
-                return;
-            };
-            let f = &mut self.files[k];
-            if moved {
-                f.at_b = !f.at_b;
+            match self.fetch(&here).await {
+                Some(Some(text)) => {
+                    self.files[k].at_b = here.ends_with(".b.txt");
+                    self.accept(k, text);
+                    return;
+                }
+                // A late rename moved it since the glob: look again.
+                Some(None) if moving => {}
+                Some(None) => return self.fail(format!("{here}: missing")),
+                None => {}
             }
-            self.accept(k, text);
-            return;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         self.fail(format!(
             "{}: still unreadable after {RESOLVE_TRIES} tries",
             self.files[k].path()
         ));
+    }
+
+    /// Where the renamed file `k` is, from one glob (one query, one snapshot: two reads could
+    /// straddle a late rename and see the file twice or nowhere); `None` on a retriable
+    /// error.
+    async fn locate(&self, k: usize) -> Option<Result<String, String>> {
+        let dir = format!("/c{}", self.id);
+        let found = match self
+            .call("nexus_glob", json!({"pattern": "r.*.txt", "path": dir}))
+            .await
+        {
+            Answer::Ok(t) => glob_items(&dir, &t),
+            Answer::Refused(m) => return Some(Err(format!("glob {dir}: {m}"))),
+            Answer::Retry | Answer::Broken => return None,
+        };
+        let stem = &self.files[k].stem;
+        Some(match found.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(format!("{stem}: missing (neither .a.txt nor .b.txt)")),
+            many => Err(format!("{stem}: {many:?} all exist at once")),
+        })
     }
 
     /// `text` was just read from file `k`: it must validate and be the known content or a
@@ -905,27 +938,7 @@ impl Client {
             .call("nexus_glob", json!({"pattern": "**", "path": dir}))
             .await
         {
-            Answer::Ok(t) => match serde_json::from_str::<Value>(&t) {
-                Ok(v) => v["items"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|i| i.as_str())
-                            .map(|p| {
-                                if p.starts_with('/') {
-                                    p.to_owned()
-                                } else {
-                                    format!("{dir}/{p}")
-                                }
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                    .unwrap_or_default(),
-                Err(_) => {
-                    self.fail(format!("glob {dir}: not JSON: {}", clip(&t)));
-                    return;
-                }
-            },
+            Answer::Ok(t) => glob_items(&dir, &t),
             Answer::Refused(m) => {
                 self.fail(format!("glob {dir}: {m}"));
                 return;
