@@ -1,13 +1,14 @@
 //! Shared harness of the MCP end-to-end tests: a real rpc-server ([`TestApp`], fresh
 //! Postgres database and data dir) behind a real mcp-frontend on 127.0.0.1 port 0, and
 //! rmcp clients that speak to it with a bearer token in either lifecycle. Beside it: MCP
-//! over raw HTTP ([`mcp`]), credentials end to end through the frontend ([`auth`]), the `nexus` binary as processes ([`procs`]) and the helpers of
+//! over raw HTTP ([`mcp`]), a hub of many nodes as processes ([`cluster`]), credentials end to end through the frontend ([`auth`]), the `nexus` binary as processes ([`procs`]) and the helpers of
 //! hubs with Redis ([`redis`]).
 //!
 //! Not every test binary uses every helper.
 #![allow(dead_code)]
 
 pub mod auth;
+pub mod cluster;
 pub mod mcp;
 pub mod procs;
 pub mod redis;
