@@ -54,13 +54,15 @@ pub struct S3Limits {
     pub max_backoff: Duration,
 }
 
+/// Every bound together stays under the frontend's rpc timeout (30 s by default): a
+/// stalled S3 is the store's error (retriable, -32010), never the gateway's timeout.
 impl Default for S3Limits {
     fn default() -> Self {
         Self {
             connect_timeout: Duration::from_secs(3),
-            request_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(15),
             max_retries: 3,
-            retry_budget: Duration::from_secs(10),
+            retry_budget: Duration::from_secs(8),
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(2),
         }

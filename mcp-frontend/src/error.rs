@@ -36,6 +36,8 @@ pub(crate) enum GatewayError {
     },
     /// Nobody could decide on the token (the rpc-server or its database is down).
     Unavailable,
+    /// The rpc-server could not be reached, or did not answer within the rpc timeout.
+    UpstreamUnavailable,
     PayloadTooLarge,
     RequestTimeout {
         limit: Duration,
@@ -73,6 +75,7 @@ impl GatewayError {
                 ..
             } => StatusCode::TOO_MANY_REQUESTS,
             Unavailable
+            | UpstreamUnavailable
             | OverCap {
                 cap: CapError::Total(_),
                 ..
@@ -92,7 +95,7 @@ impl GatewayError {
         match self {
             TooManyFailures => Some(60),
             TooManyUnverified => Some(1),
-            Unavailable => Some(2),
+            Unavailable | UpstreamUnavailable => Some(2),
             RateLimited { retry_after, .. } => *retry_after,
             OverCap { retry, .. } => Some(retry.as_secs().max(1)),
             _ => None,
@@ -128,6 +131,11 @@ impl GatewayError {
             Unavailable => (
                 "unavailable",
                 "the hub cannot verify tokens right now; retry shortly".into(),
+            ),
+            UpstreamUnavailable => (
+                "unavailable",
+                "the hub's rpc-server could not be reached or did not answer in time; retry shortly"
+                    .into(),
             ),
             PayloadTooLarge => ("payload_too_large", "request body too large".into()),
             RequestTimeout { limit } => (

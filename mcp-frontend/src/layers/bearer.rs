@@ -98,9 +98,8 @@ fn refusal(
             Some((**verified).clone()).filter(|v| !v.key_id.is_empty()),
         ),
         // Not verified, not refused: the caller must hear "retry", and nothing else.
-        ForwardError::AuthUnavailable | ForwardError::Unavailable(_) | ForwardError::Rpc(_) => {
-            (GatewayError::Unavailable, None)
-        }
+        ForwardError::AuthUnavailable | ForwardError::Rpc(_) => (GatewayError::Unavailable, None),
+        ForwardError::Unavailable(_) => (GatewayError::UpstreamUnavailable, None),
     }
 }
 

@@ -622,6 +622,40 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Adds a blob's text to grep's index and marks the blob as indexed, in one
+    /// transaction; nothing when the blob is gone (collected) or indexed already.
+    pub async fn fs_index_text(&self, content_id: &str, text: &str) -> Result<(), StoreError> {
+        const MARK: &str =
+            "UPDATE fs_blobs SET is_text = TRUE WHERE content_id = $1 AND is_text = FALSE";
+        macro_rules! body {
+            ($tx:ident, $backend:ident, $lock:expr) => {{
+                let n = sqlx::query(MARK)
+                    .bind(content_id)
+                    .execute(&mut *$tx)
+                    .await?
+                    .rows_affected();
+                if n == 1 {
+                    sqlx::query(text_insert!($backend))
+                        .bind(content_id)
+                        .bind(text)
+                        .execute(&mut *$tx)
+                        .await?;
+                }
+            }};
+        }
+        let res: Result<(), FsError> = async {
+            run_write!(self, body);
+            Ok(())
+        }
+        .await;
+        res.map_err(|e| match e {
+            FsError::Store(s) => s,
+            other => StoreError::Invalid(other.to_string()),
+        })
+    }
+}
+
 /// The collector's exclusive right to run, held until dropped: a transaction-scoped
 /// advisory lock on Postgres (released with the transaction, even if this node dies), a
 /// process-wide lock on SQLite (one process owns an SQLite file).

@@ -178,7 +178,7 @@ impl FileService {
                     items.push(ImportItem {
                         zone,
                         path,
-                        blob: Some(p.row()),
+                        blob: Some(p.row_with_text()),
                         modified: *modified,
                     });
                 }

@@ -21,10 +21,18 @@ use std::time::Duration;
 /// Text larger than this is not indexed for grep (such files are always scanned).
 pub(crate) const TEXT_INDEX_MAX: usize = 1024 * 1024;
 
+/// Text indexing jobs one node runs at once, and keeps waiting; past that a blob is left
+/// unindexed (grep then scans it: slower, never wrong).
+const INDEXERS: usize = 2;
+const INDEX_QUEUE: usize = 256;
+
 /// Where a file service keeps bytes.
 #[derive(Clone)]
 pub(crate) struct Blobs {
     backing: Arc<dyn BlobStore>,
+    /// Places for text indexing jobs (running and waiting).
+    indexing: Arc<tokio::sync::Semaphore>,
+    running: Arc<tokio::sync::Semaphore>,
     /// The store blobs are being moved from (`NEXUS_STORAGE_PREVIOUS_URL`): what the
     /// backing store does not have yet is read there and copied over.
     previous: Option<Arc<dyn BlobStore>>,
@@ -53,7 +61,26 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
+    /// The blob's row for a write: without its text, which [`Blobs::index_later`] adds
+    /// off the write's path (until then grep scans the blob).
     pub fn row(&self) -> BlobRow<'_> {
+        BlobRow {
+            text: None,
+            ..self.row_with_text()
+        }
+    }
+
+    /// The text grep's index keeps for it, if any.
+    pub fn text(&self) -> Option<&str> {
+        if self.text {
+            std::str::from_utf8(&self.bytes).ok()
+        } else {
+            None
+        }
+    }
+
+    /// The blob's row with its text, indexed in the same transaction (an import).
+    pub fn row_with_text(&self) -> BlobRow<'_> {
         BlobRow {
             content_id: self.id.as_str(),
             size: self.bytes.len() as i64,
@@ -96,6 +123,8 @@ impl Blobs {
             .build();
         Self {
             backing,
+            indexing: Arc::new(tokio::sync::Semaphore::new(INDEX_QUEUE)),
+            running: Arc::new(tokio::sync::Semaphore::new(INDEXERS)),
             previous: None,
             inline_max,
             cache,
@@ -140,6 +169,31 @@ impl Blobs {
             .map_err(blob_error)?;
         self.cache.insert(p.id.clone(), p.bytes.clone());
         Ok(())
+    }
+
+    /// Adds a written blob's text to grep's trigram index after the write has answered:
+    /// updating a trigram index for a large text costs far more than the write itself.
+    /// A blob stays `is_text = false` (always scanned by grep) until this commits, so a
+    /// grep is never wrong meanwhile, and one whose job is dropped (queue full, node
+    /// stopped) is simply always scanned.
+    pub fn index_later(&self, store: &Store, p: &Prepared) {
+        let Some(text) = p.text() else {
+            return;
+        };
+        let Ok(place) = self.indexing.clone().try_acquire_owned() else {
+            return;
+        };
+        let (store, running) = (store.clone(), self.running.clone());
+        let (id, text) = (p.id.to_string(), text.to_owned());
+        tokio::spawn(async move {
+            let _place = place;
+            let Ok(_run) = running.acquire_owned().await else {
+                return;
+            };
+            if let Err(e) = store.fs_index_text(&id, &text).await {
+                tracing::debug!(content_id = %id, error = %e, "text not indexed; grep scans this blob");
+            }
+        });
     }
 
     /// Puts a blob already recorded with `fs_touch_blobs` (an import's batch).

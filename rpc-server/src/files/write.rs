@@ -54,6 +54,7 @@ impl FileService {
             .fs_write_file(&zp.zone, &path, &blob.row(), p.if_match.as_deref(), now)
             .await
             .map_err(|e| Error::fs(e, &shown))?;
+        self.blobs.index_later(&self.store, &blob);
         Ok(WriteResult {
             path: shown,
             size: blob.bytes.len() as u64,
@@ -125,6 +126,7 @@ impl FileService {
             drop(change);
             match written {
                 Ok(_) => {
+                    self.blobs.index_later(&self.store, &blob);
                     return Ok(EditResult {
                         path: shown,
                         size: blob.bytes.len() as u64,
