@@ -28,8 +28,9 @@ COPY rpc-server/Cargo.toml rpc-server/
 COPY mcp-frontend/Cargo.toml mcp-frontend/
 COPY hub-cli/Cargo.toml hub-cli/
 COPY bench/Cargo.toml bench/
+COPY blobs/Cargo.toml blobs/
 RUN set -eux; \
-    for crate in wire authz serve providers rpc-server mcp-frontend hub-cli bench; do \
+    for crate in wire authz serve providers rpc-server mcp-frontend hub-cli bench blobs; do \
         mkdir -p "$crate/src"; \
         echo '// dependency-cache stub' > "$crate/src/lib.rs"; \
     done; \
@@ -38,7 +39,7 @@ RUN set -eux; \
     echo 'fn main() {}' > hub-cli/src/main.rs; \
     cargo build --release --locked --bin nexus --bin nexusd; \
     cargo build --release --locked -p mcp-frontend --bin nexus-mcp; \
-    rm -rf wire authz serve providers rpc-server mcp-frontend hub-cli bench
+    rm -rf wire authz serve providers rpc-server mcp-frontend hub-cli bench blobs
 
 # 2. The real sources. Migrations are embedded at compile time (sqlx::migrate!).
 COPY wire wire
@@ -49,6 +50,7 @@ COPY rpc-server rpc-server
 COPY mcp-frontend mcp-frontend
 COPY hub-cli hub-cli
 COPY bench bench
+COPY blobs blobs
 COPY migrations migrations
 # Newer mtimes than the stubs', so cargo rebuilds the workspace crates (only those).
 # nexus-mcp is built on its own so that it gets the features of its own dependencies
