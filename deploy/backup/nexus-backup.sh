@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Back up a Nexus Hub: the Postgres database (pg_dump -Fc) and the data dir (tar.gz),
-# into one dated folder per run, then prune old backups.
+# Back up a Nexus Hub: the Postgres database (pg_dump -Fc: tokens, zones, the file
+# namespace and the small files kept inline) and the data dir (tar.gz: the blob store
+# blobs/ with the larger files), into one dated folder per run, then prune old backups.
 #
 #   nexus-backup.sh [--backup-dir DIR] [--data-dir DIR] [--keep N] [--max-age-days D] [--no-data]
 #
@@ -10,7 +11,14 @@
 #   NEXUS_BACKUP_DIR              where backups go           (default /var/backups/nexus-hub)
 #   NEXUS_BACKUP_KEEP             keep the N newest backups  (default 14; 0 = no count limit)
 #   NEXUS_BACKUP_MAX_AGE_DAYS     delete backups older than D days (default 30; 0 = never)
+#   NEXUS_STORAGE_URL             the hub's blob store, when not the default blobs/ of the
+#                                 data dir: such a store is NOT in the backup (a warning
+#                                 says so); back it up on its own
 #
+# The database is dumped before the data dir is archived: every file row in the dump
+# names a blob that was stored before the row was committed, and the collector removes
+# only blobs unreferenced for NEXUS_STORAGE_GC_GRACE (1h), so a live hub's backup is
+# consistent when the archive finishes within that grace period.
 # Each run writes BACKUP_DIR/nexus-YYYYmmddTHHMMSSZ/ with db.dump, data.tar.gz and
 # SHA256SUMS; a run that fails leaves no partial folder. The newest backup is never
 # pruned. The password in the URL is handed to pg_dump through PGPASSWORD, never on a
@@ -61,6 +69,25 @@ for tool in pg_dump tar gzip sha256sum; do
 done
 if [[ $with_data -eq 1 ]]; then
     [[ -d $data_dir ]] || die "data dir $data_dir does not exist (use --data-dir or --no-data)"
+fi
+
+# File contents over the inline limit live in the blob store: by default blobs/ of the
+# data dir, which the archive holds. Say so loudly when they live elsewhere.
+storage="${NEXUS_STORAGE_URL:-}"
+if [[ $with_data -eq 0 ]]; then
+    log "warning: --no-data: the blob store (blobs/ of the data dir by default) is NOT in this backup"
+elif [[ -n $storage ]]; then
+    case "$storage" in
+    file://*)
+        blobs_dir="${storage#file://}"
+        blobs_dir="${blobs_dir%%\?*}"
+        case "${blobs_dir%/}/" in
+        "${data_dir%/}"/*) ;;
+        *) log "warning: the blob store $blobs_dir is outside the data dir and NOT in this backup: archive it too" ;;
+        esac
+        ;;
+    *) log "warning: the blob store (NEXUS_STORAGE_URL, not a local directory) is NOT in this backup: back it up on its own (bucket versioning or replication)" ;;
+    esac
 fi
 
 # Splits a postgres URL into one without its password (PG_URL) and the percent-decoded

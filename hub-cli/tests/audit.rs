@@ -540,10 +540,9 @@ async fn tool_calls_never_wait_for_a_stalled_audit_redis() {
     }
     for i in 1..5 {
         assert!(
-            app.data_dir
-                .path()
-                .join(format!("zones/eng/stalled/{i}.txt"))
-                .is_file(),
+            app.stored("eng", &format!("stalled/{i}.txt"))
+                .await
+                .is_some(),
             "call {i} wrote its file"
         );
     }

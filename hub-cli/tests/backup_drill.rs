@@ -1,10 +1,13 @@
 //! The backup/restore drill, with the scripts operators use (`deploy/backup/`): mint tokens
 //! and write files, back up, destroy the database and the data dir, restore into a new
 //! database and a new data dir, and check that the same tokens verify (and a revoked one
-//! stays revoked) and every file is byte-identical.
+//! stays revoked) and every file is byte-identical: the namespace and the small files
+//! inline are in the database, the larger ones in the data dir's blob store.
 
 use rpc_server::db::{Backend, Store};
-use rpc_server::testing::{TestApp, TestDb, TestOptions, empty_postgres_database};
+use rpc_server::testing::{
+    TestApp, TestDb, TestOptions, empty_postgres_database, stored_file, stored_files,
+};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +28,19 @@ fn files(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
                 out.insert(rel.to_path_buf(), std::fs::read(&p).expect("read"));
             }
         }
+    }
+    out
+}
+
+/// Every file the hub on `store` and `data_dir` stores, `zone/path` → bytes.
+async fn contents(store: &Store, data_dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for f in stored_files(store).await {
+        let (zone, rel) = f.split_once('/').expect("zone/path");
+        let bytes = stored_file(store, data_dir, zone, rel)
+            .await
+            .unwrap_or_else(|| panic!("{f} is listed but not readable"));
+        out.insert(f, bytes);
     }
     out
 }
@@ -83,8 +99,19 @@ async fn backup_destroy_restore_keeps_tokens_and_files() {
     .await
     .expect("write");
     let (db, data) = app.stop().await;
+    let stored = contents(&db.store, data.path()).await;
+    assert_eq!(
+        stored.keys().collect::<Vec<_>>(),
+        ["eng/bin/blob", "eng/notes/a.md", "ops/run.txt"]
+    );
+    assert_eq!(stored["eng/bin/blob"], binary);
+    // The data dir holds the blob too large to keep inline.
     let before = files(data.path());
-    assert_eq!(before.len(), 3);
+    assert!(
+        before.values().any(|b| *b == binary),
+        "the large file is a blob in the data dir: {:?}",
+        before.keys().collect::<Vec<_>>()
+    );
 
     let backups = tempfile::tempdir().expect("tempdir");
     run(Command::new("bash")
@@ -114,9 +141,18 @@ async fn backup_destroy_restore_keeps_tokens_and_files() {
         .arg("--data-dir")
         .arg(new_data.path())
         .arg(&backup));
-    assert_eq!(files(new_data.path()), before, "files are byte-identical");
+    assert_eq!(
+        files(new_data.path()),
+        before,
+        "the data dir is byte-identical"
+    );
 
     let store = Store::connect(&new_url).await.expect("restored database");
+    assert_eq!(
+        contents(&store, new_data.path()).await,
+        stored,
+        "every stored file is byte-identical"
+    );
     let db = TestDb {
         url: new_url,
         store,
@@ -144,6 +180,16 @@ async fn backup_destroy_restore_keeps_tokens_and_files() {
         .await
         .expect("read");
     assert_eq!(read["content"], json!(base64_encode(&binary)));
+    for (token, path, want) in [
+        (&alice.token, "/notes/a.md", "# hello\n"),
+        (&multi.token, "/zone/ops/run.txt", "ops"),
+    ] {
+        let read = app
+            .rpc(token, "read", json!({"path": path}))
+            .await
+            .unwrap_or_else(|e| panic!("read {path} after restore: {e}"));
+        assert_eq!(read["content"], want, "{path}");
+    }
     app.stop().await;
 }
 

@@ -322,9 +322,12 @@ async fn the_compose_stack_runs_and_serves_an_mcp_client() {
         .filter_map(|c| c.as_text().map(|t| t.text.clone()))
         .collect();
     assert_eq!(text, "from compose");
+    // Stored by the hub: the row in the compose database, the bytes under /data.
     assert_eq!(
-        std::fs::read_to_string(data.path().join("zones/root/hello.md")).expect("on disk"),
-        "from compose"
+        rpc_server::testing::stored_file_at(&db_url, data.path(), "root", "hello.md")
+            .await
+            .as_deref(),
+        Some(&b"from compose"[..])
     );
     let _ = client.cancel().await;
 }

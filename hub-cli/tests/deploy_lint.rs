@@ -1143,7 +1143,7 @@ fn helm_chart_templates() {
 
 // ---- backup and restore -------------------------------------------------------------------
 
-use rpc_server::testing::DropDatabase;
+use rpc_server::testing::{DropDatabase, TestApp, TestOptions, stored_file, stored_files};
 
 /// PATH for the scripts: the test cluster's own Postgres tools first (same major).
 fn script_path() -> std::ffi::OsString {
@@ -1195,8 +1195,27 @@ fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         .collect()
 }
 
+/// Every file stored in the database at `db_url` with its blobs under `data_dir`,
+/// `zone/path` → bytes.
+async fn contents(db_url: &str, data_dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let store = rpc_server::db::Store::connect(db_url)
+        .await
+        .expect("connect");
+    let mut out = BTreeMap::new();
+    for f in stored_files(&store).await {
+        let (zone, rel) = f.split_once('/').expect("zone/path");
+        let bytes = stored_file(&store, data_dir, zone, rel)
+            .await
+            .unwrap_or_else(|| panic!("{f} is listed but not readable"));
+        out.insert(f, bytes);
+    }
+    store.close().await;
+    out
+}
+
 /// (f) nexus-backup.sh → nexus-restore.sh on a real hub database and data dir: the
-/// restored database has the same tokens and zones, the files come back byte for byte,
+/// restored database has the same tokens and zones, the files (rows and inline bytes in
+/// the database, larger ones in the data dir's blob store) come back byte for byte,
 /// retention prunes by count and age, and a non-empty data dir needs --force.
 #[tokio::test]
 async fn backup_and_restore_round_trip() {
@@ -1220,11 +1239,45 @@ async fn backup_and_restore_round_trip() {
     .expect("token create --json");
     let key_id = at(&minted, "key_id").as_str().expect("key_id").to_owned();
 
+    // Files written through a real hub: a small one (inline in the database) and one
+    // over the inline limit (a blob in the data dir).
+    let app = TestApp::start(
+        db,
+        tempfile::tempdir().expect("tempdir"),
+        TestOptions::default(),
+    )
+    .await;
+    let writer = app.mint("writer", Some("eng:rw"), false).await.token;
+    let large: Vec<u8> = (0..=255u8).cycle().take(40_000).collect();
+    for (path, body) in [
+        (
+            "/notes/a.md",
+            serde_json::json!({"path": "/notes/a.md", "content": "# hello\n"}),
+        ),
+        (
+            "/blob.bin",
+            serde_json::json!({"path": "/blob.bin", "encoding": "base64",
+                "content": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &large)}),
+        ),
+    ] {
+        app.rpc(&writer, "write", body)
+            .await
+            .unwrap_or_else(|e| panic!("write {path}: {e}"));
+    }
+    let (db, data_tmp) = app.stop().await;
+    let data = data_tmp.path().to_path_buf();
+    let stored = contents(&db.url, &data).await;
+    assert_eq!(
+        stored.keys().collect::<Vec<_>>(),
+        ["eng/blob.bin", "eng/notes/a.md"]
+    );
+    assert_eq!(stored["eng/blob.bin"], large);
+    assert!(
+        tree(&data).values().any(|b| *b == large),
+        "the large file is a blob in the data dir"
+    );
+
     let tmp = tempfile::tempdir().expect("tempdir");
-    let data = tmp.path().join("data");
-    std::fs::create_dir_all(data.join("zones/eng/notes")).expect("mkdir");
-    std::fs::write(data.join("zones/eng/notes/a.md"), "# hello\n").expect("write");
-    std::fs::write(data.join("zones/eng/blob.bin"), [0u8, 1, 2, 255]).expect("write");
     let backups = tmp.path().join("backups");
     let data_s = data.to_string_lossy().into_owned();
     let backups_s = backups.to_string_lossy().into_owned();
@@ -1274,14 +1327,30 @@ async fn backup_and_restore_round_trip() {
     );
     assert!(recent.exists(), "a recent one is kept");
 
-    // Count retention: two more runs with --keep 2 leave the two newest.
-    for _ in 0..2 {
+    assert!(
+        !text(&out.stderr).contains("NOT in this backup"),
+        "the default blob store is in the data dir: {}",
+        text(&out.stderr)
+    );
+
+    // Count retention: two more runs with --keep 2 leave the two newest. The second names
+    // a blob store outside the data dir: still a backup, with a warning that it lacks it.
+    for storage in [None, Some("file:///srv/nexus-blobs")] {
+        let mut env = env.to_vec();
+        env.extend(storage.map(|s| ("NEXUS_STORAGE_URL", s)));
         let out = script(
             "nexus-backup.sh",
             &env,
             &[&common[..], &["--keep", "2", "--max-age-days", "0"]].concat(),
         );
         assert_success("nexus-backup.sh --keep 2", &out);
+        assert_eq!(
+            text(&out.stderr)
+                .contains("/srv/nexus-blobs is outside the data dir and NOT in this backup"),
+            storage.is_some(),
+            "{}",
+            text(&out.stderr)
+        );
     }
     let left: Vec<PathBuf> = std::fs::read_dir(&backups)
         .expect("ls")
@@ -1327,6 +1396,11 @@ async fn backup_and_restore_round_trip() {
         tree(&restored),
         tree(&data),
         "the data dir comes back byte for byte"
+    );
+    assert_eq!(
+        contents(&target_url, &restored).await,
+        stored,
+        "every stored file comes back byte for byte"
     );
 
     // A non-empty data dir is refused without --force, before anything changes...

@@ -104,9 +104,10 @@ async fn hub_up_serves_mcp_and_admin_and_survives_a_restart() {
         )
         .await,
     );
+    // The hub's own database (admin.env names it) stores the bytes.
     assert_eq!(
-        std::fs::read_to_string(data.join("zones/default/a.txt"))
-            .ok()
+        common::stored_text_at(&get("NEXUS_DATABASE_URL"), &data, "default", "a.txt")
+            .await
             .as_deref(),
         Some("kept")
     );

@@ -8,7 +8,7 @@ mod common;
 
 use chrono::{Duration as ChronoDuration, Utc};
 use common::mcp::{LEGACY, bearer, message, request, send, session_call_body, stateless_call_body};
-use common::{ERAS, Hub, STEP, connect, expect_json, http, try_call, walk};
+use common::{ERAS, Hub, STEP, connect, expect_json, http, try_call};
 use nexus_wire::spec::{Permission, SubjectType, ZoneGrant};
 use reqwest::{Method, RequestBuilder, Response};
 use rpc_server::auth::{PlainToken, TokenHasher};
@@ -174,8 +174,8 @@ async fn bad_tokens_get_401_with_a_challenge_and_nothing_runs() {
         ctype.starts_with("application/json"),
         "stateless tools/call answers JSON here (json_response), got {ctype}"
     );
-    assert!(hub.on_disk("eng", "control.txt").is_file());
-    let before = walk(&hub.zones_root());
+    assert!(hub.has_file("eng", "control.txt").await);
+    let before = hub.stored_files().await;
 
     let cases: Vec<(&str, Option<String>)> = vec![
         ("no header", None),
@@ -238,7 +238,7 @@ async fn bad_tokens_get_401_with_a_challenge_and_nothing_runs() {
         }
     }
     assert_eq!(
-        walk(&hub.zones_root()),
+        hub.stored_files().await,
         before,
         "a refused request executed something"
     );
@@ -342,7 +342,7 @@ async fn a_session_belongs_to_the_token_that_opened_it() {
     }
 
     assert_eq!(
-        walk(&hub.zones_root()),
+        hub.stored_files().await,
         Vec::<String>::new(),
         "nothing written"
     );
@@ -378,7 +378,7 @@ async fn a_token_revoked_mid_session_is_refused_next_request() {
             .auth_challenge()
             .unwrap_or_else(|| panic!("{name}: refused without a 401 challenge: {err}"));
         assert!(challenge.contains("resource_metadata="), "{challenge}");
-        assert!(!hub.on_disk("eng", &format!("{name}.txt")).exists());
+        assert!(!hub.has_file("eng", &format!("{name}.txt")).await);
         let _ = c.cancel().await;
     }
 
@@ -401,7 +401,7 @@ async fn a_token_revoked_mid_session_is_refused_next_request() {
     ))
     .await;
     assert_challenge("revoked, stateless (raw)", &r);
-    assert!(!hub.on_disk("eng", "raw.txt").exists());
+    assert!(!hub.has_file("eng", "raw.txt").await);
 }
 
 /// `X-API-Key` (seed `002`) carries the caller's token through the frontend as the other
@@ -422,8 +422,8 @@ async fn x_api_key_works_through_the_frontend() {
     let v: Value = r.json().await.expect("JSON");
     assert!(v["result"]["isError"] != json!(true), "{v}");
     assert_eq!(
-        std::fs::read_to_string(hub.on_disk("eng", "via-x-api-key.txt")).expect("written"),
-        "hello"
+        hub.stored_text("eng", "via-x-api-key.txt").await.as_deref(),
+        Some("hello")
     );
     let r = send(post(&hub, None, &initialize_body()).header("x-api-key", &tok)).await;
     assert_eq!(r.status().as_u16(), 200, "initialize with X-API-Key");
@@ -439,7 +439,7 @@ async fn x_api_key_works_through_the_frontend() {
     )
     .await;
     assert_challenge("X-Nexus-API-Key and X-API-Key disagree", &r);
-    assert!(!hub.on_disk("eng", "two-credentials.txt").exists());
+    assert!(!hub.has_file("eng", "two-credentials.txt").await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -460,7 +460,7 @@ async fn foreign_host_is_refused_and_health_and_metrics_are_open() {
                 .await;
         assert_eq!(r.status().as_u16(), 403, "Host {host}: tools/call");
     }
-    assert!(!hub.on_disk("eng", "evil.txt").exists());
+    assert!(!hub.has_file("eng", "evil.txt").await);
 
     let r = send(http().get(format!("{}/health", hub.fe.base))).await;
     assert_eq!(r.status().as_u16(), 200, "/health without a token");

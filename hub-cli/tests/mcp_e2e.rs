@@ -121,12 +121,11 @@ async fn exercise_files(hub: &Hub, c: &Client, root: &str, dir: &str, who: &str)
         Some(64),
         "{who}: {w}"
     );
-    let disk_a = hub.on_disk("eng", &format!("{dir}/a.txt"));
+    let stored_a = format!("{dir}/a.txt");
     assert_eq!(
-        std::fs::read_to_string(&disk_a).ok().as_deref(),
+        hub.stored_text("eng", &stored_a).await.as_deref(),
         Some(content),
-        "{who}: file on disk at {}",
-        disk_a.display()
+        "{who}: the hub stores eng/{stored_a}"
     );
 
     let r = expect_ok(
@@ -147,9 +146,9 @@ async fn exercise_files(hub: &Hub, c: &Client, root: &str, dir: &str, who: &str)
     assert_eq!(e["replacements"], 1, "{who}: edit result {e}");
     let edited = "hello nexus\nsecond line\n";
     assert_eq!(
-        std::fs::read_to_string(&disk_a).ok().as_deref(),
+        hub.stored_text("eng", &stored_a).await.as_deref(),
         Some(edited),
-        "{who}: edit on disk"
+        "{who}: edit stored"
     );
 
     let i = expect_json(
@@ -167,8 +166,8 @@ async fn exercise_files(hub: &Hub, c: &Client, root: &str, dir: &str, who: &str)
         try_call(c, "nexus_mkdir", json!({"path": p("sub")})).await,
     );
     assert!(
-        hub.on_disk("eng", &format!("{dir}/sub")).is_dir(),
-        "{who}: mkdir on disk"
+        hub.stored_dir("eng", &format!("{dir}/sub")).await,
+        "{who}: mkdir stored"
     );
 
     expect_ok(
@@ -180,10 +179,11 @@ async fn exercise_files(hub: &Hub, c: &Client, root: &str, dir: &str, who: &str)
         )
         .await,
     );
-    let disk_b = hub.on_disk("eng", &format!("{dir}/sub/b.txt"));
+    let stored_b = format!("{dir}/sub/b.txt");
     assert!(
-        !disk_a.exists() && disk_b.is_file(),
-        "{who}: rename on disk"
+        !hub.has_file("eng", &stored_a).await
+            && hub.stored_text("eng", &stored_b).await.as_deref() == Some(edited),
+        "{who}: rename stored"
     );
 
     let l = expect_json(
@@ -236,15 +236,19 @@ async fn exercise_files(hub: &Hub, c: &Client, root: &str, dir: &str, who: &str)
         &format!("{who}: delete"),
         try_call(c, "nexus_delete_file", json!({"path": p("sub/b.txt")})).await,
     );
-    assert!(!disk_b.exists(), "{who}: delete on disk");
+    assert!(
+        !hub.has_file("eng", &stored_b).await,
+        "{who}: delete stored"
+    );
 
     expect_ok(
         &format!("{who}: rmdir"),
         try_call(c, "nexus_rmdir", json!({"path": p("sub")})).await,
     );
+    let sub = format!("{dir}/sub");
     assert!(
-        !hub.on_disk("eng", &format!("{dir}/sub")).exists(),
-        "{who}: rmdir on disk"
+        !hub.stored_dir("eng", &sub).await && !hub.has_file("eng", &sub).await,
+        "{who}: rmdir stored"
     );
 }
 
@@ -368,7 +372,7 @@ async fn zone_tokens_use_every_file_tool_in_both_eras() {
         assert_permission_denied(&who, "nexus_write_file", &msg);
         assert!(msg.contains("'ops'"), "{who}: names the zone: {msg}");
         assert!(
-            !hub.on_disk("ops", "x.txt").exists(),
+            !hub.has_file("ops", "x.txt").await,
             "{who}: nothing written"
         );
         admin_tool_refused(&c, &who).await;
@@ -418,14 +422,12 @@ async fn zone_tokens_use_every_file_tool_in_both_eras() {
             );
         }
         assert_eq!(
-            common::walk(&hub.zones_root().join("docs")),
+            hub.stored_in("docs").await,
             ["dir/x.md", "guide.md"],
             "{who}: the read-only zone is unchanged"
         );
         assert_eq!(
-            std::fs::read_to_string(hub.on_disk("docs", "guide.md"))
-                .ok()
-                .as_deref(),
+            hub.stored_text("docs", "guide.md").await.as_deref(),
             Some("# Guide\nread me\n")
         );
         admin_tool_refused(&c, &who).await;
@@ -481,7 +483,7 @@ async fn admin_token_uses_file_and_admin_tools_in_both_eras() {
             )
             .await,
         );
-        assert!(hub.on_disk("eng", &format!("{e}-minted.txt")).is_file());
+        assert!(hub.has_file("eng", &format!("{e}-minted.txt")).await);
         let _ = m.cancel().await;
 
         let list = expect_json(

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Hub, connect, expect_any_error, expect_ok, expect_tool_error, try_call, walk};
+use common::{Hub, connect, expect_any_error, expect_ok, expect_tool_error, try_call};
 use serde_json::{Value, json};
 
 /// Calls with arguments of the wrong type: (tool, arguments, the offending argument).
@@ -88,7 +88,7 @@ async fn malformed_calls_are_errors_an_agent_can_read() {
         assert!(msg.contains("frobnicate"), "{e}: names the argument: {msg}");
         let _ = c.cancel().await;
     }
-    assert_eq!(walk(&hub.zones_root()), ["eng/a.txt"]);
+    assert_eq!(hub.stored_files().await, ["eng/a.txt"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -138,7 +138,7 @@ async fn a_huge_argument_is_refused_and_nothing_is_written() {
         let _ = c.cancel().await;
     }
     assert_eq!(
-        walk(&hub.zones_root()),
+        hub.stored_files().await,
         Vec::<String>::new(),
         "nothing written"
     );
@@ -188,8 +188,8 @@ async fn hostile_paths_never_leave_the_zone() {
         )
         .await
         .expect("seed other");
-    let zones = hub.zones_root();
-    let before = walk(&zones);
+    let data_dir = hub.app.data_dir.path().to_string_lossy().into_owned();
+    let before = hub.stored_files().await;
 
     let hostile = [
         "../x",
@@ -218,10 +218,7 @@ async fn hostile_paths_never_leave_the_zone() {
                     )
                     .await,
                 );
-                assert!(
-                    !msg.contains(&*zones.to_string_lossy()),
-                    "{w}: leaks a disk path: {msg}"
-                );
+                assert!(!msg.contains(&data_dir), "{w}: leaks a disk path: {msg}");
                 for (tool, args) in [
                     ("nexus_read_file", json!({"path": path})),
                     ("nexus_mkdir", json!({"path": path})),
@@ -265,9 +262,7 @@ async fn hostile_paths_never_leave_the_zone() {
                     .await,
                 );
                 assert_eq!(
-                    std::fs::read_to_string(hub.on_disk("eng", "zone/other/x"))
-                        .ok()
-                        .as_deref(),
+                    hub.stored_text("eng", "zone/other/x").await.as_deref(),
                     Some("mine")
                 );
                 let r = expect_ok(
@@ -314,7 +309,11 @@ async fn hostile_paths_never_leave_the_zone() {
             let _ = c.cancel().await;
         }
     }
-    assert_eq!(walk(&zones), before, "hostile paths changed the zones");
+    assert_eq!(
+        hub.stored_files().await,
+        before,
+        "hostile paths changed the zones"
+    );
     assert!(
         !hub.app.data_dir.path().join("x").exists(),
         "written outside the zones"

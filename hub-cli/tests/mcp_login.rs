@@ -14,7 +14,7 @@ use base64::Engine as _;
 use common::auth::{
     Stack, challenge, frontend_port, get_json, mcp_status, post_json, python_sdk, rmcp_round_trip,
 };
-use common::{http, walk};
+use common::http;
 use serde_json::{Value, json};
 
 const ROOT_PW: &str = "root-password-for-e2e";
@@ -96,16 +96,16 @@ async fn an_agent_logs_in_through_the_frontend_and_works_over_mcp() {
     // The login JWT at /mcp: rmcp and the Python SDK write and read in the user's zone.
     let written = rmcp_round_trip(&hub.mcp, &jwt, "", "ada").await;
     python_sdk(&hub.mcp, &jwt, "").await;
-    let on_disk = walk(&hub.zone_dir("eng"));
+    let stored = hub.stored_in("eng").await;
     for w in &written {
-        assert!(on_disk.contains(w), "{w} not in {on_disk:?}");
+        assert!(stored.contains(w), "{w} not in {stored:?}");
     }
     for era in ["initialize", "discover"] {
         assert!(
-            on_disk
+            stored
                 .iter()
                 .any(|p| p.starts_with(&format!("python-sdk/{era}-"))),
-            "{era}: {on_disk:?}"
+            "{era}: {stored:?}"
         );
     }
 

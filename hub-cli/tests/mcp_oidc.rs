@@ -16,7 +16,7 @@ use chrono::Utc;
 use common::auth::{
     Stack, challenge, frontend_port, mcp_status, private_file, python_sdk, rmcp_round_trip,
 };
-use common::{ERAS, connect, expect_any_error, try_call, walk};
+use common::{ERAS, connect, expect_any_error, try_call};
 use nexus_authz::model::{ObjectRef, Relation, SubjectRef, Tuple};
 use rpc_server::testing::idp::{Idp, idp_available};
 use serde_json::{Value, json};
@@ -75,15 +75,13 @@ async fn an_agent_with_an_oidc_token_works_through_the_frontend() {
     let eng = idp.token("eng-bot").await;
     let written = rmcp_round_trip(&hub.mcp, &eng, "/zone/eng", "eng-bot").await;
     python_sdk(&hub.mcp, &eng, "/zone/eng").await;
-    let on_disk = walk(&hub.zone_dir("eng"));
+    let stored = hub.stored_in("eng").await;
     for w in &written {
-        assert!(on_disk.contains(w), "{w} not in {on_disk:?}");
+        assert!(stored.contains(w), "{w} not in {stored:?}");
     }
     assert!(
-        on_disk
-            .iter()
-            .any(|p| p.starts_with("python-sdk/discover-")),
-        "{on_disk:?}"
+        stored.iter().any(|p| p.starts_with("python-sdk/discover-")),
+        "{stored:?}"
     );
 
     // hub-test is a valid caller without the group: it connects, and may not read there.

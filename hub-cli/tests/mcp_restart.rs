@@ -119,10 +119,10 @@ async fn the_frontend_rides_out_an_rpc_server_restart() {
             .await,
         );
         assert_eq!(
-            std::fs::read_to_string(dir.path().join("zones/eng").join(format!("{e}.txt")))
-                .ok()
+            rpc_server::testing::stored_file(&db.store, dir.path(), "eng", &format!("{e}.txt"))
+                .await
                 .as_deref(),
-            Some("after")
+            Some(&b"after"[..])
         );
     }
     // A client that connects now works too.

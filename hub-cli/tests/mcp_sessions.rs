@@ -96,9 +96,8 @@ async fn a_session_opened_on_one_frontend_is_served_by_another_with_the_same_sec
         assert_eq!(tool_text(&r), "written through B", "{r}");
     }
     assert_eq!(
-        std::fs::read_to_string(app.data_dir.path().join("zones/eng/replicas.md"))
-            .expect("on disk"),
-        "written through B"
+        app.stored("eng", "replicas.md").await.as_deref(),
+        Some(&b"written through B"[..])
     );
 
     // A frontend with another secret cannot open the id: as unknown as any other.
@@ -160,7 +159,7 @@ async fn bad_session_ids_are_not_found_exactly_like_unknown_ones() {
     let status = r.status().as_u16();
     assert_eq!((status, &message(r).await), (404, &unknown), "non-ASCII id");
     assert!(
-        !app.data_dir.path().join("zones/eng/x.md").exists(),
+        app.stored("eng", "x.md").await.is_none(),
         "nothing was written through a bad id"
     );
     // The owner's session is untouched by all of that.

@@ -122,8 +122,8 @@ async fn serves_an_authenticated_call_configured_by_file() {
         .await,
     );
     assert_eq!(
-        std::fs::read_to_string(app.data_dir.path().join("zones/eng/hello.md")).expect("on disk"),
-        "through nexus-mcp"
+        app.stored("eng", "hello.md").await.as_deref(),
+        Some(&b"through nexus-mcp"[..])
     );
     let _ = c.cancel().await;
     drop(fe);

@@ -18,7 +18,7 @@ async fn the_official_python_sdk_works_against_the_hub() {
     // Probes for the SDK, runs the script in both eras and checks each said ok.
     let stdout = common::auth::python_sdk(hub.mcp_url(), &token, "").await;
     eprintln!("{stdout}");
-    let written = common::walk(&hub.zones_root().join("eng"));
+    let written = hub.stored_in("eng").await;
     for era in ["initialize", "discover"] {
         assert!(stdout.contains(&format!("ok: {era}")), "{era}: {stdout}");
         // What the SDK wrote is really in the zone.

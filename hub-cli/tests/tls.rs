@@ -153,7 +153,9 @@ async fn both_servers_serve_https() {
     .await
     .expect("curl checks");
     assert_eq!(
-        std::fs::read_to_string(data.path().join("zones/eng/tls.txt")).expect("written"),
-        "over tls"
+        rpc_server::testing::stored_file(&db.store, data.path(), "eng", "tls.txt")
+            .await
+            .as_deref(),
+        Some(&b"over tls"[..])
     );
 }

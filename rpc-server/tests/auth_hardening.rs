@@ -20,7 +20,7 @@ use rpc_server::auth::{InvalidationBus, TokenHasher};
 use rpc_server::control::Control;
 use rpc_server::db::Backend;
 use rpc_server::testing::{
-    TestApp, TestDb, TestOptions, config, free_port, metric_at, test_secret,
+    TestApp, TestDb, TestOptions, config, free_port, metric_at, stored_file_at, test_secret,
 };
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -353,35 +353,91 @@ async fn the_single_key_need_not_be_on_the_command_line() {
     assert!(err.contains("one line"), "{err}");
 }
 
-/// An existing data dir (0755, database 0644) is tightened at start; a new one is created
-/// tight, database included.
+/// Every regular file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// An old data dir of an earlier release: 0755, its database `db` 0644 (empty: a valid,
+/// empty SQLite database), and files under `zones/eng/`, one small (inline once imported)
+/// and one over the inline limit (a blob). Returns the large file's bytes.
+fn old_data_dir(old: &Path, db: &str) -> Vec<u8> {
+    std::fs::create_dir_all(old.join("zones/eng")).expect("mkdir");
+    std::fs::write(old.join(db), b"").expect("db");
+    std::fs::write(old.join("zones/eng/notes.md"), b"notes").expect("file");
+    let large: Vec<u8> = (0..=255u8).cycle().take(40_000).collect();
+    std::fs::write(old.join("zones/eng/large.bin"), &large).expect("file");
+    chmod(old, 0o755);
+    chmod(&old.join(db), 0o644);
+    large
+}
+
+/// What nexusd made of an old data dir: the files imported into the database `db` and the
+/// blob store, and every new file private: the database, `blobs/` and each blob.
+async fn assert_imported_and_private(old: &Path, db: &str, large: &[u8]) {
+    assert!(
+        !old.join("zones").exists() && old.join("zones.imported/eng/notes.md").is_file(),
+        "the old files were imported and kept aside"
+    );
+    let url = format!("sqlite://{}", old.join(db).display());
+    assert_eq!(
+        stored_file_at(&url, old, "eng", "notes.md")
+            .await
+            .as_deref(),
+        Some(&b"notes"[..])
+    );
+    assert_eq!(
+        stored_file_at(&url, old, "eng", "large.bin")
+            .await
+            .as_deref(),
+        Some(large)
+    );
+    for suffix in ["", "-wal", "-shm"] {
+        let f = old.join(format!("{db}{suffix}"));
+        if suffix.is_empty() || f.exists() {
+            assert_eq!(mode(&f), 0o600, "{}", f.display());
+        }
+    }
+    let blobs = old.join("blobs");
+    assert_eq!(mode(&blobs) & 0o077, 0, "blobs/: {:o}", mode(&blobs));
+    let stored = files_under(&blobs);
+    assert!(!stored.is_empty(), "the large file is a blob");
+    for f in stored {
+        assert_eq!(mode(&f) & 0o077, 0, "{}: {:o}", f.display(), mode(&f));
+    }
+}
+
+/// An existing data dir (0755, database 0644) is tightened at start, and what the import
+/// of its old `zones/` makes is private; a new one is created tight, database included.
+/// The same in single-key mode, where the namespace has a database of its own (files.db).
 #[tokio::test]
 async fn nexusd_tightens_its_data_dir() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let old = tmp.path().join("old");
-    std::fs::create_dir_all(old.join("zones/eng")).expect("mkdir");
-    // An empty file is a valid, empty SQLite database.
-    std::fs::write(old.join("nexus.db"), b"").expect("db");
-    std::fs::write(old.join("zones/eng/notes.md"), b"notes").expect("file");
-    chmod(&old, 0o755);
-    chmod(&old.join("nexus.db"), 0o644);
+    let large = old_data_dir(&old, "nexus.db");
 
     let port = free_port();
     let mut cmd = nexusd_cmd(port);
     cmd.arg("--data-dir").arg(&old);
     let p = start(cmd, port, tmp.path()).await;
     assert_eq!(mode(&old), 0o700, "existing data dir");
-    for f in ["nexus.db", "api_key_secret"] {
-        assert_eq!(mode(&old.join(f)), 0o600, "{f}");
-    }
-    for f in ["nexus.db-wal", "nexus.db-shm"] {
-        if old.join(f).exists() {
-            assert_eq!(mode(&old.join(f)), 0o600, "{f}");
-        }
-    }
+    assert_eq!(mode(&old.join("api_key_secret")), 0o600, "api_key_secret");
     let log = std::fs::read_to_string(&p.log).expect("log");
     assert!(log.contains("tightened"), "no warning: {log}");
     drop(p);
+    assert_imported_and_private(&old, "nexus.db", &large).await;
 
     let new = tmp.path().join("new");
     let port = free_port();
@@ -398,6 +454,19 @@ async fn nexusd_tightens_its_data_dir() {
         );
     }
     drop(p);
+
+    let single = tmp.path().join("single");
+    let large = old_data_dir(&single, "files.db");
+    let port = free_port();
+    let mut cmd = nexusd_cmd(port);
+    cmd.env("NEXUS_DEV_API_KEY", DEV_KEY)
+        .arg("--data-dir")
+        .arg(&single);
+    let p = start(cmd, port, tmp.path()).await;
+    assert_eq!(whoami_status(&p.base, DEV_KEY).await, 200);
+    assert_eq!(mode(&single), 0o700, "single-key data dir");
+    drop(p);
+    assert_imported_and_private(&single, "files.db", &large).await;
 }
 
 /// A new SQLite database is owner-only from its first byte (it holds every token's

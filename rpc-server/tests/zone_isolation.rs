@@ -142,17 +142,43 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, Option<String>> {
         .collect()
 }
 
-/// Drops the entries the tokens may legitimately change: their own zones.
-fn outside_own_zones(
+/// Every file the server stores, `zone/path` → a hash of its bytes.
+async fn stored_snapshot(app: &TestApp) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for f in app.stored_files().await {
+        let (zone, rel) = f.split_once('/').expect("zone/path");
+        let bytes = app
+            .stored(zone, rel)
+            .await
+            .unwrap_or_else(|| panic!("{f} is listed but not readable"));
+        out.insert(f, hex::encode(Sha256::digest(bytes)));
+    }
+    out
+}
+
+/// Drops the stored files the tokens may legitimately change: those of their own zones.
+fn outside_own_zones(s: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    s.iter()
+        .filter(|(p, _)| !p.starts_with("eng/") && !p.starts_with("ops/"))
+        .map(|(p, h)| (p.clone(), h.clone()))
+        .collect()
+}
+
+/// Drops what storing files may legitimately change on disk: the blob store under the
+/// data dir `data` (and an SQLite database there, were there one).
+fn outside_storage(
     s: &BTreeMap<PathBuf, Option<String>>,
     data: &Path,
 ) -> BTreeMap<PathBuf, Option<String>> {
-    let eng = data.join("zones/eng");
-    let ops = data.join("zones/ops");
+    let blobs = data.join("blobs");
     s.iter()
         .filter(|(p, _)| {
-            let inside = |zone: &PathBuf| p.starts_with(zone) && *p != zone;
-            !inside(&eng) && !inside(&ops)
+            let db = p.parent() == Some(data)
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("nexus.db") || n.starts_with("files.db"));
+            let in_blobs = p.starts_with(&blobs) && *p != &blobs;
+            !in_blobs && !db
         })
         .map(|(p, h)| (p.clone(), h.clone()))
         .collect()
@@ -275,13 +301,15 @@ async fn hostile_paths_never_cross_zones() {
     let mut leaks = vec![data_str.clone(), canonical, sandbox_str];
     leaks.dedup();
     let before = snapshot(sandbox.path());
+    let stored_before = stored_snapshot(&app).await;
     let rel_data = data_path
         .strip_prefix(sandbox.path())
         .expect("inside sandbox")
         .to_path_buf();
     assert!(
-        before.contains_key(&rel_data.join("zones/secret/plans.txt")),
-        "the secret file is where the test expects it"
+        stored_before.contains_key("secret/plans.txt"),
+        "the secret file is where the test expects it: {:?}",
+        stored_before.keys()
     );
 
     let paths = hostile_paths(&data_str);
@@ -451,29 +479,40 @@ async fn hostile_paths_never_cross_zones() {
         }
     }
 
-    // On disk: the secret zone and everything outside eng/ and ops/ are as they were.
-    let after = snapshot(sandbox.path());
-    let secret_of = |s: &BTreeMap<PathBuf, Option<String>>| -> BTreeMap<PathBuf, Option<String>> {
+    // Stored: the secret zone and everything outside eng/ and ops/ are as they were.
+    let stored_after = stored_snapshot(&app).await;
+    let secret_of = |s: &BTreeMap<String, String>| -> BTreeMap<String, String> {
         s.iter()
-            .filter(|(p, _)| p.starts_with(rel_data.join("zones/secret")))
+            .filter(|(p, _)| p.starts_with("secret/"))
             .map(|(p, h)| (p.clone(), h.clone()))
             .collect()
     };
     assert_eq!(
-        secret_of(&before).len(),
-        6,
+        secret_of(&stored_before).len(),
+        3,
         "{:?}",
-        secret_of(&before).keys()
+        secret_of(&stored_before).keys()
     );
-    assert_eq!(secret_of(&before), secret_of(&after));
+    assert_eq!(secret_of(&stored_before), secret_of(&stored_after));
     assert_eq!(
-        outside_own_zones(&before, &rel_data),
-        outside_own_zones(&after, &rel_data)
+        outside_own_zones(&stored_before),
+        outside_own_zones(&stored_after)
     );
-    // The hostile calls did write inside the tokens' own zones, so the walk saw them.
+    // The hostile calls did write inside the tokens' own zones, so the snapshot saw them.
     assert_ne!(
-        before, after,
+        stored_before, stored_after,
         "no call changed anything: the checks above saw nothing"
+    );
+    // On disk: the sandbox (canary, data dir) gained or lost nothing outside the blob
+    // store; no hostile name became a file anywhere.
+    let after = snapshot(sandbox.path());
+    assert_eq!(
+        outside_storage(&before, &rel_data),
+        outside_storage(&after, &rel_data)
+    );
+    assert!(
+        after.contains_key(Path::new("canary.txt")),
+        "the canary outside the data dir is still there"
     );
     // And the secret content is still readable by its holder.
     let r = app
@@ -652,14 +691,19 @@ async fn a_single_zone_token_naming_another_zone_stays_in_its_own() {
         .await
         .expect("read back");
     assert_eq!(r["content"], json!("mine"));
-    let on_disk = app.data_dir.path().join("zones");
     assert_eq!(
-        std::fs::read_to_string(on_disk.join("eng/zone/secret/plans.txt")).expect("eng copy"),
-        "mine"
+        app.stored("eng", "zone/secret/plans.txt").await.as_deref(),
+        Some(&b"mine"[..]),
+        "eng's copy"
     );
     assert_eq!(
-        std::fs::read_to_string(on_disk.join("secret/plans.txt")).expect("secret copy"),
-        MARKER
+        app.stored("secret", "plans.txt").await.as_deref(),
+        Some(MARKER.as_bytes()),
+        "secret's copy"
+    );
+    assert_eq!(
+        app.stored_files().await,
+        ["eng/zone/secret/plans.txt", "secret/plans.txt"]
     );
     // The admin still reads the real secret, untouched.
     let r = app

@@ -64,9 +64,12 @@ impl Stack {
         }
     }
 
-    /// `<data>/zones/<zone>`
-    pub fn zone_dir(&self, zone: &str) -> PathBuf {
-        self.dir.path().join("data/zones").join(zone)
+    /// The files nexusd stores in `zone`, relative to it, sorted.
+    pub async fn stored_in(&self, zone: &str) -> Vec<String> {
+        super::in_zone(
+            rpc_server::testing::stored_files(&self.db.store).await,
+            zone,
+        )
     }
 }
 

@@ -24,7 +24,7 @@ use rpc_server::control::Control;
 use rpc_server::db::{Backend, Store};
 use rpc_server::testing::{TestApp, test_secret};
 use serde_json::{Map, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -102,16 +102,36 @@ impl Hub {
         &self.fe.mcp_url
     }
 
-    /// `<data_dir>/zones`
-    pub fn zones_root(&self) -> PathBuf {
-        self.app.data_dir.path().join("zones")
+    /// The bytes the hub stores for `rel` (leading `/` optional) in `zone`, if it is a file.
+    pub async fn stored(&self, zone: &str, rel: &str) -> Option<Vec<u8>> {
+        self.app.stored(zone, rel.trim_start_matches('/')).await
     }
 
-    /// Where `rel` of `zone` lives on disk.
-    pub fn on_disk(&self, zone: &str, rel: &str) -> PathBuf {
-        self.zones_root()
-            .join(zone)
-            .join(rel.trim_start_matches('/'))
+    /// [`Hub::stored`] as text (panics on bytes that are not UTF-8).
+    pub async fn stored_text(&self, zone: &str, rel: &str) -> Option<String> {
+        self.stored(zone, rel)
+            .await
+            .map(|b| String::from_utf8(b).expect("stored text is UTF-8"))
+    }
+
+    /// Whether the hub stores a file at `rel` in `zone`.
+    pub async fn has_file(&self, zone: &str, rel: &str) -> bool {
+        self.stored(zone, rel).await.is_some()
+    }
+
+    /// Whether `rel` in `zone` is a stored directory.
+    pub async fn stored_dir(&self, zone: &str, rel: &str) -> bool {
+        self.app.stored_dir(zone, rel.trim_start_matches('/')).await
+    }
+
+    /// Every stored file as `zone/path`, sorted.
+    pub async fn stored_files(&self) -> Vec<String> {
+        self.app.stored_files().await
+    }
+
+    /// The stored files of `zone`, relative to it, sorted.
+    pub async fn stored_in(&self, zone: &str) -> Vec<String> {
+        in_zone(self.stored_files().await, zone)
     }
 
     /// Mints a token; returns the raw token.
@@ -257,30 +277,27 @@ pub async fn list_tools(c: &Client) -> Vec<Tool> {
         .expect("tools/list")
 }
 
-/// Every file (not directory) under `root`, relative, sorted; empty if `root` is missing.
-pub fn walk(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    fn rec(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                rec(root, &p, out);
-            } else {
-                out.push(
-                    p.strip_prefix(root)
-                        .expect("under root")
-                        .display()
-                        .to_string(),
-                );
-            }
-        }
-    }
-    rec(root, root, &mut out);
-    out.sort();
-    out
+/// The text a hub known by its database URL and data dir (a child process) stores for `rel`
+/// in `zone`, if it is a file.
+pub async fn stored_text_at(
+    db_url: &str,
+    data_dir: &Path,
+    zone: &str,
+    rel: &str,
+) -> Option<String> {
+    rpc_server::testing::stored_file_at(db_url, data_dir, zone, rel.trim_start_matches('/'))
+        .await
+        .map(|b| String::from_utf8(b).expect("stored text is UTF-8"))
+}
+
+/// The entries of `files` (`zone/path`, as [`rpc_server::testing::stored_files`] lists
+/// them) in `zone`, relative to it.
+pub fn in_zone(files: Vec<String>, zone: &str) -> Vec<String> {
+    let prefix = format!("{zone}/");
+    files
+        .into_iter()
+        .filter_map(|f| f.strip_prefix(&prefix).map(str::to_owned))
+        .collect()
 }
 
 /// A plain HTTP client that never goes through an environment proxy.
