@@ -4,7 +4,9 @@
 //! An rpc-server with a short identity-cache TTL on a Postgres cluster of this test's own,
 //! a frontend in front, and rmcp clients in both lifecycles calling tools with token A.
 //! With Postgres stopped:
-//! (a) A, cached before the outage, keeps working while its entry is within the TTL;
+//! (a) A, cached before the outage, keeps working while its entry is within the TTL for
+//!     what needs only its identity (`nexus_whoami`); its file calls, whose namespace is in
+//!     the database, get "unavailable, retry" — never 401, never an internal error;
 //! (b) B, minted before the outage but never used, gets HTTP 503 with `Retry-After`, never
 //!     401, from the rpc-server and from the frontend (raw MCP requests and an rmcp client);
 //! (c) once A's entry is past the TTL, A gets 503 too, and no call ever sees a 401;
@@ -42,6 +44,8 @@ const WAIT: Duration = Duration::from_secs(20);
 #[derive(Debug, Clone)]
 struct Sample {
     client: usize,
+    /// A file call (its namespace is in the database) rather than `nexus_whoami`.
+    file: bool,
     started: Instant,
     ended: Instant,
     /// `None` on success, else what the client saw.
@@ -77,15 +81,20 @@ async fn load(c: Client, id: usize, stop: Arc<AtomicBool>, log: Arc<Mutex<Vec<Sa
         }
         let path = format!("/load/{id}-{}.txt", i % 4);
         let started = Instant::now();
-        let r = if i.is_multiple_of(2) {
-            try_call(
-                &c,
-                "nexus_write_file",
-                json!({"path": path, "content": format!("client {id} call {i}")}),
-            )
-            .await
-        } else {
-            try_call(&c, "nexus_file_info", json!({"path": path})).await
+        // Identity alone (what the cache answers), and files (whose namespace is in the
+        // database, so they need it: 503 while it is down, never 401).
+        let file = i % 3 != 0;
+        let r = match i % 3 {
+            0 => try_call(&c, "nexus_whoami", json!({})).await,
+            1 => {
+                try_call(
+                    &c,
+                    "nexus_write_file",
+                    json!({"path": path, "content": format!("client {id} call {i}")}),
+                )
+                .await
+            }
+            _ => try_call(&c, "nexus_file_info", json!({"path": path})).await,
         };
         let failure = match r {
             Ok(r) if is_error(&r) => Some(format!("isError: {}", text(&r))),
@@ -94,6 +103,7 @@ async fn load(c: Client, id: usize, stop: Arc<AtomicBool>, log: Arc<Mutex<Vec<Sa
         };
         log.lock().expect("log").push(Sample {
             client: id,
+            file,
             started,
             ended: Instant::now(),
             failure,
@@ -181,10 +191,11 @@ async fn status(url: &str) -> u16 {
         .as_u16()
 }
 
+/// Successes and failures of identity-only calls within [from, to].
 fn summarize(samples: &[Sample], from: Instant, to: Instant) -> (usize, usize) {
     let window: Vec<&Sample> = samples
         .iter()
-        .filter(|s| s.started >= from && s.ended <= to)
+        .filter(|s| !s.file && s.started >= from && s.ended <= to)
         .collect();
     let ok = window.iter().filter(|s| s.failure.is_none()).count();
     (ok, window.len() - ok)
@@ -431,6 +442,25 @@ async fn postgres_down_means_503_never_401_and_the_hub_recovers_on_its_own() {
     assert!(failed_expired > 0, "no load call ran past the TTL");
     let (ok_after, failed_after) = summarize(&samples, recovered, Instant::now());
     assert_eq!(failed_after, 0, "failures after recovery");
+    // File calls need the database: they failed while it was down (as "unavailable", checked
+    // above with every failure) and work again after it.
+    let files_down = samples
+        .iter()
+        .filter(|s| s.file && s.started >= down && s.ended <= restart_began)
+        .filter(|s| s.failure.is_some())
+        .count();
+    assert!(
+        files_down > 0,
+        "no file call failed while Postgres was down"
+    );
+    let files_after = samples
+        .iter()
+        .filter(|s| s.file && s.started >= recovered)
+        .collect::<Vec<_>>();
+    assert!(
+        !files_after.is_empty() && files_after.iter().all(|s| s.failure.is_none()),
+        "file calls after recovery: {files_after:#?}"
+    );
     let fail_times: Vec<Duration> = samples
         .iter()
         .filter(|s| s.failure.is_some())
