@@ -167,7 +167,10 @@ async fn the_compose_stack_runs_and_serves_an_mcp_client() {
         .expect("services")
         .keys()
         .collect();
-    assert_eq!(services, ["mcp-frontend", "nexus", "postgres", "redis"]);
+    assert_eq!(
+        services,
+        ["mcp-frontend", "nexus", "postgres", "redis", "seaweedfs"]
+    );
 
     // Real Postgres and Redis on 127.0.0.1 stand in for the `postgres` and `redis` services.
     let admin = rpc_server::testing::postgres_admin_url();

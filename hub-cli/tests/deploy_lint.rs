@@ -332,11 +332,12 @@ fn compose_structure() {
     let names: BTreeSet<&str> = services.keys().map(String::as_str).collect();
     assert_eq!(
         names,
-        BTreeSet::from(["postgres", "redis", "nexus", "mcp-frontend"]),
-        "the four services"
+        BTreeSet::from(["postgres", "redis", "nexus", "mcp-frontend", "seaweedfs"]),
+        "the four services and the optional S3 server"
     );
 
-    // No default for any secret: every ${…PASSWORD…} / ${…SECRET…} uses `:?`.
+    // No default for any secret: every ${…PASSWORD…} / ${…SECRET…} is required (`:?`), or
+    // optional and then empty when unset (`:-}`), never a value written in the file.
     let mut rest = raw.as_str();
     while let Some(i) = rest.find("${") {
         rest = &rest[i + 2..];
@@ -345,9 +346,10 @@ fn compose_structure() {
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
             .collect();
         if name.contains("PASSWORD") || name.contains("SECRET") {
+            let tail = &rest[name.len()..];
             assert!(
-                rest[name.len()..].starts_with(":?"),
-                "${{{name}…}} must be required (`${{{name}:?…}}`), never defaulted"
+                tail.starts_with(":?") || tail.starts_with(":-}"),
+                "${{{name}…}} must be required (`${{{name}:?…}}`) or empty when unset, never defaulted"
             );
         }
     }

@@ -179,6 +179,8 @@ impl SessionSealing {
         previous: &[secrecy::SecretString],
         lifetime: Duration,
     ) -> anyhow::Result<Self> {
+        // An empty value (a compose file's `${VAR:-}`) is no secret.
+        let secret = secret.filter(|s| !s.expose_secret().trim().is_empty());
         let secret = match (secret, file) {
             (Some(_), Some(_)) => anyhow::bail!(
                 "set NEXUS_MCP_SESSION_SECRET or NEXUS_MCP_SESSION_SECRET_FILE, not both"
