@@ -159,6 +159,23 @@ macro_rules! ensure_parents {
     }};
 }
 
+/// Whether the entry at `$path` is a directory (`None`: nothing there), its row locked
+/// for the transaction when `$lock` is the dialect's lock clause.
+macro_rules! kind_of {
+    ($tx:ident, $zone:expr, $path:expr, $lock:expr) => {{
+        let sql = format!(
+            "SELECT is_dir FROM fs_entries WHERE zone_id = $1 AND path = $2{}",
+            $lock
+        );
+        let kind: Option<(bool,)> = sqlx::query_as(&sql)
+            .bind($zone)
+            .bind($path)
+            .fetch_optional(&mut *$tx)
+            .await?;
+        kind.map(|k| k.0)
+    }};
+}
+
 /// Records a blob a write references (its `touched_at` keeps the collector away).
 macro_rules! touch_blob {
     ($tx:ident, $blob:expr, $now:expr, $backend:ident) => {{
@@ -279,7 +296,6 @@ impl Store {
              ON CONFLICT (zone_id, path) DO UPDATE SET content_id = excluded.content_id, \
              size = excluded.size, version = fs_entries.version + 1, \
              modified = excluded.modified WHERE fs_entries.is_dir = FALSE RETURNING version";
-        const KIND: &str = "SELECT is_dir FROM fs_entries WHERE zone_id = $1 AND path = $2";
         macro_rules! body {
             ($tx:ident, $backend:ident, $lock:expr) => {{
                 if blob.inline.is_some() {
@@ -316,13 +332,8 @@ impl Store {
                         version: v,
                     },
                     None => {
-                        let kind: Option<(bool,)> = sqlx::query_as(KIND)
-                            .bind(zone)
-                            .bind(path)
-                            .fetch_optional(&mut *$tx)
-                            .await?;
-                        return Err(match kind {
-                            Some((true,)) => FsError::IsDir,
+                        return Err(match kind_of!($tx, zone, path, "") {
+                            Some(true) => FsError::IsDir,
                             _ => FsError::Conflict,
                         });
                     }
@@ -337,7 +348,6 @@ impl Store {
     pub async fn fs_delete_file(&self, zone: &str, path: &str) -> Result<(), FsError> {
         const DELETE: &str = "DELETE FROM fs_entries WHERE zone_id = $1 AND path = $2 \
              AND is_dir = FALSE RETURNING version";
-        const KIND: &str = "SELECT is_dir FROM fs_entries WHERE zone_id = $1 AND path = $2";
         macro_rules! body {
             ($tx:ident, $backend:ident, $lock:expr) => {{
                 let gone: Option<(i64,)> = sqlx::query_as(DELETE)
@@ -346,12 +356,7 @@ impl Store {
                     .fetch_optional(&mut *$tx)
                     .await?;
                 if gone.is_none() {
-                    let kind: Option<(bool,)> = sqlx::query_as(KIND)
-                        .bind(zone)
-                        .bind(path)
-                        .fetch_optional(&mut *$tx)
-                        .await?;
-                    return Err(if kind.is_some() {
+                    return Err(if kind_of!($tx, zone, path, "").is_some() {
                         FsError::IsDir
                     } else {
                         FsError::NotFound
@@ -384,19 +389,10 @@ impl Store {
                 if parents {
                     ensure_parents!($tx, zone, path, now);
                 } else if !parent.is_empty() {
-                    let sql = format!(
-                        "SELECT is_dir FROM fs_entries WHERE zone_id = $1 AND path = $2{}",
-                        $lock
-                    );
-                    let kind: Option<(bool,)> = sqlx::query_as(&sql)
-                        .bind(zone)
-                        .bind(parent)
-                        .fetch_optional(&mut *$tx)
-                        .await?;
-                    match kind {
+                    match kind_of!($tx, zone, parent, $lock) {
                         None => return Err(FsError::NotFound),
-                        Some((false,)) => return Err(FsError::ParentIsFile),
-                        Some((true,)) => {}
+                        Some(false) => return Err(FsError::ParentIsFile),
+                        Some(true) => {}
                     }
                 }
                 let made: Option<(i64,)> = sqlx::query_as(INSERT)
@@ -407,14 +403,7 @@ impl Store {
                     .fetch_optional(&mut *$tx)
                     .await?;
                 if made.is_none() {
-                    let kind: Option<(bool,)> = sqlx::query_as(
-                        "SELECT is_dir FROM fs_entries WHERE zone_id = $1 AND path = $2",
-                    )
-                    .bind(zone)
-                    .bind(path)
-                    .fetch_optional(&mut *$tx)
-                    .await?;
-                    if !(exist_ok && kind == Some((true,))) {
+                    if !(exist_ok && kind_of!($tx, zone, path, "") == Some(true)) {
                         return Err(FsError::Exists);
                     }
                 }
@@ -433,19 +422,10 @@ impl Store {
         const ITSELF: &str = "DELETE FROM fs_entries WHERE zone_id = $1 AND path = $2";
         macro_rules! body {
             ($tx:ident, $backend:ident, $lock:expr) => {{
-                let sql = format!(
-                    "SELECT is_dir FROM fs_entries WHERE zone_id = $1 AND path = $2{}",
-                    $lock
-                );
-                let kind: Option<(bool,)> = sqlx::query_as(&sql)
-                    .bind(zone)
-                    .bind(path)
-                    .fetch_optional(&mut *$tx)
-                    .await?;
-                match kind {
+                match kind_of!($tx, zone, path, $lock) {
                     None => return Err(FsError::NotFound),
-                    Some((false,)) => return Err(FsError::NotDir),
-                    Some((true,)) => {}
+                    Some(false) => return Err(FsError::NotDir),
+                    Some(true) => {}
                 }
                 if recursive {
                     let (lo, hi) = (subtree_start(path), subtree_end(path));
@@ -502,24 +482,10 @@ impl Store {
         const DELETE: &str = "DELETE FROM fs_entries WHERE zone_id = $1 AND path = $2";
         macro_rules! body {
             ($tx:ident, $backend:ident, $lock:expr) => {{
-                let sql = format!(
-                    "SELECT is_dir FROM fs_entries WHERE zone_id = $1 AND path = $2{}",
-                    $lock
-                );
-                let src: Option<(bool,)> = sqlx::query_as(&sql)
-                    .bind(from_zone)
-                    .bind(from)
-                    .fetch_optional(&mut *$tx)
-                    .await?;
-                let Some((src_dir,)) = src else {
+                let Some(src_dir) = kind_of!($tx, from_zone, from, $lock) else {
                     return Err(FsError::NotFound);
                 };
-                let dst: Option<(bool,)> = sqlx::query_as(&sql)
-                    .bind(to_zone)
-                    .bind(to)
-                    .fetch_optional(&mut *$tx)
-                    .await?;
-                if let Some((dst_dir,)) = dst {
+                if let Some(dst_dir) = kind_of!($tx, to_zone, to, $lock) {
                     if dst_dir || src_dir || !overwrite {
                         return Err(FsError::Exists);
                     }
