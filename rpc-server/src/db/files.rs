@@ -10,6 +10,7 @@
 //! more, so a file committed under a directory while it was being removed or moved is
 //! not left behind without its parents.
 
+use super::BeginWrite as _;
 use super::{Pool, Store, StoreError, with_pool};
 use chrono::{DateTime, Utc};
 
@@ -97,17 +98,6 @@ fn subtree_start(dir: &str) -> String {
 
 const ROW: &str = "path, is_dir, size, content_id, version, modified";
 
-/// Starts a write transaction: SQLite takes its write lock at once (a deferred one that
-/// reads first could fail to upgrade); Postgres locks rows as it goes.
-macro_rules! begin_write {
-    (Pg, $p:expr) => {
-        $p.begin().await?
-    };
-    (Lite, $p:expr) => {
-        $p.begin_with("BEGIN IMMEDIATE").await?
-    };
-}
-
 /// Runs the local macro `$body!(tx, Backend, lock)` in a write transaction on the
 /// store's pool, once per dialect: `lock` is the row-lock clause (`FOR UPDATE` on
 /// Postgres; SQLite's write lock covers everything). An early `return` rolls back.
@@ -115,13 +105,13 @@ macro_rules! run_write {
     ($store:expr, $body:ident) => {
         match &$store.pool {
             Pool::Pg(p) => {
-                let mut tx = begin_write!(Pg, p);
+                let mut tx = p.begin_write().await?;
                 let out = $body!(tx, Pg, " FOR UPDATE");
                 tx.commit().await?;
                 out
             }
             Pool::Lite(p) => {
-                let mut tx = begin_write!(Lite, p);
+                let mut tx = p.begin_write().await?;
                 let out = $body!(tx, Lite, "");
                 tx.commit().await?;
                 out
@@ -722,7 +712,7 @@ impl Store {
                 Ok(Some(size.max(0) as u64))
             }
             Pool::Lite(p) => {
-                let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+                let mut tx = p.begin_write().await?;
                 let sql = SQL.replace("RETURNING size", "RETURNING rowid, size");
                 let gone: Option<(i64, i64, bool)> = sqlx::query_as(&sql)
                     .bind(content_id)

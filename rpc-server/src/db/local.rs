@@ -5,6 +5,7 @@
 //! token's `jti`; refresh tokens are stored as digests only. Revoking a session fires the
 //! same database announcement as revoking a key (migration `20261215000001_local_auth`).
 
+use super::BeginWrite as _;
 use super::tuples::BUMP;
 use super::{Store, StoreError, with_pool};
 use chrono::{DateTime, Utc};
@@ -99,7 +100,7 @@ impl Store {
              zones = $4, password_changed_at = CASE WHEN password_hash = $2 \
              THEN password_changed_at ELSE $5 END WHERE username = $1";
         with_pool!(self, p => async {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query_scalar::<_, i64>(BUMP).fetch_one(&mut *tx).await?;
             sqlx::query(SUBJECT)
                 .bind(&u.username)
@@ -196,7 +197,7 @@ impl Store {
         const REFRESH: &str = "UPDATE refresh_tokens SET revoked_at = $2 \
              WHERE username = $1 AND revoked_at IS NULL";
         let found = with_pool!(self, p => async {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query(SET)
                 .bind(username)
                 .bind(hash)
@@ -274,7 +275,7 @@ impl Store {
         const INSERT: &str = "INSERT INTO signing_keys (kid, alg, public_key, private_key, state, \
              created_at) VALUES ($1, 'EdDSA', $2, $3, 'active', $4)";
         let res = with_pool!(self, p => async {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let active: Option<(String,)> = sqlx::query_as(ACTIVE).fetch_optional(&mut *tx).await?;
             if active.is_some() && only_if_none {
                 return Ok(false);
@@ -317,7 +318,7 @@ impl Store {
         const REFRESH: &str = "INSERT INTO refresh_tokens (token_hash, family_id, parent_hash, \
              username, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
         with_pool!(self, p => async {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query(SESSION)
                 .bind(jti)
                 .bind(username)
@@ -361,7 +362,7 @@ impl Store {
         const REFRESH: &str = "UPDATE refresh_tokens SET revoked_at = $2 \
              WHERE family_id = $1 AND revoked_at IS NULL";
         with_pool!(self, p => async {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query(SESSIONS).bind(family_id).bind(now).execute(&mut *tx).await?;
             sqlx::query(REFRESH).bind(family_id).bind(now).execute(&mut *tx).await?;
             tx.commit().await?;
@@ -381,7 +382,7 @@ impl Store {
         const REFRESH: &str = "UPDATE refresh_tokens SET revoked_at = $2 \
              WHERE username = $1 AND revoked_at IS NULL";
         with_pool!(self, p => async {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query(SESSIONS).bind(username).bind(now).execute(&mut *tx).await?;
             sqlx::query(REFRESH).bind(username).bind(now).execute(&mut *tx).await?;
             tx.commit().await?;

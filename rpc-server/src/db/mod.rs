@@ -51,6 +51,38 @@ enum Pool {
     Lite(SqlitePool),
 }
 
+/// A transaction that will write. On SQLite it takes the write lock at once (`BEGIN
+/// IMMEDIATE`), waiting out the busy timeout for another writer: a deferred transaction that
+/// read first and then writes fails at once (`SQLITE_BUSY`) when another connection wrote
+/// meanwhile, which concurrent file writes and token changes would make routine.
+pub(crate) trait BeginWrite {
+    type Db: sqlx::Database;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+    + Send;
+}
+
+impl BeginWrite for PgPool {
+    type Db = sqlx::Postgres;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+    + Send {
+        self.begin()
+    }
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = sqlx::Sqlite;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+    + Send {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
 /// Expands `$body` once per backend with `$p` bound to the concrete pool.
 macro_rules! with_pool {
     ($store:expr, $p:ident => $body:expr) => {

@@ -3,6 +3,7 @@
 //! a subject revokes its tokens and drops the tuples naming it in that same transaction, so
 //! a subject re-created under the same name inherits nothing.
 
+use super::BeginWrite as _;
 use super::tokens::insert_token_in;
 use super::tuples::BUMP;
 use super::{NewToken, Store, StoreError, with_pool};
@@ -97,7 +98,7 @@ impl Store {
              tenant_id, owner_id, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (subject_id) DO NOTHING RETURNING subject_id";
         with_pool!(self, p => async {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query_scalar::<_, i64>(BUMP).fetch_one(&mut *tx).await?;
             if let Some(owner) = &s.owner_id {
                 let found: Option<(String,)> =
@@ -173,7 +174,7 @@ impl Store {
         const SQL: &str = "UPDATE subjects SET disabled_at = CASE WHEN $2 IS NULL THEN NULL \
              ELSE COALESCE(disabled_at, $2) END WHERE subject_id = $1";
         let n = with_pool!(self, p => async {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query_scalar::<_, i64>(BUMP).fetch_one(&mut *tx).await?;
             let n = sqlx::query(SQL)
                 .bind(subject_id)
@@ -206,7 +207,7 @@ impl Store {
              AND subject_relation = ''";
         const DELETE: &str = "DELETE FROM subjects WHERE subject_id = $1";
         with_pool!(self, p => async {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query_scalar::<_, i64>(BUMP).fetch_one(&mut *tx).await?;
             let found: Option<(String,)> =
                 sqlx::query_as(FIND).bind(subject_id).fetch_optional(&mut *tx).await?;

@@ -1,5 +1,6 @@
 //! Token rows and their zone grants.
 
+use super::BeginWrite as _;
 use super::{Store, StoreError, with_pool};
 use chrono::{DateTime, Utc};
 use nexus_wire::spec::{Permission, SubjectType, ZoneGrant};
@@ -192,7 +193,7 @@ impl Store {
     /// Inserts a token and its grants in one transaction. Every granted zone must be active.
     pub async fn insert_token(&self, t: &NewToken) -> Result<(), StoreError> {
         let res: Result<(), StoreError> = with_pool!(self, p => async {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             insert_token_in!(tx, t);
             tx.commit().await?;
             Ok(())
@@ -309,7 +310,7 @@ impl Store {
         const SQL: &str = "INSERT INTO token_zones (key_id, zone_id, permission) VALUES ($1, $2, $3) \
              ON CONFLICT (key_id, zone_id) DO UPDATE SET permission = excluded.permission";
         with_pool!(self, p => async {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             for g in grants {
                 let found: Option<(String,)> =
                     sqlx::query_as(ZONE_OK).bind(&g.zone_id).fetch_optional(&mut *tx).await?;
@@ -336,7 +337,7 @@ impl Store {
     ) -> Result<u64, StoreError> {
         const SQL: &str = "DELETE FROM token_zones WHERE key_id = $1 AND zone_id = $2";
         with_pool!(self, p => async {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let mut n = 0;
             for z in zones {
                 n += sqlx::query(SQL).bind(key_id).bind(z).execute(&mut *tx).await?.rows_affected();
@@ -367,7 +368,7 @@ impl Store {
             return Ok(());
         }
         with_pool!(self, p => async {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             for (key_id, at) in batch {
                 sqlx::query(SQL).bind(key_id).bind(at).execute(&mut *tx).await?;
             }

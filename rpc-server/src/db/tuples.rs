@@ -6,6 +6,7 @@
 //! set). Every write bumps `rebac_revision` first in its transaction, which also serialises
 //! tuple and subject writers, so a check-then-insert cannot race a delete.
 
+use super::BeginWrite as _;
 use super::{Backend, Store, StoreError, is_unique_violation, with_pool};
 use chrono::{DateTime, Utc};
 use nexus_authz::closure::MAX_GROUP_DEPTH;
@@ -222,7 +223,7 @@ impl Store {
              subject_type, subject_id, subject_relation, expires_at, created_at, created_by) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING tuple_id";
         let tuple_id: i64 = with_pool!(self, p => async {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query_scalar::<_, i64>(BUMP).fetch_one(&mut *tx).await?;
             if let Some(z) = &zone {
                 let found: Option<(String,)> =
@@ -307,7 +308,7 @@ impl Store {
              AND subject_relation = $6 RETURNING {RETURNED}"
         );
         let row: Option<TupleRow> = with_pool!(self, p => async {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query_scalar::<_, i64>(BUMP).fetch_one(&mut *tx).await?;
             let row: Option<TupleRow> = sqlx::query_as(&sql)
                 .bind(object_type)
