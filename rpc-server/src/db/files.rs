@@ -641,6 +641,17 @@ pub struct FsStats {
     pub unreferenced: i64,
 }
 
+impl CollectorLock {
+    /// Gives the lock back now. (A dropped transaction is rolled back only when its
+    /// connection is next used, which would keep the lock held until then.)
+    pub async fn release(self) -> Result<(), StoreError> {
+        if let Self::Pg(tx) = self {
+            tx.rollback().await?;
+        }
+        Ok(())
+    }
+}
+
 impl Store {
     pub async fn fs_collector_lock(&self) -> Result<Option<CollectorLock>, StoreError> {
         match &self.pool {

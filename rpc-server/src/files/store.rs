@@ -237,12 +237,22 @@ impl Blobs {
         now: DateTime<Utc>,
     ) -> Result<Collected, Error> {
         let cutoff = now - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
-        let Some(_lock) = store.fs_collector_lock().await? else {
+        let Some(lock) = store.fs_collector_lock().await? else {
             return Ok(Collected {
                 skipped: true,
                 ..Collected::default()
             });
         };
+        let out = self.collect_locked(store, cutoff).await;
+        lock.release().await?;
+        out
+    }
+
+    async fn collect_locked(
+        &self,
+        store: &Store,
+        cutoff: DateTime<Utc>,
+    ) -> Result<Collected, Error> {
         let mut out = Collected::default();
         let mut after = String::new();
         loop {
