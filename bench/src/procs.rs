@@ -56,7 +56,18 @@ impl Proc {
     }
 
     /// Like [`Proc::start`], with a process that exits or never listens as an error.
-    pub fn try_start(name: &str, mut cmd: Command, port: u16) -> Result<Proc, String> {
+    pub fn try_start(name: &str, cmd: Command, port: u16) -> Result<Proc, String> {
+        Proc::try_start_within(name, cmd, port, Duration::from_secs(30))
+    }
+
+    /// Like [`Proc::try_start`], waiting at most `wait` for it to listen (a first start
+    /// that imports a large data directory).
+    pub fn try_start_within(
+        name: &str,
+        mut cmd: Command,
+        port: u16,
+        wait: Duration,
+    ) -> Result<Proc, String> {
         let quiet = std::env::var_os("NEXUS_BENCH_VERBOSE").is_none();
         if quiet {
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
@@ -68,7 +79,7 @@ impl Proc {
             child,
             addr,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + wait;
         while std::net::TcpStream::connect(addr).is_err() {
             if let Ok(Some(st)) = p.child.try_wait() {
                 return Err(format!(

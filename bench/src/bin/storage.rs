@@ -115,7 +115,10 @@ fn start(storage: &Storage, db: &str, data: &Path, mint: bool) -> Server {
         }
         cmd.envs(env.iter().map(|(k, v)| (k, v)));
     }
-    let proc = Proc::start("nexusd", cmd, port);
+    // A first start imports a data directory of the release before; 100,000 files take
+    // longer than the default wait.
+    let proc = Proc::try_start_within("nexusd", cmd, port, Duration::from_secs(600))
+        .unwrap_or_else(|e| panic!("{e}"));
     let token = if mint {
         let _ = Command::new(bin(storage, "nexus"))
             .args(["hub", "zone", "create", "bench"])
