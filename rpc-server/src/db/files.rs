@@ -223,13 +223,7 @@ impl Store {
         after: &str,
         limit: i64,
     ) -> Result<Vec<FsRow>, StoreError> {
-        let sql = format!(
-            "SELECT {ROW} FROM fs_entries WHERE zone_id = $1 AND parent = $2 AND path > $3 \
-             ORDER BY path LIMIT $4"
-        );
-        Ok(with_pool!(self, p => {
-            sqlx::query_as(&sql).bind(zone).bind(dir).bind(after).bind(limit).fetch_all(p).await
-        })?)
+        self.fs_page("parent = $2", zone, dir, after, limit).await
     }
 
     /// Up to `limit` entries at or after `from` and after `after`, by path: a range scan of
@@ -241,29 +235,25 @@ impl Store {
         after: &str,
         limit: i64,
     ) -> Result<Vec<FsRow>, StoreError> {
+        self.fs_page("path >= $2", zone, from, after, limit).await
+    }
+
+    /// One keyset page of a zone's rows where `cond` (on `$2`) holds, after `after`.
+    async fn fs_page(
+        &self,
+        cond: &str,
+        zone: &str,
+        arg: &str,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<FsRow>, StoreError> {
         let sql = format!(
-            "SELECT {ROW} FROM fs_entries WHERE zone_id = $1 AND path >= $2 AND path > $3 \
+            "SELECT {ROW} FROM fs_entries WHERE zone_id = $1 AND {cond} AND path > $3 \
              ORDER BY path LIMIT $4"
         );
         Ok(with_pool!(self, p => {
-            sqlx::query_as(&sql).bind(zone).bind(from).bind(after).bind(limit).fetch_all(p).await
+            sqlx::query_as(&sql).bind(zone).bind(arg).bind(after).bind(limit).fetch_all(p).await
         })?)
-    }
-
-    /// Records a blob about to be stored outside the database, before it is stored: the
-    /// collector then leaves it alone until the grace period has passed.
-    pub async fn fs_touch_blob(
-        &self,
-        blob: &BlobRow<'_>,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        macro_rules! body {
-            ($tx:ident, $backend:ident, $lock:expr) => {
-                touch_blob!($tx, blob, now, $backend)
-            };
-        }
-        run_write!(self, body);
-        Ok(())
     }
 
     /// Writes a file row naming `blob` (touched in the same transaction when it is inline),
@@ -600,15 +590,8 @@ impl Store {
                 }
             }};
         }
-        let res: Result<(), FsError> = async {
-            run_write!(self, body);
-            Ok(())
-        }
-        .await;
-        res.map_err(|e| match e {
-            FsError::Store(s) => s,
-            other => StoreError::Invalid(other.to_string()),
-        })
+        run_write!(self, body);
+        Ok(())
     }
 }
 
@@ -891,7 +874,9 @@ pub struct ImportItem<'a> {
 }
 
 impl Store {
-    /// Records many blobs about to be stored outside the database, in one transaction.
+    /// Records blobs about to be stored outside the database, in one transaction, before
+    /// they are stored: the collector then leaves them alone until the grace period has
+    /// passed.
     pub async fn fs_touch_blobs(
         &self,
         blobs: &[BlobRow<'_>],
@@ -904,15 +889,8 @@ impl Store {
                 }
             };
         }
-        let res: Result<(), FsError> = async {
-            run_write!(self, body);
-            Ok(())
-        }
-        .await;
-        res.map_err(|e| match e {
-            FsError::Store(s) => s,
-            other => StoreError::Invalid(other.to_string()),
-        })
+        run_write!(self, body);
+        Ok(())
     }
 
     /// Inserts a batch of imported entries in one transaction, never replacing an existing

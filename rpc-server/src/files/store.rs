@@ -65,8 +65,10 @@ impl Prepared {
     /// off the write's path (until then grep scans the blob).
     pub fn row(&self) -> BlobRow<'_> {
         BlobRow {
+            content_id: self.id.as_str(),
+            size: self.bytes.len() as i64,
+            inline: self.inline.then_some(&self.bytes[..]),
             text: None,
-            ..self.row_with_text()
         }
     }
 
@@ -82,14 +84,8 @@ impl Prepared {
     /// The blob's row with its text, indexed in the same transaction (an import).
     pub fn row_with_text(&self) -> BlobRow<'_> {
         BlobRow {
-            content_id: self.id.as_str(),
-            size: self.bytes.len() as i64,
-            inline: self.inline.then_some(&self.bytes[..]),
-            text: if self.text {
-                std::str::from_utf8(&self.bytes).ok()
-            } else {
-                None
-            },
+            text: self.text(),
+            ..self.row()
         }
     }
 }
@@ -162,7 +158,9 @@ impl Blobs {
         if p.inline {
             return Ok(());
         }
-        store.fs_touch_blob(&p.row(), now).await?;
+        store
+            .fs_touch_blobs(std::slice::from_ref(&p.row()), now)
+            .await?;
         self.backing
             .put(&p.id, p.bytes.clone())
             .await
