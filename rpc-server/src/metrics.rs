@@ -187,7 +187,7 @@ impl Metrics {
             greps: counter(
                 &registry,
                 "nexus_grep_searches_total",
-                "Greps by outcome (budget, deadline: stopped by their limits; cancelled: the request ended first; busy: refused by a concurrency cap)",
+                "Greps by outcome (ok; budget, deadline: stopped by their limits; cancelled: the request ended first; busy: refused by a concurrency cap; error: a failed read or a pattern too broad for the tree)",
                 &["outcome"],
             ),
             greps_running: {

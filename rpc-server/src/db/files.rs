@@ -223,36 +223,55 @@ impl Store {
         after: &str,
         limit: i64,
     ) -> Result<Vec<FsRow>, StoreError> {
-        self.fs_page("parent = $2", zone, dir, after, limit).await
+        self.fs_page("parent = $4", zone, &[dir], after, limit)
+            .await
     }
 
-    /// Up to `limit` entries at or after `from` and after `after`, by path: a range scan of
-    /// the zone's index. The caller stops where its prefix ends.
+    /// Up to `limit` entries whose path starts with `from` and after `after`, by path: a
+    /// range scan of the zone's index. With `like` (a `LIKE` pattern, `\` escaping), only
+    /// paths it matches: the database drops what cannot match before a row is sent.
     pub async fn fs_range(
         &self,
         zone: &str,
         from: &str,
+        like: Option<&str>,
         after: &str,
         limit: i64,
     ) -> Result<Vec<FsRow>, StoreError> {
-        self.fs_page("path >= $2", zone, from, after, limit).await
+        let upper = prefix_end(from);
+        let mut cond = String::from("path >= $4");
+        let mut args = vec![from];
+        if let Some(u) = &upper {
+            args.push(u);
+            cond.push_str(&format!(" AND path < ${}", args.len() + 3));
+        }
+        if let Some(l) = like {
+            args.push(l);
+            cond.push_str(&format!(" AND path LIKE ${} ESCAPE '\\'", args.len() + 3));
+        }
+        self.fs_page(&cond, zone, &args, after, limit).await
     }
 
-    /// One keyset page of a zone's rows where `cond` (on `$2`) holds, after `after`.
+    /// One keyset page of a zone's rows where `cond` (on `$4`, `$5`, … bound to `args`)
+    /// holds, after `after`.
     async fn fs_page(
         &self,
         cond: &str,
         zone: &str,
-        arg: &str,
+        args: &[&str],
         after: &str,
         limit: i64,
     ) -> Result<Vec<FsRow>, StoreError> {
         let sql = format!(
-            "SELECT {ROW} FROM fs_entries WHERE zone_id = $1 AND {cond} AND path > $3 \
-             ORDER BY path LIMIT $4"
+            "SELECT {ROW} FROM fs_entries WHERE zone_id = $1 AND {cond} AND path > $2 \
+             ORDER BY path LIMIT $3"
         );
         Ok(with_pool!(self, p => {
-            sqlx::query_as(&sql).bind(zone).bind(arg).bind(after).bind(limit).fetch_all(p).await
+            let mut q = sqlx::query_as(&sql).bind(zone).bind(after).bind(limit);
+            for a in args {
+                q = q.bind(*a);
+            }
+            q.fetch_all(p).await
         })?)
     }
 
@@ -500,31 +519,18 @@ impl Store {
     }
 
     /// Files at or below `from` (a path prefix; `""` for the zone) whose blob has text
-    /// containing every one of `all` and at least one of `any` (when given), after `after`,
-    /// by path, with each row's text-indexed flag. Files whose blob has no indexed text
-    /// are always returned: only a scan can tell what they hold.
-    #[allow(clippy::too_many_arguments)]
+    /// containing every one of `like_all` and at least one of `like_any` (when given),
+    /// after `after`, by path. Files whose blob has no indexed text are always returned:
+    /// only a scan can tell what they hold. The trigram index picks the content ids once
+    /// (a hashed subplan, an ephemeral index on SQLite): cheap when few files match.
     pub async fn fs_grep_candidates(
         &self,
         zone: &str,
         from: &str,
-        like_all: &[String],
-        like_any: &[String],
-        ignore_case: bool,
+        text: &TextFilter<'_>,
         after: &str,
         limit: i64,
     ) -> Result<Vec<FsRowBytes>, StoreError> {
-        let op = if ignore_case {
-            match self.backend() {
-                super::Backend::Postgres => "ILIKE",
-                // FTS5's trigram tokenizer and SQLite's LIKE ignore ASCII case already.
-                super::Backend::Sqlite => "LIKE",
-            }
-        } else {
-            "LIKE"
-        };
-        // The text condition picks content ids through the trigram index once (a hashed
-        // subplan, an ephemeral index on SQLite); the range scan then keeps its files.
         let (texts, body) = match self.backend() {
             super::Backend::Postgres => ("SELECT content_id FROM fs_text t WHERE", "t.body"),
             super::Backend::Sqlite => (
@@ -532,40 +538,144 @@ impl Store {
                 "t.body",
             ),
         };
-        let mut cond = Vec::new();
-        let mut n = 4;
-        for _ in like_all {
-            n += 1;
-            cond.push(format!("{body} {op} ${n}"));
-        }
-        if !like_any.is_empty() {
-            let mut alts = Vec::new();
-            for _ in like_any {
-                n += 1;
-                alts.push(format!("{body} {op} ${n}"));
-            }
-            cond.push(format!("({})", alts.join(" OR ")));
-        }
+        // The subtree's end bounds the scan: past it nothing can match.
+        let upper = prefix_end(from);
+        let below = if upper.is_some() {
+            "AND e.path < $5"
+        } else {
+            ""
+        };
+        let cond = text.conditions(self.backend(), body, 5 + usize::from(upper.is_some()));
         let text_cond = if cond.is_empty() {
             "b.is_text = TRUE".to_owned()
         } else {
-            format!("e.content_id IN ({texts} {})", cond.join(" AND "))
+            format!("e.content_id IN ({texts} {cond})")
         };
         let sql = format!(
             "SELECT e.path, e.is_dir, e.size, e.content_id, e.version, e.modified, b.inline \
              FROM fs_entries e JOIN fs_blobs b ON b.content_id = e.content_id \
-             WHERE e.zone_id = $1 AND e.path >= $2 AND e.path > $3 AND e.is_dir = FALSE \
+             WHERE e.zone_id = $1 AND e.path >= $2 AND e.path > $3 {below} AND e.is_dir = FALSE \
              AND (b.is_text = FALSE OR {text_cond}) ORDER BY e.path LIMIT $4"
         );
-        let pats: Vec<String> = like_all.iter().chain(like_any).cloned().collect();
         Ok(with_pool!(self, p => {
             let mut q = sqlx::query_as(&sql).bind(zone).bind(from).bind(after).bind(limit);
-            for pat in &pats {
+            if let Some(u) = &upper {
+                q = q.bind(u);
+            }
+            for pat in text.patterns() {
                 q = q.bind(pat);
             }
             q.fetch_all(p).await
         })?)
     }
+
+    /// The next `limit` files at or below `from` after `after`, by path, each with whether
+    /// it is a grep candidate (as [`Store::fs_grep_candidates`] decides) and its inline
+    /// bytes only when it is. Each file's text is tested by itself (a key lookup and a
+    /// `LIKE`), so the cost is the page's, however many files of the zone match: cheap
+    /// when most do.
+    pub async fn fs_grep_probe(
+        &self,
+        zone: &str,
+        from: &str,
+        text: &TextFilter<'_>,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<FsProbeRow>, StoreError> {
+        // SQLite: the body from FTS5's content table (`fs_text_content`, columns `id` and
+        // `c0`), by rowid. Asking the FTS5 table itself for one rowid and a `LIKE` reads
+        // the trigram posting lists for every row.
+        let (texts, body) = match self.backend() {
+            super::Backend::Postgres => (
+                "SELECT 1 FROM fs_text t WHERE t.content_id = e.content_id AND",
+                "t.body",
+            ),
+            super::Backend::Sqlite => (
+                "SELECT 1 FROM fs_text_content t WHERE t.id = b.rowid AND",
+                "t.c0",
+            ),
+        };
+        // The subtree's end bounds the scan: past it nothing can match.
+        let upper = prefix_end(from);
+        let below = if upper.is_some() {
+            "AND e.path < $5"
+        } else {
+            ""
+        };
+        let cond = text.conditions(self.backend(), body, 5 + usize::from(upper.is_some()));
+        let hit = if cond.is_empty() {
+            "TRUE".to_owned()
+        } else {
+            format!("(b.is_text = FALSE OR EXISTS ({texts} {cond}))")
+        };
+        let sql = format!(
+            "SELECT path, is_dir, size, content_id, version, modified, \
+             CASE WHEN hit THEN inline END AS inline, hit FROM (\
+             SELECT e.path, e.is_dir, e.size, e.content_id, e.version, e.modified, b.inline, \
+             {hit} AS hit \
+             FROM fs_entries e JOIN fs_blobs b ON b.content_id = e.content_id \
+             WHERE e.zone_id = $1 AND e.path >= $2 AND e.path > $3 {below} AND e.is_dir = FALSE \
+             ORDER BY e.path LIMIT $4) s ORDER BY path"
+        );
+        Ok(with_pool!(self, p => {
+            let mut q = sqlx::query_as(&sql).bind(zone).bind(from).bind(after).bind(limit);
+            if let Some(u) = &upper {
+                q = q.bind(u);
+            }
+            for pat in text.patterns() {
+                q = q.bind(pat);
+            }
+            q.fetch_all(p).await
+        })?)
+    }
+}
+
+/// What a grep's prefilter asks of a file's text: every one of `all` and (when not empty)
+/// one of `any`, as `LIKE` patterns.
+#[derive(Debug, Clone, Copy)]
+pub struct TextFilter<'a> {
+    pub all: &'a [String],
+    pub any: &'a [String],
+    pub ignore_case: bool,
+}
+
+impl TextFilter<'_> {
+    /// The conditions on `body`, with parameters numbered from `first`; empty when there
+    /// are none.
+    fn conditions(&self, backend: super::Backend, body: &str, first: usize) -> String {
+        let op = match (self.ignore_case, backend) {
+            (true, super::Backend::Postgres) => "ILIKE",
+            // SQLite's LIKE (and FTS5's trigram tokenizer) ignore ASCII case already.
+            _ => "LIKE",
+        };
+        let mut n = first;
+        let mut cond = Vec::new();
+        for _ in self.all {
+            cond.push(format!("{body} {op} ${n}"));
+            n += 1;
+        }
+        if !self.any.is_empty() {
+            let mut alts = Vec::new();
+            for _ in self.any {
+                alts.push(format!("{body} {op} ${n}"));
+                n += 1;
+            }
+            cond.push(format!("({})", alts.join(" OR ")));
+        }
+        cond.join(" AND ")
+    }
+
+    fn patterns(&self) -> impl Iterator<Item = &String> {
+        self.all.iter().chain(self.any)
+    }
+}
+
+/// A row of [`Store::fs_grep_probe`].
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FsProbeRow {
+    #[sqlx(flatten)]
+    pub found: FsRowBytes,
+    pub hit: bool,
 }
 
 impl Store {
@@ -945,5 +1055,46 @@ impl Store {
             }};
         }
         Ok(run_write!(self, body))
+    }
+}
+
+/// The least string greater than every string starting with `prefix` (bytewise), or
+/// `None` when there is none (the empty prefix, or one of only `char::MAX`).
+pub(crate) fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        // The next scalar value (skipping the surrogate gap) sorts after it in UTF-8 too.
+        let next = match last as u32 {
+            0xD7FF => Some('\u{E000}'),
+            n => char::from_u32(n + 1),
+        };
+        if let Some(c) = next {
+            chars.push(c);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn prefix_ends_bound_exactly_the_prefix() {
+        assert_eq!(prefix_end(""), None);
+        assert_eq!(prefix_end("d0042/").as_deref(), Some("d00420"));
+        assert_eq!(prefix_end("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
+        assert_eq!(prefix_end("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_end("\u{10FFFF}"), None);
+        for (prefix, inside, outside) in [
+            ("d/", "d/zzz\u{10FFFF}", "d0"),
+            ("ab", "ab\u{10FFFF}", "ac"),
+            ("é", "é\u{10FFFF}/x", "ê"),
+        ] {
+            let end = prefix_end(prefix).expect("a non-empty prefix has an end");
+            assert!(inside.as_bytes() < end.as_bytes(), "{inside} < {end}");
+            assert!(outside.as_bytes() >= end.as_bytes(), "{outside} >= {end}");
+        }
     }
 }

@@ -13,7 +13,8 @@ mod tuples;
 mod zones;
 
 pub use files::{
-    BlobRow, CollectorLock, FsError, FsRow, FsRowBytes, FsStats, ImportItem, Written, parent_of,
+    BlobRow, CollectorLock, FsError, FsProbeRow, FsRow, FsRowBytes, FsStats, ImportItem,
+    TextFilter, Written, parent_of,
 };
 pub use local::{LocalUserRecord, NewLocalUser, RefreshUse, SessionRecord, SigningKeyRecord};
 pub use subjects::{NewSubject, SubjectDeleted, SubjectRecord};

@@ -16,6 +16,7 @@ use super::access::{Access, Shown};
 use super::path::ZonePath;
 use super::search::Prefilter;
 use super::service::{FileService, MAX_PATTERN_LEN, check_page};
+use crate::db::TextFilter;
 use crate::metrics::Metrics;
 pub use budget::{Meter, Program, ProgramCache, Stop};
 use nexus_wire::jsonrpc::printable;
@@ -76,17 +77,20 @@ struct Running {
     per_token: HashMap<Uuid, usize>,
 }
 
-/// One running grep's place; given back when dropped (when the blocking work ends).
+/// One running grep's place; given back when dropped (when the blocking work ends, or
+/// with the request when it is dropped between two batches).
 #[derive(Debug)]
 struct Slot {
     running: Arc<Mutex<Running>>,
     token: Uuid,
     metrics: Option<Metrics>,
+    recorded: bool,
 }
 
 impl Slot {
     /// Counts a finished grep (or one stopped by its limits or its caller leaving).
-    fn record(&self, outcome: &'static str, scanned_bytes: u64) {
+    fn record(&mut self, outcome: &'static str, scanned_bytes: u64) {
+        self.recorded = true;
         if let Some(m) = &self.metrics {
             m.greps.with_label_values(&[outcome]).inc();
             m.grep_scanned_bytes.inc_by(scanned_bytes);
@@ -96,6 +100,11 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        // Never counted: the request was dropped while it waited for the database or the
+        // blob store, outside the blocking work that counts its own ending.
+        if !self.recorded {
+            self.record("cancelled", 0);
+        }
         if let Some(m) = &self.metrics {
             m.greps_running.dec();
         }
@@ -165,6 +174,7 @@ impl Greps {
             running: self.running.clone(),
             token,
             metrics: self.metrics.clone(),
+            recorded: false,
         })
     }
 }
@@ -242,19 +252,26 @@ pub(crate) async fn run(
     'bases: for base in &bases {
         let mut cursor = Cursor::default();
         loop {
-            let batch = candidates(svc, acc, base, &prefilter, p.ignore_case, &mut cursor).await?;
+            let batch =
+                match candidates(svc, acc, base, &prefilter, p.ignore_case, &mut cursor).await {
+                    Ok(b) => b,
+                    Err(e) => return Err(failed(&mut state, e)),
+                };
             let Some(batch) = batch else {
                 break;
             };
             if prefilter.is_empty() {
                 unindexed += batch.len();
                 if unindexed > MAX_UNINDEXED_FILES {
-                    return Err(RpcError::new(
-                        ErrorCode::TooLarge,
-                        format!(
-                            "grep: this pattern has no literal text of {} or more characters the index can use, and {} holds more than {MAX_UNINDEXED_FILES} files to read; search a narrower path or add literal text to the pattern",
-                            3,
-                            base.display()
+                    return Err(failed(
+                        &mut state,
+                        RpcError::new(
+                            ErrorCode::TooLarge,
+                            format!(
+                                "grep: this pattern has no literal text of {} or more characters the index can use, and {} holds more than {MAX_UNINDEXED_FILES} files to read; search a narrower path or add literal text to the pattern",
+                                3,
+                                base.display()
+                            ),
                         ),
                     ));
                 }
@@ -267,7 +284,7 @@ pub(crate) async fn run(
                 match svc.blobs.fetch(&cid, inline).await {
                     Ok(bytes) => files.push((zp, bytes)),
                     Err(super::error::Error::BlobLost) => {}
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(failed(&mut state, e.into())),
                 }
             }
             let mut st = state.take().ok_or_else(RpcError::internal)?;
@@ -310,7 +327,7 @@ pub(crate) async fn run(
             }
         }
     }
-    let st = state.ok_or_else(RpcError::internal)?;
+    let mut st = state.ok_or_else(RpcError::internal)?;
     if st.stopped.is_none() {
         st.slot.record("ok", st.scan.scanned_bytes);
     }
@@ -333,6 +350,14 @@ pub(crate) async fn run(
     })
 }
 
+/// Counts a grep that ends with `e` (not by its limits), and returns `e`.
+fn failed(state: &mut Option<Scanning>, e: RpcError) -> RpcError {
+    if let Some(st) = state {
+        st.slot.record("error", st.scan.scanned_bytes);
+    }
+    e
+}
+
 /// What a grep carries from one blocking batch to the next: its slot (given back when
 /// the work ends, not when the caller leaves), its meter and its page.
 struct Scanning {
@@ -345,12 +370,22 @@ struct Scanning {
 
 type Candidate = (ZonePath, crate::db::FsRow, Option<Vec<u8>>);
 
-/// Where a base's candidates stand: after which path, and whether they are exhausted.
+/// Where a base's candidates stand: after which path, whether they are exhausted, and
+/// whether they come from the trigram index or from testing each file in path order.
+///
+/// A grep starts by testing each file of a page ([`crate::db::Store::fs_grep_probe`]):
+/// when most files match (a common word), the first page of results costs a page of
+/// files, however large the zone. Once a page shows few matches it switches to the index
+/// ([`crate::db::Store::fs_grep_candidates`]), which costs the number of matching files.
 #[derive(Default)]
 struct Cursor {
     after: String,
     done: bool,
+    indexed: bool,
 }
+
+/// A probed page keeps probing while at least one in this many of its files match.
+const PROBE_KEEP: usize = 4;
 
 /// The next batch of files below `base` the prefilter lets through and the caller may
 /// read, in path order after `after` (moved past them); `None` when there are no more.
@@ -382,25 +417,45 @@ async fn candidates(
     } else {
         format!("{}/", super::service::rel(base))
     };
+    let text = TextFilter {
+        all: &prefilter.all,
+        any: &prefilter.any,
+        ignore_case,
+    };
     loop {
-        let rows = svc
-            .store
-            .fs_grep_candidates(
-                &base.zone,
-                &from,
-                &prefilter.all,
-                &prefilter.any,
-                ignore_case,
-                &cursor.after,
-                BATCH,
-            )
-            .await
-            .map_err(super::error::Error::from)?;
-        let Some(last) = rows.last() else {
+        let (rows, last, full) = if cursor.indexed || prefilter.is_empty() {
+            let rows = svc
+                .store
+                .fs_grep_candidates(&base.zone, &from, &text, &cursor.after, BATCH)
+                .await
+                .map_err(super::error::Error::from)?;
+            let last = rows.last().map(|r| r.row.path.clone());
+            let full = rows.len() as i64 == BATCH;
+            (rows, last, full)
+        } else {
+            let probed = svc
+                .store
+                .fs_grep_probe(&base.zone, &from, &text, &cursor.after, BATCH)
+                .await
+                .map_err(super::error::Error::from)?;
+            let last = probed.last().map(|r| r.found.row.path.clone());
+            let full = probed.len() as i64 == BATCH;
+            let visited = probed.len();
+            let rows: Vec<_> = probed
+                .into_iter()
+                .filter_map(|r| r.hit.then_some(r.found))
+                .collect();
+            // Few files of this stretch match: the trigram index finds the rest faster
+            // than testing each file.
+            if rows.len() * PROBE_KEEP < visited {
+                cursor.indexed = true;
+            }
+            (rows, last, full)
+        };
+        let Some(last) = last else {
             return Ok(None);
         };
-        cursor.after = last.row.path.clone();
-        let full = rows.len() as i64 == BATCH;
+        cursor.after = last;
         let mut out = Vec::new();
         let mut ended = false;
         for found in rows {

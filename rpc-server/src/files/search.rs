@@ -27,6 +27,80 @@ pub(super) fn glob_literal_prefix(pattern: &str) -> &str {
     &pattern[..end]
 }
 
+/// Appends `text` to a `LIKE` pattern as literal text (`\\` escapes).
+fn like_escape_into(out: &mut String, text: &str) {
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}
+
+/// A `LIKE` pattern matching every path the glob `pattern` (globset syntax, `\\`
+/// escapes, `*` not crossing `/`) matches, and possibly more: `*` and `**` become `%`
+/// (which crosses `/`), `?` and a class `[…]` become `_`, and an alternation `{…}` becomes
+/// `%`. The database filters with it; globset decides.
+pub(super) fn glob_to_like(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 2);
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(e) => like_escape_into(&mut out, e.encode_utf8(&mut [0; 4])),
+                None => like_escape_into(&mut out, "\\"),
+            },
+            '*' => {
+                let double = chars.next_if_eq(&'*').is_some();
+                // `**/` also matches no directory at all: the `/` is optional.
+                if double {
+                    chars.next_if_eq(&'/');
+                }
+                if !out.ends_with('%') || out.ends_with("\\%") {
+                    out.push('%');
+                }
+            }
+            '?' => out.push('_'),
+            '[' => {
+                // A class is one character: skip to its closing `]` (a `]` first in the
+                // class, after an optional `!`/`^`, is a member).
+                chars.next_if(|&c| c == '!' || c == '^');
+                chars.next_if_eq(&']');
+                while let Some(c) = chars.next() {
+                    match c {
+                        ']' => break,
+                        '\\' => {
+                            chars.next();
+                        }
+                        _ => {}
+                    }
+                }
+                out.push('_');
+            }
+            '{' => {
+                let mut depth = 1;
+                for c in chars.by_ref() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if !out.ends_with('%') || out.ends_with("\\%") {
+                    out.push('%');
+                }
+            }
+            c => like_escape_into(&mut out, c.encode_utf8(&mut [0; 4])),
+        }
+    }
+    out
+}
+
 impl FileService {
     pub async fn glob(&self, acc: &Access, p: GlobParams) -> Result<GlobResult, RpcError> {
         let limit = check_page(p.limit)?;
@@ -60,45 +134,65 @@ impl FileService {
         let literal = glob_literal_prefix(pattern);
         let mut out = Vec::new();
         for base in &self.bases(acc, &p.path, false)? {
-            // The literal start of the pattern, as text below the zone root: the range the
-            // scan starts at.
-            let narrow = if absolute {
+            // The literal start of the pattern as text below `base` (the range the scan
+            // starts at), and the part of the pattern after it.
+            let base_rel = super::service::rel(base);
+            let (narrow, rest) = if absolute {
                 let zone_root = acc.view.zone_root(&base.zone).display();
                 let zone_root = zone_root.trim_start_matches('/');
-                if zone_root.is_empty() {
+                let below_root = if zone_root.is_empty() {
                     Some(literal)
                 } else {
                     literal
                         .strip_prefix(zone_root)
                         .and_then(|r| r.strip_prefix('/'))
-                }
-                .map(|below_root| {
-                    let base_rel = super::service::rel(base);
-                    if base_rel.is_empty() {
-                        below_root.to_owned()
-                    } else {
-                        below_root
-                            .strip_prefix(&format!("{base_rel}/"))
-                            .unwrap_or_default()
-                            .to_owned()
-                    }
-                })
-                .unwrap_or_default()
-            } else {
-                literal.to_owned()
-            };
-            self.walk_narrowed(acc, Show::Results, base, &narrow, &mut |zp, _| {
-                let shown = zp.display();
-                let candidate = if absolute {
-                    shown.trim_start_matches('/')
-                } else {
-                    shown.strip_prefix(&prefix).unwrap_or(&shown)
                 };
-                if matcher.is_match(candidate) {
-                    out.push(shown.clone());
+                let below_base = below_root.and_then(|r| {
+                    if base_rel.is_empty() {
+                        Some(r)
+                    } else {
+                        r.strip_prefix(&format!("{base_rel}/"))
+                    }
+                });
+                match below_base {
+                    Some(n) => (n, Some(&pattern[literal.len()..])),
+                    // The pattern's literal start ends above `base`: scan all of it.
+                    None => ("", None),
                 }
-                true
-            })
+            } else {
+                (literal, Some(&pattern[literal.len()..]))
+            };
+            // What the database can rule out by itself: paths the pattern's `LIKE` image
+            // (a superset of what it matches) does not match.
+            let like = rest.map(|rest| {
+                let mut like = String::new();
+                if !base_rel.is_empty() {
+                    like_escape_into(&mut like, &base_rel);
+                    like.push('/');
+                }
+                like_escape_into(&mut like, narrow);
+                like.push_str(&glob_to_like(rest));
+                like
+            });
+            self.walk_narrowed(
+                acc,
+                Show::Results,
+                base,
+                narrow,
+                like.as_deref(),
+                &mut |zp, _| {
+                    let shown = zp.display();
+                    let candidate = if absolute {
+                        shown.trim_start_matches('/')
+                    } else {
+                        shown.strip_prefix(&prefix).unwrap_or(&shown)
+                    };
+                    if matcher.is_match(candidate) {
+                        out.push(shown.clone());
+                    }
+                    true
+                },
+            )
             .await?;
         }
         let (items, total, has_more, next_offset) = page(out, p.offset, limit);
@@ -234,6 +328,94 @@ mod tests {
         assert_eq!(pf("Ünïcode", false), (vec!["%Ünïcode%"], vec![]));
         // Not a valid regex for the parser: no prefilter (the real compile reports it).
         assert!(Prefilter::of("(unclosed", false).is_empty());
+    }
+
+    /// `LIKE` with `\\` escapes, case-sensitive (Postgres on `COLLATE "C"`; SQLite's
+    /// case-insensitive `LIKE` only matches more).
+    fn like(pattern: &str, text: &str) -> bool {
+        fn go(p: &[char], t: &[char]) -> bool {
+            match p.first() {
+                None => t.is_empty(),
+                Some('%') => (0..=t.len()).any(|i| go(&p[1..], &t[i..])),
+                Some('_') => !t.is_empty() && go(&p[1..], &t[1..]),
+                Some('\\') => t.first() == p.get(1) && go(&p[2..], &t[1..]),
+                Some(c) => t.first() == Some(c) && go(&p[1..], &t[1..]),
+            }
+        }
+        let p: Vec<char> = pattern.chars().collect();
+        let t: Vec<char> = text.chars().collect();
+        go(&p, &t)
+    }
+
+    #[test]
+    fn glob_like_images() {
+        assert_eq!(glob_to_like("**/note-*5.md"), "%note-%5.md");
+        assert_eq!(glob_to_like("d0042/*.md"), "d0042/%.md");
+        assert_eq!(glob_to_like("a/**/b?[!x]"), "a/%b__");
+        assert_eq!(glob_to_like("{a,b}/*_%.txt"), "%/%\\_\\%.txt");
+        assert_eq!(glob_to_like("\\*lit\\[x"), "*lit[x");
+    }
+
+    /// Whatever globset matches, the `LIKE` image matches too: the database never drops a
+    /// result.
+    #[test]
+    fn glob_like_images_never_lose_a_match() {
+        let patterns = [
+            "*.md",
+            "**/*.md",
+            "**/note-*5.md",
+            "d*/**",
+            "a/**/b",
+            "**",
+            "?.rs",
+            "[ab]*/x",
+            "[!a]?/**/*.txt",
+            "{src,docs}/**/*.{rs,md}",
+            "x\\*y",
+            "[\\]]z",
+            "100%_*",
+            "**/",
+            "a/**/**/c",
+            "é*/ü?.md",
+        ];
+        let paths = [
+            "a.md",
+            "d/a.md",
+            "d/e/f.md",
+            "note-15.md",
+            "x/note-5.md",
+            "a/b",
+            "a/x/y/b",
+            "ab",
+            "x.rs",
+            "b/x",
+            "a/x",
+            "c1/q/r.txt",
+            "src/m.rs",
+            "docs/a/b.md",
+            "x*y",
+            "]z",
+            "100%_done",
+            "100x_done",
+            "a/c",
+            "a/b/c",
+            "é1/ü2.md",
+            "d0042/x.md",
+        ];
+        for pat in patterns {
+            let m = globset::GlobBuilder::new(pat)
+                .literal_separator(true)
+                .backslash_escape(true)
+                .build()
+                .expect("a valid glob")
+                .compile_matcher();
+            let image = glob_to_like(pat);
+            for path in paths {
+                if m.is_match(path) {
+                    assert!(like(&image, path), "{pat} -> {image} loses {path}");
+                }
+            }
+        }
     }
 
     #[test]

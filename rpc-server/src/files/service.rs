@@ -275,21 +275,23 @@ impl FileService {
         file_base: bool,
         visit: &mut (dyn FnMut(&ZonePath, &FsRow) -> bool + Send),
     ) -> Result<(), Error> {
-        self.walk_from(acc, show, base, recursive, file_base, "", visit)
+        self.walk_from(acc, show, base, recursive, file_base, ("", None), visit)
             .await
     }
 
     /// A recursive [`FileService::walk`] of only the entries whose path below `base`
-    /// starts with `narrow` (a glob's literal prefix): one range scan.
+    /// starts with `narrow` (a glob's literal prefix): one range scan; with `like`, of
+    /// only the paths (below the zone root) that `LIKE` pattern matches.
     pub(super) async fn walk_narrowed(
         &self,
         acc: &Access,
         show: Show,
         base: &ZonePath,
         narrow: &str,
+        like: Option<&str>,
         visit: &mut (dyn FnMut(&ZonePath, &FsRow) -> bool + Send),
     ) -> Result<(), Error> {
-        self.walk_from(acc, show, base, true, false, narrow, visit)
+        self.walk_from(acc, show, base, true, false, (narrow, like), visit)
             .await
     }
 
@@ -301,7 +303,7 @@ impl FileService {
         base: &ZonePath,
         recursive: bool,
         file_base: bool,
-        narrow: &str,
+        (narrow, like): (&str, Option<&str>),
         visit: &mut (dyn FnMut(&ZonePath, &FsRow) -> bool + Send),
     ) -> Result<(), Error> {
         let whole = acc.can_read(base);
@@ -341,7 +343,7 @@ impl FileService {
         loop {
             let rows = if recursive {
                 self.store
-                    .fs_range(&base.zone, &from, &after, WALK_PAGE)
+                    .fs_range(&base.zone, &from, like, &after, WALK_PAGE)
                     .await?
             } else {
                 self.store
