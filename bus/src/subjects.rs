@@ -1,8 +1,10 @@
 //! Every name this crate uses on a bus, and [`permissions`]: the NATS subjects each role's
 //! node credential must allow for what this crate does, and nothing more. The CLI mints
-//! operator-mode credentials from [`permissions`]; `tests/permissions.rs` runs both roles
-//! against a nats-server that grants exactly this and fails on any permissions violation,
-//! so a subject async-nats needs and this list lacks (or the reverse) is caught there.
+//! operator-mode credentials from [`permissions`]; `tests/nats.rs` runs both roles against
+//! a nats-server that grants exactly this and fails on any permissions violation, so a
+//! subject async-nats needs and this list lacks is caught there. (Each entry was also
+//! removed in turn once, by hand: every removal broke that test, except the consumer info
+//! of the two short reads, kept for the reconnect path described at `read_stream`.)
 
 use nexus_wire::bus::Role;
 
@@ -53,7 +55,10 @@ pub struct Permissions {
 
 /// The JetStream API requests of reading `stream` with ephemeral ordered consumers: look
 /// the stream up, create a consumer (named, so the subject carries the name), pull from it,
-/// ask about it (async-nats does after a reconnect) and delete it when done.
+/// ask about it and delete it when done. async-nats asks for a pull consumer's info after
+/// every reconnect while it reads; the invalidation reader is always reading, so the test
+/// shows that request, and the short reads of heartbeats and audit take the same path
+/// when a reconnect falls in the middle of one.
 fn read_stream(stream: &str) -> [String; 5] {
     [
         format!("$JS.API.STREAM.INFO.{stream}"),
