@@ -720,3 +720,144 @@ async fn heartbeat(backend: Arc<dyn Backend>, shared: Arc<Shared>, mut beat: Nod
         tokio::time::sleep(wait).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str) -> NodeIdentity {
+        NodeIdentity {
+            name: name.to_owned(),
+            role: Role::Rpc,
+            version: "0".to_owned(),
+        }
+    }
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn config_from_env() {
+        assert!(
+            BusConfig::from_env(node("a"), env(&[]))
+                .expect("no bus")
+                .is_none()
+        );
+        assert!(
+            BusConfig::from_env(node("a"), env(&[("NEXUS_BUS_URL", " ")]))
+                .expect("blank")
+                .is_none()
+        );
+        let c = BusConfig::from_env(
+            node("a"),
+            env(&[
+                ("NEXUS_BUS_URL", "nats://n1:4222,n2:4222"),
+                ("NEXUS_NATS_CREDS", "/etc/nexus/a.creds"),
+                ("NEXUS_NATS_REPLICAS", "3"),
+            ]),
+        )
+        .expect("config")
+        .expect("a bus");
+        assert_eq!(c.nats.replicas, 3);
+        assert_eq!(c.nats_creds, Some(PathBuf::from("/etc/nexus/a.creds")));
+        for bad in ["0", "6", "three", ""] {
+            assert!(
+                BusConfig::from_env(
+                    node("a"),
+                    env(&[
+                        ("NEXUS_BUS_URL", "redis://127.0.0.1"),
+                        ("NEXUS_NATS_REPLICAS", bad)
+                    ])
+                )
+                .is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn start_refuses_bad_configuration() {
+        let config = |name: &str, url: &str, creds: Option<&str>| BusConfig {
+            url: url.to_owned(),
+            nats_creds: creds.map(PathBuf::from),
+            node: node(name),
+            nats: NatsSettings::default(),
+        };
+        for (c, want) in [
+            (config("a.b", "redis://127.0.0.1:1", None), "node name"),
+            (config("", "redis://127.0.0.1:1", None), "node name"),
+            (config("a", "mqtt://h", None), "unknown scheme"),
+            (
+                config("a", "nats://nats.example:4222", None),
+                "NEXUS_NATS_CREDS",
+            ),
+            (
+                config(
+                    "a",
+                    "nats://nats.example:4222",
+                    Some("/nonexistent/a.creds"),
+                ),
+                "cannot read",
+            ),
+        ] {
+            let e = Bus::start(c, None).await.expect_err(want);
+            assert!(e.to_string().contains(want), "{e}");
+        }
+        let dir = tempfile_dir();
+        let not_creds = dir.join("a.creds");
+        std::fs::write(&not_creds, "hello").expect("write");
+        let e = Bus::start(config("a", "nats://127.0.0.1:1", not_creds.to_str()), None)
+            .await
+            .expect_err("not a creds file");
+        assert!(e.to_string().contains("not a NATS .creds file"), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_node_starts_while_its_bus_is_down() {
+        // Nothing listens on port 1: start succeeds, health says so, publishes wait.
+        let registry = prometheus::Registry::new();
+        let bus = Bus::start(
+            BusConfig {
+                url: "redis://127.0.0.1:1".to_owned(),
+                nats_creds: None,
+                node: node("a"),
+                nats: NatsSettings::default(),
+            },
+            Some(&registry),
+        )
+        .await
+        .expect("starts");
+        bus.publish(Invalidation::All);
+        assert!(matches!(
+            bus.flush(Duration::from_millis(200)).await,
+            Err(FlushError::TimedOut(_))
+        ));
+        let h = bus.health();
+        assert!(!h.connected);
+        assert_eq!(h.backend, BackendKind::Redis);
+        // A second bus cannot register the same metrics in the same registry.
+        let again = Bus::start(
+            BusConfig {
+                url: "redis://127.0.0.1:1".to_owned(),
+                nats_creds: None,
+                node: node("b"),
+                nats: NatsSettings::default(),
+            },
+            Some(&registry),
+        )
+        .await;
+        assert!(matches!(again, Err(BusError::Metrics(_))));
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("nexus-bus-test-{}", random_hex()));
+        std::fs::create_dir_all(&d).expect("temp dir");
+        d
+    }
+}

@@ -336,7 +336,7 @@ impl NatsBackend {
                     continue;
                 }
             };
-            attempt = 0;
+            let mut failed = false;
             loop {
                 let next = tokio::select! {
                     m = messages.next() => m,
@@ -355,10 +355,15 @@ impl NatsBackend {
                     Some(Ok(m)) => m,
                     Some(Err(e)) => {
                         self.shared.error(format!("reading {INVAL_STREAM}: {e}"));
+                        failed = true;
                         break;
                     }
-                    None => break,
+                    None => {
+                        failed = true;
+                        break;
+                    }
                 };
+                attempt = 0;
                 let seq = match m.info() {
                     Ok(i) => i.stream_sequence,
                     Err(e) => {
@@ -382,6 +387,14 @@ impl NatsBackend {
             }
             drop(messages);
             self.forget_consumer(INVAL_STREAM, name);
+            if failed {
+                // A consumer that fails as soon as it is made must not spin.
+                tokio::select! {
+                    () = tokio::time::sleep(backoff(attempt)) => {}
+                    () = sink.closed() => return,
+                }
+                attempt += 1;
+            }
         }
     }
 

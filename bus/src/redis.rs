@@ -262,6 +262,11 @@ impl RedisBackend {
                 }
             }
             self.shared.set_connected(false);
+            // Not straight back: a reply that keeps failing must not spin.
+            tokio::select! {
+                () = tokio::time::sleep(backoff(0)) => {}
+                () = sink.closed() => return,
+            }
         }
     }
 }

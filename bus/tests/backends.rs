@@ -56,6 +56,14 @@ impl Server {
         }
     }
 
+    /// SIGKILL, as a crash.
+    fn kill(&mut self) {
+        match self {
+            Self::Nats(s) => s.kill(),
+            Self::Redis(s) => s.kill(),
+        }
+    }
+
     async fn start_again(&mut self) {
         match self {
             Self::Nats(s) => s.start_again().await,
@@ -169,8 +177,9 @@ async fn replay_after_disconnect(mut server: Server, proxy_port: u16) {
     assert_eq!(zone_ids(&got), expected_zones(55..56));
     quiet(&mut rx, "after the replay").await;
 
-    // Published while the server is down: queued, retried, delivered once it is back.
-    server.stop();
+    // Published while the server is down (it crashed): queued, retried, delivered once it
+    // is back.
+    server.kill();
     a.wait_connected(false).await;
     for i in 56..66 {
         a.bus.publish(zone(i));
