@@ -2,15 +2,14 @@
 //! changed, a secret rotated) reaches every other node's caches, how frontends ship audit
 //! lines to a durable stream, and how nodes tell each other they are alive.
 //!
-//! One [`Bus`] handle per process, cheap to clone, over a [`Backend`] chosen by
-//! `NEXUS_BUS_URL`: a Redis Stream ([`redis`](crate::redis)) or NATS JetStream
-//! ([`nats`](crate::nats)). It replaces Redis pub/sub, which loses whatever is published
-//! while a node is disconnected: here a subscriber remembers the last position it
-//! delivered and replays from it after a reconnect, and when it cannot (the stream was
-//! trimmed past it) it says so with [`Delivery::Gap`], so the consumer drops every cache
-//! instead of serving stale grants. Publishing never blocks or fails the caller: a bounded
-//! queue and one task, with [`Bus::flush`] for callers (the CLI) that must know a change
-//! went out.
+//! One [`Bus`] handle per process, cheap to clone, over a backend chosen by
+//! `NEXUS_BUS_URL`: a Redis Stream (`redis.rs`) or NATS JetStream (`nats.rs`). It replaces
+//! Redis pub/sub, which loses whatever is published while a node is disconnected: here a
+//! subscriber remembers the last position it delivered and replays from it after a
+//! reconnect, and when it cannot (the stream was trimmed past it) it says so with
+//! [`Delivery::Gap`], so the consumer drops every cache instead of serving stale grants.
+//! Publishing never blocks or fails the caller: a bounded queue and one task, with
+//! [`Bus::flush`] for callers (the CLI) that must know a change went out.
 
 mod metrics;
 mod nats;
