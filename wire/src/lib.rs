@@ -7,6 +7,7 @@
 //! rpc-server can share it without depending on each other.
 
 pub mod bearer;
+pub mod bus;
 pub mod envelope;
 pub mod forwarded;
 pub mod headers;
