@@ -144,10 +144,13 @@ async fn push(
         .map_err(|e| format!("cannot read {}: {e}", sys_creds.display()))?
         .name("nexus hub cluster revoke-node")
         .connection_timeout(CONNECT)
-        // One pass over the given servers: this is a command, not a long-lived client.
-        .max_reconnects(1)
+        // One pass over the given servers, without backing off: this is a command, not a
+        // long-lived client (the client counts its first connect's attempts as reconnects).
+        .max_reconnects(servers.len())
+        .reconnect_delay_callback(|_| Duration::ZERO)
         .ignore_discovered_servers();
-    let client = timeout(CONNECT * 2, options.connect(servers))
+    let pass = CONNECT * u32::try_from(servers.len() + 1).unwrap_or(u32::MAX);
+    let client = timeout(pass, options.connect(servers))
         .await
         .map_err(|_| "no server answered in time".to_owned())?
         .map_err(|e| format!("cannot connect as the system user: {e}"))?;

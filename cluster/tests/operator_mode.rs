@@ -288,7 +288,10 @@ async fn three_node_cluster_in_operator_mode() {
         .expect("rpc-old connects");
     victim.client.flush().await.expect("round trip");
     let seeds = seeds_in(&dir);
-    let report = revoke_node(&dir, "rpc-old", &[url(0)])
+    // The first server named is down: the push goes to the next.
+    let nobody = "nats://127.0.0.1:14299".to_owned();
+    assert_free(&[14299]);
+    let report = revoke_node(&dir, "rpc-old", &[nobody.clone(), url(0)])
         .await
         .expect("revoke");
     outputs.push(report.to_string());
@@ -334,8 +337,6 @@ async fn three_node_cluster_in_operator_mode() {
     let mut fe_old = connect(&fe_old_creds, "fe-old", &url(0))
         .await
         .expect("fe-old connects");
-    let nobody = "nats://127.0.0.1:14299".to_owned();
-    assert_free(&[14299]);
     let report = revoke_node(&dir, "fe-old", std::slice::from_ref(&nobody))
         .await
         .expect("revoke without servers");
