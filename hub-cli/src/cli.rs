@@ -325,6 +325,9 @@ pub enum HubCommand {
     Keys(KeysCommand),
     /// The file storage: the namespace in the database and the blob store.
     Storage(StorageArgs),
+    /// NATS operator-mode credentials of the cluster bus: operator, accounts, node creds,
+    /// revocation, nats-server config.
+    Cluster(crate::commands::ClusterArgs),
 }
 
 #[derive(Debug, Args)]

@@ -238,6 +238,7 @@ async fn run_hub_inner(
         HubCommand::Config(_) => Err(CliError::new("use: nexus --config FILE hub config check")),
         HubCommand::Keys(k) => super::login::run_keys(url, k, out).await,
         HubCommand::Storage(a) => super::storage::run(url, a, out).await,
+        HubCommand::Cluster(c) => super::cluster::run(c, out).await,
         HubCommand::Status(a) if a.target.remote.is_some() => {
             let remote = connect_remote(&a.target).await?;
             let status = remote.status(a.detail).await;

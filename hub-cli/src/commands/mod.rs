@@ -1,6 +1,7 @@
 //! Command implementations. Each command resolves its control plane (local database) and
 //! prints through [`crate::output`].
 
+mod cluster;
 mod config;
 mod hub;
 mod identity;
@@ -11,6 +12,7 @@ mod up;
 use crate::cli::{Cli, Command, McpCommand};
 use crate::error::CliError;
 
+pub use cluster::{ClusterArgs, ClusterCommand};
 pub use hub::{local_control, run_hub};
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
@@ -26,6 +28,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         {
             config::token_hash(&mut std::io::stdin().lock(), &mut std::io::stdout())
         }
+        // Files in the cluster directory only: no database, no Redis.
+        Command::Hub(crate::cli::HubArgs {
+            command: crate::cli::HubCommand::Cluster(c),
+            ..
+        }) => cluster::run(c, &mut std::io::stdout()).await,
         Command::Hub(h) => run_hub(h, &mut std::io::stdout()).await,
         Command::Admin(a) => identity::run_admin(a, &mut std::io::stdout()).await,
         Command::Rebac(r) => identity::run_rebac(r, &mut std::io::stdout()).await,
