@@ -98,6 +98,39 @@ pub struct NodeIdentity {
     pub version: String,
 }
 
+impl NodeIdentity {
+    /// This node's name: `NEXUS_NODE_NAME` as `var` reads it, or `<role>-<host>-<port>`
+    /// (the host name with anything but `A-Z a-z 0-9 _ -` made `-`), stable across restarts
+    /// and distinct for two nodes of one machine.
+    pub fn name_from_env(var: impl Fn(&str) -> Option<String>, role: Role, port: u16) -> String {
+        if let Some(n) = var("NEXUS_NODE_NAME").filter(|n| !n.trim().is_empty()) {
+            return n.trim().to_owned();
+        }
+        let host = var("HOSTNAME")
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .unwrap_or_default();
+        let host: String = host
+            .trim()
+            .chars()
+            .take(40)
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let role = role.as_str();
+        if host.is_empty() {
+            format!("{role}-{port}")
+        } else {
+            format!("{role}-{host}-{port}")
+        }
+    }
+}
+
 /// NATS settings beyond the URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NatsSettings {
@@ -126,6 +159,9 @@ pub struct BusConfig {
     pub nats_creds: Option<PathBuf>,
     pub node: NodeIdentity,
     pub nats: NatsSettings,
+    /// Whether this process is a node others should see (`hub status`): servers are; a
+    /// CLI run that only publishes a change is not.
+    pub heartbeat: bool,
 }
 
 impl BusConfig {
@@ -156,6 +192,7 @@ impl BusConfig {
                 .map(PathBuf::from),
             node,
             nats,
+            heartbeat: true,
         }))
     }
 }
@@ -519,7 +556,11 @@ impl Bus {
             started_at_ms: now_ms(),
             at_ms: 0,
         };
-        tasks.push(tokio::spawn(heartbeat(backend.clone(), shared.clone(), beat)).abort_handle());
+        if config.heartbeat {
+            tasks.push(
+                tokio::spawn(heartbeat(backend.clone(), shared.clone(), beat)).abort_handle(),
+            );
+        }
 
         Ok(Self {
             inner: Arc::new(Inner {
@@ -786,6 +827,7 @@ mod tests {
             nats_creds: creds.map(PathBuf::from),
             node: node(name),
             nats: NatsSettings::default(),
+            heartbeat: true,
         };
         for (c, want) in [
             (config("a.b", "redis://127.0.0.1:1", None), "node name"),
@@ -827,6 +869,7 @@ mod tests {
                 nats_creds: None,
                 node: node("a"),
                 nats: NatsSettings::default(),
+                heartbeat: true,
             },
             Some(&registry),
         )
@@ -847,6 +890,7 @@ mod tests {
                 nats_creds: None,
                 node: node("b"),
                 nats: NatsSettings::default(),
+                heartbeat: true,
             },
             Some(&registry),
         )

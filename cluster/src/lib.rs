@@ -20,12 +20,12 @@
 
 mod config;
 mod jwt;
-mod permissions;
 mod push;
 mod store;
 
 pub use config::{NatsConfig, nats_config};
-pub use permissions::{Permissions, permissions};
+/// The subjects each role may use: defined once, by the bus that uses them.
+pub use nexus_bus::{Permissions, permissions};
 pub use push::{PushOutcome, ServerAnswer};
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -51,44 +51,8 @@ pub const OPERATOR_NAME: &str = "nexus";
 
 const FORMAT: u32 = 1;
 
-/// What a node does, which decides its subject permissions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// nexusd: publishes invalidations, owns the streams.
-    Rpc,
-    /// The MCP frontend: publishes audit, reads invalidations.
-    Frontend,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Rpc => "rpc",
-            Role::Frontend => "frontend",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Role {
-    type Err = ClusterError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "rpc" => Ok(Role::Rpc),
-            "frontend" => Ok(Role::Frontend),
-            other => Err(ClusterError::Invalid(format!(
-                "unknown role {other:?}: use rpc or frontend"
-            ))),
-        }
-    }
-}
+/// What a node does, which decides its subject permissions (the bus's own definition).
+pub use nexus_bus::Role;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {

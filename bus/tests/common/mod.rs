@@ -25,6 +25,7 @@ impl Node {
                 version: "0.1.0-test".to_owned(),
             },
             nats: NatsSettings::default(),
+            heartbeat: true,
         };
         let bus = Bus::start(config, Some(&registry))
             .await
