@@ -521,8 +521,9 @@ impl Store {
     /// Files at or below `from` (a path prefix; `""` for the zone) whose blob has text
     /// containing every one of `like_all` and at least one of `like_any` (when given),
     /// after `after`, by path. Files whose blob has no indexed text are always returned:
-    /// only a scan can tell what they hold. The trigram index picks the content ids once
-    /// (a hashed subplan, an ephemeral index on SQLite): cheap when few files match.
+    /// only a scan can tell what they hold. The trigram index picks the content ids first
+    /// (materialized), and only their files are joined and sorted: the cost is that of the
+    /// matching files, so use it when they are few ([`Store::fs_text_matches`]).
     pub async fn fs_grep_candidates(
         &self,
         zone: &str,
@@ -531,13 +532,6 @@ impl Store {
         after: &str,
         limit: i64,
     ) -> Result<Vec<FsRowBytes>, StoreError> {
-        let (texts, body) = match self.backend() {
-            super::Backend::Postgres => ("SELECT content_id FROM fs_text t WHERE", "t.body"),
-            super::Backend::Sqlite => (
-                "SELECT b2.content_id FROM fs_text t JOIN fs_blobs b2 ON b2.rowid = t.rowid WHERE",
-                "t.body",
-            ),
-        };
         // The subtree's end bounds the scan: past it nothing can match.
         let upper = prefix_end(from);
         let below = if upper.is_some() {
@@ -545,18 +539,34 @@ impl Store {
         } else {
             ""
         };
-        let cond = text.conditions(self.backend(), body, 5 + usize::from(upper.is_some()));
-        let text_cond = if cond.is_empty() {
-            "b.is_text = TRUE".to_owned()
+        let cond = text.conditions(self.backend(), "t.body", 5 + usize::from(upper.is_some()));
+        let sql = if cond.is_empty() {
+            format!(
+                "SELECT e.path, e.is_dir, e.size, e.content_id, e.version, e.modified, b.inline \
+                 FROM fs_entries e JOIN fs_blobs b ON b.content_id = e.content_id \
+                 WHERE e.zone_id = $1 AND e.path >= $2 AND e.path > $3 {below} \
+                 AND e.is_dir = FALSE ORDER BY e.path LIMIT $4"
+            )
         } else {
-            format!("e.content_id IN ({texts} {cond})")
+            // SQLite: CROSS JOIN keeps the matching ids the outer loop (its planner would
+            // rather walk the zone in path order and probe them).
+            let (texts, join) = match self.backend() {
+                super::Backend::Postgres => ("SELECT t.content_id FROM fs_text t WHERE", "JOIN"),
+                super::Backend::Sqlite => (
+                    "SELECT b2.content_id FROM fs_text t JOIN fs_blobs b2 ON b2.rowid = t.rowid WHERE",
+                    "CROSS JOIN",
+                ),
+            };
+            format!(
+                "WITH ids AS MATERIALIZED ({texts} {cond} \
+                 UNION SELECT content_id FROM fs_blobs WHERE is_text = FALSE) \
+                 SELECT e.path, e.is_dir, e.size, e.content_id, e.version, e.modified, b.inline \
+                 FROM ids {join} fs_entries e ON e.content_id = ids.content_id \
+                 JOIN fs_blobs b ON b.content_id = e.content_id \
+                 WHERE e.zone_id = $1 AND e.path >= $2 AND e.path > $3 {below} \
+                 AND e.is_dir = FALSE ORDER BY e.path LIMIT $4"
+            )
         };
-        let sql = format!(
-            "SELECT e.path, e.is_dir, e.size, e.content_id, e.version, e.modified, b.inline \
-             FROM fs_entries e JOIN fs_blobs b ON b.content_id = e.content_id \
-             WHERE e.zone_id = $1 AND e.path >= $2 AND e.path > $3 {below} AND e.is_dir = FALSE \
-             AND (b.is_text = FALSE OR {text_cond}) ORDER BY e.path LIMIT $4"
-        );
         Ok(with_pool!(self, p => {
             let mut q = sqlx::query_as(&sql).bind(zone).bind(from).bind(after).bind(limit);
             if let Some(u) = &upper {
@@ -566,6 +576,27 @@ impl Store {
                 q = q.bind(pat);
             }
             q.fetch_all(p).await
+        })?)
+    }
+
+    /// How many indexed texts (of any zone) `text` matches, counting no further than `cap`:
+    /// whether [`Store::fs_grep_candidates`] is cheap for it.
+    pub async fn fs_text_matches(
+        &self,
+        text: &TextFilter<'_>,
+        cap: i64,
+    ) -> Result<i64, StoreError> {
+        let cond = text.conditions(self.backend(), "t.body", 2);
+        if cond.is_empty() {
+            return Ok(cap);
+        }
+        let sql = format!("SELECT count(*) FROM (SELECT 1 FROM fs_text t WHERE {cond} LIMIT $1) s");
+        Ok(with_pool!(self, p => {
+            let mut q = sqlx::query_scalar(&sql).bind(cap);
+            for pat in text.patterns() {
+                q = q.bind(pat);
+            }
+            q.fetch_one(p).await
         })?)
     }
 

@@ -376,16 +376,21 @@ type Candidate = (ZonePath, crate::db::FsRow, Option<Vec<u8>>);
 /// A grep starts by testing each file of a page ([`crate::db::Store::fs_grep_probe`]):
 /// when most files match (a common word), the first page of results costs a page of
 /// files, however large the zone. Once a page shows few matches it switches to the index
-/// ([`crate::db::Store::fs_grep_candidates`]), which costs the number of matching files.
+/// ([`crate::db::Store::fs_grep_candidates`]), which costs the number of matching files,
+/// when they are few.
 #[derive(Default)]
 struct Cursor {
     after: String,
     done: bool,
     indexed: bool,
+    /// The text matches too widely for the index to pay: test page by page to the end.
+    probe_only: bool,
 }
 
 /// A probed page keeps probing while at least one in this many of its files match.
 const PROBE_KEEP: usize = 4;
+/// Texts matching the pattern (in every zone) up to which the index answers a grep.
+const INDEXED_MAX: i64 = 5000;
 
 /// The next batch of files below `base` the prefilter lets through and the caller may
 /// read, in path order after `after` (moved past them); `None` when there are no more.
@@ -446,9 +451,19 @@ async fn candidates(
                 .filter_map(|r| r.hit.then_some(r.found))
                 .collect();
             // Few files of this stretch match: the trigram index finds the rest faster
-            // than testing each file.
-            if rows.len() * PROBE_KEEP < visited {
-                cursor.indexed = true;
+            // than testing each file, unless the text matches widely elsewhere (then
+            // joining every match for each page costs more than testing a page).
+            if rows.len() * PROBE_KEEP < visited && !cursor.probe_only {
+                let matches = svc
+                    .store
+                    .fs_text_matches(&text, INDEXED_MAX)
+                    .await
+                    .map_err(super::error::Error::from)?;
+                if matches < INDEXED_MAX {
+                    cursor.indexed = true;
+                } else {
+                    cursor.probe_only = true;
+                }
             }
             (rows, last, full)
         };
