@@ -19,7 +19,7 @@ pub mod subjects;
 pub mod testing;
 mod url;
 
-pub use nexus_wire::bus::{BusMessage, Invalidation, KeyId, NodeBeat, Role};
+pub use nexus_wire::bus::{BadRole, BusMessage, Invalidation, KeyId, NodeBeat, Role};
 pub use subjects::{Permissions, permissions};
 pub use url::{BadBusUrl, BusUrl, NatsServer};
 

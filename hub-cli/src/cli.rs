@@ -72,6 +72,37 @@ pub struct LocalArgs {
     /// Redis: tells running servers about changes at once.
     #[arg(long, global = true, env = "NEXUS_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<SecretString>,
+    #[command(flatten)]
+    pub bus: BusArgs,
+}
+
+/// The cluster bus a command tells running servers about its changes on (SPEC §13).
+#[derive(Debug, Clone, Default, Args)]
+pub struct BusArgs {
+    /// The cluster bus: redis://… or nats://h1:4222,… (default: NEXUS_REDIS_URL).
+    #[arg(long, global = true, env = "NEXUS_BUS_URL", hide_env_values = true)]
+    pub bus_url: Option<SecretString>,
+    /// NATS credentials of an rpc node (`nexus hub cluster add-node NAME --role rpc`).
+    #[arg(long, global = true, env = "NEXUS_NATS_CREDS")]
+    pub nats_creds: Option<std::path::PathBuf>,
+    /// The node name those credentials were minted for.
+    #[arg(long, global = true, env = "NEXUS_NODE_NAME")]
+    pub node_name: Option<String>,
+}
+
+impl BusArgs {
+    /// The bus to use, with `redis_url` as the default.
+    pub fn settings(
+        &self,
+        redis_url: Option<&SecretString>,
+    ) -> Option<rpc_server::config::BusSettings> {
+        rpc_server::config::BusSettings::from_args(
+            self.bus_url.as_ref().or(redis_url),
+            self.nats_creds.clone(),
+            1,
+            self.node_name.clone(),
+        )
+    }
 }
 
 #[derive(Debug, Args)]
@@ -299,6 +330,8 @@ pub struct HubArgs {
     /// Redis: tells running servers about revocations at once; status reads traffic figures.
     #[arg(long, global = true, env = "NEXUS_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<SecretString>,
+    #[command(flatten)]
+    pub bus: BusArgs,
     #[command(subcommand)]
     pub command: HubCommand,
 }

@@ -182,6 +182,28 @@ pub fn status(out: &mut dyn Write, s: &HubStatus, as_json: bool) -> Result<(), C
         line(out, &format!("database: {} (sqlite)", s.database))?;
     }
     line(out, &format!("redis: {}", s.redis))?;
+    if let Some(b) = &s.bus {
+        let state = if b.connected { "ok" } else { "err" };
+        let why = b
+            .last_error
+            .as_ref()
+            .filter(|_| !b.connected)
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default();
+        line(out, &format!("bus: {state} ({}){why}", b.backend))?;
+    }
+    if let Some(nodes) = &s.nodes {
+        line(out, &format!("nodes: {}", nodes.len()))?;
+        for n in nodes {
+            line(
+                out,
+                &format!(
+                    "  {}  {}  {}  last heartbeat {}",
+                    n.name, n.role, n.version, n.last_heartbeat
+                ),
+            )?;
+        }
+    }
     let tokens = s
         .tokens
         .as_ref()

@@ -108,9 +108,24 @@ pub struct ServerArgs {
     /// Apply database migrations before serving.
     #[arg(long, env = "NEXUS_MIGRATE")]
     pub migrate: bool,
-    /// Redis for revocation broadcast (and, later, shared limits); optional.
+    /// Redis for shared rate limits and traffic figures, and the cluster bus (a Redis
+    /// Stream) when NEXUS_BUS_URL is not set; optional.
     #[arg(long, env = "NEXUS_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<SecretString>,
+    /// The cluster bus (SPEC §13): `redis://…` (a Redis Stream) or `nats://h1:4222,…`
+    /// (JetStream); replayable invalidations, node heartbeats. Defaults to NEXUS_REDIS_URL.
+    #[arg(long, env = "NEXUS_BUS_URL", hide_env_values = true)]
+    pub bus_url: Option<SecretString>,
+    /// This node's NATS credentials (`nexus hub cluster add-node NAME --role rpc`).
+    #[arg(long, env = "NEXUS_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// Replicas of the JetStream streams this node creates (3 in a 3-node NATS cluster).
+    #[arg(long, env = "NEXUS_NATS_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub nats_replicas: u8,
+    /// This node's name on the bus (the name its NATS credentials were minted for);
+    /// default `rpc-<host>-<port>`.
+    #[arg(long, env = "NEXUS_NODE_NAME")]
+    pub node_name: Option<String>,
     /// Default tier of a token: one or more windows N/s, N/m, N/h, N/d, comma-separated
     /// (e.g. 1000/m,10000/h); every window must admit a request.
     #[arg(long, env = "NEXUS_RATE_LIMIT_TOKEN", default_value = "300/m")]
@@ -399,6 +414,8 @@ pub struct ServerConfig {
     pub migrate: bool,
     pub public_url: Option<String>,
     pub redis_url: Option<SecretString>,
+    /// The cluster bus; `None` without NEXUS_BUS_URL or NEXUS_REDIS_URL.
+    pub bus: Option<BusSettings>,
     pub limits: crate::limits::LimitConfig,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Certificate chain and key (PEM) for built-in TLS.
@@ -551,6 +568,12 @@ impl ServerConfig {
             last_used_flush: Duration::from_secs(15),
             migrate: a.migrate,
             public_url: a.public_url,
+            bus: BusSettings::from_args(
+                a.bus_url.as_ref().or(a.redis_url.as_ref()),
+                a.nats_creds,
+                a.nats_replicas,
+                a.node_name,
+            ),
             redis_url: a.redis_url.filter(|u| !u.expose_secret().trim().is_empty()),
             tls_client_ca,
             tls: a.tls_cert.zip(a.tls_key),
@@ -774,5 +797,64 @@ mod config_file_tests {
             "secrets in a world-readable file"
         );
         drop(d);
+    }
+}
+
+/// Where this node joins the cluster bus (SPEC §13).
+#[derive(Debug, Clone)]
+pub struct BusSettings {
+    pub url: SecretString,
+    pub nats_creds: Option<PathBuf>,
+    pub replicas: u8,
+    /// `NEXUS_NODE_NAME`; `None`: derived from the host and port.
+    pub node_name: Option<String>,
+}
+
+impl BusSettings {
+    /// The settings when a bus URL is set (blank counts as unset).
+    pub fn from_args(
+        url: Option<&SecretString>,
+        nats_creds: Option<PathBuf>,
+        replicas: u8,
+        node_name: Option<String>,
+    ) -> Option<Self> {
+        let url = url.filter(|u| !u.expose_secret().trim().is_empty())?;
+        Some(Self {
+            url: url.clone(),
+            nats_creds: nats_creds.filter(|p| !p.as_os_str().is_empty()),
+            replicas,
+            node_name: node_name.filter(|n| !n.trim().is_empty()),
+        })
+    }
+
+    /// The bus client configuration of a node with `role` listening on `port`.
+    pub fn bus_config(
+        &self,
+        role: nexus_bus::Role,
+        port: u16,
+        heartbeat: bool,
+    ) -> nexus_bus::BusConfig {
+        let name = nexus_bus::NodeIdentity::name_from_env(
+            |k| match k {
+                "NEXUS_NODE_NAME" => self.node_name.clone(),
+                other => std::env::var(other).ok(),
+            },
+            role,
+            port,
+        );
+        nexus_bus::BusConfig {
+            url: self.url.expose_secret().to_owned(),
+            nats_creds: self.nats_creds.clone(),
+            node: nexus_bus::NodeIdentity {
+                name,
+                role,
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            },
+            nats: nexus_bus::NatsSettings {
+                replicas: usize::from(self.replicas),
+                ..Default::default()
+            },
+            heartbeat,
+        }
     }
 }

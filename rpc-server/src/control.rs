@@ -651,6 +651,8 @@ impl Control {
             detail: None,
             subjects: None,
             tuples: None,
+            bus: None,
+            nodes: None,
         }
     }
 

@@ -275,6 +275,12 @@ impl Limits {
         })
     }
 
+    /// Whether shared limits reach Redis (as their last attempt found); `None` without it.
+    pub fn redis_up(&self) -> Option<bool> {
+        let r = self.redis.as_ref()?;
+        Some(r.skip_until_ms.load(Ordering::Relaxed) <= chrono::Utc::now().timestamp_millis())
+    }
+
     fn tier_for(&self, id: &Identity) -> (RateTier, &'static str) {
         if let Some(r) = id.rate_limit {
             return (r, "custom");

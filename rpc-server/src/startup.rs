@@ -79,21 +79,6 @@ impl Application {
             }
         };
         let files = open_files(&cfg, backends.store.as_ref(), &metrics).await?;
-        let redis = match &cfg.redis_url {
-            Some(url) if backends.control.is_some() => {
-                let health = crate::auth::broadcast::RedisHealth::default();
-                let b = crate::auth::broadcast::start(
-                    url.expose_secret(),
-                    bus.clone(),
-                    Some(metrics.clone()),
-                    health.clone(),
-                    true,
-                )?;
-                bus.set_broadcaster(b);
-                Some(health)
-            }
-            _ => None,
-        };
         let limits = Arc::new(crate::limits::Limits::new(
             cfg.limits,
             cfg.redis_url.as_ref().map(|u| u.expose_secret()),
@@ -102,6 +87,16 @@ impl Application {
         let listener = nexus_serve::bind(&cfg.host, cfg.port)
             .await
             .with_context(|| format!("cannot listen on {}:{}", cfg.host, cfg.port))?;
+        // The cluster bus carries this server's changes to the others and theirs (replayed
+        // after a disconnect) to this one; only a server that can change anything joins.
+        // Named by the port actually bound (two nodes of one host differ by it).
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(cfg.port);
+        let cluster_bus = match &cfg.bus {
+            Some(b) if backends.control.is_some() => {
+                Some(crate::auth::cluster_bus::start(b, port, bus.clone(), &metrics).await?)
+            }
+            _ => None,
+        };
         let Backends {
             auth,
             issuers,
@@ -122,7 +117,7 @@ impl Application {
             metrics,
             max_body_bytes: cfg.max_body_bytes,
             public_url: cfg.public_url.clone(),
-            redis,
+            bus: cluster_bus,
             redis_url: cfg.redis_url.clone(),
             limits,
             trusted_proxies: cfg.trusted_proxies.clone(),

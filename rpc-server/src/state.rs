@@ -24,8 +24,8 @@ pub struct StateInner {
     pub(crate) metrics: Metrics,
     pub(crate) max_body_bytes: usize,
     pub(crate) public_url: Option<String>,
-    /// Present when Redis is configured.
-    pub(crate) redis: Option<crate::auth::broadcast::RedisHealth>,
+    /// The cluster bus, when one is configured (SPEC §13).
+    pub(crate) bus: Option<nexus_bus::Bus>,
     /// For reading traffic figures (status).
     pub(crate) redis_url: Option<secrecy::SecretString>,
     pub(crate) limits: Arc<crate::limits::Limits>,
@@ -48,13 +48,30 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// `ok`, `err`, or `n/a` when Redis is not configured.
+    /// `ok`, `err`, or `n/a` when Redis is not configured: as the bus sees it when the bus
+    /// is a Redis Stream, else as the shared rate limits last found it.
     pub fn redis_status(&self) -> &'static str {
-        match &self.redis {
+        let up = match &self.bus {
+            Some(b) if b.health().backend == nexus_bus::BackendKind::Redis => {
+                Some(b.health().connected)
+            }
+            _ => self.limits.redis_up(),
+        };
+        match up {
             None => "n/a",
-            Some(h) if h.is_up() => "ok",
-            Some(_) => "err",
+            Some(true) => "ok",
+            Some(false) => "err",
         }
+    }
+
+    /// The bus's health, for `/health` and `hub status`.
+    pub fn bus_status(&self) -> Option<nexus_wire::methods::BusStatus> {
+        self.bus.as_ref().map(crate::auth::cluster_bus::status)
+    }
+
+    /// Every node whose heartbeat the bus holds; `None` without a bus or when it cannot say.
+    pub async fn bus_nodes(&self) -> Option<Vec<nexus_wire::methods::NodeStatus>> {
+        crate::auth::cluster_bus::nodes(self.bus.as_ref()?).await
     }
 }
 

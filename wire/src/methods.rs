@@ -712,6 +712,35 @@ pub struct HubStatus {
     /// Stored relationship tuples (with `detail`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tuples: Option<u64>,
+    /// The cluster bus as the answering node sees it; absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bus: Option<BusStatus>,
+    /// Every node whose heartbeat the bus holds, by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<Vec<NodeStatus>>,
+}
+
+/// The cluster bus's health (SPEC §13).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BusStatus {
+    /// `redis` or `nats`.
+    pub backend: String,
+    pub connected: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// One node seen on the bus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub name: String,
+    /// `rpc` or `frontend`.
+    pub role: String,
+    pub version: String,
+    /// RFC 3339, UTC.
+    pub last_heartbeat: String,
+    /// RFC 3339, UTC.
+    pub started: String,
 }
 
 // ---- subjects and ReBAC (SPEC §9) ----

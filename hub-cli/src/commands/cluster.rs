@@ -87,7 +87,9 @@ pub(crate) async fn run(a: ClusterArgs, out: &mut dyn Write) -> Result<(), CliEr
             )
         }
         ClusterCommand::AddNode { name, role } => {
-            let role: Role = role.parse().map_err(cli_error)?;
+            let role: Role = role
+                .parse()
+                .map_err(|e: nexus_bus::BadRole| CliError::with_code(e.to_string(), 2))?;
             let s = nexus_cluster::add_node(&dir, &name, role).map_err(cli_error)?;
             output::line(out, &s.to_string())
         }

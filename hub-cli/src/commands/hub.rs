@@ -5,7 +5,6 @@ use crate::error::CliError;
 use crate::output;
 use crate::remote::RemoteAdmin;
 use nexus_wire::methods::{HubStatus, TokenCreateParams};
-use rpc_server::auth::broadcast::RedisBroadcaster;
 use rpc_server::auth::db_notify::ChangeWatch;
 use rpc_server::auth::invalidation::Recorder;
 use rpc_server::auth::{Invalidation, InvalidationBus, TokenHasher};
@@ -71,6 +70,7 @@ pub async fn run_hub(h: HubArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let local = LocalArgs {
         database_url: h.database_url.clone(),
         redis_url: h.redis_url.clone(),
+        bus: h.bus.clone(),
     };
     with_propagation(&local, changes, |bus, redis_url| {
         run_hub_inner(h, bus, redis_url, out)
@@ -98,19 +98,16 @@ where
         .redis_url
         .clone()
         .filter(|u| !u.expose_secret().trim().is_empty());
-    let broadcaster = match &redis_url {
-        Some(u) => {
-            let b = rpc_server::auth::broadcast::start(
-                u.expose_secret(),
-                bus.clone(),
-                None,
-                rpc_server::auth::broadcast::RedisHealth::default(),
-                false,
-            )?;
-            bus.set_broadcaster(b.clone());
+    // Only a command that may change something needs the bus.
+    let publisher = match local.bus.settings(redis_url.as_ref()) {
+        Some(settings) if changes => {
+            let b = rpc_server::auth::cluster_bus::publisher(&settings)
+                .await
+                .map_err(|e| CliError::new(e.to_string()))?;
+            rpc_server::auth::cluster_bus::publish_changes(&b, &bus);
             Some(b)
         }
-        None => None,
+        _ => None,
     };
     // The database announces each change in its own transaction; listen before making it.
     let watch = match (changes, local.database_url.as_ref()) {
@@ -126,7 +123,7 @@ where
     let told = if changes.is_empty() {
         Ok(())
     } else {
-        confirm_propagation(&changes, watch, broadcaster.as_deref()).await
+        confirm_propagation(&changes, watch, publisher.as_ref()).await
     };
     res.and(told)
 }
@@ -150,15 +147,16 @@ fn may_change(c: &HubCommand) -> bool {
 pub const UNCONFIRMED: u8 = 3;
 
 /// Running servers learn of `changes` from the database's own announcement and, when
-/// configured, from Redis. Either one confirmed is enough (each reaches every server that
-/// is up); a failed Redis publish is still worth a warning. Neither: exit [`UNCONFIRMED`].
+/// configured, from the cluster bus. Either one confirmed is enough (each reaches every
+/// server that is up, and the bus also those that reconnect later); a failed bus publish is
+/// still worth a warning. Neither: exit [`UNCONFIRMED`].
 async fn confirm_propagation(
     changes: &[Invalidation],
     watch: Option<Result<ChangeWatch, String>>,
-    redis: Option<&RedisBroadcaster>,
+    bus: Option<&nexus_bus::Bus>,
 ) -> Result<(), CliError> {
     const WAIT: std::time::Duration = std::time::Duration::from_secs(3);
-    let (db, redis) = tokio::join!(
+    let (db, bus) = tokio::join!(
         async {
             match watch {
                 Some(Ok(mut w)) => {
@@ -175,37 +173,34 @@ async fn confirm_propagation(
             }
         },
         async {
-            match redis {
-                Some(b) => Some(match b.flush(WAIT).await {
-                    Ok(n) if n >= changes.len() => Ok(()),
-                    Ok(n) => Err(format!(
-                        "only {n} of {} invalidation(s) were published to Redis",
-                        changes.len()
-                    )),
-                    Err(e) => Err(e.to_string()),
-                }),
+            match bus {
+                Some(b) => Some(
+                    b.flush(WAIT)
+                        .await
+                        .map_err(|e| format!("the cluster bus: {e}")),
+                ),
                 None => None,
             }
         }
     );
-    match (db, redis) {
+    match (db, bus) {
         (Ok(()), None | Some(Ok(()))) => Ok(()),
         (Ok(()), Some(Err(r))) => {
             eprintln!("warning: {r}; running servers were told through the database");
             Ok(())
         }
         (Err(d), Some(Ok(()))) => {
-            eprintln!("warning: {d}; running servers were told through Redis");
+            eprintln!("warning: {d}; running servers were told through the cluster bus");
             Ok(())
         }
         (Err(d), r) => {
-            let redis = match r {
+            let bus = match r {
                 Some(Err(r)) => format!("; {r}"),
                 _ => String::new(),
             };
             Err(CliError::with_code(
                 format!(
-                    "the change is saved, but running servers could not be confirmed to know of it ({d}{redis}); \
+                    "the change is saved, but running servers could not be confirmed to know of it ({d}{bus}); \
                      a server that cached the token keeps accepting it until its NEXUS_AUTH_CACHE_TTL ends (60 s by default)"
                 ),
                 UNCONFIRMED,
@@ -222,6 +217,7 @@ async fn run_hub_inner(
 ) -> Result<(), CliError> {
     let redis_url = redis_url.as_ref();
     let url = h.database_url.as_ref();
+    let h_bus = h.bus.clone();
     match h.command {
         HubCommand::Migrate => {
             let store = connect(db_url(url)?).await?;
@@ -278,6 +274,14 @@ async fn run_hub_inner(
             };
             let url = redis_url.map(ExposeSecret::expose_secret);
             rpc_server::stats::fill(&mut status, url, a.detail, &names).await;
+            if let Some(settings) = h_bus.settings(redis_url) {
+                // Nodes as the bus holds them; a bus that does not answer says so.
+                let b = rpc_server::auth::cluster_bus::publisher(&settings)
+                    .await
+                    .map_err(|e| CliError::new(e.to_string()))?;
+                status.nodes = rpc_server::auth::cluster_bus::nodes(&b).await;
+                status.bus = Some(rpc_server::auth::cluster_bus::status(&b));
+            }
             output::status(out, &status, a.json)?;
             if status.database != "ok" {
                 let why = problem.unwrap_or_else(|| "the database is unreachable".into());
@@ -370,6 +374,8 @@ fn unreachable_status(url: &SecretString) -> HubStatus {
         detail: None,
         subjects: None,
         tuples: None,
+        bus: None,
+        nodes: None,
     }
 }
 

@@ -88,6 +88,8 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         migrate: true,
         public_url: None,
         redis_url: None,
+        // One process: nothing to tell.
+        bus: None,
         tls: None,
         tls_client_ca: None,
         // The in-process frontend forwards each MCP client's address over loopback.

@@ -2,9 +2,9 @@
 //! the identity cache in front of the database provider, and the invalidation bus that
 //! keeps the cache honest when tokens or zones change.
 
-pub mod broadcast;
 pub mod cache;
 pub mod chain;
+pub mod cluster_bus;
 pub mod database;
 pub mod db_notify;
 pub mod grants;

@@ -30,6 +30,7 @@ pub async fn health(State(st): State<AppState>) -> Json<serde_json::Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "database": database,
         "redis": st.redis_status(),
+        "bus": st.bus_status(),
         "auth": st.auth.kind(),
         "uptime_seconds": st.started.elapsed().as_secs(),
     }))

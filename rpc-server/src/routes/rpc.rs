@@ -559,6 +559,8 @@ async fn dispatch_admin(
                 .as_ref()
                 .map(secrecy::ExposeSecret::expose_secret);
             crate::stats::fill(&mut s, url, q.detail, &names).await;
+            s.bus = st.bus_status();
+            s.nodes = st.bus_nodes().await;
             to_value(s)
         }
         _ => Err(RpcError::method_not_found(method.as_str())),

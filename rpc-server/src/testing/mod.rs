@@ -154,6 +154,8 @@ pub struct TestOptions {
     pub auth_chain: crate::config::AuthChain,
     /// The blob store and collector (default: blobs under the data dir).
     pub storage: Option<crate::config::StorageConfig>,
+    /// The cluster bus (default: `redis_url`'s Redis Stream, as in production).
+    pub bus: Option<crate::config::BusSettings>,
 }
 
 impl Default for TestOptions {
@@ -168,6 +170,7 @@ impl Default for TestOptions {
             auth_chain: Default::default(),
             grep: Default::default(),
             storage: None,
+            bus: None,
         }
     }
 }
@@ -233,6 +236,10 @@ pub fn config(db_url: &str, data_dir: &std::path::Path, o: &TestOptions) -> Serv
         migrate: false,
         public_url: None,
         redis_url: o.redis_url.clone().map(SecretString::from),
+        bus: o.bus.clone().or_else(|| {
+            let url = o.redis_url.clone().map(SecretString::from);
+            crate::config::BusSettings::from_args(url.as_ref(), None, 1, None)
+        }),
         limits: o.limits,
         tls: None,
         tls_client_ca: None,
