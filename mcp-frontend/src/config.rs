@@ -19,6 +19,14 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("expected seconds between 0 and 3600, got {s:?}"))
 }
 
+fn parse_replicas(s: &str) -> Result<u8, String> {
+    s.trim()
+        .parse()
+        .ok()
+        .filter(|n| (1..=5).contains(n))
+        .ok_or_else(|| format!("NEXUS_NATS_REPLICAS must be 1 to 5, not {s:?}"))
+}
+
 /// `nexus mcp serve` flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct FrontendArgs {
@@ -78,7 +86,7 @@ pub struct FrontendArgs {
     pub nats_creds: Option<std::path::PathBuf>,
     /// Replicas of the JetStream streams this node creates: 1 for one server, 3 in a
     /// three-server cluster.
-    #[arg(long, env = "NEXUS_NATS_REPLICAS", value_parser = clap::value_parser!(u8).range(1..=5))]
+    #[arg(long, env = "NEXUS_NATS_REPLICAS", value_name = "N", value_parser = parse_replicas)]
     pub nats_replicas: Option<u8>,
     /// This node's name on the bus, unique in the cluster (default:
     /// `frontend-<host name>-<port>`).

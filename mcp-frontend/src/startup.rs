@@ -187,14 +187,19 @@ async fn start_bus(
         role: Role::Frontend,
         version: env!("CARGO_PKG_VERSION").to_owned(),
     };
+    // Configuration errors name the variable already; the others say which part failed.
+    let error = |e: nexus_bus::BusError| match e {
+        nexus_bus::BusError::Config(_) | nexus_bus::BusError::Url(_) => anyhow::anyhow!("{e}"),
+        e => anyhow::anyhow!("cluster bus: {e}"),
+    };
     let mut config = BusConfig::from_env(node, var)
-        .map_err(|e| anyhow::anyhow!("cluster bus: {e}"))?
-        .ok_or_else(|| anyhow::anyhow!("cluster bus: NEXUS_BUS_URL is empty"))?;
+        .map_err(error)?
+        .ok_or_else(|| anyhow::anyhow!("NEXUS_BUS_URL is empty"))?;
     config.nats_creds = settings.nats_creds.clone();
     let name = config.node.name.clone();
     let bus = Bus::start(config, Some(metrics.registry()))
         .await
-        .map_err(|e| anyhow::anyhow!("cluster bus: {e}"))?;
+        .map_err(error)?;
     let shown = nexus_bus::BusUrl::parse(settings.url.expose_secret(), true)
         .map(|u| u.to_string())
         .unwrap_or_default();
