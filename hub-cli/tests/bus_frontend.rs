@@ -10,6 +10,8 @@
 //!   its `/metrics` carries the bus's gauges.
 //! - With the NATS server stopped, every request is still served (audit degrades, serving
 //!   does not; the drops are counted); once it is back, audit lines arrive again.
+//! - SIGTERM in the middle of a burst: every request answered before the frontend stopped
+//!   has its line on the bus (the frontend sends what it holds before it exits).
 //! - A bus configuration that cannot work stops the frontend with a clear message.
 //!
 //! Ports: nats-server 14400 (client) and 14401 (monitoring); nexusd and the frontend take
@@ -231,6 +233,38 @@ async fn send_all(
     ids
 }
 
+/// Sends requests from number `first` on until one is not answered 200 (the frontend is
+/// going away); the request ids of those that were.
+async fn send_until_refused(url: String, auth: String, first: usize) -> Vec<String> {
+    let client = http();
+    let mut ids = Vec::new();
+    for i in first.. {
+        let b = body(i);
+        let mut r = client
+            .post(&url)
+            .header("accept", ACCEPT)
+            .header("authorization", &auth)
+            .body(b.to_string());
+        for (name, value) in headers(&b) {
+            r = r.header(name, value);
+        }
+        let Ok(resp) = r.send().await else { break };
+        let id = resp
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let ok = resp.status().as_u16() == 200;
+        // A body cut short by the shutdown is not an answer either.
+        let Ok(text) = resp.text().await else { break };
+        match id {
+            Some(id) if ok && text.contains("\"result\"") => ids.push(id),
+            _ => break,
+        }
+    }
+    ids
+}
+
 /// Sends requests `range` from [`CLIENTS`] clients at once; their request ids.
 async fn load(hub: &Hub, range: std::ops::Range<usize>) -> Vec<String> {
     let url = hub.mcp_url();
@@ -287,7 +321,7 @@ async fn read_until(
 async fn every_request_is_audited_once_on_the_bus_and_serving_survives_the_bus() {
     let t0 = Instant::now();
     let mut nats = NatsServer::start(NATS_PORT, NATS_MONITOR_PORT, "").await;
-    let hub = Hub::start(&nats.url()).await;
+    let mut hub = Hub::start(&nats.url()).await;
     eprintln!("hub up in {:?}", t0.elapsed());
 
     // The heartbeat bucket is an rpc node's to create; nexusd here is not on the bus, so
@@ -428,6 +462,54 @@ async fn every_request_is_audited_once_on_the_bus_and_serving_survives_the_bus()
             hub.frontend.log_text()
         );
     }
+
+    // SIGTERM in the middle of a burst: every request answered before the frontend stopped
+    // has its line on the bus, sent before the process exited.
+    let url = hub.mcp_url();
+    let auth = format!("Bearer {}", hub.token);
+    let burst: Vec<_> = (0..CLIENTS)
+        .map(|k| {
+            let (url, auth) = (url.clone(), auth.clone());
+            tokio::spawn(send_until_refused(url, auth, 1_000_000 * (k + 1)))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let term = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(hub.frontend.pid().to_string())
+        .status()
+        .expect("run kill");
+    assert!(term.success(), "kill -TERM");
+    let mut answered = BTreeSet::new();
+    for t in burst {
+        answered.extend(t.await.expect("burst client"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hub.frontend.open_fds().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the frontend did not exit within 10 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!answered.is_empty(), "no request answered before SIGTERM");
+    let (records, _) = read_until(&reader, after, &answered).await;
+    let got: BTreeSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    let lost = answered
+        .iter()
+        .filter(|id| !got.contains(id.as_str()))
+        .count();
+    assert_eq!(
+        lost,
+        0,
+        "of {} requests answered before SIGTERM, {lost} have no audit line:\n{}",
+        answered.len(),
+        hub.frontend.log_text()
+    );
+    eprintln!(
+        "{} requests answered around SIGTERM, every line on the bus",
+        answered.len()
+    );
 
     // The whole stream once more from the start: still one line per request id.
     let mut all: BTreeMap<String, usize> = BTreeMap::new();
