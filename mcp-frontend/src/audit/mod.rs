@@ -421,3 +421,64 @@ impl Writer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bus_ids_are_request_ids_or_unique_fallbacks() {
+        assert!(usable_id("0b6c1a3e-2f4d-4c49-9b1a-6f1f0f5e8d21"));
+        for bad in ["", "two words", "tab\there", "é", &"x".repeat(129)] {
+            assert!(!usable_id(bad), "{bad:?}");
+        }
+        let (a, b) = (FallbackIds::new(), FallbackIds::new());
+        let ids = [a.next(), a.next(), b.next()];
+        assert_ne!(ids[0], ids[1]);
+        assert_ne!(ids[0], ids[2], "another process starts elsewhere");
+        assert!(ids.iter().all(|id| usable_id(id)), "{ids:?}");
+    }
+
+    fn event(request_id: Option<&str>) -> AuditEvent {
+        AuditEvent {
+            ts: "2026-01-01T00:00:00.000Z".into(),
+            event: "mcp.request",
+            request_id: request_id.map(str::to_owned),
+            client_request_id: None,
+            key_id: Some("kid".into()),
+            subject_id: None,
+            zone_id: None,
+            rpc_method: "tools/list",
+            tool_name: None,
+            status_code: 200,
+            outcome: "ok",
+            latency_ms: 1.0,
+            user_agent: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flush_waits_for_what_was_queued_and_is_bounded() {
+        let audit = Auditor::start(None, Metrics::new(), false, None);
+        for i in 0..100 {
+            audit.record(event((i % 2 == 0).then_some("r")));
+        }
+        let t = Instant::now();
+        audit
+            .flush(Duration::from_secs(5), Duration::from_secs(5))
+            .await;
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        // The writer took every event: the queue has room for a full one again.
+        for _ in 0..QUEUE {
+            audit.record(event(Some("r")));
+        }
+        assert_eq!(
+            audit
+                .metrics
+                .audit_dropped
+                .with_label_values(&["queue_full"])
+                .get(),
+            0
+        );
+    }
+}
