@@ -19,6 +19,14 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("expected seconds between 0 and 3600, got {s:?}"))
 }
 
+fn parse_replicas(s: &str) -> Result<u8, String> {
+    s.trim()
+        .parse()
+        .ok()
+        .filter(|n| (1..=5).contains(n))
+        .ok_or_else(|| format!("NEXUS_NATS_REPLICAS must be 1 to 5, not {s:?}"))
+}
+
 /// `nexus mcp serve` flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct FrontendArgs {
@@ -67,6 +75,23 @@ pub struct FrontendArgs {
     /// Write one audit line per MCP request on stdout.
     #[arg(long, env = "NEXUS_AUDIT_STDOUT", default_value = "true", value_parser = parse_bool)]
     pub audit_stdout: bool,
+    /// The cluster bus: `nats://host:4222,…` (every audit line also goes to the durable
+    /// JetStream stream; this node's heartbeat) or `redis://…` (the heartbeat only; Redis
+    /// audit stays with NEXUS_REDIS_URL). Unset: no bus.
+    #[arg(long, env = "NEXUS_BUS_URL", hide_env_values = true)]
+    pub bus_url: Option<secrecy::SecretString>,
+    /// This node's NATS credentials (`nexus hub cluster add-node NAME --role frontend`);
+    /// needed unless every NATS server is on 127.0.0.1.
+    #[arg(long, env = "NEXUS_NATS_CREDS")]
+    pub nats_creds: Option<std::path::PathBuf>,
+    /// Replicas of the JetStream streams this node creates: 1 for one server, 3 in a
+    /// three-server cluster.
+    #[arg(long, env = "NEXUS_NATS_REPLICAS", value_name = "N", value_parser = parse_replicas)]
+    pub nats_replicas: Option<u8>,
+    /// This node's name on the bus, unique in the cluster (default:
+    /// `frontend-<host name>-<port>`).
+    #[arg(long, env = "NEXUS_NODE_NAME")]
+    pub node_name: Option<String>,
     /// Proxies (IPs or CIDRs) in front of this frontend whose X-Forwarded-For names the client.
     #[arg(long, env = "NEXUS_MCP_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<String>,
@@ -237,6 +262,55 @@ fn rpc_tls(url: &str, a: &FrontendArgs) -> anyhow::Result<Option<crate::forward:
     crate::forward::RpcTls::load(a.rpc_ca.as_deref(), client).map(Some)
 }
 
+/// The cluster bus settings (SPEC §13), checked at startup; the bus itself starts with the
+/// frontend, once its port (part of the default node name) is known.
+#[derive(Debug, Clone)]
+pub struct BusSettings {
+    /// `NEXUS_BUS_URL`; may carry a password.
+    pub url: secrecy::SecretString,
+    /// `NEXUS_NATS_CREDS`.
+    pub nats_creds: Option<std::path::PathBuf>,
+    /// `NEXUS_NATS_REPLICAS` (1 to 5); the bus's default when unset.
+    pub nats_replicas: Option<u8>,
+    /// `NEXUS_NODE_NAME`; `frontend-<host>-<port>` when unset.
+    pub node_name: Option<String>,
+}
+
+impl BusSettings {
+    /// The settings of `url` and the rest, refused when the URL cannot work (unknown
+    /// scheme, no server, remote NATS servers without credentials) or the node name is
+    /// not one the bus accepts. Messages name the variable and never the password.
+    pub fn new(
+        url: secrecy::SecretString,
+        nats_creds: Option<std::path::PathBuf>,
+        nats_replicas: Option<u8>,
+        node_name: Option<String>,
+    ) -> anyhow::Result<Self> {
+        use secrecy::ExposeSecret as _;
+        nexus_bus::BusUrl::parse(url.expose_secret(), nats_creds.is_some())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let node_name = node_name
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty());
+        if let Some(n) = &node_name
+            && !nexus_wire::bus::is_valid_node_name(n)
+        {
+            anyhow::bail!("NEXUS_NODE_NAME {n:?} must be 1-64 of A-Z a-z 0-9 _ -");
+        }
+        if let Some(r) = nats_replicas
+            && !(1..=5).contains(&r)
+        {
+            anyhow::bail!("NEXUS_NATS_REPLICAS must be 1 to 5, not {r}");
+        }
+        Ok(Self {
+            url,
+            nats_creds: nats_creds.filter(|p| !p.as_os_str().is_empty()),
+            nats_replicas,
+            node_name,
+        })
+    }
+}
+
 /// The resolved configuration.
 #[derive(Debug, Clone)]
 pub struct FrontendConfig {
@@ -255,6 +329,8 @@ pub struct FrontendConfig {
     pub max_body_bytes: usize,
     pub redis_url: Option<secrecy::SecretString>,
     pub audit_stdout: bool,
+    /// The cluster bus; `None` without `NEXUS_BUS_URL`.
+    pub bus: Option<BusSettings>,
     pub auth_failures_per_min: u32,
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// TLS to the rpc-server, read at startup; set exactly when `rpc_url` is https.
@@ -315,6 +391,11 @@ impl FrontendConfig {
         )?;
         let trusted = nexus_wire::forwarded::parse_trusted(&a.trusted_proxies)
             .map_err(|e| anyhow::anyhow!(e.0))?;
+        let bus = a
+            .bus_url
+            .filter(|u| !secrecy::ExposeSecret::expose_secret(u).trim().is_empty())
+            .map(|url| BusSettings::new(url, a.nats_creds, a.nats_replicas, a.node_name))
+            .transpose()?;
         Ok(Self {
             rpc_url,
             host: a.host,
@@ -331,6 +412,7 @@ impl FrontendConfig {
                 .redis_url
                 .filter(|u| !secrecy::ExposeSecret::expose_secret(u).trim().is_empty()),
             audit_stdout: a.audit_stdout,
+            bus,
             auth_failures_per_min: a.auth_failures_per_min,
             tls: a.tls_cert.zip(a.tls_key),
             rpc_tls,
@@ -383,6 +465,7 @@ impl FrontendConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             redis_url: None,
             audit_stdout: true,
+            bus: None,
             auth_failures_per_min: 60,
             tls: None,
             rpc_tls: None,
@@ -468,6 +551,55 @@ mod tests {
                 .is_some()
         );
         assert!(try_config(&["--session-secret", &hex, "--session-secret-file", path]).is_err());
+    }
+
+    #[test]
+    fn bus_settings_are_checked_at_startup_and_the_url_is_never_echoed() {
+        assert!(config(&[]).bus.is_none());
+        assert!(config(&["--bus-url", " "]).bus.is_none(), "blank: no bus");
+        let c = config(&[
+            "--bus-url",
+            "nats://n1:4222,n2:4222",
+            "--nats-creds",
+            "/etc/nexus/fe-1.creds",
+            "--nats-replicas",
+            "3",
+            "--node-name",
+            "fe-1",
+        ]);
+        let bus = c.bus.expect("a bus");
+        assert_eq!(bus.nats_replicas, Some(3));
+        assert_eq!(bus.node_name.as_deref(), Some("fe-1"));
+        assert_eq!(
+            bus.nats_creds.as_deref(),
+            Some(std::path::Path::new("/etc/nexus/fe-1.creds"))
+        );
+        // Loopback NATS needs no credentials; a remote one does.
+        assert!(
+            config(&["--bus-url", "nats://127.0.0.1:4222"])
+                .bus
+                .is_some()
+        );
+        let e = try_config(&["--bus-url", "nats://nats.example:4222"]).expect_err("no creds");
+        assert!(e.contains("NEXUS_NATS_CREDS"), "{e}");
+        for bad in [
+            "mqtt://h:1",
+            "nats://user:hunter2@nats.example:4222,",
+            "nats://user:hunter2@",
+        ] {
+            let e = try_config(&["--bus-url", bad]).expect_err(bad);
+            assert!(e.contains("NEXUS_BUS_URL"), "{bad}: {e}");
+            assert!(!e.contains("hunter2"), "{bad}: {e}");
+        }
+        for bad in ["0", "6", "three"] {
+            assert!(
+                try_config(&["--bus-url", "redis://127.0.0.1", "--nats-replicas", bad]).is_err(),
+                "{bad}"
+            );
+        }
+        let e = try_config(&["--bus-url", "redis://127.0.0.1", "--node-name", "a.b"])
+            .expect_err("bad node name");
+        assert!(e.contains("NEXUS_NODE_NAME"), "{e}");
     }
 
     #[test]

@@ -75,7 +75,8 @@ pub struct Inner {
     pub active_clients: IntGauge,
     /// Stateless requests answered by the direct path rather than the general transport.
     pub direct: IntCounter,
-    /// `reason`: queue_full, stdout_backlog, redis_unavailable, publish_failed
+    /// `reason`: queue_full, stdout_backlog, redis_unavailable, publish_failed (lines the
+    /// cluster bus could not take or send are in `nexus_bus_dropped_total`)
     pub audit_dropped: IntCounterVec,
     redis_up: std::sync::atomic::AtomicU8,
     /// Key id → when its entry was last (re)inserted.
@@ -162,6 +163,11 @@ impl Metrics {
                 .time_to_live(Duration::from_secs(300))
                 .build(),
         }))
+    }
+
+    /// The registry `/metrics` renders; the bus registers its `nexus_bus_*` metrics here.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     pub fn set_redis_up(&self, up: bool) {

@@ -87,6 +87,8 @@ async fn health(State(st): State<AppState>) -> Response {
         "version": env!("CARGO_PKG_VERSION"),
         "rpc_server": if ok { "ok" } else { "err" },
         "redis": if st.cfg.redis_url.is_some() { st.metrics.redis_status() } else { "n/a" },
+        // Reported, never a reason for 503: without the bus only audit degrades.
+        "bus": st.bus.as_ref().map_or("n/a", |b| if b.health().connected { "ok" } else { "err" }),
         "uptime_seconds": st.started.elapsed().as_secs(),
     }));
     if ok {
@@ -191,6 +193,54 @@ mod tests {
             .await
             .expect("infallible");
         assert_eq!(r.status(), StatusCode::OK);
+    }
+
+    /// A bus that does not answer stops nothing: the frontend builds and serves, `/health`
+    /// and `/metrics` say the bus is down. A bus that cannot work stops the start.
+    #[tokio::test]
+    async fn an_unreachable_bus_is_reported_and_a_bad_one_refused() {
+        use crate::config::BusSettings;
+        let settings = |url: &str, creds: Option<&str>| {
+            BusSettings::new(
+                url.to_owned().into(),
+                creds.map(std::path::PathBuf::from),
+                None,
+                Some("fe-test".into()),
+            )
+            .expect("settings")
+        };
+        // Nothing listens on port 1.
+        let app = build(|c| c.bus = Some(settings("nats://127.0.0.1:1", None))).await;
+        let (_, _, v) = send(&app, req("GET", "/health", &[("host", "x")], "")).await;
+        assert_eq!(v["bus"], "err", "{v}");
+        let r = app
+            .clone()
+            .oneshot(req("GET", "/metrics", &[], ""))
+            .await
+            .expect("infallible");
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("nexus_bus_connected 0"), "{text}");
+
+        let (_, _, v) = send(
+            &build(|_| {}).await,
+            req("GET", "/health", &[("host", "x")], ""),
+        )
+        .await;
+        assert_eq!(v["bus"], "n/a", "{v}");
+
+        let mut cfg = FrontendConfig::local("http://127.0.0.1:9", 0);
+        cfg.bus = Some(settings(
+            "nats://127.0.0.1:1",
+            Some("/nonexistent/fe-test.creds"),
+        ));
+        let e = crate::Frontend::build(cfg)
+            .await
+            .expect_err("unreadable creds");
+        let e = format!("{e:#}");
+        assert!(e.contains("cannot read NEXUS_NATS_CREDS"), "{e}");
     }
 
     /// The MCP conformance scenario `dns-rebinding-protection`: with no origins

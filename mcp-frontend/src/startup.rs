@@ -1,7 +1,7 @@
 //! Startup as a value: [`Frontend::build`] binds the listener and builds the shared state;
 //! [`Frontend::run_until_stopped`] serves [`crate::router::router`] until shutdown.
 
-use crate::config::FrontendConfig;
+use crate::config::{BusSettings, FrontendConfig};
 use crate::forward::RpcClient;
 use crate::layers::admission::{KnownTokens, Unverified};
 use crate::layers::limits::{SessionBindings, Streams};
@@ -13,7 +13,7 @@ use anyhow::Context;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -54,12 +54,20 @@ impl Frontend {
             .await
             .with_context(|| format!("cannot listen on {}:{}", cfg.host, cfg.port))?;
         let metrics = Metrics::new();
+        let bus = match &cfg.bus {
+            Some(settings) => {
+                let port = listener.local_addr().map(|a| a.port()).unwrap_or(cfg.port);
+                Some(start_bus(settings, port, &metrics).await?)
+            }
+            None => None,
+        };
         let audit = crate::audit::Auditor::start(
             cfg.redis_url
                 .as_ref()
                 .map(|u| secrecy::ExposeSecret::expose_secret(u).to_owned()),
             metrics.clone(),
             cfg.audit_stdout,
+            bus.clone(),
         );
         let limits = cfg.limits;
         let mut manager = LocalSessionManager::default();
@@ -73,6 +81,7 @@ impl Frontend {
         let state = AppState::new(Inner {
             rpc: Arc::new(rpc),
             audit,
+            bus,
             metrics,
             sessions: SessionBindings::new(
                 session_manager.clone(),
@@ -134,8 +143,68 @@ impl Frontend {
         let res = nexus_serve::serve(self.listener, self.tls, app, limits, shutdown).await;
         housekeeping.abort();
         metadata.abort();
+        // The server has drained: the audit lines of its last requests go out before the
+        // process ends, within a bound (a bus that is down must not hold a shutdown).
+        self.state
+            .audit
+            .flush(AUDIT_FLUSH_WRITER, AUDIT_FLUSH_BUS)
+            .await;
         res.context("server error")
     }
+}
+
+/// At shutdown, how long the audit writer may take to write what is queued.
+const AUDIT_FLUSH_WRITER: Duration = Duration::from_secs(1);
+/// At shutdown, how long the bus may take to send the audit lines it holds.
+const AUDIT_FLUSH_BUS: Duration = Duration::from_secs(2);
+
+/// Starts the cluster bus as node `frontend-<host>-<port>` (or `NEXUS_NODE_NAME`), its
+/// metrics on the frontend's `/metrics`. Fails on a configuration that cannot work (a bad
+/// URL, an unreadable credentials file); a bus that is merely unreachable is not an error:
+/// the frontend serves, `Bus::health` (and `/health`) tells, audit lines to the bus are
+/// dropped and counted until it is back.
+async fn start_bus(
+    settings: &BusSettings,
+    port: u16,
+    metrics: &Metrics,
+) -> anyhow::Result<nexus_bus::Bus> {
+    use nexus_bus::{Bus, BusConfig, NodeIdentity, Role};
+    use secrecy::ExposeSecret as _;
+    // The bus reads its settings as the environment would hold them; here they are the
+    // resolved flags (a flag overrides its variable), and only the host name is read from
+    // the real environment.
+    let var = |k: &str| -> Option<String> {
+        match k {
+            "NEXUS_BUS_URL" => Some(settings.url.expose_secret().to_owned()),
+            "NEXUS_NATS_REPLICAS" => settings.nats_replicas.map(|r| r.to_string()),
+            "NEXUS_NODE_NAME" => settings.node_name.clone(),
+            "HOSTNAME" => std::env::var("HOSTNAME").ok(),
+            _ => None,
+        }
+    };
+    let node = NodeIdentity {
+        name: NodeIdentity::name_from_env(var, Role::Frontend, port),
+        role: Role::Frontend,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    // Configuration errors name the variable already; the others say which part failed.
+    let error = |e: nexus_bus::BusError| match e {
+        nexus_bus::BusError::Config(_) | nexus_bus::BusError::Url(_) => anyhow::anyhow!("{e}"),
+        e => anyhow::anyhow!("cluster bus: {e}"),
+    };
+    let mut config = BusConfig::from_env(node, var)
+        .map_err(error)?
+        .ok_or_else(|| anyhow::anyhow!("NEXUS_BUS_URL is empty"))?;
+    config.nats_creds = settings.nats_creds.clone();
+    let name = config.node.name.clone();
+    let bus = Bus::start(config, Some(metrics.registry()))
+        .await
+        .map_err(error)?;
+    let shown = nexus_bus::BusUrl::parse(settings.url.expose_secret(), true)
+        .map(|u| u.to_string())
+        .unwrap_or_default();
+    tracing::info!(node = %name, bus = %shown, "cluster bus configured");
+    Ok(bus)
 }
 
 fn failure_quota(per_min: u32) -> governor::Quota {

@@ -23,6 +23,9 @@ pub(crate) struct Inner {
     pub rpc: Arc<RpcClient>,
     pub metrics: Metrics,
     pub audit: Auditor,
+    /// The cluster bus, when configured: held here for the life of the process (its
+    /// heartbeat stops with the last handle) and for `/health`.
+    pub bus: Option<nexus_bus::Bus>,
     /// rmcp's sessions in this process (new ones under sealed ids), capped and bound to
     /// key ids through `sessions`.
     pub sealed_sessions: Arc<SealedSessions<LocalSessionManager>>,
