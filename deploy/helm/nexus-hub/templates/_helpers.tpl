@@ -91,11 +91,6 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s-nats" (include "nexus-hub.fullname" .) }}
 {{- end }}
 
-{{- define "nexus-hub.natsSelectorLabels" -}}
-{{ include "nexus-hub.selectorLabels" . }}
-app.kubernetes.io/component: nats
-{{- end }}
-
 {{/* NEXUS_BUS_URL: bus.url, else the chart's NATS servers (every one, so clients fail */}}
 {{/* over), else empty. */}}
 {{- define "nexus-hub.busUrl" -}}
