@@ -493,7 +493,9 @@ fn compose_structure() {
         let creds = mounts
             .iter()
             .find(|m| m.1 == NATS_CREDS_IN_CONTAINER)
-            .unwrap_or_else(|| panic!("{svc}: its credential mounted at {NATS_CREDS_IN_CONTAINER}"));
+            .unwrap_or_else(|| {
+                panic!("{svc}: its credential mounted at {NATS_CREDS_IN_CONTAINER}")
+            });
         assert!(creds.2, "{svc}: the credential is mounted read-only");
         assert!(
             creds.0.ends_with(":-/dev/null}"),
@@ -501,7 +503,11 @@ fn compose_structure() {
             creds.0
         );
     }
-    assert_eq!(node_names.len(), 2, "one node name per service: {node_names:?}");
+    assert_eq!(
+        node_names.len(),
+        2,
+        "one node name per service: {node_names:?}"
+    );
 
     // The NATS servers: profile "nats", a pinned official image, nothing published, each
     // reading only its own config from ./nexus-cluster (whose keys/ must stay out).
@@ -517,13 +523,19 @@ fn compose_structure() {
             .next()
             .unwrap_or("")
             .split('.')
-            .map(|p| p.parse().unwrap_or_else(|_| panic!("{n}: a pinned version: {image}")))
+            .map(|p| {
+                p.parse()
+                    .unwrap_or_else(|_| panic!("{n}: a pinned version: {image}"))
+            })
             .collect();
         assert!(
             version.len() == 3 && (version[0], version[1]) >= (2, 11),
             "{n}: nats 2.11 or newer, pinned to a release: {image}"
         );
-        assert!(svc.get("ports").is_none(), "{n}: nothing of NATS is published");
+        assert!(
+            svc.get("ports").is_none(),
+            "{n}: nothing of NATS is published"
+        );
         let mounts = volume_mounts(svc);
         assert!(
             mounts.contains(&(
@@ -548,9 +560,15 @@ fn compose_structure() {
             "{n}: its volume is declared"
         );
         let cmd = strings(at(svc, "command"));
-        assert_eq!(cmd[..3], ["nats-server", "--config", "/etc/nats/nats.conf"], "{n}");
+        assert_eq!(
+            cmd[..3],
+            ["nats-server", "--config", "/etc/nats/nats.conf"],
+            "{n}"
+        );
         assert!(
-            strings(at(svc, "healthcheck/test")).join(" ").contains("/healthz"),
+            strings(at(svc, "healthcheck/test"))
+                .join(" ")
+                .contains("/healthz"),
             "{n}: checked on /healthz"
         );
     }
@@ -579,8 +597,14 @@ fn volume_mounts(service: &Value) -> Vec<(String, String, bool)> {
                 (src.to_owned(), dst.to_owned(), ro)
             }
             Value::Object(m) => (
-                m.get("source").and_then(Value::as_str).unwrap_or("").to_owned(),
-                m.get("target").and_then(Value::as_str).unwrap_or("").to_owned(),
+                m.get("source")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+                m.get("target")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
                 m.get("read_only").and_then(Value::as_bool).unwrap_or(false),
             ),
             other => panic!("unexpected volume: {other}"),
@@ -695,8 +719,17 @@ fn compose_nats_profile() {
     let nats = nats_server();
     for n in NATS_SERVERS {
         let out = nexus_cli(&[
-            "hub", "cluster", "nats-config", "--node", n, "--store-dir", "/data", "--dir",
-            &dir_s, "--routes", &routes,
+            "hub",
+            "cluster",
+            "nats-config",
+            "--node",
+            n,
+            "--store-dir",
+            "/data",
+            "--dir",
+            &dir_s,
+            "--routes",
+            &routes,
         ]);
         assert_success(&format!("nats-config --node {n}"), &out);
         let conf = tmp.path().join(format!("{n}.conf"));
@@ -741,7 +774,10 @@ fn compose_nats_profile() {
         let out = compose(&vars, &["--profile", "nats", "config"]);
         assert_success("docker-compose --profile nats config", &out);
         let cfg = yaml_one("docker-compose config output", &text(&out.stdout));
-        for (svc, var) in [("nexus", "HUB_RPC_CREDS"), ("mcp-frontend", "HUB_FRONTEND_CREDS")] {
+        for (svc, var) in [
+            ("nexus", "HUB_RPC_CREDS"),
+            ("mcp-frontend", "HUB_FRONTEND_CREDS"),
+        ] {
             let s = at(&cfg, &format!("services/{svc}"));
             let env = compose_env(s);
             let mounts = volume_mounts(s);
@@ -1454,10 +1490,19 @@ fn helm_cluster_bus(values: &Value, rendered: &BTreeMap<String, Vec<Value>>) {
         assert!(values["bus"].get(key).is_some(), "values: bus.{key}");
     }
     for role in ["rpc", "frontend"] {
-        assert!(values["bus"]["natsCredsKeys"][role].is_string(), "bus.natsCredsKeys.{role}");
-        assert!(values["bus"]["nodeNames"][role].is_string(), "bus.nodeNames.{role}");
+        assert!(
+            values["bus"]["natsCredsKeys"][role].is_string(),
+            "bus.natsCredsKeys.{role}"
+        );
+        assert!(
+            values["bus"]["nodeNames"][role].is_string(),
+            "bus.nodeNames.{role}"
+        );
     }
-    assert_eq!(values["nats"]["enabled"], false, "the NATS servers are opt-in");
+    assert_eq!(
+        values["nats"]["enabled"], false,
+        "the NATS servers are opt-in"
+    );
     let tag = values["nats"]["image"]["tag"].as_str().unwrap_or("");
     assert!(
         tag.starts_with(|c: char| c.is_ascii_digit()),
@@ -1506,7 +1551,12 @@ fn helm_cluster_bus(values: &Value, rendered: &BTreeMap<String, Vec<Value>>) {
         .collect();
     assert_eq!(
         kinds,
-        ["StatefulSet", "Service", "PodDisruptionBudget", "NetworkPolicy"]
+        [
+            "StatefulSet",
+            "Service",
+            "PodDisruptionBudget",
+            "NetworkPolicy"
+        ]
     );
     let sts = &docs[0];
     assert_eq!(at(sts, "spec/podManagementPolicy"), "Parallel");
@@ -1522,7 +1572,11 @@ fn helm_cluster_bus(values: &Value, rendered: &BTreeMap<String, Vec<Value>>) {
         "nats.yaml: {cmd}"
     );
     for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
-        assert_eq!(at(c, &format!("{probe}/httpGet/port")), "monitor", "{probe}");
+        assert_eq!(
+            at(c, &format!("{probe}/httpGet/port")),
+            "monitor",
+            "{probe}"
+        );
         assert!(
             at(c, &format!("{probe}/httpGet/path"))
                 .as_str()
@@ -1561,7 +1615,10 @@ fn helm_cluster_bus(values: &Value, rendered: &BTreeMap<String, Vec<Value>>) {
         .find(|r| r["ports"][0]["port"] == 6222)
         .expect("a rule for the route port");
     assert_eq!(
-        at(route_rule, "from/0/podSelector/matchLabels/app.kubernetes.io~1component"),
+        at(
+            route_rule,
+            "from/0/podSelector/matchLabels/app.kubernetes.io~1component"
+        ),
         "nats",
         "only the other servers reach the route port"
     );
