@@ -1,7 +1,7 @@
 //! Redis is optional (SPEC §6 "Redis down"): when it dies under traffic no tool call
 //! fails, health and status say so, and audit events are dropped and counted, never
 //! waited for; when it comes back the rpc-server resubscribes and a revoke by the real
-//! `nexus hub token revoke` reaches it through Redis again (on a database without the
+//! `nexus hub token revoke` reaches it through the cluster bus (Redis) again (on a database without the
 //! notification triggers, so Redis is the only way). A hub started while Redis is down
 //! starts and serves.
 //!
@@ -168,9 +168,9 @@ async fn redis_dying_under_traffic_fails_no_call_and_its_return_is_noticed() {
         "connections after Redis returned: {s}"
     );
 
-    // A revoke by the CLI reaches the server through Redis again. The token is cached now
-    // (after the resubscription dropped the cache), and the database announces nothing,
-    // so only the CLI's broadcast can make the server refuse it within the TTL.
+    // A revoke by the CLI reaches the server through the bus (its Redis Stream) again. The
+    // token is cached now, and the database announces nothing, so only the CLI's message
+    // can make the server refuse it within the TTL.
     assert_eq!(whoami(&app, &token).await, 200);
     assert_eq!(whoami(&app, &token).await, 200);
     let mut cli = hub_cmd(&app.db.url);
@@ -184,8 +184,8 @@ async fn redis_dying_under_traffic_fails_no_call_and_its_return_is_noticed() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "revoke: {stderr}");
     assert!(
-        stderr.contains("through Redis"),
-        "the CLI says Redis carried the revoke: {stderr}"
+        stderr.contains("through the cluster bus"),
+        "the CLI says the bus carried the revoke: {stderr}"
     );
     loop {
         match whoami(&app, &token).await {
