@@ -31,6 +31,14 @@ wait "$w"; s=$?
 kill "$r" 2>/dev/null
 exit "$s""#;
 
+/// A command running `binary` (add its arguments, and keep stdin piped) that is killed
+/// when stdin reaches EOF: when the test process dies, however it dies, so does the server.
+pub fn watched(binary: &std::path::Path) -> Command {
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(WATCHDOG).arg(binary);
+    c
+}
+
 const READY_WITHIN: Duration = Duration::from_secs(20);
 const STOP_WITHIN: Duration = Duration::from_secs(10);
 
@@ -72,10 +80,7 @@ impl Process {
             .open(&self.log)
             .expect("server log");
         let _ = std::fs::remove_file(&self.pid_file);
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(WATCHDOG)
-            .arg(&self.binary)
+        let child = watched(&self.binary)
             .args(&self.args)
             .stdin(Stdio::piped())
             .stdout(log.try_clone().expect("server log"))

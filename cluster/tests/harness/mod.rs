@@ -15,19 +15,8 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::time::{Duration, Instant};
-
-/// `sh -c` script running `"$0" "$@"` (the server and its flags) until stdin reaches EOF.
-const WATCHDOG: &str = r#"exec 3<&0
-"$0" "$@" <&- 3<&- &
-w=$!
-(read -r _ <&3; kill -9 "$w" 2>/dev/null) &
-r=$!
-exec 3<&-
-wait "$w"; s=$?
-kill "$r" 2>/dev/null
-exit "$s""#;
 
 /// Whether the NATS tests were explicitly switched off (`NEXUS_TEST_SKIP_NATS=1`).
 pub fn skip_nats() -> bool {
@@ -97,10 +86,7 @@ impl NatsServer {
         let log = work.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).expect("create the server log");
         let err = out.try_clone().expect("clone the log handle");
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(WATCHDOG)
-            .arg(find_nats_server())
+        let mut child = nexus_bus::testing::watched(&find_nats_server())
             .arg("-c")
             .arg(&conf)
             .stdin(Stdio::piped())
