@@ -196,9 +196,12 @@ impl NatsCluster {
     }
 
     /// SIGKILLs server `i` (`n<i+1>`) and waits until it is gone.
-    pub fn kill(&mut self, i: usize) {
+    pub async fn kill(&mut self, i: usize) {
         let s = self.servers[i].take().expect("the server is running");
-        tokio::task::block_in_place(move || drop(s));
+        // Dropping closes the watchdog's pipe (it kill -9s the server) and waits for it.
+        tokio::task::spawn_blocking(move || drop(s))
+            .await
+            .expect("kill the server");
     }
 
     pub fn is_running(&self, i: usize) -> bool {
@@ -229,6 +232,42 @@ impl NatsCluster {
             }
         }
         on
+    }
+
+    /// The JetStream meta leader and each stream's leader, as the first running server's
+    /// `/jsz` tells them (`meta n1; NEXUS_INVAL n2, …`): which server's death costs an
+    /// election.
+    pub async fn jetstream_leaders(&self) -> String {
+        let Some(i) = (0..3).find(|i| self.is_running(*i)) else {
+            return "no server running".to_owned();
+        };
+        let url = format!(
+            "http://127.0.0.1:{}/jsz?accounts=true&streams=true",
+            self.ports.monitor[i]
+        );
+        let v: Value = match super::http().get(&url).send().await {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(e) => return format!("{url}: {e}"),
+        };
+        let mut streams: Vec<String> = v["account_details"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
+            .map(|s| {
+                format!(
+                    "{} {}",
+                    s["name"].as_str().unwrap_or("?"),
+                    s["cluster"]["leader"].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+        streams.sort();
+        format!(
+            "meta {}; {}",
+            v["meta_cluster"]["leader"].as_str().unwrap_or("?"),
+            streams.join(", ")
+        )
     }
 
     /// `nexus hub cluster revoke-node <node> --server <server i>`; exit code, stdout, stderr.
