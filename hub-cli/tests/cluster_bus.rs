@@ -9,7 +9,9 @@
 //!
 //! - [`nats_cluster_carries_revocations_through_a_server_crash`]: a 3-server NATS cluster
 //!   in operator mode; `rpc-1`, `rpc-2` and `fe-1` each connect with their own creds, each
-//!   to a different server first. A token revoked on `rpc-1` is refused by `rpc-2`
+//!   with a different server first in its URL list (the NATS client shuffles the list, so
+//!   where each one lands is read from the servers' `/connz` and printed). A token revoked
+//!   on `rpc-1` is refused by `rpc-2`
 //!   ([`SAMPLES`] times, timed from the revoke's answer to `rpc-2`'s first 401); `nexus hub
 //!   status` lists the three nodes and the bus; the server `rpc-2` is connected to is
 //!   SIGKILLed while clients hammer nexusd and the frontend, and no request fails, `rpc-2`
