@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod cluster;
 pub mod mcp;
+pub mod nats;
 pub mod procs;
 pub mod redis;
 
