@@ -333,12 +333,20 @@ pub(crate) struct Shared {
     connected: AtomicBool,
     /// Whether this node was ever connected (so a later connection is a reconnect).
     was_connected: AtomicBool,
+    /// Whether a subscriber reads invalidations here, and whether it has handed over
+    /// everything the bus held when it (re)connected: until then, a node that was cut off
+    /// is not back (its caches may still hold what the replay is about to drop).
+    subscribed: AtomicBool,
+    synced: AtomicBool,
     last_error: Mutex<Option<String>>,
 }
 
 impl Shared {
     /// Records that the bus answered (or, with `false`, that the connection is lost).
     pub(crate) fn set_connected(&self, up: bool) {
+        if !up {
+            self.set_synced(false);
+        }
         let before = self.connected.swap(up, Ordering::AcqRel);
         self.metrics.set_connected(up);
         if up && !before && self.was_connected.swap(true, Ordering::AcqRel) {
@@ -348,6 +356,17 @@ impl Shared {
 
     pub(crate) fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)
+    }
+
+    /// Records whether the subscriber has handed over all the bus held at its (re)connect.
+    pub(crate) fn set_synced(&self, done: bool) {
+        self.synced.store(done, Ordering::Release);
+    }
+
+    /// Connected, and (with a subscriber) caught up with what was missed.
+    fn is_up(&self) -> bool {
+        self.is_connected()
+            && (!self.subscribed.load(Ordering::Acquire) || self.synced.load(Ordering::Acquire))
     }
 
     pub(crate) fn error(&self, e: impl std::fmt::Display) {
@@ -510,6 +529,8 @@ impl Bus {
             metrics: Metrics::new(registry)?,
             connected: AtomicBool::new(false),
             was_connected: AtomicBool::new(false),
+            subscribed: AtomicBool::new(false),
+            synced: AtomicBool::new(false),
             last_error: Mutex::new(None),
         });
         shared.metrics.set_connected(false);
@@ -611,6 +632,7 @@ impl Bus {
     /// Each call reads on its own; dropping the receiver stops it.
     pub fn subscribe(&self) -> mpsc::Receiver<Delivery> {
         let (tx, rx) = mpsc::channel(DELIVERY_BUFFER);
+        self.inner.shared.subscribed.store(true, Ordering::Release);
         let sink = Sink {
             tx,
             shared: self.inner.shared.clone(),
@@ -674,7 +696,7 @@ impl Bus {
 
     pub fn health(&self) -> BusHealth {
         BusHealth {
-            connected: self.inner.shared.is_connected(),
+            connected: self.inner.shared.is_up(),
             backend: self.inner.backend.kind(),
             last_error: self.inner.shared.last_error(),
         }

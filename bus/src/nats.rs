@@ -264,6 +264,7 @@ impl NatsBackend {
         let mut pos: Option<u64> = None;
         let mut attempt = 0;
         loop {
+            self.shared.set_synced(false);
             if !self.wait_connected(&mut epoch, &sink).await {
                 return;
             }
@@ -336,6 +337,9 @@ impl NatsBackend {
                     continue;
                 }
             };
+            if replay_until <= start {
+                self.shared.set_synced(true);
+            }
             let mut failed = false;
             loop {
                 let next = tokio::select! {
@@ -383,6 +387,9 @@ impl NatsBackend {
                 if !sink.payload(&m.payload, seq <= replay_until).await {
                     self.forget_consumer(INVAL_STREAM, name);
                     return;
+                }
+                if seq >= replay_until {
+                    self.shared.set_synced(true);
                 }
             }
             drop(messages);

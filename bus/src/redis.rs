@@ -201,6 +201,10 @@ impl RedisBackend {
             }
             let mut behind = false;
             while let Some(p) = pos {
+                // Everything missed is handed over: back on the bus.
+                if p >= replay_until {
+                    self.shared.set_synced(true);
+                }
                 // A full batch means we are behind: check nothing after us was trimmed
                 // while we read (a connected but slow reader can fall 100k entries behind).
                 if behind {
