@@ -91,6 +91,9 @@ impl NatsBackend {
         let opts = opts
             .name(&node)
             .custom_inbox_prefix(inbox_prefix(&node))
+            // The servers in the order the operator listed them (its own first, usually),
+            // not shuffled: a node's first choice is a deployment decision.
+            .retain_servers_order()
             // Start while the cluster is down; connect in the background.
             .retry_on_initial_connect()
             .max_reconnects(None)
