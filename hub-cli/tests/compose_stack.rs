@@ -169,7 +169,17 @@ async fn the_compose_stack_runs_and_serves_an_mcp_client() {
         .collect();
     assert_eq!(
         services,
-        ["mcp-frontend", "nexus", "postgres", "redis", "seaweedfs"]
+        // n1-n3: the `nats` profile's cluster bus (deploy_lint.rs checks them).
+        [
+            "mcp-frontend",
+            "n1",
+            "n2",
+            "n3",
+            "nexus",
+            "postgres",
+            "redis",
+            "seaweedfs"
+        ]
     );
 
     // Real Postgres and Redis on 127.0.0.1 stand in for the `postgres` and `redis` services.

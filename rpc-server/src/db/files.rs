@@ -98,6 +98,30 @@ fn subtree_start(dir: &str) -> String {
 
 const ROW: &str = "path, is_dir, size, content_id, version, modified";
 
+/// The bounds of a grep page below `from` (`$1` zone, `$2` from, `$3` after, `$4` limit):
+/// its end (`$5`) when it has one, the clause using it, and the first parameter left for
+/// the text conditions.
+fn page_bounds(from: &str) -> (Option<String>, &'static str, usize) {
+    match prefix_end(from) {
+        Some(u) => (Some(u), "AND e.path < $5", 6),
+        None => (None, "", 5),
+    }
+}
+
+/// Binds a grep page's parameters in [`page_bounds`]'s order, then the text patterns.
+macro_rules! subtree_page {
+    ($q:expr, $zone:expr, $from:expr, $after:expr, $limit:expr, $upper:expr, $text:expr) => {{
+        let mut q = $q.bind($zone).bind($from).bind($after).bind($limit);
+        if let Some(u) = &$upper {
+            q = q.bind(u);
+        }
+        for pat in $text.patterns() {
+            q = q.bind(pat);
+        }
+        q
+    }};
+}
+
 /// Runs the local macro `$body!(tx, Backend, lock)` in a write transaction on the
 /// store's pool, once per dialect: `lock` is the row-lock clause (`FOR UPDATE` on
 /// Postgres; SQLite's write lock covers everything). An early `return` rolls back.
@@ -533,13 +557,8 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<FsRowBytes>, StoreError> {
         // The subtree's end bounds the scan: past it nothing can match.
-        let upper = prefix_end(from);
-        let below = if upper.is_some() {
-            "AND e.path < $5"
-        } else {
-            ""
-        };
-        let cond = text.conditions(self.backend(), "t.body", 5 + usize::from(upper.is_some()));
+        let (upper, below, first) = page_bounds(from);
+        let cond = text.conditions(self.backend(), "t.body", first);
         let sql = if cond.is_empty() {
             format!(
                 "SELECT e.path, e.is_dir, e.size, e.content_id, e.version, e.modified, b.inline \
@@ -568,14 +587,9 @@ impl Store {
             )
         };
         Ok(with_pool!(self, p => {
-            let mut q = sqlx::query_as(&sql).bind(zone).bind(from).bind(after).bind(limit);
-            if let Some(u) = &upper {
-                q = q.bind(u);
-            }
-            for pat in text.patterns() {
-                q = q.bind(pat);
-            }
-            q.fetch_all(p).await
+            subtree_page!(sqlx::query_as(&sql), zone, from, after, limit, upper, text)
+                .fetch_all(p)
+                .await
         })?)
     }
 
@@ -627,13 +641,8 @@ impl Store {
             ),
         };
         // The subtree's end bounds the scan: past it nothing can match.
-        let upper = prefix_end(from);
-        let below = if upper.is_some() {
-            "AND e.path < $5"
-        } else {
-            ""
-        };
-        let cond = text.conditions(self.backend(), body, 5 + usize::from(upper.is_some()));
+        let (upper, below, first) = page_bounds(from);
+        let cond = text.conditions(self.backend(), body, first);
         let hit = if cond.is_empty() {
             "TRUE".to_owned()
         } else {
@@ -649,14 +658,9 @@ impl Store {
              ORDER BY e.path LIMIT $4) s ORDER BY path"
         );
         Ok(with_pool!(self, p => {
-            let mut q = sqlx::query_as(&sql).bind(zone).bind(from).bind(after).bind(limit);
-            if let Some(u) = &upper {
-                q = q.bind(u);
-            }
-            for pat in text.patterns() {
-                q = q.bind(pat);
-            }
-            q.fetch_all(p).await
+            subtree_page!(sqlx::query_as(&sql), zone, from, after, limit, upper, text)
+                .fetch_all(p)
+                .await
         })?)
     }
 }
