@@ -844,3 +844,77 @@ async fn through_redis_another_nexusd_refuses_a_deleted_tuple_and_a_disabled_use
     .await;
     drop(b);
 }
+
+/// Two nexusd on one Postgres whose change notifications are switched off, so the cluster
+/// bus (a Redis Stream on a Redis of this test's own) is the only path between them: a
+/// tuple deleted on one while Redis is down reaches the other once Redis is back (the
+/// publisher retries, the reader resumes from its position), long before the identity
+/// cache's TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tuple_deleted_while_the_bus_was_down_reaches_the_other_nexusd_when_it_is_back() {
+    let mut redis = own_redis::OwnRedis::start().await;
+    let ttl = Duration::from_secs(300);
+    let o = TestOptions {
+        auth_cache_ttl: ttl,
+        redis_url: Some(redis.url()),
+        ..TestOptions::unthrottled()
+    };
+    let a = TestApp::spawn_with(Backend::Postgres, o.clone()).await;
+    a.db.without_notify_triggers().await;
+    a.db.store
+        .execute_raw("DROP TRIGGER nexus_invalidate_rebac ON rebac_tuples")
+        .await
+        .expect("drop the tuple notification trigger");
+    let b = {
+        let db = TestDb {
+            url: a.db.url.clone(),
+            store: Store::connect(&a.db.url).await.expect("connect"),
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        TestApp::start(db, tempfile::tempdir().expect("tempdir"), o).await
+    };
+    a.zone("eng").await;
+    let admin = a.mint("root", None, true).await.token;
+    a.write_files(&admin, &[("/zone/eng/w/x.txt", "x")]).await;
+    set_mode(&a, "eng", "rebac").await;
+    subject(&a, "ivy", SubjectType::User).await;
+    let (ivy, _) = bound_token(&a, "ivy", "ivy-key", Some("eng:rw")).await;
+    let t = tuple("user:ivy", "can_read", "file:/zone/eng/w");
+    grant(&a, t.clone()).await;
+    // b learns of the mode change and the tuple over the bus (bounded wait), then caches.
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    while let Err(e) = read(&b, &ivy, "/w/x.txt").await {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "b never saw the grant: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(read(&b, &ivy, "/w/x.txt").await.is_ok());
+
+    redis.kill();
+    ungrant(&a, &t).await;
+    // Nothing can tell b now: it still serves its cached grants.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        read(&b, &ivy, "/w/x.txt").await.is_ok(),
+        "b learned of the deletion with the bus down: the test's only path is not the bus"
+    );
+    redis.restart().await;
+    let back = tokio::time::Instant::now();
+    loop {
+        match read(&b, &ivy, "/w/x.txt").await {
+            Err(e) if e["code"] == DENIED => break,
+            other => assert!(
+                back.elapsed() < Duration::from_secs(30),
+                "b still reads with the tuple deleted {:?} after Redis came back: {other:?}",
+                back.elapsed()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "b refused {:?} after Redis came back (cache TTL {ttl:?})",
+        back.elapsed()
+    );
+}
