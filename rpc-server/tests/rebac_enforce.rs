@@ -643,6 +643,28 @@ async fn disabling_a_user_refuses_all_its_tokens() {
     }
 }
 
+/// Another nexusd on `a`'s database: its own identity cache, bus and data dir.
+async fn second_node(a: &TestApp, o: TestOptions) -> TestApp {
+    let db = TestDb {
+        url: a.db.url.clone(),
+        store: Store::connect(&a.db.url).await.expect("connect"),
+        dir: tempfile::tempdir().expect("tempdir"),
+    };
+    TestApp::start(db, tempfile::tempdir().expect("tempdir"), o).await
+}
+
+/// Waits (at most `within`) until `token` may read `path` on `app`.
+async fn until_reads(app: &TestApp, token: &str, path: &str, within: Duration) {
+    let until = tokio::time::Instant::now() + within;
+    while let Err(e) = read(app, token, path).await {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "{path} never became readable: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Another nexusd on the same Postgres, with no bus or Redis between them, learns of a
 /// tuple deleted and a user disabled through the database's own notifications, well within
 /// its identity cache TTL (it is never told otherwise).
@@ -654,14 +676,7 @@ async fn another_nexusd_refuses_a_deleted_tuple_and_a_disabled_user() {
         ..TestOptions::unthrottled()
     };
     let a = TestApp::spawn_with(Backend::Postgres, o.clone()).await;
-    let b = {
-        let db = TestDb {
-            url: a.db.url.clone(),
-            store: Store::connect(&a.db.url).await.expect("connect"),
-            dir: tempfile::tempdir().expect("tempdir"),
-        };
-        TestApp::start(db, tempfile::tempdir().expect("tempdir"), o).await
-    };
+    let b = second_node(&a, o).await;
     a.zone("eng").await;
     let admin = a.mint("root", None, true).await.token;
     // Files are each node's own: the same file on both.
@@ -673,14 +688,7 @@ async fn another_nexusd_refuses_a_deleted_tuple_and_a_disabled_user() {
     let t = tuple("user:ivy", "can_read", "file:/zone/eng/w");
     grant(&a, t.clone()).await;
     // b learns of the mode change and the tuple the same way; wait for both (bounded).
-    let until = tokio::time::Instant::now() + ttl / 2;
-    while let Err(e) = read(&b, &ivy, "/w/x.txt").await {
-        assert!(
-            tokio::time::Instant::now() < until,
-            "b never saw the grant: {e}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_reads(&b, &ivy, "/w/x.txt", ttl / 2).await;
     // Cached on b now.
     assert!(read(&b, &ivy, "/w/x.txt").await.is_ok());
     ungrant(&a, &t).await;
@@ -801,14 +809,7 @@ async fn through_redis_another_nexusd_refuses_a_deleted_tuple_and_a_disabled_use
         )
         .await
         .expect("drop triggers");
-    let b = {
-        let db = TestDb {
-            url: a.db.url.clone(),
-            store: Store::connect(&a.db.url).await.expect("connect"),
-            dir: tempfile::tempdir().expect("tempdir"),
-        };
-        TestApp::start(db, tempfile::tempdir().expect("tempdir"), o).await
-    };
+    let b = second_node(&a, o).await;
     a.wait_redis_up().await;
     b.wait_redis_up().await;
     a.zone("eng").await;
@@ -865,14 +866,7 @@ async fn a_tuple_deleted_while_the_bus_was_down_reaches_the_other_nexusd_when_it
         .execute_raw("DROP TRIGGER nexus_invalidate_rebac ON rebac_tuples")
         .await
         .expect("drop the tuple notification trigger");
-    let b = {
-        let db = TestDb {
-            url: a.db.url.clone(),
-            store: Store::connect(&a.db.url).await.expect("connect"),
-            dir: tempfile::tempdir().expect("tempdir"),
-        };
-        TestApp::start(db, tempfile::tempdir().expect("tempdir"), o).await
-    };
+    let b = second_node(&a, o).await;
     a.zone("eng").await;
     let admin = a.mint("root", None, true).await.token;
     a.write_files(&admin, &[("/zone/eng/w/x.txt", "x")]).await;
@@ -882,14 +876,7 @@ async fn a_tuple_deleted_while_the_bus_was_down_reaches_the_other_nexusd_when_it
     let t = tuple("user:ivy", "can_read", "file:/zone/eng/w");
     grant(&a, t.clone()).await;
     // b learns of the mode change and the tuple over the bus (bounded wait), then caches.
-    let until = tokio::time::Instant::now() + Duration::from_secs(10);
-    while let Err(e) = read(&b, &ivy, "/w/x.txt").await {
-        assert!(
-            tokio::time::Instant::now() < until,
-            "b never saw the grant: {e}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_reads(&b, &ivy, "/w/x.txt", Duration::from_secs(10)).await;
     assert!(read(&b, &ivy, "/w/x.txt").await.is_ok());
 
     redis.kill();
