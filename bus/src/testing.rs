@@ -73,6 +73,31 @@ struct Process {
 }
 
 impl Process {
+    /// Waits (at most [`READY_WITHIN`]) until `ready` (a blocking probe) holds and the
+    /// server has written its pid; panics with the log's tail if it exits or never does.
+    async fn wait_ready(&mut self, name: &str, ready: impl Fn() -> bool + Send + Clone + 'static) {
+        let deadline = Instant::now() + READY_WITHIN;
+        loop {
+            if let Some(status) = self.exited() {
+                panic!(
+                    "{name} exited ({status}) while starting:\n{}",
+                    self.log_tail()
+                );
+            }
+            let probe = ready.clone();
+            let ok = tokio::task::spawn_blocking(probe).await.unwrap_or(false);
+            if ok && self.pid().is_some() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} not ready within {READY_WITHIN:?}:\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -240,30 +265,12 @@ impl NatsServer {
     }
 
     async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + READY_WITHIN;
-        loop {
-            if let Some(status) = self.process.exited() {
-                panic!(
-                    "nats-server exited ({status}) while starting:\n{}",
-                    self.process.log_tail()
-                );
-            }
-            let port = self.monitor_port;
-            let ok = tokio::task::spawn_blocking(move || http_status(port, "/healthz"))
-                .await
-                .ok()
-                .flatten()
-                == Some(200);
-            if ok && self.process.pid().is_some() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nats-server not healthy within {READY_WITHIN:?}:\n{}",
-                self.process.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let port = self.monitor_port;
+        self.process
+            .wait_ready("nats-server", move || {
+                http_status(port, "/healthz") == Some(200)
+            })
+            .await;
     }
 
     /// `nats://127.0.0.1:<port>`.
@@ -365,41 +372,24 @@ impl RedisServer {
     }
 
     async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + READY_WITHIN;
-        loop {
-            if let Some(status) = self.process.exited() {
-                panic!(
-                    "redis-server exited ({status}) while starting:\n{}",
-                    self.process.log_tail()
-                );
-            }
-            let port = self.port;
-            let pong = tokio::task::spawn_blocking(move || -> Option<bool> {
-                let mut s = TcpStream::connect_timeout(
-                    &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-                    Duration::from_millis(500),
-                )
-                .ok()?;
-                s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-                s.write_all(b"PING\r\n").ok()?;
-                let mut b = [0u8; 16];
-                let n = s.read(&mut b).ok()?;
-                Some(b[..n].starts_with(b"+PONG"))
+        let port = self.port;
+        self.process
+            .wait_ready("redis-server", move || {
+                let pong = || -> Option<bool> {
+                    let mut s = TcpStream::connect_timeout(
+                        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                        Duration::from_millis(500),
+                    )
+                    .ok()?;
+                    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+                    s.write_all(b"PING\r\n").ok()?;
+                    let mut b = [0u8; 16];
+                    let n = s.read(&mut b).ok()?;
+                    Some(b[..n].starts_with(b"+PONG"))
+                };
+                pong() == Some(true)
             })
-            .await
-            .ok()
-            .flatten()
-                == Some(true);
-            if pong && self.process.pid().is_some() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server not ready within {READY_WITHIN:?}:\n{}",
-                self.process.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            .await;
     }
 
     /// `redis://127.0.0.1:<port>`.
