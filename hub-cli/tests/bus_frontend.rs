@@ -22,11 +22,10 @@ mod common;
 use common::http;
 use common::mcp::{ACCEPT, headers, meta, stateless_call_body};
 use common::procs::{
-    Proc, free_port, mcp_serve_cmd, run_nexus, serve_cmd, start_frontend, start_nexusd,
+    Proc, free_port, hub, mcp_serve_cmd, run_nexus, serve_cmd, start_frontend, start_nexusd,
 };
 use nexus_bus::testing::NatsServer;
 use nexus_bus::{Bus, BusConfig, NatsSettings, NodeIdentity, Role};
-use rpc_server::testing::TEST_SECRET;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -41,19 +40,6 @@ const CLIENTS: usize = 8;
 const WHILE_DOWN: usize = 50;
 /// Upper bound of each wait on the bus (a line to arrive, a node to show, a reconnect).
 const BUS_WAIT: Duration = Duration::from_secs(20);
-
-/// `nexus hub <args>` on `db_url`; the stdout of a run that must succeed.
-async fn hub(db_url: &str, args: &[&str]) -> String {
-    let env = vec![
-        ("NEXUS_DATABASE_URL".to_owned(), db_url.to_owned()),
-        ("NEXUS_API_KEY_SECRET".to_owned(), TEST_SECRET.to_owned()),
-    ];
-    let mut full = vec!["hub"];
-    full.extend_from_slice(args);
-    let (code, out, err) = run_nexus(&full, &env).await;
-    assert_eq!(code, 0, "nexus {full:?}: {err}");
-    out
-}
 
 /// A node of the test's own on the bus, role rpc (only rpc nodes may read the audit stream
 /// and create the heartbeat bucket), beating nothing.

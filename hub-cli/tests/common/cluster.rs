@@ -4,9 +4,9 @@
 //! sharing one session secret in front of HAProxy A and behind HAProxy B. Any node can be
 //! SIGKILLed and restarted on its port; everything is killed and reaped when dropped.
 
-use super::procs::{Proc, free_port, mcp_serve_cmd, run_nexus, serve_cmd, start_frontend};
+use super::procs::{Proc, free_port, hub, mcp_serve_cmd, serve_cmd, start_frontend};
 use nexus_blobs::testing::SeaweedFs;
-use rpc_server::testing::{DropDatabase, TEST_SECRET, empty_postgres_database, redis_url};
+use rpc_server::testing::{DropDatabase, empty_postgres_database, redis_url};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
@@ -118,19 +118,6 @@ async fn start_haproxy(label: &str, cfg: &str, port: u16, logs: &Path) -> Proc {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     p
-}
-
-/// `nexus hub <args>` on the database; the stdout of a run that must succeed.
-async fn hub(db_url: &str, args: &[&str]) -> String {
-    let env = vec![
-        ("NEXUS_DATABASE_URL".to_owned(), db_url.to_owned()),
-        ("NEXUS_API_KEY_SECRET".to_owned(), TEST_SECRET.to_owned()),
-    ];
-    let mut full = vec!["hub"];
-    full.extend_from_slice(args);
-    let (code, out, err) = run_nexus(&full, &env).await;
-    assert_eq!(code, 0, "nexus {full:?}: {err}");
-    out
 }
 
 impl Cluster {

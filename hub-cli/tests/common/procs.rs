@@ -378,3 +378,19 @@ impl BannerHub {
         }
     }
 }
+
+/// `nexus hub <args>` on the database; the stdout of a run that must succeed.
+pub async fn hub(db_url: &str, args: &[&str]) -> String {
+    let env = vec![
+        ("NEXUS_DATABASE_URL".to_owned(), db_url.to_owned()),
+        (
+            "NEXUS_API_KEY_SECRET".to_owned(),
+            rpc_server::testing::TEST_SECRET.to_owned(),
+        ),
+    ];
+    let mut full = vec!["hub"];
+    full.extend_from_slice(args);
+    let (code, out, err) = run_nexus(&full, &env).await;
+    assert_eq!(code, 0, "nexus {full:?}: {err}");
+    out
+}
