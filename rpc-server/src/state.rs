@@ -51,10 +51,9 @@ impl AppState {
     /// `ok`, `err`, or `n/a` when Redis is not configured: as the bus sees it when the bus
     /// is a Redis Stream, else as the shared rate limits last found it.
     pub fn redis_status(&self) -> &'static str {
-        let up = match &self.bus {
-            Some(b) if b.health().backend == nexus_bus::BackendKind::Redis => {
-                Some(b.health().connected)
-            }
+        let bus = self.bus.as_ref().map(nexus_bus::Bus::health);
+        let up = match bus {
+            Some(h) if h.backend == nexus_bus::BackendKind::Redis => Some(h.connected),
             _ => self.limits.redis_up(),
         };
         match up {

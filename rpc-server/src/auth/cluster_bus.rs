@@ -67,7 +67,7 @@ pub async fn start(
     )
     .await
     .map_err(|e| anyhow::anyhow!("cluster bus: {e}"))?;
-    invalidations.set_broadcaster(Arc::new(BusBroadcaster(bus.clone())));
+    publish_changes(&bus, &invalidations);
     tokio::spawn(apply(bus.clone(), invalidations, metrics.clone()));
     Ok(bus)
 }
