@@ -361,6 +361,10 @@ pub enum HubCommand {
     /// NATS operator-mode credentials of the cluster bus: operator, accounts, node creds,
     /// revocation, nats-server config.
     Cluster(crate::commands::ClusterArgs),
+    /// The secret that seals MCP session ids on every frontend: rotate it, or have the
+    /// frontends re-read their secret file.
+    #[command(subcommand)]
+    SessionSecret(crate::commands::SessionSecretCommand),
 }
 
 #[derive(Debug, Args)]

@@ -353,3 +353,129 @@ async fn the_python_sdk_keeps_its_session_through_a_round_robin_over_two_fronten
         );
     }
 }
+
+/// The secret rotation of SPEC §12 without a restart: two replicas read one secret file and
+/// the cluster bus (Redis); `nexus hub session-secret rotate` writes a new secret first in
+/// the file and announces it; both replicas seal with it at once (their timer is an hour, so
+/// only the announcement explains it), and ids sealed before keep opening. `--keep 0` then
+/// ends those: a leaked secret is dropped on every replica by one command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rotation_announced_on_the_bus_moves_every_replica_without_a_restart() {
+    use mcp_frontend::sessions::SecretFile;
+    let app = app_with_zone().await;
+    let token = app.mint("rotating", Some("eng:rw"), false).await.token;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("mcp-session.secret");
+    SecretFile {
+        current: secret(1),
+        earlier: Vec::new(),
+    }
+    .write(&file)
+    .expect("write the secret file");
+    let bus_url = rpc_server::testing::redis_url();
+    let replica = |name: &'static str| {
+        let (file, bus_url) = (file.clone(), bus_url.clone());
+        spawn_frontend_with(&app.base, move |c| {
+            c.sessions.file = Some(file);
+            c.sessions.reload_every = Duration::from_secs(3600);
+            c.bus = Some(
+                mcp_frontend::config::BusSettings::new(
+                    bus_url.into(),
+                    None,
+                    None,
+                    Some(name.to_owned()),
+                )
+                .expect("bus settings"),
+            );
+        })
+    };
+    let a = replica("frontend-rotation-a").await;
+    let b = replica("frontend-rotation-b").await;
+    // Holds the first secret only, so it tells which secret a replica seals with.
+    let first_only = frontend(&app, 1, &[], None).await;
+    let auth = bearer(&token);
+    let (old_sid, _) = open_session(&a.mcp_url, &auth, "before-rotation").await;
+    for fe in [&b, &first_only] {
+        let (status, r) = in_session(fe, &token, &old_sid, &list_body()).await;
+        assert_eq!(status, 200, "sealed with the first secret: {r}");
+    }
+
+    let rotate = |keep: &'static str| {
+        let (file, bus_url) = (file.clone(), bus_url.clone());
+        async move {
+            let file = file.display().to_string();
+            common::procs::run_nexus(
+                &[
+                    "hub",
+                    "session-secret",
+                    "rotate",
+                    "--file",
+                    &file,
+                    "--keep",
+                    keep,
+                ],
+                &[("NEXUS_BUS_URL".to_owned(), bus_url)],
+            )
+            .await
+        }
+    };
+    let (code, out, err) = rotate("1").await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("announced on the cluster bus"), "{out}");
+    let held = SecretFile::read(&file).expect("the rotated file");
+    assert_eq!(held.earlier.len(), 1, "the replaced secret stays, second");
+    for s in [&held.current, &held.earlier[0]] {
+        let hex = s.file_text(&[]);
+        assert!(!out.contains(hex.trim()) && !err.contains(hex.trim()));
+    }
+
+    // Each replica seals with the new secret as soon as it heard: its new ids no longer
+    // open where only the first secret is known, and open on the other replica.
+    for (fe, other) in [(&a, &b), (&b, &a)] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let sid = loop {
+            let (sid, _) = open_session(&fe.mcp_url, &auth, "after-rotation").await;
+            let (status, _) = in_session(&first_only, &token, &sid, &list_body()).await;
+            if status == 404 {
+                break sid;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a replica still seals with the replaced secret 10 s after the announcement"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let (status, r) = in_session(other, &token, &sid, &list_body()).await;
+        assert_eq!(
+            status, 200,
+            "the other replica opens the new secret's ids: {r}"
+        );
+    }
+    for fe in [&a, &b] {
+        let (status, r) = in_session(fe, &token, &old_sid, &list_body()).await;
+        assert_eq!(
+            status, 200,
+            "an id of the replaced secret keeps opening: {r}"
+        );
+    }
+
+    // The replaced secret dropped: its ids end on every replica.
+    let (code, out, err) = rotate("0").await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(SecretFile::read(&file).expect("file").earlier.is_empty());
+    for fe in [&a, &b] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, body) = in_session(fe, &token, &old_sid, &list_body()).await;
+            if status == 404 {
+                assert_eq!(body["error"]["code"], "session_not_found", "{body}");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "an id of the dropped secret still opens 10 s after the announcement"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -159,7 +159,10 @@ pub struct FrontendArgs {
     /// process, so sessions stay local to it.
     #[arg(long, env = "NEXUS_MCP_SESSION_SECRET", hide_env_values = true)]
     pub session_secret: Option<secrecy::SecretString>,
-    /// A file (mode 0600) holding the session secret, in place of --session-secret.
+    /// A file (mode 0600) holding the session secret, in place of --session-secret: the
+    /// current secret on the first line, earlier ones (still accepted) on the next. Re-read
+    /// when the cluster bus announces a rotation (`nexus hub session-secret rotate`) and
+    /// every --session-secret-reload.
     #[arg(
         long,
         env = "NEXUS_MCP_SESSION_SECRET_FILE",
@@ -175,6 +178,10 @@ pub struct FrontendArgs {
         value_delimiter = ','
     )]
     pub session_secret_previous: Vec<secrecy::SecretString>,
+    /// How often the session secret file is re-read (the bus's announcement of a rotation
+    /// is acted on at once; this catches a file changed without one).
+    #[arg(long, env = "NEXUS_MCP_SESSION_SECRET_RELOAD", default_value = "30s", value_parser = nexus_serve::parse_timeout)]
+    pub session_secret_reload: Duration,
     /// Absolute lifetime of an MCP session (24h, 30m, 7d; at most 30d), on every replica.
     #[arg(long, env = "NEXUS_MCP_SESSION_LIFETIME", default_value = "24h", value_parser = crate::sessions::parse_lifetime)]
     pub session_lifetime: Duration,
@@ -389,6 +396,10 @@ impl FrontendConfig {
             &a.session_secret_previous,
             a.session_lifetime,
         )?;
+        let sessions = crate::sessions::SessionSealing {
+            reload_every: a.session_secret_reload,
+            ..sessions
+        };
         let trusted = nexus_wire::forwarded::parse_trusted(&a.trusted_proxies)
             .map_err(|e| anyhow::anyhow!(e.0))?;
         let bus = a

@@ -17,6 +17,7 @@ mod audit;
 pub mod config;
 mod error;
 pub mod forward;
+mod invalidations;
 mod layers;
 mod mcp;
 mod metadata;

@@ -78,6 +78,9 @@ pub struct Inner {
     /// `reason`: queue_full, stdout_backlog, redis_unavailable, publish_failed (lines the
     /// cluster bus could not take or send are in `nexus_bus_dropped_total`)
     pub audit_dropped: IntCounterVec,
+    /// `trigger` (bus, timer), `outcome` (changed, unchanged, error): re-reads of the
+    /// session secret file.
+    pub secret_reloads: IntCounterVec,
     redis_up: std::sync::atomic::AtomicU8,
     /// Key id → when its entry was last (re)inserted.
     recent_clients: moka::sync::Cache<String, std::time::Instant>,
@@ -139,8 +142,17 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric");
+        let secret_reloads = IntCounterVec::new(
+            Opts::new(
+                "nexus_mcp_session_secret_reloads_total",
+                "Re-reads of the session secret file, by trigger and outcome",
+            ),
+            &["trigger", "outcome"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(secret_reloads.clone()),
             Box::new(latency.clone()),
             Box::new(errors.clone()),
             Box::new(active_clients.clone()),
@@ -157,6 +169,7 @@ impl Metrics {
             active_clients,
             direct,
             audit_dropped,
+            secret_reloads,
             redis_up: std::sync::atomic::AtomicU8::new(0),
             recent_clients: moka::sync::Cache::builder()
                 .max_capacity(1_000_000)

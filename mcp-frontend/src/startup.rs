@@ -127,6 +127,12 @@ impl Frontend {
                 st.auth_failures.retain_recent();
             }
         });
+        let _listeners = crate::invalidations::start(
+            self.state.bus.as_ref(),
+            self.state.sealer.clone(),
+            self.state.metrics.clone(),
+            self.state.cfg.sessions.reload_every,
+        );
         let st = self.state.clone();
         let metadata = tokio::spawn(async move {
             st.auth_servers

@@ -846,20 +846,80 @@ async fn through_redis_another_nexusd_refuses_a_deleted_tuple_and_a_disabled_use
     drop(b);
 }
 
-/// Two nexusd on one Postgres whose change notifications are switched off, so the cluster
-/// bus (a Redis Stream on a Redis of this test's own) is the only path between them: a
-/// tuple deleted on one while Redis is down reaches the other once Redis is back (the
-/// publisher retries, the reader resumes from its position), long before the identity
-/// cache's TTL.
+/// The bus a tuple-deletion test cuts: a server of the test's own, killed and started
+/// again (its data kept).
+enum OwnBus {
+    Redis(own_redis::OwnRedis),
+    Nats(nexus_bus::testing::NatsServer),
+}
+
+impl OwnBus {
+    async fn start(nats: bool) -> Self {
+        if nats {
+            let (port, monitor) = (
+                rpc_server::testing::free_port(),
+                rpc_server::testing::free_port(),
+            );
+            Self::Nats(nexus_bus::testing::NatsServer::start(port, monitor, "").await)
+        } else {
+            Self::Redis(own_redis::OwnRedis::start().await)
+        }
+    }
+
+    /// Test options whose bus is this one (Redis also keeps the limits).
+    fn options(&self, ttl: Duration) -> TestOptions {
+        let base = TestOptions {
+            auth_cache_ttl: ttl,
+            ..TestOptions::unthrottled()
+        };
+        match self {
+            Self::Redis(r) => TestOptions {
+                redis_url: Some(r.url()),
+                ..base
+            },
+            Self::Nats(n) => TestOptions {
+                bus: rpc_server::config::BusSettings::from_args(
+                    Some(&n.url().into()),
+                    None,
+                    1,
+                    None,
+                ),
+                ..base
+            },
+        }
+    }
+
+    fn kill(&mut self) {
+        match self {
+            Self::Redis(r) => r.kill(),
+            Self::Nats(n) => n.kill(),
+        }
+    }
+
+    async fn start_again(&mut self) {
+        match self {
+            Self::Redis(r) => r.restart().await,
+            Self::Nats(n) => n.start_again().await,
+        }
+    }
+}
+
+/// Two nexusd whose database announces nothing (triggers dropped): the cluster bus is the
+/// only path between them. A tuple deleted on one while the bus server is down reaches the
+/// other once it is back (the publisher retries, the reader resumes from its position),
+/// long before the identity cache's TTL: on a Redis Stream and on NATS JetStream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tuple_deleted_while_the_bus_was_down_reaches_the_other_nexusd_when_it_is_back() {
-    let mut redis = own_redis::OwnRedis::start().await;
+    for nats in [false, true] {
+        tuple_deletion_outlives_a_bus_outage(nats).await;
+    }
+}
+
+async fn tuple_deletion_outlives_a_bus_outage(nats: bool) {
+    let kind = if nats { "NATS" } else { "Redis" };
+    let mut bus = OwnBus::start(nats).await;
     let ttl = Duration::from_secs(300);
-    let o = TestOptions {
-        auth_cache_ttl: ttl,
-        redis_url: Some(redis.url()),
-        ..TestOptions::unthrottled()
-    };
+    let o = bus.options(ttl);
     let a = TestApp::spawn_with(Backend::Postgres, o.clone()).await;
     a.db.without_notify_triggers().await;
     a.db.store
@@ -879,29 +939,29 @@ async fn a_tuple_deleted_while_the_bus_was_down_reaches_the_other_nexusd_when_it
     until_reads(&b, &ivy, "/w/x.txt", Duration::from_secs(10)).await;
     assert!(read(&b, &ivy, "/w/x.txt").await.is_ok());
 
-    redis.kill();
+    bus.kill();
     ungrant(&a, &t).await;
     // Nothing can tell b now: it still serves its cached grants.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         read(&b, &ivy, "/w/x.txt").await.is_ok(),
-        "b learned of the deletion with the bus down: the test's only path is not the bus"
+        "{kind}: b learned of the deletion with the bus down: the test's only path is not the bus"
     );
-    redis.restart().await;
+    bus.start_again().await;
     let back = tokio::time::Instant::now();
     loop {
         match read(&b, &ivy, "/w/x.txt").await {
             Err(e) if e["code"] == DENIED => break,
             other => assert!(
                 back.elapsed() < Duration::from_secs(30),
-                "b still reads with the tuple deleted {:?} after Redis came back: {other:?}",
+                "{kind}: b still reads with the tuple deleted {:?} after the bus came back: {other:?}",
                 back.elapsed()
             ),
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     eprintln!(
-        "b refused {:?} after Redis came back (cache TTL {ttl:?})",
+        "{kind}: b refused {:?} after the bus came back (cache TTL {ttl:?})",
         back.elapsed()
     );
 }

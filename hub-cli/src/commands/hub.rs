@@ -235,6 +235,9 @@ async fn run_hub_inner(
         HubCommand::Keys(k) => super::login::run_keys(url, k, out).await,
         HubCommand::Storage(a) => super::storage::run(url, a, out).await,
         HubCommand::Cluster(c) => super::cluster::run(c, out).await,
+        HubCommand::SessionSecret(c) => {
+            super::session_secret::run(c, h_bus.settings(redis_url), out).await
+        }
         HubCommand::Status(a) if a.target.remote.is_some() => {
             let remote = connect_remote(&a.target).await?;
             let status = remote.status(a.detail).await;

@@ -6,6 +6,7 @@ mod config;
 mod hub;
 mod identity;
 mod login;
+mod session_secret;
 mod storage;
 mod up;
 
@@ -14,6 +15,7 @@ use crate::error::CliError;
 
 pub use cluster::{ClusterArgs, ClusterCommand};
 pub use hub::{local_control, run_hub};
+pub use session_secret::SessionSecretCommand;
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {

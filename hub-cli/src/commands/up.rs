@@ -138,11 +138,14 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
     // the CLI and other clients.
     let mut fe_cfg = mcp_frontend::FrontendConfig::local(&rpc_url, u.mcp_port);
     // MCP session ids are sealed with a secret kept beside the others (0600), so sessions
-    // outlive a restart of the embedded hub.
+    // outlive a restart of the embedded hub; `hub session-secret rotate` rewrites the file
+    // and the frontend re-reads it.
+    let secret_file = data_dir.join(SESSION_SECRET_FILE);
     fe_cfg.sessions.secret = Some(
-        mcp_frontend::sessions::SessionSecret::load_or_create(&data_dir.join(SESSION_SECRET_FILE))
+        mcp_frontend::sessions::SessionSecret::load_or_create(&secret_file)
             .map_err(CliError::new)?,
     );
+    fe_cfg.sessions.file = Some(secret_file);
     let in_process = mcp_frontend::forward::ServiceTransport::new(app.router());
     let rpc = mcp_frontend::forward::RpcClient::with_transport(
         &rpc_url,

@@ -9,7 +9,10 @@
 //! The nonce is random per id; the key is derived from the secret with HKDF-SHA256, so the
 //! secret itself is never used as a key nor kept after startup. Ids are opened with the
 //! current secret, then each previous one (rotation); new ids are always sealed with the
-//! current one. Anything that does not open (tampered, truncated, foreign secret, expired,
+//! current one. A secret file (`NEXUS_MCP_SESSION_SECRET_FILE`) holds the current secret on
+//! its first line and earlier ones on the next; it is re-read when the bus says the secret
+//! was rotated and every few seconds, so every replica moves to a new secret together,
+//! without a restart. Anything that does not open (tampered, truncated, foreign secret, expired,
 //! revoked, oversized) is simply "no such session": callers answer it exactly as an unknown
 //! id. Neither the secret nor a session's sealed contents are ever logged.
 //!
@@ -98,19 +101,23 @@ impl SessionSecret {
         Ok(Self::from_bytes(b))
     }
 
-    /// Reads a secret from a file that only its owner may read (mode 0600 or narrower).
+    /// Reads the current secret of a secret file (see [`SecretFile::read`]).
     pub fn from_file(path: &Path) -> Result<Self, String> {
-        let shown = path.display();
-        let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(format!(
-                "{shown} is readable by others (mode {mode:o}); chmod 600 it"
-            ));
-        }
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-        Self::parse(&text).map_err(|e| format!("{shown}: {e}"))
+        SecretFile::read(path).map(|f| f.current)
+    }
+
+    /// What the secret file's text holds: this secret on the first line, then `earlier`.
+    pub fn file_text(&self, earlier: &[SessionSecret]) -> String {
+        std::iter::once(self)
+            .chain(earlier)
+            .map(|s| hex::encode(s.0.expose_secret()) + "\n")
+            .collect()
+    }
+
+    /// Whether two secrets are the same, in constant time.
+    fn same(&self, other: &SessionSecret) -> bool {
+        let (a, b) = (self.0.expose_secret(), other.0.expose_secret());
+        bool::from(subtle::ConstantTimeEq::ct_eq(a, b))
     }
 
     /// The secret kept in `path`, created (32 random bytes, hex, mode 0600) on first use; an
@@ -149,13 +156,102 @@ impl SessionSecret {
     }
 }
 
+/// The secrets of a secret file: the current one on the first line, earlier ones (still
+/// accepted, never used to seal) on the lines after. Blank lines and `#` comments are skipped.
+#[derive(Debug, Clone)]
+pub struct SecretFile {
+    pub current: SessionSecret,
+    pub earlier: Vec<SessionSecret>,
+}
+
+/// The most secrets a secret file may hold (each is one more key to try on every id).
+pub const MAX_FILE_SECRETS: usize = 8;
+
+impl SecretFile {
+    /// Reads a secret file that only its owner may read (mode 0600 or narrower). Errors name
+    /// the file and the line, never a secret.
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let shown = path.display();
+        let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "{shown} is readable by others (mode {mode:o}); chmod 600 it"
+            ));
+        }
+        if meta.len() > 64 * 1024 {
+            return Err(format!("{shown} is too large for a secret file"));
+        }
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+        let mut secrets = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            secrets.push(
+                SessionSecret::parse(line).map_err(|e| format!("{shown} line {}: {e}", n + 1))?,
+            );
+        }
+        if secrets.len() > MAX_FILE_SECRETS {
+            return Err(format!(
+                "{shown} holds {} secrets; at most {MAX_FILE_SECRETS}",
+                secrets.len()
+            ));
+        }
+        let mut secrets = secrets.into_iter();
+        let current = secrets
+            .next()
+            .ok_or_else(|| format!("{shown} holds no secret (e.g. `openssl rand -hex 32`)"))?;
+        Ok(Self {
+            current,
+            earlier: secrets.collect(),
+        })
+    }
+
+    /// Writes `self` to `path` in place of what it held, atomically (a private temporary
+    /// file renamed over it), mode 0600.
+    pub fn write(&self, path: &Path) -> Result<(), String> {
+        let shown = path.display();
+        let mut tag = [0u8; 8];
+        SystemRandom::new()
+            .fill(&mut tag)
+            .map_err(|_| "no randomness for a temporary file name".to_owned())?;
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".{}.tmp", hex::encode(tag)));
+        let tmp = std::path::PathBuf::from(name);
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| {
+                f.write_all(self.current.file_text(&self.earlier).as_bytes())?;
+                f.sync_all()
+            })
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(format!("cannot write {shown}: {e}"));
+        }
+        Ok(())
+    }
+}
+
 /// How session ids are sealed (`FrontendConfig::sessions`).
 #[derive(Debug, Clone)]
 pub struct SessionSealing {
-    /// The secret new ids are sealed with; `None`: a random one per process.
+    /// The secret new ids are sealed with; `None`: a random one per process (or the
+    /// file's, with `file`).
     pub secret: Option<SessionSecret>,
-    /// Earlier secrets whose ids are still accepted (rotation).
+    /// Earlier secrets whose ids are still accepted (rotation), beside the file's.
     pub previous: Vec<SessionSecret>,
+    /// The secret file: when set, the current and earlier secrets are read from it at start
+    /// and again on each reload (it wins over `secret`).
+    pub file: Option<std::path::PathBuf>,
+    /// How often `file` is re-read.
+    pub reload_every: Duration,
     /// Absolute lifetime of a session id.
     pub lifetime: Duration,
 }
@@ -165,6 +261,8 @@ impl Default for SessionSealing {
         Self {
             secret: None,
             previous: Vec::new(),
+            file: None,
+            reload_every: DEFAULT_RELOAD,
             lifetime: DEFAULT_LIFETIME,
         }
     }
@@ -189,7 +287,8 @@ impl SessionSealing {
                 SessionSecret::parse(s.expose_secret())
                     .map_err(|e| anyhow::anyhow!("NEXUS_MCP_SESSION_SECRET: {e}"))?,
             ),
-            (None, Some(p)) => Some(SessionSecret::from_file(p).map_err(anyhow::Error::msg)?),
+            // Read once here, so that a bad file stops the start with its reason.
+            (None, Some(p)) => Some(SecretFile::read(p).map_err(anyhow::Error::msg)?.current),
             (None, None) => None,
         };
         let previous = previous
@@ -206,10 +305,15 @@ impl SessionSealing {
         Ok(Self {
             secret,
             previous,
+            file: file.map(Path::to_path_buf),
+            reload_every: DEFAULT_RELOAD,
             lifetime,
         })
     }
 }
+
+/// See [`SessionSealing::reload_every`].
+pub const DEFAULT_RELOAD: Duration = Duration::from_secs(30);
 
 /// See [`SessionSealing::lifetime`].
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
@@ -269,10 +373,61 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Seals and opens session ids; remembers the ids DELETEd here until they expire.
-pub(crate) struct Sealer {
+/// The keys ids are sealed and opened with, swapped whole on a reload.
+struct Keys {
     current: LessSafeKey,
     previous: Vec<LessSafeKey>,
+    /// The secrets the keys came from (current first), to tell whether a reload changed any.
+    secrets: Vec<SessionSecret>,
+}
+
+impl Keys {
+    fn new(current: &SessionSecret, previous: &[SessionSecret]) -> Self {
+        Self {
+            current: current.key(),
+            previous: previous.iter().map(SessionSecret::key).collect(),
+            secrets: std::iter::once(current).chain(previous).cloned().collect(),
+        }
+    }
+
+    fn same_secrets(&self, other: &Keys) -> bool {
+        self.secrets.len() == other.secrets.len()
+            && self
+                .secrets
+                .iter()
+                .zip(&other.secrets)
+                .all(|(a, b)| a.same(b))
+    }
+}
+
+/// What [`Sealer::reload`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reloaded {
+    /// The file holds other secrets now: new ids are sealed with its first.
+    Changed,
+    /// The file holds the secrets already in use.
+    Unchanged,
+    /// No secret file is configured: nothing to re-read.
+    NoFile,
+}
+
+impl Reloaded {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Changed => "changed",
+            Self::Unchanged => "unchanged",
+            Self::NoFile => "no_file",
+        }
+    }
+}
+
+/// Seals and opens session ids; remembers the ids DELETEd here until they expire.
+pub(crate) struct Sealer {
+    keys: arc_swap::ArcSwap<Keys>,
+    /// The secret file re-read by [`Sealer::reload`], and the secrets always accepted
+    /// beside it (`NEXUS_MCP_SESSION_SECRET_PREVIOUS`).
+    file: Option<std::path::PathBuf>,
+    fixed_previous: Vec<SessionSecret>,
     lifetime_ms: u64,
     rng: SystemRandom,
     /// Nonce of each revoked id → its expiry (Unix ms); at most `revoked_cap` entries.
@@ -283,7 +438,8 @@ pub(crate) struct Sealer {
 impl std::fmt::Debug for Sealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sealer")
-            .field("previous", &self.previous.len())
+            .field("previous", &self.keys.load().previous.len())
+            .field("file", &self.file)
             .field("lifetime_ms", &self.lifetime_ms)
             .finish_non_exhaustive()
     }
@@ -293,6 +449,16 @@ impl Sealer {
     /// A sealer for `cfg`; without a secret, one made up for this process (logged: its
     /// sessions then live only here). `revoked_cap` bounds the DELETEd ids remembered.
     pub fn new(cfg: &SessionSealing, revoked_cap: usize) -> anyhow::Result<Self> {
+        if let Some(path) = &cfg.file {
+            let file = SecretFile::read(path).map_err(anyhow::Error::msg)?;
+            let previous: Vec<SessionSecret> =
+                file.earlier.iter().chain(&cfg.previous).cloned().collect();
+            return Ok(Self::with_keys(
+                Keys::new(&file.current, &previous),
+                cfg,
+                revoked_cap,
+            ));
+        }
         let secret = match &cfg.secret {
             Some(s) => s.clone(),
             None => {
@@ -302,14 +468,49 @@ impl Sealer {
                 SessionSecret::generate().map_err(anyhow::Error::msg)?
             }
         };
-        Ok(Self {
-            current: secret.key(),
-            previous: cfg.previous.iter().map(SessionSecret::key).collect(),
+        Ok(Self::with_keys(
+            Keys::new(&secret, &cfg.previous),
+            cfg,
+            revoked_cap,
+        ))
+    }
+
+    fn with_keys(keys: Keys, cfg: &SessionSealing, revoked_cap: usize) -> Self {
+        Self {
+            keys: arc_swap::ArcSwap::from_pointee(keys),
+            file: cfg.file.clone(),
+            fixed_previous: cfg.previous.clone(),
             lifetime_ms: cfg.lifetime.as_millis().min(u64::MAX as u128) as u64,
             rng: SystemRandom::new(),
             revoked: Mutex::default(),
             revoked_cap: revoked_cap.max(1),
-        })
+        }
+    }
+
+    /// Whether there is a secret file to re-read.
+    pub fn has_file(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Re-reads the secret file. A file that cannot be read or parsed changes nothing (the
+    /// secrets in use stay; the error names the file, never a secret).
+    pub fn reload(&self) -> Result<Reloaded, String> {
+        let Some(path) = &self.file else {
+            return Ok(Reloaded::NoFile);
+        };
+        let file = SecretFile::read(path)?;
+        let previous: Vec<SessionSecret> = file
+            .earlier
+            .iter()
+            .chain(&self.fixed_previous)
+            .cloned()
+            .collect();
+        let keys = Keys::new(&file.current, &previous);
+        if keys.same_secrets(&self.keys.load()) {
+            return Ok(Reloaded::Unchanged);
+        }
+        self.keys.store(Arc::new(keys));
+        Ok(Reloaded::Changed)
     }
 
     /// A new session id for a session opened by `key_id` with `initialize` parameters `init`.
@@ -334,7 +535,9 @@ impl Sealer {
         }
         let mut nonce = [0u8; NONCE_LEN];
         self.rng.fill(&mut nonce).map_err(|_| SealError::Random)?;
-        self.current
+        self.keys
+            .load()
+            .current
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(AAD),
@@ -361,8 +564,9 @@ impl Sealer {
         let nonce: [u8; NONCE_LEN] = raw[1..1 + NONCE_LEN].try_into().ok()?;
         let sealed = &raw[1 + NONCE_LEN..];
         let mut buf = Vec::new();
-        let plain = std::iter::once(&self.current)
-            .chain(&self.previous)
+        let keys = self.keys.load();
+        let plain = std::iter::once(&keys.current)
+            .chain(&keys.previous)
             .find_map(|key| {
                 buf.clear();
                 buf.extend_from_slice(sealed);
@@ -458,6 +662,8 @@ mod tests {
         let cfg = SessionSealing {
             secret: Some(secret(current)),
             previous: previous.iter().map(|b| secret(*b)).collect(),
+            file: None,
+            reload_every: DEFAULT_RELOAD,
             lifetime,
         };
         Sealer::new(&cfg, 4).expect("sealer")
@@ -514,6 +720,61 @@ mod tests {
         let new_id = rotated.seal(Some("k"), &init()).expect("seal");
         assert!(old.open(&new_id).is_none());
         assert!(sealer(2, &[], DEFAULT_LIFETIME).open(&new_id).is_some());
+    }
+
+    #[test]
+    fn a_reloaded_secret_file_seals_with_its_first_line_and_keeps_the_rest_open() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let p = d.path().join("secret");
+        let write = |current: u8, earlier: &[u8]| {
+            SecretFile {
+                current: secret(current),
+                earlier: earlier.iter().map(|b| secret(*b)).collect(),
+            }
+            .write(&p)
+            .expect("write");
+        };
+        write(1, &[]);
+        let cfg = SessionSealing {
+            file: Some(p.clone()),
+            previous: vec![secret(9)],
+            ..SessionSealing::default()
+        };
+        let s = Sealer::new(&cfg, 4).expect("sealer");
+        let first = s.seal(Some("k"), &init()).expect("seal");
+        assert_eq!(s.reload(), Ok(Reloaded::Unchanged));
+
+        write(2, &[1]);
+        assert_eq!(s.reload(), Ok(Reloaded::Changed));
+        assert!(s.open(&first).is_some(), "the replaced secret is kept");
+        let second = s.seal(Some("k"), &init()).expect("seal");
+        assert!(sealer(1, &[], DEFAULT_LIFETIME).open(&second).is_none());
+        assert!(sealer(2, &[], DEFAULT_LIFETIME).open(&second).is_some());
+        assert!(
+            sealer(9, &[], DEFAULT_LIFETIME).open(&second).is_none(),
+            "fixed earlier secrets never seal"
+        );
+        let fixed = sealer(9, &[], DEFAULT_LIFETIME)
+            .seal(None, &init())
+            .expect("seal");
+        assert!(
+            s.open(&fixed).is_some(),
+            "fixed earlier secrets stay accepted"
+        );
+
+        // A file that went bad changes nothing; one others may read neither.
+        std::fs::write(&p, "not a secret").expect("write");
+        assert!(s.reload().expect_err("bad file").contains("line 1"));
+        assert!(s.open(&second).is_some() && s.open(&first).is_some());
+        write(3, &[]);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert!(s.reload().expect_err("open file").contains("chmod 600"));
+        assert!(s.open(&first).is_some());
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert_eq!(s.reload(), Ok(Reloaded::Changed));
+        assert!(s.open(&first).is_none() && s.open(&second).is_none());
+        let mode = std::fs::metadata(&p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 
     #[test]
