@@ -33,6 +33,11 @@ use tokio::sync::watch;
 
 /// JetStream API requests and publish acknowledgements wait at most this long.
 const API_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an invalidation's publish waits for its acknowledgement before it is sent again
+/// (the message id makes the stream store it once). Shorter than [`API_TIMEOUT`]: while a
+/// stream elects a new leader (a server died) an ack is lost, and a revocation should not
+/// wait the whole API timeout to be sent again to the new leader.
+const ACK_PATIENCE: Duration = Duration::from_secs(1);
 /// How long a listing (nodes, audit) waits for the next message before giving up.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Limits of the invalidation stream: replay covers an hour's or 100k messages' absence;
@@ -504,9 +509,10 @@ impl Backend for NatsBackend {
                 .send_publish(inval_subject(msg.what.kind()), publish)
                 .await
                 .map_err(|e| e.to_string())?;
-            match ack.await {
-                Ok(_) => Ok(()),
-                Err(e) => {
+            match tokio::time::timeout(ACK_PATIENCE, ack).await {
+                Err(_) => Err(format!("no acknowledgement within {ACK_PATIENCE:?}")),
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => {
                     // The stream may be gone (a server that lost its data): look again.
                     *self.inval_ready.lock().await = false;
                     Err(e.to_string())
