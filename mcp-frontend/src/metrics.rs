@@ -18,7 +18,11 @@ const MCP_METHODS: &[&str] = &[
     "notifications/cancelled",
     "resources/list",
     "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
     "prompts/list",
+    "prompts/get",
     "logging/setLevel",
     "completion/complete",
 ];

@@ -1,18 +1,25 @@
 //! The MCP server handler: lists the tools a caller may use and forwards each call to the
 //! rpc-server with that caller's token. Failures are tool results with `isError: true` and
-//! a message an agent can act on; only an unknown tool is a protocol error.
+//! a message an agent can act on; only an unknown tool is a protocol error. Resources,
+//! prompts, completion and logging are answered here too ([`super::resources`],
+//! [`super::prompts`]), every file-backed answer from the rpc-server with the caller's token.
 
 use super::catalogue::{TOOLS, ToolSpec, find};
+use super::{prompts, resources};
 use crate::forward::{ForwardError, RpcClient, Verified};
 use crate::request::{Caller, Verdict, VerdictCell};
 use axum::http::Extensions;
 use nexus_wire::ErrorCode;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
+    CompletionInfo, ContentBlock, GetPromptRequestParams, GetPromptResponse, Implementation,
+    JsonObject, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+    ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
+    ReadResourceResult, Reference, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -95,10 +102,21 @@ fn success(spec: &ToolSpec, raw: &[u8]) -> Result<CallToolResponse, ForwardError
 }
 
 impl ServerHandler for NexusTools {
+    // `logging/setLevel` belongs to the protocol versions clients speak today (2025-06-18,
+    // 2025-11-25); SEP-2577 deprecates it for later ones.
+    #[allow(deprecated)]
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new("nexus-hub", env!("CARGO_PKG_VERSION")))
-            .with_instructions(INSTRUCTIONS)
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .enable_prompts()
+                .enable_completions()
+                .enable_logging()
+                .build(),
+        )
+        .with_server_info(Implementation::new("nexus-hub", env!("CARGO_PKG_VERSION")))
+        .with_instructions(INSTRUCTIONS)
     }
 
     async fn list_tools(
@@ -118,9 +136,199 @@ impl ServerHandler for NexusTools {
         self.call(parts(&ctx).map(|p| &p.extensions), &request.name, &args)
             .await
     }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        use nexus_wire::methods::{ListParams, ListResult};
+        let mut offset = resources::offset_of(request.as_ref().and_then(|r| r.cursor.as_deref()))?;
+        let ext = parts(&ctx).map(|p| &p.extensions);
+        // Directories are entries of the listing but not resources: a page is the files of
+        // one listing page, or of the next ones when a page held only directories.
+        loop {
+            let page: ListResult = self
+                .rpc(
+                    ext,
+                    "list",
+                    &ListParams {
+                        path: "/".into(),
+                        recursive: true,
+                        limit: resources::PAGE,
+                        offset,
+                    },
+                )
+                .await?;
+            let found: Vec<_> = page
+                .items
+                .iter()
+                .filter(|i| !i.is_dir)
+                .map(resources::resource)
+                .collect();
+            let next = page.next_offset.filter(|_| page.has_more);
+            match next {
+                Some(next) if found.is_empty() => offset = next,
+                _ => {
+                    let mut r = ListResourcesResult::with_all_items(found);
+                    r.next_cursor = next.map(resources::cursor);
+                    return Ok(r);
+                }
+            }
+        }
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        Ok(ListResourceTemplatesResult::with_all_items(vec![
+            resources::template(),
+        ]))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        use nexus_wire::methods::{Encoding, ReadParams, ReadResult};
+        let path = resources::path_of(&request.uri)?;
+        // Read as base64 and decide here: text when the bytes are UTF-8, else a blob.
+        let read: ReadResult = self
+            .rpc(
+                parts(&ctx).map(|p| &p.extensions),
+                "read",
+                &ReadParams {
+                    path: path.clone(),
+                    encoding: Encoding::Base64,
+                },
+            )
+            .await?;
+        let contents = resources::contents(request.uri, &read.path, read.content);
+        Ok(ReadResourceResult::new(vec![contents]).into())
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        Ok(ListPromptsResult::with_all_items(prompts::list()))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        prompts::get(&request.name, request.arguments.as_ref()).map(Into::into)
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, McpError> {
+        use nexus_wire::methods::{ListParams, ListResult};
+        let completes_a_path = match &request.r#ref {
+            Reference::Resource(r) => {
+                r.uri == resources::TEMPLATE && request.argument.name == "path"
+            }
+            Reference::Prompt(p) => {
+                (p.name == prompts::FILE_ANALYSIS && request.argument.name == prompts::FILE_PATH)
+                    || (p.name == prompts::SEARCH_AND_SUMMARIZE && request.argument.name == "path")
+            }
+            _ => false,
+        };
+        let typed = &request.argument.value;
+        let Some((dir, start)) = completes_a_path
+            .then(|| resources::completion_query(typed))
+            .flatten()
+        else {
+            return Ok(CompleteResult::default());
+        };
+        let listed: Result<ListResult, McpError> = self
+            .rpc(
+                parts(&ctx).map(|p| &p.extensions),
+                "list",
+                &ListParams {
+                    path: dir,
+                    recursive: false,
+                    limit: 1000,
+                    offset: 0,
+                },
+            )
+            .await;
+        // A directory that is not there (or not the caller's) completes to nothing.
+        let Ok(listed) = listed else {
+            return Ok(CompleteResult::default());
+        };
+        let matching: Vec<String> = listed
+            .items
+            .iter()
+            .filter(|i| i.name.starts_with(&start))
+            .map(|i| resources::completion_value(typed, i))
+            .collect();
+        let total = matching.len();
+        let values: Vec<String> = matching
+            .into_iter()
+            .take(resources::MAX_COMPLETIONS)
+            .collect();
+        let mut info = CompletionInfo::new(values).unwrap_or_default();
+        info.total = u32::try_from(total).ok();
+        info.has_more = Some(total > resources::MAX_COMPLETIONS || listed.has_more);
+        Ok(CompleteResult::new(info))
+    }
+
+    #[allow(deprecated)]
+    async fn set_level(
+        &self,
+        _request: rmcp::model::SetLevelRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        // Accepted: the hub sends no log notifications, so every level filters them all.
+        Ok(())
+    }
 }
 
 impl NexusTools {
+    /// An rpc call made for a request other than a tool call (resources, completion): the
+    /// caller's token, and the same verdict handling as [`NexusTools::call`], so a refused
+    /// token is the bearer layer's 401; any other failure is a JSON-RPC error.
+    async fn rpc<T: DeserializeOwned>(
+        &self,
+        ext: Option<&Extensions>,
+        method: &str,
+        params: &impl serde::Serialize,
+    ) -> Result<T, McpError> {
+        let Some(caller) = ext.and_then(|x| x.get::<Caller>()) else {
+            return Err(McpError::invalid_request(
+                "no token: send Authorization: Bearer sk-… with every request",
+                None,
+            ));
+        };
+        let verdict = ext.and_then(|x| x.get::<VerdictCell>());
+        match self.rpc.call_raw(&caller.token, method, params).await {
+            Ok((raw, verified)) => {
+                if let Some(cell) = verdict {
+                    cell.set(Verdict::Verified(verified));
+                }
+                serde_json::from_slice(&raw)
+                    .map_err(|_| McpError::internal_error("malformed response from the hub", None))
+            }
+            Err(e) => {
+                if let Some(cell) = verdict
+                    && is_verdict(&e)
+                {
+                    cell.set(Verdict::Refused(e.clone()));
+                }
+                Err(resources::rpc_error(&e))
+            }
+        }
+    }
+
     /// The tools this caller may use: admin tools only for an admin token.
     pub(crate) fn list(&self, ext: Option<&Extensions>) -> ListToolsResult {
         let admin = ext

@@ -1,4 +1,5 @@
-//! MCP itself, behind the layers: the Nexus tools ([`handler`], [`catalogue`]) served by
+//! MCP itself, behind the layers: the Nexus tools ([`handler`], [`catalogue`]), files as
+//! resources ([`resources`]) and the prompts ([`prompts`]), served by
 //! the [`direct`] path for stateless requests it can answer exactly, and by rmcp's
 //! streamable-HTTP service for everything else. A legacy `initialize` gets its session id
 //! sealed here (`crate::sessions`) before rmcp opens the session under it.
@@ -6,6 +7,8 @@
 pub(crate) mod catalogue;
 pub(crate) mod direct;
 pub(crate) mod handler;
+pub(crate) mod prompts;
+pub(crate) mod resources;
 
 use crate::error::GatewayError;
 use crate::layers::limits::caller_key_id;
