@@ -5,6 +5,7 @@
 //! so outputs are identical either way.
 
 pub mod cli;
+pub mod clients;
 pub mod commands;
 pub mod error;
 pub mod output;

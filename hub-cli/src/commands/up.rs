@@ -24,6 +24,16 @@ pub const SESSION_SECRET_FILE: &str = "mcp-session.secret";
 const ADMIN_TOKEN_NAME: &str = "admin";
 const DEFAULT_ZONE: &str = "default";
 
+/// The embedded frontend's traffic figures, as the rpc-server's status reports them.
+#[derive(Debug)]
+struct LiveFigures(std::sync::Arc<mcp_frontend::Traffic>);
+
+impl rpc_server::stats::LiveTraffic for LiveFigures {
+    fn figures(&self, detail: bool) -> (u64, f64, Option<nexus_wire::methods::StatusDetail>) {
+        self.0.figures(detail, chrono::Utc::now().timestamp())
+    }
+}
+
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
@@ -150,6 +160,11 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         fe_cfg.rpc_timeout,
     );
     let frontend = mcp_frontend::Frontend::build_with_rpc(fe_cfg, rpc).await?;
+    // No Redis here: `hub status` (the admin status method) reads the frontend's own figures.
+    if let Some(t) = frontend.traffic() {
+        app.state()
+            .set_live_traffic(std::sync::Arc::new(LiveFigures(t)));
+    }
     let mcp_url = format!("http://127.0.0.1:{}/mcp", frontend.port());
 
     let env_path = data_dir.join(ENV_FILE);
