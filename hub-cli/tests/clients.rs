@@ -526,6 +526,49 @@ async fn status_of_an_embedded_hub_shows_live_traffic() {
             .any(|t| t["name"] == "agent" && t["key_id"] == created["key_id"]),
         "{last}"
     );
+    // Rejections by tier come from the embedded nexusd's own counters.
+    let limited: Value = serde_json::from_str(&ok(
+        nexus(
+            &[
+                "hub",
+                "token",
+                "create",
+                "--name",
+                "slow",
+                "--zone",
+                "default",
+                "--rate-limit",
+                "1/m",
+                "--json",
+            ],
+            &admin,
+        )
+        .await,
+        "token create --rate-limit",
+    ))
+    .expect("JSON");
+    let slow = common::mcp::bearer(limited["token"].as_str().expect("token"));
+    let body = common::mcp::initialize_body("status-test");
+    let codes: Vec<u16> = futures_util::future::join_all(
+        (0..2).map(|_| common::mcp::send(common::mcp::post(url, Some(&slow), &body))),
+    )
+    .await
+    .iter()
+    .map(|r| r.status().as_u16())
+    .collect();
+    assert!(codes.contains(&429), "{codes:?}");
+    let detail: Value = serde_json::from_str(&ok(
+        nexus(&["hub", "status", "--json", "--detail"], &admin).await,
+        "status --detail",
+    ))
+    .expect("JSON");
+    assert!(
+        detail["detail"]["rate_limited"]["custom"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "{detail}"
+    );
+
     // The default text mode shows the same.
     let text = ok(nexus(&["hub", "status"], &admin).await, "status");
     let conns = text
@@ -664,4 +707,84 @@ async fn doctor_names_each_failure() {
     for name in ["host", "initialize", "tools"] {
         assert_eq!(status_of(&c, name), "skip", "{name}: {c}");
     }
+}
+
+/// A CA (its certificate at `<dir>/ca.pem`) and a server certificate it signed for
+/// localhost and 127.0.0.1: (ca, cert, key).
+fn test_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let mut p = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name
+        .push(DnType::CommonName, "doctor test CA");
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_key = KeyPair::generate().expect("ca key");
+    let ca_cert = p.self_signed(&ca_key).expect("ca cert");
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, ca_cert.pem()).expect("write ca");
+    let issuer = Issuer::new(p, ca_key);
+    let mut leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .expect("leaf params");
+    leaf.distinguished_name
+        .push(DnType::CommonName, "localhost");
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let key = KeyPair::generate().expect("leaf key");
+    let cert = leaf.signed_by(&key, &issuer).expect("sign leaf");
+    let (c, k) = (dir.join("server.pem"), dir.join("server-key.pem"));
+    std::fs::write(&c, cert.pem()).expect("write cert");
+    std::fs::write(&k, key.serialize_pem()).expect("write key");
+    (ca, c, k)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_tls() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (hub, admin) = embedded(tmp.path()).await;
+    let (ca, cert, key) = test_pki(tmp.path());
+    let port = free_port();
+    let mut cmd = mcp_serve_cmd(&hub.rpc_base, port);
+    cmd.env("NEXUS_MCP_TLS_CERT", &cert)
+        .env("NEXUS_MCP_TLS_KEY", &key);
+    let front = common::procs::Proc::spawn("tls-frontend", cmd, tmp.path());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "TLS frontend not listening in 30 s:\n{}",
+            front.log_text()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let url = format!("https://localhost:{port}/mcp");
+    let ca = ca.to_str().expect("utf-8 path");
+
+    // Trusting the CA that signed it: the certificate checks out, and so does the rest.
+    let (code, c) = doctor(&["--url", &url, "--ca-file", ca], &admin).await;
+    assert_eq!(code, 0, "{c}");
+    assert_eq!(status_of(&c, "tls"), "ok", "{c}");
+    assert_eq!(status_of(&c, "initialize"), "ok", "{c}");
+
+    // Not trusting it: the handshake fails, named as TLS, with the way out.
+    let (code, c) = doctor(&["--url", &url], &admin).await;
+    assert_eq!(code, 1, "{c}");
+    assert_eq!(status_of(&c, "tls"), "fail", "{c}");
+    assert!(
+        c["tls"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("TLS handshake")),
+        "{c}"
+    );
+    assert!(
+        c["tls"]["fix"]
+            .as_str()
+            .is_some_and(|f| f.contains("--ca-file")),
+        "{c}"
+    );
+    assert_eq!(status_of(&c, "initialize"), "skip", "{c}");
 }
