@@ -506,7 +506,7 @@ pub struct UpArgs {
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Mint a token; it is printed once.
-    Create(TokenCreateArgs),
+    Create(Box<TokenCreateArgs>),
     /// List tokens.
     List(TokenListArgs),
     /// Revoke a token by name, key id, or key id prefix (8+ hex digits).

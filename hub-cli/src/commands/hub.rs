@@ -416,7 +416,7 @@ async fn run_remote_token(
 ) -> Result<(), CliError> {
     match t {
         TokenCommand::Create(a) => {
-            let (p, json, client) = create_params(a)?;
+            let (p, json, client) = create_params(*a)?;
             print_created(out, &r.create_token(p).await?, json, client)
         }
         TokenCommand::List(a) => {
@@ -504,7 +504,7 @@ fn unreachable_status(url: &SecretString) -> HubStatus {
 pub async fn run_token(c: &Control, t: TokenCommand, out: &mut dyn Write) -> Result<(), CliError> {
     match t {
         TokenCommand::Create(a) => {
-            let (p, json, client) = create_params(a)?;
+            let (p, json, client) = create_params(*a)?;
             print_created(out, &c.create_token(p).await?, json, client)
         }
         TokenCommand::List(a) => {

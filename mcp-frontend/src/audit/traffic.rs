@@ -174,7 +174,8 @@ mod tests {
     #[test]
     fn counts_verified_clients_over_the_window() {
         let t = Traffic::default();
-        let t0 = 1_800_000_000 - 1_800_000_000 % 60;
+        // The start of a minute (1_800_000_000 is a multiple of 60).
+        let t0: i64 = 1_800_000_000;
         let batch = [
             ev(Some("a"), Some("eng"), "2027-01-15T08:00:01.000Z"),
             ev(Some("a"), Some("eng,ops"), "2027-01-15T08:00:02.000Z"),
