@@ -497,6 +497,32 @@ async fn status_of_an_embedded_hub_shows_live_traffic() {
     .expect("JSON");
     let token = created["token"].as_str().expect("token");
     let url = var(&admin, "NEXUS_MCP_URL");
+
+    // `--client … --json`: the token and the client's configuration in one object, the
+    // configuration naming this hub (NEXUS_MCP_URL from admin.env) and not the token.
+    let both: Value = serde_json::from_str(&ok(
+        nexus(
+            &[
+                "hub", "token", "create", "--name", "codex", "--zone", "default", "--client",
+                "codex", "--json",
+            ],
+            &admin,
+        )
+        .await,
+        "token create --client codex --json",
+    ))
+    .expect("JSON");
+    assert!(
+        both["token"].as_str().is_some_and(|t| t.starts_with("sk-")),
+        "{both}"
+    );
+    let text = both["client_config"]["text"].as_str().expect("text");
+    let doc: toml::Table = toml::from_str(text).expect("TOML");
+    assert_eq!(doc["mcp_servers"]["nexus-hub"]["url"].as_str(), Some(url));
+    assert!(
+        !text.contains(both["token"].as_str().unwrap_or("sk-")),
+        "{text}"
+    );
     for _ in 0..3 {
         common::mcp::open_session(url, &common::mcp::bearer(token), "status-test").await;
     }
