@@ -78,17 +78,32 @@ impl Traffic {
             };
             cur.requests += 1;
             remember(&mut cur.clients, key);
-            if last_seen.len() < MAX_KEYS || last_seen.contains_key(key) {
-                last_seen.insert(key.to_owned(), (m, ev.ts.clone()));
+            // Known keys and zones are updated in place: no allocation per event for them.
+            let room = last_seen.len() < MAX_KEYS;
+            match last_seen.get_mut(key) {
+                Some(seen) => {
+                    seen.0 = m;
+                    seen.1.clone_from(&ev.ts);
+                }
+                None if room => {
+                    last_seen.insert(key.to_owned(), (m, ev.ts.clone()));
+                }
+                None => {}
             }
             if let Some(zones) = &ev.zone_id {
                 for z in zones.split(',').filter(|z| !z.is_empty() && *z != "*") {
-                    if !cur.zones.contains_key(z) && cur.zones.len() >= MAX_KEYS {
-                        continue;
+                    let room = cur.zones.len() < MAX_KEYS;
+                    match cur.zones.get_mut(z) {
+                        Some(e) => {
+                            e.0 += 1;
+                            remember(&mut e.1, key);
+                        }
+                        None if room => {
+                            let keys = HashSet::from([key.to_owned()]);
+                            cur.zones.insert(z.to_owned(), (1, keys));
+                        }
+                        None => {}
                     }
-                    let e = cur.zones.entry(z.to_owned()).or_default();
-                    e.0 += 1;
-                    remember(&mut e.1, key);
                 }
             }
         }
