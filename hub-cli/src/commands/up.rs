@@ -210,7 +210,15 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
     }
     output::line(
         out,
-        "Agents: send `Authorization: Bearer <token>` to the mcp URL.",
+        "Agents: send `Authorization: Bearer <token>` to the mcp URL; after sourcing admin.env,",
+    )?;
+    output::line(
+        out,
+        "  `nexus hub token create --name NAME --zone default --client claude-code` prints a client's configuration",
+    )?;
+    output::line(
+        out,
+        "  (codex, cursor, vscode, goose, claude-desktop too; docs/CLIENTS.md).",
     )?;
     output::line(
         out,
