@@ -595,6 +595,33 @@ async fn status_of_an_embedded_hub_shows_live_traffic() {
         "{detail}"
     );
 
+    // Over MCP with the admin token (`--remote`), the hub answers with the same figures.
+    let remote: Value = serde_json::from_str(&ok(
+        nexus(
+            &[
+                "hub",
+                "status",
+                "--json",
+                "--remote",
+                url,
+                "--admin-token",
+                var(&admin, "NEXUS_API_KEY"),
+            ],
+            &[],
+        )
+        .await,
+        "status --remote",
+    ))
+    .expect("JSON");
+    assert!(
+        remote["connections"].as_u64().is_some_and(|c| c >= 1),
+        "{remote}"
+    );
+    assert!(
+        remote["qps_5m"].as_f64().is_some_and(|q| q > 0.0),
+        "{remote}"
+    );
+
     // The default text mode shows the same.
     let text = ok(nexus(&["hub", "status"], &admin).await, "status");
     let conns = text
