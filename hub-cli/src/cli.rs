@@ -365,6 +365,65 @@ pub enum HubCommand {
     /// frontends re-read their secret file.
     #[command(subcommand)]
     SessionSecret(crate::commands::SessionSecretCommand),
+    /// Print the ready-to-paste configuration of an MCP client (Claude Code, Codex, Cursor,
+    /// VS Code, Goose, Claude Desktop) for a token held in an environment variable.
+    ClientConfig(ClientConfigArgs),
+    /// Check the hub's MCP endpoint as a client would: reachability, TLS, Host/Origin,
+    /// the protected-resource metadata, initialize + tools/list with the token, rate-limit
+    /// headroom. One line per check, with the fix for each failure; exit 1 if any fails.
+    Doctor(DoctorArgs),
+}
+
+/// Where a printed client configuration points, and how it carries the token.
+#[derive(Debug, Args, Clone)]
+pub struct ClientOpts {
+    /// The hub's MCP URL (https://hub.example.com/mcp; a URL without /mcp gets it appended).
+    /// Default: NEXUS_MCP_URL (set by admin.env), else --remote.
+    #[arg(long, env = "NEXUS_MCP_URL")]
+    pub url: Option<String>,
+    /// The environment variable that holds the token (clients that embed it read it from here).
+    #[arg(long, default_value = "NEXUS_TOKEN")]
+    pub token_env: String,
+    /// The header the client sends the token in.
+    #[arg(long = "header", value_enum, default_value = "authorization")]
+    pub token_header: crate::clients::TokenHeader,
+    /// The name the client lists the hub under.
+    #[arg(long, default_value = "nexus-hub")]
+    pub server_name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientConfigArgs {
+    /// The client: claude-code, codex, cursor, vscode, goose or claude-desktop.
+    #[arg(value_enum)]
+    pub client: crate::clients::ClientKind,
+    #[command(flatten)]
+    pub opts: ClientOpts,
+    /// The structured form: the configuration as an object and as text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The hub's MCP URL (a URL without /mcp gets it appended). Default: NEXUS_MCP_URL.
+    #[arg(long, env = "NEXUS_MCP_URL")]
+    pub url: Option<String>,
+    /// The environment variable holding the token to check with. Default: NEXUS_TOKEN,
+    /// else NEXUS_API_KEY (the admin token admin.env sets).
+    #[arg(long)]
+    pub token_env: Option<String>,
+    /// Also send this Origin, as a browser-based client would.
+    #[arg(long)]
+    pub origin: Option<String>,
+    /// A CA certificate (PEM) to trust for https, besides the system's roots.
+    #[arg(long)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Seconds each request may take.
+    #[arg(long, default_value_t = 10)]
+    pub timeout: u64,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -451,7 +510,7 @@ pub struct UpArgs {
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Mint a token; it is printed once.
-    Create(TokenCreateArgs),
+    Create(Box<TokenCreateArgs>),
     /// List tokens.
     List(TokenListArgs),
     /// Revoke a token by name, key id, or key id prefix (8+ hex digits).
@@ -497,6 +556,11 @@ pub struct TokenCreateArgs {
     /// (e.g. 1000/m,10000/h).
     #[arg(long)]
     pub rate_limit: Option<String>,
+    /// Also print this MCP client's ready-to-paste configuration for the new token.
+    #[arg(long, value_enum)]
+    pub client: Option<crate::clients::ClientKind>,
+    #[command(flatten)]
+    pub client_opts: ClientOpts,
     #[arg(long)]
     pub json: bool,
 }

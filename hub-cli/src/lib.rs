@@ -2,9 +2,12 @@
 //! migrations), `nexus admin …` and `nexus rebac …` for subjects and tuples, and
 //! `nexus serve` to run the rpc-server. Local mode talks to the database
 //! named by `NEXUS_DATABASE_URL` through the same control plane the admin RPC methods use,
-//! so outputs are identical either way.
+//! so outputs are identical either way. For the agents' side: `nexus hub client-config` (and
+//! `token create --client`) print each MCP client's configuration, `nexus hub doctor`
+//! checks the endpoint as a client meets it.
 
 pub mod cli;
+pub mod clients;
 pub mod commands;
 pub mod error;
 pub mod output;

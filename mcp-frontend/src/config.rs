@@ -336,6 +336,9 @@ pub struct FrontendConfig {
     pub max_body_bytes: usize,
     pub redis_url: Option<secrecy::SecretString>,
     pub audit_stdout: bool,
+    /// Keep traffic figures in process (`audit::Traffic`) for a rpc-server in the same
+    /// process to report: the embedded hub, which has no Redis to hold them.
+    pub live_traffic: bool,
     /// The cluster bus; `None` without `NEXUS_BUS_URL`.
     pub bus: Option<BusSettings>,
     pub auth_failures_per_min: u32,
@@ -423,6 +426,7 @@ impl FrontendConfig {
                 .redis_url
                 .filter(|u| !secrecy::ExposeSecret::expose_secret(u).trim().is_empty()),
             audit_stdout: a.audit_stdout,
+            live_traffic: false,
             bus,
             auth_failures_per_min: a.auth_failures_per_min,
             tls: a.tls_cert.zip(a.tls_key),
@@ -476,6 +480,7 @@ impl FrontendConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             redis_url: None,
             audit_stdout: true,
+            live_traffic: true,
             bus: None,
             auth_failures_per_min: 60,
             tls: None,

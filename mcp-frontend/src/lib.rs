@@ -30,5 +30,6 @@ pub mod sessions;
 pub mod startup;
 mod state;
 
+pub use audit::Traffic;
 pub use config::{FrontendArgs, FrontendConfig};
 pub use startup::Frontend;

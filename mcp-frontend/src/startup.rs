@@ -68,6 +68,8 @@ impl Frontend {
             metrics.clone(),
             cfg.audit_stdout,
             bus.clone(),
+            cfg.live_traffic
+                .then(|| Arc::new(crate::audit::Traffic::default())),
         );
         let limits = cfg.limits;
         let mut manager = LocalSessionManager::default();
@@ -111,6 +113,11 @@ impl Frontend {
 
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The traffic figures this frontend keeps in process (`FrontendConfig::live_traffic`).
+    pub fn traffic(&self) -> Option<Arc<crate::Traffic>> {
+        self.state.audit.traffic()
     }
 
     pub async fn run_until_stopped(

@@ -125,6 +125,7 @@ impl Application {
             issuers,
             local,
             started: Instant::now(),
+            live: Default::default(),
         });
         let tls = match &cfg.tls {
             Some((cert, key)) => {

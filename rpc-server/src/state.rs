@@ -38,6 +38,8 @@ pub struct StateInner {
     /// The local provider (login, refresh, users), when `local` is in the chain.
     pub(crate) local: Option<Arc<crate::auth::local::LocalAuth>>,
     pub(crate) started: Instant,
+    /// Traffic figures of a frontend in this process, for `hub status` without Redis.
+    pub(crate) live: std::sync::OnceLock<Arc<dyn crate::stats::LiveTraffic>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -48,6 +50,12 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
+    /// Reports `live`'s traffic figures in `hub_admin_status` when no Redis holds them
+    /// (the embedded hub's in-process frontend). Set once; later calls change nothing.
+    pub fn set_live_traffic(&self, live: Arc<dyn crate::stats::LiveTraffic>) {
+        let _ = self.live.set(live);
+    }
+
     /// `ok`, `err`, or `n/a` when Redis is not configured: as the bus sees it when the bus
     /// is a Redis Stream, else as the shared rate limits last found it.
     pub fn redis_status(&self) -> &'static str {

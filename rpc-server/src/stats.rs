@@ -7,6 +7,34 @@ use nexus_wire::stats;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+/// Traffic figures kept in this process by a frontend that runs in it (the embedded hub
+/// has no Redis to hold them): distinct clients, requests per second and, with `detail`,
+/// per zone and per token, over the same window as the Redis counters.
+pub trait LiveTraffic: Send + Sync + std::fmt::Debug {
+    fn figures(&self, detail: bool) -> (u64, f64, Option<StatusDetail>);
+}
+
+/// Fills `connections`, `qps_5m` and `detail` from `live` (no Redis: `redis` stays
+/// `n/a`); rate-limit rejections by tier come from this process's own counters.
+pub fn fill_live(
+    status: &mut HubStatus,
+    live: &dyn LiveTraffic,
+    detail: bool,
+    names: &HashMap<String, String>,
+    rate_limited: BTreeMap<String, u64>,
+) {
+    let (clients, qps, d) = live.figures(detail);
+    status.connections = Some(clients);
+    status.qps_5m = Some((qps * 10_000.0).round() / 10_000.0);
+    status.detail = d.map(|mut d| {
+        for t in &mut d.tokens {
+            t.name = names.get(&t.key_id).cloned();
+        }
+        d.rate_limited = rate_limited;
+        d
+    });
+}
+
 /// Traffic figures, or `None` when Redis cannot be read.
 pub(crate) async fn read(url: &str, detail: bool) -> Option<(u64, f64, Option<StatusDetail>)> {
     let work = async {

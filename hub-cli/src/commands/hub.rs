@@ -238,6 +238,8 @@ async fn run_hub_inner(
         HubCommand::SessionSecret(c) => {
             super::session_secret::run(c, h_bus.settings(redis_url), out).await
         }
+        HubCommand::ClientConfig(a) => crate::clients::run(a, out),
+        HubCommand::Doctor(d) => super::doctor::run(d, out).await,
         HubCommand::Status(a) if a.target.remote.is_some() => {
             let remote = connect_remote(&a.target).await?;
             let status = remote.status(a.detail).await;
@@ -277,6 +279,11 @@ async fn run_hub_inner(
             };
             let url = redis_url.map(ExposeSecret::expose_secret);
             rpc_server::stats::fill(&mut status, url, a.detail, &names).await;
+            if url.is_none() {
+                // No Redis holds the figures: the running hub may (the embedded one keeps
+                // them in process).
+                live_figures(&mut status, a.target.admin_token.as_ref(), a.detail).await;
+            }
             if let Some(settings) = h_bus.settings(redis_url) {
                 // Nodes as the bus holds them; a bus that does not answer says so.
                 let b = rpc_server::auth::cluster_bus::publisher(&settings)
@@ -318,11 +325,43 @@ async fn connect_remote(target: &RemoteArgs) -> Result<RemoteAdmin, CliError> {
     RemoteAdmin::connect(url, target.admin_token.as_ref()).await
 }
 
-fn create_params(a: TokenCreateArgs) -> Result<(TokenCreateParams, bool), CliError> {
+/// What `token create --client` adds to the output, resolved before anything is minted.
+struct ClientOut {
+    kind: crate::clients::ClientKind,
+    url: String,
+    opts: ClientOpts,
+}
+
+fn create_params(
+    a: TokenCreateArgs,
+) -> Result<(TokenCreateParams, bool, Option<ClientOut>), CliError> {
     let subject_type = a
         .subject_type
         .parse()
         .map_err(|e: nexus_wire::spec::SpecError| CliError::new(e.0))?;
+    let client = match a.client {
+        None => None,
+        Some(kind) => {
+            let url = a
+                .client_opts
+                .url
+                .as_deref()
+                .or(a.target.remote.as_deref())
+                .ok_or_else(|| {
+                    CliError::with_code(
+                        "--client needs the hub's MCP URL: pass --url (or set NEXUS_MCP_URL)",
+                        2,
+                    )
+                })?;
+            crate::clients::check_server_name(&a.client_opts.server_name)?;
+            crate::clients::check_env_name(&a.client_opts.token_env)?;
+            Some(ClientOut {
+                kind,
+                url: crate::clients::mcp_url(url)?,
+                opts: a.client_opts,
+            })
+        }
+    };
     Ok((
         TokenCreateParams {
             name: a.name,
@@ -336,7 +375,41 @@ fn create_params(a: TokenCreateArgs) -> Result<(TokenCreateParams, bool), CliErr
             rate_limit: a.rate_limit,
         },
         a.json,
+        client,
     ))
+}
+
+/// The minted token, and with `--client` that client's configuration for it.
+fn print_created(
+    out: &mut dyn Write,
+    t: &nexus_wire::methods::TokenCreated,
+    json: bool,
+    client: Option<ClientOut>,
+) -> Result<(), CliError> {
+    let Some(c) = client else {
+        return output::token_created(out, t, json);
+    };
+    let token = SecretString::from(t.token.clone());
+    let setup = crate::clients::setup(&crate::clients::Request {
+        client: c.kind,
+        url: c.url,
+        server_name: &c.opts.server_name,
+        header: c.opts.token_header,
+        token_env: &c.opts.token_env,
+        token: Some(&token),
+    })?;
+    if json {
+        let mut v = serde_json::to_value(t).map_err(|e| CliError::new(e.to_string()))?;
+        v["client_config"] =
+            serde_json::to_value(&setup).map_err(|e| CliError::new(e.to_string()))?;
+        output::json(out, &v)?;
+        eprintln!("warning: the token is shown once and cannot be retrieved later; store it now");
+        Ok(())
+    } else {
+        output::token_created(out, t, false)?;
+        output::line(out, "")?;
+        crate::clients::print(out, &setup, Some(&token))
+    }
 }
 
 async fn run_remote_token(
@@ -346,8 +419,8 @@ async fn run_remote_token(
 ) -> Result<(), CliError> {
     match t {
         TokenCommand::Create(a) => {
-            let (p, json) = create_params(a)?;
-            output::token_created(out, &r.create_token(p).await?, json)
+            let (p, json, client) = create_params(*a)?;
+            print_created(out, &r.create_token(p).await?, json, client)
         }
         TokenCommand::List(a) => {
             output::token_list(out, &r.list_tokens(a.show_revoked).await?, a.json)
@@ -357,6 +430,55 @@ async fn run_remote_token(
         }
         TokenCommand::Zones(_) => Err(CliError::new("token zones is available in local mode only")),
         TokenCommand::Hash => Err(CliError::new("token hash needs no server")),
+    }
+}
+
+/// Asks the running hub (`NEXUS_URL`, with the admin token of `admin.env` or
+/// `NEXUS_HUB_ADMIN_TOKEN`) for its live traffic figures and takes `connections`, `qps_5m`
+/// and `detail` from its answer. A hub that cannot be asked leaves them as they are.
+async fn live_figures(status: &mut HubStatus, admin: Option<&SecretString>, detail: bool) {
+    let Ok(base) = std::env::var("NEXUS_URL") else {
+        return;
+    };
+    let token = admin.map(|t| t.expose_secret().to_owned()).or_else(|| {
+        std::env::var("NEXUS_API_KEY")
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+    });
+    let Some(token) = token else { return };
+    let method = nexus_wire::methods::Method::Status;
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": method.as_str(),
+        "params": nexus_wire::methods::StatusParams { detail },
+    });
+    let url = format!("{}{}", base.trim_end_matches('/'), method.rpc_path());
+    let ask = async {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(3))
+            .build()
+            .ok()?;
+        let resp = client
+            .post(&url)
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        let v: serde_json::Value = resp.json().await.ok()?;
+        serde_json::from_value::<HubStatus>(v.get("result")?.clone()).ok()
+    };
+    let Some(live) = ask.await else { return };
+    if live.connections.is_some() {
+        status.connections = live.connections;
+        status.qps_5m = live.qps_5m;
+        if detail {
+            status.detail = live.detail;
+        }
     }
 }
 
@@ -385,8 +507,8 @@ fn unreachable_status(url: &SecretString) -> HubStatus {
 pub async fn run_token(c: &Control, t: TokenCommand, out: &mut dyn Write) -> Result<(), CliError> {
     match t {
         TokenCommand::Create(a) => {
-            let (p, json) = create_params(a)?;
-            output::token_created(out, &c.create_token(p).await?, json)
+            let (p, json, client) = create_params(*a)?;
+            print_created(out, &c.create_token(p).await?, json, client)
         }
         TokenCommand::List(a) => {
             output::token_list(out, &c.list_tokens(a.show_revoked).await?, a.json)

@@ -3,6 +3,7 @@
 
 mod cluster;
 mod config;
+mod doctor;
 mod hub;
 mod identity;
 mod login;
@@ -35,6 +36,15 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             command: crate::cli::HubCommand::Cluster(c),
             ..
         }) => cluster::run(c, &mut std::io::stdout()).await,
+        // Neither needs the database: they speak to the hub as a client does.
+        Command::Hub(crate::cli::HubArgs {
+            command: crate::cli::HubCommand::ClientConfig(a),
+            ..
+        }) => crate::clients::run(a, &mut std::io::stdout()),
+        Command::Hub(crate::cli::HubArgs {
+            command: crate::cli::HubCommand::Doctor(d),
+            ..
+        }) => doctor::run(d, &mut std::io::stdout()).await,
         Command::Hub(h) => run_hub(h, &mut std::io::stdout()).await,
         Command::Admin(a) => identity::run_admin(a, &mut std::io::stdout()).await,
         Command::Rebac(r) => identity::run_rebac(r, &mut std::io::stdout()).await,

@@ -24,6 +24,16 @@ pub const SESSION_SECRET_FILE: &str = "mcp-session.secret";
 const ADMIN_TOKEN_NAME: &str = "admin";
 const DEFAULT_ZONE: &str = "default";
 
+/// The embedded frontend's traffic figures, as the rpc-server's status reports them.
+#[derive(Debug)]
+struct LiveFigures(std::sync::Arc<mcp_frontend::Traffic>);
+
+impl rpc_server::stats::LiveTraffic for LiveFigures {
+    fn figures(&self, detail: bool) -> (u64, f64, Option<nexus_wire::methods::StatusDetail>) {
+        self.0.figures(detail, chrono::Utc::now().timestamp())
+    }
+}
+
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
@@ -153,6 +163,11 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         fe_cfg.rpc_timeout,
     );
     let frontend = mcp_frontend::Frontend::build_with_rpc(fe_cfg, rpc).await?;
+    // No Redis here: `hub status` (the admin status method) reads the frontend's own figures.
+    if let Some(t) = frontend.traffic() {
+        app.state()
+            .set_live_traffic(std::sync::Arc::new(LiveFigures(t)));
+    }
     let mcp_url = format!("http://127.0.0.1:{}/mcp", frontend.port());
 
     let env_path = data_dir.join(ENV_FILE);
@@ -198,7 +213,15 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
     }
     output::line(
         out,
-        "Agents: send `Authorization: Bearer <token>` to the mcp URL.",
+        "Agents: send `Authorization: Bearer <token>` to the mcp URL; after sourcing admin.env,",
+    )?;
+    output::line(
+        out,
+        "  `nexus hub token create --name NAME --zone default --client claude-code` prints a client's configuration",
+    )?;
+    output::line(
+        out,
+        "  (codex, cursor, vscode, goose, claude-desktop too; docs/CLIENTS.md).",
     )?;
     output::line(
         out,

@@ -6,6 +6,10 @@
 //! queue, a Redis failure or a bus that is down drops (and counts) events, never slows or
 //! fails a request. Events carry key ids, never tokens, and never file content.
 
+mod traffic;
+
+pub use traffic::Traffic;
+
 use crate::metrics::Metrics;
 use bytes::Bytes;
 use nexus_bus::{BackendKind, Bus};
@@ -53,17 +57,20 @@ pub struct Auditor {
     metrics: Metrics,
     /// The NATS bus the writer also sends every line to, for [`Auditor::flush`].
     bus: Option<Bus>,
+    /// Traffic figures kept in process (`FrontendConfig::live_traffic`).
+    traffic: Option<std::sync::Arc<Traffic>>,
 }
 
 impl Auditor {
     /// Starts the writer task. `redis_url` adds publishing and traffic counters; a `bus`
     /// on NATS adds the durable audit stream (a Redis bus has none: Redis audit is
-    /// `redis_url`'s).
+    /// `redis_url`'s); `traffic` has the writer also count every batch in process.
     pub fn start(
         redis_url: Option<String>,
         metrics: Metrics,
         stdout: bool,
         bus: Option<Bus>,
+        traffic: Option<std::sync::Arc<Traffic>>,
     ) -> Self {
         let bus = bus.filter(|b| b.health().backend == BackendKind::Nats);
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -77,9 +84,20 @@ impl Auditor {
             metrics: metrics.clone(),
             bus: bus.clone(),
             ids: FallbackIds::new(),
+            traffic: traffic.clone(),
         };
         tokio::spawn(writer.run(rx));
-        Self { tx, metrics, bus }
+        Self {
+            tx,
+            metrics,
+            bus,
+            traffic,
+        }
+    }
+
+    /// The traffic figures kept in process, when they are.
+    pub fn traffic(&self) -> Option<std::sync::Arc<Traffic>> {
+        self.traffic.clone()
     }
 
     /// Queues an event; never waits.
@@ -297,6 +315,7 @@ struct Writer {
     /// A NATS bus: every line also goes to its audit stream.
     bus: Option<Bus>,
     ids: FallbackIds,
+    traffic: Option<std::sync::Arc<Traffic>>,
 }
 
 impl Writer {
@@ -361,6 +380,9 @@ impl Writer {
             })
             .filter_map(|ev| serde_json::to_string(&ev).ok().map(|line| (ev, line)))
             .collect();
+        if let Some(t) = &self.traffic {
+            t.record(events.iter().map(|(ev, _)| ev), chrono_now_secs());
+        }
         if let Some(out) = &self.out {
             let mut buf = Vec::with_capacity(events.iter().map(|(_, l)| l.len() + 1).sum());
             for (_, line) in &events {
@@ -461,7 +483,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_flush_waits_for_what_was_queued_and_is_bounded() {
-        let audit = Auditor::start(None, Metrics::new(), false, None);
+        let audit = Auditor::start(None, Metrics::new(), false, None, None);
         for i in 0..100 {
             audit.record(event((i % 2 == 0).then_some("r")));
         }

@@ -558,7 +558,20 @@ async fn dispatch_admin(
                 .redis_url
                 .as_ref()
                 .map(secrecy::ExposeSecret::expose_secret);
-            crate::stats::fill(&mut s, url, q.detail, &names).await;
+            match (url, st.live.get()) {
+                // No Redis, a frontend in this process: its own figures.
+                (None, Some(live)) => {
+                    let rejected = ["admin", "custom", "token"]
+                        .into_iter()
+                        .map(|t| (t, st.metrics.rate_limited.with_label_values(&[t]).get()))
+                        .filter(|(_, n)| *n > 0)
+                        .map(|(t, n)| (t.to_owned(), n))
+                        .collect();
+                    crate::stats::fill_live(&mut s, live.as_ref(), q.detail, &names, rejected);
+                    s.redis = "n/a".into();
+                }
+                _ => crate::stats::fill(&mut s, url, q.detail, &names).await,
+            }
             s.bus = st.bus_status();
             s.nodes = st.bus_nodes().await;
             to_value(s)
