@@ -665,6 +665,31 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Files at or below `from` (a path prefix; `""` for the zone) of at most `max_size`
+    /// bytes, and their bytes together: the corpus statistics of a keyword search.
+    pub async fn fs_scope_stats(
+        &self,
+        zone: &str,
+        from: &str,
+        max_size: i64,
+    ) -> Result<(i64, i64), StoreError> {
+        let upper = prefix_end(from);
+        let below = if upper.is_some() { "AND path < $4" } else { "" };
+        let sql = format!(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM fs_entries \
+             WHERE zone_id = $1 AND path >= $2 AND is_dir = FALSE AND size <= $3 {below}"
+        );
+        Ok(with_pool!(self, p => {
+            let mut q = sqlx::query_as(&sql).bind(zone).bind(from).bind(max_size);
+            if let Some(u) = &upper {
+                q = q.bind(u);
+            }
+            q.fetch_one(p).await
+        })?)
+    }
+}
+
 /// What a grep's prefilter asks of a file's text: every one of `all` and (when not empty)
 /// one of `any`, as `LIKE` patterns.
 #[derive(Debug, Clone, Copy)]

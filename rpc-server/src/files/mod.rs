@@ -1,6 +1,6 @@
 //! Zones and files (SPEC §12): path normalisation ([`path`]) and access ([`access`]), then
 //! the methods over a namespace in the database (`service`, `read`, `write`, `search`,
-//! `grep`) whose bytes are content-addressed blobs (`store`). `import` moves a data
+//! `grep`, `keyword`) whose bytes are content-addressed blobs (`store`). `import` moves a data
 //! directory of an earlier release into it on first start; `error` is the one error type.
 
 pub(crate) mod access;
@@ -12,6 +12,7 @@ mod edit;
 mod error;
 pub(crate) mod grep;
 mod import;
+mod keyword;
 pub mod maintenance;
 pub mod path;
 mod read;
