@@ -690,6 +690,46 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The vectors of `model` kept for any of `ids`, as (content id, little-endian f32s).
+    pub async fn fs_embeddings(
+        &self,
+        model: &str,
+        ids: &[String],
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT content_id, vector FROM fs_embeddings WHERE model = $1 AND content_id IN ({})",
+            marks.join(", ")
+        );
+        Ok(with_pool!(self, p => {
+            let mut q = sqlx::query_as(&sql).bind(model);
+            for id in ids {
+                q = q.bind(id);
+            }
+            q.fetch_all(p).await
+        })?)
+    }
+
+    /// Keeps a blob's vector of `model` (the first one stored wins: they are equal).
+    pub async fn fs_put_embedding(
+        &self,
+        content_id: &str,
+        model: &str,
+        vector: &[u8],
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO fs_embeddings (content_id, model, vector) VALUES ($1, $2, $3) \
+             ON CONFLICT (content_id, model) DO NOTHING";
+        with_pool!(self, p => {
+            sqlx::query(SQL).bind(content_id).bind(model).bind(vector).execute(p).await.map(drop)
+        })?;
+        Ok(())
+    }
+}
+
 /// What a grep's prefilter asks of a file's text: every one of `all` and (when not empty)
 /// one of `any`, as `LIKE` patterns.
 #[derive(Debug, Clone, Copy)]
@@ -855,6 +895,8 @@ impl Store {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<(), String>>,
     {
+        // A blob's vectors go with it (they describe its bytes and nothing else).
+        const DROP_EMBEDDINGS: &str = "DELETE FROM fs_embeddings WHERE content_id = $1";
         const SQL: &str = "DELETE FROM fs_blobs WHERE content_id = $1 AND touched_at < $2 \
              AND NOT EXISTS (SELECT 1 FROM fs_entries e WHERE e.content_id = fs_blobs.content_id) \
              RETURNING size, inline IS NULL";
@@ -869,6 +911,10 @@ impl Store {
                 let Some((size, external)) = gone else {
                     return Ok(None);
                 };
+                sqlx::query(DROP_EMBEDDINGS)
+                    .bind(content_id)
+                    .execute(&mut *tx)
+                    .await?;
                 if external {
                     delete_stored().await.map_err(StoreError::Invalid)?;
                 }
@@ -888,6 +934,10 @@ impl Store {
                 };
                 sqlx::query("DELETE FROM fs_text WHERE rowid = $1")
                     .bind(rowid)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(DROP_EMBEDDINGS)
+                    .bind(content_id)
                     .execute(&mut *tx)
                     .await?;
                 if external {

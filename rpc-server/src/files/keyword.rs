@@ -15,9 +15,18 @@
 //! found by longer words, and alone they make the search read every file below the path
 //! (capped as an unindexed grep is). A search shares grep's concurrency caps and time
 //! budget.
+//!
+//! `semantic` ranks by the cosine of each file's embedding (its first
+//! [`EMBED_CHARS`] characters, through [`super::embeddings`]) with the query's: every file
+//! below the path when there are at most [`MAX_SEMANTIC_FILES`], otherwise the best
+//! keyword hits that many. `hybrid` fuses the keyword and semantic ranks (reciprocal
+//! rank fusion). Without an endpoint, or when it fails, the answer is the keyword one with
+//! `semantic_degraded`, counted in `nexus_search_semantic_degraded_total`; never an error.
 
 use super::access::Access;
+use super::embeddings::{EMBED_CHARS, EmbedError, Embedder, cosine, from_bytes, to_bytes};
 use super::grep::{Cursor, Greps, MAX_UNINDEXED_FILES, candidates};
+use super::path::ZonePath;
 use super::search::Prefilter;
 use super::service::FileService;
 use nexus_wire::methods::{SearchHit, SearchMode, SearchParams, SearchResult};
@@ -40,6 +49,10 @@ const B: f64 = 0.75;
 const SNIPPET_CHARS: usize = 300;
 /// Bytes of a file's start that must be free of NUL for it to count as text.
 const BINARY_PROBE: usize = 8 * 1024;
+/// Files semantic ranking embeds at most (the first time; their vectors are kept).
+pub(crate) const MAX_SEMANTIC_FILES: usize = 1000;
+/// Reciprocal rank fusion's constant: how much the top ranks outweigh the rest.
+const RRF_K: f64 = 60.0;
 
 /// The words of `text`: runs of alphanumeric characters, ASCII letters lower-cased.
 pub(crate) fn words(text: &str) -> impl Iterator<Item = String> + '_ {
@@ -81,6 +94,7 @@ fn prefilter(terms: &[String]) -> Prefilter {
 #[derive(Debug, Clone)]
 struct Doc {
     path: String,
+    content_id: String,
     len: u64,
     /// Occurrences of each term, in the query's order.
     tf: Vec<u32>,
@@ -89,7 +103,7 @@ struct Doc {
 }
 
 /// Counts the terms in one file's text; `None` when it holds none of them (or is binary).
-fn score_input(path: String, bytes: &[u8], terms: &[String]) -> Option<Doc> {
+fn score_input(path: String, content_id: String, bytes: &[u8], terms: &[String]) -> Option<Doc> {
     if memchr::memchr(0, &bytes[..bytes.len().min(BINARY_PROBE)]).is_some() {
         return None;
     }
@@ -119,6 +133,7 @@ fn score_input(path: String, bytes: &[u8], terms: &[String]) -> Option<Doc> {
     let (_, _, line, text) = best?;
     Some(Doc {
         path,
+        content_id,
         len: bytes.len() as u64,
         tf,
         line,
@@ -241,7 +256,7 @@ pub(crate) async fn run(
             for (zp, row, inline) in batch {
                 let cid = row.content_id.clone().unwrap_or_default();
                 match svc.blobs.fetch(&cid, inline).await {
-                    Ok(bytes) => files.push((zp.display(), bytes)),
+                    Ok(bytes) => files.push((zp.display(), cid, bytes)),
                     Err(super::error::Error::BlobLost) => {}
                     Err(e) => {
                         slot.record("error", scanned);
@@ -254,7 +269,7 @@ pub(crate) async fn run(
             let found = tokio::task::spawn_blocking(move || {
                 files
                     .into_iter()
-                    .filter_map(|(path, bytes)| score_input(path, &bytes[..], &t))
+                    .filter_map(|(path, cid, bytes)| score_input(path, cid, &bytes[..], &t))
                     .collect::<Vec<_>>()
             })
             .await
@@ -262,20 +277,60 @@ pub(crate) async fn run(
             docs.extend(found);
         }
     }
-    slot.record("ok", scanned);
     let ranked = rank(docs, terms.len(), n, total_bytes);
-    let total = ranked.len();
-    let items: Vec<SearchHit> = ranked
+    let keyword: Vec<Hit> = ranked
         .into_iter()
-        .skip(p.offset)
-        .take(p.limit)
-        .map(|(score, d)| SearchHit {
+        .map(|(score, d)| Hit {
             path: d.path,
-            score: (score * 1e6).round() / 1e6,
-            line: d.line,
-            snippet: d.snippet,
+            content_id: d.content_id,
+            score,
+            line: Some(d.line),
+            snippet: Some(d.snippet),
         })
         .collect();
+    let (mode, degraded, hits) = match (p.search_mode, &svc.embedder) {
+        (SearchMode::Keyword, _) => (SearchMode::Keyword, false, keyword),
+        (_, None) => {
+            count_degraded(svc, "unconfigured");
+            (SearchMode::Keyword, true, keyword)
+        }
+        (mode, Some(e)) => {
+            let pool = if n as usize <= MAX_SEMANTIC_FILES {
+                every_file(svc, acc, &bases).await?
+            } else {
+                keyword
+                    .iter()
+                    .take(MAX_SEMANTIC_FILES)
+                    .map(|h| (h.path.clone(), h.content_id.clone()))
+                    .collect()
+            };
+            match semantic(svc, e, &p.query, pool, deadline).await {
+                Ok(sem) if mode == SearchMode::Semantic => (mode, false, sem),
+                Ok(sem) => (mode, false, fuse(&keyword, sem)),
+                Err(err) => {
+                    tracing::debug!(error = %err, "semantic search degraded to keyword");
+                    count_degraded(svc, err.label());
+                    (SearchMode::Keyword, true, keyword)
+                }
+            }
+        }
+    };
+    slot.record("ok", scanned);
+    let total = hits.len();
+    let mut items = Vec::with_capacity(p.limit.min(total));
+    for h in hits.into_iter().skip(p.offset).take(p.limit) {
+        let (line, snippet) = match (h.line, h.snippet) {
+            (Some(l), Some(s)) => (l, s),
+            // Ranked by meaning alone: the file's first line with text.
+            _ => first_line(svc, &h.content_id).await,
+        };
+        items.push(SearchHit {
+            path: h.path,
+            score: (h.score * 1e6).round() / 1e6,
+            line,
+            snippet,
+        });
+    }
     let end = p.offset.saturating_add(items.len());
     let has_more = end < total;
     Ok(SearchResult {
@@ -283,9 +338,181 @@ pub(crate) async fn run(
         total,
         has_more,
         next_offset: has_more.then_some(end),
-        search_mode: SearchMode::Keyword,
-        semantic_degraded: p.search_mode != SearchMode::Keyword,
+        search_mode: mode,
+        semantic_degraded: degraded,
     })
+}
+
+/// A ranked file; line and snippet are known when the keyword ranking saw it.
+#[derive(Debug, Clone)]
+struct Hit {
+    path: String,
+    content_id: String,
+    score: f64,
+    line: Option<u64>,
+    snippet: Option<String>,
+}
+
+fn count_degraded(svc: &FileService, reason: &'static str) {
+    if let Some(m) = &svc.metrics {
+        m.search_degraded.with_label_values(&[reason]).inc();
+    }
+}
+
+/// (path, content id) of every file the caller may read below `bases`, in path order.
+async fn every_file(
+    svc: &FileService,
+    acc: &Access,
+    bases: &[ZonePath],
+) -> Result<Vec<(String, String)>, RpcError> {
+    let mut out = Vec::new();
+    for base in bases {
+        let mut cursor = Cursor::default();
+        while let Some(batch) =
+            candidates(svc, acc, base, &Prefilter::default(), false, &mut cursor).await?
+        {
+            for (zp, row, _) in batch {
+                out.push((zp.display(), row.content_id.unwrap_or_default()));
+            }
+            if out.len() > MAX_SEMANTIC_FILES {
+                out.truncate(MAX_SEMANTIC_FILES);
+                return Ok(out);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A blob's bytes by content id alone (inline ones from the database).
+async fn blob(svc: &FileService, content_id: &str) -> Option<bytes::Bytes> {
+    let inline = svc.store.fs_inline(content_id).await.ok().flatten();
+    svc.blobs.fetch(content_id, inline).await.ok()
+}
+
+/// The first line with text of a blob, and its number.
+async fn first_line(svc: &FileService, content_id: &str) -> (u64, String) {
+    let Some(bytes) = blob(svc, content_id).await else {
+        return (1, String::new());
+    };
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(64 * 1024)]);
+    text.lines()
+        .enumerate()
+        .find(|(_, l)| !l.trim().is_empty())
+        .map_or((1, String::new()), |(i, l)| {
+            (i as u64 + 1, l.trim().chars().take(SNIPPET_CHARS).collect())
+        })
+}
+
+/// `pool` ranked by the cosine of its files' embeddings with the query's; files without
+/// text are left out. Vectors missing from the cache are made (in batches) and kept.
+async fn semantic(
+    svc: &FileService,
+    e: &Embedder,
+    query: &str,
+    pool: Vec<(String, String)>,
+    deadline: Instant,
+) -> Result<Vec<Hit>, EmbedError> {
+    let mut ids: Vec<String> = pool.iter().map(|(_, c)| c.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    let mut vectors: std::collections::HashMap<String, Vec<f32>> = Default::default();
+    for chunk in ids.chunks(500) {
+        for (id, v) in svc
+            .store
+            .fs_embeddings(e.model(), chunk)
+            .await
+            .map_err(|_| EmbedError::Store)?
+        {
+            if let Some(v) = from_bytes(&v) {
+                vectors.insert(id, v);
+            }
+        }
+    }
+    let missing: Vec<&String> = ids.iter().filter(|id| !vectors.contains_key(*id)).collect();
+    // Texts gathered up to a full batch, then sent: binary and empty files take no place.
+    let mut texts: Vec<String> = Vec::with_capacity(e.batch());
+    let mut of: Vec<String> = Vec::with_capacity(e.batch());
+    for (i, id) in missing.iter().enumerate() {
+        if let Some(bytes) = blob(svc, id).await
+            && memchr::memchr(0, &bytes[..bytes.len().min(BINARY_PROBE)]).is_none()
+        {
+            let text: String = String::from_utf8_lossy(&bytes)
+                .chars()
+                .take(EMBED_CHARS)
+                .collect();
+            if !text.trim().is_empty() {
+                texts.push(text);
+                of.push((*id).clone());
+            }
+        }
+        if texts.len() < e.batch() && i + 1 < missing.len() {
+            continue;
+        }
+        if texts.is_empty() {
+            continue;
+        }
+        if Instant::now() >= deadline {
+            return Err(EmbedError::Timeout);
+        }
+        let got = e.embed(&texts).await?;
+        texts.clear();
+        for (id, v) in of.drain(..).zip(got) {
+            svc.store
+                .fs_put_embedding(&id, e.model(), &to_bytes(&v))
+                .await
+                .map_err(|_| EmbedError::Store)?;
+            vectors.insert(id, v);
+        }
+    }
+    let q = e
+        .embed(&[query.to_owned()])
+        .await?
+        .pop()
+        .ok_or(EmbedError::Malformed)?;
+    let mut out: Vec<Hit> = pool
+        .into_iter()
+        .filter_map(|(path, content_id)| {
+            let score = cosine(&q, vectors.get(&content_id)?);
+            Some(Hit {
+                path,
+                content_id,
+                score,
+                line: None,
+                snippet: None,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.path.cmp(&b.path))
+    });
+    Ok(out)
+}
+
+/// Reciprocal rank fusion of the keyword and semantic rankings: each file scores
+/// `1/(k + rank)` summed over the rankings that hold it; ties by path.
+fn fuse(keyword: &[Hit], semantic: Vec<Hit>) -> Vec<Hit> {
+    let mut by_path: std::collections::BTreeMap<String, Hit> = Default::default();
+    for (i, h) in keyword.iter().enumerate() {
+        let mut h = h.clone();
+        h.score = 1.0 / (RRF_K + i as f64 + 1.0);
+        by_path.insert(h.path.clone(), h);
+    }
+    for (i, h) in semantic.into_iter().enumerate() {
+        let add = 1.0 / (RRF_K + i as f64 + 1.0);
+        by_path
+            .entry(h.path.clone())
+            .and_modify(|k| k.score += add)
+            .or_insert(Hit { score: add, ..h });
+    }
+    let mut out: Vec<Hit> = by_path.into_values().collect();
+    out.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.path.cmp(&b.path))
+    });
+    out
 }
 
 #[cfg(test)]
@@ -302,6 +529,7 @@ mod tests {
     fn doc(path: &str, len: u64, tf: &[u32]) -> Doc {
         Doc {
             path: path.into(),
+            content_id: String::new(),
             len,
             tf: tf.to_vec(),
             line: 1,
@@ -335,9 +563,27 @@ mod tests {
     }
 
     #[test]
+    fn fusion_rewards_files_both_rankings_hold() {
+        let hit = |p: &str| Hit {
+            path: p.into(),
+            content_id: String::new(),
+            score: 0.0,
+            line: None,
+            snippet: None,
+        };
+        let keyword = vec![hit("/a"), hit("/b"), hit("/c")];
+        let semantic = vec![hit("/d"), hit("/c"), hit("/a")];
+        let fused = fuse(&keyword, semantic);
+        let order: Vec<&str> = fused.iter().map(|h| h.path.as_str()).collect();
+        // /a: 1/61 + 1/63; /c: 1/63 + 1/62; then /d (1/61) before /b (1/62).
+        assert_eq!(order, ["/a", "/c", "/d", "/b"]);
+    }
+
+    #[test]
     fn the_best_line_is_the_snippet() {
         let d = score_input(
             "/x".into(),
+            String::new(),
             b"nothing here\nalpha once\nalpha and beta together\nbeta\n",
             &["alpha".into(), "beta".into()],
         )
@@ -345,7 +591,7 @@ mod tests {
         assert_eq!(d.tf, [2, 2]);
         assert_eq!(d.line, 3);
         assert_eq!(d.snippet, "alpha and beta together");
-        assert!(score_input("/y".into(), b"\0alpha", &["alpha".into()]).is_none());
-        assert!(score_input("/z".into(), b"alphabet", &["alpha".into()]).is_none());
+        assert!(score_input("/y".into(), String::new(), b"\0alpha", &["alpha".into()]).is_none());
+        assert!(score_input("/z".into(), String::new(), b"alphabet", &["alpha".into()]).is_none());
     }
 }
