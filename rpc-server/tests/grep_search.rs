@@ -330,7 +330,10 @@ async fn grep_arguments_on_both_databases() {
             .rpc(&t, "grep", json!({"pattern": "(?:a{1000}){1000}"}))
             .await;
         let msg = r.unwrap_err()["message"].as_str().unwrap_or("").to_owned();
-        assert!(msg.contains("exceeded limit"), "{msg}");
+        assert!(
+            msg.contains("exceeded limit") && msg.contains("too large to run"),
+            "{msg}"
+        );
 
         hub_app.stop().await;
     }

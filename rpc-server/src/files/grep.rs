@@ -363,10 +363,15 @@ pub(crate) async fn run(
     } else {
         p.pattern.clone()
     };
-    let program = Arc::new(
-        Program::new(&pattern, p.ignore_case)
-            .map_err(|e| RpcError::invalid_params(format!("invalid regex: {}", printable(&e))))?,
-    );
+    let program = Arc::new(Program::new(&pattern, p.ignore_case).map_err(|e| {
+        // A pattern over the size limits (`a{1000}{1000}`) is valid syntax: say what to do.
+        let hint = if e.contains("exceeded") {
+            "; the pattern is too large to run: use a simpler one"
+        } else {
+            ""
+        };
+        RpcError::invalid_params(format!("invalid regex: {}{hint}", printable(&e)))
+    })?);
     // Inverted, a file without the pattern's literals is all hits: nothing to filter by.
     let prefilter = if mode.invert {
         Prefilter::default()
