@@ -456,7 +456,10 @@ async fn grep_figures(quick: bool) {
             &tree,
             &["-rn", "-C2", "--include=*.md", "zebra-marker-quartz"],
             iters,
-            |o| assert!(lines(o) >= 50, "{o}"),
+            |o| {
+                assert!(lines(o) >= 40, "{o}");
+                assert_eq!(o.matches("zebra-marker-quartz").count(), 10, "{o}");
+            },
         ),
         grep_r(
             "grep -rc zebra-marker-quartz (count)",
