@@ -323,13 +323,19 @@ async fn grep_arguments_on_both_databases() {
         ] {
             let r = app.rpc(&t, "grep", bad.clone()).await;
             assert_eq!(code(&r), INVALID_PARAMS, "{bad}");
-            let msg = r.unwrap_err()["message"].as_str().unwrap_or("").to_owned();
+            let msg = r.expect_err("an error")["message"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
             assert!(msg.len() < 300, "{bad}: {msg}");
         }
         let r = app
             .rpc(&t, "grep", json!({"pattern": "(?:a{1000}){1000}"}))
             .await;
-        let msg = r.unwrap_err()["message"].as_str().unwrap_or("").to_owned();
+        let msg = r.expect_err("an error")["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
         assert!(
             msg.contains("exceeded limit") && msg.contains("too large to run"),
             "{msg}"
@@ -599,8 +605,8 @@ async fn keyword_search_ranks_the_same_on_both_databases() {
             // Best first, ties by path.
             for w in paged.windows(2) {
                 let (a, b) = (
-                    w[0]["score"].as_f64().unwrap(),
-                    w[1]["score"].as_f64().unwrap(),
+                    w[0]["score"].as_f64().expect("score"),
+                    w[1]["score"].as_f64().expect("score"),
                 );
                 assert!(
                     a > b || (a == b && w[0]["path"].as_str() < w[1]["path"].as_str()),
