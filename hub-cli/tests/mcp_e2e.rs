@@ -13,7 +13,7 @@ use common::{
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
-const FILE_TOOLS: [&str; 12] = [
+const FILE_TOOLS: [&str; 13] = [
     "nexus_read_file",
     "nexus_write_file",
     "nexus_edit_file",
@@ -25,6 +25,7 @@ const FILE_TOOLS: [&str; 12] = [
     "nexus_rename_file",
     "nexus_glob",
     "nexus_grep",
+    "nexus_semantic_search",
     "nexus_whoami",
 ];
 
@@ -83,6 +84,7 @@ async fn check_catalogue(c: &Client, admin: bool, who: &str) {
             "nexus_file_info",
             "nexus_glob",
             "nexus_grep",
+            "nexus_semantic_search",
             "nexus_whoami",
             "nexus_hub_token_list",
             "nexus_hub_status",
@@ -431,6 +433,167 @@ async fn zone_tokens_use_every_file_tool_in_both_eras() {
             Some("# Guide\nread me\n")
         );
         admin_tool_refused(&c, &who).await;
+        let _ = c.cancel().await;
+    }
+}
+
+/// The search tools' arguments through rmcp in both eras: grep's context, inversion, fixed
+/// strings, include, files and counts; glob's files; list's details and markdown; ranked
+/// keyword search, degraded (and saying so) when semantic ranking is asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn search_arguments_in_both_eras() {
+    let hub = Hub::start().await;
+    hub.app.zone("kb").await;
+    let tok = hub.token("searcher", Some("kb:rw"), false).await;
+    for (path, content) in [
+        (
+            "/a.md",
+            "intro
+needle one
+after one
+needle two
+",
+        ),
+        (
+            "/b.txt",
+            "call(f[0])
+f0
+",
+        ),
+        (
+            "/docs/apple.md",
+            "apple pie
+apple tart
+",
+        ),
+        (
+            "/docs/pear.md",
+            "pear and apple
+",
+        ),
+    ] {
+        hub.app
+            .rpc(&tok, "write", json!({"path": path, "content": content}))
+            .await
+            .unwrap_or_else(|e| panic!("seed {path}: {e}"));
+    }
+    for era in ERAS {
+        let who = era.name();
+        let c = connect(hub.mcp_url(), &tok, era).await;
+        let call = |tool: &'static str, args: Value| {
+            let c = &c;
+            async move {
+                expect_json(
+                    &format!("{who}: {tool} {args}"),
+                    try_call(c, tool, args.clone()).await,
+                )
+            }
+        };
+        let g = call(
+            "nexus_grep",
+            json!({"pattern": "needle", "before_context": 1, "after_context": 1, "include": "*.md"}),
+        )
+        .await;
+        assert_eq!(
+            g["items"],
+            json!([
+                {"path": "/a.md", "line": 2, "text": "needle one", "before": ["intro"], "after": ["after one"]},
+                {"path": "/a.md", "line": 4, "text": "needle two", "before": ["after one"]}
+            ]),
+            "{who}: {g}"
+        );
+        let g = call(
+            "nexus_grep",
+            json!({"pattern": "needle", "invert_match": true, "files": ["/a.md"]}),
+        )
+        .await;
+        let lines: Vec<u64> = g["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|m| m["line"].as_u64().expect("line"))
+            .collect();
+        assert_eq!(lines, [1, 3], "{who}: {g}");
+        let g = call(
+            "nexus_grep",
+            json!({"pattern": "f[0]", "fixed_strings": true}),
+        )
+        .await;
+        assert_eq!(g["items"][0]["text"], "call(f[0])", "{who}: {g}");
+        assert_eq!(g["total"], 1, "{who}: {g}");
+        let g = call(
+            "nexus_grep",
+            json!({"pattern": "apple", "count_only": true}),
+        )
+        .await;
+        assert_eq!(
+            g["counts"],
+            json!([{"path": "/docs/apple.md", "count": 2}, {"path": "/docs/pear.md", "count": 1}]),
+            "{who}: {g}"
+        );
+        assert_eq!(g["matches"], 3, "{who}: {g}");
+        let msg = expect_tool_error(
+            &format!("{who}: exploding regex"),
+            try_call(&c, "nexus_grep", json!({"pattern": "(?:a{1000}){1000}"})).await,
+        );
+        assert!(msg.contains("too large to run"), "{who}: {msg}");
+
+        let gl = call(
+            "nexus_glob",
+            json!({"pattern": "**/*.md", "files": ["/b.txt", "/docs/pear.md", "/a.md"]}),
+        )
+        .await;
+        assert_eq!(
+            gl["items"],
+            json!(["/a.md", "/docs/pear.md"]),
+            "{who}: {gl}"
+        );
+
+        let l = call(
+            "nexus_list_files",
+            json!({"path": "/docs", "details": false}),
+        )
+        .await;
+        assert_eq!(
+            l["items"],
+            json!([
+                {"path": "/docs/apple.md", "name": "apple.md", "is_dir": false},
+                {"path": "/docs/pear.md", "name": "pear.md", "is_dir": false}
+            ]),
+            "{who}: {l}"
+        );
+        let md = expect_ok(
+            &format!("{who}: list markdown"),
+            try_call(
+                &c,
+                "nexus_list_files",
+                json!({"path": "/", "response_format": "markdown", "details": false}),
+            )
+            .await,
+        );
+        assert_eq!(
+            md, "# `/`\n\n- `/a.md`\n- `/b.txt`\n- `/docs/`\n\n3 of 3 entries\n",
+            "{who}"
+        );
+
+        let s = call("nexus_semantic_search", json!({"query": "apple pie"})).await;
+        let paths: Vec<&str> = s["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|h| h["path"].as_str().expect("path"))
+            .collect();
+        assert_eq!(paths, ["/docs/apple.md", "/docs/pear.md"], "{who}: {s}");
+        assert_eq!(s["items"][0]["snippet"], "apple pie", "{who}: {s}");
+        assert_eq!(s["semantic_degraded"], false, "{who}: {s}");
+        let h = call(
+            "nexus_semantic_search",
+            json!({"query": "apple pie", "search_mode": "hybrid", "limit": 1}),
+        )
+        .await;
+        assert_eq!(h["semantic_degraded"], true, "{who}: {h}");
+        assert_eq!(h["items"][0], s["items"][0], "{who}: {h}");
+        assert_eq!(h["next_offset"], 1, "{who}: {h}");
         let _ = c.cancel().await;
     }
 }

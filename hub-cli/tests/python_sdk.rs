@@ -1,7 +1,9 @@
 //! Interoperability with the official MCP Python SDK: a real hub (rpc-server on Postgres and
 //! the frontend), a single-zone token, and `tests/python/e2e_mcp_sdk.py` driving it in both
 //! eras (a legacy `initialize` session and stateless `discover`): list_tools, write and read
-//! back, a bad token answered only with 401 challenges.
+//! back, the search tools' arguments (grep's context, include, files, fixed strings,
+//! inversion and counts; glob's files; a markdown listing; search degraded to keyword
+//! without an embeddings endpoint), a bad token answered only with 401 challenges.
 //!
 //! Needs `python3` with the SDK installed (`python3 -m pip install mcp`); without it the test
 //! fails and says so, it never skips.

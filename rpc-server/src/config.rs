@@ -186,6 +186,23 @@ pub struct ServerArgs {
     /// Greps the server runs at once.
     #[arg(long, env = "NEXUS_GREP_CONCURRENCY", default_value_t = crate::files::GrepLimits::default().global)]
     pub grep_concurrency: usize,
+    /// An OpenAI-compatible embeddings API (its base: `POST {url}/embeddings`) for
+    /// semantic and hybrid search; without it they answer by keyword.
+    #[arg(long, env = "NEXUS_EMBEDDINGS_URL")]
+    pub embeddings_url: Option<String>,
+    /// The embeddings model asked for.
+    #[arg(
+        long,
+        env = "NEXUS_EMBEDDINGS_MODEL",
+        default_value = "text-embedding-3-small"
+    )]
+    pub embeddings_model: String,
+    /// Bearer key of the embeddings API (never logged).
+    #[arg(long, env = "NEXUS_EMBEDDINGS_API_KEY", hide_env_values = true)]
+    pub embeddings_api_key: Option<SecretString>,
+    /// Bound of one embeddings request; a slower one degrades the search to keyword.
+    #[arg(long, env = "NEXUS_EMBEDDINGS_TIMEOUT", default_value = "10s", value_parser = parse_positive)]
+    pub embeddings_timeout: Duration,
 }
 
 /// How callers are authenticated.
@@ -428,6 +445,8 @@ pub struct ServerConfig {
     pub grep: crate::files::GrepLimits,
     /// Where file bytes live and how the collector runs.
     pub storage: StorageConfig,
+    /// Semantic search's embeddings endpoint, when configured.
+    pub embeddings: Option<crate::files::EmbeddingsConfig>,
 }
 
 /// Files small enough to live in the database: one commit writes them, one query reads.
@@ -600,6 +619,16 @@ impl ServerConfig {
                 auth_failures: a.auth_failure_limit,
             },
             storage,
+            embeddings: a
+                .embeddings_url
+                .filter(|u| !u.trim().is_empty())
+                .map(|url| crate::files::EmbeddingsConfig {
+                    url,
+                    model: a.embeddings_model,
+                    api_key: a.embeddings_api_key,
+                    timeout: a.embeddings_timeout,
+                    batch: 32,
+                }),
         })
     }
 }

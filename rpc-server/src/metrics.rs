@@ -42,6 +42,9 @@ pub struct Inner {
     pub greps_running: IntGauge,
     /// Bytes of files greps have read.
     pub grep_scanned_bytes: prometheus::IntCounter,
+    /// Semantic or hybrid searches answered by keyword instead, by `reason`: `unconfigured`,
+    /// `timeout`, `connect`, `status`, `malformed`, `store`.
+    pub search_degraded: IntCounterVec,
     /// ReBAC decisions on file paths: `op` (read, write), `outcome` (allowed, denied).
     pub rebac_checks: IntCounterVec,
     /// Compiled grants asked for: `result` (hit, compiled, error).
@@ -209,6 +212,12 @@ impl Metrics {
                     .expect("unique metric");
                 c
             },
+            search_degraded: counter(
+                &registry,
+                "nexus_search_semantic_degraded_total",
+                "Semantic or hybrid searches answered by keyword ranking, by reason (unconfigured: no embeddings endpoint; timeout, connect, status, malformed: the endpoint failed; store: the vector cache failed)",
+                &["reason"],
+            ),
             rebac_checks: counter(
                 &registry,
                 "nexus_rebac_checks_total",

@@ -338,7 +338,12 @@ async fn open_files(
         crate::files::store::Blobs::new(backing, cfg.storage.inline_max, cfg.storage.cache_bytes)
             .with_previous(previous);
     let files = FileService::new(store, blobs, cfg.max_file_bytes)
-        .with_grep_limits(cfg.grep.clone(), Some(metrics.clone()));
+        .with_grep_limits(cfg.grep.clone(), Some(metrics.clone()))
+        .with_embeddings(cfg.embeddings.clone())
+        .map_err(|e| anyhow::anyhow!(e))?;
+    if let Some(e) = &cfg.embeddings {
+        tracing::info!(url = %e.url, model = %e.model, "semantic search through an embeddings endpoint");
+    }
     files
         .import_data_dir(&cfg.data_dir)
         .await

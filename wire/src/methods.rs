@@ -85,6 +85,7 @@ methods! {
     Rename = "rename", File;
     Glob = "glob", File;
     Grep = "grep", File;
+    Search = "search", File;
     Whoami = "whoami", File;
     TokenCreate = "hub_admin_token_create", Admin;
     TokenList = "hub_admin_token_list", Admin;
@@ -186,7 +187,7 @@ pub const fn rpc_path(m: Method) -> &'static str {
 }
 
 /// The names of the file methods (and `whoami`), for code that holds method names as text.
-pub const FILE_METHODS: &[&str] = &Method::names_of::<12>(MethodKind::File);
+pub const FILE_METHODS: &[&str] = &Method::names_of::<13>(MethodKind::File);
 /// The names of the admin methods.
 pub const ADMIN_METHODS: &[&str] = &Method::names_of::<13>(MethodKind::Admin);
 /// The names of the ReBAC methods.
@@ -341,6 +342,24 @@ pub struct ListParams {
     /// Use next_offset from the previous page
     #[serde(default)]
     pub offset: usize,
+    /// Include each entry's size and modification time (default true); false lists
+    /// path, name and is_dir only.
+    #[serde(default = "yes")]
+    pub details: bool,
+    /// json (default): the page as JSON items; markdown: the page as a markdown list
+    /// (in `markdown`), easier to read than JSON.
+    #[serde(default)]
+    pub response_format: ResponseFormat,
+}
+
+/// How a listing is rendered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum ResponseFormat {
+    #[default]
+    Json,
+    Markdown,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -348,8 +367,11 @@ pub struct ListItem {
     pub path: String,
     pub name: String,
     pub is_dir: bool,
-    pub size: u64,
-    /// RFC 3339, UTC.
+    /// Bytes; absent when listed without details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// RFC 3339, UTC; absent for a zone and when listed without details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modified: Option<String>,
 }
 
@@ -359,6 +381,9 @@ pub struct ListResult {
     pub total: usize,
     pub has_more: bool,
     pub next_offset: Option<usize>,
+    /// The page as markdown, with `response_format: markdown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub markdown: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -430,6 +455,11 @@ pub struct GlobParams {
     /// Use next_offset from the previous page
     #[serde(default)]
     pub offset: usize,
+    /// Match only these paths (at most 1000, inside your zones): the result is those of
+    /// them that exist below path and match pattern, in path order.
+    #[cfg_attr(feature = "schema", schemars(length(max = 1000)))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -457,6 +487,33 @@ pub struct GrepParams {
     /// Use next_offset from the previous page
     #[serde(default)]
     pub offset: usize,
+    /// Lines of context before each match (0-20), in `before`
+    #[cfg_attr(feature = "schema", schemars(range(max = 20)))]
+    #[serde(default)]
+    pub before_context: usize,
+    /// Lines of context after each match (0-20), in `after`
+    #[cfg_attr(feature = "schema", schemars(range(max = 20)))]
+    #[serde(default)]
+    pub after_context: usize,
+    /// Return the lines that do NOT match (reads every file below path, up to a cap)
+    #[serde(default)]
+    pub invert_match: bool,
+    /// Treat pattern as literal text, not a regular expression
+    #[serde(default)]
+    pub fixed_strings: bool,
+    /// Search only files whose path (relative to path) matches this glob; a glob without
+    /// '/' matches the file name (*.md, *.{rs,toml})
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include: Option<String>,
+    /// Search only these files (at most 1000 paths inside your zones; each must be below
+    /// path)
+    #[cfg_attr(feature = "schema", schemars(length(max = 1000)))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<String>>,
+    /// Return per-file counts of matching lines (in `counts`, paged by file) instead of
+    /// the lines
+    #[serde(default)]
+    pub count_only: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -464,6 +521,19 @@ pub struct GrepMatch {
     pub path: String,
     pub line: u64,
     pub text: String,
+    /// Lines before the match (with before_context), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub before: Vec<String>,
+    /// Lines after the match (with after_context).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+}
+
+/// How many lines of one file matched (`count_only`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrepCount {
+    pub path: String,
+    pub count: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -482,6 +552,76 @@ pub struct GrepResult {
     /// Bytes of files read to answer this page.
     #[serde(default)]
     pub scanned_bytes: u64,
+    /// With `count_only`: the page of files with matches and their counts (`total`,
+    /// `has_more` and `next_offset` then count files; `matches` sums the counts of all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<Vec<GrepCount>>,
+    /// With `count_only`: matching lines in every file counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matches: Option<u64>,
+}
+
+fn default_search_limit() -> usize {
+    10
+}
+
+/// How `search` ranks files: `keyword` by BM25 over the words of each file, `semantic` by
+/// embedding similarity (needs the server's embeddings endpoint), `hybrid` the two ranks
+/// fused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    #[default]
+    Keyword,
+    Semantic,
+    Hybrid,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct SearchParams {
+    /// Words to look for (1-1000 bytes); files with more of the rarer words rank higher
+    pub query: String,
+    /// Directory (or file) to search below
+    #[serde(default = "default_root")]
+    pub path: String,
+    /// keyword (default), semantic or hybrid
+    #[serde(default)]
+    pub search_mode: SearchMode,
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 100)))]
+    #[serde(default = "default_search_limit")]
+    pub limit: usize,
+    /// Use next_offset from the previous page
+    #[serde(default)]
+    pub offset: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchHit {
+    pub path: String,
+    /// Higher is better; comparable within one answer only.
+    pub score: f64,
+    /// The line (1-based) with the most query words.
+    pub line: u64,
+    /// That line's text (clipped).
+    pub snippet: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SearchResult {
+    pub items: Vec<SearchHit>,
+    pub total: usize,
+    pub has_more: bool,
+    pub next_offset: Option<usize>,
+    /// The ranking that answered: keyword when semantic ranking was asked for but is
+    /// not available.
+    pub search_mode: SearchMode,
+    /// Semantic or hybrid was asked for, but the answer is keyword search (no
+    /// embeddings endpoint configured, or it failed).
+    #[serde(default)]
+    pub semantic_degraded: bool,
 }
 
 /// The parameters of a method that takes none (`whoami`): an empty object, any member

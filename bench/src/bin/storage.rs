@@ -11,8 +11,11 @@
 //! 3. Reads per second of 1, 2 and 3 nexusd on one Postgres behind HAProxy, with CPU per
 //!    call (on 2 cores the curve is CPU-bound: the load generator, HAProxy and the servers
 //!    share them).
+//! 4. grep's arguments and ranked keyword search over the same 100,000 files (p50, p99)
+//!    against a plain `grep -r` over them on disk (`--only grep`; needs no baseline
+//!    release).
 //!
-//! Usage: storage [--quick] [--only latency|search|scale]
+//! Usage: storage [--quick] [--only latency|search|scale|grep]
 //! (needs NEXUS_TEST_DATABASE_URL; run it through bench/run, which also builds the baseline)
 
 use nexus_bench::loadgen::{Conn, Replay, latency, throughput};
@@ -412,6 +415,164 @@ async fn search_figures(quick: bool) {
     println!();
 }
 
+/// `grep` with `args` over `dir`, timed `iters` times; `check` sees its output.
+fn grep_r(name: &str, dir: &Path, args: &[&str], iters: usize, check: impl Fn(&str)) -> Sample {
+    let mut times = Vec::new();
+    let t0 = Instant::now();
+    for _ in 0..iters {
+        let t = Instant::now();
+        let out = Command::new("grep")
+            .args(args)
+            .arg(dir)
+            .output()
+            .expect("run grep");
+        times.push(t.elapsed());
+        check(&String::from_utf8_lossy(&out.stdout));
+    }
+    summarize(name, times, t0.elapsed())
+}
+
+async fn grep_figures(quick: bool) {
+    let n = if quick { 10_000 } else { 100_000 };
+    let iters = if quick { 5 } else { 10 };
+    println!(
+        "-- grep's arguments and keyword search over {n} files in one zone, vs grep -r over the same files on disk"
+    );
+    // The files as `grep -r` reads them (the page cache warm after the first run).
+    let disk = tempfile::tempdir().expect("tempdir");
+    let tree = disk.path().join("tree");
+    make_tree(&tree, n);
+    let lines = |out: &str| out.lines().count();
+    let base = [
+        grep_r(
+            "grep -rn zebra-marker-quartz",
+            &tree,
+            &["-rn", "zebra-marker-quartz"],
+            iters,
+            |o| assert_eq!(lines(o), 10, "{o}"),
+        ),
+        grep_r(
+            "grep -rn -C2 --include=*.md zebra-marker…",
+            &tree,
+            &["-rn", "-C2", "--include=*.md", "zebra-marker-quartz"],
+            iters,
+            |o| {
+                assert!(lines(o) >= 40, "{o}");
+                assert_eq!(o.matches("zebra-marker-quartz").count(), 10, "{o}");
+            },
+        ),
+        grep_r(
+            "grep -rc zebra-marker-quartz (count)",
+            &tree,
+            &["-rc", "zebra-marker-quartz"],
+            iters,
+            |o| assert_eq!(lines(o), n, "one count per file"),
+        ),
+        grep_r(
+            "grep -rliwE 'zebra|quartz' (files)",
+            &tree,
+            &["-rliwE", "zebra|quartz"],
+            iters,
+            |o| assert_eq!(lines(o), 10, "{o}"),
+        ),
+        grep_r(
+            "grep -rlw 4242 (files)",
+            &tree,
+            &["-rlw", "4242"],
+            iters,
+            |o| assert_eq!(lines(o), 1, "{o}"),
+        ),
+    ];
+    let mut rows: Vec<(&str, [Sample; 5])> = Vec::new();
+    for (name, pg) in [("SQLite namespace", false), ("Postgres namespace", true)] {
+        let storage = Storage::Blobs {
+            inline: 16384,
+            url: None,
+            env: Vec::new(),
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = if pg {
+            pg_db("bench_grep").await
+        } else {
+            format!("sqlite://{}", dir.path().join("nexus.db").display())
+        };
+        drop(start(&storage, &db, dir.path(), true));
+        make_tree(&dir.path().join("zones/bench"), n);
+        let mut s = start(&storage, &db, dir.path(), false);
+        s.token = cli(
+            &storage,
+            &db,
+            &[
+                "token", "create", "--name", "grepper", "--zones", "bench:r", "--json",
+            ],
+        )
+        .parse::<Value>()
+        .ok()
+        .and_then(|v| v["token"].as_str().map(str::to_owned))
+        .expect("token");
+        let figures = [
+            timed(
+                &format!("grep zebra-marker-quartz: {name}"),
+                &s,
+                "grep",
+                json!({"pattern": "zebra-marker-quartz", "limit": 100}),
+                iters,
+                |v| assert_eq!(v["total"], json!(10), "{v}"),
+            )
+            .await,
+            timed(
+                &format!("grep context 2, include *.md: {name}"),
+                &s,
+                "grep",
+                json!({"pattern": "zebra-marker-quartz", "limit": 100, "before_context": 2,
+                       "after_context": 2, "include": "*.md"}),
+                iters,
+                |v| {
+                    assert_eq!(
+                        v["items"][0]["before"].as_array().map(Vec::len),
+                        Some(2),
+                        "{v}"
+                    )
+                },
+            )
+            .await,
+            timed(
+                &format!("grep count_only: {name}"),
+                &s,
+                "grep",
+                json!({"pattern": "zebra-marker-quartz", "count_only": true}),
+                iters,
+                |v| assert_eq!(v["matches"], json!(10), "{v}"),
+            )
+            .await,
+            timed(
+                &format!("search 'zebra quartz': {name}"),
+                &s,
+                "search",
+                json!({"query": "zebra quartz", "limit": 10}),
+                iters,
+                |v| assert_eq!(v["total"], json!(10), "{v}"),
+            )
+            .await,
+            timed(
+                &format!("search '4242': {name}"),
+                &s,
+                "search",
+                json!({"query": "4242", "limit": 10}),
+                iters,
+                |v| assert_eq!(v["total"], json!(1), "{v}"),
+            )
+            .await,
+        ];
+        rows.push((name, figures));
+    }
+    for (k, b) in base.iter().enumerate() {
+        let others: Vec<&Sample> = rows.iter().map(|r| &r.1[k]).collect();
+        report(b, &others);
+    }
+    println!();
+}
+
 async fn scale_figures(quick: bool) {
     let dur = if quick {
         Duration::from_secs(3)
@@ -506,6 +667,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if run("scale") {
         scale_figures(quick).await;
+    }
+    if run("grep") {
+        grep_figures(quick).await;
     }
     Ok(())
 }

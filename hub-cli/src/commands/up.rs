@@ -109,6 +109,7 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         connections: Default::default(),
         grep: Default::default(),
         storage: rpc_server::config::StorageConfig::under(&data_dir),
+        embeddings: None,
     };
     // One bus: CLI-style changes made through this process reach the server's cache at once.
     let bus = InvalidationBus::new();

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.metadata
+import json
 import os
 import sys
 import uuid
@@ -107,6 +108,40 @@ async def exercise(
 
             e = await session.call_tool("nexus_read_file", {"path": f"{prefix}/python-sdk/missing.md"})
             assert is_error(e), f"{era}: reading a missing file should be a tool error"
+
+            await search_tools(session, era, path)
+
+
+async def search_tools(session: ClientSession, era: str, path: str) -> None:
+    """The search tools' arguments on the file just written (its own path keeps the eras
+    apart)."""
+
+    async def call(tool: str, args: dict) -> dict:
+        r = await session.call_tool(tool, args)
+        assert not is_error(r), f"{era}: {tool} {args} failed: {text_of(r)}"
+        return json.loads(text_of(r))
+
+    g = await call(
+        "nexus_grep",
+        {"pattern": "two", "files": [path], "before_context": 1, "include": "*.md"},
+    )
+    assert [(m["line"], m["text"], m.get("before")) for m in g["items"]] == [
+        (2, "line two", [f"written by the MCP Python SDK ({era})"])
+    ], f"{era}: grep with context: {g}"
+    g = await call("nexus_grep", {"pattern": "(", "fixed_strings": True, "files": [path], "count_only": True})
+    assert g["counts"] == [{"path": path, "count": 1}] and g["matches"] == 1, f"{era}: count_only: {g}"
+    g = await call("nexus_grep", {"pattern": "SDK", "files": [path], "invert_match": True})
+    assert [m["line"] for m in g["items"]] == [2], f"{era}: invert_match: {g}"
+    gl = await call("nexus_glob", {"pattern": "**/*.md", "files": [path, path + ".nope"]})
+    assert gl["items"] == [path], f"{era}: glob files: {gl}"
+    parent = path.rsplit("/", 1)[0]
+    md = await session.call_tool(
+        "nexus_list_files", {"path": parent, "response_format": "markdown", "details": False}
+    )
+    assert not is_error(md) and f"- `{path}`" in text_of(md), f"{era}: list markdown: {text_of(md)}"
+    s = await call("nexus_semantic_search", {"query": f"python sdk {era}", "path": path, "search_mode": "semantic"})
+    assert [h["path"] for h in s["items"]] == [path], f"{era}: search: {s}"
+    assert s["semantic_degraded"] is True and s["search_mode"] == "keyword", f"{era}: search: {s}"
 
 
 async def bad_token_is_refused(url: str, era: str) -> None:

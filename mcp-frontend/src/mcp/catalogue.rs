@@ -151,7 +151,7 @@ pub static TOOLS: &[ToolSpec] = &[
         destr = false,
         idem = true,
         "List files",
-        "List a directory (recursively if asked), paginated. '/' of a multi-zone token lists its zones.",
+        "List a directory (recursively if asked). Returns items (path, name, is_dir; size and modified unless details=false), total, has_more and next_offset: pass next_offset as offset for the next page (limit 1-1000, default 100). response_format=markdown answers with a readable markdown list instead of JSON. '/' of a multi-zone token lists its zones.",
         ListParams
     ),
     tool!(
@@ -206,7 +206,7 @@ pub static TOOLS: &[ToolSpec] = &[
         destr = false,
         idem = true,
         "Find files by glob",
-        "Find paths matching a glob under path (** crosses directories, * does not).",
+        "Find paths matching a glob under path (** crosses directories, * does not; a pattern starting with / is from the zone root). Returns items (paths in path order), total, has_more, next_offset (pass as offset; limit 1-1000). With files, only those listed paths are tested: the result is the ones that exist below path and match.",
         GlobParams
     ),
     tool!(
@@ -217,8 +217,19 @@ pub static TOOLS: &[ToolSpec] = &[
         destr = false,
         idem = true,
         "Search file contents",
-        "Search text files under path for a regular expression; returns path, line number and line text. Paged: follow next_offset while has_more; total counts only the matches scanned so far while total_is_lower_bound is true. A search over the server's budget fails: narrow path or simplify the pattern.",
+        "Search text files under path for a regular expression (Rust syntax; fixed_strings for literal text), line by line; binary files are skipped. Returns items of path, line number, text and, with before_context/after_context (0-20), the lines around each match in before/after. invert_match returns the lines that do not match; include (a glob: *.md, src/**/*.rs) and files (a list of paths) restrict which files are read; count_only returns counts (path and count per file, paged by file) and matches (the sum) instead of lines. Paged: pass next_offset as offset while has_more (limit 1-1000); total counts only the matches scanned so far while total_is_lower_bound is true. A search over the server's budget fails: narrow path, add include, or simplify the pattern.",
         GrepParams
+    ),
+    tool!(
+        "nexus_semantic_search",
+        "search",
+        admin = false,
+        ro = true,
+        destr = false,
+        idem = true,
+        "Search files by meaning or keywords",
+        "Rank text files under path by relevance to query (words, not a regex). Returns items best first: path, score (comparable within one answer), line and snippet (the line with the most query words); total, has_more, next_offset (pass as offset; limit 1-100, default 10). search_mode keyword (BM25: rarer words weigh more) is always available; semantic and hybrid need the server's embeddings endpoint, and without it the answer is keyword ranking with semantic_degraded=true. For exact text or regexes use nexus_grep.",
+        SearchParams
     ),
     tool!(
         "nexus_whoami",
@@ -527,6 +538,7 @@ mod tests {
             Method::Rename => of::<RenameParams>(),
             Method::Glob => of::<GlobParams>(),
             Method::Grep => of::<GrepParams>(),
+            Method::Search => of::<SearchParams>(),
             Method::Whoami => of::<EmptyParams>(),
             Method::TokenCreate => of::<TokenCreateParams>(),
             Method::TokenList => of::<TokenListParams>(),

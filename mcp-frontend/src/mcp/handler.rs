@@ -95,6 +95,16 @@ fn success(spec: &ToolSpec, raw: &[u8]) -> Result<CallToolResponse, ForwardError
     {
         return Ok(CallToolResult::success(text(r.content)).into());
     }
+    // A listing asked for as markdown is answered as markdown (it carries its paging).
+    #[derive(serde::Deserialize)]
+    struct Markdown {
+        markdown: String,
+    }
+    if spec.name == "nexus_list_files"
+        && let Ok(r) = serde_json::from_slice::<Markdown>(raw)
+    {
+        return Ok(CallToolResult::success(text(r.markdown)).into());
+    }
     let v: Value = serde_json::from_slice(raw)
         .map_err(|_| ForwardError::Unavailable("malformed response".into()))?;
     let body = serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string());

@@ -665,6 +665,71 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Files at or below `from` (a path prefix; `""` for the zone) of at most `max_size`
+    /// bytes, and their bytes together: the corpus statistics of a keyword search.
+    pub async fn fs_scope_stats(
+        &self,
+        zone: &str,
+        from: &str,
+        max_size: i64,
+    ) -> Result<(i64, i64), StoreError> {
+        let upper = prefix_end(from);
+        let below = if upper.is_some() { "AND path < $4" } else { "" };
+        let sql = format!(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM fs_entries \
+             WHERE zone_id = $1 AND path >= $2 AND is_dir = FALSE AND size <= $3 {below}"
+        );
+        Ok(with_pool!(self, p => {
+            let mut q = sqlx::query_as(&sql).bind(zone).bind(from).bind(max_size);
+            if let Some(u) = &upper {
+                q = q.bind(u);
+            }
+            q.fetch_one(p).await
+        })?)
+    }
+}
+
+impl Store {
+    /// The vectors of `model` kept for any of `ids`, as (content id, little-endian f32s).
+    pub async fn fs_embeddings(
+        &self,
+        model: &str,
+        ids: &[String],
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT content_id, vector FROM fs_embeddings WHERE model = $1 AND content_id IN ({})",
+            marks.join(", ")
+        );
+        Ok(with_pool!(self, p => {
+            let mut q = sqlx::query_as(&sql).bind(model);
+            for id in ids {
+                q = q.bind(id);
+            }
+            q.fetch_all(p).await
+        })?)
+    }
+
+    /// Keeps a blob's vector of `model` (the first one stored wins: they are equal).
+    pub async fn fs_put_embedding(
+        &self,
+        content_id: &str,
+        model: &str,
+        vector: &[u8],
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO fs_embeddings (content_id, model, vector) VALUES ($1, $2, $3) \
+             ON CONFLICT (content_id, model) DO NOTHING";
+        with_pool!(self, p => {
+            sqlx::query(SQL).bind(content_id).bind(model).bind(vector).execute(p).await.map(drop)
+        })?;
+        Ok(())
+    }
+}
+
 /// What a grep's prefilter asks of a file's text: every one of `all` and (when not empty)
 /// one of `any`, as `LIKE` patterns.
 #[derive(Debug, Clone, Copy)]
@@ -830,6 +895,8 @@ impl Store {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<(), String>>,
     {
+        // A blob's vectors go with it (they describe its bytes and nothing else).
+        const DROP_EMBEDDINGS: &str = "DELETE FROM fs_embeddings WHERE content_id = $1";
         const SQL: &str = "DELETE FROM fs_blobs WHERE content_id = $1 AND touched_at < $2 \
              AND NOT EXISTS (SELECT 1 FROM fs_entries e WHERE e.content_id = fs_blobs.content_id) \
              RETURNING size, inline IS NULL";
@@ -844,6 +911,10 @@ impl Store {
                 let Some((size, external)) = gone else {
                     return Ok(None);
                 };
+                sqlx::query(DROP_EMBEDDINGS)
+                    .bind(content_id)
+                    .execute(&mut *tx)
+                    .await?;
                 if external {
                     delete_stored().await.map_err(StoreError::Invalid)?;
                 }
@@ -863,6 +934,10 @@ impl Store {
                 };
                 sqlx::query("DELETE FROM fs_text WHERE rowid = $1")
                     .bind(rowid)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(DROP_EMBEDDINGS)
+                    .bind(content_id)
                     .execute(&mut *tx)
                     .await?;
                 if external {

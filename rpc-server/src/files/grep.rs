@@ -9,6 +9,14 @@
 //! Results stream: the scan stops at `offset + limit + 1` matches and keeps only the page,
 //! so `total` is exact only when `total_is_lower_bound` is false. Concurrent greps are
 //! capped per token and in total.
+//!
+//! The line loop is this module's own rather than `grep-searcher`'s: that searcher drives
+//! its matcher over whole buffers with no way to stop inside a line, and the metered
+//! engine is what keeps a hostile pattern from pinning a CPU. Context, inversion and
+//! counting are per-line bookkeeping on top of it. The trigram prefilter stays sound for
+//! context (the lines around a match are in a file that has one); an inverted match has
+//! no literal every hit must contain, so it reads every file in path order, capped as a
+//! pattern without literals is.
 
 pub mod budget;
 
@@ -20,9 +28,10 @@ use crate::db::TextFilter;
 use crate::metrics::Metrics;
 pub use budget::{Meter, Program, ProgramCache, Stop};
 use nexus_wire::jsonrpc::printable;
-use nexus_wire::methods::{GrepMatch, GrepParams, GrepResult};
+use nexus_wire::methods::{GrepCount, GrepMatch, GrepParams, GrepResult};
 use nexus_wire::{ErrorCode, RpcError};
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -80,7 +89,7 @@ struct Running {
 /// One running grep's place; given back when dropped (when the blocking work ends, or
 /// with the request when it is dropped between two batches).
 #[derive(Debug)]
-struct Slot {
+pub(super) struct Slot {
     running: Arc<Mutex<Running>>,
     token: Uuid,
     metrics: Option<Metrics>,
@@ -89,7 +98,7 @@ struct Slot {
 
 impl Slot {
     /// Counts a finished grep (or one stopped by its limits or its caller leaving).
-    fn record(&mut self, outcome: &'static str, scanned_bytes: u64) {
+    pub(super) fn record(&mut self, outcome: &'static str, scanned_bytes: u64) {
         self.recorded = true;
         if let Some(m) = &self.metrics {
             m.greps.with_label_values(&[outcome]).inc();
@@ -150,7 +159,11 @@ impl Greps {
         busy(msg)
     }
 
-    fn acquire(&self, token: Uuid) -> Result<Slot, RpcError> {
+    pub(super) fn limits(&self) -> &GrepLimits {
+        &self.limits
+    }
+
+    pub(super) fn acquire(&self, token: Uuid) -> Result<Slot, RpcError> {
         let mut r = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let mine = r.per_token.get(&token).copied().unwrap_or(0);
         if mine >= self.limits.per_token {
@@ -181,23 +194,133 @@ impl Greps {
 
 // ------------------------------------------------------------------ the method
 
+/// Most context lines asked for on either side of a match.
+pub(crate) const MAX_CONTEXT: usize = 20;
+/// Most paths a `files` list may name.
+pub(crate) const MAX_FILES: usize = 1000;
+
+/// What a scan reports of a matching line, beside the line itself.
+#[derive(Debug, Clone, Copy, Default)]
+struct Mode {
+    /// Lines that do not match are the hits.
+    invert: bool,
+    before: usize,
+    after: usize,
+    /// Count hits per file instead of keeping lines; the scan runs to the end.
+    count_only: bool,
+}
+
 /// Where a scan stands: the page so far and what it cost.
 struct Scan {
     offset: usize,
     limit: usize,
+    mode: Mode,
     /// Matches seen, the page's and those before it.
     seen: usize,
     items: Vec<GrepMatch>,
+    /// `count_only`: files with hits seen, the page of them, and hits in all.
+    files_seen: usize,
+    counts: Vec<GrepCount>,
+    hits: u64,
     scanned_bytes: u64,
     /// A line was clipped, so a match may have been missed.
     clipped: bool,
 }
 
 impl Scan {
-    /// Enough matches for the page and the one after it.
+    /// Enough matches for the page and the one after it (never, when counting: the
+    /// counts are of every file).
     fn full(&self) -> bool {
-        self.seen >= self.offset.saturating_add(self.limit).saturating_add(1)
+        !self.mode.count_only
+            && self.seen >= self.offset.saturating_add(self.limit).saturating_add(1)
     }
+}
+
+/// Which files `include` lets through: a glob without `/` matches the file name, one
+/// with `/` the path below the grep's `path`.
+struct Include {
+    matcher: globset::GlobMatcher,
+    by_name: bool,
+}
+
+impl Include {
+    fn new(glob: &str) -> Result<Self, RpcError> {
+        if glob.is_empty() || glob.len() > MAX_PATTERN_LEN || glob.contains('\0') {
+            return Err(RpcError::invalid_params(format!(
+                "include must be a glob of 1-{MAX_PATTERN_LEN} bytes without NUL"
+            )));
+        }
+        let glob = glob.trim_start_matches('/');
+        let matcher = globset::GlobBuilder::new(glob)
+            .literal_separator(true)
+            .backslash_escape(true)
+            .build()
+            .map_err(|e| RpcError::invalid_params(format!("invalid include glob: {}", e.kind())))?
+            .compile_matcher();
+        Ok(Self {
+            matcher,
+            by_name: !glob.contains('/'),
+        })
+    }
+
+    /// Whether the file at `below` (its components below the grep's path) is searched.
+    fn admits(&self, below: &[String]) -> bool {
+        if self.by_name {
+            below.last().is_some_and(|n| self.matcher.is_match(n))
+        } else {
+            self.matcher.is_match(below.join("/"))
+        }
+    }
+}
+
+/// Where a grep looks: each base with how many of its leading components are the
+/// grep's `path` (what `include` is relative to).
+fn scopes(
+    svc: &FileService,
+    acc: &Access,
+    p: &GrepParams,
+) -> Result<Vec<(ZonePath, usize)>, RpcError> {
+    let bases = svc.bases(acc, &p.path, false)?;
+    let Some(files) = &p.files else {
+        return Ok(bases
+            .into_iter()
+            .map(|b| {
+                let n = b.rel.len();
+                (b, n)
+            })
+            .collect());
+    };
+    if files.is_empty() || files.len() > MAX_FILES {
+        return Err(RpcError::invalid_params(format!(
+            "files must list 1-{MAX_FILES} paths"
+        )));
+    }
+    let mut out: Vec<(ZonePath, usize)> = Vec::with_capacity(files.len());
+    for raw in files {
+        let zp = svc.zone_path(&acc.view, raw)?;
+        let Some(base) = bases
+            .iter()
+            .find(|b| b.zone == zp.zone && zp.rel.starts_with(&b.rel))
+        else {
+            return Err(RpcError::invalid_params(format!(
+                "files: {} is not below {}",
+                zp.display(),
+                printable(&p.path)
+            )));
+        };
+        if zp.is_root() {
+            return Err(RpcError::invalid_params(format!(
+                "files: {} is a directory; use path for a directory",
+                zp.display()
+            )));
+        }
+        let n = base.rel.len();
+        out.push((zp, n));
+    }
+    // Path order, each file once, as a directory's files come.
+    out.sort_by(|a, b| (&a.0.zone, &a.0.rel).cmp(&(&b.0.zone, &b.0.rel)));
+    out.dedup_by(|a, b| a.0 == b.0);
+    Ok(out)
 }
 
 /// Files a grep without a usable literal reads at most: past it, the caller is asked for a
@@ -223,12 +346,39 @@ pub(crate) async fn run(
             "pattern must be 1-{MAX_PATTERN_LEN} bytes"
         )));
     }
-    let program = Arc::new(
-        Program::new(&p.pattern, p.ignore_case)
-            .map_err(|e| RpcError::invalid_params(format!("invalid regex: {}", printable(&e))))?,
-    );
-    let prefilter = Prefilter::of(&p.pattern, p.ignore_case);
-    let bases = svc.bases(acc, &p.path, false)?;
+    if p.before_context > MAX_CONTEXT || p.after_context > MAX_CONTEXT {
+        return Err(RpcError::invalid_params(format!(
+            "before_context and after_context must be 0-{MAX_CONTEXT}"
+        )));
+    }
+    let mode = Mode {
+        invert: p.invert_match,
+        before: p.before_context,
+        after: p.after_context,
+        count_only: p.count_only,
+    };
+    let include = p.include.as_deref().map(Include::new).transpose()?;
+    let pattern = if p.fixed_strings {
+        regex_syntax::escape(&p.pattern)
+    } else {
+        p.pattern.clone()
+    };
+    let program = Arc::new(Program::new(&pattern, p.ignore_case).map_err(|e| {
+        // A pattern over the size limits (`a{1000}{1000}`) is valid syntax: say what to do.
+        let hint = if e.contains("exceeded") {
+            "; the pattern is too large to run: use a simpler one"
+        } else {
+            ""
+        };
+        RpcError::invalid_params(format!("invalid regex: {}{hint}", printable(&e)))
+    })?);
+    // Inverted, a file without the pattern's literals is all hits: nothing to filter by.
+    let prefilter = if mode.invert {
+        Prefilter::default()
+    } else {
+        Prefilter::of(&pattern, p.ignore_case)
+    };
+    let bases = scopes(svc, acc, &p)?;
     let slot = greps.acquire(token)?;
     let cancel = Arc::new(AtomicBool::new(false));
     let _cancel_on_drop = CancelOnDrop(cancel.clone());
@@ -241,15 +391,19 @@ pub(crate) async fn run(
         scan: Scan {
             offset: p.offset,
             limit,
+            mode,
             seen: 0,
             items: Vec::with_capacity(limit.min(64)),
+            files_seen: 0,
+            counts: Vec::new(),
+            hits: 0,
             scanned_bytes: 0,
             clipped: false,
         },
         stopped: None,
     });
     let mut unindexed = 0usize;
-    'bases: for base in &bases {
+    'bases: for (base, scope_len) in &bases {
         let mut cursor = Cursor::default();
         loop {
             let batch =
@@ -268,9 +422,18 @@ pub(crate) async fn run(
                         RpcError::new(
                             ErrorCode::TooLarge,
                             format!(
-                                "grep: this pattern has no literal text of {} or more characters the index can use, and {} holds more than {MAX_UNINDEXED_FILES} files to read; search a narrower path or add literal text to the pattern",
-                                3,
-                                base.display()
+                                "grep: {}, and {} holds more than {MAX_UNINDEXED_FILES} files to read; search a narrower path{}",
+                                if mode.invert {
+                                    "an inverted match reads every file"
+                                } else {
+                                    "this pattern has no literal text of 3 or more characters the index can use"
+                                },
+                                base.display(),
+                                if mode.invert {
+                                    ", restrict with include or files"
+                                } else {
+                                    " or add literal text to the pattern"
+                                },
                             ),
                         ),
                     ));
@@ -278,6 +441,11 @@ pub(crate) async fn run(
             }
             let mut files = Vec::with_capacity(batch.len());
             for (zp, row, inline) in batch {
+                if let Some(inc) = &include
+                    && !inc.admits(zp.rel.get(*scope_len..).unwrap_or_default())
+                {
+                    continue;
+                }
                 let cid = row.content_id.clone().unwrap_or_default();
                 // A file deleted or changed since its row was read is read as it was: the
                 // blob stays until the collector's grace period has passed.
@@ -335,6 +503,22 @@ pub(crate) async fn run(
     if let Some(stop) = st.stopped {
         return Err(stop_error(stop, &scan, &greps.limits));
     }
+    if mode.count_only {
+        let total = scan.files_seen;
+        let end = p.offset.saturating_add(scan.counts.len());
+        let has_more = total > end;
+        return Ok(GrepResult {
+            items: Vec::new(),
+            total,
+            has_more,
+            next_offset: has_more.then_some(end),
+            truncated: scan.clipped,
+            total_is_lower_bound: false,
+            scanned_bytes: scan.scanned_bytes,
+            counts: Some(scan.counts),
+            matches: Some(scan.hits),
+        });
+    }
     let total = scan.seen;
     let end = p.offset.saturating_add(scan.items.len());
     let has_more = total > end;
@@ -347,6 +531,8 @@ pub(crate) async fn run(
         truncated: scan.clipped,
         total_is_lower_bound,
         scanned_bytes: scan.scanned_bytes,
+        counts: None,
+        matches: None,
     })
 }
 
@@ -368,7 +554,7 @@ struct Scanning {
     stopped: Option<Stop>,
 }
 
-type Candidate = (ZonePath, crate::db::FsRow, Option<Vec<u8>>);
+pub(super) type Candidate = (ZonePath, crate::db::FsRow, Option<Vec<u8>>);
 
 /// Where a base's candidates stand: after which path, whether they are exhausted, and
 /// whether they come from the trigram index or from testing each file in path order.
@@ -379,7 +565,7 @@ type Candidate = (ZonePath, crate::db::FsRow, Option<Vec<u8>>);
 /// ([`crate::db::Store::fs_grep_candidates`]), which costs the number of matching files,
 /// when they are few.
 #[derive(Default)]
-struct Cursor {
+pub(super) struct Cursor {
     after: String,
     done: bool,
     indexed: bool,
@@ -395,7 +581,7 @@ const INDEXED_MAX: i64 = 5000;
 /// The next batch of files below `base` the prefilter lets through and the caller may
 /// read, in path order after `after` (moved past them); `None` when there are no more.
 /// A base that is a file is its own one candidate.
-async fn candidates(
+pub(super) async fn candidates(
     svc: &FileService,
     acc: &Access,
     base: &ZonePath,
@@ -565,11 +751,17 @@ fn scan_file(
     let mut line: Vec<u8> = Vec::new();
     let mut shown: Option<String> = None;
     let mut number = 0u64;
-    loop {
+    let mode = scan.mode;
+    // The lines before the current one (with before_context), and how many lines after
+    // it the last kept match still takes (with after_context).
+    let mut recent: VecDeque<String> = VecDeque::with_capacity(mode.before);
+    let mut wants_after = 0usize;
+    let mut hits = 0u64;
+    let result = loop {
         let Some((clipped, ended_by_newline, skipped)) =
             read_line(&mut r, &mut line, cap, &mut scan.scanned_bytes)?
         else {
-            return Ok(());
+            break Ok(());
         };
         number += 1;
         meter.charge(skipped)?;
@@ -589,7 +781,30 @@ fn scan_file(
             }
             Err(_) => continue,
         };
-        if !program.is_match(cache, text.as_bytes(), meter)? {
+        if wants_after > 0 {
+            wants_after -= 1;
+            if let Some(last) = scan.items.last_mut() {
+                last.after.push(clip(text));
+            }
+        }
+        // The page is complete; only the last match's trailing context was still read.
+        if scan.full() {
+            if wants_after == 0 {
+                break Ok(());
+            }
+            continue;
+        }
+        if program.is_match(cache, text.as_bytes(), meter)? == mode.invert {
+            if mode.before > 0 {
+                if recent.len() == mode.before {
+                    recent.pop_front();
+                }
+                recent.push_back(clip(text));
+            }
+            continue;
+        }
+        hits += 1;
+        if mode.count_only {
             continue;
         }
         if scan.seen >= scan.offset && scan.items.len() < scan.limit {
@@ -597,14 +812,39 @@ fn scan_file(
             scan.items.push(GrepMatch {
                 path,
                 line: number,
-                text: text.chars().take(MAX_MATCH_TEXT).collect(),
+                text: clip(text),
+                before: recent.iter().cloned().collect(),
+                after: Vec::new(),
             });
+            wants_after = mode.after;
+        }
+        if mode.before > 0 {
+            if recent.len() == mode.before {
+                recent.pop_front();
+            }
+            recent.push_back(clip(text));
         }
         scan.seen += 1;
-        if scan.full() {
-            return Ok(());
+        if scan.full() && wants_after == 0 {
+            break Ok(());
         }
+    };
+    if mode.count_only && hits > 0 {
+        if scan.files_seen >= scan.offset && scan.counts.len() < scan.limit {
+            scan.counts.push(GrepCount {
+                path: zp.display(),
+                count: hits,
+            });
+        }
+        scan.files_seen += 1;
+        scan.hits += hits;
     }
+    result
+}
+
+/// A line as a match or context line carries it.
+fn clip(text: &str) -> String {
+    text.chars().take(MAX_MATCH_TEXT).collect()
 }
 
 /// Reads the next line into `buf` (without its `\n`), keeping at most `cap` bytes.

@@ -1,6 +1,6 @@
 //! Zones and files (SPEC §12): path normalisation ([`path`]) and access ([`access`]), then
 //! the methods over a namespace in the database (`service`, `read`, `write`, `search`,
-//! `grep`) whose bytes are content-addressed blobs (`store`). `import` moves a data
+//! `grep`, `keyword` with `embeddings`) whose bytes are content-addressed blobs (`store`). `import` moves a data
 //! directory of an earlier release into it on first start; `error` is the one error type.
 
 pub(crate) mod access;
@@ -9,9 +9,11 @@ pub(crate) mod access;
 #[allow(dead_code)]
 mod beneath;
 mod edit;
+pub mod embeddings;
 mod error;
 pub(crate) mod grep;
 mod import;
+mod keyword;
 pub mod maintenance;
 pub mod path;
 mod read;
@@ -20,6 +22,7 @@ pub(crate) mod service;
 pub(crate) mod store;
 mod write;
 
+pub use embeddings::EmbeddingsConfig;
 pub use grep::GrepLimits;
 pub use import::Imported;
 pub(crate) use path::{Target, ZoneView};

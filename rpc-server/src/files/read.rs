@@ -109,7 +109,7 @@ impl FileService {
                     path: base.display(),
                     name: base.zone.clone(),
                     is_dir: true,
-                    size: 0,
+                    size: p.details.then_some(0),
                     modified: None,
                 });
                 if !p.recursive || !(acc.can_read(base) || acc.on_the_way(base)) {
@@ -127,8 +127,8 @@ impl FileService {
                         path: zp.display(),
                         name: zp.rel.last().cloned().unwrap_or_default(),
                         is_dir: row.is_dir,
-                        size: row.size.max(0) as u64,
-                        modified: Some(rfc3339(row.modified)),
+                        size: p.details.then(|| row.size.max(0) as u64),
+                        modified: p.details.then(|| rfc3339(row.modified)),
                     });
                     true
                 },
@@ -136,13 +136,70 @@ impl FileService {
             .await?;
         }
         let (items, total, has_more, next_offset) = page(items, p.offset, limit);
+        let markdown = (p.response_format == ResponseFormat::Markdown)
+            .then(|| list_markdown(&p.path, &items, total, next_offset));
         Ok(ListResult {
             items,
             total,
             has_more,
             next_offset,
+            markdown,
         })
     }
+}
+
+/// A listing page as markdown: one bullet per entry (directories end in `/`), its size and
+/// time when listed with details, and how to get the next page. Names are shown in code
+/// spans, so markdown in a file name is not rendered.
+fn list_markdown(
+    path: &str,
+    items: &[ListItem],
+    total: usize,
+    next_offset: Option<usize>,
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!("# {}\n\n", code_span(path));
+    if items.is_empty() {
+        out.push_str("(empty)\n");
+    }
+    for it in items {
+        let shown = if it.is_dir {
+            format!("{}/", it.path)
+        } else {
+            it.path.clone()
+        };
+        let _ = write!(out, "- {}", code_span(&shown));
+        if !it.is_dir
+            && let Some(size) = it.size
+        {
+            let _ = write!(out, " ({size} bytes");
+            if let Some(m) = &it.modified {
+                let _ = write!(out, ", modified {m}");
+            }
+            out.push(')');
+        }
+        out.push('\n');
+    }
+    let _ = write!(out, "\n{} of {total} entries", items.len());
+    match next_offset {
+        Some(n) => {
+            let _ = writeln!(out, "; more with offset={n}");
+        }
+        None => out.push('\n'),
+    }
+    out
+}
+
+/// `text` as one markdown code span, fenced with more backticks than it holds in a row.
+fn code_span(text: &str) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest + 1);
+    let pad = if text.starts_with('`') || text.ends_with('`') {
+        " "
+    } else {
+        ""
+    };
+    format!("{fence}{pad}{text}{pad}{fence}")
 }
 
 fn dir_stat(path: String, modified: Option<String>) -> StatResult {

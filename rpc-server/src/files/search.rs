@@ -133,7 +133,59 @@ impl FileService {
         };
         let literal = glob_literal_prefix(pattern);
         let mut out = Vec::new();
-        for base in &self.bases(acc, &p.path, false)? {
+        let bases = self.bases(acc, &p.path, false)?;
+        let candidate = |shown: &str| -> bool {
+            let c = if absolute {
+                shown.trim_start_matches('/')
+            } else {
+                shown.strip_prefix(&prefix).unwrap_or(shown)
+            };
+            matcher.is_match(c)
+        };
+        if let Some(files) = &p.files {
+            // Only the listed paths are candidates: each looked up by key, none walked.
+            if files.len() > super::grep::MAX_FILES {
+                return Err(RpcError::invalid_params(format!(
+                    "files must list at most {} paths",
+                    super::grep::MAX_FILES
+                )));
+            }
+            let mut listed = Vec::with_capacity(files.len());
+            for raw in files {
+                let zp = self.zone_path(&acc.view, raw)?;
+                if !zp.is_root()
+                    && bases.iter().any(|b| {
+                        b.zone == zp.zone
+                            && zp.rel.len() > b.rel.len()
+                            && zp.rel.starts_with(&b.rel)
+                    })
+                {
+                    listed.push(zp);
+                }
+            }
+            listed.sort_by(|a, b| (&a.zone, &a.rel).cmp(&(&b.zone, &b.rel)));
+            listed.dedup();
+            for zp in listed {
+                let Some(found) = self.row(&zp).await? else {
+                    continue;
+                };
+                if acc.shows(&zp, found.row.is_dir) != super::access::Shown::Readable {
+                    continue;
+                }
+                let shown = zp.display();
+                if candidate(&shown) {
+                    out.push(shown);
+                }
+            }
+            let (items, total, has_more, next_offset) = page(out, p.offset, limit);
+            return Ok(GlobResult {
+                items,
+                total,
+                has_more,
+                next_offset,
+            });
+        }
+        for base in &bases {
             // The literal start of the pattern as text below `base` (the range the scan
             // starts at), and the part of the pattern after it.
             let base_rel = super::service::rel(base);
@@ -182,13 +234,8 @@ impl FileService {
                 like.as_deref(),
                 &mut |zp, _| {
                     let shown = zp.display();
-                    let candidate = if absolute {
-                        shown.trim_start_matches('/')
-                    } else {
-                        shown.strip_prefix(&prefix).unwrap_or(&shown)
-                    };
-                    if matcher.is_match(candidate) {
-                        out.push(shown.clone());
+                    if candidate(&shown) {
+                        out.push(shown);
                     }
                     true
                 },
@@ -215,13 +262,23 @@ impl FileService {
     ) -> Result<GrepResult, RpcError> {
         super::grep::run(self, &self.greps, token, acc, p).await
     }
+
+    /// Ranked keyword search (see [`super::keyword`]).
+    pub async fn search(
+        &self,
+        token: uuid::Uuid,
+        acc: &Access,
+        p: SearchParams,
+    ) -> Result<SearchResult, RpcError> {
+        super::keyword::run(self, &self.greps, token, acc, p).await
+    }
 }
 
 /// `LIKE` conditions every line a grep pattern matches satisfies: each of `all` is in
 /// the text, and (when not empty) one of `any` is. Empty when the pattern has no literal
 /// the index can use: the scan then reads every file, up to a cap.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(super) struct Prefilter {
+pub(crate) struct Prefilter {
     pub all: Vec<String>,
     pub any: Vec<String>,
 }

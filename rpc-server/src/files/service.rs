@@ -38,6 +38,8 @@ pub struct FileService {
     pub(super) max_file_bytes: u64,
     pub(super) greps: Arc<super::grep::Greps>,
     pub(super) metrics: Option<crate::metrics::Metrics>,
+    /// Semantic search's endpoint, when one is configured.
+    pub(super) embedder: Option<super::embeddings::Embedder>,
 }
 
 impl std::fmt::Debug for FileService {
@@ -154,7 +156,17 @@ impl FileService {
             max_file_bytes,
             greps: Arc::new(super::grep::Greps::new(Default::default(), None)),
             metrics: None,
+            embedder: None,
         }
+    }
+
+    /// Semantic and hybrid search through this embeddings endpoint.
+    pub fn with_embeddings(
+        mut self,
+        cfg: Option<super::embeddings::EmbeddingsConfig>,
+    ) -> Result<Self, String> {
+        self.embedder = cfg.map(super::embeddings::Embedder::new).transpose()?;
+        Ok(self)
     }
 
     /// Sets what one grep may spend and how many may run at once, and where greps and

@@ -156,6 +156,8 @@ pub struct TestOptions {
     pub storage: Option<crate::config::StorageConfig>,
     /// The cluster bus (default: `redis_url`'s Redis Stream, as in production).
     pub bus: Option<crate::config::BusSettings>,
+    /// Semantic search's embeddings endpoint (none by default).
+    pub embeddings: Option<crate::files::EmbeddingsConfig>,
 }
 
 impl Default for TestOptions {
@@ -171,6 +173,7 @@ impl Default for TestOptions {
             grep: Default::default(),
             storage: None,
             bus: None,
+            embeddings: None,
         }
     }
 }
@@ -250,6 +253,7 @@ pub fn config(db_url: &str, data_dir: &std::path::Path, o: &TestOptions) -> Serv
             .storage
             .clone()
             .unwrap_or_else(|| crate::config::StorageConfig::under(data_dir)),
+        embeddings: o.embeddings.clone(),
     }
 }
 

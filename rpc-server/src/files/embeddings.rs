@@ -1,0 +1,281 @@
+//! Embeddings for `search`'s semantic and hybrid modes, from an OpenAI-compatible endpoint
+//! (`POST {NEXUS_EMBEDDINGS_URL}/embeddings`).
+//!
+//! A file's vector is kept in the database per content id and model (`fs_embeddings`):
+//! content ids are hashes of the bytes, so an entry never goes stale and every node shares
+//! it. Requests go out in batches of at most [`EmbeddingsConfig::batch`] texts, each
+//! bounded in time and in response size; the API key is sent only as the bearer header
+//! and never logged. Any failure is the caller's to degrade on: search answers by keyword
+//! then, and counts it.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, Limited};
+use secrecy::{ExposeSecret as _, SecretString};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest answer of one embeddings request.
+const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+/// Characters of a file (its start) that are embedded.
+pub(crate) const EMBED_CHARS: usize = 8_000;
+/// Widest vector accepted.
+const MAX_DIMS: usize = 8192;
+
+/// Where embeddings come from.
+#[derive(Clone)]
+pub struct EmbeddingsConfig {
+    /// The API's base (`https://api.openai.com/v1`); `/embeddings` is appended.
+    pub url: String,
+    pub model: String,
+    pub api_key: Option<SecretString>,
+    /// Bound of one request.
+    pub timeout: Duration,
+    /// Texts per request.
+    pub batch: usize,
+}
+
+impl std::fmt::Debug for EmbeddingsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddingsConfig")
+            .field("url", &self.url)
+            .field("model", &self.model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
+            .field("timeout", &self.timeout)
+            .field("batch", &self.batch)
+            .finish()
+    }
+}
+
+/// Why no vectors came back (a bounded metrics label each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum EmbedError {
+    #[error("the embeddings endpoint did not answer in time")]
+    Timeout,
+    #[error("the embeddings endpoint could not be reached")]
+    Connect,
+    #[error("the embeddings endpoint refused the request")]
+    Status,
+    #[error("the embeddings endpoint answered something else than embeddings")]
+    Malformed,
+    #[error("the embeddings cache failed")]
+    Store,
+}
+
+impl EmbedError {
+    pub(crate) const fn label(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Connect => "connect",
+            Self::Status => "status",
+            Self::Malformed => "malformed",
+            Self::Store => "store",
+        }
+    }
+}
+
+type Client = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
+
+/// The endpoint's client.
+#[derive(Clone)]
+pub(crate) struct Embedder {
+    cfg: Arc<EmbeddingsConfig>,
+    endpoint: http::Uri,
+    client: Client,
+}
+
+impl std::fmt::Debug for Embedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedder").field("cfg", &self.cfg).finish()
+    }
+}
+
+impl Embedder {
+    pub(crate) fn new(cfg: EmbeddingsConfig) -> Result<Self, String> {
+        let endpoint: http::Uri = format!("{}/embeddings", cfg.url.trim_end_matches('/'))
+            .parse()
+            .map_err(|e| format!("NEXUS_EMBEDDINGS_URL is not a URL: {e}"))?;
+        match endpoint.scheme_str() {
+            Some("https" | "http") if endpoint.host().is_some() => {}
+            _ => return Err("NEXUS_EMBEDDINGS_URL must be an http(s) URL with a host".into()),
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        let (added, _) = roots.add_parsable_certificates(native.certs);
+        if added == 0 && endpoint.scheme_str() == Some("https") {
+            tracing::warn!(
+                "no system root certificates found: the embeddings endpoint cannot be verified"
+            );
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        connector.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(https);
+        Ok(Self {
+            cfg: Arc::new(cfg),
+            endpoint,
+            client,
+        })
+    }
+
+    pub(crate) fn model(&self) -> &str {
+        &self.cfg.model
+    }
+
+    pub(crate) fn batch(&self) -> usize {
+        self.cfg.batch.max(1)
+    }
+
+    /// One vector per text, in order: one request of at most [`Embedder::batch`] texts.
+    pub(crate) async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        #[derive(serde::Deserialize)]
+        struct Item {
+            index: usize,
+            embedding: Vec<f32>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            data: Vec<Item>,
+        }
+        let body = serde_json::to_vec(&serde_json::json!({
+            "model": self.cfg.model,
+            "input": texts,
+        }))
+        .map_err(|_| EmbedError::Malformed)?;
+        let mut req = http::Request::post(self.endpoint.clone())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::ACCEPT, "application/json");
+        if let Some(key) = &self.cfg.api_key {
+            let mut v = http::HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
+                .map_err(|_| EmbedError::Malformed)?;
+            v.set_sensitive(true);
+            req = req.header(http::header::AUTHORIZATION, v);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|_| EmbedError::Malformed)?;
+        let answer = tokio::time::timeout(self.cfg.timeout, async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|_| EmbedError::Connect)?;
+            if !resp.status().is_success() {
+                return Err(EmbedError::Status);
+            }
+            let bytes = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map_err(|_| EmbedError::Malformed)?
+                .to_bytes();
+            serde_json::from_slice::<Answer>(&bytes).map_err(|_| EmbedError::Malformed)
+        })
+        .await
+        .map_err(|_| EmbedError::Timeout)??;
+        let mut out: Vec<Option<Vec<f32>>> = vec![None; texts.len()];
+        for item in answer.data {
+            let slot = out.get_mut(item.index).ok_or(EmbedError::Malformed)?;
+            if item.embedding.is_empty()
+                || item.embedding.len() > MAX_DIMS
+                || item.embedding.iter().any(|x| !x.is_finite())
+            {
+                return Err(EmbedError::Malformed);
+            }
+            *slot = Some(item.embedding);
+        }
+        out.into_iter()
+            .map(|v| v.ok_or(EmbedError::Malformed))
+            .collect()
+    }
+}
+
+/// A vector as the database keeps it: little-endian `f32`s.
+pub(crate) fn to_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub(crate) fn from_bytes(b: &[u8]) -> Option<Vec<f32>> {
+    if b.is_empty() || !b.len().is_multiple_of(4) {
+        return None;
+    }
+    Some(
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    )
+}
+
+/// Cosine similarity; 0 for vectors of different widths or of no length.
+pub(crate) fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    if a.len() != b.len() {
+        return 0.0;
+    }
+    let (mut dot, mut na, mut nb) = (0f64, 0f64, 0f64);
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(*x), f64::from(*y));
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na.sqrt() * nb.sqrt())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vectors_round_trip_and_compare() {
+        let v = vec![1.0f32, -2.5, 0.0, 3.25];
+        assert_eq!(from_bytes(&to_bytes(&v)), Some(v.clone()));
+        assert_eq!(from_bytes(&[1, 2, 3]), None);
+        assert!((cosine(&v, &v) - 1.0).abs() < 1e-9);
+        assert_eq!(cosine(&v, &[1.0]), 0.0);
+        assert_eq!(cosine(&[0.0, 0.0], &[1.0, 0.0]), 0.0);
+        assert!(cosine(&[1.0, 0.0], &[0.0, 1.0]).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_key_is_never_in_debug_output() {
+        let cfg = EmbeddingsConfig {
+            url: "http://127.0.0.1:1".into(),
+            model: "m".into(),
+            api_key: Some(SecretString::from("sk-very-secret")),
+            timeout: Duration::from_secs(1),
+            batch: 8,
+        };
+        assert!(!format!("{cfg:?}").contains("very-secret"));
+        let e = Embedder::new(cfg).expect("embedder");
+        assert!(!format!("{e:?}").contains("very-secret"));
+        assert!(
+            Embedder::new(EmbeddingsConfig {
+                url: "ftp://x".into(),
+                model: "m".into(),
+                api_key: None,
+                timeout: Duration::from_secs(1),
+                batch: 8,
+            })
+            .is_err()
+        );
+    }
+}
