@@ -167,6 +167,8 @@ impl ServerHandler for NexusTools {
                         recursive: true,
                         limit: resources::PAGE,
                         offset,
+                        details: true,
+                        response_format: Default::default(),
                     },
                 )
                 .await?;
@@ -268,6 +270,8 @@ impl ServerHandler for NexusTools {
                     recursive: false,
                     limit: 1000,
                     offset: 0,
+                    details: false,
+                    response_format: Default::default(),
                 },
             )
             .await;

@@ -98,15 +98,16 @@ pub(crate) fn mime_of(path: &str) -> Option<&'static str> {
 
 /// The listing entry of one file.
 pub(crate) fn resource(item: &nexus_wire::methods::ListItem) -> Resource {
-    let mut r = Resource::new(uri_of(&item.path), item.name.clone())
-        .with_title(item.path.clone())
-        .with_size(item.size);
-    let mut description = format!("{} bytes", item.size);
-    if let Some(m) = &item.modified {
-        description.push_str(", modified ");
-        description.push_str(m);
+    let mut r = Resource::new(uri_of(&item.path), item.name.clone()).with_title(item.path.clone());
+    if let Some(size) = item.size {
+        r = r.with_size(size);
+        let mut description = format!("{size} bytes");
+        if let Some(m) = &item.modified {
+            description.push_str(", modified ");
+            description.push_str(m);
+        }
+        r = r.with_description(description);
     }
-    r = r.with_description(description);
     if let Some(m) = mime_of(&item.path) {
         r = r.with_mime_type(m);
     }
