@@ -13,7 +13,7 @@ use common::{
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
-const FILE_TOOLS: [&str; 12] = [
+const FILE_TOOLS: [&str; 13] = [
     "nexus_read_file",
     "nexus_write_file",
     "nexus_edit_file",
@@ -26,6 +26,7 @@ const FILE_TOOLS: [&str; 12] = [
     "nexus_glob",
     "nexus_grep",
     "nexus_whoami",
+    "nexus_md_structure",
 ];
 
 const ADMIN_TOOLS: [&str; 14] = [
@@ -84,6 +85,7 @@ async fn check_catalogue(c: &Client, admin: bool, who: &str) {
             "nexus_glob",
             "nexus_grep",
             "nexus_whoami",
+            "nexus_md_structure",
             "nexus_hub_token_list",
             "nexus_hub_status",
             "nexus_hub_user_list",

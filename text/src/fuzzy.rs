@@ -5,8 +5,8 @@
 //!    read as one space (and `old_str`'s ends trimmed), matched by Knuth–Morris–Pratt over
 //!    the text as it streams: linear time, memory of `old_str`'s size.
 //! 2. **Similarity**: windows of whole lines about as many as `old_str` has, scored by the
-//!    LCS ratio `2·LCS / (|a| + |b|)` of their non-whitespace characters (as Python's
-//!    `difflib` ratio). Scoring every window would be quadratic, so each window is first
+//!    LCS ratio `2·LCS / (|a| + |b|)` of their bytes other than ASCII whitespace (as
+//!    Python's `difflib` ratio). Scoring every window would be quadratic, so each window is first
 //!    bounded from above by its character histogram (`2·Σ min(countₐ, count_b) / (|a|+|b|)`
 //!    can only overestimate the LCS), which a sliding pass keeps in O(1) per character;
 //!    only windows whose bound reaches the threshold are scored, best bound first, by a
@@ -20,11 +20,11 @@
 use crate::lines::LineIndex;
 use rapidfuzz::distance::indel;
 
-/// Non-whitespace characters of an `old_str` that the similarity stage takes.
+/// Bytes (not counting whitespace) of an `old_str` that the similarity stage takes.
 pub const MAX_FUZZY_CHARS: usize = 64 * 1024;
 /// Word operations (one 64-bit step of the bit-parallel LCS) the similarity stage may
-/// spend on one `old_str`: about a quarter of a second of one core.
-pub const WORD_BUDGET: u64 = 1 << 28;
+/// spend on one `old_str`: a fraction of a second of one core.
+pub const WORD_BUDGET: u64 = 1 << 26;
 /// Windows the similarity stage may score for one `old_str`.
 pub const WINDOW_BUDGET: usize = 20_000;
 /// Windows whose bound passes that the similarity stage keeps for scoring; more is a
@@ -109,7 +109,7 @@ impl std::fmt::Display for LocateError {
             }
             LocateError::TooLong { max_chars } => write!(
                 f,
-                "old_str is too long for fuzzy matching (over {max_chars} non-whitespace characters); give it exactly"
+                "old_str is too long for fuzzy matching (over {max_chars} bytes besides whitespace); give it exactly"
             ),
             LocateError::Budget { windows } => write!(
                 f,
@@ -140,7 +140,10 @@ fn is_ws(b: u8) -> bool {
 /// `needle` trimmed, with each inner run of whitespace as one space.
 fn collapse(needle: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(needle.len());
-    for &b in needle.trim_matches(|c: char| c.is_ascii() && is_ws(c as u8)).as_bytes() {
+    for &b in needle
+        .trim_matches(|c: char| c.is_ascii() && is_ws(c as u8))
+        .as_bytes()
+    {
         if is_ws(b) {
             if out.last() != Some(&b' ') {
                 out.push(b' ');
@@ -233,7 +236,13 @@ fn whitespace(text: &str, needle: &str, idx: &LineIndex) -> Result<Option<Found>
 /// line's indentation when `needle` starts with whitespace and only whitespace precedes the
 /// match on its line; trailing blanks and one newline when `needle` ends with a newline
 /// (trailing blanks when it ends with blanks).
-fn widen(text: &str, needle: &str, mut start: usize, mut end: usize, idx: &LineIndex) -> (usize, usize) {
+fn widen(
+    text: &str,
+    needle: &str,
+    mut start: usize,
+    mut end: usize,
+    idx: &LineIndex,
+) -> (usize, usize) {
     let b = text.as_bytes();
     let blank = |c: u8| c == b' ' || c == b'\t';
     if needle.as_bytes().first().is_some_and(|&c| is_ws(c)) {
@@ -258,13 +267,8 @@ fn widen(text: &str, needle: &str, mut start: usize, mut end: usize, idx: &LineI
     (start, end)
 }
 
-/// Histogram buckets: characters are folded into these, which keeps the bound an upper
-/// bound (merging buckets can only raise Σ min).
+/// Histogram buckets: one per byte value.
 const BUCKETS: usize = 256;
-
-fn bucket(c: char) -> usize {
-    (c as u32 as usize) % BUCKETS
-}
 
 /// A window of lines `first..first + len` (0-based) and its upper bound.
 #[derive(Debug, Clone, Copy)]
@@ -275,9 +279,14 @@ struct Window {
 }
 
 /// Stage 2.
-fn similar(text: &str, needle: &str, threshold: f64, idx: &LineIndex) -> Result<Found, LocateError> {
+fn similar(
+    text: &str,
+    needle: &str,
+    threshold: f64,
+    idx: &LineIndex,
+) -> Result<Found, LocateError> {
     let core = needle.trim();
-    let pat: Vec<char> = core.chars().filter(|c| !c.is_whitespace()).collect();
+    let pat: Vec<u8> = core.bytes().filter(|&b| !is_ws(b)).collect();
     if pat.is_empty() {
         return Err(LocateError::NotFound { closest: None });
     }
@@ -287,8 +296,8 @@ fn similar(text: &str, needle: &str, threshold: f64, idx: &LineIndex) -> Result<
         });
     }
     let mut need = [0u32; BUCKETS];
-    for &c in &pat {
-        need[bucket(c)] += 1;
+    for &b in &pat {
+        need[usize::from(b)] += 1;
     }
     // 0-based line i, without its line ending.
     let line = |i: usize| text[idx.start(i + 1)..idx.end(i + 1)].trim_end_matches(['\n', '\r']);
@@ -308,8 +317,8 @@ fn similar(text: &str, needle: &str, threshold: f64, idx: &LineIndex) -> Result<
         let mut have = [0u32; BUCKETS];
         let (mut size, mut common) = (0usize, 0usize);
         let add = |l: &str, have: &mut [u32; BUCKETS], size: &mut usize, common: &mut usize| {
-            for c in l.chars().filter(|c| !c.is_whitespace()) {
-                let b = bucket(c);
+            for b in l.bytes().filter(|&b| !is_ws(b)) {
+                let b = usize::from(b);
                 if have[b] < need[b] {
                     *common += 1;
                 }
@@ -318,8 +327,8 @@ fn similar(text: &str, needle: &str, threshold: f64, idx: &LineIndex) -> Result<
             }
         };
         let remove = |l: &str, have: &mut [u32; BUCKETS], size: &mut usize, common: &mut usize| {
-            for c in l.chars().filter(|c| !c.is_whitespace()) {
-                let b = bucket(c);
+            for b in l.bytes().filter(|&b| !is_ws(b)) {
+                let b = usize::from(b);
                 have[b] -= 1;
                 if have[b] < need[b] {
                     *common -= 1;
@@ -361,10 +370,10 @@ fn similar(text: &str, needle: &str, threshold: f64, idx: &LineIndex) -> Result<
 
     let scorer = indel::BatchComparator::new(pat.iter().copied());
     let words_per_char = pat.len().div_ceil(64) as u64;
-    let window_chars = |w: &Window| -> Vec<char> {
+    let window_chars = |w: &Window| -> Vec<u8> {
         (w.first..w.first + w.len)
-            .flat_map(|i| line(i).chars())
-            .filter(|c| !c.is_whitespace())
+            .flat_map(|i| line(i).bytes())
+            .filter(|&b| !is_ws(b))
             .collect()
     };
     let mut spent = 0u64;
@@ -384,10 +393,13 @@ fn similar(text: &str, needle: &str, threshold: f64, idx: &LineIndex) -> Result<
         spent += words_per_char * chars.len() as u64;
         scored += 1;
         if spent > WORD_BUDGET || scored > WINDOW_BUDGET {
-            return Err(LocateError::Budget { windows: scored - 1 });
+            return Err(LocateError::Budget {
+                windows: scored - 1,
+            });
         }
         let args = indel::Args::default().score_cutoff(threshold);
-        let Some(score) = scorer.normalized_similarity_with_args(chars.iter().copied(), &args) else {
+        let Some(score) = scorer.normalized_similarity_with_args(chars.iter().copied(), &args)
+        else {
             continue;
         };
         match accepted.iter().position(|(a, _)| overlaps(a, w)) {
@@ -465,7 +477,10 @@ mod tests {
         // Re-indented multi-line block.
         let text = "if a {\n\tif b {\n\t\tc();\n\t}\n}\n";
         let f = locate(text, "if b {\n    c();\n}", 1.0).unwrap();
-        assert_eq!((f.how, &text[f.start..f.end]), (How::Whitespace, "if b {\n\t\tc();\n\t}"));
+        assert_eq!(
+            (f.how, &text[f.start..f.end]),
+            (How::Whitespace, "if b {\n\t\tc();\n\t}")
+        );
     }
 
     #[test]
@@ -490,7 +505,9 @@ mod tests {
         assert_eq!((f.how, f.line), (How::Fuzzy, 2));
         assert!(f.score > 0.95 && f.score < 1.0, "{}", f.score);
         match locate(text, needle, 0.99) {
-            Err(LocateError::NotFound { closest: Some((s, 2)) }) => assert!(s < 0.99 && s > 0.95),
+            Err(LocateError::NotFound {
+                closest: Some((s, 2)),
+            }) => assert!(s < 0.99 && s > 0.95),
             other => panic!("{other:?}"),
         }
         assert!(matches!(
@@ -508,7 +525,11 @@ mod tests {
     fn ambiguous_fuzzy_names_lines() {
         let text = "let total = compute(a, b);\nx\nlet total = compute(a, c);\n";
         match locate(text, "let total = compute(a, d);", 0.8) {
-            Err(LocateError::Ambiguous { how: How::Fuzzy, lines, .. }) => assert_eq!(lines, vec![1, 3]),
+            Err(LocateError::Ambiguous {
+                how: How::Fuzzy,
+                lines,
+                ..
+            }) => assert_eq!(lines, vec![1, 3]),
             other => panic!("{other:?}"),
         }
     }
@@ -517,7 +538,12 @@ mod tests {
     fn line_count_drift() {
         // old_str lost a line the file has.
         let text = "a\nstart_the_engine();\nmiddle_one_runs();\nmiddle_two_runs();\nfinish_the_job();\nz\n";
-        let f = locate(text, "start_the_engine();\nmiddle_one_runs();\nfinish_the_job();", 0.84).unwrap();
+        let f = locate(
+            text,
+            "start_the_engine();\nmiddle_one_runs();\nfinish_the_job();",
+            0.84,
+        )
+        .unwrap();
         assert_eq!(f.how, How::Fuzzy);
         assert_eq!(
             &text[f.start..f.end],
@@ -539,20 +565,28 @@ mod tests {
         let text = format!("{}x\n", &needle[1..]).repeat(40_000);
         assert!(matches!(
             locate(&text, needle, 0.85),
-            Err(LocateError::Ambiguous { how: How::Fuzzy, .. })
+            Err(LocateError::Ambiguous {
+                how: How::Fuzzy,
+                ..
+            })
         ));
         // Whitespace only, and a long needle.
         assert!(locate(&text, " \n\t ", 0.5).is_err());
         let long = "x".repeat(MAX_FUZZY_CHARS + 1);
         assert_eq!(
             locate("y", &long, 0.5),
-            Err(LocateError::TooLong { max_chars: MAX_FUZZY_CHARS })
+            Err(LocateError::TooLong {
+                max_chars: MAX_FUZZY_CHARS
+            })
         );
         // Periodic text for KMP.
         let text = "ab ".repeat(100_000);
         assert!(matches!(
             locate(&text, "ab  ab", 1.0),
-            Err(LocateError::Ambiguous { how: How::Whitespace, .. })
+            Err(LocateError::Ambiguous {
+                how: How::Whitespace,
+                ..
+            })
         ));
     }
 }

@@ -105,7 +105,10 @@ mod tests {
     fn windows() {
         let t = "1\n2\n3\n4\n";
         let s = slice(t, 1, Some(2));
-        assert_eq!((s.text, s.first_line, s.last_line, s.has_more), ("2\n3\n", 2, 3, true));
+        assert_eq!(
+            (s.text, s.first_line, s.last_line, s.has_more),
+            ("2\n3\n", 2, 3, true)
+        );
         let s = slice(t, 2, None);
         assert_eq!((s.text, s.total_lines, s.has_more), ("3\n4\n", 4, false));
         let s = slice(t, 9, Some(1));

@@ -17,6 +17,9 @@ use std::ops::Range;
 /// Headings kept for one document; past this the document is refused (no real document
 /// comes near it, and the structure of one that does would be no use to a reader).
 pub const MAX_HEADINGS: usize = 100_000;
+/// Bytes of a document parsed for its structure; a larger one is read by lines. Above the
+/// hub's default file limit (16 MiB), and what keeps the parser's first pass bounded.
+pub const MAX_DOC_BYTES: usize = 32 << 20;
 /// Segments in a section path.
 pub const MAX_PATH_SEGMENTS: usize = 64;
 /// Bytes of a heading title kept (longer titles are cut on a character boundary).
@@ -27,8 +30,13 @@ const MAX_TITLE: usize = 256;
 pub enum MdError {
     /// More headings than [`MAX_HEADINGS`].
     TooManyHeadings,
+    /// More bytes than [`MAX_DOC_BYTES`].
+    TooLarge,
     /// No heading matches the path; `known` holds some of the document's heading paths.
-    SectionNotFound { path: String, known: Vec<String> },
+    SectionNotFound {
+        path: String,
+        known: Vec<String>,
+    },
     /// Several headings match the path: `(heading path, line)` of each (at most 10).
     SectionAmbiguous {
         path: String,
@@ -42,6 +50,10 @@ pub enum MdError {
 impl std::fmt::Display for MdError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            MdError::TooLarge => write!(
+                f,
+                "the document is larger than {MAX_DOC_BYTES} bytes; read it by lines (offset/limit)"
+            ),
             MdError::TooManyHeadings => write!(
                 f,
                 "the document has more than {MAX_HEADINGS} headings; read it by lines (offset/limit)"
@@ -194,6 +206,9 @@ impl<'a> Doc<'a> {
     /// Parses `text` once. Linear in its length (pulldown-cmark guards its own worst
     /// cases); refused only past [`MAX_HEADINGS`] headings.
     pub fn parse(text: &'a str) -> Result<Self, MdError> {
+        if text.len() > MAX_DOC_BYTES {
+            return Err(MdError::TooLarge);
+        }
         let lines = LineIndex::new(text);
         let mut headings: Vec<Heading> = Vec::new();
         let mut blocks = Vec::new();
@@ -421,7 +436,11 @@ impl<'a> Doc<'a> {
                 if inherited & (1 << from) == 0 || from + t > k {
                     continue;
                 }
-                if parts.iter().zip(&segs[from..from + t]).all(|(a, b)| eq(a, b)) {
+                if parts
+                    .iter()
+                    .zip(&segs[from..from + t])
+                    .all(|(a, b)| eq(a, b))
+                {
                     own |= 1 << (from + t);
                 }
             }
@@ -460,12 +479,14 @@ impl<'a> Doc<'a> {
                     .map_or(self.text.len(), |h| h.bytes.start),
             ),
         };
+        // Blocks are in document order: the part's are one run of them.
+        let lo = self.blocks.partition_point(|b| b.bytes.start < from);
+        let hi = self.blocks.partition_point(|b| b.bytes.start < to);
         let mut counts = Vec::new();
         for kind in BlockKind::ALL {
-            let n = self
-                .blocks
+            let n = self.blocks[lo..hi]
                 .iter()
-                .filter(|b| b.kind == kind && b.bytes.start >= from && b.bytes.start < to)
+                .filter(|b| b.kind == kind)
                 .count();
             if n > 0 {
                 counts.push((kind, n));
@@ -605,7 +626,10 @@ mod tests {
             Err(MdError::SectionNotFound { .. })
         ));
         assert!(matches!(d.section(" / "), Err(MdError::BadPath(_))));
-        assert_eq!(Doc::parse("x").unwrap().frontmatter_text(), Err(MdError::NoFrontmatter));
+        assert_eq!(
+            Doc::parse("x").unwrap().frontmatter_text(),
+            Err(MdError::NoFrontmatter)
+        );
     }
 
     #[test]

@@ -45,8 +45,16 @@ fn readme_structure() {
     assert_eq!(first.end_line, doc.line_count());
     let fm = doc.frontmatter.as_ref().unwrap();
     assert_eq!((fm.format, fm.start_line, fm.end_line), ("yaml", 1, 7));
-    assert!(doc.frontmatter_text().unwrap().starts_with("title: Lighthouse\n"));
-    assert!(doc.frontmatter_text().unwrap().contains("# hashes and --- dashes"));
+    assert!(
+        doc.frontmatter_text()
+            .unwrap()
+            .starts_with("title: Lighthouse\n")
+    );
+    assert!(
+        doc.frontmatter_text()
+            .unwrap()
+            .contains("# hashes and --- dashes")
+    );
 
     let linux = doc.section("Install/Linux").unwrap();
     assert_eq!(linux.start_line, line(&text, "### Linux"));
@@ -65,12 +73,18 @@ fn readme_structure() {
     assert_eq!(tables.len(), 1);
     assert_eq!(
         (tables[0].start_line, tables[0].end_line),
-        (line(&text, "| key | default | meaning |"), line(&text, "| `interval` | 30s | how often it looks |"))
+        (
+            line(&text, "| key | default | meaning |"),
+            line(&text, "| `interval` | 30s | how often it looks |")
+        )
     );
     // The indented code block is code too.
     let indented = doc.blocks_of(BlockKind::Code, Some(&conf));
     assert_eq!(indented.len(), 1);
-    assert!(doc.slice(&indented[0].bytes).contains("# an indented code block"));
+    assert!(
+        doc.slice(&indented[0].bytes)
+            .contains("# an indented code block")
+    );
     assert_eq!(doc.blocks_of(BlockKind::Html, None).len(), 1);
     // The nested list is one top-level list.
     let started = doc.section("Getting started").unwrap();
@@ -97,12 +111,18 @@ fn changelog_duplicates_are_ambiguous() {
                     "Changelog/[1.1.0] - 2025-11-20/Fixed"
                 ]
             );
-            assert_eq!(candidates[1].1, line(&text, "- Setext headings were misread.") - 1);
+            assert_eq!(
+                candidates[1].1,
+                line(&text, "- Setext headings were misread.") - 1
+            );
         }
         other => panic!("{other:?}"),
     }
     let s = doc.section("[1.1.0] - 2025-11-20/Fixed").unwrap();
-    assert_eq!(doc.slice(&s.bytes), "### Fixed\n- Setext headings were misread.\n\n");
+    assert_eq!(
+        doc.slice(&s.bytes),
+        "### Fixed\n- Setext headings were misread.\n\n"
+    );
     let last = doc.section("[1.0.0] - 2025-06-01").unwrap();
     assert_eq!(last.end_line, doc.line_count());
     match doc.section("Removed") {
@@ -122,16 +142,35 @@ fn toml_front_matter_and_odd_titles() {
     let doc = Doc::parse(&text).unwrap();
     let fm = doc.frontmatter.as_ref().unwrap();
     assert_eq!(fm.format, "toml");
-    assert_eq!(doc.frontmatter_text().unwrap(), "title = \"Operations notes\"\ndraft = false\n");
+    assert_eq!(
+        doc.frontmatter_text().unwrap(),
+        "title = \"Operations notes\"\ndraft = false\n"
+    );
     // Titles are plain text: regex metacharacters mean themselves.
-    let re = doc.section("Regex-looking titles: .* [a-z]+ (x|y) ^$ \\d").unwrap();
-    assert_eq!(re.start_line, line(&text, "## Regex-looking titles: .* [a-z]+ (x|y) ^$ \\d"));
-    assert!(matches!(doc.section("Regex-looking titles: .*"), Err(MdError::SectionNotFound { .. })));
-    assert!(matches!(doc.section(".*"), Err(MdError::SectionNotFound { .. })));
+    let re = doc
+        .section("Regex-looking titles: .* [a-z]+ (x|y) ^$ \\d")
+        .unwrap();
+    assert_eq!(
+        re.start_line,
+        line(&text, "## Regex-looking titles: .* [a-z]+ (x|y) ^$ \\d")
+    );
+    assert!(matches!(
+        doc.section("Regex-looking titles: .*"),
+        Err(MdError::SectionNotFound { .. })
+    ));
+    assert!(matches!(
+        doc.section(".*"),
+        Err(MdError::SectionNotFound { .. })
+    ));
     // A title with a slash, and below it.
     let cpp = doc.section("C++ / Rust notes").unwrap();
     assert_eq!(cpp.start_line, line(&text, "## C++ / Rust notes"));
-    let tables = doc.section("Operations (read me first)/C++/Rust notes/Tables").unwrap();
+    let tables = doc
+        .section("Operations (read me first)/C++/Rust notes/Tables")
+        .unwrap();
     assert_eq!(doc.blocks_of(BlockKind::Table, Some(&tables)).len(), 2);
-    assert_eq!(doc.section("emoji 🚀 LAUNCH").unwrap().end_line, doc.line_count());
+    assert_eq!(
+        doc.section("emoji 🚀 LAUNCH").unwrap().end_line,
+        doc.line_count()
+    );
 }

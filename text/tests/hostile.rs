@@ -3,13 +3,24 @@
 //! Each must answer (or refuse) in bounded work; none may panic.
 
 use nexus_text::fuzzy::{self, LocateError};
-use nexus_text::markdown::{Doc, MAX_HEADINGS, MAX_PATH_SEGMENTS, MdError};
+use nexus_text::markdown::{Doc, MAX_DOC_BYTES, MAX_HEADINGS, MAX_PATH_SEGMENTS, MdError};
 
 #[test]
-fn a_hundred_megabytes_of_headings_is_refused_early() {
+fn a_hundred_megabytes_of_headings_is_refused() {
+    // Refused before the parser's first pass, which would build the whole block tree.
     let text = "## heading\n".repeat(10 << 20);
     assert!(text.len() >= 100 << 20);
+    assert_eq!(Doc::parse(&text).unwrap_err(), MdError::TooLarge);
+    // At the hub's file limit, headings only: parsed, then refused past the heading cap.
+    let text = "## heading\n".repeat((16 << 20) / 11);
+    assert!(text.len() <= MAX_DOC_BYTES);
     assert_eq!(Doc::parse(&text).unwrap_err(), MdError::TooManyHeadings);
+    // Just under the cap: every heading, every section closed.
+    let text = "# h\n".repeat(MAX_HEADINGS);
+    let doc = Doc::parse(&text).unwrap();
+    assert_eq!(doc.headings.len(), MAX_HEADINGS);
+    assert_eq!(doc.headings[MAX_HEADINGS - 1].end_line, MAX_HEADINGS);
+    assert!(doc.outline(5).contains("99995 more headings"));
 }
 
 #[test]
@@ -24,8 +35,14 @@ fn many_identical_nested_titles_match_in_one_pass() {
     let doc = Doc::parse(&text).unwrap();
     assert_eq!(doc.headings.len(), 60_000);
     let path = vec!["a"; MAX_PATH_SEGMENTS].join("/");
-    assert!(matches!(doc.section(&path), Err(MdError::SectionNotFound { .. })));
-    assert!(matches!(doc.section("a/a/a/a/a/a"), Err(MdError::SectionAmbiguous { .. })));
+    assert!(matches!(
+        doc.section(&path),
+        Err(MdError::SectionNotFound { .. })
+    ));
+    assert!(matches!(
+        doc.section("a/a/a/a/a/a"),
+        Err(MdError::SectionAmbiguous { .. })
+    ));
     let longer = vec!["a"; MAX_PATH_SEGMENTS + 1].join("/");
     assert!(matches!(doc.section(&longer), Err(MdError::BadPath(_))));
     assert!(doc.outline(10).contains("59990 more headings"));

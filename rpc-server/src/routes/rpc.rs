@@ -393,6 +393,7 @@ async fn dispatch(
         Method::Rename => to_value(f.rename(&a, params(p)?).await?),
         Method::Glob => to_value(f.glob(&a, params(p)?).await?),
         Method::Grep => to_value(f.grep(id.key_id, &a, params(p)?).await?),
+        Method::MdStructure => to_value(f.md_structure(&a, params(p)?).await?),
         Method::Whoami => {
             let _: EmptyParams = params(p)?;
             let v = &a.view;
