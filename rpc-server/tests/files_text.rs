@@ -336,7 +336,7 @@ async fn tolerant_edits() {
     assert_eq!(e["matches"][0]["how"], json!("fuzzy"));
     assert_eq!(e["matches"][0]["line"], json!(1));
     let score = e["matches"][0]["score"].as_f64().expect("score");
-    assert!(score >= 0.85 && score < 1.0, "{e}");
+    assert!((0.85..1.0).contains(&score), "{e}");
     assert!(
         z.text(p)
             .await

@@ -468,15 +468,16 @@ mod tests {
     #[test]
     fn whitespace_drift() {
         let text = "fn main() {\n    let x = 1;\n    let  y =\t2;\n}\n";
-        let (out, f) = apply(text, "let y = 2;", "let y = 3;", 0.85).unwrap();
+        let (out, f) = apply(text, "let y = 2;", "let y = 3;", 0.85).expect("succeeds");
         assert_eq!(out, "fn main() {\n    let x = 1;\n    let y = 3;\n}\n");
         assert_eq!((f.how, f.line), (How::Whitespace, 3));
         // Indentation and the trailing newline in old_str are taken along.
-        let (out, _) = apply(text, "  let x = 1;\n  let y = 2;\n", "    done();\n", 0.85).unwrap();
+        let (out, _) =
+            apply(text, "  let x = 1;\n  let y = 2;\n", "    done();\n", 0.85).expect("succeeds");
         assert_eq!(out, "fn main() {\n    done();\n}\n");
         // Re-indented multi-line block.
         let text = "if a {\n\tif b {\n\t\tc();\n\t}\n}\n";
-        let f = locate(text, "if b {\n    c();\n}", 1.0).unwrap();
+        let f = locate(text, "if b {\n    c();\n}", 1.0).expect("succeeds");
         assert_eq!(
             (f.how, &text[f.start..f.end]),
             (How::Whitespace, "if b {\n\t\tc();\n\t}")
@@ -485,7 +486,7 @@ mod tests {
 
     #[test]
     fn ambiguous_whitespace() {
-        let e = locate("a  b\nx\na\tb\n", "a b", 0.85).unwrap_err();
+        let e = locate("a  b\nx\na\tb\n", "a b", 0.85).expect_err("refused");
         assert_eq!(
             e,
             LocateError::Ambiguous {
@@ -500,7 +501,7 @@ mod tests {
     fn near_miss_over_and_under() {
         let text = "alpha\nfn compute_total(items: &[Item]) -> u64 {\n    items.iter().map(|i| i.price).sum()\n}\nomega\n";
         let needle = "fn compute_totl(items: &[Item]) -> u64 {\n    items.iter().map(|i| i.prices).sum()\n}\n";
-        let (out, f) = apply(text, needle, "fn f() {}\n", 0.85).unwrap();
+        let (out, f) = apply(text, needle, "fn f() {}\n", 0.85).expect("succeeds");
         assert_eq!(out, "alpha\nfn f() {}\nomega\n");
         assert_eq!((f.how, f.line), (How::Fuzzy, 2));
         assert!(f.score > 0.95 && f.score < 1.0, "{}", f.score);
@@ -543,7 +544,7 @@ mod tests {
             "start_the_engine();\nmiddle_one_runs();\nfinish_the_job();",
             0.84,
         )
-        .unwrap();
+        .expect("succeeds");
         assert_eq!(f.how, How::Fuzzy);
         assert_eq!(
             &text[f.start..f.end],

@@ -578,7 +578,7 @@ mod tests {
 
     #[test]
     fn headings_lines_and_paths() {
-        let d = Doc::parse(DOC).unwrap();
+        let d = Doc::parse(DOC).expect("parses");
         let got: Vec<(u8, &str, usize, usize)> = d
             .headings
             .iter()
@@ -595,13 +595,19 @@ mod tests {
             ]
         );
         assert_eq!(d.path_of(2), "Demo/Install/Linux");
-        let s = d.section("Install/Linux").unwrap();
+        let s = d.section("Install/Linux").expect("section");
         assert_eq!((s.start_line, s.end_line), (14, 20));
         assert!(d.slice(&s.bytes).starts_with("### Linux\n"));
         assert!(d.slice(&s.bytes).contains("# not a heading"));
-        assert_eq!(d.section("demo/install/macos").unwrap().start_line, 21);
-        assert_eq!(d.frontmatter_text().unwrap(), "title: Demo\ntags: [a, b]\n");
-        let fm = d.frontmatter.as_ref().unwrap();
+        assert_eq!(
+            d.section("demo/install/macos").expect("section").start_line,
+            21
+        );
+        assert_eq!(
+            d.frontmatter_text().expect("front matter"),
+            "title: Demo\ntags: [a, b]\n"
+        );
+        let fm = d.frontmatter.as_ref().expect("front matter");
         assert_eq!((fm.start_line, fm.end_line, fm.format), (1, 4, "yaml"));
         let code = d.blocks_of(BlockKind::Code, Some(&s));
         assert_eq!(code.len(), 1);
@@ -612,7 +618,7 @@ mod tests {
 
     #[test]
     fn missing_and_ambiguous() {
-        let d = Doc::parse("# A\n## Usage\n# B\n## Usage\n").unwrap();
+        let d = Doc::parse("# A\n## Usage\n# B\n## Usage\n").expect("parses");
         match d.section("Usage") {
             Err(MdError::SectionAmbiguous { candidates, .. }) => assert_eq!(
                 candidates,
@@ -620,23 +626,26 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
-        assert_eq!(d.section("B/Usage").unwrap().start_line, 4);
+        assert_eq!(d.section("B/Usage").expect("section").start_line, 4);
         assert!(matches!(
             d.section("C"),
             Err(MdError::SectionNotFound { .. })
         ));
         assert!(matches!(d.section(" / "), Err(MdError::BadPath(_))));
         assert_eq!(
-            Doc::parse("x").unwrap().frontmatter_text(),
+            Doc::parse("x").expect("parses").frontmatter_text(),
             Err(MdError::NoFrontmatter)
         );
     }
 
     #[test]
     fn titles_with_slashes_and_markup() {
-        let d = Doc::parse("# CI/CD\n## **Bold** `code`  here\ntext\n").unwrap();
+        let d = Doc::parse("# CI/CD\n## **Bold** `code`  here\ntext\n").expect("parses");
         assert_eq!(d.headings[1].title, "Bold code here");
-        assert_eq!(d.section("CI/CD").unwrap().start_line, 1);
-        assert_eq!(d.section("CI/CD/Bold code here").unwrap().end_line, 3);
+        assert_eq!(d.section("CI/CD").expect("section").start_line, 1);
+        assert_eq!(
+            d.section("CI/CD/Bold code here").expect("section").end_line,
+            3
+        );
     }
 }

@@ -21,7 +21,7 @@ fn line(text: &str, line: &str) -> usize {
 #[test]
 fn readme_structure() {
     let text = corpus("project-readme.md");
-    let doc = Doc::parse(&text).unwrap();
+    let doc = Doc::parse(&text).expect("parses");
     let titles: Vec<(u8, &str)> = doc
         .headings
         .iter()
@@ -43,32 +43,38 @@ fn readme_structure() {
     let first = &doc.headings[0];
     assert_eq!(first.start_line, line(&text, "Lighthouse"));
     assert_eq!(first.end_line, doc.line_count());
-    let fm = doc.frontmatter.as_ref().unwrap();
+    let fm = doc.frontmatter.as_ref().expect("front matter");
     assert_eq!((fm.format, fm.start_line, fm.end_line), ("yaml", 1, 7));
     assert!(
         doc.frontmatter_text()
-            .unwrap()
+            .expect("succeeds")
             .starts_with("title: Lighthouse\n")
     );
     assert!(
         doc.frontmatter_text()
-            .unwrap()
+            .expect("succeeds")
             .contains("# hashes and --- dashes")
     );
 
-    let linux = doc.section("Install/Linux").unwrap();
+    let linux = doc.section("Install/Linux").expect("section");
     assert_eq!(linux.start_line, line(&text, "### Linux"));
     assert_eq!(linux.end_line, line(&text, "### macOS") - 1);
     let body = doc.slice(&linux.bytes);
     assert!(body.starts_with("### Linux\n") && body.contains("## neither is this"));
-    assert_eq!(doc.section("Lighthouse/Install/Linux").unwrap(), linux);
+    assert_eq!(
+        doc.section("Lighthouse/Install/Linux").expect("section"),
+        linux
+    );
 
-    let code = doc.blocks_of(BlockKind::Code, Some(&doc.section("Install").unwrap()));
+    let code = doc.blocks_of(
+        BlockKind::Code,
+        Some(&doc.section("Install").expect("section")),
+    );
     assert_eq!(code.len(), 2);
     assert_eq!(code[0].language.as_deref(), Some("bash"));
     assert_eq!(code[0].start_line, line(&text, "```bash"));
     assert_eq!(code[1].language.as_deref(), Some("sh"));
-    let conf = doc.section("Configuration").unwrap();
+    let conf = doc.section("Configuration").expect("section");
     let tables = doc.blocks_of(BlockKind::Table, Some(&conf));
     assert_eq!(tables.len(), 1);
     assert_eq!(
@@ -87,7 +93,7 @@ fn readme_structure() {
     );
     assert_eq!(doc.blocks_of(BlockKind::Html, None).len(), 1);
     // The nested list is one top-level list.
-    let started = doc.section("Getting started").unwrap();
+    let started = doc.section("Getting started").expect("section");
     assert_eq!(doc.blocks_of(BlockKind::List, Some(&started)).len(), 1);
 
     let outline = doc.outline(100);
@@ -100,7 +106,7 @@ fn readme_structure() {
 #[test]
 fn changelog_duplicates_are_ambiguous() {
     let text = corpus("changelog.md");
-    let doc = Doc::parse(&text).unwrap();
+    let doc = Doc::parse(&text).expect("parses");
     match doc.section("Fixed") {
         Err(MdError::SectionAmbiguous { candidates, .. }) => {
             let paths: Vec<&str> = candidates.iter().map(|(p, _)| p.as_str()).collect();
@@ -118,12 +124,12 @@ fn changelog_duplicates_are_ambiguous() {
         }
         other => panic!("{other:?}"),
     }
-    let s = doc.section("[1.1.0] - 2025-11-20/Fixed").unwrap();
+    let s = doc.section("[1.1.0] - 2025-11-20/Fixed").expect("section");
     assert_eq!(
         doc.slice(&s.bytes),
         "### Fixed\n- Setext headings were misread.\n\n"
     );
-    let last = doc.section("[1.0.0] - 2025-06-01").unwrap();
+    let last = doc.section("[1.0.0] - 2025-06-01").expect("section");
     assert_eq!(last.end_line, doc.line_count());
     match doc.section("Removed") {
         Err(e @ MdError::SectionNotFound { .. }) => {
@@ -139,17 +145,17 @@ fn changelog_duplicates_are_ambiguous() {
 #[test]
 fn toml_front_matter_and_odd_titles() {
     let text = corpus("notes-toml.md");
-    let doc = Doc::parse(&text).unwrap();
-    let fm = doc.frontmatter.as_ref().unwrap();
+    let doc = Doc::parse(&text).expect("parses");
+    let fm = doc.frontmatter.as_ref().expect("front matter");
     assert_eq!(fm.format, "toml");
     assert_eq!(
-        doc.frontmatter_text().unwrap(),
+        doc.frontmatter_text().expect("front matter"),
         "title = \"Operations notes\"\ndraft = false\n"
     );
     // Titles are plain text: regex metacharacters mean themselves.
     let re = doc
         .section("Regex-looking titles: .* [a-z]+ (x|y) ^$ \\d")
-        .unwrap();
+        .expect("section");
     assert_eq!(
         re.start_line,
         line(&text, "## Regex-looking titles: .* [a-z]+ (x|y) ^$ \\d")
@@ -163,14 +169,14 @@ fn toml_front_matter_and_odd_titles() {
         Err(MdError::SectionNotFound { .. })
     ));
     // A title with a slash, and below it.
-    let cpp = doc.section("C++ / Rust notes").unwrap();
+    let cpp = doc.section("C++ / Rust notes").expect("section");
     assert_eq!(cpp.start_line, line(&text, "## C++ / Rust notes"));
     let tables = doc
         .section("Operations (read me first)/C++/Rust notes/Tables")
-        .unwrap();
+        .expect("section");
     assert_eq!(doc.blocks_of(BlockKind::Table, Some(&tables)).len(), 2);
     assert_eq!(
-        doc.section("emoji 🚀 LAUNCH").unwrap().end_line,
+        doc.section("emoji 🚀 LAUNCH").expect("section").end_line,
         doc.line_count()
     );
 }

@@ -10,14 +10,17 @@ fn a_hundred_megabytes_of_headings_is_refused() {
     // Refused before the parser's first pass, which would build the whole block tree.
     let text = "## heading\n".repeat(10 << 20);
     assert!(text.len() >= 100 << 20);
-    assert_eq!(Doc::parse(&text).unwrap_err(), MdError::TooLarge);
+    assert_eq!(Doc::parse(&text).expect_err("refused"), MdError::TooLarge);
     // At the hub's file limit, headings only: parsed, then refused past the heading cap.
     let text = "## heading\n".repeat((16 << 20) / 11);
     assert!(text.len() <= MAX_DOC_BYTES);
-    assert_eq!(Doc::parse(&text).unwrap_err(), MdError::TooManyHeadings);
+    assert_eq!(
+        Doc::parse(&text).expect_err("refused"),
+        MdError::TooManyHeadings
+    );
     // Just under the cap: every heading, every section closed.
     let text = "# h\n".repeat(MAX_HEADINGS);
-    let doc = Doc::parse(&text).unwrap();
+    let doc = Doc::parse(&text).expect("parses");
     assert_eq!(doc.headings.len(), MAX_HEADINGS);
     assert_eq!(doc.headings[MAX_HEADINGS - 1].end_line, MAX_HEADINGS);
     assert!(doc.outline(5).contains("99995 more headings"));
@@ -32,7 +35,7 @@ fn many_identical_nested_titles_match_in_one_pass() {
         text.push_str(&"#".repeat(i % 6 + 1));
         text.push_str(" a\n");
     }
-    let doc = Doc::parse(&text).unwrap();
+    let doc = Doc::parse(&text).expect("parses");
     assert_eq!(doc.headings.len(), 60_000);
     let path = vec!["a"; MAX_PATH_SEGMENTS].join("/");
     assert!(matches!(
@@ -46,14 +49,14 @@ fn many_identical_nested_titles_match_in_one_pass() {
     let longer = vec!["a"; MAX_PATH_SEGMENTS + 1].join("/");
     assert!(matches!(doc.section(&longer), Err(MdError::BadPath(_))));
     assert!(doc.outline(10).contains("59990 more headings"));
-    assert!(MAX_HEADINGS > 60_000);
+    const { assert!(MAX_HEADINGS > 60_000) };
 }
 
 #[test]
 fn regex_metacharacters_are_plain_text() {
-    let doc = Doc::parse("# (a+)+$\n\nx\n\n# [\\d\n\ny\n").unwrap();
-    assert_eq!(doc.section("(a+)+$").unwrap().start_line, 1);
-    assert_eq!(doc.section("[\\d").unwrap().start_line, 5);
+    let doc = Doc::parse("# (a+)+$\n\nx\n\n# [\\d\n\ny\n").expect("parses");
+    assert_eq!(doc.section("(a+)+$").expect("section").start_line, 1);
+    assert_eq!(doc.section("[\\d").expect("section").start_line, 5);
     for p in ["(a+)+", ".*", "[", "\\", "*?", "^", "(?i)A"] {
         assert!(doc.section(p).is_err(), "{p}");
     }
@@ -72,7 +75,7 @@ fn parser_torture_is_linear() {
         "---\n".to_string() + &"k: v\n".repeat(100_000),
     ];
     for text in &cases {
-        let doc = Doc::parse(text).unwrap();
+        let doc = Doc::parse(text).expect("parses");
         let _ = doc.outline(100);
         let _ = doc.section("deep");
     }

@@ -215,14 +215,15 @@ mod tests {
 
     #[test]
     fn selections() {
-        let s = select("/a.md", DOC, &read(Some("B"), None, Some(2), Some(2))).unwrap();
+        let s = select("/a.md", DOC, &read(Some("B"), None, Some(2), Some(2))).expect("succeeds");
         assert_eq!(s.content, "b1\nb2\n");
         assert_eq!(
             (s.start_line, s.end_line, s.total_lines),
             (Some(9), Some(10), 8)
         );
         assert_eq!((s.has_more, s.next_offset), (true, Some(4)));
-        let s = select("/a.md", DOC, &read(None, Some(BlockType::Code), None, None)).unwrap();
+        let s =
+            select("/a.md", DOC, &read(None, Some(BlockType::Code), None, None)).expect("succeeds");
         assert_eq!(s.content, "```\nx\n```\n\n```rs\ny\n```\n");
         assert_eq!(s.start_line, None);
         let s = select(
@@ -230,7 +231,7 @@ mod tests {
             DOC,
             &read(Some("A/B"), Some(BlockType::Code), None, None),
         )
-        .unwrap();
+        .expect("succeeds");
         assert_eq!(
             (s.content.as_str(), s.start_line),
             ("```rs\ny\n```\n", Some(12))
@@ -240,16 +241,16 @@ mod tests {
             DOC,
             &read(Some("A"), Some(BlockType::Table), None, None),
         )
-        .unwrap_err();
+        .expect_err("refused");
         assert_eq!(e.message, "no tables in section \"A\" of /a.md");
-        let e = select("/a.md", DOC, &read(Some("C"), None, None, None)).unwrap_err();
+        let e = select("/a.md", DOC, &read(Some("C"), None, None, None)).expect_err("refused");
         assert!(
             e.message
                 .starts_with("/a.md: no section \"C\"; headings include: A, A/B"),
             "{}",
             e.message
         );
-        let s = select("/a.md", DOC, &read(None, None, Some(99), Some(1))).unwrap();
+        let s = select("/a.md", DOC, &read(None, None, Some(99), Some(1))).expect("succeeds");
         assert_eq!(
             (s.content.as_str(), s.has_more, s.start_line),
             ("", false, None)

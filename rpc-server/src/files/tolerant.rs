@@ -145,7 +145,7 @@ mod tests {
             1 << 20,
             "/f",
         )
-        .unwrap();
+        .expect("succeeds");
         assert_eq!(got.text, "a\n    let x = 2;\nB\nc\n");
         assert_eq!(got.replacements, 2);
         assert_eq!(
@@ -160,9 +160,9 @@ mod tests {
             "{}",
             got.diff
         );
-        let e = apply(text, &[op("let x = 1;", "y")], 1.0, 1 << 20, "/f").unwrap_err();
+        let e = apply(text, &[op("let x = 1;", "y")], 1.0, 1 << 20, "/f").expect_err("refused");
         assert_eq!(e.message, "edit 1: old_str not found in /f");
-        let e = apply(text, &[op("zzz", "y")], 0.85, 1 << 20, "/f").unwrap_err();
+        let e = apply(text, &[op("zzz", "y")], 0.85, 1 << 20, "/f").expect_err("refused");
         assert!(
             e.message
                 .starts_with("edit 1: old_str not found in /f exactly; "),
@@ -170,9 +170,10 @@ mod tests {
             e.message
         );
         // The size bound holds for tolerant matches too.
-        let e = apply(text, &[op("let x = 1;", &"y".repeat(64))], 0.85, 32, "/f").unwrap_err();
+        let e =
+            apply(text, &[op("let x = 1;", &"y".repeat(64))], 0.85, 32, "/f").expect_err("refused");
         assert_eq!(e.kind(), Some(ErrorCode::TooLarge));
         assert!(threshold(Some(0.2)).is_err() && threshold(Some(f64::NAN)).is_err());
-        assert_eq!(threshold(None).unwrap(), 0.85);
+        assert_eq!(threshold(None).expect("succeeds"), 0.85);
     }
 }
