@@ -27,12 +27,13 @@ COPY providers/Cargo.toml providers/
 COPY blobs/Cargo.toml blobs/
 COPY bus/Cargo.toml bus/
 COPY cluster/Cargo.toml cluster/
+COPY text/Cargo.toml text/
 COPY rpc-server/Cargo.toml rpc-server/
 COPY mcp-frontend/Cargo.toml mcp-frontend/
 COPY hub-cli/Cargo.toml hub-cli/
 COPY bench/Cargo.toml bench/
 RUN set -eux; \
-    for crate in wire authz serve providers blobs bus cluster rpc-server mcp-frontend hub-cli bench; do \
+    for crate in wire authz serve providers blobs bus cluster text rpc-server mcp-frontend hub-cli bench; do \
         mkdir -p "$crate/src"; \
         echo '// dependency-cache stub' > "$crate/src/lib.rs"; \
     done; \
@@ -41,7 +42,7 @@ RUN set -eux; \
     echo 'fn main() {}' > hub-cli/src/main.rs; \
     cargo build --release --locked --bin nexus --bin nexusd; \
     cargo build --release --locked -p mcp-frontend --bin nexus-mcp; \
-    rm -rf wire authz serve providers blobs bus cluster rpc-server mcp-frontend hub-cli bench
+    rm -rf wire authz serve providers blobs bus cluster text rpc-server mcp-frontend hub-cli bench
 
 # 2. The real sources. Migrations are embedded at compile time (sqlx::migrate!).
 COPY wire wire
@@ -51,6 +52,7 @@ COPY providers providers
 COPY blobs blobs
 COPY bus bus
 COPY cluster cluster
+COPY text text
 COPY rpc-server rpc-server
 COPY mcp-frontend mcp-frontend
 COPY hub-cli hub-cli

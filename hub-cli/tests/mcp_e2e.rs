@@ -13,7 +13,7 @@ use common::{
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
-const FILE_TOOLS: [&str; 13] = [
+const FILE_TOOLS: [&str; 14] = [
     "nexus_read_file",
     "nexus_write_file",
     "nexus_edit_file",
@@ -27,6 +27,7 @@ const FILE_TOOLS: [&str; 13] = [
     "nexus_grep",
     "nexus_semantic_search",
     "nexus_whoami",
+    "nexus_md_structure",
 ];
 
 const ADMIN_TOOLS: [&str; 14] = [
@@ -86,6 +87,7 @@ async fn check_catalogue(c: &Client, admin: bool, who: &str) {
             "nexus_grep",
             "nexus_semantic_search",
             "nexus_whoami",
+            "nexus_md_structure",
             "nexus_hub_token_list",
             "nexus_hub_status",
             "nexus_hub_user_list",

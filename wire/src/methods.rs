@@ -87,6 +87,7 @@ methods! {
     Grep = "grep", File;
     Search = "search", File;
     Whoami = "whoami", File;
+    MdStructure = "md_structure", File;
     TokenCreate = "hub_admin_token_create", Admin;
     TokenList = "hub_admin_token_list", Admin;
     TokenRevoke = "hub_admin_token_revoke", Admin;
@@ -187,7 +188,7 @@ pub const fn rpc_path(m: Method) -> &'static str {
 }
 
 /// The names of the file methods (and `whoami`), for code that holds method names as text.
-pub const FILE_METHODS: &[&str] = &Method::names_of::<13>(MethodKind::File);
+pub const FILE_METHODS: &[&str] = &Method::names_of::<14>(MethodKind::File);
 /// The names of the admin methods.
 pub const ADMIN_METHODS: &[&str] = &Method::names_of::<13>(MethodKind::Admin);
 /// The names of the ReBAC methods.
@@ -234,15 +235,48 @@ pub enum Encoding {
     Base64,
 }
 
+/// The markdown blocks a read can be narrowed to: code (fenced and indented code blocks,
+/// fences included) or table (pipe tables).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum BlockType {
+    Code,
+    Table,
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ReadParams {
     #[cfg_attr(feature = "schema", schemars(description = doc::PATH))]
     pub path: String,
-    /// utf-8 for text; base64 for binary files
+    /// utf-8 for text; base64 for binary files (base64 takes no section, block_type, offset or limit)
     #[serde(default)]
     pub encoding: Encoding,
+    /// Markdown only: a heading path such as "Install/Linux" (titles joined by '/', the first anywhere, each next one below the previous) returns that heading's whole section; "*" returns the outline (headings with lines and token estimates); "frontmatter" returns the front matter without its fences. A section that is not there is an error listing headings, never the whole file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section: Option<String>,
+    /// Markdown only: return just the code blocks (fences included) or the tables, of the section if one is given, else of the file, separated by blank lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_type: Option<BlockType>,
+    /// Lines to skip before the first line returned (0 = from the start), counted in what section/block_type selected; page with next_offset
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<usize>,
+    /// Most lines to return (no limit: to the end)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+impl ReadParams {
+    /// Whether the read selects part of the text (lines, a section or blocks) rather than
+    /// the whole file.
+    pub fn is_partial(&self) -> bool {
+        self.section.is_some()
+            || self.block_type.is_some()
+            || self.offset.is_some()
+            || self.limit.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -250,8 +284,85 @@ pub struct ReadResult {
     pub path: String,
     pub content: String,
     pub encoding: Encoding,
+    /// The whole file's size and content id (usable as if_match), whatever part was read.
     pub size: u64,
     pub content_id: String,
+    /// For partial reads: lines in what section/block_type selected (the whole file if
+    /// neither), the 1-based first and last line of `content` in the file (0 when none
+    /// is), and where the next page starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_lines: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_line: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_line: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub has_more: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct MdStructureParams {
+    #[cfg_attr(feature = "schema", schemars(description = doc::PATH))]
+    pub path: String,
+}
+
+/// Lines of a part of a markdown document, 1-based and inclusive.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MdFrontmatter {
+    /// `yaml` (`---` fences) or `toml` (`+++`)
+    pub format: String,
+    pub start_line: usize,
+    pub end_line: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MdHeading {
+    pub level: u8,
+    pub title: String,
+    /// The heading path to pass as `section` to read
+    pub path: String,
+    /// The whole section's lines, subsections included
+    pub start_line: usize,
+    pub end_line: usize,
+    /// Estimated tokens of the whole section (about 4 characters each)
+    pub tokens: usize,
+    /// Blocks in the section's own part (before its first subsection), by type
+    #[serde(default)]
+    pub blocks: std::collections::BTreeMap<String, usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MdBlock {
+    /// `code`, `table` or `html`
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub start_line: usize,
+    pub end_line: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MdStructureResult {
+    pub path: String,
+    pub content_id: String,
+    pub total_lines: usize,
+    pub tokens: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frontmatter: Option<MdFrontmatter>,
+    pub headings: Vec<MdHeading>,
+    /// Code, table and HTML blocks wherever they are
+    pub blocks: Vec<MdBlock>,
+    /// Blocks before the first heading, by type
+    #[serde(default)]
+    pub preamble_blocks: std::collections::BTreeMap<String, usize>,
+    /// Headings or blocks were left out past the listing limit
+    #[serde(default)]
+    pub truncated: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -304,14 +415,52 @@ pub struct EditParams {
     /// Expected current content_id
     #[serde(default)]
     pub if_match: Option<String>,
+    /// When an old_str (without replace_all) is not in the file exactly: first it is matched ignoring whitespace differences, then against windows of whole lines by similarity (0-1, LCS ratio of the non-whitespace characters); the one place scoring at least this is replaced. Several places is an error naming their lines. 1 turns both off (exact only). Default 0.85, at least 0.5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0.5, max = 1.0)))]
+    pub fuzzy_threshold: Option<f64>,
+    /// Return the unified diff of the edits without writing anything
+    #[serde(default)]
+    pub preview: bool,
+}
+
+impl EditParams {
+    pub const DEFAULT_FUZZY_THRESHOLD: f64 = 0.85;
+}
+
+/// How one edit found its old_str.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EditMatch {
+    /// The edit's position in `edits`, from 1
+    pub edit: usize,
+    /// `exact`, `whitespace` (equal but for whitespace) or `fuzzy` (similar)
+    pub how: String,
+    /// 1-based line of the (first) match in the text the edit applied to
+    pub line: usize,
+    /// 1 for exact and whitespace matches; the similarity for fuzzy ones
+    pub score: f64,
+    /// Places replaced
+    pub count: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EditResult {
     pub path: String,
+    /// Size and content id of the file after the call (unchanged by a preview)
     pub size: u64,
     pub content_id: String,
     pub replacements: u64,
+    /// Unified diff of the change (cut past 256 KiB, with diff_truncated set)
+    #[serde(default)]
+    pub diff: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub diff_truncated: bool,
+    /// How each edit matched
+    #[serde(default)]
+    pub matches: Vec<EditMatch>,
+    /// Nothing was written
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub preview: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

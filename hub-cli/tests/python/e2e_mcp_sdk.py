@@ -8,7 +8,8 @@
 With a single-zone token, in both eras (a legacy `initialize` session and the stateless
 2026 era through `ClientSession.discover`): list_tools (nexus_read_file is there), write a
 file and read it back (under $NEXUS_SDK_PREFIX when set: a multi-zone token names its
-zone, e.g. /zone/eng); with a wrong token every HTTP response the SDK receives is a 401
+zone, e.g. /zone/eng), then the text tools (markdown section, block_type, a paged read,
+nexus_md_structure, edits with preview, whitespace and fuzzy matching); with a wrong token every HTTP response the SDK receives is a 401
 with a `WWW-Authenticate: Bearer resource_metadata=…` challenge (checked on the responses
 themselves, not on error text). An SDK without `discover` is a failure, not a skip.
 Exit 0 when every check passes; any failure prints one line and exits 1.
@@ -110,6 +111,7 @@ async def exercise(
             assert is_error(e), f"{era}: reading a missing file should be a tool error"
 
             await search_tools(session, era, path)
+            await text_tools(session, era, f"{prefix}/python-sdk/{era}-{uuid.uuid4().hex[:8]}-guide.md")
 
 
 async def search_tools(session: ClientSession, era: str, path: str) -> None:
@@ -142,6 +144,52 @@ async def search_tools(session: ClientSession, era: str, path: str) -> None:
     s = await call("nexus_semantic_search", {"query": f"python sdk {era}", "path": path, "search_mode": "semantic"})
     assert [h["path"] for h in s["items"]] == [path], f"{era}: search: {s}"
     assert s["semantic_degraded"] is True and s["search_mode"] == "keyword", f"{era}: search: {s}"
+
+
+
+GUIDE = "# Guide\n\n## Install\n\n```sh\n# not a heading\nmake\n```\n\n## Use\n\nrun it\n"
+
+
+async def text_tools(session, era: str, path: str) -> None:
+    """Markdown sections and blocks, paging, nexus_md_structure, fuzzy edit with preview."""
+    w = await session.call_tool("nexus_write_file", {"path": path, "content": GUIDE})
+    assert not is_error(w), f"{era}: write failed: {text_of(w)}"
+
+    async def read(**args) -> str:
+        r = await session.call_tool("nexus_read_file", {"path": path, **args})
+        assert not is_error(r), f"{era}: read {args} failed: {text_of(r)}"
+        return r
+
+    r = await read(section="Install")
+    assert text_of(r) == "## Install\n\n```sh\n# not a heading\nmake\n```\n\n", f"{era}: section {text_of(r)!r}"
+    r = await read(block_type="code")
+    assert text_of(r) == "```sh\n# not a heading\nmake\n```\n", f"{era}: code {text_of(r)!r}"
+    r = await read(offset=0, limit=2)
+    texts = [getattr(c, "text", "") for c in r.content]
+    assert texts == ["# Guide\n\n", "[12 lines in all; more follow: read again with offset=2]"], f"{era}: page {texts!r}"
+    r = await session.call_tool("nexus_read_file", {"path": path, "section": "Missing"})
+    assert is_error(r) and "no section" in text_of(r), f"{era}: missing section: {text_of(r)!r}"
+
+    s = await session.call_tool("nexus_md_structure", {"path": path})
+    assert not is_error(s), f"{era}: md_structure failed: {text_of(s)}"
+    structure = json.loads(text_of(s))
+    paths = [h["path"] for h in structure["headings"]]
+    assert paths == ["Guide", "Guide/Install", "Guide/Use"], f"{era}: headings {paths}"
+
+    edit = {"path": path, "edits": [{"old_str": "run  it", "new_str": "run it twice"}]}
+    p = await session.call_tool("nexus_edit_file", {**edit, "preview": True})
+    assert not is_error(p), f"{era}: preview failed: {text_of(p)}"
+    preview = json.loads(text_of(p))
+    assert preview["preview"] is True and "+run it twice" in preview["diff"], f"{era}: preview {preview}"
+    assert text_of(await read()) == GUIDE, f"{era}: a preview wrote"
+    e = await session.call_tool("nexus_edit_file", {**edit, "fuzzy_threshold": 0.9})
+    assert not is_error(e), f"{era}: edit failed: {text_of(e)}"
+    done = json.loads(text_of(e))
+    assert done["matches"][0]["how"] == "whitespace" and done["diff"], f"{era}: edit {done}"
+    n = await session.call_tool("nexus_edit_file", {"path": path, "edits": [{"old_str": "## Usee\n\nrun it twise", "new_str": "## Use\n\nrun it"}]})
+    assert not is_error(n), f"{era}: fuzzy edit failed: {text_of(n)}"
+    assert json.loads(text_of(n))["matches"][0]["how"] == "fuzzy", f"{era}: {text_of(n)}"
+    assert text_of(await read()) == GUIDE, f"{era}: fuzzy edit did not restore the text"
 
 
 async def bad_token_is_refused(url: str, era: str) -> None:

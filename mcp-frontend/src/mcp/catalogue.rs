@@ -107,8 +107,25 @@ pub static TOOLS: &[ToolSpec] = &[
         destr = false,
         idem = true,
         "Read file",
-        "Read a file. Returns its text (or base64 with encoding=base64). Use nexus_file_info for its content_id.",
+        "Read a file. Returns its text (or base64 with encoding=base64), up to the server's file size limit (16 MiB by default). \
+For large files read a window of lines with offset/limit: when more lines follow, a second text block says so and gives the next offset. \
+Markdown: section=\"*\" returns the outline (headings with their lines and token estimates), section=\"Install/Linux\" one heading's whole section, \
+section=\"frontmatter\" the front matter; block_type=code|table only those blocks (of the section, or the file); offset/limit then page within that. \
+A missing section is an error listing headings. Use nexus_file_info for the content_id to pass as if_match.",
         ReadParams
+    ),
+    tool!(
+        "nexus_md_structure",
+        "md_structure",
+        admin = false,
+        ro = true,
+        destr = false,
+        idem = true,
+        "Markdown structure",
+        "Outline of a markdown file as JSON: every heading (level, title, path to pass as section to nexus_read_file, start_line/end_line of its whole section, \
+estimated tokens, block counts of its own part), code/table/HTML blocks with their lines and languages, front matter lines, total lines and tokens. \
+Lists at most 2000 headings and 2000 blocks (truncated=true when more). Use it to read a long document by sections instead of whole.",
+        MdStructureParams
     ),
     tool!(
         "nexus_write_file",
@@ -129,7 +146,10 @@ pub static TOOLS: &[ToolSpec] = &[
         destr = true,
         idem = false,
         "Edit file",
-        "Replace exact strings in a text file. Each old_str must match exactly once (include surrounding lines) unless replace_all is set.",
+        "Replace strings in a text file, edits applied in order. Each old_str must match once (include surrounding lines) unless replace_all is set (exact matches only). \
+When an old_str is not there exactly, the one place equal to it but for whitespace, else the one window of lines at least fuzzy_threshold similar (default 0.85; 1 = exact only), is replaced; \
+several such places is an error naming their lines. Returns path, size, content_id, replacements, the unified diff, and how each edit matched (exact|whitespace|fuzzy, line, score). \
+preview=true returns the same without writing. Pass if_match (a content_id) to refuse the edit if the file changed.",
         EditParams
     ),
     tool!(
@@ -539,6 +559,7 @@ mod tests {
             Method::Glob => of::<GlobParams>(),
             Method::Grep => of::<GrepParams>(),
             Method::Search => of::<SearchParams>(),
+            Method::MdStructure => of::<MdStructureParams>(),
             Method::Whoami => of::<EmptyParams>(),
             Method::TokenCreate => of::<TokenCreateParams>(),
             Method::TokenList => of::<TokenListParams>(),
@@ -572,6 +593,7 @@ mod tests {
                 let max = schema["maximum"].as_u64().unwrap_or(u64::MAX);
                 json!(min.max(7).min(max))
             }
+            Some("number") => json!(schema["minimum"].as_f64().unwrap_or(0.0)),
             Some("string") => json!("x"),
             Some("array") => {
                 let n = schema["minItems"].as_u64().unwrap_or(1).max(1);

@@ -89,11 +89,24 @@ fn success(spec: &ToolSpec, raw: &[u8]) -> Result<CallToolResponse, ForwardError
     #[derive(serde::Deserialize)]
     struct Read {
         content: String,
+        #[serde(default)]
+        has_more: bool,
+        total_lines: Option<usize>,
+        next_offset: Option<usize>,
     }
     if spec.name == "nexus_read_file"
         && let Ok(r) = serde_json::from_slice::<Read>(raw)
     {
-        return Ok(CallToolResult::success(text(r.content)).into());
+        let mut blocks = text(r.content);
+        // A window with more after it says how to go on, apart from the text itself.
+        if r.has_more
+            && let (Some(total), Some(next)) = (r.total_lines, r.next_offset)
+        {
+            blocks.push(ContentBlock::text(format!(
+                "[{total} lines in all; more follow: read again with offset={next}]"
+            )));
+        }
+        return Ok(CallToolResult::success(blocks).into());
     }
     // A listing asked for as markdown is answered as markdown (it carries its paging).
     #[derive(serde::Deserialize)]

@@ -1,6 +1,7 @@
 //! Zones and files (SPEC §12): path normalisation ([`path`]) and access ([`access`]), then
-//! the methods over a namespace in the database (`service`, `read`, `write`, `search`,
-//! `grep`, `keyword` with `embeddings`) whose bytes are content-addressed blobs (`store`). `import` moves a data
+//! the methods over a namespace in the database (`service`, `read` with `markdown`,
+//! `write` with `tolerant`, `search`, `grep`, `keyword` with `embeddings`) whose bytes are
+//! content-addressed blobs (`store`). `import` moves a data
 //! directory of an earlier release into it on first start; `error` is the one error type.
 
 pub(crate) mod access;
@@ -15,11 +16,13 @@ pub(crate) mod grep;
 mod import;
 mod keyword;
 pub mod maintenance;
+mod markdown;
 pub mod path;
 mod read;
 mod search;
 pub(crate) mod service;
 pub(crate) mod store;
+mod tolerant;
 mod write;
 
 pub use embeddings::EmbeddingsConfig;

@@ -4,6 +4,7 @@
 
 use super::access::Access;
 use super::error::Error;
+use super::markdown::{off_thread, select, structure};
 use super::path::Target;
 use super::service::{FileService, Show, check_page, page, rfc3339};
 use base64::Engine as _;
@@ -12,7 +13,94 @@ use nexus_wire::methods::*;
 
 impl FileService {
     pub async fn read(&self, acc: &Access, p: ReadParams) -> Result<ReadResult, RpcError> {
-        let zp = self.zone_path(&acc.view, &p.path)?;
+        let (shown, bytes, content_id) = self.file_bytes(acc, &p.path).await?;
+        let size = bytes.len() as u64;
+        let partial = p.is_partial();
+        if partial && p.encoding == Encoding::Base64 {
+            return Err(RpcError::invalid_params(
+                "section, block_type, offset and limit read text: leave encoding as utf-8",
+            ));
+        }
+        let content = match p.encoding {
+            Encoding::Base64 => base64::engine::general_purpose::STANDARD.encode(&bytes),
+            Encoding::Utf8 => match std::str::from_utf8(&bytes) {
+                Ok(s) if !partial => s.to_owned(),
+                Ok(_) => {
+                    let sel = {
+                        let (shown, p) = (shown.clone(), p.clone());
+                        off_thread(move || {
+                            // Checked just above; the bytes moved here unchanged.
+                            let text = std::str::from_utf8(&bytes).unwrap_or_default();
+                            select(&shown, text, &p)
+                        })
+                        .await??
+                    };
+                    return Ok(ReadResult {
+                        path: shown,
+                        content: sel.content,
+                        encoding: p.encoding,
+                        size,
+                        content_id,
+                        total_lines: Some(sel.total_lines),
+                        start_line: sel.start_line,
+                        end_line: sel.end_line,
+                        has_more: Some(sel.has_more),
+                        next_offset: sel.next_offset,
+                    });
+                }
+                Err(_) if partial => {
+                    return Err(RpcError::invalid_params(format!(
+                        "{shown} is not valid UTF-8 text; section, block_type, offset and limit need text"
+                    )));
+                }
+                Err(_) => {
+                    return Err(RpcError::invalid_params(format!(
+                        "{shown} is not valid UTF-8; read it with encoding \"base64\""
+                    )));
+                }
+            },
+        };
+        Ok(ReadResult {
+            path: shown,
+            content,
+            encoding: p.encoding,
+            size,
+            content_id,
+            total_lines: None,
+            start_line: None,
+            end_line: None,
+            has_more: None,
+            next_offset: None,
+        })
+    }
+
+    /// A markdown file's headings, sections, blocks and front matter, with lines and
+    /// token estimates.
+    pub async fn md_structure(
+        &self,
+        acc: &Access,
+        p: MdStructureParams,
+    ) -> Result<MdStructureResult, RpcError> {
+        let (shown, bytes, content_id) = self.file_bytes(acc, &p.path).await?;
+        if std::str::from_utf8(&bytes).is_err() {
+            return Err(RpcError::invalid_params(format!(
+                "{shown} is not valid UTF-8 text"
+            )));
+        }
+        off_thread(move || {
+            let text = std::str::from_utf8(&bytes).unwrap_or_default();
+            structure(shown, content_id, text)
+        })
+        .await?
+    }
+
+    /// A readable file's displayed path, bytes and content id (bounded by the size limit).
+    async fn file_bytes(
+        &self,
+        acc: &Access,
+        path: &str,
+    ) -> Result<(String, bytes::Bytes, String), RpcError> {
+        let zp = self.zone_path(&acc.view, path)?;
         acc.require_read(&zp)?;
         let shown = zp.display();
         let Some(found) = self.row(&zp).await? else {
@@ -35,25 +123,7 @@ impl FileService {
             "store"
         });
         let bytes = self.blobs.fetch(&content_id, found.inline).await?;
-        let size = bytes.len() as u64;
-        let content = match p.encoding {
-            Encoding::Base64 => base64::engine::general_purpose::STANDARD.encode(&bytes),
-            Encoding::Utf8 => match std::str::from_utf8(&bytes) {
-                Ok(s) => s.to_owned(),
-                Err(_) => {
-                    return Err(RpcError::invalid_params(format!(
-                        "{shown} is not valid UTF-8; read it with encoding \"base64\""
-                    )));
-                }
-            },
-        };
-        Ok(ReadResult {
-            path: shown,
-            content,
-            encoding: p.encoding,
-            size,
-            content_id,
-        })
+        Ok((shown, bytes, content_id))
     }
 
     pub async fn stat(&self, acc: &Access, p: PathParams) -> Result<StatResult, RpcError> {

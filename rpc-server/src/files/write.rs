@@ -5,13 +5,14 @@
 //! few times), or, when the caller gave `if_match`, a conflict.
 
 use super::access::Access;
-use super::edit::{self, EditError};
 use super::error::Error;
+use super::markdown::off_thread;
 use super::service::{FileService, rel};
+use super::tolerant;
 use base64::Engine as _;
 use chrono::Utc;
+use nexus_wire::RpcError;
 use nexus_wire::methods::*;
-use nexus_wire::{ErrorCode, RpcError};
 
 /// Times an edit starts over when the file changed under it.
 const EDIT_ATTEMPTS: usize = 5;
@@ -73,6 +74,7 @@ impl FileService {
                 "edits must hold 1-1000 {old_str, new_str} items",
             ));
         }
+        let threshold = tolerant::threshold(p.fuzzy_threshold)?;
         let max = self.max_file_bytes;
         let shown = zp.display();
         let path = rel(&zp);
@@ -93,28 +95,32 @@ impl FileService {
                 return Err(Error::Conflict(shown).into());
             }
             let old = self.blobs.fetch(&current, found.inline).await?;
-            let text = String::from_utf8(old.to_vec()).map_err(|_| {
-                RpcError::invalid_params(format!("{shown} is not valid UTF-8 text"))
-            })?;
-            let edits = p
-                .edits
-                .iter()
-                .map(|e| (e.old_str.as_str(), e.new_str.as_str(), e.replace_all));
-            let (text, replacements) = edit::apply(text, edits, max).map_err(|e| match e {
-                EditError::EmptyOld { edit } => {
-                    RpcError::invalid_params(format!("edit {edit}: old_str is empty"))
-                }
-                EditError::NotFound { edit } => RpcError::invalid_params(format!(
-                    "edit {edit}: old_str not found in {shown}"
-                )),
-                EditError::Ambiguous { edit, count } => RpcError::invalid_params(format!(
-                    "edit {edit}: old_str occurs {count} times; add surrounding context or set replace_all"
-                )),
-                EditError::TooLarge { edit } => RpcError::new(
-                    ErrorCode::TooLarge,
-                    format!("edit {edit}: the result would be larger than the {max} byte limit"),
-                ),
-            })?;
+            if std::str::from_utf8(&old).is_err() {
+                return Err(RpcError::invalid_params(format!(
+                    "{shown} is not valid UTF-8 text"
+                )));
+            }
+            let applied = {
+                let (edits, shown) = (p.edits.clone(), shown.clone());
+                off_thread(move || {
+                    let original = std::str::from_utf8(&old).unwrap_or_default();
+                    tolerant::apply(original, &edits, threshold, max, &shown)
+                })
+                .await??
+            };
+            if p.preview {
+                return Ok(EditResult {
+                    path: shown,
+                    size: found.row.size.max(0) as u64,
+                    content_id: current,
+                    replacements: applied.replacements,
+                    diff: applied.diff,
+                    diff_truncated: applied.diff_truncated,
+                    matches: applied.matches,
+                    preview: true,
+                });
+            }
+            let text = applied.text;
             let blob = self.blobs.prepare(text.into_bytes());
             let now = Utc::now();
             self.blobs.store(&self.store, &blob, now).await?;
@@ -131,7 +137,11 @@ impl FileService {
                         path: shown,
                         size: blob.bytes.len() as u64,
                         content_id: blob.id.to_string(),
-                        replacements,
+                        replacements: applied.replacements,
+                        diff: applied.diff,
+                        diff_truncated: applied.diff_truncated,
+                        matches: applied.matches,
+                        preview: false,
                     });
                 }
                 // Changed since it was read: with the caller's own if_match that is the

@@ -394,6 +394,7 @@ async fn dispatch(
         Method::Glob => to_value(f.glob(&a, params(p)?).await?),
         Method::Grep => to_value(f.grep(id.key_id, &a, params(p)?).await?),
         Method::Search => to_value(f.search(id.key_id, &a, params(p)?).await?),
+        Method::MdStructure => to_value(f.md_structure(&a, params(p)?).await?),
         Method::Whoami => {
             let _: EmptyParams = params(p)?;
             let v = &a.view;
