@@ -228,6 +228,10 @@ impl ServerHandler for NexusTools {
                 &ReadParams {
                     path: path.clone(),
                     encoding: Encoding::Base64,
+                    section: None,
+                    block_type: None,
+                    offset: None,
+                    limit: None,
                 },
             )
             .await?;
