@@ -99,7 +99,8 @@ pub struct Offer {
     pub read: bool,
     pub write: bool,
     pub admin: bool,
-    /// With `admin` and no zone chosen: every zone.
+    /// The user is an administrator without listed zones: with `admin` ticked and no zone,
+    /// the token sees every zone.
     pub all_zones: bool,
 }
 
@@ -124,10 +125,13 @@ pub fn consent_page(
     }
     if zones.is_empty() {
         zone_boxes.push_str(if offer.all_zones {
-            "<p class=\"muted\">As an administrator without listed zones, the token sees every zone.</p>"
+            "<p class=\"muted\">No zone exists yet.</p>"
         } else {
             "<p class=\"err\">You hold no zone: the client could do nothing.</p>"
         });
+    }
+    if offer.all_zones && offer.admin {
+        zone_boxes.push_str("<p class=\"muted\">With administration and no zone ticked, the application sees every zone.</p>");
     }
     let mut perm_boxes = String::new();
     for (on, value, label) in [

@@ -282,6 +282,14 @@ impl Control {
         });
     }
 
+    /// Tells every cache here and elsewhere that these tokens were revoked (the database
+    /// also announces it; this is the immediate local half).
+    pub fn publish_tokens(&self, key_ids: &[Uuid]) {
+        for k in key_ids {
+            self.bus.publish(Invalidation::Token { key_id: *k });
+        }
+    }
+
     /// Mints a token. The raw token is in the result and nowhere else.
     pub async fn create_token(&self, p: TokenCreateParams) -> Result<TokenCreated, ControlError> {
         validate_token_name(&p.name)?;
@@ -361,6 +369,7 @@ impl Control {
             expires_at,
             zones: zones.clone(),
             permissions: None,
+            oauth: None,
         };
         self.store.insert_token(&new).await?;
         tracing::info!(key_id = %new.key_id, name = %new.name, admin = new.is_admin, "token created");

@@ -87,6 +87,7 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         last_used_flush: Duration::from_secs(15),
         migrate: true,
         public_url: None,
+        oauth: None,
         redis_url: None,
         // One process: nothing to tell.
         bus: None,

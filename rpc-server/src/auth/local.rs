@@ -349,6 +349,20 @@ impl LocalAuth {
     /// Checks a username and password; the same work and answer for an unknown user, a
     /// wrong password and a disabled user.
     pub async fn login(&self, username: &str, pw: &str) -> Result<Issued, LocalError> {
+        let user = self.check_password(username, pw).await?;
+        let now = Utc::now();
+        let family_end = now + ChronoDuration::from_std(FAMILY_LIFETIME).unwrap_or_default();
+        self.issue(&user.username, Uuid::new_v4(), None, family_end, now)
+            .await
+    }
+
+    /// The user whose password this is (the OAuth login page's check, and `login`'s):
+    /// the same work and answer for an unknown user, a wrong password and a disabled user.
+    pub async fn check_password(
+        &self,
+        username: &str,
+        pw: &str,
+    ) -> Result<crate::db::LocalUserRecord, LocalError> {
         check_username(username)?;
         if pw.is_empty() || pw.len() > password::MAX_PASSWORD_BYTES {
             return Err(LocalError::BadInput("password must be 1-1024 bytes"));
@@ -388,10 +402,7 @@ impl LocalAuth {
             .auth_results
             .with_label_values(&["login_ok"])
             .inc();
-        let now = Utc::now();
-        let family_end = now + ChronoDuration::from_std(FAMILY_LIFETIME).unwrap_or_default();
-        self.issue(&user.username, Uuid::new_v4(), None, family_end, now)
-            .await
+        Ok(user)
     }
 
     async fn issue(

@@ -11,5 +11,6 @@ pub async fn auth_providers(State(st): State<AppState>) -> Json<AuthProviders> {
     Json(AuthProviders {
         issuers: st.issuers.clone(),
         scopes_supported: SCOPES_SUPPORTED.iter().map(|s| (*s).to_owned()).collect(),
+        oauth_issuer: st.oauth.as_ref().map(|o| o.issuer().to_owned()),
     })
 }
