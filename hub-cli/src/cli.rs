@@ -442,6 +442,10 @@ pub struct UpArgs {
     pub rpc_port: u16,
     #[arg(long, default_value_t = 8081)]
     pub mcp_port: u16,
+    /// Do not be the MCP clients' OAuth authorization server (on by default: browser login
+    /// with the local users, root first).
+    #[arg(long)]
+    pub no_oauth: bool,
 }
 
 #[derive(Debug, Subcommand)]

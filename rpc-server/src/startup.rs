@@ -150,6 +150,14 @@ impl Application {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
+    /// The root password generated at this start, once (see `LocalSettings`).
+    pub fn take_generated_root_password(&self) -> Option<SecretString> {
+        self.state
+            .local
+            .as_ref()
+            .and_then(|l| l.take_generated_root_password())
+    }
+
     pub fn state(&self) -> &AppState {
         &self.state
     }
