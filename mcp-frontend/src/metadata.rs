@@ -87,7 +87,6 @@ impl AuthServers {
             "scopes_supported": scopes,
             "bearer_methods_supported": ["header"],
             "resource_name": "Nexus Hub MCP",
-            "resource_documentation": "Sign in through the authorization server, or send Authorization: Bearer sk-… (a token minted with `nexus hub token create`).",
         })
     }
 }

@@ -2,7 +2,8 @@
 //! allowed by its hash. Every page is sent with [`security_headers`]: a CSP that loads
 //! nothing else, forbids framing and posts forms only here (and, for consent, to the
 //! client's redirect origin, which the form's answer redirects to), `X-Frame-Options:
-//! DENY`, no caching, no referrer. Every value shown is escaped.
+//! DENY`, no caching, no referrer to another origin (`same-origin`: with `no-referrer` a
+//! browser sends `Origin: null` on the forms' POST, which the frontend's guard refuses). Every value shown is escaped.
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
@@ -50,7 +51,7 @@ pub fn security_headers(form_target: Option<&str>) -> Vec<(&'static str, String)
         ),
         ("x-frame-options", "DENY".into()),
         ("x-content-type-options", "nosniff".into()),
-        ("referrer-policy", "no-referrer".into()),
+        ("referrer-policy", "same-origin".into()),
         ("cache-control", "no-store".into()),
         ("content-type", "text/html; charset=utf-8".into()),
     ]

@@ -215,6 +215,8 @@ pub fn token_info(r: &TokenRecord, now: DateTime<Utc>) -> TokenInfo {
         last_used_at: r.last_used_at.map(ts),
         rate_limit: r.rate_limit.clone(),
         status: status.into(),
+        kind: (r.kind != "key").then(|| r.kind.clone()),
+        oauth_client: r.oauth_client_id.clone(),
     }
 }
 
