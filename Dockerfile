@@ -27,6 +27,7 @@ COPY providers/Cargo.toml providers/
 COPY blobs/Cargo.toml blobs/
 COPY bus/Cargo.toml bus/
 COPY cluster/Cargo.toml cluster/
+COPY oauth/Cargo.toml oauth/
 COPY rpc-server/Cargo.toml rpc-server/
 COPY mcp-frontend/Cargo.toml mcp-frontend/
 COPY hub-cli/Cargo.toml hub-cli/
@@ -51,6 +52,7 @@ COPY providers providers
 COPY blobs blobs
 COPY bus bus
 COPY cluster cluster
+COPY oauth oauth
 COPY rpc-server rpc-server
 COPY mcp-frontend mcp-frontend
 COPY hub-cli hub-cli

@@ -361,6 +361,32 @@ pub enum HubCommand {
     /// NATS operator-mode credentials of the cluster bus: operator, accounts, node creds,
     /// revocation, nats-server config.
     Cluster(crate::commands::ClusterArgs),
+    /// The OAuth authorization server's clients (MCP clients that signed users in).
+    #[command(subcommand)]
+    Oauth(OauthCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OauthCommand {
+    /// Registered clients.
+    #[command(subcommand)]
+    Clients(OauthClientsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OauthClientsCommand {
+    /// Every client: id, kind (dcr), name, status, live tokens.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a client: its tokens are refused on every node at once, its refresh tokens
+    /// die, and it can neither sign anyone in nor refresh again.
+    Revoke {
+        client_id: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -115,10 +115,32 @@ async fn the_python_sdk_signs_in_through_the_browser_and_the_operator_revokes_it
             .is_some_and(|n| n.starts_with("oauth:mcp-python-sdk:")),
         "{listed}"
     );
+    // The client it was issued to, as `hub oauth clients list` shows it.
+    let (code, clients, err) =
+        run_nexus(&["hub", "oauth", "clients", "list", "--json"], &env).await;
+    assert_eq!(code, 0, "{err}");
+    let clients: serde_json::Value = serde_json::from_str(&clients).expect("json");
+    let client = clients
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|c| c["client_id"] == oauth[0]["oauth_client"])
+        .expect("the token's client is listed");
+    assert_eq!(client["client_name"], "MCP Python SDK");
+    assert_eq!(client["status"], "active");
+    assert_eq!(client["active_tokens"], 1);
     let name = oauth[0]["name"].as_str().expect("name");
     let (code, _, err) = run_nexus(&["hub", "token", "revoke", name], &env).await;
     assert_eq!(code, 0, "{err}");
     let (_, listed, _) = run_nexus(&["hub", "token", "list", "--json"], &env).await;
     assert!(!listed.contains(name), "revoked: {listed}");
+    // Revoking the client: it can sign no one in again.
+    let client_id = client["client_id"].as_str().expect("client_id");
+    let (code, _, err) = run_nexus(&["hub", "oauth", "clients", "revoke", client_id], &env).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, _) = run_nexus(&["hub", "oauth", "clients", "revoke", "dcr-nope"], &env).await;
+    assert_eq!(code, 1, "an unknown client");
+    let (_, clients, _) = run_nexus(&["hub", "oauth", "clients", "list", "--json"], &env).await;
+    assert!(clients.contains("\"revoked\""), "{clients}");
     hub.terminate();
 }
