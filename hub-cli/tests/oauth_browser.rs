@@ -4,7 +4,8 @@
 //! login and consent pages as root, whose password `hub up` generated and printed once.
 //! The official MCP Python SDK's OAuth client provider completes the flow and calls tools;
 //! the operator then sees the resulting credential (kind `oauth`) in `nexus hub token list`
-//! and revokes it. A screenshot of each page is kept under
+//! and `nexus hub oauth clients list`, and revokes it. rmcp's `auth` client (Codex's) does
+//! the same flow and calls tools. A screenshot of each page is kept under
 //! `target/test-artifacts/oauth-browser/`.
 //!
 //! Needs python3 with the MCP SDK and chromium + chromedriver (scripts/test installs
@@ -142,5 +143,81 @@ async fn the_python_sdk_signs_in_through_the_browser_and_the_operator_revokes_it
     assert_eq!(code, 1, "an unknown client");
     let (_, clients, _) = run_nexus(&["hub", "oauth", "clients", "list", "--json"], &env).await;
     assert!(clients.contains("\"revoked\""), "{clients}");
+    hub.terminate();
+}
+
+/// rmcp's own OAuth client (`auth` feature, what Codex is built on): discovery from the
+/// 401, registration, the browser sign-in, the code exchange with PKCE and the resource,
+/// then tools over the authorized transport.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_rmcp_auth_client_signs_in_through_the_browser() {
+    use rmcp::ServiceExt;
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::auth::{AuthClient, AuthorizationRequest, OAuthState};
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let mut hub = BannerHub::start(&data);
+    let banner = hub.banner();
+    let mcp = field(&banner, "mcp: ").expect("an mcp: line");
+    let root_pw = field(&banner, "root: ").expect("the generated root password, once");
+
+    let redirect = format!("http://127.0.0.1:{}/callback", common::procs::free_port());
+    let mut state = OAuthState::new(mcp.as_str(), None)
+        .await
+        .expect("oauth state");
+    state
+        .start_authorization(
+            AuthorizationRequest::new(redirect.as_str())
+                .with_client_name("rmcp")
+                .with_scopes(["files:read", "files:write"]),
+        )
+        .await
+        .expect("discovery and registration");
+    let url = state
+        .get_authorization_url()
+        .await
+        .expect("authorization url");
+    assert!(url.contains("code_challenge_method=S256"), "{url}");
+    let shots = artifacts();
+    let out = browser_script(&[
+        "browse",
+        &url,
+        "root",
+        &root_pw,
+        shots.to_str().expect("utf-8 path"),
+        "rmcp",
+    ])
+    .await;
+    shots_exist(&shots, "rmcp");
+    let callback = out
+        .lines()
+        .find_map(|l| l.strip_prefix("callback: "))
+        .expect("the callback URL");
+    state
+        .handle_callback_url(callback)
+        .await
+        .expect("code exchanged for a token");
+    let manager = state
+        .into_authorization_manager()
+        .expect("authorized manager");
+    let client = AuthClient::new(reqwest::Client::default(), manager);
+    let transport = StreamableHttpClientTransport::with_client(
+        client,
+        StreamableHttpClientTransportConfig::with_uri(mcp.clone()),
+    );
+    let service = ().serve(transport).await.expect("MCP session with the OAuth token");
+    let tools = service.list_all_tools().await.expect("tools/list");
+    assert!(tools.iter().any(|t| t.name == "nexus_write_file"));
+    let args = serde_json::json!({"path": "/rmcp-oauth.md", "content": "signed in with rmcp\n"});
+    let args = args.as_object().cloned().expect("object");
+    let w = service
+        .call_tool(CallToolRequestParams::new("nexus_write_file").with_arguments(args))
+        .await
+        .expect("tools/call");
+    assert_ne!(w.is_error, Some(true), "{w:?}");
+    let _ = service.cancel().await;
     hub.terminate();
 }

@@ -71,7 +71,11 @@ impl Outcome {
     }
 
     fn json_error(e: &OAuthError) -> Self {
-        let status = if e.code == "invalid_client" { 401 } else { 400 };
+        let status = match e.code {
+            "invalid_client" => 401,
+            "temporarily_unavailable" => 503,
+            _ => 400,
+        };
         Self::Json {
             status,
             body: e.body(),
