@@ -197,7 +197,10 @@ mod tests {
     fn grant_types_and_names_are_checked() {
         let mut m = meta(&["https://a.example/cb"]);
         m.grant_types = Some(vec!["client_credentials".into()]);
-        assert_eq!(m.validate().unwrap_err().code, "invalid_client_metadata");
+        assert_eq!(
+            m.validate().expect_err("refused").code,
+            "invalid_client_metadata"
+        );
         let mut m = meta(&["https://a.example/cb"]);
         m.client_name = Some("x\u{7}".into());
         assert!(m.validate().is_err());

@@ -25,7 +25,7 @@ pub fn set_cookie(secure: bool, value: &str) -> String {
 }
 
 /// The cookie's value in a `Cookie` header, if present.
-pub fn cookie_value<'a>(cookie_header: &'a str, secure: bool) -> Option<&'a str> {
+pub fn cookie_value(cookie_header: &str, secure: bool) -> Option<&str> {
     let name = cookie_name(secure);
     cookie_header
         .split(';')

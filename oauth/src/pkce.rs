@@ -85,9 +85,18 @@ mod tests {
         assert_eq!(challenge_of(V), C);
         assert!(verify(Some(V), C).is_ok());
         let wrong = V.replace('d', "e");
-        assert_eq!(verify(Some(&wrong), C).unwrap_err().code, "invalid_grant");
-        assert_eq!(verify(None, C).unwrap_err().code, "invalid_request");
-        assert_eq!(verify(Some("short"), C).unwrap_err().code, "invalid_grant");
+        assert_eq!(
+            verify(Some(&wrong), C).expect_err("refused").code,
+            "invalid_grant"
+        );
+        assert_eq!(
+            verify(None, C).expect_err("refused").code,
+            "invalid_request"
+        );
+        assert_eq!(
+            verify(Some("short"), C).expect_err("refused").code,
+            "invalid_grant"
+        );
     }
 
     #[test]

@@ -152,7 +152,7 @@ mod tests {
         assert_eq!(r.scope, "files:read files:write");
         let e =
             AuthorizationRequest::validate(&raw(""), "c", "n", "https://a/cb", "https://other/mcp")
-                .unwrap_err();
+                .expect_err("refused");
         assert_eq!(e.code, "invalid_target");
         assert!(RawRequest::parse("a=1&a=2").is_err());
         let plain = RawRequest::parse(&format!(
@@ -161,7 +161,7 @@ mod tests {
         .expect("parse");
         assert_eq!(
             AuthorizationRequest::validate(&plain, "c", "n", "https://a/cb", "https://hub/mcp")
-                .unwrap_err()
+                .expect_err("refused")
                 .code,
             "invalid_request"
         );
