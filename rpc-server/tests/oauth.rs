@@ -44,6 +44,10 @@ async fn hub_on(db: &TestDb, dcr: bool) -> Hub {
     let mut cfg = config(&db.url, db.dir.path(), &opts);
     cfg.public_url = Some("http://rpc.test".into());
     cfg.oauth = Some(OAuthSettings::new(ISSUER, dcr).expect("issuer"));
+    // Each sign-in of a test comes from its own address (X-Forwarded-For), so that the
+    // login throttle (5 a minute per user and address) does not refuse a busy test.
+    cfg.trusted_proxies =
+        nexus_wire::forwarded::parse_trusted(&["127.0.0.1".into()]).expect("valid");
     let app = Application::build_with_bus(cfg, InvalidationBus::new())
         .await
         .expect("server");
@@ -230,16 +234,23 @@ async fn to_consent(
     let page = authorize(base, &authorize_query(client, REDIRECT, &extra), None).await;
     assert_eq!(page.status, 200, "{}", page.body);
     let cookie = page.cookie().expect("a CSRF cookie");
-    let consent = post_form(
-        base,
-        "/oauth/authorize/login",
-        Some(&cookie),
-        &[
-            ("request", &page.hidden("request")),
-            ("csrf", &page.hidden("csrf")),
-            ("username", user),
-            ("password", pw),
-        ],
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let consent = answer(
+        http()
+            .post(format!("{base}/oauth/authorize/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", &cookie)
+            .header(
+                "x-forwarded-for",
+                format!("10.9.{}.{}", n / 250, n % 250 + 1),
+            )
+            .body(encode(&[
+                ("request", &page.hidden("request")),
+                ("csrf", &page.hidden("csrf")),
+                ("username", user),
+                ("password", pw),
+            ])),
     )
     .await;
     assert_eq!(consent.status, 200, "{}", consent.body);
