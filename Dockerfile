@@ -28,6 +28,7 @@ COPY blobs/Cargo.toml blobs/
 COPY bus/Cargo.toml bus/
 COPY cluster/Cargo.toml cluster/
 COPY text/Cargo.toml text/
+COPY oauth/Cargo.toml oauth/
 COPY rpc-server/Cargo.toml rpc-server/
 COPY mcp-frontend/Cargo.toml mcp-frontend/
 COPY hub-cli/Cargo.toml hub-cli/
@@ -53,6 +54,7 @@ COPY blobs blobs
 COPY bus bus
 COPY cluster cluster
 COPY text text
+COPY oauth oauth
 COPY rpc-server rpc-server
 COPY mcp-frontend mcp-frontend
 COPY hub-cli hub-cli

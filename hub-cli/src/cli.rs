@@ -372,6 +372,32 @@ pub enum HubCommand {
     /// the protected-resource metadata, initialize + tools/list with the token, rate-limit
     /// headroom. One line per check, with the fix for each failure; exit 1 if any fails.
     Doctor(DoctorArgs),
+    /// The OAuth authorization server's clients (MCP clients that signed users in).
+    #[command(subcommand)]
+    Oauth(OauthCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OauthCommand {
+    /// Registered clients.
+    #[command(subcommand)]
+    Clients(OauthClientsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OauthClientsCommand {
+    /// Every client: id, kind (dcr), name, status, live tokens.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a client: its tokens are refused on every node at once, its refresh tokens
+    /// die, and it can neither sign anyone in nor refresh again.
+    Revoke {
+        client_id: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Where a printed client configuration points, and how it carries the token.
@@ -505,6 +531,10 @@ pub struct UpArgs {
     pub rpc_port: u16,
     #[arg(long, default_value_t = 8081)]
     pub mcp_port: u16,
+    /// Do not be the MCP clients' OAuth authorization server (on by default: browser login
+    /// with the local users, root first).
+    #[arg(long)]
+    pub no_oauth: bool,
 }
 
 #[derive(Debug, Subcommand)]

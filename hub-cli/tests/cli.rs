@@ -1053,6 +1053,7 @@ async fn status_postgres_and_database_down() {
                 permission: Permission::Read,
             }],
             permissions: None,
+            oauth: None,
         })
         .await
         .expect("insert an expired token");

@@ -63,6 +63,7 @@ async fn expired_token(hub: &Hub) -> String {
                 permission: Permission::ReadWrite,
             }],
             permissions: None,
+            oauth: None,
         })
         .await
         .expect("insert expired token");

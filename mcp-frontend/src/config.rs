@@ -69,6 +69,11 @@ pub struct FrontendArgs {
     /// Serve GET /metrics.
     #[arg(long, env = "NEXUS_MCP_METRICS_ENABLED", default_value = "true", value_parser = parse_bool)]
     pub metrics_enabled: bool,
+    /// Serve the hub's OAuth authorization server (SPEC §11) on this origin: proxy
+    /// `/oauth/*` and its metadata to the rpc-server (started with NEXUS_OAUTH_ISSUER set
+    /// to this origin) and name it in the protected-resource metadata.
+    #[arg(long, env = "NEXUS_MCP_OAUTH", default_value = "false", value_parser = parse_bool)]
+    pub oauth: bool,
     /// Redis for the audit channel and stream and the traffic figures of `hub status`.
     #[arg(long, env = "NEXUS_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<secrecy::SecretString>,
@@ -329,6 +334,8 @@ pub struct FrontendConfig {
     pub allowed_hosts: Vec<String>,
     pub allowed_origins: Vec<String>,
     pub metrics_enabled: bool,
+    /// Proxy the OAuth authorization server and name it in the metadata.
+    pub oauth: bool,
     /// Stateless requests answered by the direct path (see `mcp::direct`).
     pub direct_path: bool,
     pub rpc_timeout: Duration,
@@ -419,6 +426,7 @@ impl FrontendConfig {
             allowed_hosts,
             allowed_origins,
             metrics_enabled: a.metrics_enabled,
+            oauth: a.oauth,
             direct_path: a.direct_path,
             rpc_timeout: a.rpc_timeout,
             max_body_bytes: a.max_body_bytes,
@@ -475,6 +483,7 @@ impl FrontendConfig {
             allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
             allowed_origins: Vec::new(),
             metrics_enabled: true,
+            oauth: false,
             direct_path: true,
             rpc_timeout: Duration::from_secs(30),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,

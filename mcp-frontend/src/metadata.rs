@@ -58,15 +58,25 @@ impl AuthServers {
         }
     }
 
-    /// The metadata document of the resource `base`/mcp.
-    pub fn document(&self, base: &str) -> serde_json::Value {
+    /// The metadata document of the resource `base`/mcp; with `oauth`, the hub's own
+    /// authorization server comes first (the rpc-server's issuer, or this origin until it
+    /// has said).
+    pub fn document(&self, base: &str, oauth: bool) -> serde_json::Value {
         let known = self.current();
-        let issuers: Vec<String> = match known.as_deref() {
+        let mut issuers: Vec<String> = match known.as_deref() {
             Some(a) if !a.issuers.is_empty() => a.issuers.clone(),
             // No issuer configured (or not known yet): the hub itself, which becomes an
             // authorization server of its own (SPEC §11); never an empty list.
             _ => vec![base.to_owned()],
         };
+        if oauth {
+            let own = known
+                .as_deref()
+                .and_then(|a| a.oauth_issuer.clone())
+                .unwrap_or_else(|| base.to_owned());
+            issuers.retain(|i| *i != own);
+            issuers.insert(0, own);
+        }
         let scopes: Vec<String> = match known.as_deref() {
             Some(a) if !a.scopes_supported.is_empty() => a.scopes_supported.clone(),
             _ => SCOPES_SUPPORTED.iter().map(|s| (*s).to_owned()).collect(),
@@ -77,7 +87,6 @@ impl AuthServers {
             "scopes_supported": scopes,
             "bearer_methods_supported": ["header"],
             "resource_name": "Nexus Hub MCP",
-            "resource_documentation": "Send Authorization: Bearer sk-… (a token minted with `nexus hub token create`) or an access token of one of the authorization servers.",
         })
     }
 }
@@ -87,5 +96,8 @@ pub(crate) async fn resource_metadata(
     headers: HeaderMap,
 ) -> Json<serde_json::Value> {
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    Json(st.auth_servers.document(&st.public_base(host)))
+    Json(
+        st.auth_servers
+            .document(&st.public_base(host), st.cfg.oauth),
+    )
 }

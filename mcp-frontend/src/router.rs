@@ -55,6 +55,24 @@ pub(crate) fn router(st: AppState, cancel: CancellationToken) -> Router {
             "/auth/{*rest}",
             any(crate::relay::relay_auth).layer(guarded()),
         );
+    if st.cfg.oauth {
+        // The hub's OAuth authorization server (SPEC §11), the rpc-server's: its pages,
+        // endpoints and metadata on this public origin, under the same guard (its forms
+        // post from this origin).
+        public = public
+            .route(
+                "/oauth/{*rest}",
+                any(crate::relay::relay_oauth).layer(guarded()),
+            )
+            .route(
+                "/.well-known/oauth-authorization-server",
+                any(crate::relay::relay_oauth).layer(guarded()),
+            )
+            .route(
+                "/.well-known/openid-configuration",
+                any(crate::relay::relay_oauth).layer(guarded()),
+            );
+    }
     if st.cfg.metrics_enabled {
         public = public.route("/metrics", get(metrics));
     }

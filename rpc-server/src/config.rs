@@ -153,6 +153,14 @@ pub struct ServerArgs {
     /// The URL clients use to reach this server (shown by status).
     #[arg(long = "public-url", env = "NEXUS_URL")]
     pub public_url: Option<String>,
+    /// Be the OAuth authorization server of MCP clients (SPEC §11), under this issuer: the
+    /// MCP frontend's public origin (`https://hub.example.com`), which proxies `/oauth/*`
+    /// here; tokens are issued for `<issuer>/mcp`. Needs the local provider.
+    #[arg(long, env = "NEXUS_OAUTH_ISSUER")]
+    pub oauth_issuer: Option<String>,
+    /// OAuth dynamic client registration (RFC 7591) at `/oauth/register`.
+    #[arg(long, env = "NEXUS_OAUTH_DCR", default_value_t = true, action = clap::ArgAction::Set)]
+    pub oauth_dcr: bool,
     /// A request head must arrive within this time of its first byte (of the accept, for a
     /// connection's first request): 10, 10s, 500ms.
     #[arg(long, env = "NEXUS_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = nexus_serve::parse_timeout)]
@@ -203,6 +211,51 @@ pub struct ServerArgs {
     /// Bound of one embeddings request; a slower one degrades the search to keyword.
     #[arg(long, env = "NEXUS_EMBEDDINGS_TIMEOUT", default_value = "10s", value_parser = parse_positive)]
     pub embeddings_timeout: Duration,
+}
+
+/// The OAuth authorization server's settings (SPEC §11).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthSettings {
+    /// The public origin, no trailing slash: `issuer` of the metadata and of every
+    /// authorization response.
+    pub issuer: String,
+    /// Dynamic client registration on (`NEXUS_OAUTH_DCR`).
+    pub dcr: bool,
+}
+
+impl OAuthSettings {
+    /// An issuer is an `http(s)` origin without query or fragment (RFC 8414 §2).
+    pub fn new(issuer: &str, dcr: bool) -> anyhow::Result<Self> {
+        let issuer = issuer.trim().trim_end_matches('/');
+        let u = url::Url::parse(issuer)
+            .map_err(|_| anyhow::anyhow!("NEXUS_OAUTH_ISSUER must be a URL, got {issuer:?}"))?;
+        if !matches!(u.scheme(), "https" | "http")
+            || u.host().is_none()
+            || u.query().is_some()
+            || u.fragment().is_some()
+            || !u.username().is_empty()
+        {
+            anyhow::bail!(
+                "NEXUS_OAUTH_ISSUER must be the frontend's public origin, like https://hub.example.com"
+            );
+        }
+        Ok(Self {
+            issuer: issuer.to_owned(),
+            dcr,
+        })
+    }
+
+    fn from_args(issuer: Option<&str>, dcr: bool) -> anyhow::Result<Option<Self>> {
+        issuer
+            .filter(|i| !i.trim().is_empty())
+            .map(|i| Self::new(i, dcr))
+            .transpose()
+    }
+
+    /// The protected resource tokens are bound to (RFC 8707): the frontend's `/mcp`.
+    pub fn resource(&self) -> String {
+        format!("{}/mcp", self.issuer)
+    }
 }
 
 /// How callers are authenticated.
@@ -430,6 +483,8 @@ pub struct ServerConfig {
     pub last_used_flush: Duration,
     pub migrate: bool,
     pub public_url: Option<String>,
+    /// The OAuth authorization server (SPEC §11), when on.
+    pub oauth: Option<OAuthSettings>,
     pub redis_url: Option<SecretString>,
     /// The cluster bus; `None` without NEXUS_BUS_URL or NEXUS_REDIS_URL.
     pub bus: Option<BusSettings>,
@@ -587,6 +642,7 @@ impl ServerConfig {
             last_used_flush: Duration::from_secs(15),
             migrate: a.migrate,
             public_url: a.public_url,
+            oauth: OAuthSettings::from_args(a.oauth_issuer.as_deref(), a.oauth_dcr)?,
             bus: BusSettings::from_args(
                 a.bus_url.as_ref().or(a.redis_url.as_ref()),
                 a.nats_creds,

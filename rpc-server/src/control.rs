@@ -215,6 +215,8 @@ pub fn token_info(r: &TokenRecord, now: DateTime<Utc>) -> TokenInfo {
         last_used_at: r.last_used_at.map(ts),
         rate_limit: r.rate_limit.clone(),
         status: status.into(),
+        kind: (r.kind != "key").then(|| r.kind.clone()),
+        oauth_client: r.oauth_client_id.clone(),
     }
 }
 
@@ -280,6 +282,14 @@ impl Control {
         self.bus.publish(Invalidation::Subject {
             subject_id: subject_id.to_owned(),
         });
+    }
+
+    /// Tells every cache here and elsewhere that these tokens were revoked (the database
+    /// also announces it; this is the immediate local half).
+    pub fn publish_tokens(&self, key_ids: &[Uuid]) {
+        for k in key_ids {
+            self.bus.publish(Invalidation::Token { key_id: *k });
+        }
     }
 
     /// Mints a token. The raw token is in the result and nowhere else.
@@ -361,6 +371,7 @@ impl Control {
             expires_at,
             zones: zones.clone(),
             permissions: None,
+            oauth: None,
         };
         self.store.insert_token(&new).await?;
         tracing::info!(key_id = %new.key_id, name = %new.name, admin = new.is_admin, "token created");

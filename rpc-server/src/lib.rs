@@ -16,6 +16,7 @@ mod error;
 pub mod files;
 pub mod limits;
 pub mod metrics;
+mod oauth;
 mod routes;
 mod startup;
 pub mod state;

@@ -107,6 +107,7 @@ impl Application {
             last_used,
             local,
             static_keys,
+            oauth,
         } = backends;
         let state = AppState::from(StateInner {
             auth,
@@ -124,6 +125,7 @@ impl Application {
             grants,
             issuers,
             local,
+            oauth,
             started: Instant::now(),
             live: Default::default(),
         });
@@ -147,6 +149,14 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The root password generated at this start, once (see `LocalSettings`).
+    pub fn take_generated_root_password(&self) -> Option<SecretString> {
+        self.state
+            .local
+            .as_ref()
+            .and_then(|l| l.take_generated_root_password())
     }
 
     pub fn state(&self) -> &AppState {
@@ -192,6 +202,7 @@ impl Application {
         });
         let limits = self.state.limits.clone();
         let local = self.state.local.clone();
+        let oauth = self.state.oauth.clone();
         let housekeeping = tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
             loop {
@@ -199,6 +210,9 @@ impl Application {
                 limits.housekeeping();
                 if let Some(l) = &local {
                     l.throttle.housekeeping();
+                }
+                if let Some(o) = &oauth {
+                    o.housekeeping();
                 }
             }
         });
@@ -284,6 +298,8 @@ struct Backends {
     local: Option<Arc<LocalAuth>>,
     /// The static file's provider, reloaded on SIGHUP.
     static_keys: Option<Arc<StaticAuth>>,
+    /// The OAuth authorization server (SPEC §11), when on.
+    oauth: Option<Arc<crate::oauth::OAuthServer>>,
 }
 
 /// What the providers of the chain share: the database provider itself, and the store,
@@ -377,6 +393,7 @@ impl Backends {
             last_used: None,
             local: None,
             static_keys: None,
+            oauth: None,
         })
     }
 
@@ -522,10 +539,30 @@ impl Backends {
                 metrics,
             },
         )?;
-        let mut control = Control::new(store.clone(), hasher, bus.clone(), cfg.public_url.clone());
+        let mut control = Control::new(
+            store.clone(),
+            hasher.clone(),
+            bus.clone(),
+            cfg.public_url.clone(),
+        );
         if let Some(url) = &cfg.redis_url {
             control = control.with_audit_redis(url.expose_secret());
         }
+        let oauth = match (&cfg.oauth, &local) {
+            (None, _) => None,
+            (Some(o), Some(l)) => {
+                tracing::info!(issuer = %o.issuer, dcr = o.dcr, "OAuth authorization server on");
+                Some(Arc::new(crate::oauth::OAuthServer::new(
+                    o.clone(),
+                    control.clone(),
+                    l.clone(),
+                    hasher,
+                )))
+            }
+            (Some(_), None) => anyhow::bail!(
+                "NEXUS_OAUTH_ISSUER needs the local provider for its logins: --auth-type database,local"
+            ),
+        };
         metrics.register_cache_size(move || cache.len());
         Ok(Self {
             issuers: chain.issuers(),
@@ -537,6 +574,7 @@ impl Backends {
             last_used: Some((last_used, store)),
             local,
             static_keys,
+            oauth,
         })
     }
 

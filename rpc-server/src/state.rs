@@ -37,6 +37,8 @@ pub struct StateInner {
     pub issuers: Vec<String>,
     /// The local provider (login, refresh, users), when `local` is in the chain.
     pub(crate) local: Option<Arc<crate::auth::local::LocalAuth>>,
+    /// The OAuth authorization server (SPEC §11), when `NEXUS_OAUTH_ISSUER` is set.
+    pub(crate) oauth: Option<Arc<crate::oauth::OAuthServer>>,
     pub(crate) started: Instant,
     /// Traffic figures of a frontend in this process, for `hub status` without Redis.
     pub(crate) live: std::sync::OnceLock<Arc<dyn crate::stats::LiveTraffic>>,

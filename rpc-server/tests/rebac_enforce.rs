@@ -79,6 +79,7 @@ async fn bound_token(app: &TestApp, id: &str, name: &str, zones: Option<&str>) -
                 expires_at: None,
                 zones: Vec::<ZoneGrant>::new(),
                 permissions: None,
+                oauth: None,
             };
             let s = NewSubject {
                 subject_id: id.into(),

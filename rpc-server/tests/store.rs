@@ -27,6 +27,7 @@ fn new_token(name: &str, zones: &[(&str, Permission)]) -> NewToken {
             })
             .collect(),
         permissions: None,
+        oauth: None,
     }
 }
 

@@ -91,6 +91,7 @@ async fn insert_direct(app: &TestApp, name: &str, expires_at: DateTime<Utc>) -> 
                 permission: Permission::ReadWrite,
             }],
             permissions: None,
+            oauth: None,
         })
         .await
         .expect("insert token");

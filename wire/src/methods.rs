@@ -889,6 +889,13 @@ pub struct TokenInfo {
     pub rate_limit: Option<String>,
     /// `active`, `expired` or `revoked`.
     pub status: String,
+    /// `oauth` for an access token the hub's OAuth server issued to an MCP client (SPEC
+    /// §11); absent for keys minted by an operator or a user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The OAuth client an `oauth` token was issued to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth_client: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -21,4 +21,8 @@ pub struct AuthProviders {
     /// when it accepts API keys only.
     pub issuers: Vec<String>,
     pub scopes_supported: Vec<String>,
+    /// The hub's own OAuth authorization server (SPEC §11), when on: its issuer, the
+    /// frontend's public origin. The frontend names it first in `authorization_servers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth_issuer: Option<String>,
 }

@@ -40,11 +40,26 @@ fn shell_quote(s: &str) -> String {
 
 /// Reads `NEXUS_API_KEY` back from an existing admin.env.
 fn saved_token(path: &Path) -> Option<String> {
+    saved_var(path, "NEXUS_API_KEY")
+}
+
+/// Reads a variable back from an existing admin.env.
+fn saved_var(path: &Path, name: &str) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
+    let prefix = format!("export {name}=");
     text.lines().find_map(|l| {
-        let v = l.strip_prefix("export NEXUS_API_KEY=")?;
-        Some(v.trim().trim_matches('\'').to_owned())
+        let v = l.strip_prefix(&prefix)?;
+        Some(v.trim().trim_matches('\'').replace("'\\''", "'"))
     })
+}
+
+/// A free loopback port for the frontend when asked for port 0: the OAuth issuer (the
+/// frontend's origin) must be known before the rpc-server starts.
+fn free_port() -> Result<u16, CliError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| CliError::new(format!("cannot pick a port for the frontend: {e}")))
 }
 
 fn write_env_file(path: &Path, vars: &[(&str, &str)]) -> Result<(), CliError> {
@@ -79,6 +94,39 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         .map_err(|e| CliError::new(format!("cannot use data dir {}: {e}", u.data_dir.display())))?;
     let secret = load_or_create_secret(&data_dir)?;
     let db_url = format!("sqlite://{}", data_dir.join("nexus.db").display());
+    let mcp_port = if u.mcp_port == 0 {
+        free_port()?
+    } else {
+        u.mcp_port
+    };
+    // The MCP clients' OAuth server (SPEC §11): logins are the local users'; root's
+    // password, when generated, is shown here once and kept in admin.env.
+    let (auth_chain, oauth) = if u.no_oauth {
+        (rpc_server::config::AuthChain::default(), None)
+    } else {
+        let mut local = rpc_server::auth::local::LocalSettings::from_env()
+            .map_err(|e| CliError::new(e.to_string()))?;
+        local.print_generated_password = false;
+        let dcr = !matches!(
+            std::env::var("NEXUS_OAUTH_DCR")
+                .ok()
+                .as_deref()
+                .map(str::trim),
+            Some("0" | "false" | "no" | "off")
+        );
+        let chain = rpc_server::config::AuthChain {
+            types: vec![
+                nexus_providers::config::AuthType::Database,
+                nexus_providers::config::AuthType::Local,
+            ],
+            local,
+            ..Default::default()
+        };
+        let settings =
+            rpc_server::config::OAuthSettings::new(&format!("http://127.0.0.1:{mcp_port}"), dcr)
+                .map_err(|e| CliError::new(e.to_string()))?;
+        (chain, Some(settings))
+    };
     let cfg = ServerConfig {
         host: "127.0.0.1".into(),
         port: u.rpc_port,
@@ -88,7 +136,7 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
             secret: secret.clone(),
             previous_secret: None,
         },
-        auth_chain: Default::default(),
+        auth_chain,
         auth_cache_ttl: Duration::from_secs(60),
         negative_cache_ttl: Duration::from_secs(5),
         db_acquire_timeout: rpc_server::db::DEFAULT_ACQUIRE_TIMEOUT,
@@ -97,6 +145,7 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         last_used_flush: Duration::from_secs(15),
         migrate: true,
         public_url: None,
+        oauth,
         redis_url: None,
         // One process: nothing to tell.
         bus: None,
@@ -147,7 +196,9 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
     // The frontend calls the rpc-server's router in this process: the same requests and
     // verification as over loopback HTTP, without the hop. The rpc port stays open for
     // the CLI and other clients.
-    let mut fe_cfg = mcp_frontend::FrontendConfig::local(&rpc_url, u.mcp_port);
+    let generated_root = app.take_generated_root_password();
+    let mut fe_cfg = mcp_frontend::FrontendConfig::local(&rpc_url, mcp_port);
+    fe_cfg.oauth = !u.no_oauth;
     // MCP session ids are sealed with a secret kept beside the others (0600), so sessions
     // outlive a restart of the embedded hub; `hub session-secret rotate` rewrites the file
     // and the frontend re-reads it.
@@ -176,16 +227,23 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         .clone()
         .or_else(|| saved_token(&env_path))
         .unwrap_or_default();
-    write_env_file(
-        &env_path,
-        &[
-            ("NEXUS_URL", &rpc_url),
-            ("NEXUS_MCP_URL", &mcp_url),
-            ("NEXUS_API_KEY", &token),
-            ("NEXUS_DATABASE_URL", &db_url),
-            ("NEXUS_API_KEY_SECRET", secret.expose_secret()),
-        ],
-    )?;
+    let root_password = generated_root
+        .as_ref()
+        .map(|p| p.expose_secret().to_owned())
+        .or_else(|| saved_var(&env_path, "NEXUS_ROOT_PASSWORD"));
+    let mut vars = vec![
+        ("NEXUS_URL", rpc_url.as_str()),
+        ("NEXUS_MCP_URL", mcp_url.as_str()),
+        ("NEXUS_API_KEY", token.as_str()),
+        ("NEXUS_DATABASE_URL", db_url.as_str()),
+        ("NEXUS_API_KEY_SECRET", secret.expose_secret()),
+    ];
+    if let Some(pw) = &root_password
+        && !u.no_oauth
+    {
+        vars.push(("NEXUS_ROOT_PASSWORD", pw.as_str()));
+    }
+    write_env_file(&env_path, &vars)?;
 
     output::line(out, "Nexus Hub is up (embedded: SQLite, no Redis).")?;
     output::line(out, &format!("  mcp: {mcp_url}"))?;
@@ -212,6 +270,13 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
             ),
         )?,
     }
+    if let Some(pw) = &generated_root {
+        output::line(
+            out,
+            "Root password for browser logins (shown once; also saved in admin.env):",
+        )?;
+        output::line(out, &format!("  root: {}", pw.expose_secret()))?;
+    }
     output::line(
         out,
         "Agents: send `Authorization: Bearer <token>` to the mcp URL; after sourcing admin.env,",
@@ -224,6 +289,14 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         out,
         "  (codex, cursor, vscode, goose, claude-desktop too; docs/CLIENTS.md).",
     )?;
+    if !u.no_oauth {
+        output::line(
+            out,
+            &format!(
+                "MCP clients that sign in (OAuth): add {mcp_url} and log in as root in the browser."
+            ),
+        )?;
+    }
     output::line(
         out,
         &format!(

@@ -694,12 +694,12 @@ async fn the_metadata_follows_the_rpc_servers_issuers_and_keeps_the_last_good_an
     let rpc = RpcClient::new(&srv.base, Duration::from_secs(5)).expect("client");
     let servers = crate::metadata::AuthServers::default();
     let listed = |s: &crate::metadata::AuthServers| {
-        s.document("https://hub.example")["authorization_servers"].clone()
+        s.document("https://hub.example", false)["authorization_servers"].clone()
     };
     // Nothing known yet: the hub itself, and every scope.
     assert!(!servers.refresh(&rpc).await);
     assert_eq!(listed(&servers), json!(["https://hub.example"]));
-    let doc = servers.document("https://hub.example");
+    let doc = servers.document("https://hub.example", false);
     assert_eq!(doc["resource"], "https://hub.example/mcp");
     assert_eq!(
         doc["scopes_supported"],
@@ -710,7 +710,7 @@ async fn the_metadata_follows_the_rpc_servers_issuers_and_keeps_the_last_good_an
     assert!(servers.refresh(&rpc).await);
     assert_eq!(listed(&servers), json!(["https://idp.example"]));
     assert_eq!(
-        servers.document("https://hub.example")["scopes_supported"],
+        servers.document("https://hub.example", false)["scopes_supported"],
         json!(["files:read"])
     );
     // Down, or nonsense: the last good answer stays.

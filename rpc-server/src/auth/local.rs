@@ -54,6 +54,9 @@ pub struct LocalSettings {
     pub disable_root_after_setup: bool,
     /// `NEXUS_JWT_TTL`, else `local.jwt_ttl`, else one hour.
     pub jwt_ttl: Option<Duration>,
+    /// Print a generated root password on stderr (nexusd); `nexus hub up` shows it itself,
+    /// beside the admin token, and keeps it in `admin.env`.
+    pub print_generated_password: bool,
 }
 
 impl Default for LocalSettings {
@@ -64,6 +67,7 @@ impl Default for LocalSettings {
             root_enabled: true,
             disable_root_after_setup: false,
             jwt_ttl: None,
+            print_generated_password: true,
         }
     }
 }
@@ -90,6 +94,7 @@ impl LocalSettings {
             root_enabled: flag("NEXUS_ROOT_ENABLED", true)?,
             disable_root_after_setup: flag("NEXUS_DISABLE_ROOT_AFTER_SETUP", false)?,
             jwt_ttl,
+            print_generated_password: true,
         })
     }
 }
@@ -187,6 +192,8 @@ pub struct LocalAuth {
     hashing: Semaphore,
     pub(crate) throttle: crate::routes::LoginThrottle,
     settings: LocalSettings,
+    /// The root password generated at this start, until the embedder takes it.
+    generated_root_password: std::sync::Mutex<Option<SecretString>>,
 }
 
 impl std::fmt::Debug for LocalAuth {
@@ -228,11 +235,21 @@ impl LocalAuth {
             hashing: Semaphore::new(HASHING_CONCURRENCY),
             throttle: Default::default(),
             settings,
+            generated_root_password: std::sync::Mutex::new(None),
         })
     }
 
     pub fn issuer(&self) -> &str {
         &self.issuer
+    }
+
+    /// The root password generated at this start (first start, no `NEXUS_ROOT_PASSWORD`),
+    /// once: `nexus hub up` shows it and keeps it in `admin.env`.
+    pub fn take_generated_root_password(&self) -> Option<SecretString> {
+        self.generated_root_password
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     pub fn store(&self) -> &Store {
@@ -349,6 +366,20 @@ impl LocalAuth {
     /// Checks a username and password; the same work and answer for an unknown user, a
     /// wrong password and a disabled user.
     pub async fn login(&self, username: &str, pw: &str) -> Result<Issued, LocalError> {
+        let user = self.check_password(username, pw).await?;
+        let now = Utc::now();
+        let family_end = now + ChronoDuration::from_std(FAMILY_LIFETIME).unwrap_or_default();
+        self.issue(&user.username, Uuid::new_v4(), None, family_end, now)
+            .await
+    }
+
+    /// The user whose password this is (the OAuth login page's check, and `login`'s):
+    /// the same work and answer for an unknown user, a wrong password and a disabled user.
+    pub async fn check_password(
+        &self,
+        username: &str,
+        pw: &str,
+    ) -> Result<crate::db::LocalUserRecord, LocalError> {
         check_username(username)?;
         if pw.is_empty() || pw.len() > password::MAX_PASSWORD_BYTES {
             return Err(LocalError::BadInput("password must be 1-1024 bytes"));
@@ -388,10 +419,7 @@ impl LocalAuth {
             .auth_results
             .with_label_values(&["login_ok"])
             .inc();
-        let now = Utc::now();
-        let family_end = now + ChronoDuration::from_std(FAMILY_LIFETIME).unwrap_or_default();
-        self.issue(&user.username, Uuid::new_v4(), None, family_end, now)
-            .await
+        Ok(user)
     }
 
     async fn issue(
@@ -768,7 +796,12 @@ pub async fn bootstrap_root(local: &LocalAuth, s: &LocalSettings) -> anyhow::Res
                 .await
                 .map_err(|e| anyhow::anyhow!("root password: {e}"))?;
             local.put_user(root, h, super_perms, "", false).await?;
-            if generated {
+            if generated && !s.print_generated_password {
+                *local
+                    .generated_root_password
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(SecretString::from(pw.clone()));
+            } else if generated {
                 // The one place the password is ever shown: stderr of the first start.
                 eprintln!(
                     "nexusd: created the root user {root:?} with a generated password (shown once, stored only hashed):\n  {pw}\nLog in with POST /auth/login; set NEXUS_ROOT_PASSWORD or `nexus admin set-password {root}` to choose one."

@@ -221,6 +221,7 @@ impl Control {
                 expires_at: plan.expires_at,
                 zones: plan.zones.clone(),
                 permissions: None,
+                oauth: None,
             };
             minted = Some((token, new));
         }

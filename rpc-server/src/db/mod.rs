@@ -7,6 +7,7 @@
 
 mod files;
 mod local;
+mod oauth;
 mod subjects;
 mod tokens;
 mod tuples;
@@ -17,8 +18,12 @@ pub use files::{
     TextFilter, Written, parent_of,
 };
 pub use local::{LocalUserRecord, NewLocalUser, RefreshUse, SessionRecord, SigningKeyRecord};
+pub use oauth::{
+    CodeUse, NewCode, NewRefresh, OAuthClientRecord, OAuthCodeRecord, OAuthRefreshRecord,
+    OAuthRefreshUse,
+};
 pub use subjects::{NewSubject, SubjectDeleted, SubjectRecord};
-pub use tokens::{NewToken, SubjectBinding, TokenRecord};
+pub use tokens::{NewToken, OAuthBinding, SubjectBinding, TokenRecord};
 pub use tuples::{
     MAX_CLOSURE_EDGES, MAX_LISTED, MAX_TUPLES_PER_IDENTITY, TupleFilter, TupleRecord,
 };

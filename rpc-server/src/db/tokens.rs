@@ -22,6 +22,15 @@ pub struct NewToken {
     pub zones: Vec<ZoneGrant>,
     /// `READ,WRITE`…; `None`: the zones and admin flag decide (SPEC §10).
     pub permissions: Option<String>,
+    /// Set for an access token issued by the OAuth server (kind `oauth`).
+    pub oauth: Option<OAuthBinding>,
+}
+
+/// The client and refresh family an OAuth access token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthBinding {
+    pub client_id: String,
+    pub family_id: Uuid,
 }
 
 /// A token as stored, with its grants. `zones_active` is false when any granted zone is
@@ -44,6 +53,10 @@ pub struct TokenRecord {
     pub permissions: Option<String>,
     /// The registered subject `user_id` names, if any (filled by the verification lookup).
     pub subject: Option<SubjectBinding>,
+    /// `key` (minted by an operator or a user) or `oauth` (issued to an OAuth client).
+    pub kind: String,
+    /// The OAuth client an `oauth` token was issued to.
+    pub oauth_client_id: Option<String>,
 }
 
 /// The subject a token is bound to, as the verification lookup sees it.
@@ -67,6 +80,8 @@ struct TokenRow {
     revoked_at: Option<DateTime<Utc>>,
     last_used_at: Option<DateTime<Utc>>,
     permissions: Option<String>,
+    kind: String,
+    oauth_client_id: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -91,7 +106,7 @@ struct JoinedRow {
 }
 
 const TOKEN_COLS: &str = "t.key_id, t.name, t.user_id, t.subject_type, t.is_admin, t.rate_limit, \
-     t.created_at, t.expires_at, t.revoked_at, t.last_used_at, t.permissions";
+     t.created_at, t.expires_at, t.revoked_at, t.last_used_at, t.permissions, t.kind, t.oauth_client_id";
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Db(sqlx::Error::Decode(
@@ -119,6 +134,8 @@ impl TokenRow {
             zones_active: true,
             permissions: self.permissions,
             subject: None,
+            kind: self.kind,
+            oauth_client_id: self.oauth_client_id,
         })
     }
 }
@@ -145,8 +162,8 @@ macro_rules! insert_token_in {
     ($tx:ident, $t:expr) => {{
         const ZONE_OK: &str = "SELECT zone_id FROM zones WHERE zone_id = $1 AND deleted_at IS NULL";
         const INSERT: &str = "INSERT INTO api_tokens (key_id, token_hash, name, user_id, subject_type, \
-             is_admin, rate_limit, created_at, expires_at, permissions) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+             is_admin, rate_limit, created_at, expires_at, permissions, kind, oauth_client_id, \
+             oauth_family) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
         const GRANT: &str =
             "INSERT INTO token_zones (key_id, zone_id, permission) VALUES ($1, $2, $3)";
         let t: &$crate::db::NewToken = $t;
@@ -168,6 +185,9 @@ macro_rules! insert_token_in {
             .bind(t.created_at)
             .bind(t.expires_at)
             .bind(&t.permissions)
+            .bind(if t.oauth.is_some() { "oauth" } else { "key" })
+            .bind(t.oauth.as_ref().map(|o| o.client_id.clone()))
+            .bind(t.oauth.as_ref().map(|o| o.family_id))
             .execute(&mut *$tx)
             .await
             .map_err(|e| {

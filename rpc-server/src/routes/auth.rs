@@ -47,7 +47,7 @@ impl Default for LoginThrottle {
 }
 
 impl LoginThrottle {
-    fn allow(&self, ip: IpAddr, username: &str) -> bool {
+    pub(crate) fn allow(&self, ip: IpAddr, username: &str) -> bool {
         self.per_address.check_key(&ip).is_ok()
             && self
                 .per_user_address
@@ -98,7 +98,7 @@ async fn json_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, ApiE
         .map_err(|_| ApiError::BadRequest("the body must be a JSON object of the documented shape"))
 }
 
-fn client(st: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> IpAddr {
+pub(super) fn client(st: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> IpAddr {
     let peer = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.ip());
     nexus_serve::client_ip(peer, headers, &st.trusted_proxies)
 }

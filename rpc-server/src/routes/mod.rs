@@ -4,6 +4,7 @@
 
 mod auth;
 mod health;
+mod oauth;
 mod providers;
 mod rpc;
 
@@ -54,6 +55,17 @@ fn routes() -> Router<AppState> {
             post(auth::post_user_permissions),
         )
         .route("/auth/keys/rotate", post(auth::post_keys_rotate))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(oauth::metadata),
+        )
+        .route("/.well-known/openid-configuration", get(oauth::metadata))
+        .route("/oauth/authorize", get(oauth::authorize))
+        .route("/oauth/authorize/login", post(oauth::login))
+        .route("/oauth/authorize/consent", post(oauth::consent))
+        .route("/oauth/token", post(oauth::token))
+        .route("/oauth/register", post(oauth::register))
+        .route("/oauth/revoke", post(oauth::revoke))
         .route("/health", get(health::health))
         .route("/healthz/live", get(health::live))
         .route("/healthz/ready", get(health::ready))
@@ -121,6 +133,14 @@ async fn track_http(State(st): State<AppState>, req: Request, next: Next) -> Res
             "/auth/users/{u}" => "/auth/users/{u}",
             "/auth/users/{u}/permissions" => "/auth/users/{u}/permissions",
             "/auth/keys/rotate" => "/auth/keys/rotate",
+            "/.well-known/oauth-authorization-server" => "/.well-known/oauth-authorization-server",
+            "/.well-known/openid-configuration" => "/.well-known/openid-configuration",
+            "/oauth/authorize" => "/oauth/authorize",
+            "/oauth/authorize/login" => "/oauth/authorize/login",
+            "/oauth/authorize/consent" => "/oauth/authorize/consent",
+            "/oauth/token" => "/oauth/token",
+            "/oauth/register" => "/oauth/register",
+            "/oauth/revoke" => "/oauth/revoke",
             nexus_wire::resource::AUTH_PROVIDERS_PATH => nexus_wire::resource::AUTH_PROVIDERS_PATH,
             _ => "other",
         })

@@ -238,6 +238,7 @@ pub fn config(db_url: &str, data_dir: &std::path::Path, o: &TestOptions) -> Serv
         last_used_flush: Duration::from_millis(200),
         migrate: false,
         public_url: None,
+        oauth: None,
         redis_url: o.redis_url.clone().map(SecretString::from),
         bus: o.bus.clone().or_else(|| {
             let url = o.redis_url.clone().map(SecretString::from);

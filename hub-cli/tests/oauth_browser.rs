@@ -1,0 +1,223 @@
+//! MCP clients sign in to `nexus hub up` through the hub's OAuth pages in a real browser
+//! (SPEC §11), with no token pasted: headless Chromium (Debian's `chromium` and
+//! `chromedriver`, driven over WebDriver by `tests/python/oauth_browser.py`) fills the
+//! login and consent pages as root, whose password `hub up` generated and printed once.
+//! The official MCP Python SDK's OAuth client provider completes the flow and calls tools;
+//! the operator then sees the resulting credential (kind `oauth`) in `nexus hub token list`
+//! and `nexus hub oauth clients list`, and revokes it. rmcp's `auth` client (Codex's) does
+//! the same flow and calls tools. A screenshot of each page is kept under
+//! `target/test-artifacts/oauth-browser/`.
+//!
+//! Needs python3 with the MCP SDK and chromium + chromedriver (scripts/test installs
+//! them); without them the test fails and says so.
+
+mod common;
+
+use common::procs::{BannerHub, parse_admin_env, run_nexus};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn field(lines: &[String], key: &str) -> Option<String> {
+    lines.iter().find_map(|l| {
+        l.trim_start()
+            .strip_prefix(key)
+            .map(|v| v.trim().to_owned())
+    })
+}
+
+fn artifacts() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("test-artifacts/oauth-browser")
+}
+
+/// Runs the browser script; returns its stdout, failing with everything it said.
+async fn browser_script(args: &[&str]) -> String {
+    for bin in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
+        assert!(
+            Path::new(bin).exists(),
+            "{bin} is needed: apt-get install chromium chromium-driver"
+        );
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/oauth_browser.py");
+    let mut cmd = tokio::process::Command::new("python3");
+    cmd.arg(&script)
+        .args(args)
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(240), cmd.output())
+        .await
+        .expect("the browser flow hung")
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        script.display(),
+        out.status
+    );
+    stdout
+}
+
+fn shots_exist(dir: &Path, name: &str) {
+    for page in ["login", "consent"] {
+        let p = dir.join(format!("{name}-{page}.png"));
+        let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        assert!(bytes.starts_with(b"\x89PNG"), "{} is a PNG", p.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_python_sdk_signs_in_through_the_browser_and_the_operator_revokes_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let mut hub = BannerHub::start(&data);
+    let banner = hub.banner();
+    let mcp = field(&banner, "mcp: ").expect("an mcp: line");
+    let root_pw = field(&banner, "root: ").expect("the generated root password, once");
+    let env_text = std::fs::read_to_string(data.join("admin.env")).expect("admin.env");
+    let env = parse_admin_env(&env_text);
+    assert!(
+        env.iter()
+            .any(|(k, v)| k == "NEXUS_ROOT_PASSWORD" && *v == root_pw),
+        "admin.env keeps the root password"
+    );
+
+    let shots = artifacts();
+    let out = browser_script(&[
+        "sdk",
+        &mcp,
+        "root",
+        &root_pw,
+        shots.to_str().expect("utf-8 path"),
+    ])
+    .await;
+    assert!(out.contains("ok: python-sdk"), "{out}");
+    shots_exist(&shots, "python-sdk");
+
+    // The operator sees the credential the browser login produced, and revokes it.
+    let (code, listed, err) = run_nexus(&["hub", "token", "list", "--json"], &env).await;
+    assert_eq!(code, 0, "{err}");
+    let tokens: serde_json::Value = serde_json::from_str(&listed).expect("json");
+    let oauth: Vec<&serde_json::Value> = tokens
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|t| t["kind"] == "oauth")
+        .collect();
+    assert_eq!(oauth.len(), 1, "{listed}");
+    assert_eq!(oauth[0]["user_id"], "root");
+    assert!(
+        oauth[0]["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("oauth:mcp-python-sdk:")),
+        "{listed}"
+    );
+    // The client it was issued to, as `hub oauth clients list` shows it.
+    let (code, clients, err) =
+        run_nexus(&["hub", "oauth", "clients", "list", "--json"], &env).await;
+    assert_eq!(code, 0, "{err}");
+    let clients: serde_json::Value = serde_json::from_str(&clients).expect("json");
+    let client = clients
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|c| c["client_id"] == oauth[0]["oauth_client"])
+        .expect("the token's client is listed");
+    assert_eq!(client["client_name"], "MCP Python SDK");
+    assert_eq!(client["status"], "active");
+    assert_eq!(client["active_tokens"], 1);
+    let name = oauth[0]["name"].as_str().expect("name");
+    let (code, _, err) = run_nexus(&["hub", "token", "revoke", name], &env).await;
+    assert_eq!(code, 0, "{err}");
+    let (_, listed, _) = run_nexus(&["hub", "token", "list", "--json"], &env).await;
+    assert!(!listed.contains(name), "revoked: {listed}");
+    // Revoking the client: it can sign no one in again.
+    let client_id = client["client_id"].as_str().expect("client_id");
+    let (code, _, err) = run_nexus(&["hub", "oauth", "clients", "revoke", client_id], &env).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, _) = run_nexus(&["hub", "oauth", "clients", "revoke", "dcr-nope"], &env).await;
+    assert_eq!(code, 1, "an unknown client");
+    let (_, clients, _) = run_nexus(&["hub", "oauth", "clients", "list", "--json"], &env).await;
+    assert!(clients.contains("\"revoked\""), "{clients}");
+    hub.terminate();
+}
+
+/// rmcp's own OAuth client (`auth` feature, what Codex is built on): discovery from the
+/// 401, registration, the browser sign-in, the code exchange with PKCE and the resource,
+/// then tools over the authorized transport.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_rmcp_auth_client_signs_in_through_the_browser() {
+    use rmcp::ServiceExt;
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::auth::{AuthClient, AuthorizationRequest, OAuthState};
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let mut hub = BannerHub::start(&data);
+    let banner = hub.banner();
+    let mcp = field(&banner, "mcp: ").expect("an mcp: line");
+    let root_pw = field(&banner, "root: ").expect("the generated root password, once");
+
+    let redirect = format!("http://127.0.0.1:{}/callback", common::procs::free_port());
+    let mut state = OAuthState::new(mcp.as_str(), None)
+        .await
+        .expect("oauth state");
+    state
+        .start_authorization(
+            AuthorizationRequest::new(redirect.as_str())
+                .with_client_name("rmcp")
+                .with_scopes(["files:read", "files:write"]),
+        )
+        .await
+        .expect("discovery and registration");
+    let url = state
+        .get_authorization_url()
+        .await
+        .expect("authorization url");
+    assert!(url.contains("code_challenge_method=S256"), "{url}");
+    let shots = artifacts();
+    let out = browser_script(&[
+        "browse",
+        &url,
+        "root",
+        &root_pw,
+        shots.to_str().expect("utf-8 path"),
+        "rmcp",
+    ])
+    .await;
+    shots_exist(&shots, "rmcp");
+    let callback = out
+        .lines()
+        .find_map(|l| l.strip_prefix("callback: "))
+        .expect("the callback URL");
+    state
+        .handle_callback_url(callback)
+        .await
+        .expect("code exchanged for a token");
+    let manager = state
+        .into_authorization_manager()
+        .expect("authorized manager");
+    let client = AuthClient::new(reqwest::Client::default(), manager);
+    let transport = StreamableHttpClientTransport::with_client(
+        client,
+        StreamableHttpClientTransportConfig::with_uri(mcp.clone()),
+    );
+    let service = ().serve(transport).await.expect("MCP session with the OAuth token");
+    let tools = service.list_all_tools().await.expect("tools/list");
+    assert!(tools.iter().any(|t| t.name == "nexus_write_file"));
+    let args = serde_json::json!({"path": "/rmcp-oauth.md", "content": "signed in with rmcp\n"});
+    let args = args.as_object().cloned().expect("object");
+    let w = service
+        .call_tool(CallToolRequestParams::new("nexus_write_file").with_arguments(args))
+        .await
+        .expect("tools/call");
+    assert_ne!(w.is_error, Some(true), "{w:?}");
+    let _ = service.cancel().await;
+    hub.terminate();
+}

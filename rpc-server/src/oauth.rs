@@ -1,0 +1,1071 @@
+//! The hub as the OAuth 2.1 authorization server of MCP clients (SPEC §11): the flow
+//! behind `/oauth/*`, on the database, the local users and the token mint. What needs no
+//! database (PKCE, formats, client rules, sealing, CSRF, pages) is `nexus_oauth`.
+//!
+//! The flow: `/oauth/authorize` checks the client and its redirect URI (an unknown client
+//! or an unregistered URI is an error page, never a redirect), then the request, and shows
+//! the login page with the request sealed into the form; the login form's answer is the
+//! consent page with the signed-in user sealed in; the consent form's answer is a redirect
+//! with a single-use code (its digest stored with what was consented). `/oauth/token`
+//! redeems the code (PKCE S256, the same redirect URI, client and resource) for an access
+//! token — an ordinary hub token of kind `oauth`, within the user's rights and the
+//! consent — and a refresh token of a new family; a refresh rotates, and a used refresh
+//! token presented again revokes its family. Every change is an `oauth.*` audit event.
+
+use crate::auth::TokenHasher;
+use crate::auth::local::{LocalAuth, LocalError};
+use crate::auth::token::PlainToken;
+use crate::config::OAuthSettings;
+use crate::control::{Caller, Control};
+use crate::db::{
+    CodeUse, LocalUserRecord, NewCode, NewRefresh, NewToken, OAuthBinding, OAuthRefreshUse, Store,
+    StoreError,
+};
+use chrono::{Duration as ChronoDuration, Utc};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use nexus_oauth::client::{ClientMetadata, redirect_matches};
+use nexus_oauth::csrf::{self, Csrf};
+use nexus_oauth::html::{self, Offer, ZoneChoice};
+use nexus_oauth::request::{AuthorizationRequest, RawRequest, redirect_with};
+use nexus_oauth::scope::Scopes;
+use nexus_oauth::seal::Sealer;
+use nexus_oauth::{OAuthError, secret};
+use nexus_providers::permissions::{Perm, Perms};
+use nexus_wire::spec::{Permission, SubjectType, ZoneGrant, parse_zone_spec};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// What a handler sends back; the routes turn it into HTTP.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// A page, with the security headers; `form_target` is the redirect origin the
+    /// consent form may lead to.
+    Page {
+        status: u16,
+        body: String,
+        form_target: Option<String>,
+        set_cookie: Option<String>,
+    },
+    /// 303 to the client's redirect URI.
+    Redirect(String),
+    /// A JSON answer (token, registration, errors), never cached.
+    Json {
+        status: u16,
+        body: serde_json::Value,
+    },
+}
+
+impl Outcome {
+    fn error_page(status: u16, title: &str, message: &str) -> Self {
+        Self::Page {
+            status,
+            body: html::error_page(title, message),
+            form_target: None,
+            set_cookie: None,
+        }
+    }
+
+    fn json_error(e: &OAuthError) -> Self {
+        let status = match e.code {
+            "invalid_client" => 401,
+            "temporarily_unavailable" => 503,
+            _ => 400,
+        };
+        Self::Json {
+            status,
+            body: e.body(),
+        }
+    }
+}
+
+/// The consent form's sealed state: the request and who signed in.
+#[derive(Debug, Serialize, Deserialize)]
+struct Consent {
+    req: AuthorizationRequest,
+    username: String,
+}
+
+/// The OAuth server: settings, keys derived from the server secret, and what it works on.
+pub(crate) struct OAuthServer {
+    settings: OAuthSettings,
+    resource: String,
+    control: Control,
+    local: Arc<LocalAuth>,
+    hasher: Arc<TokenHasher>,
+    sealer: Sealer,
+    csrf: Csrf,
+    /// Dynamic registrations per client address.
+    registrations: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl std::fmt::Debug for OAuthServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthServer")
+            .field("issuer", &self.settings.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable() -> OAuthError {
+    OAuthError::new(
+        "temporarily_unavailable",
+        "the hub cannot answer now; try again",
+    )
+}
+
+fn store_err(e: StoreError) -> OAuthError {
+    tracing::warn!(error = %e, "oauth store operation failed");
+    unavailable()
+}
+
+/// The origin (`scheme://host[:port]`) of a validated redirect URI, for the CSP.
+fn origin_of(uri: &str) -> Option<String> {
+    let u = url::Url::parse(uri).ok()?;
+    Some(u.origin().ascii_serialization()).filter(|o| o != "null")
+}
+
+/// A token name from the client's name: `oauth:<client>:<random>`, within the name rules.
+fn token_name(client_name: &str) -> String {
+    let slug: String = client_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._@+-".contains(c) {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
+    let slug = slug.trim_matches('-');
+    let slug = if slug.is_empty() { "client" } else { slug };
+    format!(
+        "oauth:{slug}:{}",
+        &Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// What a user may hand a client: the permissions as scopes, the zones they hold (an
+/// admin without listed zones: every active zone).
+struct Rights {
+    scopes: Scopes,
+    zones: Vec<ZoneGrant>,
+    /// An admin with no zone list: a zoneless admin token sees every zone.
+    all_zones: bool,
+}
+
+impl OAuthServer {
+    pub(crate) fn new(
+        settings: OAuthSettings,
+        control: Control,
+        local: Arc<LocalAuth>,
+        hasher: Arc<TokenHasher>,
+    ) -> Self {
+        let sealer = Sealer::new(hasher.subkey("nexus-hub/oauth-seal/v1").expose_secret());
+        let csrf = Csrf::new(hasher.subkey("nexus-hub/oauth-csrf/v1").expose_secret());
+        let per_min = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
+        Self {
+            resource: settings.resource(),
+            settings,
+            control,
+            local,
+            hasher,
+            sealer,
+            csrf,
+            registrations: RateLimiter::keyed(per_min(20)),
+        }
+    }
+
+    fn store(&self) -> &Store {
+        self.control.store()
+    }
+
+    fn secure(&self) -> bool {
+        self.settings.issuer.starts_with("https://")
+    }
+
+    pub(crate) fn issuer(&self) -> &str {
+        &self.settings.issuer
+    }
+
+    pub(crate) fn housekeeping(&self) {
+        self.registrations.retain_recent();
+    }
+
+    fn audit(&self, event: &'static str, username: Option<&str>, detail: serde_json::Value) {
+        let caller = Caller {
+            key_id: None,
+            subject_id: username.map(str::to_owned),
+            is_admin: false,
+            base: Vec::new(),
+            zones: Vec::new(),
+        };
+        self.control.audit(event, &caller, detail);
+    }
+
+    /// RFC 8414 metadata (also the OpenID discovery document).
+    pub(crate) fn metadata(&self) -> serde_json::Value {
+        nexus_oauth::metadata::authorization_server(&self.settings.issuer, self.settings.dcr, false)
+    }
+
+    /// A live client's name and redirect URIs.
+    async fn client(&self, client_id: &str) -> Result<Option<(String, Vec<String>)>, OAuthError> {
+        if client_id.is_empty() || client_id.len() > 2000 {
+            return Ok(None);
+        }
+        let found = self
+            .store()
+            .oauth_client(client_id)
+            .await
+            .map_err(store_err)?;
+        Ok(found
+            .filter(|c| c.revoked_at.is_none())
+            .map(|c| (c.client_name.clone(), c.redirect_uri_list())))
+    }
+
+    // ---- authorize ----
+
+    /// `GET /oauth/authorize`.
+    pub(crate) async fn authorize(&self, query: &str, cookie_header: Option<&str>) -> Outcome {
+        let raw = match RawRequest::parse(query) {
+            Ok(r) => r,
+            Err(e) => return Outcome::error_page(400, "Invalid request", &e.description),
+        };
+        let Some(client_id) = raw.get("client_id") else {
+            return Outcome::error_page(400, "Invalid request", "client_id is missing.");
+        };
+        let (client_name, uris) = match self.client(client_id).await {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                return Outcome::error_page(
+                    400,
+                    "Unknown application",
+                    "This application is not registered with the hub, or its access was revoked.",
+                );
+            }
+            Err(_) => {
+                return Outcome::error_page(503, "Try again", "The hub cannot answer now.");
+            }
+        };
+        let Some(redirect_uri) = raw.get("redirect_uri") else {
+            return Outcome::error_page(400, "Invalid request", "redirect_uri is missing.");
+        };
+        if !redirect_matches(&uris, redirect_uri) {
+            return Outcome::error_page(
+                400,
+                "Invalid redirect",
+                "The redirect URI is not one this application registered; nothing is sent to it.",
+            );
+        }
+        let req = match AuthorizationRequest::validate(
+            &raw,
+            client_id,
+            &client_name,
+            redirect_uri,
+            &self.resource,
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                return Outcome::Redirect(redirect_with(
+                    redirect_uri,
+                    &self.settings.issuer,
+                    raw.get("state"),
+                    &[("error", e.code), ("error_description", &e.description)],
+                ));
+            }
+        };
+        let secure = self.secure();
+        let (cookie, set_cookie) = match cookie_header.and_then(|h| csrf::cookie_value(h, secure)) {
+            Some(c) => (c.to_owned(), None),
+            None => match secret::random_b64(32) {
+                Ok(c) => {
+                    let set = csrf::set_cookie(secure, &c);
+                    (c, Some(set))
+                }
+                Err(_) => {
+                    return Outcome::error_page(503, "Try again", "The hub cannot answer now.");
+                }
+            },
+        };
+        self.login_page(&req, &cookie, set_cookie, None, 200)
+    }
+
+    fn login_page(
+        &self,
+        req: &AuthorizationRequest,
+        cookie: &str,
+        set_cookie: Option<String>,
+        error: Option<&str>,
+        status: u16,
+    ) -> Outcome {
+        let exp = Utc::now().timestamp() + nexus_oauth::PAGE_TTL_SECS;
+        let Some(sealed) = self.sealer.seal("login", req, exp) else {
+            return Outcome::error_page(503, "Try again", "The hub cannot answer now.");
+        };
+        let token = self.csrf.token("login", cookie, &sealed);
+        Outcome::Page {
+            status,
+            body: html::login_page(&req.client_name, &sealed, &token, error),
+            form_target: None,
+            set_cookie,
+        }
+    }
+
+    fn forged() -> Outcome {
+        Outcome::error_page(
+            403,
+            "Form refused",
+            "This form did not come from this hub in this browser, or it expired. Start again from the application.",
+        )
+    }
+
+    /// `POST /oauth/authorize/login`.
+    pub(crate) async fn login(
+        &self,
+        form: &[(String, String)],
+        cookie_header: Option<&str>,
+        ip: IpAddr,
+    ) -> Outcome {
+        let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let cookie = cookie_header.and_then(|h| csrf::cookie_value(h, self.secure()));
+        let (Some(sealed), Some(token)) = (field("request"), field("csrf")) else {
+            return Self::forged();
+        };
+        if !self.csrf.verify("login", cookie, sealed, token) {
+            self.audit("oauth.csrf_refused", None, json!({ "form": "login" }));
+            return Self::forged();
+        }
+        let Some(cookie) = cookie else {
+            return Self::forged();
+        };
+        let now = Utc::now();
+        let Some(req) = self
+            .sealer
+            .open::<AuthorizationRequest>("login", sealed, now.timestamp())
+        else {
+            return Self::forged();
+        };
+        let username = field("username").unwrap_or_default().trim();
+        let password = field("password").unwrap_or_default();
+        if username.is_empty() || password.is_empty() {
+            return self.login_page(
+                &req,
+                cookie,
+                None,
+                Some("Enter your username and password."),
+                400,
+            );
+        }
+        if !self.local.throttle.allow(ip, username) {
+            return self.login_page(
+                &req,
+                cookie,
+                None,
+                Some("Too many attempts; wait a minute."),
+                429,
+            );
+        }
+        let user = match self.local.check_password(username, password).await {
+            Ok(u) => u,
+            Err(LocalError::Unavailable) => {
+                return Outcome::error_page(503, "Try again", "The hub cannot answer now.");
+            }
+            Err(_) => {
+                self.audit(
+                    "oauth.login_refused",
+                    None,
+                    json!({ "client_id": req.client_id }),
+                );
+                return self.login_page(
+                    &req,
+                    cookie,
+                    None,
+                    Some("Wrong username or password."),
+                    401,
+                );
+            }
+        };
+        // A client revoked while its user was signing in gets nothing.
+        match self.client(&req.client_id).await {
+            Ok(Some(_)) => {}
+            _ => {
+                return Outcome::error_page(
+                    400,
+                    "Unknown application",
+                    "This application's access was revoked.",
+                );
+            }
+        }
+        let rights = match self.rights(&user).await {
+            Ok(r) => r,
+            Err(_) => return Outcome::error_page(503, "Try again", "The hub cannot answer now."),
+        };
+        let asked = Scopes::parse(Some(&req.scope)).unwrap_or_default();
+        let offer = asked.within(rights.scopes);
+        self.audit(
+            "oauth.login",
+            Some(&user.username),
+            json!({ "client_id": req.client_id }),
+        );
+        let consent = Consent {
+            req,
+            username: user.username.clone(),
+        };
+        let exp = now.timestamp() + nexus_oauth::PAGE_TTL_SECS;
+        let Some(sealed) = self.sealer.seal("consent", &consent, exp) else {
+            return Outcome::error_page(503, "Try again", "The hub cannot answer now.");
+        };
+        let token = self.csrf.token("consent", cookie, &sealed);
+        let origin = origin_of(&consent.req.redirect_uri).unwrap_or_default();
+        let zones: Vec<ZoneChoice> = rights
+            .zones
+            .iter()
+            .filter(|g| grantable(g.permission, offer).is_some())
+            .map(|g| ZoneChoice {
+                zone: g.zone_id.clone(),
+                permission: g.permission.as_str().to_owned(),
+            })
+            .collect();
+        Outcome::Page {
+            status: 200,
+            body: html::consent_page(
+                &consent.req.client_name,
+                &origin,
+                &user.username,
+                &zones,
+                Offer {
+                    read: offer.read,
+                    write: offer.write,
+                    admin: offer.admin,
+                    all_zones: rights.all_zones,
+                },
+                &sealed,
+                &token,
+            ),
+            form_target: Some(origin),
+            set_cookie: None,
+        }
+    }
+
+    /// What `user` holds now.
+    async fn rights(&self, user: &LocalUserRecord) -> Result<Rights, StoreError> {
+        let perms = Perms::parse_stored(&user.permissions).unwrap_or_default();
+        let scopes = Scopes {
+            read: perms.allows(Perm::Read),
+            write: perms.allows(Perm::Write),
+            admin: perms.allows(Perm::Admin),
+        };
+        let listed = if user.zones.trim().is_empty() {
+            Vec::new()
+        } else {
+            parse_zone_spec(&user.zones).unwrap_or_default()
+        };
+        let all_zones = listed.is_empty() && scopes.admin;
+        let zones = if all_zones {
+            self.store()
+                .active_zones()
+                .await?
+                .into_iter()
+                .map(|zone_id| ZoneGrant {
+                    zone_id,
+                    permission: Permission::ReadWrite,
+                })
+                .collect()
+        } else {
+            listed
+        };
+        Ok(Rights {
+            scopes,
+            zones,
+            all_zones,
+        })
+    }
+
+    /// `POST /oauth/authorize/consent`.
+    pub(crate) async fn consent(
+        &self,
+        form: &[(String, String)],
+        cookie_header: Option<&str>,
+    ) -> Outcome {
+        let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let cookie = cookie_header.and_then(|h| csrf::cookie_value(h, self.secure()));
+        let (Some(sealed), Some(token)) = (field("grant"), field("csrf")) else {
+            return Self::forged();
+        };
+        if !self.csrf.verify("consent", cookie, sealed, token) {
+            self.audit("oauth.csrf_refused", None, json!({ "form": "consent" }));
+            return Self::forged();
+        }
+        let now = Utc::now();
+        let Some(c) = self
+            .sealer
+            .open::<Consent>("consent", sealed, now.timestamp())
+        else {
+            return Self::forged();
+        };
+        let req = &c.req;
+        let back = |code: &'static str, description: &str| {
+            Outcome::Redirect(redirect_with(
+                &req.redirect_uri,
+                &self.settings.issuer,
+                req.state.as_deref(),
+                &[("error", code), ("error_description", description)],
+            ))
+        };
+        if field("decision") != Some("allow") {
+            self.audit(
+                "oauth.consent_denied",
+                Some(&c.username),
+                json!({ "client_id": req.client_id }),
+            );
+            return back("access_denied", "the user denied access");
+        }
+        match self.client(&req.client_id).await {
+            Ok(Some(_)) => {}
+            _ => {
+                return Outcome::error_page(
+                    400,
+                    "Unknown application",
+                    "This application's access was revoked.",
+                );
+            }
+        }
+        let user = match self.store().find_local_user(&c.username).await {
+            Ok(Some(u)) if u.disabled_at.is_none() => u,
+            Ok(_) => return back("access_denied", "the user cannot sign in"),
+            Err(_) => return back("temporarily_unavailable", "try again"),
+        };
+        let Ok(rights) = self.rights(&user).await else {
+            return back("temporarily_unavailable", "try again");
+        };
+        let asked = Scopes::parse(Some(&req.scope)).unwrap_or_default();
+        let ticked = Scopes {
+            read: form.iter().any(|(k, v)| k == "perm" && v == "read"),
+            write: form.iter().any(|(k, v)| k == "perm" && v == "write"),
+            admin: form.iter().any(|(k, v)| k == "perm" && v == "admin"),
+        };
+        let scopes = asked.within(rights.scopes).within(ticked);
+        let chosen: Vec<&str> = form
+            .iter()
+            .filter(|(k, _)| k == "zone")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let zones = narrow_zones(&rights, &chosen, scopes);
+        if scopes.is_empty() || (zones.is_empty() && !(scopes.admin && rights.all_zones)) {
+            return back("access_denied", "nothing was granted");
+        }
+        let Ok(code) = secret::generate(secret::CODE_PREFIX) else {
+            return back("temporarily_unavailable", "try again");
+        };
+        let new = NewCode {
+            digest: self.hasher.digest(&code).0,
+            client_id: req.client_id.clone(),
+            username: user.username.clone(),
+            redirect_uri: req.redirect_uri.clone(),
+            code_challenge: req.code_challenge.clone(),
+            resource: req.resource.clone(),
+            scope: scopes.to_scope_string(),
+            zones: zone_spec(&zones),
+            family_id: Uuid::new_v4(),
+            created_at: now,
+            expires_at: now + ChronoDuration::seconds(nexus_oauth::CODE_TTL_SECS),
+        };
+        if self.store().oauth_insert_code(&new).await.is_err() {
+            return back("temporarily_unavailable", "try again");
+        }
+        self.audit(
+            "oauth.consent",
+            Some(&user.username),
+            json!({ "client_id": req.client_id, "scope": new.scope, "zones": new.zones }),
+        );
+        Outcome::Redirect(redirect_with(
+            &req.redirect_uri,
+            &self.settings.issuer,
+            req.state.as_deref(),
+            &[("code", &code)],
+        ))
+    }
+
+    // ---- token ----
+
+    /// `POST /oauth/token`.
+    pub(crate) async fn token(&self, form: &[(String, String)]) -> Outcome {
+        let mut seen = std::collections::HashSet::new();
+        if form.iter().any(|(k, _)| !seen.insert(k.as_str())) {
+            return Outcome::json_error(&OAuthError::invalid_request(
+                "a parameter is given more than once",
+            ));
+        }
+        let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let res = match field("grant_type") {
+            Some("authorization_code") => self.redeem_code(form).await,
+            Some("refresh_token") => self.rotate(form).await,
+            Some(_) => Err(OAuthError::new(
+                "unsupported_grant_type",
+                "grant_type is authorization_code or refresh_token",
+            )),
+            None => Err(OAuthError::invalid_request("grant_type is required")),
+        };
+        match res {
+            Ok(body) => Outcome::Json { status: 200, body },
+            Err(e) => Outcome::json_error(&e),
+        }
+    }
+
+    async fn redeem_code(
+        &self,
+        form: &[(String, String)],
+    ) -> Result<serde_json::Value, OAuthError> {
+        let field = |k: &str| field_of(form, k);
+        let code = field("code").ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+        let client_id = field("client_id")
+            .ok_or_else(|| OAuthError::invalid_request("client_id is required"))?;
+        let redirect_uri = field("redirect_uri")
+            .ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
+        let resource = field("resource").ok_or_else(|| {
+            OAuthError::new(
+                "invalid_target",
+                format!("resource is required: {}", self.resource),
+            )
+        })?;
+        if !secret::well_formed(code, secret::CODE_PREFIX) {
+            return Err(OAuthError::invalid_grant("unknown or expired code"));
+        }
+        let now = Utc::now();
+        let digest = self.hasher.digest(code).0;
+        let c = match self
+            .store()
+            .oauth_use_code(&digest, now)
+            .await
+            .map_err(store_err)?
+        {
+            CodeUse::Fresh(c) => c,
+            CodeUse::Reused(revoked) => {
+                self.control.publish_tokens(&revoked);
+                self.audit(
+                    "oauth.code_reuse",
+                    None,
+                    json!({ "client_id": client_id, "revoked_tokens": revoked.len() }),
+                );
+                return Err(OAuthError::invalid_grant(
+                    "this code was already used; the tokens issued from it are revoked",
+                ));
+            }
+            CodeUse::Invalid => return Err(OAuthError::invalid_grant("unknown or expired code")),
+        };
+        if c.client_id != client_id {
+            return Err(OAuthError::invalid_grant(
+                "the code was issued to another client",
+            ));
+        }
+        if c.redirect_uri != redirect_uri {
+            return Err(OAuthError::invalid_grant(
+                "redirect_uri differs from the authorization request's",
+            ));
+        }
+        nexus_oauth::pkce::verify(field("code_verifier"), &c.code_challenge)?;
+        if c.resource != resource {
+            return Err(OAuthError::new(
+                "invalid_target",
+                "the resource differs from the authorization request's",
+            ));
+        }
+        let (client_name, _) = self
+            .client(client_id)
+            .await?
+            .ok_or_else(|| OAuthError::new("invalid_client", "the client is revoked"))?;
+        let family_end = now + ChronoDuration::seconds(nexus_oauth::REFRESH_FAMILY_SECS);
+        let out = self
+            .mint(
+                client_id,
+                &client_name,
+                &c.username,
+                &c.scope,
+                &c.zones,
+                &c.resource,
+                c.family_id,
+                family_end,
+            )
+            .await?;
+        self.audit(
+            "oauth.token",
+            Some(&c.username),
+            json!({ "client_id": client_id, "grant_type": "authorization_code", "scope": c.scope }),
+        );
+        Ok(out)
+    }
+
+    async fn rotate(&self, form: &[(String, String)]) -> Result<serde_json::Value, OAuthError> {
+        let field = |k: &str| field_of(form, k);
+        let refresh = field("refresh_token")
+            .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+        let client_id = field("client_id")
+            .ok_or_else(|| OAuthError::invalid_request("client_id is required"))?;
+        if !secret::well_formed(refresh, secret::REFRESH_PREFIX) {
+            return Err(OAuthError::invalid_grant(
+                "unknown or expired refresh token",
+            ));
+        }
+        let now = Utc::now();
+        let digest = self.hasher.digest(refresh).0;
+        let r = match self
+            .store()
+            .oauth_use_refresh(&digest, now)
+            .await
+            .map_err(store_err)?
+        {
+            OAuthRefreshUse::Fresh(r) => r,
+            OAuthRefreshUse::Reused(revoked) => {
+                self.control.publish_tokens(&revoked);
+                self.audit(
+                    "oauth.refresh_reuse",
+                    None,
+                    json!({ "client_id": client_id, "revoked_tokens": revoked.len() }),
+                );
+                return Err(OAuthError::invalid_grant(
+                    "this refresh token was already used; its whole family is revoked",
+                ));
+            }
+            OAuthRefreshUse::Invalid => {
+                return Err(OAuthError::invalid_grant(
+                    "unknown or expired refresh token",
+                ));
+            }
+        };
+        if r.client_id != client_id {
+            // Someone else's refresh token: the family is compromised.
+            let revoked = self
+                .store()
+                .oauth_revoke_family(r.family_id, now)
+                .await
+                .map_err(store_err)?;
+            self.control.publish_tokens(&revoked);
+            return Err(OAuthError::invalid_grant(
+                "the refresh token belongs to another client",
+            ));
+        }
+        if field("resource").is_some_and(|res| res != r.resource) {
+            return Err(OAuthError::new(
+                "invalid_target",
+                "the resource differs from the one consented to",
+            ));
+        }
+        let (client_name, _) = self
+            .client(client_id)
+            .await?
+            .ok_or_else(|| OAuthError::new("invalid_client", "the client is revoked"))?;
+        // A narrower scope may be asked for; never a wider one.
+        let scope = match field("scope") {
+            Some(s) => Scopes::parse(Some(s))?
+                .within(Scopes::parse(Some(&r.scope))?)
+                .to_scope_string(),
+            None => r.scope.clone(),
+        };
+        let out = self
+            .mint(
+                client_id,
+                &client_name,
+                &r.username,
+                &scope,
+                &r.zones,
+                &r.resource,
+                r.family_id,
+                r.expires_at,
+            )
+            .await?;
+        self.audit(
+            "oauth.token",
+            Some(&r.username),
+            json!({ "client_id": client_id, "grant_type": "refresh_token", "scope": scope }),
+        );
+        Ok(out)
+    }
+
+    /// An access token (a hub token of kind `oauth`) and the next refresh token of
+    /// `family`, within what the user holds now and what was consented.
+    #[allow(clippy::too_many_arguments)]
+    async fn mint(
+        &self,
+        client_id: &str,
+        client_name: &str,
+        username: &str,
+        scope: &str,
+        zones: &str,
+        resource: &str,
+        family: Uuid,
+        family_end: chrono::DateTime<Utc>,
+    ) -> Result<serde_json::Value, OAuthError> {
+        let user = match self
+            .store()
+            .find_local_user(username)
+            .await
+            .map_err(store_err)?
+        {
+            Some(u) if u.disabled_at.is_none() => u,
+            _ => return Err(OAuthError::invalid_grant("the user cannot sign in")),
+        };
+        let rights = self.rights(&user).await.map_err(store_err)?;
+        let scopes = Scopes::parse(Some(scope))?.within(rights.scopes);
+        let consented: Vec<ZoneGrant> = if zones.is_empty() {
+            Vec::new()
+        } else {
+            parse_zone_spec(zones).map_err(|_| unavailable())?
+        };
+        let chosen: Vec<&str> = consented.iter().map(|g| g.zone_id.as_str()).collect();
+        let mut granted = narrow_zones(&rights, &chosen, scopes);
+        // Never more than consented per zone either.
+        granted.retain_mut(|g| {
+            let Some(c) = consented.iter().find(|c| c.zone_id == g.zone_id) else {
+                return false;
+            };
+            match intersect(g.permission, c.permission) {
+                Some(p) => {
+                    g.permission = p;
+                    true
+                }
+                None => false,
+            }
+        });
+        let zoneless_admin = consented.is_empty() && scopes.admin && rights.all_zones;
+        if scopes.is_empty() || (granted.is_empty() && !zoneless_admin) {
+            return Err(OAuthError::invalid_grant(
+                "the user no longer holds anything that was granted",
+            ));
+        }
+        let now = Utc::now();
+        let expires = (now + ChronoDuration::seconds(nexus_oauth::ACCESS_TTL_SECS)).min(family_end);
+        let mut perms = Vec::new();
+        if scopes.read {
+            perms.push(Perm::Read);
+        }
+        if scopes.write {
+            perms.push(Perm::Write);
+        }
+        if scopes.admin {
+            perms.push(Perm::Admin);
+        }
+        let access = PlainToken::generate();
+        let token = NewToken {
+            key_id: Uuid::new_v4(),
+            digest: self.hasher.digest(access.expose()).0,
+            name: token_name(client_name),
+            user_id: user.username.clone(),
+            subject_type: SubjectType::User,
+            is_admin: scopes.admin,
+            rate_limit: None,
+            created_at: now,
+            expires_at: Some(expires),
+            zones: granted.clone(),
+            permissions: Some(Perms::of(&perms).stored()),
+            oauth: Some(OAuthBinding {
+                client_id: client_id.to_owned(),
+                family_id: family,
+            }),
+        };
+        let refresh = secret::generate(secret::REFRESH_PREFIX).map_err(|_| unavailable())?;
+        let new_refresh = NewRefresh {
+            digest: self.hasher.digest(&refresh).0,
+            family_id: family,
+            client_id: client_id.to_owned(),
+            username: user.username.clone(),
+            resource: resource.to_owned(),
+            scope: scopes.to_scope_string(),
+            zones: zone_spec(&granted),
+            issued_at: now,
+            expires_at: family_end,
+        };
+        match self.store().oauth_insert_grant(&token, &new_refresh).await {
+            Ok(()) => {}
+            Err(StoreError::ZoneNotActive(_)) => {
+                return Err(OAuthError::invalid_grant("a granted zone was deleted"));
+            }
+            Err(e) => return Err(store_err(e)),
+        }
+        Ok(json!({
+            "access_token": access.expose(),
+            "token_type": "Bearer",
+            "expires_in": (expires - now).num_seconds(),
+            "refresh_token": refresh,
+            "scope": scopes.to_scope_string(),
+        }))
+    }
+
+    // ---- registration, revocation ----
+
+    /// `POST /oauth/register` (RFC 7591).
+    pub(crate) async fn register(&self, body: &[u8], ip: IpAddr) -> Outcome {
+        if !self.settings.dcr {
+            return Outcome::Json {
+                status: 404,
+                body: json!({ "error": "not_found", "error_description": "dynamic client registration is off on this hub" }),
+            };
+        }
+        if self.registrations.check_key(&ip).is_err() {
+            return Outcome::Json {
+                status: 429,
+                body: json!({ "error": "slow_down", "error_description": "too many registrations from this address" }),
+            };
+        }
+        let meta: ClientMetadata = match serde_json::from_slice(body) {
+            Ok(m) => m,
+            Err(_) => {
+                return Outcome::json_error(&OAuthError::invalid_client_metadata(
+                    "the body must be a JSON client metadata object",
+                ));
+            }
+        };
+        let client = match meta.validate() {
+            Ok(c) => c,
+            Err(e) => return Outcome::json_error(&e),
+        };
+        let client_id = format!("dcr-{}", Uuid::new_v4().simple());
+        let now = Utc::now();
+        if let Err(e) = self
+            .store()
+            .oauth_put_client(
+                &client_id,
+                "dcr",
+                &client.client_name,
+                &client.redirect_uris,
+                now,
+            )
+            .await
+        {
+            return Outcome::json_error(&store_err(e));
+        }
+        self.audit(
+            "oauth.client_register",
+            None,
+            json!({ "client_id": client_id, "client_name": client.client_name, "redirect_uris": client.redirect_uris }),
+        );
+        Outcome::Json {
+            status: 201,
+            body: json!({
+                "client_id": client_id,
+                "client_id_issued_at": now.timestamp(),
+                "client_name": client.client_name,
+                "redirect_uris": client.redirect_uris,
+                "grant_types": ["authorization_code", "refresh_token"],
+                "response_types": ["code"],
+                "token_endpoint_auth_method": "none",
+            }),
+        }
+    }
+
+    /// `POST /oauth/revoke` (RFC 7009): a refresh token revokes its family; an access
+    /// token of kind `oauth` revokes itself. Always 200, whatever the token was.
+    pub(crate) async fn revoke(&self, form: &[(String, String)]) -> Outcome {
+        let token = form
+            .iter()
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.as_str());
+        let Some(token) = token else {
+            return Outcome::json_error(&OAuthError::invalid_request("token is required"));
+        };
+        let now = Utc::now();
+        let digest = self.hasher.digest(token).0;
+        let result: Result<(), StoreError> = async {
+            if secret::well_formed(token, secret::REFRESH_PREFIX) {
+                if let Some((family, client_id)) =
+                    self.store().oauth_family_of_refresh(&digest).await?
+                {
+                    let revoked = self.store().oauth_revoke_family(family, now).await?;
+                    self.control.publish_tokens(&revoked);
+                    self.audit(
+                        "oauth.revoke",
+                        None,
+                        json!({ "client_id": client_id, "revoked_tokens": revoked.len() }),
+                    );
+                }
+            } else if token.len() <= 256
+                && let Some(rec) = self.store().find_token_by_digest(&digest).await?
+                && rec.kind == "oauth"
+                && rec.revoked_at.is_none()
+            {
+                self.store().revoke_token(rec.key_id, now).await?;
+                self.control.publish_tokens(&[rec.key_id]);
+                self.audit(
+                    "oauth.revoke",
+                    Some(&rec.user_id),
+                    json!({ "client_id": rec.oauth_client_id, "key_id": rec.key_id.to_string() }),
+                );
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => Outcome::Json {
+                status: 200,
+                body: json!({}),
+            },
+            Err(e) => Outcome::json_error(&store_err(e)),
+        }
+    }
+}
+
+fn field_of<'a>(form: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+}
+
+/// `r`/`w` of a zone permission that `scopes` allow.
+fn grantable(p: Permission, scopes: Scopes) -> Option<Permission> {
+    let r = p.can_read() && scopes.read;
+    let w = p.can_write() && scopes.write;
+    match (r, w) {
+        (true, true) => Some(Permission::ReadWrite),
+        (true, false) => Some(Permission::Read),
+        (false, true) => Some(Permission::Write),
+        (false, false) => None,
+    }
+}
+
+fn intersect(a: Permission, b: Permission) -> Option<Permission> {
+    grantable(
+        a,
+        Scopes {
+            read: b.can_read(),
+            write: b.can_write(),
+            admin: false,
+        },
+    )
+}
+
+/// The chosen zones among those the user holds, each at most what the user holds there
+/// and what the scopes allow. An admin without listed zones may name any zone, with the
+/// scopes' permissions ([`OAuthServer::rights`] lists every active zone for it).
+fn narrow_zones(rights: &Rights, chosen: &[&str], scopes: Scopes) -> Vec<ZoneGrant> {
+    let mut out: Vec<ZoneGrant> = Vec::new();
+    for z in chosen {
+        if out.iter().any(|g| g.zone_id == *z) {
+            continue;
+        }
+        let held = rights
+            .zones
+            .iter()
+            .find(|g| g.zone_id == *z)
+            .map(|g| g.permission);
+        if let Some(p) = held.and_then(|p| grantable(p, scopes))
+            && nexus_wire::spec::validate_zone_name(z).is_ok()
+        {
+            out.push(ZoneGrant {
+                zone_id: (*z).to_owned(),
+                permission: p,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.zone_id.cmp(&b.zone_id));
+    out
+}
+
+fn zone_spec(zones: &[ZoneGrant]) -> String {
+    zones
+        .iter()
+        .map(|g| format!("{}:{}", g.zone_id, g.permission.as_str()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
