@@ -79,7 +79,8 @@ fn frontend(name: &str, rpc: &Proc, env: &[(&str, String)]) -> Proc {
         .env("NEXUS_URL", format!("http://127.0.0.1:{}", rpc.addr.port()))
         .env("NEXUS_MCP_PORT", port.to_string())
         .env("NEXUS_AUDIT_STDOUT", "false")
-        .env("NEXUS_NODE_NAME", name)
+        // A node name is 1-64 of A-Z a-z 0-9 _ -.
+        .env("NEXUS_NODE_NAME", name.replace(' ', "-"))
         .env("NEXUS_LOG_LEVEL", "warn")
         .envs(env.iter().map(|(k, v)| (k, v)));
     Proc::start(&format!("frontend ({name})"), fe, port)
