@@ -1,4 +1,4 @@
-//! The OAuth server's rows (SPEC §11, migration `20261230000001_oauth`): clients, single-use
+//! The OAuth server's rows (SPEC §11, migration `20261230000002_oauth`): clients, single-use
 //! authorization codes and refresh-token families, digests only. An access token is an
 //! `api_tokens` row of kind `oauth` ([`super::OAuthBinding`]); revoking a family or a
 //! client revokes those rows, and their triggers announce it like any token revocation.
