@@ -34,14 +34,7 @@ impl Trigger {
 /// the secrets in use (the error names the file, never a secret).
 fn reload(sealer: &Sealer, metrics: &Metrics, trigger: Trigger) {
     let outcome = match sealer.reload() {
-        Ok(Reloaded::NoFile) => {
-            if matches!(trigger, Trigger::Bus) {
-                tracing::warn!(
-                    "the session secret was rotated on the bus, but this frontend has no secret file to re-read (NEXUS_MCP_SESSION_SECRET_FILE); restart it with the new secret"
-                );
-            }
-            return;
-        }
+        Ok(Reloaded::NoFile) => return,
         Ok(r @ Reloaded::Changed) => {
             tracing::info!(
                 trigger = trigger.label(),
@@ -73,8 +66,7 @@ impl Drop for Listeners {
     }
 }
 
-/// Starts reading the bus (when there is one) and the secret file's timer (when there is a
-/// file).
+/// Starts the secret file's timer and reading the bus, when there is a file (and a bus).
 pub(crate) fn start(
     bus: Option<&Bus>,
     sealer: Arc<Sealer>,
@@ -94,7 +86,10 @@ pub(crate) fn start(
             }
         }));
     }
-    if let Some(bus) = bus {
+    // Only a frontend with a file to re-read has anything to act on; one without reads
+    // nothing (its bus health then does not wait on an invalidation stream that only rpc
+    // nodes can create).
+    if let Some(bus) = bus.filter(|_| sealer.has_file()) {
         let mut rx = bus.subscribe();
         tasks.push(tokio::spawn(async move {
             while let Some(d) = rx.recv().await {
