@@ -94,7 +94,8 @@ fn metric_sum(page: &str, name: &str) -> f64 {
                 .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        // From +0.0: `sum` of no series starts at -0.0 and would print "-0".
+        .fold(0.0, |a, b| a + b)
 }
 
 async fn metrics(client: &reqwest::Client, fe: &Proc) -> anyhow::Result<String> {
