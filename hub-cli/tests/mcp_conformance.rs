@@ -15,7 +15,6 @@
 mod common;
 
 use common::Hub;
-use common::procs::{Proc, free_port};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -40,36 +39,6 @@ fn suite() -> (PathBuf, PathBuf) {
     (node, cli)
 }
 
-/// HAProxy on a free port in front of `backend_port`, setting `Authorization` on every
-/// request.
-async fn auth_proxy(dir: &Path, backend_port: u16, token: &str) -> (Proc, u16) {
-    let port = free_port();
-    let cfg = dir.join("haproxy.cfg");
-    std::fs::write(
-        &cfg,
-        format!(
-            "global\n  maxconn 200\n\
-             defaults\n  mode http\n  option http-server-close\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
-             frontend mcp\n  bind 127.0.0.1:{port}\n  default_backend hub\n\
-             backend hub\n  http-request set-header Authorization \"Bearer {token}\"\n  server fe 127.0.0.1:{backend_port}\n"
-        ),
-    )
-    .expect("write haproxy.cfg");
-    let mut cmd = std::process::Command::new("/usr/sbin/haproxy");
-    cmd.arg("-db").arg("-f").arg(&cfg);
-    let proc = Proc::spawn("haproxy", cmd, dir);
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return (proc, port);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("haproxy did not start: {}", proc.log_text());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_conformance_scenarios_pass() {
     let (node, cli) = suite();
@@ -80,7 +49,13 @@ async fn the_official_conformance_scenarios_pass() {
         .write_files(&token, &[("/docs/readme.md", "# Read me\n")])
         .await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_haproxy, port) = auth_proxy(dir.path(), hub.fe.port, &token).await;
+    // HAProxy sets `Authorization` on every request: the suite's client sends no headers.
+    let (_haproxy, port) = common::procs::haproxy(
+        dir.path(),
+        &[hub.fe.port],
+        &format!("  http-request set-header Authorization \"Bearer {token}\"\n"),
+    )
+    .await;
     let url = format!("http://127.0.0.1:{port}/mcp");
 
     let mut failed = Vec::new();

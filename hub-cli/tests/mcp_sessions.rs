@@ -8,7 +8,6 @@
 mod common;
 
 use common::mcp::{bearer, message, open_session, post, send, session_call_body};
-use common::procs::{Proc, free_port};
 use common::{FrontendHandle, spawn_frontend_with};
 use mcp_frontend::sessions::SessionSecret;
 use rpc_server::db::Backend;
@@ -308,38 +307,7 @@ async fn the_python_sdk_keeps_its_session_through_a_round_robin_over_two_fronten
 
     // HAProxy, every request to the next frontend in turn, nothing sticky.
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let cfg = dir.path().join("haproxy.cfg");
-    std::fs::write(
-        &cfg,
-        format!(
-            "global\n  maxconn 200\n\
-             defaults\n  mode http\n  option http-server-close\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
-             frontend mcp\n  bind 127.0.0.1:{port}\n  default_backend frontends\n\
-             backend frontends\n  balance roundrobin\n  server a 127.0.0.1:{}\n  server b 127.0.0.1:{}\n",
-            a.port, b.port
-        ),
-    )
-    .expect("write haproxy.cfg");
-    let mut cmd = std::process::Command::new("/usr/sbin/haproxy");
-    cmd.arg("-db").arg("-f").arg(&cfg);
-    let _haproxy = Proc::spawn("haproxy", cmd, dir.path());
-    let mut up = false;
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        up,
-        "haproxy did not start: {}",
-        std::fs::read_to_string(dir.path().join("haproxy.log")).unwrap_or_default()
-    );
+    let (_haproxy, port) = common::procs::haproxy(dir.path(), &[a.port, b.port], "").await;
 
     let url = format!("http://127.0.0.1:{port}/mcp");
     // initialize, tools/list and three tool calls in one session (and the stateless era).

@@ -394,3 +394,37 @@ pub async fn hub(db_url: &str, args: &[&str]) -> String {
     assert_eq!(code, 0, "nexus {full:?}: {err}");
     out
 }
+
+/// HAProxy on a free loopback port, in HTTP mode, in front of `servers` (round robin);
+/// `backend_extra` lines go into the backend (e.g. a header it sets). Waits (bounded) until
+/// it accepts connections.
+pub async fn haproxy(dir: &Path, servers: &[u16], backend_extra: &str) -> (Proc, u16) {
+    let port = free_port();
+    let cfg = dir.join("haproxy.cfg");
+    let mut text = format!(
+        "global\n  maxconn 200\n\
+         defaults\n  mode http\n  option http-server-close\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
+         frontend mcp\n  bind 127.0.0.1:{port}\n  default_backend frontends\n\
+         backend frontends\n  balance roundrobin\n{backend_extra}"
+    );
+    for (i, p) in servers.iter().enumerate() {
+        text.push_str(&format!("  server s{i} 127.0.0.1:{p}\n"));
+    }
+    std::fs::write(&cfg, text).expect("write haproxy.cfg");
+    let mut cmd = Command::new("/usr/sbin/haproxy");
+    cmd.arg("-db").arg("-f").arg(&cfg);
+    let proc = Proc::spawn("haproxy", cmd, dir);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "haproxy did not start: {}",
+            proc.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (proc, port)
+}
