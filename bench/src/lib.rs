@@ -59,8 +59,34 @@ pub fn summarize(name: &str, mut times: Vec<Duration>, total: Duration) -> Sampl
     }
 }
 
-fn us(d: Duration) -> f64 {
+/// Microseconds, for report lines.
+pub fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
+}
+
+/// The median (NaN of nothing).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// `median [min–max]` of a figure across rounds.
+pub fn spread(v: &[f64], decimals: usize) -> String {
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!(
+        "{:.*} [{:.*}–{:.*}]",
+        decimals,
+        median(v.to_vec()),
+        decimals,
+        lo,
+        decimals,
+        hi
+    )
 }
 
 /// Prints one line per sample with its ratio to `baseline` (by p50).

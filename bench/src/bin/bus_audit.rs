@@ -21,6 +21,7 @@
 
 use nexus_bench::loadgen::{self, Conn, Replay};
 use nexus_bench::procs::{Proc, binary, cpu_time, free_port, optional_binary};
+use nexus_bench::{median, spread, us};
 use nexus_bus::testing::{NatsServer, RedisServer};
 use nexus_wire::methods::TokenCreateParams;
 use nexus_wire::stats::AUDIT_STREAM;
@@ -134,34 +135,6 @@ async fn redis_audit_len(redis: &mut redis::aio::MultiplexedConnection) -> anyho
         .arg(AUDIT_STREAM)
         .query_async(redis)
         .await?)
-}
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-/// `median [min–max]`.
-fn spread(v: &[f64], decimals: usize) -> String {
-    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    format!(
-        "{:.*} [{:.*}–{:.*}]",
-        decimals,
-        median(v.to_vec()),
-        decimals,
-        lo,
-        decimals,
-        hi
-    )
 }
 
 #[tokio::main]

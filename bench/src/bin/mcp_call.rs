@@ -26,6 +26,7 @@ use nexus_bench::procs::{
     Proc, binary, cpu_time, free_port, hub_up_cmd, mib, optional_binary, rss, saved_token,
 };
 use nexus_bench::{Sample, elf, summarize, wrk};
+use nexus_bench::{median, spread, us};
 use nexus_wire::methods::TokenCreateParams;
 use rpc_server::auth::{InvalidationBus, TokenHasher};
 use rpc_server::control::Control;
@@ -260,34 +261,6 @@ impl Target {
         }
         Ok(())
     }
-}
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-/// `median [min–max]` of a figure across rounds.
-fn spread(v: &[f64], decimals: usize) -> String {
-    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    format!(
-        "{:.*} [{:.*}–{:.*}]",
-        decimals,
-        median(v.to_vec()),
-        decimals,
-        lo,
-        decimals,
-        hi
-    )
 }
 
 /// The median across rounds of `a`'s figure ÷ `b`'s, each ratio taken within one round.

@@ -21,6 +21,7 @@ use nexus_authz::grants::Grants;
 use nexus_authz::model::SubjectRef;
 use nexus_bench::loadgen::{self, Load, Replay};
 use nexus_bench::procs::{Proc, binary, cpu_time, free_port};
+use nexus_bench::us;
 use nexus_bench::{measure, report};
 use nexus_wire::methods::{AdminCreateUserParams, TokenCreateParams};
 use rpc_server::auth::database::DatabaseAuth;
@@ -46,10 +47,6 @@ const CALLERS: usize = 64;
 /// No propagation sample may take longer: the change did not arrive (the TTL is 60 s).
 const GIVE_UP: Duration = Duration::from_secs(5);
 const DENIED: i64 = -32003;
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
