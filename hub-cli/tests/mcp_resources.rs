@@ -20,7 +20,6 @@ use rmcp::model::{
     GetPromptRequestParams, PaginatedRequestParams, ReadResourceRequestParams, ResourceContents,
 };
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::Duration;
 
 const FILES: usize = 130;
@@ -226,27 +225,13 @@ async fn prompts_completion_and_logging_answer_in_both_eras() {
     }
 
     // The official Python SDK, both eras.
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/resources_prompts.py");
-    let out = tokio::time::timeout(
+    let stdout = common::auth::run_python(
+        "resources_prompts.py",
+        &[hub.mcp_url(), &eng],
+        &[],
         Duration::from_secs(120),
-        tokio::process::Command::new("python3")
-            .arg(&script)
-            .arg(hub.mcp_url())
-            .arg(&eng)
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .env("no_proxy", "127.0.0.1,localhost")
-            .kill_on_drop(true)
-            .output(),
     )
-    .await
-    .expect("the Python SDK hung")
-    .expect("run python3 (with `pip install mcp`)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    .await;
     for era in ["initialize", "discover"] {
         assert!(stdout.contains(&format!("ok: {era}")), "{stdout}");
     }

@@ -40,26 +40,7 @@ async fn browser_script(args: &[&str]) -> String {
             "{bin} is needed: apt-get install chromium chromium-driver"
         );
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/oauth_browser.py");
-    let mut cmd = tokio::process::Command::new("python3");
-    cmd.arg(&script)
-        .args(args)
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost")
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(240), cmd.output())
-        .await
-        .expect("the browser flow hung")
-        .expect("run python3");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        script.display(),
-        out.status
-    );
-    stdout
+    common::auth::run_python("oauth_browser.py", args, &[], Duration::from_secs(240)).await
 }
 
 fn shots_exist(dir: &Path, name: &str) {

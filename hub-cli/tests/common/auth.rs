@@ -179,19 +179,41 @@ pub async fn python_sdk(mcp: &str, token: &str, prefix: &str) -> String {
             panic!("python3 is needed for this test ({e}); then run `python3 -m pip install mcp`")
         }
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/e2e_mcp_sdk.py");
+    let stdout = run_python(
+        "e2e_mcp_sdk.py",
+        &[mcp, token],
+        &[("NEXUS_SDK_PREFIX", prefix)],
+        Duration::from_secs(120),
+    )
+    .await;
+    for era in ["initialize", "discover"] {
+        assert!(stdout.contains(&format!("ok: {era}")), "{era}: {stdout}");
+    }
+    stdout
+}
+
+/// Runs `tests/python/<script>` with `args` and `env` (never through an environment proxy:
+/// the hub is on loopback), bounded by `within`; returns its stdout, failing with everything
+/// it said when it exits non-zero.
+pub async fn run_python(
+    script: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    within: Duration,
+) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
     let mut cmd = tokio::process::Command::new("python3");
     cmd.arg(&script)
-        .arg(mcp)
-        .arg(token)
-        .env("NEXUS_SDK_PREFIX", prefix)
-        // The hub is on loopback: never through an environment proxy.
+        .args(args)
+        .envs(env.iter().copied())
         .env("NO_PROXY", "127.0.0.1,localhost")
         .env("no_proxy", "127.0.0.1,localhost")
         .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+    let out = tokio::time::timeout(within, cmd.output())
         .await
-        .expect("the Python SDK test hung")
+        .unwrap_or_else(|_| panic!("{} hung", script.display()))
         .expect("run python3");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -201,9 +223,6 @@ pub async fn python_sdk(mcp: &str, token: &str, prefix: &str) -> String {
         script.display(),
         out.status
     );
-    for era in ["initialize", "discover"] {
-        assert!(stdout.contains(&format!("ok: {era}")), "{era}: {stdout}");
-    }
     stdout
 }
 
