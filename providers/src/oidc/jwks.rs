@@ -374,7 +374,7 @@ pub fn freshness(cache_control: Option<&str>) -> Duration {
 /// Fetches an issuer's keys over HTTP(S): discovery first unless `jwks_uri` is given.
 #[derive(Debug, Clone)]
 pub struct HttpFetcher {
-    client: HttpsClient,
+    client: HttpsClient<http_body_util::Empty<bytes::Bytes>>,
     issuer: String,
     jwks_uri: Option<String>,
     allowed: Option<Vec<Algorithm>>,
@@ -382,20 +382,26 @@ pub struct HttpFetcher {
     discovered: Arc<RwLock<Option<String>>>,
 }
 
-type HttpsClient = hyper_util::client::legacy::Client<
+/// An outbound HTTP/1.1 client with request bodies of type `B`.
+pub type HttpsClient<B> = hyper_util::client::legacy::Client<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    http_body_util::Empty<bytes::Bytes>,
+    B,
 >;
 
 /// An HTTP/1.1 client for https (rustls with the ring provider, the servers' own; the
-/// system's root certificates) and for loopback http.
-fn https_client() -> Result<HttpsClient, String> {
+/// system's root certificates) and for plain http, which each caller allows only where it
+/// should (here: loopback issuers). Also the rpc-server's embeddings client.
+pub fn https_client<B>() -> Result<HttpsClient<B>, String>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+{
     let mut roots = rustls::RootCertStore::empty();
     // Roots that fail to load are skipped; none at all leaves https failing closed.
     let native = rustls_native_certs::load_native_certs();
     let (added, _) = roots.add_parsable_certificates(native.certs);
     if added == 0 {
-        tracing::warn!("no system root certificates found: https issuers cannot be verified");
+        tracing::warn!("no system root certificates found: https servers cannot be verified");
     }
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),

@@ -73,10 +73,7 @@ impl EmbedError {
     }
 }
 
-type Client = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    Full<Bytes>,
->;
+type Client = nexus_providers::oidc::jwks::HttpsClient<Full<Bytes>>;
 
 /// The endpoint's client.
 #[derive(Clone)]
@@ -101,32 +98,7 @@ impl Embedder {
             Some("https" | "http") if endpoint.host().is_some() => {}
             _ => return Err("NEXUS_EMBEDDINGS_URL must be an http(s) URL with a host".into()),
         }
-        let mut roots = rustls::RootCertStore::empty();
-        let native = rustls_native_certs::load_native_certs();
-        let (added, _) = roots.add_parsable_certificates(native.certs);
-        if added == 0 && endpoint.scheme_str() == Some("https") {
-            tracing::warn!(
-                "no system root certificates found: the embeddings endpoint cannot be verified"
-            );
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        connector.enforce_http(false);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(connector);
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build(https);
+        let client = nexus_providers::oidc::jwks::https_client()?;
         Ok(Self {
             cfg: Arc::new(cfg),
             endpoint,
