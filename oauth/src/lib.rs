@@ -1,11 +1,13 @@
 //! Nexus Hub as the OAuth 2.1 authorization server of MCP clients (SPEC §11), the parts
 //! that need no database: PKCE S256 ([`pkce`]), the opaque secrets it hands out and how they
 //! are told apart ([`secret`]), client metadata and redirect-URI rules ([`client`]), the
+//! rules of Client ID Metadata Documents and their fetch's SSRF guard ([`cimd`]), the
 //! authorization request ([`request`]), state sealed into the pages' forms ([`seal`]),
 //! CSRF tokens ([`csrf`]), the server-rendered pages and their headers ([`html`]), and the
 //! RFC 8414 metadata document ([`metadata`]). nexusd holds the rest: clients, codes and
 //! refresh families in its database, and the access tokens, which are its own.
 
+pub mod cimd;
 pub mod client;
 pub mod csrf;
 pub mod html;
