@@ -161,6 +161,21 @@ pub struct ServerArgs {
     /// OAuth dynamic client registration (RFC 7591) at `/oauth/register`.
     #[arg(long, env = "NEXUS_OAUTH_DCR", default_value_t = true, action = clap::ArgAction::Set)]
     pub oauth_dcr: bool,
+    /// Client ID Metadata Documents: an https URL as `client_id`, its document fetched
+    /// through the SSRF guard (`false`: such clients are unknown, the metadata says so).
+    #[arg(long, env = "NEXUS_OAUTH_CIMD", default_value_t = true, action = clap::ArgAction::Set)]
+    pub oauth_cimd: bool,
+    /// Only these client hosts may use a metadata document (`app.example`, `*.example.com`;
+    /// comma-separated; empty: any public host).
+    #[arg(long, env = "NEXUS_OAUTH_CIMD_ALLOW_HOSTS", value_delimiter = ',')]
+    pub oauth_cimd_allow_hosts: Vec<String>,
+    /// Let metadata documents be fetched from loopback and private addresses (RFC 1918,
+    /// fc00::/7, 100.64/10): tests and labs only. Link-local (cloud metadata) stays refused.
+    #[arg(long, env = "NEXUS_OAUTH_CIMD_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub oauth_cimd_allow_private: bool,
+    /// PEM CA bundle trusted for metadata documents besides the system roots (a private PKI).
+    #[arg(long, env = "NEXUS_OAUTH_CIMD_CA_FILE")]
+    pub oauth_cimd_ca_file: Option<PathBuf>,
     /// A request head must arrive within this time of its first byte (of the accept, for a
     /// connection's first request): 10, 10s, 500ms.
     #[arg(long, env = "NEXUS_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = nexus_serve::parse_timeout)]
@@ -221,6 +236,31 @@ pub struct OAuthSettings {
     pub issuer: String,
     /// Dynamic client registration on (`NEXUS_OAUTH_DCR`).
     pub dcr: bool,
+    /// Client ID Metadata Documents.
+    pub cimd: CimdSettings,
+}
+
+/// How Client ID Metadata Documents are fetched (`NEXUS_OAUTH_CIMD*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CimdSettings {
+    pub enabled: bool,
+    /// Client hosts allowed (exact, or `*.suffix`); empty: any.
+    pub allow_hosts: Vec<String>,
+    /// Loopback and private targets allowed (tests, labs).
+    pub allow_private: bool,
+    /// PEM roots trusted besides the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for CimdSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            allow_hosts: Vec::new(),
+            allow_private: false,
+            ca_file: None,
+        }
+    }
 }
 
 impl OAuthSettings {
@@ -242,6 +282,7 @@ impl OAuthSettings {
         Ok(Self {
             issuer: issuer.to_owned(),
             dcr,
+            cimd: CimdSettings::default(),
         })
     }
 
@@ -642,7 +683,24 @@ impl ServerConfig {
             last_used_flush: Duration::from_secs(15),
             migrate: a.migrate,
             public_url: a.public_url,
-            oauth: OAuthSettings::from_args(a.oauth_issuer.as_deref(), a.oauth_dcr)?,
+            oauth: OAuthSettings::from_args(a.oauth_issuer.as_deref(), a.oauth_dcr)?
+                .map(|mut o| {
+                    o.cimd = CimdSettings {
+                        enabled: a.oauth_cimd,
+                        allow_hosts: a
+                            .oauth_cimd_allow_hosts
+                            .iter()
+                            .map(|h| h.trim().to_owned())
+                            .filter(|h| !h.is_empty())
+                            .collect(),
+                        allow_private: a.oauth_cimd_allow_private,
+                        ca_file: a.oauth_cimd_ca_file.clone(),
+                    };
+                    crate::oauth::cimd::load_roots(o.cimd.ca_file.as_deref())
+                        .map_err(|e| anyhow::anyhow!("NEXUS_OAUTH_CIMD_CA_FILE: {e}"))?;
+                    anyhow::Ok(o)
+                })
+                .transpose()?,
             bus: BusSettings::from_args(
                 a.bus_url.as_ref().or(a.redis_url.as_ref()),
                 a.nats_creds,

@@ -11,6 +11,9 @@
 //! token — an ordinary hub token of kind `oauth`, within the user's rights and the
 //! consent — and a refresh token of a new family; a refresh rotates, and a used refresh
 //! token presented again revokes its family. Every change is an `oauth.*` audit event.
+//! A `client_id` that is an https URL is a Client ID Metadata Document ([`cimd`]).
+
+pub(crate) mod cimd;
 
 use crate::auth::TokenHasher;
 use crate::auth::local::{LocalAuth, LocalError};
@@ -101,6 +104,8 @@ pub(crate) struct OAuthServer {
     csrf: Csrf,
     /// Dynamic registrations per client address.
     registrations: DefaultKeyedRateLimiter<IpAddr>,
+    /// Client ID Metadata Documents, fetched and kept.
+    cimd: cimd::CimdFetcher,
 }
 
 impl std::fmt::Debug for OAuthServer {
@@ -170,6 +175,7 @@ impl OAuthServer {
         let csrf = Csrf::new(hasher.subkey("nexus-hub/oauth-csrf/v1").expose_secret());
         let per_min = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
         Self {
+            cimd: cimd::CimdFetcher::new(&settings.cimd),
             resource: settings.resource(),
             settings,
             control,
@@ -195,6 +201,7 @@ impl OAuthServer {
 
     pub(crate) fn housekeeping(&self) {
         self.registrations.retain_recent();
+        self.cimd.housekeeping();
     }
 
     fn audit(&self, event: &'static str, username: Option<&str>, detail: serde_json::Value) {
@@ -210,13 +217,21 @@ impl OAuthServer {
 
     /// RFC 8414 metadata (also the OpenID discovery document).
     pub(crate) fn metadata(&self) -> serde_json::Value {
-        nexus_oauth::metadata::authorization_server(&self.settings.issuer, self.settings.dcr, false)
+        nexus_oauth::metadata::authorization_server(
+            &self.settings.issuer,
+            self.settings.dcr,
+            self.settings.cimd.enabled,
+        )
     }
 
-    /// A live client's name and redirect URIs.
+    /// A live client's name and redirect URIs; a metadata document's refusal is an
+    /// `invalid_client` error that says why.
     async fn client(&self, client_id: &str) -> Result<Option<(String, Vec<String>)>, OAuthError> {
         if client_id.is_empty() || client_id.len() > 2000 {
             return Ok(None);
+        }
+        if nexus_oauth::cimd::is_url(client_id) {
+            return self.metadata_client(client_id).await;
         }
         let found = self
             .store()
@@ -247,6 +262,9 @@ impl OAuthServer {
                     "Unknown application",
                     "This application is not registered with the hub, or its access was revoked.",
                 );
+            }
+            Err(e) if e.code == "invalid_client" => {
+                return Outcome::error_page(400, "Unknown application", &e.description);
             }
             Err(_) => {
                 return Outcome::error_page(503, "Try again", "The hub cannot answer now.");
