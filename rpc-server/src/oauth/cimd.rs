@@ -292,8 +292,7 @@ impl CimdFetcher {
         let mut body = resp.into_body();
         let mut buf: Vec<u8> = Vec::with_capacity(1024);
         while let Some(frame) = body.frame().await {
-            let frame = frame
-                .map_err(|_| refused("the client metadata document was cut off"))?;
+            let frame = frame.map_err(|_| refused("the client metadata document was cut off"))?;
             if let Ok(data) = frame.into_data() {
                 if buf.len() + data.len() > MAX_DOCUMENT_BYTES {
                     return Err(too_big());

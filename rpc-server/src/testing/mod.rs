@@ -1,9 +1,11 @@
 //! Test support: a fresh database per test (Postgres from `NEXUS_TEST_DATABASE_URL`, or a
 //! SQLite file) and [`TestApp`], the real server on 127.0.0.1 port 0 with an in-process
 //! control plane sharing its invalidation bus and its router for in-process requests.
-//! [`idp`] runs a real OpenID provider for the OIDC tests.
+//! [`idp`] runs a real OpenID provider for the OIDC tests; [`oauth`] is the OAuth tests'
+//! hub and client.
 
 pub mod idp;
+pub mod oauth;
 
 use crate::Application;
 use crate::auth::{InvalidationBus, TokenHasher};
