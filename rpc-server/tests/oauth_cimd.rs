@@ -514,6 +514,27 @@ async fn a_revoked_metadata_client_stays_refused_while_its_document_is_served() 
         .expect("row")
         .expect("kept");
     assert!(row.revoked_at.is_some());
+
+    // A URL blocked before its first use (`oauth clients revoke <url>`) is never fetched.
+    let unseen = docs.url("localhost", "/client.json");
+    assert!(
+        h.control
+            .store()
+            .oauth_block_client(&unseen, chrono::Utc::now())
+            .await
+            .expect("block")
+    );
+    assert!(
+        !h.control
+            .store()
+            .oauth_block_client(&client, chrono::Utc::now())
+            .await
+            .expect("block"),
+        "a known client is left to revocation"
+    );
+    let a = refused(base, &unseen).await;
+    assert_page(&a, 400, "revoked", "blocked before use");
+    assert_eq!(docs.hits("/client.json"), 0, "never fetched");
 }
 
 #[tokio::test]

@@ -628,7 +628,8 @@ async fn run_oauth_clients(
                 .map(|(c, live)| {
                     serde_json::json!({
                         "client_id": c.client_id,
-                        "kind": c.kind,
+                        // `cimd` as stored: a Client ID Metadata Document's client.
+                        "kind": if c.kind == "cimd" { "metadata" } else { c.kind.as_str() },
                         "client_name": c.client_name,
                         "redirect_uris": c.redirect_uri_list(),
                         "status": if c.revoked_at.is_some() { "revoked" } else { "active" },
@@ -660,7 +661,16 @@ async fn run_oauth_clients(
             Ok(())
         }
         OauthClientsCommand::Revoke { client_id, json } => {
-            let revoked = match control.store().oauth_revoke_client(&client_id, now).await {
+            // A metadata document's URL not seen yet is blocked ahead of its first use (a
+            // revoked row first, so that a fetch meanwhile cannot make it live).
+            let blocked = client_id.starts_with("https://")
+                && control
+                    .store()
+                    .oauth_block_client(&client_id, now)
+                    .await
+                    .map_err(|e| CliError::new(format!("cannot revoke: {e}")))?;
+            let revoked = control.store().oauth_revoke_client(&client_id, now).await;
+            let revoked = match revoked {
                 Ok(k) => k,
                 Err(rpc_server::db::StoreError::NotFound) => {
                     return Err(CliError::with_code(
@@ -677,7 +687,15 @@ async fn run_oauth_clients(
             if json {
                 return output::json(
                     out,
-                    &serde_json::json!({ "client_id": client_id, "revoked": true, "revoked_tokens": revoked.len() }),
+                    &serde_json::json!({ "client_id": client_id, "revoked": true, "blocked_before_use": blocked, "revoked_tokens": revoked.len() }),
+                );
+            }
+            if blocked {
+                return output::line(
+                    out,
+                    &format!(
+                        "blocked OAuth client {client_id} (not seen yet; its metadata document will not be accepted)"
+                    ),
                 );
             }
             output::line(

@@ -122,9 +122,16 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
             local,
             ..Default::default()
         };
-        let settings =
+        let mut settings =
             rpc_server::config::OAuthSettings::new(&format!("http://127.0.0.1:{mcp_port}"), dcr)
                 .map_err(|e| CliError::new(e.to_string()))?;
+        settings.cimd.enabled = !matches!(
+            std::env::var("NEXUS_OAUTH_CIMD")
+                .ok()
+                .as_deref()
+                .map(str::trim),
+            Some("0" | "false" | "no" | "off")
+        );
         (chain, Some(settings))
     };
     let cfg = ServerConfig {

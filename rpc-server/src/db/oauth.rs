@@ -193,6 +193,20 @@ impl Store {
         }.await)
     }
 
+    /// Blocks a metadata-document client not seen yet: a revoked `cimd` row, so that its
+    /// document is never accepted. True when the row is new; a client already known is left
+    /// for [`Store::oauth_revoke_client`].
+    pub async fn oauth_block_client(
+        &self,
+        client_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        const SQL: &str = "INSERT INTO oauth_clients (client_id, kind, client_name, redirect_uris, created_at, revoked_at) \
+             VALUES ($1, 'cimd', '', '[]', $2, $2) ON CONFLICT (client_id) DO NOTHING";
+        let n = with_pool!(self, p => sqlx::query(SQL).bind(client_id).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
     pub async fn oauth_insert_code(&self, c: &NewCode) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO oauth_codes (code_hash, client_id, username, redirect_uri, \
              code_challenge, resource, scope, zones, family_id, created_at, expires_at) \
