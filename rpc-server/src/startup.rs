@@ -551,7 +551,7 @@ impl Backends {
         let oauth = match (&cfg.oauth, &local) {
             (None, _) => None,
             (Some(o), Some(l)) => {
-                tracing::info!(issuer = %o.issuer, dcr = o.dcr, "OAuth authorization server on");
+                tracing::info!(issuer = %o.issuer, dcr = o.dcr, client_metadata_documents = o.cimd.enabled, "OAuth authorization server on");
                 Some(Arc::new(crate::oauth::OAuthServer::new(
                     o.clone(),
                     control.clone(),

@@ -570,3 +570,26 @@ async fn documents_can_be_turned_off_or_limited_to_listed_hosts() {
     );
     assert_eq!(docs.total_hits(), 0, "nothing was fetched");
 }
+
+#[tokio::test]
+async fn fetches_from_one_host_are_rate_limited() {
+    let pki = pki();
+    let docs = DocServer::start(pki.server.clone()).await;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let h = hub_with(&db, settings(&pki.ca_file, true)).await;
+    // Each new URL costs a fetch (a 404 here); past the host's budget the hub stops asking.
+    let mut limited = None;
+    for i in 0..40 {
+        let a = refused(&h.base, &docs.url("127.0.0.1", &format!("/scan-{i}.json"))).await;
+        if a.status == 503 {
+            limited = Some(i);
+            break;
+        }
+        assert_page(&a, 400, "answered HTTP 404", "a missing document");
+    }
+    let limited = limited.expect("the host's fetches were limited");
+    assert_eq!(docs.total_hits(), limited, "no fetch once limited");
+    // Another host is not held up by it.
+    let a = refused(&h.base, &docs.url("localhost", "/scan-0.json")).await;
+    assert_page(&a, 400, "answered HTTP 404", "another host");
+}
