@@ -922,6 +922,48 @@ mod config_file_tests {
     }
 
     #[test]
+    fn client_metadata_document_knobs_resolve() {
+        let (d, p) = write("[rpc]\n");
+        let base = [
+            "x",
+            "serve",
+            "--api-key",
+            "sk-development-key-123",
+            "--oauth-issuer",
+            "https://hub.example",
+        ];
+        let cfg = crate::ServerConfig::from_args(parse(&base, &p).expect("parses")).expect("ok");
+        let cimd = cfg.oauth.expect("oauth").cimd;
+        assert_eq!(cimd, crate::config::CimdSettings::default());
+        assert!(cimd.enabled && !cimd.allow_private && cimd.allow_hosts.is_empty());
+
+        let ca = d.path().join("ca.pem");
+        std::fs::write(&ca, "not a certificate\n").expect("write");
+        let mut argv = base.to_vec();
+        argv.extend([
+            "--oauth-cimd",
+            "false",
+            "--oauth-cimd-allow-hosts",
+            "app.example, *.clients.example",
+            "--oauth-cimd-allow-private",
+            "true",
+        ]);
+        let cfg = crate::ServerConfig::from_args(parse(&argv, &p).expect("parses")).expect("ok");
+        let cimd = cfg.oauth.expect("oauth").cimd;
+        assert!(!cimd.enabled && cimd.allow_private);
+        assert_eq!(cimd.allow_hosts, ["app.example", "*.clients.example"]);
+        // A CA file that holds no certificate, or is missing, stops startup.
+        for file in [ca.clone(), d.path().join("missing.pem")] {
+            let mut with_ca = argv.clone();
+            let f = file.to_str().expect("utf-8");
+            with_ca.extend(["--oauth-cimd-ca-file", f]);
+            let e = crate::ServerConfig::from_args(parse(&with_ca, &p).expect("parses"))
+                .expect_err("refused");
+            assert!(e.to_string().contains("NEXUS_OAUTH_CIMD_CA_FILE"), "{e}");
+        }
+    }
+
+    #[test]
     fn bad_files_are_refused() {
         for bad in [
             "[rpc]\nnope = 1\n",
