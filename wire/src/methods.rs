@@ -543,6 +543,12 @@ pub struct StatResult {
     pub size: u64,
     pub modified: Option<String>,
     pub content_id: Option<String>,
+    /// The zone holding the path, when the caller may read it: with `zone_path` (below
+    /// the zone root, `a/b.txt`), what a resource subscription is matched on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_path: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
