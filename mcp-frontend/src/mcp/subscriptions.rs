@@ -191,6 +191,13 @@ impl Subscriptions {
                 ));
             }
             if subs.len() >= MAX_TOTAL {
+                // Sessions that ended without unsubscribing leave theirs behind.
+                subs.retain(|_, s| match &s.owner {
+                    Owner::Session { peer, .. } => !peer.is_transport_closed(),
+                    Owner::Listen { tx, .. } => !tx.is_closed(),
+                });
+            }
+            if subs.len() >= MAX_TOTAL {
                 return Err(Refused::Full(
                     "this hub holds the most subscriptions it may; try later",
                 ));
