@@ -93,6 +93,7 @@ async fn check_catalogue(c: &Client, admin: bool, who: &str) {
             "nexus_hub_token_list",
             "nexus_hub_status",
             "nexus_hub_user_list",
+            "nexus_hub_oauth_client_list",
             "nexus_rebac_check",
             "nexus_rebac_list_tuples",
             "nexus_rebac_expand",
