@@ -114,7 +114,7 @@ pub(crate) async fn host_only_guard(
     next: Next,
 ) -> Response {
     if let Err(refused) = check_host(&st, &mut req) {
-        return refused;
+        return refused.into_response();
     }
     next.run(req).await
 }
@@ -125,7 +125,7 @@ pub(crate) async fn host_guard(
     next: Next,
 ) -> Response {
     if let Err(refused) = check_host(&st, &mut req) {
-        return refused;
+        return refused.into_response();
     }
     if let Some(origin) = req.headers().get(header::ORIGIN) {
         let host = req
@@ -145,8 +145,8 @@ pub(crate) async fn host_guard(
     next.run(req).await
 }
 
-/// Nothing if the request's Host is allowed, else the 403 to send.
-fn check_host(st: &AppState, req: &mut Request) -> Result<(), Response> {
+/// Nothing if the request's Host is allowed, else the refusal (403) to send.
+fn check_host(st: &AppState, req: &mut Request) -> Result<(), GatewayError> {
     // HTTP/2 carries the host in :authority, not Host: give everything below one Host.
     if !req.headers().contains_key(header::HOST)
         && let Some(v) = req
@@ -162,7 +162,7 @@ fn check_host(st: &AppState, req: &mut Request) -> Result<(), Response> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if !host_allowed(&st.cfg.allowed_hosts, host) {
-        return Err(GatewayError::ForbiddenHost.into_response());
+        return Err(GatewayError::ForbiddenHost);
     }
     Ok(())
 }
