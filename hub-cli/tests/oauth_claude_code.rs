@@ -231,6 +231,32 @@ async fn claude_code_signs_in_with_oauth_and_the_operator_revokes_it() {
         run_nexus(&["hub", "oauth", "clients", "list", "--json"], &env).await;
     assert_eq!(code, 0, "{err}");
     let clients: Value = serde_json::from_str(&clients).expect("json");
+    // The same from afar, over the admin tools.
+    let admin = env
+        .iter()
+        .find(|(k, _)| k == "NEXUS_API_KEY")
+        .map(|(_, v)| v.as_str())
+        .expect("admin token");
+    let (code, remote, err) = run_nexus(
+        &[
+            "hub",
+            "oauth",
+            "clients",
+            "list",
+            "--json",
+            "--remote",
+            &mcp,
+            "--admin-token",
+            admin,
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&remote).expect("json"),
+        clients
+    );
     let client = clients
         .as_array()
         .expect("array")
