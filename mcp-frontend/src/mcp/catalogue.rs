@@ -364,6 +364,28 @@ A missing path is exists=false, not an error.",
         AdminCreateAgentKeyParams
     ),
     tool!(
+        "nexus_hub_oauth_client_list",
+        "hub_admin_oauth_client_list",
+        admin = true,
+        ro = true,
+        destr = false,
+        idem = true,
+        "List OAuth clients",
+        "Admin: list the MCP clients that signed users in through the hub's OAuth server (id, kind, name, redirect URIs, status, live tokens).",
+        EmptyParams
+    ),
+    tool!(
+        "nexus_hub_oauth_client_revoke",
+        "hub_admin_oauth_client_revoke",
+        admin = true,
+        ro = false,
+        destr = true,
+        idem = true,
+        "Revoke OAuth client",
+        "Admin: revoke an OAuth client by client_id: its access and refresh tokens end now and it can sign no one in again.",
+        OAuthClientRevokeParams
+    ),
+    tool!(
         "nexus_rebac_create",
         "rebac_create",
         admin = true,
@@ -587,6 +609,8 @@ mod tests {
             Method::DeleteUser => of::<AdminUserParams>(),
             Method::SetUserState => of::<AdminSetUserStateParams>(),
             Method::CreateAgentKey => of::<AdminCreateAgentKeyParams>(),
+            Method::OAuthClientList => of::<EmptyParams>(),
+            Method::OAuthClientRevoke => of::<OAuthClientRevokeParams>(),
             Method::RebacCreate | Method::RebacDelete => of::<RebacTupleParams>(),
             Method::RebacCheck => of::<RebacCheckParams>(),
             Method::RebacListTuples => of::<RebacListParams>(),
