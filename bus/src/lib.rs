@@ -620,6 +620,17 @@ impl Bus {
         }
     }
 
+    /// Queues a hint (a `file_changed`) only while the queue is at most half full, so a
+    /// burst of writes while the bus is slow never crowds out a revocation. `false` when
+    /// it was not queued; nothing is counted as dropped.
+    pub fn publish_hint(&self, what: Invalidation) -> bool {
+        if self.inner.publish_tx.capacity() < PUBLISH_QUEUE / 2 {
+            return false;
+        }
+        self.publish(what);
+        true
+    }
+
     /// Waits (at most `timeout`) until every invalidation queued so far was confirmed by the
     /// bus. `Ok` only when none was ever dropped by this handle: for short-lived callers
     /// such as the CLI, which must know that a revocation went out.

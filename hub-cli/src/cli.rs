@@ -392,6 +392,8 @@ pub enum OauthClientsCommand {
     List {
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        target: RemoteArgs,
     },
     /// Revoke a client: its tokens are refused on every node at once, its refresh tokens
     /// die, and it can neither sign anyone in nor refresh again.
@@ -399,7 +401,17 @@ pub enum OauthClientsCommand {
         client_id: String,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        target: RemoteArgs,
     },
+}
+
+impl OauthClientsCommand {
+    /// The hub to ask over MCP, when `--remote` is given.
+    pub fn remote(&self) -> Option<&RemoteArgs> {
+        let (Self::List { target, .. } | Self::Revoke { target, .. }) = self;
+        target.remote.is_some().then_some(target)
+    }
 }
 
 /// Where a printed client configuration points, and how it carries the token.

@@ -95,6 +95,11 @@ pub fn token_list(
             vec![
                 t.key_id.clone(),
                 t.name.clone(),
+                t.kind.clone().unwrap_or_else(|| "key".into()),
+                t.oauth_client_name
+                    .clone()
+                    .or_else(|| t.oauth_client.clone())
+                    .unwrap_or_else(|| "-".into()),
                 t.status.clone(),
                 if t.admin { "yes" } else { "no" }.into(),
                 zones_text(t.admin, &t.zones),
@@ -108,6 +113,8 @@ pub fn token_list(
         &[
             "KEY_ID",
             "NAME",
+            "KIND",
+            "CLIENT",
             "STATUS",
             "ADMIN",
             "ZONES",
@@ -116,6 +123,30 @@ pub fn token_list(
         ],
         &rows,
     )
+}
+
+/// `hub oauth clients list`: one line per client, or the JSON array.
+pub fn oauth_clients(
+    out: &mut dyn Write,
+    clients: &[nexus_wire::methods::OAuthClientInfo],
+    as_json: bool,
+) -> Result<(), CliError> {
+    if as_json {
+        return json(out, &clients);
+    }
+    if clients.is_empty() {
+        return line(out, "no OAuth clients");
+    }
+    for c in clients {
+        line(
+            out,
+            &format!(
+                "{}  {}  {:?}  {}  tokens: {}  created: {}",
+                c.client_id, c.kind, c.client_name, c.status, c.active_tokens, c.created_at
+            ),
+        )?;
+    }
+    Ok(())
 }
 
 pub fn token_revoked(out: &mut dyn Write, info: &TokenInfo, as_json: bool) -> Result<(), CliError> {

@@ -1332,14 +1332,14 @@ async fn unmigrated_database_points_at_migrate() {
 // ---- OAuth clients ------------------------------------------------------------------------
 
 /// `hub oauth clients revoke <url>` blocks a metadata document's client before its first
-/// use (listed as kind `metadata`, revoked); an unknown registered id is still an error.
+/// use (listed as kind `cimd`, revoked); an unknown registered id is still an error.
 #[tokio::test]
 async fn oauth_clients_revoke_blocks_an_unseen_metadata_document_url() {
     let db = TestDb::new(Backend::Sqlite).await;
     let url = &db.url;
     let client = "https://app.example/oauth/client.json";
     let out = ok(url, &["oauth", "clients", "revoke", client]);
-    assert!(out.contains("blocked OAuth client"), "{out}");
+    assert!(out.contains("revoked OAuth client"), "{out}");
     let listed = ok_json(url, &["oauth", "clients", "list", "--json"]);
     let row = listed
         .as_array()
@@ -1347,11 +1347,16 @@ async fn oauth_clients_revoke_blocks_an_unseen_metadata_document_url() {
         .iter()
         .find(|c| c["client_id"] == client)
         .unwrap_or_else(|| panic!("listed: {listed}"));
-    assert_eq!(row["kind"], "metadata");
+    assert_eq!(row["kind"], "cimd");
     assert_eq!(row["status"], "revoked");
-    // Once known, it is revoked again (not blocked anew), and stays revoked.
+    assert!(
+        !db.store
+            .oauth_block_client(client, chrono::Utc::now())
+            .await
+            .expect("block"),
+        "already known"
+    );
     let again = ok_json(url, &["oauth", "clients", "revoke", client, "--json"]);
-    assert_eq!(again["blocked_before_use"], false);
     assert_eq!(again["revoked"], true);
     fails(
         url,

@@ -30,7 +30,7 @@ const FILE_TOOLS: [&str; 14] = [
     "nexus_md_structure",
 ];
 
-const ADMIN_TOOLS: [&str; 14] = [
+const ADMIN_TOOLS: [&str; 16] = [
     "nexus_hub_token_create",
     "nexus_hub_token_list",
     "nexus_hub_token_revoke",
@@ -40,6 +40,8 @@ const ADMIN_TOOLS: [&str; 14] = [
     "nexus_hub_user_delete",
     "nexus_hub_user_set_state",
     "nexus_hub_user_create_agent_key",
+    "nexus_hub_oauth_client_list",
+    "nexus_hub_oauth_client_revoke",
     "nexus_rebac_create",
     "nexus_rebac_delete",
     "nexus_rebac_check",
@@ -91,6 +93,7 @@ async fn check_catalogue(c: &Client, admin: bool, who: &str) {
             "nexus_hub_token_list",
             "nexus_hub_status",
             "nexus_hub_user_list",
+            "nexus_hub_oauth_client_list",
             "nexus_rebac_check",
             "nexus_rebac_list_tuples",
             "nexus_rebac_expand",

@@ -259,3 +259,82 @@ async fn text_tools_in_both_eras() {
         c.cancel().await.ok();
     }
 }
+
+/// A search called with a `progressToken` reports progress while the hub works, in both
+/// eras (the interval is 1 ms here, so every call is long enough to report): each
+/// `notifications/progress` carries the caller's token and rises; the answer follows them
+/// on the same stream. Without a token, none is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn long_searches_report_progress_to_a_client_that_asks() {
+    use common::mcp::{bearer, open_session, post, send};
+    let app = rpc_server::testing::TestApp::spawn(rpc_server::db::Backend::Sqlite).await;
+    let fe = common::spawn_frontend_with(&app.base, |c| {
+        c.progress_interval = std::time::Duration::from_millis(1);
+    })
+    .await;
+    app.zone("eng").await;
+    let token = app.mint("searcher", Some("eng:rw"), false).await.token;
+    let files: Vec<(String, String)> = (0..200)
+        .map(|i| (format!("/d/f{i}.txt"), format!("line {i}\nneedle {i}\n")))
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    app.write_files(&token, &refs).await;
+    let auth = bearer(&token);
+    let args = json!({"pattern": "needle [0-9]+", "path": "/"});
+
+    let progress_of = |text: &str| -> Vec<serde_json::Value> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str::<serde_json::Value>(d.trim()).ok())
+            .filter(|m| m["method"] == "notifications/progress")
+            .map(|m| m["params"].clone())
+            .collect()
+    };
+    let check = |era: &str, text: &str| {
+        let notes = progress_of(text);
+        assert!(!notes.is_empty(), "{era}: no progress in {text}");
+        let mut last = -1.0;
+        for n in &notes {
+            assert_eq!(n["progressToken"], "p-1", "{era}: {n}");
+            let p = n["progress"].as_f64().expect("progress");
+            assert!(p > last, "{era}: progress must rise: {notes:?}");
+            last = p;
+        }
+        assert!(
+            text.contains("needle 188"),
+            "{era}: no answer after the progress: {text}"
+        );
+    };
+
+    // Stateless: `_meta.progressToken` beside the era's members.
+    let mut body = common::mcp::stateless_call_body("progress-test", "nexus_grep", args.clone());
+    body["params"]["_meta"]["progressToken"] = json!("p-1");
+    let text = send(post(&fe.mcp_url, Some(&auth), &body))
+        .await
+        .text()
+        .await
+        .expect("body");
+    check("stateless", &text);
+    // Without a token: one plain answer.
+    let body = common::mcp::stateless_call_body("progress-test", "nexus_grep", args.clone());
+    let text = send(post(&fe.mcp_url, Some(&auth), &body))
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        progress_of(&text).is_empty(),
+        "progress nobody asked for: {text}"
+    );
+
+    // A legacy session.
+    let (session, _) = open_session(&fe.mcp_url, &auth, "progress-test").await;
+    let mut body = common::mcp::session_call_body("nexus_grep", args);
+    body["params"]["_meta"] = json!({"progressToken": "p-1"});
+    let req = post(&fe.mcp_url, Some(&auth), &body).header("mcp-session-id", &session);
+    let text = send(req).await.text().await.expect("body");
+    check("session", &text);
+}

@@ -123,6 +123,10 @@ pub struct FrontendArgs {
     /// Timeout of one call to the rpc-server, in seconds.
     #[arg(long, env = "NEXUS_MCP_RPC_TIMEOUT", default_value = "30", value_parser = parse_secs)]
     pub rpc_timeout: Duration,
+    /// How often a long search (grep, glob, semantic search, a listing) reports progress
+    /// to a client that sent a `progressToken`.
+    #[arg(long, env = "NEXUS_MCP_PROGRESS_INTERVAL", default_value = "1s", value_parser = nexus_serve::parse_timeout)]
+    pub progress_interval: Duration,
     /// Largest MCP request body; 413 beyond it.
     #[arg(long, env = "NEXUS_MCP_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
@@ -323,6 +327,21 @@ impl BusSettings {
     }
 }
 
+/// How an in-process rpc-server hands its announcements (file changes, revocations) to
+/// the frontend of the embedded hub, which has no bus: each call opens a new reader.
+#[derive(Clone)]
+pub struct LocalChanges(
+    pub  std::sync::Arc<
+        dyn Fn() -> tokio::sync::broadcast::Receiver<nexus_wire::bus::Invalidation> + Send + Sync,
+    >,
+);
+
+impl std::fmt::Debug for LocalChanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LocalChanges")
+    }
+}
+
 /// The resolved configuration.
 #[derive(Debug, Clone)]
 pub struct FrontendConfig {
@@ -339,6 +358,8 @@ pub struct FrontendConfig {
     /// Stateless requests answered by the direct path (see `mcp::direct`).
     pub direct_path: bool,
     pub rpc_timeout: Duration,
+    /// How often long calls report progress.
+    pub progress_interval: Duration,
     /// Largest MCP request body accepted.
     pub max_body_bytes: usize,
     pub redis_url: Option<secrecy::SecretString>,
@@ -348,6 +369,8 @@ pub struct FrontendConfig {
     pub live_traffic: bool,
     /// The cluster bus; `None` without `NEXUS_BUS_URL`.
     pub bus: Option<BusSettings>,
+    /// Without a bus, in the embedded hub: the rpc-server's announcements in process.
+    pub local_changes: Option<LocalChanges>,
     pub auth_failures_per_min: u32,
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// TLS to the rpc-server, read at startup; set exactly when `rpc_url` is https.
@@ -429,6 +452,7 @@ impl FrontendConfig {
             oauth: a.oauth,
             direct_path: a.direct_path,
             rpc_timeout: a.rpc_timeout,
+            progress_interval: a.progress_interval,
             max_body_bytes: a.max_body_bytes,
             redis_url: a
                 .redis_url
@@ -436,6 +460,7 @@ impl FrontendConfig {
             audit_stdout: a.audit_stdout,
             live_traffic: false,
             bus,
+            local_changes: None,
             auth_failures_per_min: a.auth_failures_per_min,
             tls: a.tls_cert.zip(a.tls_key),
             rpc_tls,
@@ -486,11 +511,13 @@ impl FrontendConfig {
             oauth: false,
             direct_path: true,
             rpc_timeout: Duration::from_secs(30),
+            progress_interval: Duration::from_secs(1),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             redis_url: None,
             audit_stdout: true,
             live_traffic: true,
             bus: None,
+            local_changes: None,
             auth_failures_per_min: 60,
             tls: None,
             rpc_tls: None,

@@ -31,5 +31,5 @@ pub mod startup;
 mod state;
 
 pub use audit::Traffic;
-pub use config::{FrontendArgs, FrontendConfig};
+pub use config::{FrontendArgs, FrontendConfig, LocalChanges};
 pub use startup::Frontend;

@@ -6,7 +6,7 @@ use crate::error::GatewayError;
 use crate::layers::{bearer, guard, limits, observe};
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::{HeaderName, StatusCode, header};
+use axum::http::{HeaderName, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Json, Router, middleware};
@@ -35,18 +35,42 @@ pub(crate) fn router(st: AppState, cancel: CancellationToken) -> Router {
             // Sessions and SSE streams: owned by one key, capped per key and in all.
             .layer(middleware::from_fn_with_state(st.clone(), limits::limits)),
     );
-    // The metadata names this resource by its Host: the same guard as /mcp decides which
-    // Host values are answered at all.
     let guarded = || middleware::from_fn_with_state(st.clone(), guard::host_guard);
+    // What an in-browser MCP client (a web app on its own origin) must reach to sign in:
+    // the metadata documents and the token, registration and revocation endpoints. They
+    // read no cookie and no ambient credential — a code is redeemed with its PKCE verifier,
+    // a refresh or access token is in the body — so a foreign page learns nothing from
+    // them it could not learn from a server, and `*` is what authorization servers send.
+    // `*` also makes the browser refuse any credentialed request. The Host is still
+    // checked (the metadata names the resource by it); the Origin is not. The login and
+    // consent pages (`/oauth/authorize` and the rest of `/oauth/*`) get no CORS: their
+    // cookie-bound forms stay under the full guard.
+    let host_only = || middleware::from_fn_with_state(st.clone(), guard::host_only_guard);
+    let open = || {
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(tower_http::cors::Any)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                HeaderName::from_static("mcp-protocol-version"),
+            ])
+            .expose_headers([header::WWW_AUTHENTICATE, header::RETRY_AFTER])
+            .max_age(std::time::Duration::from_secs(600))
+    };
     let mut public = Router::new()
         .route("/health", get(health))
         .route(
             "/.well-known/oauth-protected-resource",
-            get(crate::metadata::resource_metadata).route_layer(guarded()),
+            get(crate::metadata::resource_metadata)
+                .layer(open())
+                .layer(host_only()),
         )
         .route(
             "/.well-known/oauth-protected-resource/mcp",
-            get(crate::metadata::resource_metadata).route_layer(guarded()),
+            get(crate::metadata::resource_metadata)
+                .layer(open())
+                .layer(host_only()),
         )
         // Login, refresh, keys and users (SPEC §10) are the rpc-server's: relayed as they
         // came, under the same Host/Origin guard (a foreign page must not log in). `any`
@@ -59,19 +83,24 @@ pub(crate) fn router(st: AppState, cancel: CancellationToken) -> Router {
         // The hub's OAuth authorization server (SPEC §11), the rpc-server's: its pages,
         // endpoints and metadata on this public origin, under the same guard (its forms
         // post from this origin).
-        public = public
-            .route(
-                "/oauth/{*rest}",
-                any(crate::relay::relay_oauth).layer(guarded()),
-            )
-            .route(
-                "/.well-known/oauth-authorization-server",
-                any(crate::relay::relay_oauth).layer(guarded()),
-            )
-            .route(
-                "/.well-known/openid-configuration",
-                any(crate::relay::relay_oauth).layer(guarded()),
+        public = public.route(
+            "/oauth/{*rest}",
+            any(crate::relay::relay_oauth).layer(guarded()),
+        );
+        for path in [
+            "/oauth/token",
+            "/oauth/register",
+            "/oauth/revoke",
+            "/.well-known/oauth-authorization-server",
+            "/.well-known/openid-configuration",
+        ] {
+            public = public.route(
+                path,
+                any(crate::relay::relay_oauth)
+                    .layer(open())
+                    .layer(host_only()),
             );
+        }
     }
     if st.cfg.metrics_enabled {
         public = public.route("/metrics", get(metrics));

@@ -71,6 +71,14 @@ impl Frontend {
             cfg.live_traffic
                 .then(|| Arc::new(crate::audit::Traffic::default())),
         );
+        let subscriptions = {
+            use crate::mcp::subscriptions::{Source, Subscriptions};
+            Subscriptions::new(match (&bus, &cfg.local_changes) {
+                (Some(b), _) => Source::Bus(b.clone()),
+                (None, Some(l)) => Source::Local(l.0.clone()),
+                (None, None) => Source::None,
+            })
+        };
         let limits = cfg.limits;
         let mut manager = LocalSessionManager::default();
         manager.session_config.keep_alive = Some(limits.session_idle_timeout);
@@ -84,6 +92,7 @@ impl Frontend {
             rpc: Arc::new(rpc),
             audit,
             bus,
+            subscriptions,
             metrics,
             sessions: SessionBindings::new(
                 session_manager.clone(),

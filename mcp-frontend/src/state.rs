@@ -26,6 +26,8 @@ pub(crate) struct Inner {
     /// The cluster bus, when configured: held here for the life of the process (its
     /// heartbeat stops with the last handle) and for `/health`.
     pub bus: Option<nexus_bus::Bus>,
+    /// Resource subscriptions held by this replica.
+    pub subscriptions: Arc<crate::mcp::subscriptions::Subscriptions>,
     /// rmcp's sessions in this process (new ones under sealed ids), capped and bound to
     /// key ids through `sessions`.
     pub sealed_sessions: Arc<SealedSessions<LocalSessionManager>>,

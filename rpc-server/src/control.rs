@@ -217,6 +217,7 @@ pub fn token_info(r: &TokenRecord, now: DateTime<Utc>) -> TokenInfo {
         status: status.into(),
         kind: (r.kind != "key").then(|| r.kind.clone()),
         oauth_client: r.oauth_client_id.clone(),
+        oauth_client_name: None,
     }
 }
 
@@ -391,13 +392,86 @@ impl Control {
 
     pub async fn list_tokens(&self, show_revoked: bool) -> Result<Vec<TokenInfo>, ControlError> {
         let now = Utc::now();
-        Ok(self
+        let mut tokens: Vec<TokenInfo> = self
             .store
             .list_tokens(show_revoked)
             .await?
             .iter()
             .map(|r| token_info(r, now))
+            .collect();
+        if tokens.iter().any(|t| t.oauth_client.is_some()) {
+            // Client ids are random (`dcr-…`): the name it registered is what a person knows.
+            let clients = self.store.oauth_clients(now).await?;
+            for t in &mut tokens {
+                t.oauth_client_name = t.oauth_client.as_ref().and_then(|id| {
+                    clients
+                        .iter()
+                        .find(|(c, _)| c.client_id == *id)
+                        .map(|(c, _)| c.client_name.clone())
+                });
+            }
+        }
+        Ok(tokens)
+    }
+
+    /// Every MCP client the OAuth server knows, oldest first, with its live token count.
+    pub async fn list_oauth_clients(&self) -> Result<Vec<OAuthClientInfo>, ControlError> {
+        let now = Utc::now();
+        Ok(self
+            .store
+            .oauth_clients(now)
+            .await?
+            .into_iter()
+            .map(|(c, live)| OAuthClientInfo {
+                redirect_uris: c.redirect_uri_list(),
+                status: if c.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                }
+                .into(),
+                active_tokens: live,
+                created_at: ts(c.created_at),
+                client_id: c.client_id,
+                kind: c.kind,
+                client_name: c.client_name,
+            })
             .collect())
+    }
+
+    /// Revokes a client: its access tokens (on every node, through the announcements), its
+    /// refresh tokens, and any later sign-in through it.
+    pub async fn revoke_oauth_client(
+        &self,
+        caller: &Caller,
+        client_id: &str,
+    ) -> Result<OAuthClientRevoked, ControlError> {
+        let now = Utc::now();
+        // A Client ID Metadata Document's URL not seen yet is blocked ahead of its first use
+        // (a revoked row first, so that a fetch meanwhile cannot make it live).
+        let blocked = client_id.starts_with("https://")
+            && self.store.oauth_block_client(client_id, now).await?;
+        let revoked = match self.store.oauth_revoke_client(client_id, now).await {
+            Ok(k) => k,
+            Err(StoreError::NotFound) => {
+                return Err(ControlError::NotFound(format!(
+                    "no OAuth client {:?}",
+                    nexus_wire::jsonrpc::printable(client_id)
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.publish_tokens(&revoked);
+        self.audit(
+            "admin.oauth_client.revoke",
+            caller,
+            serde_json::json!({ "client_id": client_id, "revoked_tokens": revoked.len(), "blocked_before_use": blocked }),
+        );
+        Ok(OAuthClientRevoked {
+            client_id: client_id.to_owned(),
+            revoked: true,
+            revoked_tokens: revoked.len(),
+        })
     }
 
     /// Finds the one non-revoked token an operator means: by name, key id, or a key id
@@ -439,6 +513,14 @@ impl Control {
         let now = Utc::now();
         self.store.revoke_token(rec.key_id, now).await?;
         self.bus.publish(Invalidation::Token { key_id: rec.key_id });
+        if rec.kind == "oauth" {
+            // The client would refresh its way back in: its grant ends with the token.
+            let more = self
+                .store
+                .oauth_revoke_grant_of_token(rec.key_id, now)
+                .await?;
+            self.publish_tokens(&more);
+        }
         tracing::info!(key_id = %rec.key_id, name = %rec.name, "token revoked");
         let mut rec = rec;
         rec.revoked_at = Some(now);

@@ -79,6 +79,8 @@ impl Application {
             }
         };
         let files = open_files(&cfg, backends.store.as_ref(), &metrics).await?;
+        // An in-process frontend hears of revocations too (its subscriptions end with them).
+        bus.subscribe(Arc::new(files.changes().clone()));
         let limits = Arc::new(crate::limits::Limits::new(
             cfg.limits,
             cfg.redis_url.as_ref().map(|u| u.expose_secret()),
@@ -97,6 +99,9 @@ impl Application {
             }
             _ => None,
         };
+        if let Some(b) = &cluster_bus {
+            files.changes().join(b.clone());
+        }
         let Backends {
             auth,
             issuers,
@@ -157,6 +162,12 @@ impl Application {
             .local
             .as_ref()
             .and_then(|l| l.take_generated_root_password())
+    }
+
+    /// Committed file changes (and what the embedding program adds), for an in-process
+    /// frontend's resource subscriptions.
+    pub fn file_changes(&self) -> crate::files::FileChanges {
+        self.state.files.changes().clone()
     }
 
     pub fn state(&self) -> &AppState {

@@ -618,4 +618,21 @@ async fn a_revoked_oauth_token_is_refused_by_every_node_at_once() {
         || async { rpc(&b.base, &access, "whoami", json!({})).await == Err(401) },
     )
     .await;
+    // The grant ended with it: its refresh token mints nothing (Claude Code would
+    // otherwise refresh straight back in).
+    let refresh = t["refresh_token"].as_str().expect("refresh");
+    let (s, e) = token(
+        &b.base,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh),
+            ("client_id", &client),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{e}"
+    );
 }

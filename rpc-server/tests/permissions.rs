@@ -180,6 +180,11 @@ async fn admin_methods_need_an_admin_token() {
         ("hub_admin_zone_list", json!({})),
         ("hub_admin_zone_delete", json!({"name": "eng"})),
         ("hub_admin_status", json!({})),
+        ("hub_admin_oauth_client_list", json!({})),
+        (
+            "hub_admin_oauth_client_revoke",
+            json!({"client_id": "dcr-any"}),
+        ),
     ];
     for (method, params) in &calls {
         let r = app.rpc(&user.token, method, params.clone()).await;

@@ -101,6 +101,8 @@ methods! {
     DeleteUser = "admin_delete_user", Admin;
     SetUserState = "admin_set_user_state", Admin;
     CreateAgentKey = "admin_create_agent_key", Admin;
+    OAuthClientList = "hub_admin_oauth_client_list", Admin;
+    OAuthClientRevoke = "hub_admin_oauth_client_revoke", Admin;
     RebacCreate = "rebac_create", Rebac;
     RebacDelete = "rebac_delete", Rebac;
     RebacCheck = "rebac_check", Rebac;
@@ -190,7 +192,7 @@ pub const fn rpc_path(m: Method) -> &'static str {
 /// The names of the file methods (and `whoami`), for code that holds method names as text.
 pub const FILE_METHODS: &[&str] = &Method::names_of::<14>(MethodKind::File);
 /// The names of the admin methods.
-pub const ADMIN_METHODS: &[&str] = &Method::names_of::<13>(MethodKind::Admin);
+pub const ADMIN_METHODS: &[&str] = &Method::names_of::<15>(MethodKind::Admin);
 /// The names of the ReBAC methods.
 pub const REBAC_METHODS: &[&str] = &Method::names_of::<5>(MethodKind::Rebac);
 
@@ -543,6 +545,12 @@ pub struct StatResult {
     pub size: u64,
     pub modified: Option<String>,
     pub content_id: Option<String>,
+    /// The zone holding the path, when the caller may read it: with `zone_path` (below
+    /// the zone root, `a/b.txt`), what a resource subscription is matched on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_path: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -896,6 +904,42 @@ pub struct TokenInfo {
     /// The OAuth client an `oauth` token was issued to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth_client: Option<String>,
+    /// That client's name as it registered (`Claude Code (hub)`), for people reading lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth_client_name: Option<String>,
+}
+
+/// `hub_admin_oauth_client_revoke`: the client to revoke, with its tokens.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct OAuthClientRevokeParams {
+    /// The client's id, as `nexus_hub_oauth_client_list` shows it
+    pub client_id: String,
+}
+
+/// An MCP client known to the hub's OAuth server (SPEC §11), as listed to operators.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OAuthClientInfo {
+    pub client_id: String,
+    /// `dcr` (registered, RFC 7591) or `cimd` (a Client ID Metadata Document).
+    pub kind: String,
+    pub client_name: String,
+    pub redirect_uris: Vec<String>,
+    /// `active` or `revoked`.
+    pub status: String,
+    /// Its access tokens neither revoked nor expired.
+    pub active_tokens: i64,
+    pub created_at: String,
+}
+
+/// What `hub_admin_oauth_client_revoke` did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OAuthClientRevoked {
+    pub client_id: String,
+    pub revoked: bool,
+    /// Access tokens revoked with it.
+    pub revoked_tokens: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

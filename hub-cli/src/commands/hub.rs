@@ -140,7 +140,7 @@ fn may_change(c: &HubCommand) -> bool {
         }
         HubCommand::Zone(z) => !matches!(z, ZoneCommand::List { .. }),
         HubCommand::Oauth(crate::cli::OauthCommand::Clients(c)) => {
-            matches!(c, crate::cli::OauthClientsCommand::Revoke { .. })
+            c.remote().is_none() && matches!(c, crate::cli::OauthClientsCommand::Revoke { .. })
         }
         _ => false,
     }
@@ -310,10 +310,18 @@ async fn run_hub_inner(
             let control = local_control(db_url(url)?, bus.clone()).await?;
             run_zone(&control, z, out).await
         }
-        HubCommand::Oauth(crate::cli::OauthCommand::Clients(c)) => {
-            let control = local_control(db_url(url)?, bus.clone()).await?;
-            run_oauth_clients(&control, c, out).await
-        }
+        HubCommand::Oauth(crate::cli::OauthCommand::Clients(c)) => match c.remote().cloned() {
+            Some(target) => {
+                let remote = connect_remote(&target).await?;
+                let res = run_oauth_clients(&Admin::Remote(&remote), c, out).await;
+                remote.close().await;
+                res
+            }
+            None => {
+                let control = local_control(db_url(url)?, bus.clone()).await?;
+                run_oauth_clients(&Admin::Local(&control), c, out).await
+            }
+        },
     }
 }
 
@@ -608,101 +616,52 @@ pub async fn run_zone(c: &Control, z: ZoneCommand, out: &mut dyn Write) -> Resul
     }
 }
 
-/// `nexus hub oauth clients list|revoke` on the local database.
+/// Where `hub oauth clients` commands go: the database, or a hub's admin tools.
+enum Admin<'a> {
+    Local(&'a Control),
+    Remote(&'a RemoteAdmin),
+}
+
+/// `nexus hub oauth clients list|revoke`, on the local database or `--remote`.
 async fn run_oauth_clients(
-    control: &Control,
+    admin: &Admin<'_>,
     c: crate::cli::OauthClientsCommand,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     use crate::cli::OauthClientsCommand;
-    let now = chrono::Utc::now();
+    use nexus_wire::methods::{EmptyParams, OAuthClientInfo, OAuthClientRevokeParams};
     match c {
-        OauthClientsCommand::List { json } => {
-            let clients = control
-                .store()
-                .oauth_clients(now)
-                .await
-                .map_err(|e| CliError::new(format!("cannot list OAuth clients: {e}")))?;
-            let rows: Vec<serde_json::Value> = clients
-                .iter()
-                .map(|(c, live)| {
-                    serde_json::json!({
-                        "client_id": c.client_id,
-                        // `cimd` as stored: a Client ID Metadata Document's client.
-                        "kind": if c.kind == "cimd" { "metadata" } else { c.kind.as_str() },
-                        "client_name": c.client_name,
-                        "redirect_uris": c.redirect_uri_list(),
-                        "status": if c.revoked_at.is_some() { "revoked" } else { "active" },
-                        "active_tokens": live,
-                        "created_at": rpc_server::control::ts(c.created_at),
-                    })
-                })
-                .collect();
-            if json {
-                return output::json(out, &rows);
-            }
-            if rows.is_empty() {
-                return output::line(out, "no OAuth clients");
-            }
-            for r in &rows {
-                output::line(
-                    out,
-                    &format!(
-                        "{}  {}  {:?}  {}  tokens: {}  created: {}",
-                        r["client_id"].as_str().unwrap_or_default(),
-                        r["kind"].as_str().unwrap_or_default(),
-                        r["client_name"].as_str().unwrap_or_default(),
-                        r["status"].as_str().unwrap_or_default(),
-                        r["active_tokens"],
-                        r["created_at"].as_str().unwrap_or_default(),
-                    ),
-                )?;
-            }
-            Ok(())
-        }
-        OauthClientsCommand::Revoke { client_id, json } => {
-            // A metadata document's URL not seen yet is blocked ahead of its first use (a
-            // revoked row first, so that a fetch meanwhile cannot make it live).
-            let blocked = client_id.starts_with("https://")
-                && control
-                    .store()
-                    .oauth_block_client(&client_id, now)
-                    .await
-                    .map_err(|e| CliError::new(format!("cannot revoke: {e}")))?;
-            let revoked = control.store().oauth_revoke_client(&client_id, now).await;
-            let revoked = match revoked {
-                Ok(k) => k,
-                Err(rpc_server::db::StoreError::NotFound) => {
-                    return Err(CliError::with_code(
-                        format!(
-                            "no OAuth client {:?}",
-                            nexus_wire::jsonrpc::printable(&client_id)
-                        ),
-                        1,
-                    ));
+        OauthClientsCommand::List { json, .. } => {
+            let clients: Vec<OAuthClientInfo> = match admin {
+                Admin::Local(c) => c.list_oauth_clients().await?,
+                Admin::Remote(r) => {
+                    r.tool("nexus_hub_oauth_client_list", &EmptyParams {})
+                        .await?
                 }
-                Err(e) => return Err(CliError::new(format!("cannot revoke: {e}"))),
             };
-            control.publish_tokens(&revoked);
+            output::oauth_clients(out, &clients, json)
+        }
+        OauthClientsCommand::Revoke {
+            client_id, json, ..
+        } => {
+            let done = match admin {
+                Admin::Local(c) => {
+                    c.revoke_oauth_client(&rpc_server::control::Caller::local(), &client_id)
+                        .await?
+                }
+                Admin::Remote(r) => {
+                    let p = OAuthClientRevokeParams { client_id };
+                    r.tool("nexus_hub_oauth_client_revoke", &p).await?
+                }
+            };
             if json {
-                return output::json(
-                    out,
-                    &serde_json::json!({ "client_id": client_id, "revoked": true, "blocked_before_use": blocked, "revoked_tokens": revoked.len() }),
-                );
-            }
-            if blocked {
-                return output::line(
-                    out,
-                    &format!(
-                        "blocked OAuth client {client_id} (not seen yet; its metadata document will not be accepted)"
-                    ),
-                );
+                return output::json(out, &done);
             }
             output::line(
                 out,
                 &format!(
-                    "revoked OAuth client {client_id} ({} token(s) revoked)",
-                    revoked.len()
+                    "revoked OAuth client {} ({} token(s) revoked)",
+                    done.client_id, done.revoked_tokens
                 ),
             )
         }

@@ -125,12 +125,14 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         let mut settings =
             rpc_server::config::OAuthSettings::new(&format!("http://127.0.0.1:{mcp_port}"), dcr)
                 .map_err(|e| CliError::new(e.to_string()))?;
-        settings.cimd.enabled = !matches!(
+        // Opt-in here: a client offered documents (Claude Code) would have this laptop's hub
+        // fetch its document from the internet instead of registering locally.
+        settings.cimd.enabled = matches!(
             std::env::var("NEXUS_OAUTH_CIMD")
                 .ok()
                 .as_deref()
                 .map(str::trim),
-            Some("0" | "false" | "no" | "off")
+            Some("1" | "true" | "yes" | "on")
         );
         (chain, Some(settings))
     };
@@ -206,6 +208,12 @@ pub async fn run(u: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let generated_root = app.take_generated_root_password();
     let mut fe_cfg = mcp_frontend::FrontendConfig::local(&rpc_url, mcp_port);
     fe_cfg.oauth = !u.no_oauth;
+    // No bus here: file changes and revocations reach the frontend's resource
+    // subscriptions from the rpc-server in this process.
+    let changes = app.file_changes();
+    fe_cfg.local_changes = Some(mcp_frontend::LocalChanges(std::sync::Arc::new(move || {
+        changes.subscribe()
+    })));
     // MCP session ids are sealed with a secret kept beside the others (0600), so sessions
     // outlive a restart of the embedded hub; `hub session-secret rotate` rewrites the file
     // and the frontend re-reads it.

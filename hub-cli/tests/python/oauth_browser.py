@@ -12,6 +12,12 @@
         Only the browser part, for another client (rmcp): opens the URL, signs in, allows,
         waits for the redirect to the loopback callback and prints `callback: <url>`.
 
+    python3 oauth_browser.py paste <authorization-url> <username> <password> <shots-dir> <name>
+        The browser on another machine than the client (`claude mcp login --no-browser` over
+        SSH): the redirect URI's host does not resolve in the browser, so the redirect lands
+        nowhere, as it would there; prints `redirect: <url>`, the address the browser was
+        sent to, for the user to paste back into the client. Nothing is listened on.
+
 A screenshot of each page is saved under <shots-dir> (`<name>-login.png`,
 `<name>-consent.png`). Any failure prints one line and exits 1.
 """
@@ -24,6 +30,7 @@ import contextlib
 import http.server
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -78,7 +85,7 @@ class Callback:
 class Browser:
     """Headless Chromium through chromedriver's WebDriver API (plain HTTP, JSON)."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra_args: list[str] | None = None) -> None:
         self.port = free_port()
         self.driver = subprocess.Popen(
             [CHROMEDRIVER, f"--port={self.port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -112,6 +119,7 @@ class Browser:
                             "--disable-dev-shm-usage",
                             "--window-size=900,900",
                             f"--user-data-dir={self.profile}",
+                            *(extra_args or []),
                         ],
                     },
                 }
@@ -173,10 +181,23 @@ class Browser:
             self.driver.wait(10)
 
 
-def sign_in(url: str, user: str, password: str, shots: str, name: str, callback: Callback) -> str:
-    """Login page → consent page → allow; returns the callback URL the browser reached."""
+def sign_in(
+    url: str,
+    user: str,
+    password: str,
+    shots: str,
+    name: str,
+    callback: Callback | None,
+    browser_args: list[str] | None = None,
+) -> str:
+    """Login page → consent page → allow; returns the redirect URL the browser reached.
+
+    With a `callback`, the URL it received; without one, the address the browser was sent
+    to, read from the browser once it starts with the request's `redirect_uri`.
+    """
     os.makedirs(shots, exist_ok=True)
-    b = Browser()
+    redirect = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query)).get("redirect_uri", "")
+    b = Browser(browser_args)
     try:
         b.go(url)
         b.find("#username")
@@ -189,11 +210,101 @@ def sign_in(url: str, user: str, password: str, shots: str, name: str, callback:
         assert "Allow" in b.source(), f"not the consent page: {b.source()[:300]}"
         b.shot(os.path.join(shots, f"{name}-consent.png"))
         b.click("#allow")
-        if not callback.got.wait(30):
-            raise AssertionError(f"the browser never reached the callback; it is at {b.url()}: {b.source()[:300]}")
-        return f"{callback.url}?{callback.query}"
+        if callback is not None:
+            if not callback.got.wait(30):
+                raise AssertionError(f"the browser never reached the callback; it is at {b.url()}: {b.source()[:300]}")
+            return f"{callback.url}?{callback.query}"
+        assert redirect, f"no redirect_uri in {url}"
+        deadline = time.time() + 30
+        while True:
+            at = b.url() or ""
+            if at.startswith(redirect + "?"):
+                b.shot(os.path.join(shots, f"{name}-redirect.png"))
+                return at
+            if time.time() > deadline:
+                raise AssertionError(f"the browser was never sent to {redirect}; it is at {at}: {b.source()[:300]}")
+            time.sleep(0.1)
     finally:
         b.close()
+
+
+ANSI = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def claude_login(claude: str, server: str, user: str, password: str, shots: str, name: str) -> None:
+    """`claude mcp login --no-browser` on a pty, the browser in `paste` mode between."""
+    import fcntl
+    import select
+    import struct
+    import termios
+
+    master, slave = os.openpty()
+    # Wide enough that the URL is never wrapped across lines.
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 1000, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY" and not k.startswith("NEXUS_")}
+    proc = subprocess.Popen(
+        [claude, "mcp", "login", server, "--no-browser"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        cwd=env.get("HOME"),
+        start_new_session=True,
+    )
+    os.close(slave)
+    seen = ""
+
+    def read_until(done, within: float) -> bool:
+        nonlocal seen
+        deadline = time.time() + within
+        while not done(seen):
+            left = deadline - time.time()
+            if left <= 0:
+                return False
+            ready, _, _ = select.select([master], [], [], min(left, 0.5))
+            if not ready:
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's other side closed, Claude Code exited
+                return done(seen)
+            if not chunk:
+                return done(seen)
+            seen += chunk.decode("utf-8", "replace")
+        return True
+
+    try:
+        if not read_until(lambda t: "paste the redirect URL" in t, 60):
+            raise AssertionError(f"Claude Code never asked for the redirect URL: {ANSI.sub('', seen)[-1500:]!r}")
+        found = re.search(r"(https?://[^\s\x07\x1b]+/oauth/authorize\?[^\s\x07\x1b]+)", seen)
+        assert found, f"no authorization URL in: {ANSI.sub('', seen)[-1500:]!r}"
+        auth_url = found.group(1)
+        print(f"authorize: {auth_url}")
+        redirect = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(auth_url).query)).get("redirect_uri", "")
+        host = urllib.parse.urlsplit(redirect).hostname or ""
+        landed = sign_in(auth_url, user, password, shots, name, None, resolve_nowhere(host))
+        print(f"redirect: {landed}")
+        os.write(master, landed.encode() + b"\r")
+        read_until(lambda t: False, 60)
+        try:
+            code = proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise AssertionError(f"Claude Code did not finish: {ANSI.sub('', seen)[-1500:]!r}") from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    print("claude: " + ANSI.sub("", seen).replace("\r", ""))
+    print(f"exit: {code}")
+
+
+def resolve_nowhere(host: str) -> list[str]:
+    """Chromium arguments under which `host` does not resolve (the browser is elsewhere)."""
+    # A name (Claude Code says `localhost`) can be made not to resolve; an address cannot.
+    assert host and not host.replace(".", "").isdigit() and ":" not in host, f"redirect host {host!r} is not a name"
+    return [f"--host-resolver-rules=MAP {host} ~NOTFOUND"]
 
 
 class Memory:
@@ -287,6 +398,15 @@ def main() -> int:
             print(f"callback: {sign_in(auth_url, user, password, shots, name, callback)}")
         finally:
             callback.close()
+        return 0
+    if mode == "paste" and len(sys.argv) == 7:
+        auth_url, user, password, shots, name = sys.argv[2:7]
+        redirect = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(auth_url).query)).get("redirect_uri", "")
+        host = urllib.parse.urlsplit(redirect).hostname or ""
+        print(f"redirect: {sign_in(auth_url, user, password, shots, name, None, resolve_nowhere(host))}")
+        return 0
+    if mode == "claude-login" and len(sys.argv) == 8:
+        claude_login(*sys.argv[2:8])
         return 0
     print(__doc__, file=sys.stderr)
     return 2

@@ -106,11 +106,47 @@ fn valid_port(colon_port: &str) -> bool {
         .is_ok()
 }
 
+/// Host alone, for the OAuth endpoints any web page may call (their CORS is open, see
+/// [`crate::router`]): a foreign Host is still 403, a foreign Origin is not.
+pub(crate) async fn host_only_guard(
+    State(st): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    if let Err(refused) = check_host(&st, &mut req) {
+        return refused.into_response();
+    }
+    next.run(req).await
+}
+
 pub(crate) async fn host_guard(
     State(st): State<AppState>,
     mut req: Request,
     next: Next,
 ) -> Response {
+    if let Err(refused) = check_host(&st, &mut req) {
+        return refused.into_response();
+    }
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let ok = origin.to_str().is_ok_and(|o| {
+            origin_allowed(&st.cfg.allowed_origins, o)
+                || same_origin(&st.public_base(Some(host)), o)
+                || (is_loopback_host(&st.cfg.host) && is_loopback_origin(o))
+        });
+        if !ok {
+            return GatewayError::ForbiddenOrigin.into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// Nothing if the request's Host is allowed, else the refusal (403) to send.
+fn check_host(st: &AppState, req: &mut Request) -> Result<(), GatewayError> {
     // HTTP/2 carries the host in :authority, not Host: give everything below one Host.
     if !req.headers().contains_key(header::HOST)
         && let Some(v) = req
@@ -126,19 +162,9 @@ pub(crate) async fn host_guard(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if !host_allowed(&st.cfg.allowed_hosts, host) {
-        return GatewayError::ForbiddenHost.into_response();
+        return Err(GatewayError::ForbiddenHost);
     }
-    if let Some(origin) = req.headers().get(header::ORIGIN) {
-        let ok = origin.to_str().is_ok_and(|o| {
-            origin_allowed(&st.cfg.allowed_origins, o)
-                || same_origin(&st.public_base(Some(host)), o)
-                || (is_loopback_host(&st.cfg.host) && is_loopback_origin(o))
-        });
-        if !ok {
-            return GatewayError::ForbiddenOrigin.into_response();
-        }
-    }
-    next.run(req).await
+    Ok(())
 }
 
 #[cfg(test)]

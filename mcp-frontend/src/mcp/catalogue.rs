@@ -135,7 +135,8 @@ Lists at most 2000 headings and 2000 blocks (truncated=true when more). Use it t
         destr = true,
         idem = true,
         "Write file",
-        "Create or replace a file with the given content (parent directories are created). Returns path, size and content_id.",
+        "Create or replace a file with the given content (parent directories are created; encoding=base64 for binary content; at most the server's file size limit, 16 MiB by default). \
+Returns path, size, content_id and created. Pass if_match (the content_id you read) to refuse the write if someone changed the file since; on a conflict read it again.",
         WriteParams
     ),
     tool!(
@@ -160,7 +161,7 @@ preview=true returns the same without writing. Pass if_match (a content_id) to r
         destr = true,
         idem = false,
         "Delete file",
-        "Delete a file (use nexus_rmdir for directories).",
+        "Delete a file (use nexus_rmdir for directories). Returns the path. Deleting is final: there is no trash.",
         PathParams
     ),
     tool!(
@@ -182,7 +183,8 @@ preview=true returns the same without writing. Pass if_match (a content_id) to r
         destr = false,
         idem = true,
         "File info",
-        "Does a path exist; is it a directory; size, modification time and content_id (SHA-256 of the bytes).",
+        "Whether a path exists and is a directory, with size, modification time and content_id (SHA-256 of the bytes; pass it as if_match to nexus_write_file or nexus_edit_file). \
+A missing path is exists=false, not an error.",
         PathParams
     ),
     tool!(
@@ -193,7 +195,7 @@ preview=true returns the same without writing. Pass if_match (a content_id) to r
         destr = false,
         idem = true,
         "Make directory",
-        "Create a directory (and its parents).",
+        "Create a directory (and its parents unless parents=false); an existing one is fine unless exist_ok=false. Returns the path.",
         MkdirParams
     ),
     tool!(
@@ -215,7 +217,7 @@ preview=true returns the same without writing. Pass if_match (a content_id) to r
         destr = true,
         idem = false,
         "Rename or move",
-        "Rename or move a file or directory; fails if new_path exists unless overwrite is true (files only).",
+        "Rename or move a file or directory, also between zones you may write; fails if new_path exists unless overwrite is true (files only). Returns old_path and new_path.",
         RenameParams
     ),
     tool!(
@@ -362,6 +364,28 @@ preview=true returns the same without writing. Pass if_match (a content_id) to r
         AdminCreateAgentKeyParams
     ),
     tool!(
+        "nexus_hub_oauth_client_list",
+        "hub_admin_oauth_client_list",
+        admin = true,
+        ro = true,
+        destr = false,
+        idem = true,
+        "List OAuth clients",
+        "Admin: list the MCP clients that signed users in through the hub's OAuth server (id, kind, name, redirect URIs, status, live tokens).",
+        EmptyParams
+    ),
+    tool!(
+        "nexus_hub_oauth_client_revoke",
+        "hub_admin_oauth_client_revoke",
+        admin = true,
+        ro = false,
+        destr = true,
+        idem = true,
+        "Revoke OAuth client",
+        "Admin: revoke an OAuth client by client_id: its access and refresh tokens end now and it can sign no one in again.",
+        OAuthClientRevokeParams
+    ),
+    tool!(
         "nexus_rebac_create",
         "rebac_create",
         admin = true,
@@ -497,6 +521,21 @@ mod tests {
     /// Every user and tuple method is reachable as a tool (`--remote` needs them), and each
     /// tool's schema names exactly the method's parameters: the method refuses unknown ones.
     #[test]
+    fn every_tool_is_in_the_agents_reference() {
+        let doc = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/TOOLS.md"),
+        )
+        .expect("docs/TOOLS.md");
+        for t in TOOLS {
+            assert!(
+                doc.contains(&format!("`{}`", t.name)),
+                "docs/TOOLS.md does not name {}",
+                t.name
+            );
+        }
+    }
+
+    #[test]
     fn identity_tools_match_their_methods() {
         use nexus_wire::methods::*;
         fn fits<T: serde::de::DeserializeOwned>(name: &str, v: Value) {
@@ -570,6 +609,8 @@ mod tests {
             Method::DeleteUser => of::<AdminUserParams>(),
             Method::SetUserState => of::<AdminSetUserStateParams>(),
             Method::CreateAgentKey => of::<AdminCreateAgentKeyParams>(),
+            Method::OAuthClientList => of::<EmptyParams>(),
+            Method::OAuthClientRevoke => of::<OAuthClientRevokeParams>(),
             Method::RebacCreate | Method::RebacDelete => of::<RebacTupleParams>(),
             Method::RebacCheck => of::<RebacCheckParams>(),
             Method::RebacListTuples => of::<RebacListParams>(),

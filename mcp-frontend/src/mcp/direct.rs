@@ -53,6 +53,8 @@ struct Meta {
     #[serde(rename = "io.modelcontextprotocol/clientCapabilities")]
     #[allow(dead_code)]
     capabilities: ClientCapabilities,
+    #[serde(rename = "progressToken", default)]
+    progress_token: Option<serde::de::IgnoredAny>,
 }
 
 /// The one value of a header, as text; `None` when absent, repeated or not text.
@@ -131,6 +133,12 @@ pub(crate) fn plan(parts: &Parts, body: &McpBody, tools: &NexusTools) -> Option<
             let name: String = serde_json::from_str(p.name.as_ref()?.get()).ok()?;
             let named = single(h, MCP_NAME)?;
             if named.starts_with(BASE64_PREFIX) || named != name || p.cursor.is_some() {
+                return None;
+            }
+            // A long call that asks for progress is streamed, by rmcp.
+            if meta.progress_token.is_some()
+                && super::handler::REPORTS_PROGRESS.contains(&name.as_str())
+            {
                 return None;
             }
             // An object, or nothing (absent or null): what rmcp takes as arguments.

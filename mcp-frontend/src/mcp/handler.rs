@@ -5,6 +5,7 @@
 //! [`super::prompts`]), every file-backed answer from the rpc-server with the caller's token.
 
 use super::catalogue::{TOOLS, ToolSpec, find};
+use super::subscriptions::{self, Event, PendingListen, Refused, Subscriptions};
 use super::{prompts, resources};
 use crate::forward::{ForwardError, RpcClient, Verified};
 use crate::request::{Caller, Verdict, VerdictCell};
@@ -31,11 +32,75 @@ fn parts(ctx: &RequestContext<RoleServer>) -> Option<&axum::http::request::Parts
 #[derive(Clone, Debug)]
 pub(crate) struct NexusTools {
     rpc: Arc<RpcClient>,
+    subs: Arc<Subscriptions>,
+    progress_every: std::time::Duration,
 }
 
 impl NexusTools {
-    pub fn new(rpc: Arc<RpcClient>) -> Self {
-        Self { rpc }
+    pub fn new(
+        rpc: Arc<RpcClient>,
+        subs: Arc<Subscriptions>,
+        progress_every: std::time::Duration,
+    ) -> Self {
+        Self {
+            rpc,
+            subs,
+            progress_every,
+        }
+    }
+
+    pub(crate) fn subscriptions(&self) -> &Arc<Subscriptions> {
+        &self.subs
+    }
+}
+
+/// The tools that may take long (a walk of a whole zone): with a `progressToken` they
+/// report progress while the hub works.
+pub(crate) const REPORTS_PROGRESS: [&str; 4] = [
+    "nexus_grep",
+    "nexus_glob",
+    "nexus_semantic_search",
+    "nexus_list_files",
+];
+
+/// Runs `call`, sending `notifications/progress` every `every` until it is done. The
+/// rpc-server answers a search in one piece, so what is reported is the time spent
+/// (seconds, rising; no total): what keeps a client that resets its timeout on progress
+/// waiting for a long grep instead of giving up on it.
+async fn with_progress<F: std::future::Future>(
+    call: F,
+    peer: &rmcp::service::Peer<RoleServer>,
+    token: rmcp::model::ProgressToken,
+    tool: &str,
+    every: std::time::Duration,
+) -> F::Output {
+    let mut tick = tokio::time::interval(every.max(std::time::Duration::from_millis(1)));
+    let started = tokio::time::Instant::now();
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    tick.tick().await;
+    tokio::pin!(call);
+    loop {
+        tokio::select! {
+            done = &mut call => return done,
+            _ = tick.tick() => {
+                let seconds = started.elapsed().as_secs_f64();
+                let note = rmcp::model::ProgressNotificationParam::new(token.clone(), seconds)
+                    .with_message(format!("{tool}: working ({seconds:.1} s)"));
+                // A client that went away stops nothing: the answer is still computed.
+                let _ = peer.notify_progress(note).await;
+            }
+        }
+    }
+}
+
+/// A subscription refused, as the JSON-RPC error the client sees.
+fn refused(r: Refused) -> McpError {
+    match r {
+        Refused::NotReadable(p) => McpError::invalid_params(
+            format!("cannot subscribe to {p}: this token may not read it"),
+            None,
+        ),
+        Refused::Full(why) => McpError::invalid_request(why, None),
     }
 }
 
@@ -129,17 +194,22 @@ impl ServerHandler for NexusTools {
     // 2025-11-25); SEP-2577 deprecates it for later ones.
     #[allow(deprecated)]
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(
-            ServerCapabilities::builder()
-                .enable_tools()
-                .enable_resources()
-                .enable_prompts()
-                .enable_completions()
-                .enable_logging()
-                .build(),
-        )
-        .with_server_info(Implementation::new("nexus-hub", env!("CARGO_PKG_VERSION")))
-        .with_instructions(INSTRUCTIONS)
+        let mut caps = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_resources()
+            .enable_resources_subscribe()
+            .enable_prompts()
+            .enable_completions()
+            .enable_logging()
+            .build();
+        // Subscriptions are offered only where changes are announced (a bus, or the
+        // rpc-server in this process).
+        if let Some(r) = caps.resources.as_mut() {
+            r.subscribe = Some(self.subs.available());
+        }
+        ServerConfig::new(caps)
+            .with_server_info(Implementation::new("nexus-hub", env!("CARGO_PKG_VERSION")))
+            .with_instructions(INSTRUCTIONS)
     }
 
     async fn list_tools(
@@ -156,8 +226,17 @@ impl ServerHandler for NexusTools {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let args = request.arguments.unwrap_or_default();
-        self.call(parts(&ctx).map(|p| &p.extensions), &request.name, &args)
-            .await
+        let call = self.call(parts(&ctx).map(|p| &p.extensions), &request.name, &args);
+        match ctx
+            .meta
+            .get_progress_token()
+            .filter(|_| REPORTS_PROGRESS.contains(&request.name.as_ref()))
+        {
+            Some(token) => {
+                with_progress(call, &ctx.peer, token, &request.name, self.progress_every).await
+            }
+            None => call.await,
+        }
     }
 
     async fn list_resources(
@@ -314,6 +393,96 @@ impl ServerHandler for NexusTools {
     }
 
     #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        request: rmcp::model::SubscribeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let parts = parts(&ctx);
+        let Some(session) = parts
+            .and_then(|p| p.headers.get(nexus_wire::headers::SESSION))
+            .and_then(|v| v.to_str().ok())
+        else {
+            return Err(McpError::invalid_request(
+                "resources/subscribe needs a session (or subscriptions/listen)",
+                None,
+            ));
+        };
+        if !self.subs.available() {
+            return Err(McpError::invalid_request(
+                "this hub announces no file changes (its frontend has no cluster bus)",
+                None,
+            ));
+        }
+        let path = resources::path_of(&request.uri)?;
+        let (stat, key_id) = self.checked(parts.map(|p| &p.extensions), &path).await?;
+        self.subs
+            .add_session(session, ctx.peer.clone(), &request.uri, &stat, key_id)
+            .map_err(refused)
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: rmcp::model::UnsubscribeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        if let Some(session) = parts(&ctx)
+            .and_then(|p| p.headers.get(nexus_wire::headers::SESSION))
+            .and_then(|v| v.to_str().ok())
+        {
+            self.subs.remove_session(session, &request.uri);
+        }
+        Ok(())
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &rmcp::model::SubscriptionFilter,
+    ) -> Option<rmcp::model::SubscriptionFilter> {
+        // Only file updates are announced; each URI is checked when the stream opens.
+        let uris = requested.resource_subscriptions.clone().unwrap_or_default();
+        (self.subs.available() && !uris.is_empty() && uris.len() <= subscriptions::MAX_PER_OWNER)
+            .then(|| {
+                rmcp::model::SubscriptionFilter::builder()
+                    .resource_subscriptions(uris)
+                    .build()
+            })
+    }
+
+    async fn listen(&self, context: rmcp::service::SubscriptionContext) -> Result<(), McpError> {
+        // The subscriptions were checked and taken before the acknowledgment
+        // (`McpService`), so no change made after it is missed.
+        let pending = parts(context.request_context())
+            .and_then(|p| p.extensions.get::<Arc<PendingListen>>())
+            .cloned();
+        let Some(mut rx) = pending.as_ref().and_then(|p| p.take()) else {
+            return Err(McpError::invalid_request(
+                "subscriptions/listen: no resource subscriptions were taken",
+                None,
+            ));
+        };
+        let sink = context.sink().clone();
+        loop {
+            tokio::select! {
+                _ = context.cancelled() => break,
+                ev = rx.recv() => match ev {
+                    Some(Event::Updated(uri)) => {
+                        if sink.notify_resource_updated(uri).await.is_err() {
+                            break;
+                        }
+                    }
+                    // Access may have changed, or the stream fell behind: the final
+                    // result ends it, and the client listens again with its token.
+                    Some(Event::End) | None => break,
+                },
+            }
+        }
+        drop(pending);
+        Ok(())
+    }
+
+    #[allow(deprecated)]
     async fn set_level(
         &self,
         _request: rmcp::model::SetLevelRequestParams,
@@ -334,6 +503,75 @@ impl NexusTools {
         method: &str,
         params: &impl serde::Serialize,
     ) -> Result<T, McpError> {
+        self.rpc_verified(ext, method, params).await.map(|(t, _)| t)
+    }
+
+    /// Whether the caller may read `path` (a subscription's check), with where it lives
+    /// and the key id it was verified as.
+    async fn checked(
+        &self,
+        ext: Option<&Extensions>,
+        path: &str,
+    ) -> Result<
+        (
+            nexus_wire::methods::StatResult,
+            Option<nexus_wire::bus::KeyId>,
+        ),
+        McpError,
+    > {
+        let params = nexus_wire::methods::PathParams {
+            path: path.to_owned(),
+        };
+        let (stat, verified): (nexus_wire::methods::StatResult, _) =
+            self.rpc_verified(ext, "stat", &params).await?;
+        if stat.zone.is_none() || stat.zone_path.is_none() {
+            return Err(refused(Refused::NotReadable(stat.path)));
+        }
+        Ok((stat, nexus_wire::bus::KeyId::parse(&verified.key_id).ok()))
+    }
+
+    /// Takes the subscriptions of a `subscriptions/listen` request before rmcp sees it:
+    /// every URI must be readable by the caller, or none is taken.
+    pub(crate) async fn prepare_listen(
+        &self,
+        ext: &Extensions,
+        uris: &[String],
+    ) -> Result<Arc<PendingListen>, McpError> {
+        if uris.len() > subscriptions::MAX_PER_OWNER {
+            return Err(McpError::invalid_params(
+                "at most 100 resource subscriptions per stream",
+                None,
+            ));
+        }
+        let (pending, tx) = PendingListen::new(&self.subs);
+        for uri in uris {
+            let path = resources::path_of(uri)?;
+            let (stat, key_id) = self.checked(Some(ext), &path).await?;
+            self.subs
+                .add_listen(pending.id(), tx.clone(), uri, &stat, key_id)
+                .map_err(refused)?;
+        }
+        Ok(pending)
+    }
+
+    /// Checks a session's suspended subscriptions again with the token of its request.
+    pub(crate) async fn recheck(&self, ext: &Extensions, session: &str) {
+        for uri in self.subs.suspended_of(session) {
+            let ok = match resources::path_of(&uri) {
+                Ok(path) => self.checked(Some(ext), &path).await.ok(),
+                Err(_) => None,
+            };
+            self.subs
+                .resume(session, &uri, ok.as_ref().map(|(s, k)| (s, *k)));
+        }
+    }
+
+    async fn rpc_verified<T: DeserializeOwned>(
+        &self,
+        ext: Option<&Extensions>,
+        method: &str,
+        params: &impl serde::Serialize,
+    ) -> Result<(T, crate::forward::Verified), McpError> {
         let Some(caller) = ext.and_then(|x| x.get::<Caller>()) else {
             return Err(McpError::invalid_request(
                 "no token: send Authorization: Bearer sk-… with every request",
@@ -344,9 +582,10 @@ impl NexusTools {
         match self.rpc.call_raw(&caller.token, method, params).await {
             Ok((raw, verified)) => {
                 if let Some(cell) = verdict {
-                    cell.set(Verdict::Verified(verified));
+                    cell.set(Verdict::Verified(verified.clone()));
                 }
                 serde_json::from_slice(&raw)
+                    .map(|t| (t, verified))
                     .map_err(|_| McpError::internal_error("malformed response from the hub", None))
             }
             Err(e) => {

@@ -9,6 +9,7 @@ pub(crate) mod direct;
 pub(crate) mod handler;
 pub(crate) mod prompts;
 pub(crate) mod resources;
+pub(crate) mod subscriptions;
 
 use crate::error::GatewayError;
 use crate::layers::limits::caller_key_id;
@@ -81,8 +82,35 @@ impl tower::Service<Request> for McpService {
                     Err(refusal) => return Box::pin(async move { Ok(refusal.into_response()) }),
                 };
                 let mut rmcp = self.rmcp.clone();
-                let req = Request::from_parts(parts, body);
+                // A session whose subscriptions were suspended has them checked again with
+                // the token of this request, before it is served.
+                let recheck = parts
+                    .headers
+                    .get(nexus_wire::headers::SESSION)
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|s| !self.tools.subscriptions().suspended_of(s).is_empty())
+                    .map(|s| (s.to_owned(), parts.extensions.clone(), self.tools.clone()));
+                let listen = parts
+                    .extensions
+                    .get::<Arc<McpBody>>()
+                    .and_then(|b| listen_request(b));
+                let tools = self.tools.clone();
                 Box::pin(async move {
+                    let mut parts = parts;
+                    if let Some((session, ext, tools)) = recheck {
+                        tools.recheck(&ext, &session).await;
+                    }
+                    // A listen stream's subscriptions are taken before rmcp acknowledges
+                    // them, so nothing changed after the acknowledgment is missed.
+                    if let Some((id, uris)) = listen {
+                        match tools.prepare_listen(&parts.extensions, &uris).await {
+                            Ok(pending) => {
+                                parts.extensions.insert(pending);
+                            }
+                            Err(e) => return Ok(jsonrpc_error(id, e)),
+                        }
+                    }
+                    let req = Request::from_parts(parts, body);
                     let call = tower::Service::call(&mut rmcp, req);
                     let resp = match opening {
                         Some(id) => sessions::manager::opening(id, call).await,
@@ -97,6 +125,42 @@ impl tower::Service<Request> for McpService {
             }
         }
     }
+}
+
+/// The id and resource URIs of a `subscriptions/listen` request that asks for resource
+/// updates; `None` for anything else (rmcp answers it).
+fn listen_request(body: &McpBody) -> Option<(serde_json::Value, Vec<String>)> {
+    #[derive(serde::Deserialize)]
+    struct Listen {
+        id: serde_json::Value,
+        params: ListenParams,
+    }
+    #[derive(serde::Deserialize)]
+    struct ListenParams {
+        notifications: Filter,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Filter {
+        #[serde(default)]
+        resource_subscriptions: Vec<String>,
+    }
+    if body.method() != Some("subscriptions/listen") {
+        return None;
+    }
+    let l: Listen = serde_json::from_slice(&body.bytes).ok()?;
+    let uris = l.params.notifications.resource_subscriptions;
+    (!uris.is_empty()).then_some((l.id, uris))
+}
+
+/// A JSON-RPC error answer to request `id`.
+fn jsonrpc_error(id: serde_json::Value, e: rmcp::ErrorData) -> Response {
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "error": e});
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 impl McpService {
@@ -152,7 +216,11 @@ pub(crate) fn service(st: &AppState, cancel: CancellationToken) -> McpService {
     };
     // Origins are judged by the host guard alone (it also lets in this hub's own origin,
     // and loopback pages when the hub listens on loopback), so rmcp is not given a list.
-    let tools = NexusTools::new(st.rpc.clone());
+    let tools = NexusTools::new(
+        st.rpc.clone(),
+        st.subscriptions.clone(),
+        cfg.progress_interval,
+    );
     let factory = tools.clone();
     // Sessions this replica does not hold are rebuilt from their sealed ids.
     mcp_cfg.session_store = Some(Arc::new(SealedStore::new(st.sealer.clone())));

@@ -319,6 +319,25 @@ impl Store {
         }.await)
     }
 
+    /// Revokes the grant an access token was issued under: its family's refresh tokens and
+    /// every access token of the family (the token itself included); returns those access
+    /// tokens' key ids. An operator revoking one access token means the client to lose
+    /// access, and a live refresh token would only mint the next one. Empty for a token
+    /// that is not an OAuth one.
+    pub async fn oauth_revoke_grant_of_token(
+        &self,
+        key_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        const FAMILY: &str = "SELECT oauth_family FROM api_tokens WHERE key_id = $1";
+        let family: Option<(Option<Uuid>,)> =
+            with_pool!(self, p => sqlx::query_as(FAMILY).bind(key_id).fetch_optional(p).await)?;
+        match family.and_then(|(f,)| f) {
+            Some(f) => self.oauth_revoke_family(f, now).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// The family and client of a refresh token (RFC 7009 revocation).
     pub async fn oauth_family_of_refresh(
         &self,

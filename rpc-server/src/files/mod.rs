@@ -9,6 +9,7 @@ pub(crate) mod access;
 // directory with it, and fuzz/symlink_resolution exercises all of it.
 #[allow(dead_code)]
 mod beneath;
+mod changes;
 mod edit;
 pub mod embeddings;
 mod error;
@@ -25,6 +26,7 @@ pub(crate) mod store;
 mod tolerant;
 mod write;
 
+pub use changes::FileChanges;
 pub use embeddings::EmbeddingsConfig;
 pub use grep::GrepLimits;
 pub use import::Imported;

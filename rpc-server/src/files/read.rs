@@ -6,7 +6,7 @@ use super::access::Access;
 use super::error::Error;
 use super::markdown::{off_thread, select, structure};
 use super::path::Target;
-use super::service::{FileService, Show, check_page, page, rfc3339};
+use super::service::{FileService, Show, check_page, page, rel, rfc3339};
 use base64::Engine as _;
 use nexus_wire::RpcError;
 use nexus_wire::methods::*;
@@ -137,10 +137,20 @@ impl FileService {
             acc.require_read(&zp)?;
         }
         let shown = zp.display();
+        // Only what the caller may read is named by zone (what subscriptions match on).
+        let (zone, zone_path) = if readable {
+            (Some(zp.zone.clone()), Some(rel(&zp)))
+        } else {
+            (None, None)
+        };
         let Some(found) = self.row(&zp).await? else {
             if zp.is_root() {
                 // A zone is there whether or not it holds anything.
-                return Ok(dir_stat(shown, None));
+                return Ok(StatResult {
+                    zone,
+                    zone_path,
+                    ..dir_stat(shown, None)
+                });
             }
             return Ok(StatResult {
                 path: shown,
@@ -149,11 +159,17 @@ impl FileService {
                 size: 0,
                 modified: None,
                 content_id: None,
+                zone,
+                zone_path,
             });
         };
         let row = found.row;
         if row.is_dir {
-            return Ok(dir_stat(shown, Some(rfc3339(row.modified))));
+            return Ok(StatResult {
+                zone,
+                zone_path,
+                ..dir_stat(shown, Some(rfc3339(row.modified)))
+            });
         }
         if !readable {
             acc.require_read(&zp)?;
@@ -165,6 +181,8 @@ impl FileService {
             size: row.size.max(0) as u64,
             modified: Some(rfc3339(row.modified)),
             content_id: row.content_id,
+            zone,
+            zone_path,
         })
     }
 
@@ -280,5 +298,7 @@ fn dir_stat(path: String, modified: Option<String>) -> StatResult {
         size: 0,
         modified,
         content_id: None,
+        zone: None,
+        zone_path: None,
     }
 }

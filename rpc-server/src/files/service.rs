@@ -40,6 +40,8 @@ pub struct FileService {
     pub(super) metrics: Option<crate::metrics::Metrics>,
     /// Semantic search's endpoint, when one is configured.
     pub(super) embedder: Option<super::embeddings::Embedder>,
+    /// Where committed changes are announced (resource subscriptions).
+    pub(super) changes: super::changes::FileChanges,
 }
 
 impl std::fmt::Debug for FileService {
@@ -157,7 +159,13 @@ impl FileService {
             greps: Arc::new(super::grep::Greps::new(Default::default(), None)),
             metrics: None,
             embedder: None,
+            changes: Default::default(),
         }
+    }
+
+    /// Where this service announces committed changes.
+    pub fn changes(&self) -> &super::changes::FileChanges {
+        &self.changes
     }
 
     /// Semantic and hybrid search through this embeddings endpoint.

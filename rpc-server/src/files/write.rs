@@ -55,6 +55,7 @@ impl FileService {
             .fs_write_file(&zp.zone, &path, &blob.row(), p.if_match.as_deref(), now)
             .await
             .map_err(|e| Error::fs(e, &shown))?;
+        self.changes.changed(&zp.zone, &path);
         self.blobs.index_later(&self.store, &blob);
         Ok(WriteResult {
             path: shown,
@@ -132,6 +133,7 @@ impl FileService {
             drop(change);
             match written {
                 Ok(_) => {
+                    self.changes.changed(&zp.zone, &path);
                     self.blobs.index_later(&self.store, &blob);
                     return Ok(EditResult {
                         path: shown,
@@ -165,7 +167,7 @@ impl FileService {
         let path = rel(&zp);
         let _change = self.changing(&zp.zone, Some(&path));
         match self.store.fs_delete_file(&zp.zone, &path).await {
-            Ok(()) => {}
+            Ok(()) => self.changes.changed(&zp.zone, &path),
             Err(crate::db::FsError::IsDir) => {
                 return Err(RpcError::invalid_params(format!(
                     "{shown} is a directory; use rmdir"
@@ -208,10 +210,13 @@ impl FileService {
         }
         let shown = zp.display();
         let _change = self.changing(&zp.zone, None);
+        let path = rel(&zp);
         self.store
-            .fs_rmdir(&zp.zone, &rel(&zp), p.recursive)
+            .fs_rmdir(&zp.zone, &path, p.recursive)
             .await
             .map_err(|e| Error::fs(e, &shown))?;
+        // Everything below it is gone: subscriptions match below a changed directory.
+        self.changes.changed(&zp.zone, &path);
         Ok(PathResult { path: shown })
     }
 
@@ -233,12 +238,13 @@ impl FileService {
         }
         let (shown_from, shown_to) = (from.display(), to.display());
         let _change = self.changing(&from.zone, None);
+        let (from_path, to_path) = (rel(&from), rel(&to));
         self.store
             .fs_rename(
                 &from.zone,
-                &rel(&from),
+                &from_path,
                 &to.zone,
-                &rel(&to),
+                &to_path,
                 p.overwrite,
                 Utc::now(),
             )
@@ -247,6 +253,9 @@ impl FileService {
                 crate::db::FsError::NotFound => Error::NotFound(shown_from.clone()),
                 e => Error::fs(e, &shown_to),
             })?;
+        // What was there is gone, and what is there now is new (a file or a subtree).
+        self.changes.changed(&from.zone, &from_path);
+        self.changes.changed(&to.zone, &to_path);
         Ok(RenameResult {
             old_path: shown_from,
             new_path: shown_to,

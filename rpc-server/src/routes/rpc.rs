@@ -540,6 +540,17 @@ async fn dispatch_admin(
             let caller = Caller::from_identity(id);
             to_value(c.set_user_state(&caller, &q.subject_id, q.disabled).await?)
         }
+        Method::OAuthClientList => {
+            let _: EmptyParams = params(p)?;
+            to_value(c.list_oauth_clients().await?)
+        }
+        Method::OAuthClientRevoke => {
+            let q: OAuthClientRevokeParams = params(p)?;
+            to_value(
+                c.revoke_oauth_client(&Caller::from_identity(id), &q.client_id)
+                    .await?,
+            )
+        }
         Method::ZoneRestore => {
             let q: ZoneParams = params(p)?;
             to_value(c.restore_zone(&q.name).await?)
