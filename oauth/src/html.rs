@@ -65,23 +65,65 @@ fn page(title: &str, body: &str) -> String {
     )
 }
 
-/// The login page: username and password for the hub's local users.
-pub fn login_page(client_name: &str, sealed: &str, csrf: &str, error: Option<&str>) -> String {
+/// The upstream sign-in form's target ("Continue with …").
+pub const UPSTREAM_PATH: &str = "/oauth/authorize/upstream";
+
+/// An upstream OpenID provider offered on the login page.
+#[derive(Debug, Clone)]
+pub struct UpstreamChoice {
+    /// The configuration's name, posted back.
+    pub name: String,
+    /// Shown as "Continue with <display>".
+    pub display: String,
+}
+
+/// The login page: username and password for the hub's local users (when `local`), and
+/// a "Continue with …" button per upstream OpenID provider. Every form carries the same
+/// sealed request and CSRF token.
+pub fn login_page(
+    client_name: &str,
+    sealed: &str,
+    csrf: &str,
+    error: Option<&str>,
+    local: bool,
+    upstreams: &[UpstreamChoice],
+) -> String {
     let err = error
         .map(|e| format!("<p class=\"err\" role=\"alert\">{}</p>", esc(e)))
         .unwrap_or_default();
+    let hidden = format!(
+        "<input type=\"hidden\" name=\"request\" value=\"{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        esc(sealed),
+        esc(csrf)
+    );
+    let mut forms = String::new();
+    if local {
+        forms.push_str(&format!(
+            "<form method=\"post\" action=\"{LOGIN_PATH}\">{hidden}\
+<label>Username <input type=\"text\" name=\"username\" id=\"username\" autocomplete=\"username\" required></label>\
+<label>Password <input type=\"password\" name=\"password\" id=\"password\" autocomplete=\"current-password\" required></label>\
+<button type=\"submit\" id=\"sign-in\">Sign in</button></form>"
+        ));
+    }
+    if !upstreams.is_empty() {
+        if local {
+            forms.push_str("<p class=\"muted\">or</p>");
+        }
+        for u in upstreams {
+            forms.push_str(&format!(
+                "<form method=\"post\" action=\"{UPSTREAM_PATH}\">{hidden}\
+<input type=\"hidden\" name=\"provider\" value=\"{0}\">\
+<button type=\"submit\" id=\"continue-{0}\" class=\"upstream\">Continue with {1}</button></form>",
+                esc(&u.name),
+                esc(&u.display)
+            ));
+        }
+    }
     page(
         "Sign in to Nexus Hub",
         &format!(
-            "<h1>Sign in to Nexus Hub</h1><p><strong>{}</strong> asks to use the hub on your behalf.</p>{err}\
-<form method=\"post\" action=\"{LOGIN_PATH}\">\
-<input type=\"hidden\" name=\"request\" value=\"{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-<label>Username <input type=\"text\" name=\"username\" id=\"username\" autocomplete=\"username\" required></label>\
-<label>Password <input type=\"password\" name=\"password\" id=\"password\" autocomplete=\"current-password\" required></label>\
-<button type=\"submit\" id=\"sign-in\">Sign in</button></form>",
+            "<h1>Sign in to Nexus Hub</h1><p><strong>{}</strong> asks to use the hub on your behalf.</p>{err}{forms}",
             esc(client_name),
-            esc(sealed),
-            esc(csrf)
         ),
     )
 }
@@ -186,7 +228,22 @@ mod tests {
 
     #[test]
     fn values_are_escaped_and_headers_forbid_framing() {
-        let p = login_page("<script>x</script>", "a\"b", "c", Some("bad & wrong"));
+        let p = login_page(
+            "<script>x</script>",
+            "a\"b",
+            "c",
+            Some("bad & wrong"),
+            true,
+            &[UpstreamChoice {
+                name: "corp".into(),
+                display: "<Corp>".into(),
+            }],
+        );
+        assert!(p.contains("Continue with &lt;Corp&gt;"));
+        assert!(p.contains("id=\"continue-corp\""));
+        assert!(p.contains("id=\"username\""));
+        let only = login_page("c", "s", "t", None, false, &[]);
+        assert!(!only.contains("password"));
         assert!(!p.contains("<script>x"));
         assert!(p.contains("&lt;script&gt;"));
         assert!(p.contains("a&quot;b"));

@@ -218,6 +218,63 @@ pub struct OidcConfig {
     /// Allowed signature algorithms (default: those of each key's type).
     #[serde(default)]
     pub algorithms: Option<Vec<String>>,
+    /// Sign-in through this provider on the hub's OAuth pages (SPEC §11): the hub's own
+    /// client at the issuer. Absent: its access tokens are accepted, nobody signs in here.
+    #[serde(default)]
+    pub login: Option<OidcLogin>,
+}
+
+/// The hub as a client of an OpenID provider, for the "Continue with …" button of the
+/// OAuth login page: authorization code with PKCE, redirect URI
+/// `<oauth issuer>/oauth/upstream/callback`.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcLogin {
+    /// The hub's client_id at the issuer.
+    pub client_id: String,
+    /// A file holding the client secret (one line; mode 0600 or stricter). With neither
+    /// this nor `client_secret_env`, the hub is a public client (PKCE alone).
+    #[serde(default)]
+    pub client_secret_file: Option<std::path::PathBuf>,
+    /// An environment variable holding the client secret.
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// Scopes asked for; default `openid profile email` (`openid` is always added).
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// The button's text: "Continue with <display_name>"; default the provider's name.
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+// Written out so that a future inline secret could never be printed by a `{:?}`.
+impl fmt::Debug for OidcLogin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OidcLogin")
+            .field("client_id", &self.client_id)
+            .field("client_secret_file", &self.client_secret_file)
+            .field("client_secret_env", &self.client_secret_env)
+            .field("scopes", &self.scopes)
+            .field("display_name", &self.display_name)
+            .finish()
+    }
+}
+
+impl OidcLogin {
+    /// The scopes as sent: `openid` first, then the rest, without repeats.
+    pub fn scope_string(&self) -> String {
+        let mut out = vec!["openid".to_owned()];
+        let asked = self
+            .scopes
+            .clone()
+            .unwrap_or_else(|| vec!["profile".into(), "email".into()]);
+        for s in asked {
+            if !s.is_empty() && !out.contains(&s) {
+                out.push(s);
+            }
+        }
+        out.join(" ")
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

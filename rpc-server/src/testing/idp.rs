@@ -229,6 +229,7 @@ impl Idp {
             admin_groups: vec!["hub-admins".into()],
             zones_claim: Some("nexus_zones".into()),
             algorithms: None,
+            login: None,
         }
     }
 }
