@@ -18,7 +18,7 @@
 //! token of that issuer, and the same consent page follows. Such a subject needs no local
 //! user: its codes and refresh families carry the provider's name, its rights are what the
 //! claims gave at sign-in (a refresh never widens them), and disabling the subject
-//! (`nexus hub subject disable`) ends them.
+//! (`nexus admin disable-user`) ends them.
 
 mod upstream;
 
