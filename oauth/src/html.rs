@@ -243,7 +243,7 @@ mod tests {
         assert!(p.contains("id=\"continue-corp\""));
         assert!(p.contains("id=\"username\""));
         let only = login_page("c", "s", "t", None, false, &[]);
-        assert!(!only.contains("password"));
+        assert!(!only.contains("type=\"password\""));
         assert!(!p.contains("<script>x"));
         assert!(p.contains("&lt;script&gt;"));
         assert!(p.contains("a&quot;b"));

@@ -444,6 +444,33 @@ mod tests {
         assert!(AuthType::parse_list("oidc,multi-oidc").is_err());
     }
 
+    #[test]
+    fn an_oidc_provider_may_carry_login_settings() {
+        let yaml = "oidc:\n  issuer: https://sso.example/realms/corp\n  audience: https://hub/mcp\n  login:\n    client_id: nexus-hub\n    client_secret_env: SSO_SECRET\n    scopes: [email, openid, email]\n    display_name: Corp SSO\n";
+        let f = AuthFile::from_yaml(yaml, &[AuthType::Database, AuthType::Oidc]).expect("yaml");
+        let login = f
+            .oidc
+            .as_ref()
+            .and_then(|o| o.login.clone())
+            .expect("login");
+        assert_eq!(login.client_id, "nexus-hub");
+        assert_eq!(
+            login.scope_string(),
+            "openid email",
+            "openid first, no repeats"
+        );
+        let default = OidcLogin {
+            scopes: None,
+            ..login.clone()
+        };
+        assert_eq!(default.scope_string(), "openid profile email");
+        let bad = yaml.replace("display_name", "client_secret");
+        assert!(
+            AuthFile::from_yaml(&bad, &[AuthType::Database, AuthType::Oidc]).is_err(),
+            "an inline secret is not a setting"
+        );
+    }
+
     const SEED_STATIC: &str = r#"
 api_keys:
   sk-alice-secret-key:
