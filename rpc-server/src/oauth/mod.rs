@@ -617,11 +617,11 @@ impl OAuthServer {
         if self.upstream(provider).is_none() {
             return Ok(false);
         }
-        Ok(!self
+        Ok(self
             .store()
             .get_subject(subject)
             .await?
-            .is_some_and(|s| s.disabled_at.is_some()))
+            .is_none_or(|s| s.disabled_at.is_none()))
     }
 
     /// `POST /oauth/authorize/upstream`: "Continue with …". The same CSRF check as the
@@ -767,6 +767,8 @@ impl OAuthServer {
             );
         };
         if let Some(err) = raw.get("error") {
+            // The IdP's words, shown (escaped) and logged, but never at any length.
+            let err: String = err.chars().take(64).collect();
             self.audit(
                 "oauth.login_refused",
                 None,
@@ -774,7 +776,7 @@ impl OAuthServer {
             );
             let detail = raw
                 .get("error_description")
-                .map(|d| format!(" ({d})"))
+                .map(|d| format!(" ({})", d.chars().take(200).collect::<String>()))
                 .unwrap_or_default();
             return Outcome::error_page(
                 403,
