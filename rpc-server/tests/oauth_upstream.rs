@@ -6,7 +6,8 @@
 //! that refreshes and dies with the subject's disabling. And the attacks: a changed or
 //! foreign state, a callback replayed or opened in another browser, the IdP's
 //! `access_denied`, an ID token with another audience, nonce or issuer, the wrong `iss`
-//! in the callback, and the continue form without its CSRF token.
+//! in the callback, and the continue form without its CSRF token. A public client at the
+//! IdP (PKCE alone) signs in too, and `oauth.login` is audited with the provider.
 
 use nexus_providers::config::{AuthFile, AuthType, OidcLogin};
 use rpc_server::Application;
@@ -34,6 +35,11 @@ struct Hub {
 /// A hub whose only sign-in is the IdP (as the hub's confidential client `hub-login`,
 /// its secret in a 0600 file; or the public client `hub-login-public`).
 async fn hub(db: &TestDb, idp: &Idp, public: bool) -> Hub {
+    hub_with(db, idp, public, None).await
+}
+
+/// As [`hub`], publishing audit events on `redis` when given.
+async fn hub_with(db: &TestDb, idp: &Idp, public: bool, redis: Option<String>) -> Hub {
     let keys = tempfile::tempdir().expect("tempdir");
     let secret_file = keys.path().join("idp-secret");
     std::fs::write(&secret_file, "hub-login-secret\n").expect("secret");
@@ -60,6 +66,7 @@ async fn hub(db: &TestDb, idp: &Idp, public: bool) -> Hub {
     };
     let opts = TestOptions {
         auth_chain: chain,
+        redis_url: redis,
         ..TestOptions::unthrottled()
     };
     let mut cfg = config(&db.url, db.dir.path(), &opts);
@@ -661,15 +668,44 @@ async fn state_nonce_audience_issuer_replay_and_idp_errors_are_refused() {
 }
 
 #[tokio::test]
-async fn a_public_client_at_the_idp_signs_in_with_pkce_alone() {
+async fn a_public_client_at_the_idp_signs_in_with_pkce_alone_and_is_audited() {
+    use futures_util::StreamExt as _;
     if !idp_available() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let idp = Idp::fresh(&dir, "idp", &["--login-redirect", CALLBACK]).await;
     let db = TestDb::new(Backend::Sqlite).await;
-    let h = hub(&db, &idp, true).await;
-    let client = register(&h.base).await;
-    let (consent, _) = to_consent(&h.base, &client, "alice").await;
+    let redis = rpc_server::testing::redis_url();
+    let h = hub_with(&db, &idp, true, Some(redis.clone())).await;
+    let wait = std::time::Duration::from_secs(10);
+    let client = redis::Client::open(redis).expect("redis url");
+    let mut ps = tokio::time::timeout(wait, client.get_async_pubsub())
+        .await
+        .expect("connect to Redis hung")
+        .expect("connect to Redis");
+    ps.subscribe(nexus_wire::stats::ADMIN_AUDIT_CHANNEL)
+        .await
+        .expect("SUBSCRIBE");
+    let mut messages = ps.into_on_message();
+
+    let client_id = register(&h.base).await;
+    let (consent, _) = to_consent(&h.base, &client_id, "alice").await;
     assert!(consent.body.contains("Signed in as <strong>alice</strong>"));
+    // `oauth.login` names the provider and the subject; no secret of the flow is in it.
+    loop {
+        let msg = tokio::time::timeout(wait, messages.next())
+            .await
+            .expect("no oauth.login event in time")
+            .expect("subscription ended");
+        let raw: String = msg.get_payload().expect("text payload");
+        assert!(!raw.contains("hub-login-secret"), "{raw}");
+        let v: Value = serde_json::from_str(&raw).expect("JSON");
+        if v["event"] == "oauth.login" {
+            assert_eq!(v["subject_id"], "alice", "{raw}");
+            assert_eq!(v["detail"]["provider"], "oidc", "{raw}");
+            assert_eq!(v["detail"]["client_id"], client_id.as_str(), "{raw}");
+            break;
+        }
+    }
 }
