@@ -147,12 +147,15 @@ pub struct Offer {
     pub all_zones: bool,
 }
 
-/// The consent page: the client, where it will be sent, and checkboxes to narrow zones
-/// and permissions (all ticked: what was asked for).
+/// The consent page: the client, where it will be sent, who signed in (and through which
+/// identity provider, `via`), and checkboxes to narrow zones and permissions (all ticked:
+/// what was asked for).
+#[allow(clippy::too_many_arguments)]
 pub fn consent_page(
     client_name: &str,
     redirect_origin: &str,
     username: &str,
+    via: Option<&str>,
     zones: &[ZoneChoice],
     offer: Offer,
     sealed: &str,
@@ -188,11 +191,14 @@ pub fn consent_page(
             ));
         }
     }
+    let via = via
+        .map(|v| format!(" through {}", esc(v)))
+        .unwrap_or_default();
     page(
         "Allow access to Nexus Hub",
         &format!(
             "<h1>Allow <strong>{}</strong> to use Nexus Hub?</h1>\
-<p>Signed in as <strong>{}</strong>. After you allow it, you return to <code>{}</code>.</p>\
+<p>Signed in as <strong>{}</strong>{via}. After you allow it, you return to <code>{}</code>.</p>\
 <form method=\"post\" action=\"{CONSENT_PATH}\">\
 <input type=\"hidden\" name=\"grant\" value=\"{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
 <fieldset><legend>Zones</legend>{zone_boxes}</fieldset>\

@@ -402,7 +402,13 @@ async fn an_oidc_sign_in_gets_a_hub_token_for_its_subject_on_both_databases() {
 
         // alice signs in at the IdP; her claims give group eng and zone eng:rw.
         let (consent, cookie) = to_consent(base, &client, "alice").await;
-        assert!(consent.body.contains("Signed in as <strong>alice</strong>"));
+        assert!(
+            consent
+                .body
+                .contains("Signed in as <strong>alice</strong> through Test IdP"),
+            "{}",
+            consent.body
+        );
         assert!(consent.body.contains("value=\"eng\""), "{}", consent.body);
         assert!(!consent.body.contains("value=\"ops\""), "only her zones");
         assert!(!consent.body.contains("value=\"admin\""), "not an admin");

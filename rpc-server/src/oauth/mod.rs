@@ -508,6 +508,11 @@ impl OAuthServer {
         };
         let token = self.csrf.token("consent", cookie, &sealed);
         let origin = origin_of(&consent.req.redirect_uri).unwrap_or_default();
+        let via = consent
+            .upstream
+            .as_ref()
+            .and_then(|g| self.upstream(&g.provider))
+            .map(|u| u.display.as_str());
         let zones: Vec<ZoneChoice> = rights
             .zones
             .iter()
@@ -523,6 +528,7 @@ impl OAuthServer {
                 &consent.req.client_name,
                 &origin,
                 &consent.username,
+                via,
                 &zones,
                 Offer {
                     read: offer.read,
