@@ -8,12 +8,19 @@
 //! the same flow and calls tools. A screenshot of each page is kept under
 //! `target/test-artifacts/oauth-browser/`.
 //!
+//! Both clients do it again against a hub whose people sign in through an upstream OpenID
+//! provider (npm `oidc-provider`, as the OIDC tests run it): Chromium clicks "Continue with
+//! Test IdP", signs in as alice on the provider's page, allows its consent page, then the
+//! hub's; the token is alice's (her ID token's zone `eng:rw`) and works for tools.
+//!
 //! Needs python3 with the MCP SDK and chromium + chromedriver (scripts/test installs
 //! them); without them the test fails and says so.
 
 mod common;
 
+use common::auth::{Stack, frontend_port, private_file};
 use common::procs::{BannerHub, parse_admin_env, run_nexus};
+use rpc_server::testing::idp::{Idp, idp_available};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -44,7 +51,11 @@ async fn browser_script(args: &[&str]) -> String {
 }
 
 fn shots_exist(dir: &Path, name: &str) {
-    for page in ["login", "consent"] {
+    pages_exist(dir, name, &["login", "consent"]);
+}
+
+fn pages_exist(dir: &Path, name: &str, pages: &[&str]) {
+    for page in pages {
         let p = dir.join(format!("{name}-{page}.png"));
         let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         assert!(bytes.starts_with(b"\x89PNG"), "{} is a PNG", p.display());
@@ -201,4 +212,155 @@ async fn the_rmcp_auth_client_signs_in_through_the_browser() {
     assert_ne!(w.is_error, Some(true), "{w:?}");
     let _ = service.cancel().await;
     hub.terminate();
+}
+
+/// A hub whose people sign in through an upstream OpenID provider: nexusd with
+/// `--auth-type database,oidc`, the provider's `login:` (the hub's confidential client at
+/// the IdP, its secret in a 0600 file) and `NEXUS_OAUTH_ISSUER` = the frontend, which runs
+/// with `--oauth`. No local users at all.
+async fn upstream_hub(keys: &tempfile::TempDir) -> (Idp, Stack) {
+    let port = frontend_port();
+    let fe = format!("http://127.0.0.1:{port}");
+    let idp = Idp::fresh_for(
+        keys,
+        "idp",
+        &format!("{fe}/mcp"),
+        &["--login-redirect", &format!("{fe}/oauth/upstream/callback")],
+    )
+    .await;
+    let secret = private_file(keys.path(), "idp-secret", "hub-login-secret\n");
+    let file = private_file(
+        keys.path(),
+        "auth.yaml",
+        &format!(
+            "oidc:\n  issuer: {}\n  audience: {fe}/mcp\n  groups_claim: groups\n  zones_claim: nexus_zones\n  admin_groups: [hub-admins]\n  login:\n    client_id: hub-login\n    client_secret_file: {}\n    display_name: Test IdP\n",
+            idp.url,
+            secret.display()
+        ),
+    );
+    let rpc_env = [
+        ("NEXUS_AUTH_TYPE", "database,oidc".to_owned()),
+        ("NEXUS_AUTH_CONFIG", file.display().to_string()),
+        ("NEXUS_OAUTH_ISSUER", fe.clone()),
+    ];
+    let hub = Stack::start(port, &rpc_env, &[("NEXUS_MCP_OAUTH", "true".to_owned())]).await;
+    common::control(&hub.db.store)
+        .create_zone("eng")
+        .await
+        .expect("zone eng");
+    (idp, hub)
+}
+
+const UPSTREAM_PAGES: [&str; 4] = ["login", "upstream-login", "upstream-consent", "consent"];
+
+/// alice's one token, of kind `oauth`, as the hub lists it.
+async fn alices_oauth_token(hub: &Stack) -> rpc_server::db::TokenRecord {
+    let tokens = hub.db.store.list_tokens(false).await.expect("tokens");
+    let mine: Vec<_> = tokens.into_iter().filter(|t| t.kind == "oauth").collect();
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    assert_eq!(mine[0].user_id, "alice");
+    mine.into_iter().next().expect("one")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_python_sdk_signs_in_through_an_upstream_oidc_provider() {
+    if !idp_available() {
+        return;
+    }
+    let keys = tempfile::tempdir().expect("tempdir");
+    let (_idp, hub) = upstream_hub(&keys).await;
+    let shots = artifacts();
+    let out = browser_script(&[
+        "sdk",
+        &hub.mcp,
+        "upstream:oidc:alice",
+        "any-password",
+        shots.to_str().expect("utf-8 path"),
+        "python-sdk-upstream",
+    ])
+    .await;
+    assert!(out.contains("ok: python-sdk"), "{out}");
+    pages_exist(&shots, "python-sdk-upstream", &UPSTREAM_PAGES);
+    let t = alices_oauth_token(&hub).await;
+    assert!(t.name.starts_with("oauth:mcp-python-sdk:"), "{t:?}");
+    // What the SDK wrote landed in alice's zone, the one her ID token named.
+    let stored = hub.stored_in("eng").await;
+    assert!(
+        stored.iter().any(|f| f.starts_with("python-oauth/")),
+        "{stored:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_rmcp_auth_client_signs_in_through_an_upstream_oidc_provider() {
+    use rmcp::ServiceExt;
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::auth::{AuthClient, AuthorizationRequest, OAuthState};
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+
+    if !idp_available() {
+        return;
+    }
+    let keys = tempfile::tempdir().expect("tempdir");
+    let (_idp, hub) = upstream_hub(&keys).await;
+    let redirect = format!("http://127.0.0.1:{}/callback", common::procs::free_port());
+    let mut state = OAuthState::new(hub.mcp.as_str(), None)
+        .await
+        .expect("oauth state");
+    state
+        .start_authorization(
+            AuthorizationRequest::new(redirect.as_str())
+                .with_client_name("rmcp")
+                .with_scopes(["files:read", "files:write"]),
+        )
+        .await
+        .expect("discovery and registration");
+    let url = state
+        .get_authorization_url()
+        .await
+        .expect("authorization url");
+    let shots = artifacts();
+    let out = browser_script(&[
+        "browse",
+        &url,
+        "upstream:oidc:alice",
+        "any-password",
+        shots.to_str().expect("utf-8 path"),
+        "rmcp-upstream",
+    ])
+    .await;
+    pages_exist(&shots, "rmcp-upstream", &UPSTREAM_PAGES);
+    let callback = out
+        .lines()
+        .find_map(|l| l.strip_prefix("callback: "))
+        .expect("the callback URL");
+    state
+        .handle_callback_url(callback)
+        .await
+        .expect("code exchanged for a token");
+    let manager = state
+        .into_authorization_manager()
+        .expect("authorized manager");
+    let client = AuthClient::new(reqwest::Client::default(), manager);
+    let transport = StreamableHttpClientTransport::with_client(
+        client,
+        StreamableHttpClientTransportConfig::with_uri(hub.mcp.clone()),
+    );
+    let service = ().serve(transport).await.expect("MCP session with the OAuth token");
+    let args =
+        serde_json::json!({"path": "/rmcp-upstream.md", "content": "signed in through the IdP\n"});
+    let args = args.as_object().cloned().expect("object");
+    let w = service
+        .call_tool(CallToolRequestParams::new("nexus_write_file").with_arguments(args))
+        .await
+        .expect("tools/call");
+    assert_ne!(w.is_error, Some(true), "{w:?}");
+    let _ = service.cancel().await;
+    assert_eq!(alices_oauth_token(&hub).await.user_id, "alice");
+    assert!(
+        hub.stored_in("eng")
+            .await
+            .contains(&"rmcp-upstream.md".to_owned())
+    );
 }

@@ -65,23 +65,65 @@ fn page(title: &str, body: &str) -> String {
     )
 }
 
-/// The login page: username and password for the hub's local users.
-pub fn login_page(client_name: &str, sealed: &str, csrf: &str, error: Option<&str>) -> String {
+/// The upstream sign-in form's target ("Continue with …").
+pub const UPSTREAM_PATH: &str = "/oauth/authorize/upstream";
+
+/// An upstream OpenID provider offered on the login page.
+#[derive(Debug, Clone)]
+pub struct UpstreamChoice {
+    /// The configuration's name, posted back.
+    pub name: String,
+    /// Shown as "Continue with <display>".
+    pub display: String,
+}
+
+/// The login page: username and password for the hub's local users (when `local`), and
+/// a "Continue with …" button per upstream OpenID provider. Every form carries the same
+/// sealed request and CSRF token.
+pub fn login_page(
+    client_name: &str,
+    sealed: &str,
+    csrf: &str,
+    error: Option<&str>,
+    local: bool,
+    upstreams: &[UpstreamChoice],
+) -> String {
     let err = error
         .map(|e| format!("<p class=\"err\" role=\"alert\">{}</p>", esc(e)))
         .unwrap_or_default();
+    let hidden = format!(
+        "<input type=\"hidden\" name=\"request\" value=\"{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        esc(sealed),
+        esc(csrf)
+    );
+    let mut forms = String::new();
+    if local {
+        forms.push_str(&format!(
+            "<form method=\"post\" action=\"{LOGIN_PATH}\">{hidden}\
+<label>Username <input type=\"text\" name=\"username\" id=\"username\" autocomplete=\"username\" required></label>\
+<label>Password <input type=\"password\" name=\"password\" id=\"password\" autocomplete=\"current-password\" required></label>\
+<button type=\"submit\" id=\"sign-in\">Sign in</button></form>"
+        ));
+    }
+    if !upstreams.is_empty() {
+        if local {
+            forms.push_str("<p class=\"muted\">or</p>");
+        }
+        for u in upstreams {
+            forms.push_str(&format!(
+                "<form method=\"post\" action=\"{UPSTREAM_PATH}\">{hidden}\
+<input type=\"hidden\" name=\"provider\" value=\"{0}\">\
+<button type=\"submit\" id=\"continue-{0}\" class=\"upstream\">Continue with {1}</button></form>",
+                esc(&u.name),
+                esc(&u.display)
+            ));
+        }
+    }
     page(
         "Sign in to Nexus Hub",
         &format!(
-            "<h1>Sign in to Nexus Hub</h1><p><strong>{}</strong> asks to use the hub on your behalf.</p>{err}\
-<form method=\"post\" action=\"{LOGIN_PATH}\">\
-<input type=\"hidden\" name=\"request\" value=\"{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-<label>Username <input type=\"text\" name=\"username\" id=\"username\" autocomplete=\"username\" required></label>\
-<label>Password <input type=\"password\" name=\"password\" id=\"password\" autocomplete=\"current-password\" required></label>\
-<button type=\"submit\" id=\"sign-in\">Sign in</button></form>",
+            "<h1>Sign in to Nexus Hub</h1><p><strong>{}</strong> asks to use the hub on your behalf.</p>{err}{forms}",
             esc(client_name),
-            esc(sealed),
-            esc(csrf)
         ),
     )
 }
@@ -105,12 +147,15 @@ pub struct Offer {
     pub all_zones: bool,
 }
 
-/// The consent page: the client, where it will be sent, and checkboxes to narrow zones
-/// and permissions (all ticked: what was asked for).
+/// The consent page: the client, where it will be sent, who signed in (and through which
+/// identity provider, `via`), and checkboxes to narrow zones and permissions (all ticked:
+/// what was asked for).
+#[allow(clippy::too_many_arguments)]
 pub fn consent_page(
     client_name: &str,
     redirect_origin: &str,
     username: &str,
+    via: Option<&str>,
     zones: &[ZoneChoice],
     offer: Offer,
     sealed: &str,
@@ -146,11 +191,14 @@ pub fn consent_page(
             ));
         }
     }
+    let via = via
+        .map(|v| format!(" through {}", esc(v)))
+        .unwrap_or_default();
     page(
         "Allow access to Nexus Hub",
         &format!(
             "<h1>Allow <strong>{}</strong> to use Nexus Hub?</h1>\
-<p>Signed in as <strong>{}</strong>. After you allow it, you return to <code>{}</code>.</p>\
+<p>Signed in as <strong>{}</strong>{via}. After you allow it, you return to <code>{}</code>.</p>\
 <form method=\"post\" action=\"{CONSENT_PATH}\">\
 <input type=\"hidden\" name=\"grant\" value=\"{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
 <fieldset><legend>Zones</legend>{zone_boxes}</fieldset>\
@@ -186,7 +234,22 @@ mod tests {
 
     #[test]
     fn values_are_escaped_and_headers_forbid_framing() {
-        let p = login_page("<script>x</script>", "a\"b", "c", Some("bad & wrong"));
+        let p = login_page(
+            "<script>x</script>",
+            "a\"b",
+            "c",
+            Some("bad & wrong"),
+            true,
+            &[UpstreamChoice {
+                name: "corp".into(),
+                display: "<Corp>".into(),
+            }],
+        );
+        assert!(p.contains("Continue with &lt;Corp&gt;"));
+        assert!(p.contains("id=\"continue-corp\""));
+        assert!(p.contains("id=\"username\""));
+        let only = login_page("c", "s", "t", None, false, &[]);
+        assert!(!only.contains("type=\"password\""));
         assert!(!p.contains("<script>x"));
         assert!(p.contains("&lt;script&gt;"));
         assert!(p.contains("a&quot;b"));

@@ -218,6 +218,63 @@ pub struct OidcConfig {
     /// Allowed signature algorithms (default: those of each key's type).
     #[serde(default)]
     pub algorithms: Option<Vec<String>>,
+    /// Sign-in through this provider on the hub's OAuth pages (SPEC §11): the hub's own
+    /// client at the issuer. Absent: its access tokens are accepted, nobody signs in here.
+    #[serde(default)]
+    pub login: Option<OidcLogin>,
+}
+
+/// The hub as a client of an OpenID provider, for the "Continue with …" button of the
+/// OAuth login page: authorization code with PKCE, redirect URI
+/// `<oauth issuer>/oauth/upstream/callback`.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcLogin {
+    /// The hub's client_id at the issuer.
+    pub client_id: String,
+    /// A file holding the client secret (one line; mode 0600 or stricter). With neither
+    /// this nor `client_secret_env`, the hub is a public client (PKCE alone).
+    #[serde(default)]
+    pub client_secret_file: Option<std::path::PathBuf>,
+    /// An environment variable holding the client secret.
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// Scopes asked for; default `openid profile email` (`openid` is always added).
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// The button's text: "Continue with <display_name>"; default the provider's name.
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+// Written out so that a future inline secret could never be printed by a `{:?}`.
+impl fmt::Debug for OidcLogin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OidcLogin")
+            .field("client_id", &self.client_id)
+            .field("client_secret_file", &self.client_secret_file)
+            .field("client_secret_env", &self.client_secret_env)
+            .field("scopes", &self.scopes)
+            .field("display_name", &self.display_name)
+            .finish()
+    }
+}
+
+impl OidcLogin {
+    /// The scopes as sent: `openid` first, then the rest, without repeats.
+    pub fn scope_string(&self) -> String {
+        let mut out = vec!["openid".to_owned()];
+        let asked = self
+            .scopes
+            .clone()
+            .unwrap_or_else(|| vec!["profile".into(), "email".into()]);
+        for s in asked {
+            if !s.is_empty() && !out.contains(&s) {
+                out.push(s);
+            }
+        }
+        out.join(" ")
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -385,6 +442,33 @@ mod tests {
         assert!(AuthType::parse_list("ldap").is_err());
         assert!(AuthType::parse_list("").is_err());
         assert!(AuthType::parse_list("oidc,multi-oidc").is_err());
+    }
+
+    #[test]
+    fn an_oidc_provider_may_carry_login_settings() {
+        let yaml = "oidc:\n  issuer: https://sso.example/realms/corp\n  audience: https://hub/mcp\n  login:\n    client_id: nexus-hub\n    client_secret_env: SSO_SECRET\n    scopes: [email, openid, email]\n    display_name: Corp SSO\n";
+        let f = AuthFile::from_yaml(yaml, &[AuthType::Database, AuthType::Oidc]).expect("yaml");
+        let login = f
+            .oidc
+            .as_ref()
+            .and_then(|o| o.login.clone())
+            .expect("login");
+        assert_eq!(login.client_id, "nexus-hub");
+        assert_eq!(
+            login.scope_string(),
+            "openid email",
+            "openid first, no repeats"
+        );
+        let default = OidcLogin {
+            scopes: None,
+            ..login.clone()
+        };
+        assert_eq!(default.scope_string(), "openid profile email");
+        let bad = yaml.replace("display_name", "client_secret");
+        assert!(
+            AuthFile::from_yaml(&bad, &[AuthType::Database, AuthType::Oidc]).is_err(),
+            "an inline secret is not a setting"
+        );
     }
 
     const SEED_STATIC: &str = r#"

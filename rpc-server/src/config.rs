@@ -964,6 +964,28 @@ mod config_file_tests {
     }
 
     #[test]
+    fn an_oauth_section_sets_the_issuer_and_registration() {
+        let (_d, p) = write("[oauth]\nissuer = \"https://hub.example\"\ndcr = false\n");
+        let a = parse(&["x", "serve"], &p).expect("parses");
+        assert_eq!(a.oauth_issuer.as_deref(), Some("https://hub.example"));
+        assert!(!a.oauth_dcr);
+        let (_d, p) = write(
+            "[oauth]\nissuer = \"https://hub.example\"\ncimd = false\ncimd_allow_hosts = [\"app.example\", \"*.c.example\"]\ncimd_allow_private = true\n",
+        );
+        let a = parse(&["x", "serve"], &p).expect("parses");
+        assert!(!a.oauth_cimd && a.oauth_cimd_allow_private);
+        assert_eq!(a.oauth_cimd_allow_hosts, ["app.example", "*.c.example"]);
+        for bad in [
+            "[oauth]\nissuer = \"https://a\"\n[rpc]\noauth_issuer = \"https://b\"\n",
+            "[oauth]\nnope = 1\n",
+            "oauth = 1\n",
+        ] {
+            let (_d, p) = write(bad);
+            assert!(parse(&["x", "serve"], &p).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn bad_files_are_refused() {
         for bad in [
             "[rpc]\nnope = 1\n",

@@ -559,20 +559,41 @@ impl Backends {
         if let Some(url) = &cfg.redis_url {
             control = control.with_audit_redis(url.expose_secret());
         }
-        let oauth = match (&cfg.oauth, &local) {
-            (None, _) => None,
-            (Some(o), Some(l)) => {
-                tracing::info!(issuer = %o.issuer, dcr = o.dcr, client_metadata_documents = o.cimd.enabled, "OAuth authorization server on");
+        let oauth = match &cfg.oauth {
+            None => None,
+            Some(o) => {
+                // Upstream sign-in: the OIDC providers of the chain that have login
+                // credentials (SPEC §11).
+                let mut upstreams = Vec::new();
+                let oidc_on = cfg
+                    .auth_chain
+                    .types
+                    .iter()
+                    .any(|t| matches!(t, AuthType::Oidc | AuthType::MultiOidc));
+                if oidc_on {
+                    for (name, c) in cfg.auth_chain.file.oidc_providers() {
+                        if let Some(u) = crate::oauth::Upstream::from_config(&name, c, metrics)
+                            .with_context(|| format!("OAuth sign-in through {name}"))?
+                        {
+                            tracing::info!(provider = %name, issuer = %c.issuer, "OAuth sign-in through an upstream OpenID provider on");
+                            upstreams.push(u);
+                        }
+                    }
+                }
+                if local.is_none() && upstreams.is_empty() {
+                    anyhow::bail!(
+                        "NEXUS_OAUTH_ISSUER needs someone to sign in: the local provider (--auth-type database,local) or an OIDC provider with `login:` settings"
+                    );
+                }
+                tracing::info!(issuer = %o.issuer, dcr = o.dcr, client_metadata_documents = o.cimd.enabled, local = local.is_some(), upstreams = upstreams.len(), "OAuth authorization server on");
                 Some(Arc::new(crate::oauth::OAuthServer::new(
                     o.clone(),
                     control.clone(),
-                    l.clone(),
+                    local.clone(),
                     hasher,
+                    upstreams,
                 )))
             }
-            (Some(_), None) => anyhow::bail!(
-                "NEXUS_OAUTH_ISSUER needs the local provider for its logins: --auth-type database,local"
-            ),
         };
         metrics.register_cache_size(move || cache.len());
         Ok(Self {

@@ -7,6 +7,12 @@
 //! `[auth]` is nexusd's auth provider chain (SPEC §10): `type`, and `config` (an auth
 //! file) or the providers' tables inline. It is read as a whole by [`read_auth`], not as
 //! flags, and only when neither `--auth-type` nor `--auth-config` was given.
+//!
+//! `[oauth]` is the hub as the MCP clients' OAuth server (SPEC §11), for both programs:
+//! `issuer`, `dcr` and the Client ID Metadata Document keys (`cimd`, `cimd_allow_hosts`,
+//! `cimd_allow_private`, `cimd_ca_file`) are nexusd's `oauth_*` flags, and an `issuer` turns
+//! on the frontend's relay (`oauth`). Each may be named once: in `[oauth]` or in its
+//! program's section.
 
 use anyhow::{Context, bail};
 use clap::parser::ValueSource;
@@ -25,19 +31,20 @@ pub fn read_section(path: &Path, section: &str) -> anyhow::Result<Vec<(String, O
         .parse()
         .with_context(|| format!("{} is not valid TOML", path.display()))?;
     for k in doc.keys() {
-        if !["rpc", "mcp", "auth"].contains(&k.as_str()) {
+        if !["rpc", "mcp", "auth", "oauth"].contains(&k.as_str()) {
             bail!(
-                "{}: unknown section [{k}] (use [rpc], [mcp] and [auth])",
+                "{}: unknown section [{k}] (use [rpc], [mcp], [auth] and [oauth])",
                 path.display()
             );
         }
     }
-    let Some(table) = doc.get(section) else {
-        return Ok(Vec::new());
+    let empty = toml::Table::new();
+    let table = match doc.get(section) {
+        None => &empty,
+        Some(toml::Value::Table(t)) => t,
+        Some(_) => bail!("{}: [{section}] must be a table", path.display()),
     };
-    let Some(table) = table.as_table() else {
-        bail!("{}: [{section}] must be a table", path.display())
-    };
+    let table = &with_oauth(path, &doc, section, table)?;
     let mut out = Vec::new();
     for (k, v) in table {
         if SECRET_KEYS.contains(&k.as_str()) {
@@ -74,6 +81,61 @@ pub fn read_section(path: &Path, section: &str) -> anyhow::Result<Vec<(String, O
             ),
         };
         out.push((k.clone(), text));
+    }
+    Ok(out)
+}
+
+/// `[oauth]`'s keys and the nexusd flags they stand for.
+const RPC_OAUTH_KEYS: &[(&str, &str)] = &[
+    ("issuer", "oauth_issuer"),
+    ("dcr", "oauth_dcr"),
+    ("cimd", "oauth_cimd"),
+    ("cimd_allow_hosts", "oauth_cimd_allow_hosts"),
+    ("cimd_allow_private", "oauth_cimd_allow_private"),
+    ("cimd_ca_file", "oauth_cimd_ca_file"),
+];
+
+/// `section` with what `[oauth]` says for its program added, as that program's keys.
+fn with_oauth(
+    path: &Path,
+    doc: &toml::Table,
+    section: &str,
+    table: &toml::Table,
+) -> anyhow::Result<toml::Table> {
+    let mut out = table.clone();
+    let Some(oauth) = doc.get("oauth") else {
+        return Ok(out);
+    };
+    let Some(oauth) = oauth.as_table() else {
+        bail!("{}: [oauth] must be a table", path.display())
+    };
+    for k in oauth.keys() {
+        if !RPC_OAUTH_KEYS.iter().any(|(from, _)| from == k) {
+            bail!(
+                "{}: [oauth] has unknown key {k:?} (use issuer, dcr, cimd, cimd_allow_hosts, cimd_allow_private, cimd_ca_file)",
+                path.display()
+            );
+        }
+    }
+    let keys: &[(&str, &str)] = match section {
+        "rpc" => RPC_OAUTH_KEYS,
+        "mcp" => &[("issuer", "oauth")],
+        _ => &[],
+    };
+    for (from, to) in keys {
+        let Some(v) = oauth.get(*from) else { continue };
+        if out.contains_key(*to) {
+            bail!(
+                "{}: [oauth] {from} and [{section}] {to} say the same thing; keep one",
+                path.display()
+            );
+        }
+        let v = if *to == "oauth" {
+            toml::Value::Boolean(true)
+        } else {
+            v.clone()
+        };
+        out.insert((*to).to_owned(), v);
     }
     Ok(out)
 }

@@ -2,13 +2,20 @@
 // Test-only: it listens on 127.0.0.1 and its clients' secrets are in this file.
 //
 //   node idp.mjs --keys FILE [--port 0] [--audience URL] [--key-type ec|rsa|ed25519]
-//                [--rotate] [--drop-old] [--pad-jwks N] [--ttl SECS]
+//                [--rotate] [--drop-old] [--pad-jwks N] [--ttl SECS] [--login-redirect URI]
 //
 // Prints `IDP_URL=<issuer>` once listening. The issuer is http://127.0.0.1:<port>.
 // --keys FILE   private JWKs (a JSON list), created with one key of --key-type if missing;
 //               so a restart on the same port serves the same keys.
 // --rotate      adds a new key in front ([k2, k1]); --drop-old keeps only the first ([k2]).
 // --pad-jwks N  serves N extra (well-formed, useless) keys after the real ones.
+// --login-redirect URI
+//               people sign in too (authorization code + PKCE, for the hub's "Continue with"):
+//               clients hub-login / hub-login-secret (client_secret_basic) and
+//               hub-login-public (no secret), both redirecting to URI only. The sign-in
+//               pages are oidc-provider's development interactions: any login with any
+//               password, then a consent page. The account's ID token carries `groups` and
+//               `nexus_zones`: alice [eng] "eng:rw"; boss [hub-admins]; anyone else none.
 //
 // Clients (client_credentials; `curl -u id:secret`), each token an RFC 9068 `at+jwt` for
 // --audience (resource indicator), carrying the client's `groups` and `nexus_zones` metadata
@@ -21,6 +28,9 @@
 //   GET  /test/stats  -> {"jwks": n, "discovery": n}  requests served since start
 //   POST /test/sign   {claims, header?}  -> {"token"}  signed with the current key (the
 //                     header's kid/typ/alg may be overridden to build hostile tokens)
+//   POST /test/tamper {claims} -> {}  the next ID tokens the token endpoint hands out get
+//                     these claims (a null removes one), re-signed with the current key:
+//                     a wrong aud, nonce or iss from a "real" IdP. {} stops it.
 import Provider from 'oidc-provider';
 import { createServer } from 'node:http';
 import crypto from 'node:crypto';
@@ -42,6 +52,12 @@ const keyType = opt('--key-type', 'ec');
 const port = Number(opt('--port', '0'));
 const ttl = Number(opt('--ttl', '300'));
 const pad = Number(opt('--pad-jwks', '0'));
+const loginRedirect = opt('--login-redirect');
+let tamper = {};
+const accounts = {
+  alice: { groups: ['eng'], nexus_zones: 'eng:rw' },
+  boss: { groups: ['hub-admins'] },
+};
 
 function newKey() {
   const kid = crypto.randomBytes(8).toString('hex');
@@ -83,16 +99,43 @@ const client = (id, extra = {}) => ({
   ...extra,
 });
 
+const loginClient = (id, extra) => ({
+  client_id: id,
+  grant_types: ['authorization_code'],
+  response_types: ['code'],
+  redirect_uris: [loginRedirect],
+  id_token_signed_response_alg: current.alg,
+  ...extra,
+});
+const loginClients = loginRedirect
+  ? [
+    loginClient('hub-login', { client_secret: 'hub-login-secret' }),
+    loginClient('hub-login-public', { token_endpoint_auth_method: 'none' }),
+  ]
+  : [];
+
 const oidc = new Provider(issuer, {
   clients: [
     client('hub-test'),
     client('eng-bot', { groups: ['eng'] }),
     client('ops-bot', { groups: ['ops'], nexus_zones: 'eng:r' }),
+    ...loginClients,
   ],
   extraClientMetadata: { properties: ['groups', 'nexus_zones'] },
+  // The account's groups and zones go into the ID token itself, as the hub reads them.
+  conformIdTokenClaims: false,
+  claims: { openid: ['sub', 'groups', 'nexus_zones'], email: ['email'], profile: ['name'] },
+  async findAccount(ctx, id) {
+    return {
+      accountId: id,
+      async claims() {
+        return { sub: id, email: `${id}@example.test`, name: id, ...(accounts[id] ?? {}) };
+      },
+    };
+  },
   features: {
     clientCredentials: { enabled: true },
-    devInteractions: { enabled: false },
+    devInteractions: { enabled: Boolean(loginRedirect) },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => audience,
@@ -135,6 +178,21 @@ function sign(header, claims) {
   return `${input}.${b64(sig)}`;
 }
 
+// Test hook: rewrite the ID token of token responses (see /test/tamper).
+oidc.use(async (ctx, next) => {
+  await next();
+  if (ctx.path === '/token' && ctx.body?.id_token && Object.keys(tamper).length > 0) {
+    const [h, p] = ctx.body.id_token.split('.');
+    const header = JSON.parse(Buffer.from(h, 'base64url'));
+    const claims = JSON.parse(Buffer.from(p, 'base64url'));
+    for (const [k, v] of Object.entries(tamper)) {
+      if (v === null) delete claims[k];
+      else claims[k] = v;
+    }
+    ctx.body = { ...ctx.body, id_token: sign({ typ: header.typ ?? 'JWT' }, claims) };
+  }
+});
+
 const callback = oidc.callback();
 server.on('request', (req, res) => {
   const path = req.url.split('?')[0];
@@ -150,6 +208,16 @@ server.on('request', (req, res) => {
   if (path === '/test/stats') {
     res.setHeader('content-type', 'application/json');
     res.end(JSON.stringify(stats));
+    return;
+  }
+  if (path === '/test/tamper' && req.method === 'POST') {
+    let body = '';
+    req.on('data', (c) => { body += c; });
+    req.on('end', () => {
+      tamper = JSON.parse(body || '{}').claims ?? {};
+      res.setHeader('content-type', 'application/json');
+      res.end('{}');
+    });
     return;
   }
   if (path === '/test/sign' && req.method === 'POST') {
@@ -172,3 +240,9 @@ server.on('request', (req, res) => {
 
 process.on('SIGTERM', () => server.close(() => process.exit(0)));
 console.log(`IDP_URL=${issuer}`);
+// The test harness stops reading stdout after that line: anything the provider prints
+// later (its development interactions log to the console) goes to stderr, never to a
+// closed pipe (EPIPE would end the process).
+process.stdout.on('error', () => {});
+console.log = (...a) => console.error(...a);
+console.info = (...a) => console.error(...a);

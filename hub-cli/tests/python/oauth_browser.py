@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Signing in to Nexus Hub through its OAuth pages in a real browser.
 
-    python3 oauth_browser.py sdk <mcp-url> <username> <password> <shots-dir>
+    python3 oauth_browser.py sdk <mcp-url> <username> <password> <shots-dir> [<name>]
         The MCP Python SDK's OAuthClientProvider connects to <mcp-url> with no token:
         it discovers the protected-resource metadata and the hub's authorization server,
         registers (RFC 7591), and sends the browser to the login page; headless Chromium
@@ -18,8 +18,15 @@
         nowhere, as it would there; prints `redirect: <url>`, the address the browser was
         sent to, for the user to paste back into the client. Nothing is listened on.
 
+A <username> of the form `upstream:<provider>:<login>` signs in through the hub's upstream
+OpenID provider instead: the browser clicks "Continue with …" on the hub's login page, signs
+in as <login> with <password> on the provider's own page (oidc-provider's development
+sign-in form, `login` and `password`), allows its consent page if it shows one, and comes
+back to the hub's consent page.
+
 A screenshot of each page is saved under <shots-dir> (`<name>-login.png`,
-`<name>-consent.png`). Any failure prints one line and exits 1.
+`<name>-consent.png`; through a provider also `<name>-upstream-login.png` and
+`<name>-upstream-consent.png`). Any failure prints one line and exits 1.
 """
 
 from __future__ import annotations
@@ -181,6 +188,29 @@ class Browser:
             self.driver.wait(10)
 
 
+def upstream_sign_in(b: Browser, provider: str, login: str, password: str, shots: str, name: str) -> None:
+    """From the hub's login page through the provider's pages back to the hub's consent."""
+    hub = urllib.parse.urlsplit(b.url()).netloc
+    b.click(f"#continue-{provider}")
+    b.find("input[name=login]")
+    assert urllib.parse.urlsplit(b.url()).netloc != hub, f"not at the provider: {b.url()}"
+    b.shot(os.path.join(shots, f"{name}-upstream-login.png"))
+    b.type("input[name=login]", login)
+    b.type("input[name=password]", password)
+    b.click("button[type=submit]")
+    # The provider's consent page, unless it goes straight back to the hub.
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        if urllib.parse.urlsplit(b.url()).netloc == hub and 'id="allow"' in b.source():
+            return
+        if 'name="prompt" value="consent"' in b.source():
+            b.shot(os.path.join(shots, f"{name}-upstream-consent.png"))
+            b.click("button[type=submit]")
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"neither the provider's consent nor the hub's: {b.url()}: {b.source()[:400]}")
+
+
 def sign_in(
     url: str,
     user: str,
@@ -200,12 +230,16 @@ def sign_in(
     b = Browser(browser_args)
     try:
         b.go(url)
-        b.find("#username")
+        b.find("#continue-" + user.split(":")[1] if user.startswith("upstream:") else "#username")
         assert "Sign in to Nexus Hub" in b.source(), f"not the login page: {b.source()[:300]}"
         b.shot(os.path.join(shots, f"{name}-login.png"))
-        b.type("#username", user)
-        b.type("#password", password)
-        b.click("#sign-in")
+        if user.startswith("upstream:"):
+            _, provider, login = user.split(":", 2)
+            upstream_sign_in(b, provider, login, password, shots, name)
+        else:
+            b.type("#username", user)
+            b.type("#password", password)
+            b.click("#sign-in")
         b.find("#allow")
         assert "Allow" in b.source(), f"not the consent page: {b.source()[:300]}"
         b.shot(os.path.join(shots, f"{name}-consent.png"))
@@ -327,7 +361,7 @@ class Memory:
         self.client = info
 
 
-async def sdk(url: str, user: str, password: str, shots: str) -> None:
+async def sdk(url: str, user: str, password: str, shots: str, name: str = "python-sdk") -> None:
     from mcp import ClientSession
     from mcp.client.auth import OAuthClientProvider
     from mcp.client.streamable_http import streamable_http_client
@@ -341,7 +375,7 @@ async def sdk(url: str, user: str, password: str, shots: str) -> None:
         seen["url"] = auth_url
 
     async def callback_handler() -> AuthorizationCodeResult:
-        final = await asyncio.to_thread(sign_in, seen["url"], user, password, shots, "python-sdk", callback)
+        final = await asyncio.to_thread(sign_in, seen["url"], user, password, shots, name, callback)
         q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(final).query))
         assert "code" in q, f"no code in the callback: {q}"
         return AuthorizationCodeResult(code=q["code"], state=q.get("state"), iss=q.get("iss"))
@@ -386,8 +420,8 @@ async def sdk(url: str, user: str, password: str, shots: str) -> None:
 
 def main() -> int:
     mode = sys.argv[1] if len(sys.argv) > 1 else ""
-    if mode == "sdk" and len(sys.argv) == 6:
-        asyncio.run(asyncio.wait_for(sdk(*sys.argv[2:6]), 180))
+    if mode == "sdk" and len(sys.argv) in (6, 7):
+        asyncio.run(asyncio.wait_for(sdk(*sys.argv[2:]), 180))
         return 0
     if mode == "browse" and len(sys.argv) == 7:
         auth_url, user, password, shots, name = sys.argv[2:7]

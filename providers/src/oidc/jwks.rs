@@ -426,7 +426,7 @@ where
 
 /// Keys are fetched over https; plain http only from a loopback host (a local IdP, tests),
 /// where nobody on the network can swap the keys in transit.
-pub(crate) fn fetchable(url: &str) -> bool {
+pub fn fetchable(url: &str) -> bool {
     let Ok(u) = url.parse::<http::Uri>() else {
         return false;
     };

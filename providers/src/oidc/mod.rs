@@ -48,6 +48,8 @@ pub enum Rejection {
     Claims,
     /// The issuer's keys cannot be had (never fetched, or last fetched over 24 h ago).
     Unavailable,
+    /// An ID token's `nonce` is missing or not the one the hub sent.
+    Nonce,
 }
 
 impl Rejection {
@@ -64,6 +66,7 @@ impl Rejection {
             Self::Audience => "audience",
             Self::Claims => "claims",
             Self::Unavailable => "unavailable",
+            Self::Nonce => "nonce",
         }
     }
 }
@@ -180,21 +183,55 @@ impl OidcVerifier {
         v.set_required_spec_claims(&["exp", "iss", "aud"]);
         v.set_issuer(&[&self.issuer]);
         v.set_audience(&self.audience);
-        let data =
-            jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, &v).map_err(|e| {
-                use jsonwebtoken::errors::ErrorKind as K;
-                match e.kind() {
-                    K::InvalidSignature => Rejection::Signature,
-                    K::ExpiredSignature => Rejection::Expired,
-                    K::ImmatureSignature => Rejection::NotYetValid,
-                    K::InvalidIssuer => Rejection::Issuer,
-                    K::InvalidAudience => Rejection::Audience,
-                    K::MissingRequiredClaim(_) => Rejection::Claims,
-                    K::InvalidAlgorithm => Rejection::Algorithm,
-                    _ => Rejection::Malformed,
-                }
-            })?;
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, &v)
+            .map_err(decode_rejection)?;
         self.map_claims(&data.claims)
+    }
+
+    /// Verifies an ID token the hub received as a client of this issuer (sign-in on the
+    /// OAuth pages, SPEC §11): the issuer's keys and algorithms as for access tokens,
+    /// `exp`/`iss` required, `aud` containing `client_id` (and `azp`, when present, equal
+    /// to it), `nonce` equal to the one the hub sent (compared in constant time); then the
+    /// same claim mapping as an access token's.
+    pub async fn verify_id_token(
+        &self,
+        token: &str,
+        client_id: &str,
+        nonce: &str,
+    ) -> Result<Verified, Rejection> {
+        if token.len() > MAX_JWT_LEN || shape(token) != Shape::Jwt {
+            return Err(Rejection::Malformed);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| Rejection::Malformed)?;
+        let key = self
+            .keys
+            .key(header.kid.as_deref())
+            .await
+            .map_err(|e| match e {
+                KeyError::Unknown => Rejection::UnknownKey,
+                KeyError::Unavailable => Rejection::Unavailable,
+            })?;
+        if !key.algorithms.contains(&header.alg) {
+            return Err(Rejection::Algorithm);
+        }
+        let mut v = Validation::new(header.alg);
+        v.leeway = LEEWAY_SECS;
+        v.validate_exp = true;
+        v.validate_nbf = true;
+        v.set_required_spec_claims(&["exp", "iss", "aud"]);
+        v.set_issuer(&[&self.issuer]);
+        v.set_audience(&[client_id]);
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, &v)
+            .map_err(decode_rejection)?;
+        let c = data.claims;
+        if c.get("azp").is_some_and(|a| a.as_str() != Some(client_id)) {
+            return Err(Rejection::Audience);
+        }
+        let sent = c.get("nonce").and_then(Value::as_str).unwrap_or_default();
+        if sent.is_empty() || !constant_time_eq(sent.as_bytes(), nonce.as_bytes()) {
+            return Err(Rejection::Nonce);
+        }
+        self.map_identity(&c)
     }
 
     /// The checks `jsonwebtoken` does not make, then the claim mapping.
@@ -202,6 +239,11 @@ impl OidcVerifier {
         if c.contains_key("nonce") || c.contains_key("at_hash") {
             return Err(Rejection::IdToken);
         }
+        self.map_identity(c)
+    }
+
+    /// `iat`, then subject, groups, admin and zones from the configured claims.
+    fn map_identity(&self, c: &Map<String, Value>) -> Result<Verified, Rejection> {
         let now = jsonwebtoken::get_current_timestamp();
         if let Some(iat) = c.get("iat") {
             let iat = iat.as_u64().ok_or(Rejection::Claims)?;
@@ -236,6 +278,25 @@ impl OidcVerifier {
             expires_at,
         })
     }
+}
+
+fn decode_rejection(e: jsonwebtoken::errors::Error) -> Rejection {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match e.kind() {
+        K::InvalidSignature => Rejection::Signature,
+        K::ExpiredSignature => Rejection::Expired,
+        K::ImmatureSignature => Rejection::NotYetValid,
+        K::InvalidIssuer => Rejection::Issuer,
+        K::InvalidAudience => Rejection::Audience,
+        K::MissingRequiredClaim(_) => Rejection::Claims,
+        K::InvalidAlgorithm => Rejection::Algorithm,
+        _ => Rejection::Malformed,
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq as _;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
 /// `[a-z0-9][a-z0-9._@-]{0,127}` (SPEC §9): subject ids and group names.

@@ -42,6 +42,8 @@ pub struct NewCode {
     pub family_id: Uuid,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// The OIDC provider that signed the subject in; `None`: a local user.
+    pub provider: Option<String>,
 }
 
 /// A code as stored.
@@ -55,6 +57,8 @@ pub struct OAuthCodeRecord {
     pub scope: String,
     pub zones: String,
     pub family_id: Uuid,
+    /// The OIDC provider that signed the subject in; `None`: a local user.
+    pub provider: Option<String>,
 }
 
 /// What presenting a code found.
@@ -80,6 +84,8 @@ pub struct NewRefresh {
     pub zones: String,
     pub issued_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// The OIDC provider that signed the subject in; `None`: a local user.
+    pub provider: Option<String>,
 }
 
 /// A refresh token as stored.
@@ -92,6 +98,8 @@ pub struct OAuthRefreshRecord {
     pub scope: String,
     pub zones: String,
     pub expires_at: DateTime<Utc>,
+    /// The OIDC provider that signed the subject in; `None`: a local user.
+    pub provider: Option<String>,
 }
 
 /// What presenting a refresh token found.
@@ -209,12 +217,12 @@ impl Store {
 
     pub async fn oauth_insert_code(&self, c: &NewCode) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO oauth_codes (code_hash, client_id, username, redirect_uri, \
-             code_challenge, resource, scope, zones, family_id, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+             code_challenge, resource, scope, zones, family_id, created_at, expires_at, provider) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
         with_pool!(self, p => sqlx::query(SQL)
             .bind(&c.digest[..]).bind(&c.client_id).bind(&c.username).bind(&c.redirect_uri)
             .bind(&c.code_challenge).bind(&c.resource).bind(&c.scope).bind(&c.zones)
-            .bind(c.family_id).bind(c.created_at).bind(c.expires_at)
+            .bind(c.family_id).bind(c.created_at).bind(c.expires_at).bind(&c.provider)
             .execute(p).await.map(|_| ()))?;
         Ok(())
     }
@@ -228,7 +236,7 @@ impl Store {
     ) -> Result<CodeUse, StoreError> {
         const USE: &str = "UPDATE oauth_codes SET used_at = $2 WHERE code_hash = $1 \
              AND used_at IS NULL AND expires_at > $2 RETURNING client_id, username, redirect_uri, \
-             code_challenge, resource, scope, zones, family_id";
+             code_challenge, resource, scope, zones, family_id, provider";
         const FIND: &str = "SELECT family_id, used_at FROM oauth_codes WHERE code_hash = $1";
         let fresh: Option<OAuthCodeRecord> = with_pool!(self, p => {
             sqlx::query_as(USE).bind(&digest[..]).bind(now).fetch_optional(p).await
@@ -254,8 +262,8 @@ impl Store {
         refresh: &NewRefresh,
     ) -> Result<(), StoreError> {
         const REFRESH: &str = "INSERT INTO oauth_refresh_tokens (token_hash, family_id, client_id, \
-             username, resource, scope, zones, issued_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+             username, resource, scope, zones, issued_at, expires_at, provider) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
         let res: Result<(), StoreError> = with_pool!(self, p => async {
             let mut tx = p.begin_write().await?;
             insert_token_in!(tx, token);
@@ -263,6 +271,7 @@ impl Store {
                 .bind(&refresh.digest[..]).bind(refresh.family_id).bind(&refresh.client_id)
                 .bind(&refresh.username).bind(&refresh.resource).bind(&refresh.scope)
                 .bind(&refresh.zones).bind(refresh.issued_at).bind(refresh.expires_at)
+                .bind(&refresh.provider)
                 .execute(&mut *tx).await?;
             tx.commit().await?;
             Ok(())
@@ -279,7 +288,7 @@ impl Store {
     ) -> Result<OAuthRefreshUse, StoreError> {
         const USE: &str = "UPDATE oauth_refresh_tokens SET used_at = $2 WHERE token_hash = $1 \
              AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2 \
-             RETURNING family_id, client_id, username, resource, scope, zones, expires_at";
+             RETURNING family_id, client_id, username, resource, scope, zones, expires_at, provider";
         const FIND: &str =
             "SELECT family_id, expires_at FROM oauth_refresh_tokens WHERE token_hash = $1";
         let fresh: Option<OAuthRefreshRecord> = with_pool!(self, p => {

@@ -11,9 +11,19 @@
 //! token — an ordinary hub token of kind `oauth`, within the user's rights and the
 //! consent — and a refresh token of a new family; a refresh rotates, and a used refresh
 //! token presented again revokes its family. Every change is an `oauth.*` audit event.
+//!
+//! Instead of a local password, the login page may offer "Continue with …" for each
+//! configured OpenID provider with login credentials ([`upstream`]): the issuer signs the
+//! person in, its ID token's claims give the subject and its rights exactly as for a bearer
+//! token of that issuer, and the same consent page follows. Such a subject needs no local
+//! user: its codes and refresh families carry the provider's name, its rights are what the
+//! claims gave at sign-in (a refresh never widens them), and disabling the subject
+//! (`nexus admin disable-user`) ends them.
+//!
 //! A `client_id` that is an https URL is a Client ID Metadata Document ([`cimd`]).
 
 pub(crate) mod cimd;
+mod upstream;
 
 use crate::auth::TokenHasher;
 use crate::auth::local::{LocalAuth, LocalError};
@@ -28,7 +38,7 @@ use chrono::{Duration as ChronoDuration, Utc};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use nexus_oauth::client::{ClientMetadata, redirect_matches};
 use nexus_oauth::csrf::{self, Csrf};
-use nexus_oauth::html::{self, Offer, ZoneChoice};
+use nexus_oauth::html::{self, Offer, UpstreamChoice, ZoneChoice};
 use nexus_oauth::request::{AuthorizationRequest, RawRequest, redirect_with};
 use nexus_oauth::scope::Scopes;
 use nexus_oauth::seal::Sealer;
@@ -41,7 +51,11 @@ use serde_json::json;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
+pub(crate) use upstream::Upstream;
+use upstream::{Pending, Replays};
 use uuid::Uuid;
+
+pub(crate) use upstream::CALLBACK_PATH as UPSTREAM_CALLBACK_PATH;
 
 /// What a handler sends back; the routes turn it into HTTP.
 #[derive(Debug)]
@@ -56,6 +70,12 @@ pub(crate) enum Outcome {
     },
     /// 303 to the client's redirect URI.
     Redirect(String),
+    /// 303 to an upstream issuer's authorization endpoint, setting the cookie that binds
+    /// the sign-in to this browser.
+    Away {
+        location: String,
+        set_cookie: String,
+    },
     /// A JSON answer (token, registration, errors), never cached.
     Json {
         status: u16,
@@ -91,6 +111,18 @@ impl Outcome {
 struct Consent {
     req: AuthorizationRequest,
     username: String,
+    /// Signed in through an upstream OpenID provider: what its claims gave.
+    #[serde(default)]
+    upstream: Option<UpstreamGrant>,
+}
+
+/// An OIDC subject's rights as its ID token's claims gave them at sign-in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct UpstreamGrant {
+    provider: String,
+    admin: bool,
+    /// `eng:rw,ops:r`; empty for none (or, with `admin`, every zone).
+    zones: String,
 }
 
 /// The OAuth server: settings, keys derived from the server secret, and what it works on.
@@ -98,7 +130,12 @@ pub(crate) struct OAuthServer {
     settings: OAuthSettings,
     resource: String,
     control: Control,
-    local: Arc<LocalAuth>,
+    /// Password sign-in; `None` when only upstream providers sign people in.
+    local: Option<Arc<LocalAuth>>,
+    /// "Continue with …" providers, in configuration order.
+    upstreams: Vec<Upstream>,
+    /// Upstream sign-in states already accepted here.
+    replays: Replays,
     hasher: Arc<TokenHasher>,
     sealer: Sealer,
     csrf: Csrf,
@@ -168,8 +205,9 @@ impl OAuthServer {
     pub(crate) fn new(
         settings: OAuthSettings,
         control: Control,
-        local: Arc<LocalAuth>,
+        local: Option<Arc<LocalAuth>>,
         hasher: Arc<TokenHasher>,
+        upstreams: Vec<Upstream>,
     ) -> Self {
         let sealer = Sealer::new(hasher.subkey("nexus-hub/oauth-seal/v1").expose_secret());
         let csrf = Csrf::new(hasher.subkey("nexus-hub/oauth-csrf/v1").expose_secret());
@@ -180,6 +218,8 @@ impl OAuthServer {
             settings,
             control,
             local,
+            upstreams,
+            replays: Replays::default(),
             hasher,
             sealer,
             csrf,
@@ -310,10 +350,10 @@ impl OAuthServer {
                 }
             },
         };
-        self.login_page(&req, &cookie, set_cookie, None, 200)
+        self.login_page(&req, &cookie, set_cookie, None, 200).await
     }
 
-    fn login_page(
+    async fn login_page(
         &self,
         req: &AuthorizationRequest,
         cookie: &str,
@@ -326,10 +366,35 @@ impl OAuthServer {
             return Outcome::error_page(503, "Try again", "The hub cannot answer now.");
         };
         let token = self.csrf.token("login", cookie, &sealed);
+        let choices: Vec<UpstreamChoice> = self
+            .upstreams
+            .iter()
+            .map(|u| UpstreamChoice {
+                name: u.name.clone(),
+                display: u.display.clone(),
+            })
+            .collect();
+        // A "Continue with …" form answers with a redirect to the issuer: the CSP's
+        // form-action must allow its origin, or the browser stops there.
+        let mut origins = Vec::new();
+        for u in &self.upstreams {
+            if let Some(o) = u.form_origin().await
+                && !origins.contains(&o)
+            {
+                origins.push(o);
+            }
+        }
         Outcome::Page {
             status,
-            body: html::login_page(&req.client_name, &sealed, &token, error),
-            form_target: None,
+            body: html::login_page(
+                &req.client_name,
+                &sealed,
+                &token,
+                error,
+                self.local.is_some(),
+                &choices,
+            ),
+            form_target: (!origins.is_empty()).then(|| origins.join(" ")),
             set_cookie,
         }
     }
@@ -368,27 +433,38 @@ impl OAuthServer {
         else {
             return Self::forged();
         };
+        let Some(local) = &self.local else {
+            return Outcome::error_page(
+                404,
+                "Password sign-in is off",
+                "This hub signs people in through its identity providers only.",
+            );
+        };
         let username = field("username").unwrap_or_default().trim();
         let password = field("password").unwrap_or_default();
         if username.is_empty() || password.is_empty() {
-            return self.login_page(
-                &req,
-                cookie,
-                None,
-                Some("Enter your username and password."),
-                400,
-            );
+            return self
+                .login_page(
+                    &req,
+                    cookie,
+                    None,
+                    Some("Enter your username and password."),
+                    400,
+                )
+                .await;
         }
-        if !self.local.throttle.allow(ip, username) {
-            return self.login_page(
-                &req,
-                cookie,
-                None,
-                Some("Too many attempts; wait a minute."),
-                429,
-            );
+        if !local.throttle.allow(ip, username) {
+            return self
+                .login_page(
+                    &req,
+                    cookie,
+                    None,
+                    Some("Too many attempts; wait a minute."),
+                    429,
+                )
+                .await;
         }
-        let user = match self.local.check_password(username, password).await {
+        let user = match local.check_password(username, password).await {
             Ok(u) => u,
             Err(LocalError::Unavailable) => {
                 return Outcome::error_page(503, "Try again", "The hub cannot answer now.");
@@ -399,13 +475,9 @@ impl OAuthServer {
                     None,
                     json!({ "client_id": req.client_id }),
                 );
-                return self.login_page(
-                    &req,
-                    cookie,
-                    None,
-                    Some("Wrong username or password."),
-                    401,
-                );
+                return self
+                    .login_page(&req, cookie, None, Some("Wrong username or password."), 401)
+                    .await;
             }
         };
         // A client revoked while its user was signing in gets nothing.
@@ -423,23 +495,42 @@ impl OAuthServer {
             Ok(r) => r,
             Err(_) => return Outcome::error_page(503, "Try again", "The hub cannot answer now."),
         };
-        let asked = Scopes::parse(Some(&req.scope)).unwrap_or_default();
-        let offer = asked.within(rights.scopes);
         self.audit(
             "oauth.login",
             Some(&user.username),
-            json!({ "client_id": req.client_id }),
+            json!({ "client_id": req.client_id, "provider": "local" }),
         );
         let consent = Consent {
             req,
             username: user.username.clone(),
+            upstream: None,
         };
+        self.consent_page(consent, &rights, cookie, None)
+    }
+
+    /// The consent page for who signed in, with what they hold; `set_cookie` when the
+    /// CSRF cookie is new (after an upstream sign-in).
+    fn consent_page(
+        &self,
+        consent: Consent,
+        rights: &Rights,
+        cookie: &str,
+        set_cookie: Option<String>,
+    ) -> Outcome {
+        let now = Utc::now();
+        let asked = Scopes::parse(Some(&consent.req.scope)).unwrap_or_default();
+        let offer = asked.within(rights.scopes);
         let exp = now.timestamp() + nexus_oauth::PAGE_TTL_SECS;
         let Some(sealed) = self.sealer.seal("consent", &consent, exp) else {
             return Outcome::error_page(503, "Try again", "The hub cannot answer now.");
         };
         let token = self.csrf.token("consent", cookie, &sealed);
         let origin = origin_of(&consent.req.redirect_uri).unwrap_or_default();
+        let via = consent
+            .upstream
+            .as_ref()
+            .and_then(|g| self.upstream(&g.provider))
+            .map(|u| u.display.as_str());
         let zones: Vec<ZoneChoice> = rights
             .zones
             .iter()
@@ -454,7 +545,8 @@ impl OAuthServer {
             body: html::consent_page(
                 &consent.req.client_name,
                 &origin,
-                &user.username,
+                &consent.username,
+                via,
                 &zones,
                 Offer {
                     read: offer.read,
@@ -466,7 +558,7 @@ impl OAuthServer {
                 &token,
             ),
             form_target: Some(origin),
-            set_cookie: None,
+            set_cookie,
         }
     }
 
@@ -502,6 +594,307 @@ impl OAuthServer {
             zones,
             all_zones,
         })
+    }
+
+    /// What an OIDC subject holds: the claims' zones, and with an admin group every zone
+    /// when the claims list none (as a zoneless admin token sees them).
+    async fn upstream_rights(&self, g: &UpstreamGrant) -> Result<Rights, StoreError> {
+        let listed = if g.zones.is_empty() {
+            Vec::new()
+        } else {
+            parse_zone_spec(&g.zones).unwrap_or_default()
+        };
+        let all_zones = listed.is_empty() && g.admin;
+        let zones = if all_zones {
+            self.store()
+                .active_zones()
+                .await?
+                .into_iter()
+                .map(|zone_id| ZoneGrant {
+                    zone_id,
+                    permission: Permission::ReadWrite,
+                })
+                .collect()
+        } else {
+            listed
+        };
+        Ok(Rights {
+            // An OIDC token's rights are its zones and admin groups, nothing else (as
+            // for a bearer token of the issuer).
+            scopes: Scopes {
+                read: true,
+                write: true,
+                admin: g.admin,
+            },
+            zones,
+            all_zones,
+        })
+    }
+
+    fn upstream(&self, name: &str) -> Option<&Upstream> {
+        self.upstreams.iter().find(|u| u.name == name)
+    }
+
+    /// Whether an OIDC subject may still be given tokens: its provider still signs people
+    /// in here and the subject, if registered, is not disabled.
+    async fn upstream_subject_ok(&self, provider: &str, subject: &str) -> Result<bool, StoreError> {
+        if self.upstream(provider).is_none() {
+            return Ok(false);
+        }
+        Ok(self
+            .store()
+            .get_subject(subject)
+            .await?
+            .is_none_or(|s| s.disabled_at.is_none()))
+    }
+
+    /// `POST /oauth/authorize/upstream`: "Continue with …". The same CSRF check as the
+    /// password form, then 303 to the issuer with PKCE, nonce and the sealed state.
+    pub(crate) async fn upstream_start(
+        &self,
+        form: &[(String, String)],
+        cookie_header: Option<&str>,
+    ) -> Outcome {
+        let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let cookie = cookie_header.and_then(|h| csrf::cookie_value(h, self.secure()));
+        let (Some(sealed), Some(token)) = (field("request"), field("csrf")) else {
+            return Self::forged();
+        };
+        if !self.csrf.verify("login", cookie, sealed, token) {
+            self.audit("oauth.csrf_refused", None, json!({ "form": "upstream" }));
+            return Self::forged();
+        }
+        let now = Utc::now().timestamp();
+        let Some(req) = self
+            .sealer
+            .open::<AuthorizationRequest>("login", sealed, now)
+        else {
+            return Self::forged();
+        };
+        let Some(u) = field("provider").and_then(|p| self.upstream(p)) else {
+            return Outcome::error_page(
+                400,
+                "Unknown identity provider",
+                "This hub does not sign people in through that provider.",
+            );
+        };
+        let randoms = (
+            secret::random_b64(32),
+            secret::random_b64(24),
+            secret::random_b64(16),
+            secret::random_b64(32),
+        );
+        let (Ok(verifier), Ok(nonce), Ok(id), Ok(bind)) = randoms else {
+            return Outcome::error_page(503, "Try again", "The hub cannot answer now.");
+        };
+        let pending = Pending {
+            req,
+            provider: u.name.clone(),
+            verifier,
+            nonce,
+            binding: self.csrf.token("upstream-binding", &bind, &id),
+            id,
+        };
+        let exp = now + nexus_oauth::PAGE_TTL_SECS;
+        let Some(state) = self.sealer.seal("upstream", &pending, exp) else {
+            return Outcome::error_page(503, "Try again", "The hub cannot answer now.");
+        };
+        let redirect = format!("{}{}", self.settings.issuer, upstream::CALLBACK_PATH);
+        match u
+            .authorization_url(&redirect, &state, &pending.nonce, &pending.verifier)
+            .await
+        {
+            Ok(to) => {
+                let secure_attr = if self.secure() { "; Secure" } else { "" };
+                Outcome::Away {
+                    location: to,
+                    set_cookie: format!(
+                        "{}={bind}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure_attr}",
+                        upstream::cookie_name(self.secure()),
+                        nexus_oauth::PAGE_TTL_SECS
+                    ),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(provider = %u.name, error = %e, "upstream sign-in cannot start");
+                Outcome::error_page(
+                    502,
+                    "Identity provider unavailable",
+                    &format!("{}: {e}. Try again later.", u.display),
+                )
+            }
+        }
+    }
+
+    /// `GET /oauth/upstream/callback`: the issuer's answer. Every failure is a page here,
+    /// never a redirect to the MCP client.
+    pub(crate) async fn upstream_callback(
+        &self,
+        query: &str,
+        cookie_header: Option<&str>,
+    ) -> Outcome {
+        let refused = |title: &str, message: &str| Outcome::error_page(400, title, message);
+        let Ok(raw) = RawRequest::parse(query) else {
+            return refused(
+                "Invalid sign-in",
+                "The identity provider's answer is malformed.",
+            );
+        };
+        let now = Utc::now().timestamp();
+        let Some(p) = raw
+            .get("state")
+            .and_then(|s| self.sealer.open::<Pending>("upstream", s, now))
+        else {
+            self.audit("oauth.upstream_refused", None, json!({ "reason": "state" }));
+            return refused(
+                "Invalid sign-in",
+                "This sign-in was not started here, was changed, or expired. Start again from the application.",
+            );
+        };
+        let bind = cookie_header.and_then(|h| {
+            h.split(';')
+                .filter_map(|c| c.trim().split_once('='))
+                .find(|(k, _)| *k == upstream::cookie_name(self.secure()))
+                .map(|(_, v)| v)
+        });
+        if !bind.is_some_and(|b| {
+            b.len() <= 128
+                && self
+                    .csrf
+                    .verify("upstream-binding", Some(b), &p.id, &p.binding)
+        }) {
+            self.audit(
+                "oauth.upstream_refused",
+                None,
+                json!({ "reason": "browser", "provider": p.provider }),
+            );
+            return Self::forged();
+        }
+        if !self
+            .replays
+            .first_use(&p.id, now + nexus_oauth::PAGE_TTL_SECS, now)
+        {
+            self.audit(
+                "oauth.upstream_refused",
+                None,
+                json!({ "reason": "replay", "provider": p.provider }),
+            );
+            return refused(
+                "Sign-in already used",
+                "This sign-in was already completed. Start again from the application.",
+            );
+        }
+        let Some(u) = self.upstream(&p.provider) else {
+            return refused(
+                "Unknown identity provider",
+                "This hub no longer signs people in through that provider.",
+            );
+        };
+        if let Some(err) = raw.get("error") {
+            // The IdP's words, shown (escaped) and logged, but never at any length.
+            let err: String = err.chars().take(64).collect();
+            self.audit(
+                "oauth.login_refused",
+                None,
+                json!({ "client_id": p.req.client_id, "provider": p.provider, "error": err }),
+            );
+            let detail = raw
+                .get("error_description")
+                .map(|d| format!(" ({})", d.chars().take(200).collect::<String>()))
+                .unwrap_or_default();
+            return Outcome::error_page(
+                403,
+                "Sign-in refused",
+                &format!("{} answered {err}{detail}.", u.display),
+            );
+        }
+        // RFC 9207: an issuer that names itself must name the right one (mix-up attacks).
+        if raw
+            .get("iss")
+            .is_some_and(|i| i.trim_end_matches('/') != u.issuer().trim_end_matches('/'))
+        {
+            self.audit(
+                "oauth.upstream_refused",
+                None,
+                json!({ "reason": "issuer", "provider": p.provider }),
+            );
+            return refused(
+                "Invalid sign-in",
+                "The answer came from another identity provider than the one asked.",
+            );
+        }
+        let Some(code) = raw.get("code") else {
+            return refused("Invalid sign-in", "The identity provider sent no code.");
+        };
+        let redirect = format!("{}{}", self.settings.issuer, upstream::CALLBACK_PATH);
+        let v = match u.exchange(code, &redirect, &p.verifier, &p.nonce).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(provider = %u.name, error = %e, "upstream sign-in refused");
+                self.audit(
+                    "oauth.upstream_refused",
+                    None,
+                    json!({ "reason": "exchange", "provider": p.provider, "detail": e.to_string() }),
+                );
+                return Outcome::error_page(
+                    403,
+                    "Sign-in failed",
+                    &format!("{}: {e}. Start again from the application.", u.display),
+                );
+            }
+        };
+        match self.upstream_subject_ok(&p.provider, &v.subject).await {
+            Ok(true) => {}
+            Ok(false) => {
+                self.audit(
+                    "oauth.login_refused",
+                    Some(&v.subject),
+                    json!({ "client_id": p.req.client_id, "provider": p.provider, "error": "disabled" }),
+                );
+                return Outcome::error_page(
+                    403,
+                    "Account disabled",
+                    "This account is disabled on the hub.",
+                );
+            }
+            Err(_) => return Outcome::error_page(503, "Try again", "The hub cannot answer now."),
+        }
+        match self.client(&p.req.client_id).await {
+            Ok(Some(_)) => {}
+            _ => {
+                return Outcome::error_page(
+                    400,
+                    "Unknown application",
+                    "This application's access was revoked.",
+                );
+            }
+        }
+        let grant = UpstreamGrant {
+            provider: p.provider.clone(),
+            admin: v.is_admin,
+            zones: zone_spec(&v.zones),
+        };
+        let rights = match self.upstream_rights(&grant).await {
+            Ok(r) => r,
+            Err(_) => return Outcome::error_page(503, "Try again", "The hub cannot answer now."),
+        };
+        self.audit(
+            "oauth.login",
+            Some(&v.subject),
+            json!({ "client_id": p.req.client_id, "provider": p.provider, "groups": v.groups }),
+        );
+        // The pages' own cookie is SameSite=Strict: not sent on the issuer's redirect
+        // here, so the consent form is bound to a fresh one.
+        let Ok(cookie) = secret::random_b64(32) else {
+            return Outcome::error_page(503, "Try again", "The hub cannot answer now.");
+        };
+        let set = csrf::set_cookie(self.secure(), &cookie);
+        let consent = Consent {
+            req: p.req,
+            username: v.subject,
+            upstream: Some(grant),
+        };
+        self.consent_page(consent, &rights, &cookie, Some(set))
     }
 
     /// `POST /oauth/authorize/consent`.
@@ -553,12 +946,22 @@ impl OAuthServer {
                 );
             }
         }
-        let user = match self.store().find_local_user(&c.username).await {
-            Ok(Some(u)) if u.disabled_at.is_none() => u,
-            Ok(_) => return back("access_denied", "the user cannot sign in"),
-            Err(_) => return back("temporarily_unavailable", "try again"),
+        let rights = match &c.upstream {
+            None => {
+                let user = match self.store().find_local_user(&c.username).await {
+                    Ok(Some(u)) if u.disabled_at.is_none() => u,
+                    Ok(_) => return back("access_denied", "the user cannot sign in"),
+                    Err(_) => return back("temporarily_unavailable", "try again"),
+                };
+                self.rights(&user).await
+            }
+            Some(g) => match self.upstream_subject_ok(&g.provider, &c.username).await {
+                Ok(true) => self.upstream_rights(g).await,
+                Ok(false) => return back("access_denied", "the user cannot sign in"),
+                Err(_) => return back("temporarily_unavailable", "try again"),
+            },
         };
-        let Ok(rights) = self.rights(&user).await else {
+        let Ok(rights) = rights else {
             return back("temporarily_unavailable", "try again");
         };
         let asked = Scopes::parse(Some(&req.scope)).unwrap_or_default();
@@ -583,7 +986,7 @@ impl OAuthServer {
         let new = NewCode {
             digest: self.hasher.digest(&code).0,
             client_id: req.client_id.clone(),
-            username: user.username.clone(),
+            username: c.username.clone(),
             redirect_uri: req.redirect_uri.clone(),
             code_challenge: req.code_challenge.clone(),
             resource: req.resource.clone(),
@@ -592,13 +995,14 @@ impl OAuthServer {
             family_id: Uuid::new_v4(),
             created_at: now,
             expires_at: now + ChronoDuration::seconds(nexus_oauth::CODE_TTL_SECS),
+            provider: c.upstream.as_ref().map(|g| g.provider.clone()),
         };
         if self.store().oauth_insert_code(&new).await.is_err() {
             return back("temporarily_unavailable", "try again");
         }
         self.audit(
             "oauth.consent",
-            Some(&user.username),
+            Some(&c.username),
             json!({ "client_id": req.client_id, "scope": new.scope, "zones": new.zones }),
         );
         Outcome::Redirect(redirect_with(
@@ -708,6 +1112,7 @@ impl OAuthServer {
                 &c.resource,
                 c.family_id,
                 family_end,
+                c.provider.as_deref(),
             )
             .await?;
         self.audit(
@@ -794,6 +1199,7 @@ impl OAuthServer {
                 &r.resource,
                 r.family_id,
                 r.expires_at,
+                r.provider.as_deref(),
             )
             .await?;
         self.audit(
@@ -817,17 +1223,41 @@ impl OAuthServer {
         resource: &str,
         family: Uuid,
         family_end: chrono::DateTime<Utc>,
+        provider: Option<&str>,
     ) -> Result<serde_json::Value, OAuthError> {
-        let user = match self
-            .store()
-            .find_local_user(username)
-            .await
-            .map_err(store_err)?
-        {
-            Some(u) if u.disabled_at.is_none() => u,
-            _ => return Err(OAuthError::invalid_grant("the user cannot sign in")),
+        let rights = match provider {
+            None => {
+                let user = match self
+                    .store()
+                    .find_local_user(username)
+                    .await
+                    .map_err(store_err)?
+                {
+                    Some(u) if u.disabled_at.is_none() => u,
+                    _ => return Err(OAuthError::invalid_grant("the user cannot sign in")),
+                };
+                self.rights(&user).await.map_err(store_err)?
+            }
+            // The issuer is not asked again: what its claims gave at sign-in, as consented,
+            // is the most a refresh keeps.
+            Some(p) => {
+                if !self
+                    .upstream_subject_ok(p, username)
+                    .await
+                    .map_err(store_err)?
+                {
+                    return Err(OAuthError::invalid_grant("the user cannot sign in"));
+                }
+                let consented = Scopes::parse(Some(scope))?;
+                self.upstream_rights(&UpstreamGrant {
+                    provider: p.to_owned(),
+                    admin: consented.admin,
+                    zones: zones.to_owned(),
+                })
+                .await
+                .map_err(store_err)?
+            }
         };
-        let rights = self.rights(&user).await.map_err(store_err)?;
         let scopes = Scopes::parse(Some(scope))?.within(rights.scopes);
         let consented: Vec<ZoneGrant> = if zones.is_empty() {
             Vec::new()
@@ -872,7 +1302,7 @@ impl OAuthServer {
             key_id: Uuid::new_v4(),
             digest: self.hasher.digest(access.expose()).0,
             name: token_name(client_name),
-            user_id: user.username.clone(),
+            user_id: username.to_owned(),
             subject_type: SubjectType::User,
             is_admin: scopes.admin,
             rate_limit: None,
@@ -890,12 +1320,13 @@ impl OAuthServer {
             digest: self.hasher.digest(&refresh).0,
             family_id: family,
             client_id: client_id.to_owned(),
-            username: user.username.clone(),
+            username: username.to_owned(),
             resource: resource.to_owned(),
             scope: scopes.to_scope_string(),
             zones: zone_spec(&granted),
             issued_at: now,
             expires_at: family_end,
+            provider: provider.map(str::to_owned),
         };
         match self.store().oauth_insert_grant(&token, &new_refresh).await {
             Ok(()) => {}

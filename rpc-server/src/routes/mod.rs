@@ -63,6 +63,11 @@ fn routes() -> Router<AppState> {
         .route("/oauth/authorize", get(oauth::authorize))
         .route("/oauth/authorize/login", post(oauth::login))
         .route("/oauth/authorize/consent", post(oauth::consent))
+        .route("/oauth/authorize/upstream", post(oauth::upstream))
+        .route(
+            crate::oauth::UPSTREAM_CALLBACK_PATH,
+            get(oauth::upstream_callback),
+        )
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/register", post(oauth::register))
         .route("/oauth/revoke", post(oauth::revoke))
@@ -138,6 +143,8 @@ async fn track_http(State(st): State<AppState>, req: Request, next: Next) -> Res
             "/oauth/authorize" => "/oauth/authorize",
             "/oauth/authorize/login" => "/oauth/authorize/login",
             "/oauth/authorize/consent" => "/oauth/authorize/consent",
+            "/oauth/authorize/upstream" => "/oauth/authorize/upstream",
+            "/oauth/upstream/callback" => "/oauth/upstream/callback",
             "/oauth/token" => "/oauth/token",
             "/oauth/register" => "/oauth/register",
             "/oauth/revoke" => "/oauth/revoke",

@@ -55,6 +55,27 @@ fn respond(o: Outcome) -> Response {
             }
             Err(_) => StatusCode::BAD_REQUEST.into_response(),
         },
+        Outcome::Away {
+            location,
+            set_cookie,
+        } => match (
+            HeaderValue::from_str(&location),
+            HeaderValue::from_str(&set_cookie),
+        ) {
+            (Ok(loc), Ok(c)) => {
+                let mut resp = StatusCode::SEE_OTHER.into_response();
+                let h = resp.headers_mut();
+                h.insert(header::LOCATION, loc);
+                h.insert(header::SET_COOKIE, c);
+                h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                h.insert(
+                    header::REFERRER_POLICY,
+                    HeaderValue::from_static("no-referrer"),
+                );
+                resp
+            }
+            _ => StatusCode::BAD_REQUEST.into_response(),
+        },
         Outcome::Json { status, body } => {
             let mut resp = Json(body).into_response();
             *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
@@ -111,6 +132,29 @@ pub(super) async fn consent(
     let (parts, body) = req.into_parts();
     let f = form(body).await?;
     Ok(respond(o.consent(&f, cookie(&parts.headers)).await))
+}
+
+/// `POST /oauth/authorize/upstream`: "Continue with …".
+pub(super) async fn upstream(
+    State(st): State<AppState>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let o = server(&st)?;
+    let (parts, body) = req.into_parts();
+    let f = form(body).await?;
+    Ok(respond(o.upstream_start(&f, cookie(&parts.headers)).await))
+}
+
+/// `GET /oauth/upstream/callback`: the upstream issuer's answer.
+pub(super) async fn upstream_callback(
+    State(st): State<AppState>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let o = server(&st)?;
+    let query = req.uri().query().unwrap_or_default().to_owned();
+    Ok(respond(
+        o.upstream_callback(&query, cookie(req.headers())).await,
+    ))
 }
 
 pub(super) async fn token(State(st): State<AppState>, body: Body) -> Result<Response, ApiError> {

@@ -72,7 +72,12 @@ impl Idp {
             .args(["--audience", audience])
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            // NEXUS_TEST_IDP_STDERR=1 shows the IdP's own errors while debugging a test.
+            .stderr(if std::env::var_os("NEXUS_TEST_IDP_STDERR").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .kill_on_drop(true);
         let mut child = cmd.spawn().expect("start node");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
@@ -229,6 +234,7 @@ impl Idp {
             admin_groups: vec!["hub-admins".into()],
             zones_claim: Some("nexus_zones".into()),
             algorithms: None,
+            login: None,
         }
     }
 }
