@@ -570,10 +570,28 @@ impl OAuthServer {
             write: perms.allows(Perm::Write),
             admin: perms.allows(Perm::Admin),
         };
-        let listed = if user.zones.trim().is_empty() {
+        self.rights_in(scopes, &user.zones).await
+    }
+
+    /// What an OIDC subject holds: the claims' zones, and with an admin group every zone
+    /// when the claims list none (as a zoneless admin token sees them).
+    async fn upstream_rights(&self, g: &UpstreamGrant) -> Result<Rights, StoreError> {
+        // An OIDC token's rights are its zones and admin groups, nothing else (as for a
+        // bearer token of the issuer).
+        let scopes = Scopes {
+            read: true,
+            write: true,
+            admin: g.admin,
+        };
+        self.rights_in(scopes, &g.zones).await
+    }
+
+    /// `scopes` over the zones of `spec`; an admin with none listed holds every active zone.
+    async fn rights_in(&self, scopes: Scopes, spec: &str) -> Result<Rights, StoreError> {
+        let listed = if spec.trim().is_empty() {
             Vec::new()
         } else {
-            parse_zone_spec(&user.zones).unwrap_or_default()
+            parse_zone_spec(spec).unwrap_or_default()
         };
         let all_zones = listed.is_empty() && scopes.admin;
         let zones = if all_zones {
@@ -591,41 +609,6 @@ impl OAuthServer {
         };
         Ok(Rights {
             scopes,
-            zones,
-            all_zones,
-        })
-    }
-
-    /// What an OIDC subject holds: the claims' zones, and with an admin group every zone
-    /// when the claims list none (as a zoneless admin token sees them).
-    async fn upstream_rights(&self, g: &UpstreamGrant) -> Result<Rights, StoreError> {
-        let listed = if g.zones.is_empty() {
-            Vec::new()
-        } else {
-            parse_zone_spec(&g.zones).unwrap_or_default()
-        };
-        let all_zones = listed.is_empty() && g.admin;
-        let zones = if all_zones {
-            self.store()
-                .active_zones()
-                .await?
-                .into_iter()
-                .map(|zone_id| ZoneGrant {
-                    zone_id,
-                    permission: Permission::ReadWrite,
-                })
-                .collect()
-        } else {
-            listed
-        };
-        Ok(Rights {
-            // An OIDC token's rights are its zones and admin groups, nothing else (as
-            // for a bearer token of the issuer).
-            scopes: Scopes {
-                read: true,
-                write: true,
-                admin: g.admin,
-            },
             zones,
             all_zones,
         })
