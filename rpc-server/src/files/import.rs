@@ -86,6 +86,9 @@ impl FileService {
             self.store
                 .fs_import_finished(&source, out.files as i64, Utc::now())
                 .await?;
+            if let Err(e) = self.store.fs_analyze().await {
+                tracing::warn!(error = %e, "statistics not refreshed after the import; searches may be slow until the database's own analysis runs");
+            }
         }
         let mut kept = data_dir.join("zones.imported");
         if kept.exists() {
