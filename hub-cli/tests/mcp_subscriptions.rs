@@ -10,7 +10,8 @@
 //!   to a file of such a zone, or to one outside every zone, is refused.
 //! - A revoked token's subscriptions end at once (the revocation travels the bus too): a
 //!   later change is told to another subscriber of the same file, not to it.
-//! - `nexus hub up` (no bus): a change made through the embedded hub reaches a subscriber.
+//! - `nexus hub up` (no bus): a change made through the embedded hub reaches a subscriber,
+//!   an rmcp session and the official Python SDK (`tests/python/subscriptions.py`).
 //!
 //! "Nothing was told" is judged against a later change that is told: notifications of
 //! one frontend follow the order the bus delivered the changes in.
@@ -375,4 +376,17 @@ async fn the_embedded_hub_tells_subscribers_without_a_bus() {
     );
     let _ = legacy.cancel().await;
     let _ = w.cancel().await;
+
+    // The official Python SDK subscribes, is told, unsubscribes and is told nothing more.
+    let out = common::auth::run_python(
+        "subscriptions.py",
+        &[&mcp, &token, "/zone/default/py/watched.md"],
+        &[],
+        Duration::from_secs(90),
+    )
+    .await;
+    assert!(
+        out.contains("ok: told") && out.contains("ok: quiet"),
+        "{out}"
+    );
 }

@@ -82,6 +82,7 @@ impl tower::Service<Request> for McpService {
                     Err(refusal) => return Box::pin(async move { Ok(refusal.into_response()) }),
                 };
                 let mut rmcp = self.rmcp.clone();
+                let deleting = parts.method == Method::DELETE;
                 // A session whose subscriptions were suspended has them checked again with
                 // the token of this request, before it is served.
                 let recheck = parts
@@ -116,11 +117,18 @@ impl tower::Service<Request> for McpService {
                         Some(id) => sessions::manager::opening(id, call).await,
                         None => call.await,
                     };
-                    Ok(match resp {
+                    let mut resp = match resp {
                         Ok(r) => r.map(Body::new),
                         Err(never) => match never {},
                     }
-                    .into_response())
+                    .into_response();
+                    // A session ended by DELETE is answered 204: rmcp says 202, which the
+                    // official Python SDK logs as a failed termination (it wants 200 or 204).
+                    if deleting && resp.status() == StatusCode::ACCEPTED {
+                        *resp.status_mut() = StatusCode::NO_CONTENT;
+                        *resp.body_mut() = Body::empty();
+                    }
+                    Ok(resp)
                 })
             }
         }
