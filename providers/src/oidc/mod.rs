@@ -165,6 +165,18 @@ impl OidcVerifier {
                 return Err(Rejection::IdToken);
             }
         }
+        let claims = self.decode(token, &header, &self.audience).await?;
+        self.map_claims(&claims)
+    }
+
+    /// The claims of `token` once its signature (the issuer's key named by the header, an
+    /// algorithm of that key), `exp`/`nbf`, `iss` and an audience among `audience` hold.
+    async fn decode<A: ToString>(
+        &self,
+        token: &str,
+        header: &jsonwebtoken::Header,
+        audience: &[A],
+    ) -> Result<Map<String, Value>, Rejection> {
         let key = self
             .keys
             .key(header.kid.as_deref())
@@ -182,10 +194,10 @@ impl OidcVerifier {
         v.validate_nbf = true;
         v.set_required_spec_claims(&["exp", "iss", "aud"]);
         v.set_issuer(&[&self.issuer]);
-        v.set_audience(&self.audience);
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, &v)
-            .map_err(decode_rejection)?;
-        self.map_claims(&data.claims)
+        v.set_audience(audience);
+        jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, &v)
+            .map(|d| d.claims)
+            .map_err(decode_rejection)
     }
 
     /// Verifies an ID token the hub received as a client of this issuer (sign-in on the
@@ -203,27 +215,7 @@ impl OidcVerifier {
             return Err(Rejection::Malformed);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| Rejection::Malformed)?;
-        let key = self
-            .keys
-            .key(header.kid.as_deref())
-            .await
-            .map_err(|e| match e {
-                KeyError::Unknown => Rejection::UnknownKey,
-                KeyError::Unavailable => Rejection::Unavailable,
-            })?;
-        if !key.algorithms.contains(&header.alg) {
-            return Err(Rejection::Algorithm);
-        }
-        let mut v = Validation::new(header.alg);
-        v.leeway = LEEWAY_SECS;
-        v.validate_exp = true;
-        v.validate_nbf = true;
-        v.set_required_spec_claims(&["exp", "iss", "aud"]);
-        v.set_issuer(&[&self.issuer]);
-        v.set_audience(&[client_id]);
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, &v)
-            .map_err(decode_rejection)?;
-        let c = data.claims;
+        let c = self.decode(token, &header, &[client_id]).await?;
         if c.get("azp").is_some_and(|a| a.as_str() != Some(client_id)) {
             return Err(Rejection::Audience);
         }
