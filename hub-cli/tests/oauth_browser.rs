@@ -143,12 +143,6 @@ async fn the_python_sdk_signs_in_through_the_browser_and_the_operator_revokes_it
 /// then tools over the authorized transport.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_rmcp_auth_client_signs_in_through_the_browser() {
-    use rmcp::ServiceExt;
-    use rmcp::model::CallToolRequestParams;
-    use rmcp::transport::StreamableHttpClientTransport;
-    use rmcp::transport::auth::{AuthClient, AuthorizationRequest, OAuthState};
-    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
     let mut hub = BannerHub::start(&data);
@@ -156,10 +150,31 @@ async fn the_rmcp_auth_client_signs_in_through_the_browser() {
     let mcp = field(&banner, "mcp: ").expect("an mcp: line");
     let root_pw = field(&banner, "root: ").expect("the generated root password, once");
 
+    let (service, shots) = rmcp_sign_in(&mcp, "root", &root_pw, "rmcp").await;
+    shots_exist(&shots, "rmcp");
+    let tools = service.list_all_tools().await.expect("tools/list");
+    assert!(tools.iter().any(|t| t.name == "nexus_write_file"));
+    rmcp_write(&service, "/rmcp-oauth.md", "signed in with rmcp\n").await;
+    let _ = service.cancel().await;
+    hub.terminate();
+}
+
+/// rmcp's auth client against `mcp`: discovery from the 401 and registration, the browser
+/// signing in as `user` (screenshots named `name`), the code exchanged with PKCE; returns
+/// a session over the authorized transport, and where the screenshots are.
+async fn rmcp_sign_in(
+    mcp: &str,
+    user: &str,
+    password: &str,
+    name: &str,
+) -> (rmcp::service::RunningService<rmcp::RoleClient, ()>, PathBuf) {
+    use rmcp::ServiceExt;
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::auth::{AuthClient, AuthorizationRequest, OAuthState};
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+
     let redirect = format!("http://127.0.0.1:{}/callback", common::procs::free_port());
-    let mut state = OAuthState::new(mcp.as_str(), None)
-        .await
-        .expect("oauth state");
+    let mut state = OAuthState::new(mcp, None).await.expect("oauth state");
     state
         .start_authorization(
             AuthorizationRequest::new(redirect.as_str())
@@ -177,13 +192,12 @@ async fn the_rmcp_auth_client_signs_in_through_the_browser() {
     let out = browser_script(&[
         "browse",
         &url,
-        "root",
-        &root_pw,
+        user,
+        password,
         shots.to_str().expect("utf-8 path"),
-        "rmcp",
+        name,
     ])
     .await;
-    shots_exist(&shots, "rmcp");
     let callback = out
         .lines()
         .find_map(|l| l.strip_prefix("callback: "))
@@ -198,20 +212,26 @@ async fn the_rmcp_auth_client_signs_in_through_the_browser() {
     let client = AuthClient::new(reqwest::Client::default(), manager);
     let transport = StreamableHttpClientTransport::with_client(
         client,
-        StreamableHttpClientTransportConfig::with_uri(mcp.clone()),
+        StreamableHttpClientTransportConfig::with_uri(mcp.to_owned()),
     );
     let service = ().serve(transport).await.expect("MCP session with the OAuth token");
-    let tools = service.list_all_tools().await.expect("tools/list");
-    assert!(tools.iter().any(|t| t.name == "nexus_write_file"));
-    let args = serde_json::json!({"path": "/rmcp-oauth.md", "content": "signed in with rmcp\n"});
+    (service, shots)
+}
+
+/// Writes `content` at `path` through `service`; the call must succeed.
+async fn rmcp_write(
+    service: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
+    path: &str,
+    content: &str,
+) {
+    use rmcp::model::CallToolRequestParams;
+    let args = serde_json::json!({"path": path, "content": content});
     let args = args.as_object().cloned().expect("object");
     let w = service
         .call_tool(CallToolRequestParams::new("nexus_write_file").with_arguments(args))
         .await
         .expect("tools/call");
     assert_ne!(w.is_error, Some(true), "{w:?}");
-    let _ = service.cancel().await;
-    hub.terminate();
 }
 
 /// A hub whose people sign in through an upstream OpenID provider: nexusd with
@@ -293,69 +313,20 @@ async fn the_python_sdk_signs_in_through_an_upstream_oidc_provider() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_rmcp_auth_client_signs_in_through_an_upstream_oidc_provider() {
-    use rmcp::ServiceExt;
-    use rmcp::model::CallToolRequestParams;
-    use rmcp::transport::StreamableHttpClientTransport;
-    use rmcp::transport::auth::{AuthClient, AuthorizationRequest, OAuthState};
-    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-
     if !idp_available() {
         return;
     }
     let keys = tempfile::tempdir().expect("tempdir");
     let (_idp, hub) = upstream_hub(&keys).await;
-    let redirect = format!("http://127.0.0.1:{}/callback", common::procs::free_port());
-    let mut state = OAuthState::new(hub.mcp.as_str(), None)
-        .await
-        .expect("oauth state");
-    state
-        .start_authorization(
-            AuthorizationRequest::new(redirect.as_str())
-                .with_client_name("rmcp")
-                .with_scopes(["files:read", "files:write"]),
-        )
-        .await
-        .expect("discovery and registration");
-    let url = state
-        .get_authorization_url()
-        .await
-        .expect("authorization url");
-    let shots = artifacts();
-    let out = browser_script(&[
-        "browse",
-        &url,
+    let (service, shots) = rmcp_sign_in(
+        &hub.mcp,
         "upstream:oidc:alice",
         "any-password",
-        shots.to_str().expect("utf-8 path"),
         "rmcp-upstream",
-    ])
+    )
     .await;
     pages_exist(&shots, "rmcp-upstream", &UPSTREAM_PAGES);
-    let callback = out
-        .lines()
-        .find_map(|l| l.strip_prefix("callback: "))
-        .expect("the callback URL");
-    state
-        .handle_callback_url(callback)
-        .await
-        .expect("code exchanged for a token");
-    let manager = state
-        .into_authorization_manager()
-        .expect("authorized manager");
-    let client = AuthClient::new(reqwest::Client::default(), manager);
-    let transport = StreamableHttpClientTransport::with_client(
-        client,
-        StreamableHttpClientTransportConfig::with_uri(hub.mcp.clone()),
-    );
-    let service = ().serve(transport).await.expect("MCP session with the OAuth token");
-    let args =
-        serde_json::json!({"path": "/rmcp-upstream.md", "content": "signed in through the IdP\n"});
-    let args = args.as_object().cloned().expect("object");
-    let w = service
-        .call_tool(CallToolRequestParams::new("nexus_write_file").with_arguments(args))
-        .await
-        .expect("tools/call");
-    assert_ne!(w.is_error, Some(true), "{w:?}");
+    rmcp_write(&service, "/rmcp-upstream.md", "signed in through the IdP\n").await;
     let _ = service.cancel().await;
     assert_eq!(alices_oauth_token(&hub).await.user_id, "alice");
     assert!(
