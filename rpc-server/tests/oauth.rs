@@ -109,30 +109,14 @@ async fn the_flow_issues_a_narrowed_hub_token_that_rotates_on_both_databases() {
 
         // Rotation: a new pair; the old refresh token presented again revokes the family.
         let r1 = t["refresh_token"].as_str().expect("refresh").to_owned();
-        let (s, t2) = token(
-            base,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", &r1),
-                ("client_id", &client),
-            ],
-        )
-        .await;
+        let (s, t2) = refresh_grant(base, &client, &r1).await;
         assert_eq!(s, 200, "{t2}");
         let access2 = t2["access_token"].as_str().expect("access2").to_owned();
         assert_ne!(access2, access);
         rpc(base, &access2, "whoami", json!({}))
             .await
             .expect("the new token works");
-        let (s, e) = token(
-            base,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", &r1),
-                ("client_id", &client),
-            ],
-        )
-        .await;
+        let (s, e) = refresh_grant(base, &client, &r1).await;
         assert_eq!(
             (s, e["error"].as_str()),
             (400, Some("invalid_grant")),
@@ -149,15 +133,7 @@ async fn the_flow_issues_a_narrowed_hub_token_that_rotates_on_both_databases() {
             "family revoked"
         );
         let r2 = t2["refresh_token"].as_str().expect("refresh2");
-        let (s, _) = token(
-            base,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", r2),
-                ("client_id", &client),
-            ],
-        )
-        .await;
+        let (s, _) = refresh_grant(base, &client, r2).await;
         assert_eq!(
             s, 400,
             "the newest refresh token of a revoked family is dead too"
@@ -534,15 +510,7 @@ async fn registration_rules_and_a_revoked_client() {
     let a = authorize(base, &authorize_query(&client, REDIRECT, &[]), None).await;
     assert_eq!(a.status, 400);
     assert!(a.header("location").is_empty());
-    let (s, _) = token(
-        base,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &refresh),
-            ("client_id", &client),
-        ],
-    )
-    .await;
+    let (s, _) = refresh_grant(base, &client, &refresh).await;
     assert_eq!(s, 400);
 
     // RFC 7009: revoking a refresh token kills its family.
@@ -621,15 +589,7 @@ async fn a_revoked_oauth_token_is_refused_by_every_node_at_once() {
     // The grant ended with it: its refresh token mints nothing (Claude Code would
     // otherwise refresh straight back in).
     let refresh = t["refresh_token"].as_str().expect("refresh");
-    let (s, e) = token(
-        &b.base,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh),
-            ("client_id", &client),
-        ],
-    )
-    .await;
+    let (s, e) = refresh_grant(&b.base, &client, refresh).await;
     assert_eq!(
         (s, e["error"].as_str()),
         (400, Some("invalid_grant")),

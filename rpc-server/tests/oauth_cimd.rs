@@ -321,18 +321,8 @@ async fn a_metadata_document_client_signs_in_end_to_end_and_is_kept() {
         );
 
         // A refresh rotates for it as for a registered client.
-        let (s, r) = token(
-            base,
-            &[
-                ("grant_type", "refresh_token"),
-                (
-                    "refresh_token",
-                    t["refresh_token"].as_str().expect("refresh"),
-                ),
-                ("client_id", &client),
-            ],
-        )
-        .await;
+        let (s, r) =
+            refresh_grant(base, &client, t["refresh_token"].as_str().expect("refresh")).await;
         assert_eq!(s, 200, "{r}");
 
         // Listed as a metadata-document client, its token bound to the URL.
@@ -490,15 +480,7 @@ async fn a_revoked_metadata_client_stays_refused_while_its_document_is_served() 
     let fetched = docs.hits("/revoked.json");
     let a = refused(base, &client).await;
     assert_page(&a, 400, "revoked", "revoked client");
-    let (s, _) = token(
-        base,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &refresh),
-            ("client_id", &client),
-        ],
-    )
-    .await;
+    let (s, _) = refresh_grant(base, &client, &refresh).await;
     assert_eq!(s, 400);
     // The document is still served; a fresh fetch could not revive the client.
     assert_eq!(

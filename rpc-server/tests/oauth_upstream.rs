@@ -15,6 +15,7 @@ use rpc_server::auth::InvalidationBus;
 use rpc_server::config::{AuthChain, OAuthSettings};
 use rpc_server::db::{Backend, NewSubject};
 use rpc_server::testing::idp::{Idp, idp_available};
+use rpc_server::testing::oauth::{Answer, answer, encode, http, refresh_grant, token};
 use rpc_server::testing::{TestDb, TestOptions, config};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -87,75 +88,6 @@ async fn hub_with(db: &TestDb, idp: &Idp, public: bool, redis: Option<String>) -
     }
 }
 
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
-}
-
-struct Answer {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, k: &str) -> String {
-        self.headers
-            .get(k)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    /// The `name=value` of the Set-Cookie named `name`.
-    fn cookie(&self, name: &str) -> Option<String> {
-        self.headers
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .filter_map(|c| c.split(';').next())
-            .find(|c| c.starts_with(&format!("{name}=")))
-            .map(str::to_owned)
-    }
-
-    fn hidden(&self, name: &str) -> String {
-        let marker = format!("name=\"{name}\" value=\"");
-        let start = self
-            .body
-            .find(&marker)
-            .unwrap_or_else(|| panic!("no {name} in {}", self.body))
-            + marker.len();
-        let end = self.body[start..].find('"').expect("closing quote");
-        self.body[start..start + end].replace("&amp;", "&")
-    }
-
-    fn param(&self, k: &str) -> Option<String> {
-        let url = url::Url::parse(&self.header("location")).ok()?;
-        url.query_pairs()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.into_owned())
-    }
-}
-
-async fn answer(r: reqwest::RequestBuilder) -> Answer {
-    let resp = r.send().await.expect("send");
-    Answer {
-        status: resp.status().as_u16(),
-        headers: resp.headers().clone(),
-        body: resp.text().await.unwrap_or_default(),
-    }
-}
-
-fn encode(form: &[(&str, &str)]) -> String {
-    let mut s = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in form {
-        s.append_pair(k, v);
-    }
-    s.finish()
-}
-
 async fn post_form(url: &str, cookie: Option<&str>, form: &[(&str, &str)]) -> Answer {
     let mut r = http()
         .post(url)
@@ -192,7 +124,7 @@ async fn login_page(base: &str, client: &str) -> (Answer, String) {
         .append_pair("resource", RESOURCE);
     let page = answer(http().get(format!("{base}/oauth/authorize?{}", q.finish()))).await;
     assert_eq!(page.status, 200, "{}", page.body);
-    let cookie = page.cookie("nexus_oauth").expect("a CSRF cookie");
+    let cookie = page.cookie_named("nexus_oauth").expect("a CSRF cookie");
     (page, cookie)
 }
 
@@ -210,7 +142,7 @@ async fn continue_with(base: &str, page: &Answer, cookie: &str) -> (String, Stri
     .await;
     assert_eq!(away.status, 303, "{}", away.body);
     let binding = away
-        .cookie("nexus_oauth_upstream")
+        .cookie_named("nexus_oauth_upstream")
         .expect("a binding cookie");
     let set = away.header("set-cookie");
     assert!(
@@ -318,21 +250,9 @@ async fn to_consent(base: &str, client: &str, login: &str) -> (Answer, String) {
     let consent = callback(base, &back, Some(&binding)).await;
     assert_eq!(consent.status, 200, "{}", consent.body);
     let cookie = consent
-        .cookie("nexus_oauth")
+        .cookie_named("nexus_oauth")
         .expect("a fresh CSRF cookie for the consent form");
     (consent, cookie)
-}
-
-async fn token(base: &str, form: &[(&str, &str)]) -> (u16, Value) {
-    let resp = http()
-        .post(format!("{base}/oauth/token"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(encode(form))
-        .send()
-        .await
-        .expect("send");
-    let s = resp.status().as_u16();
-    (s, resp.json().await.unwrap_or(Value::Null))
 }
 
 async fn whoami(base: &str, token: &str) -> Result<Value, u16> {
@@ -389,7 +309,7 @@ async fn an_oidc_sign_in_gets_a_hub_token_for_its_subject_on_both_databases() {
         // The password form is off.
         let off = post_form(
             &format!("{base}/oauth/authorize/login"),
-            page.cookie("nexus_oauth").as_deref(),
+            page.cookie_named("nexus_oauth").as_deref(),
             &[
                 ("request", &page.hidden("request")),
                 ("csrf", &page.hidden("csrf")),
@@ -458,15 +378,7 @@ async fn an_oidc_sign_in_gets_a_hub_token_for_its_subject_on_both_databases() {
 
         // The refresh token rotates without the IdP.
         let refresh = t["refresh_token"].as_str().expect("refresh").to_owned();
-        let (s, r) = token(
-            base,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", &refresh),
-                ("client_id", &client),
-            ],
-        )
-        .await;
+        let (s, r) = refresh_grant(base, &client, &refresh).await;
         assert_eq!(s, 200, "{r}");
         let access2 = r["access_token"].as_str().expect("access").to_owned();
         assert_eq!(
@@ -496,15 +408,7 @@ async fn an_oidc_sign_in_gets_a_hub_token_for_its_subject_on_both_databases() {
             .await
             .expect("disable");
         h.control.publish_subject("alice");
-        let (s, r) = token(
-            base,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", r["refresh_token"].as_str().expect("next")),
-                ("client_id", &client),
-            ],
-        )
-        .await;
+        let (s, r) = refresh_grant(base, &client, r["refresh_token"].as_str().expect("next")).await;
         assert_eq!(s, 400, "{r}");
         assert_eq!(r["error"], "invalid_grant");
         // Nor can the subject sign in again.

@@ -244,6 +244,24 @@ impl OAuthServer {
         self.cimd.housekeeping();
     }
 
+    /// A used code or refresh token came back: the store has revoked what it issued; every
+    /// node is told, the event recorded, and the client refused.
+    fn replayed(
+        &self,
+        event: &'static str,
+        client_id: &str,
+        revoked: &[Uuid],
+        message: &'static str,
+    ) -> OAuthError {
+        self.control.publish_tokens(revoked);
+        self.audit(
+            event,
+            None,
+            json!({ "client_id": client_id, "revoked_tokens": revoked.len() }),
+        );
+        OAuthError::invalid_grant(message)
+    }
+
     fn audit(&self, event: &'static str, username: Option<&str>, detail: serde_json::Value) {
         let caller = Caller {
             key_id: None,
@@ -1051,13 +1069,10 @@ impl OAuthServer {
         {
             CodeUse::Fresh(c) => c,
             CodeUse::Reused(revoked) => {
-                self.control.publish_tokens(&revoked);
-                self.audit(
+                return Err(self.replayed(
                     "oauth.code_reuse",
-                    None,
-                    json!({ "client_id": client_id, "revoked_tokens": revoked.len() }),
-                );
-                return Err(OAuthError::invalid_grant(
+                    client_id,
+                    &revoked,
                     "this code was already used; the tokens issued from it are revoked",
                 ));
             }
@@ -1127,13 +1142,10 @@ impl OAuthServer {
         {
             OAuthRefreshUse::Fresh(r) => r,
             OAuthRefreshUse::Reused(revoked) => {
-                self.control.publish_tokens(&revoked);
-                self.audit(
+                return Err(self.replayed(
                     "oauth.refresh_reuse",
-                    None,
-                    json!({ "client_id": client_id, "revoked_tokens": revoked.len() }),
-                );
-                return Err(OAuthError::invalid_grant(
+                    client_id,
+                    &revoked,
                     "this refresh token was already used; its whole family is revoked",
                 ));
             }

@@ -149,7 +149,18 @@ impl Answer {
             .map(str::to_owned)
     }
 
-    /// The value of the hidden input `name`.
+    /// The `name=value` of the Set-Cookie named `name` (an answer may set several).
+    pub fn cookie_named(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|c| c.split(';').next())
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .map(str::to_owned)
+    }
+
+    /// The value of the hidden input `name`, as the browser would send it back.
     pub fn hidden(&self, name: &str) -> String {
         let marker = format!("name=\"{name}\" value=\"");
         let start = self
@@ -158,7 +169,7 @@ impl Answer {
             .unwrap_or_else(|| panic!("no {name} in {}", self.body))
             + marker.len();
         let end = self.body[start..].find('"').expect("closing quote");
-        self.body[start..start + end].to_owned()
+        self.body[start..start + end].replace("&amp;", "&")
     }
 
     /// The query parameters of the redirect.
@@ -316,6 +327,19 @@ pub async fn redeem(base: &str, client: &str, code: &str) -> (u16, Value) {
             ("redirect_uri", REDIRECT),
             ("code_verifier", VERIFIER),
             ("resource", RESOURCE),
+        ],
+    )
+    .await
+}
+
+/// A `refresh_token` grant of `client`.
+pub async fn refresh_grant(base: &str, client: &str, refresh_token: &str) -> (u16, Value) {
+    token(
+        base,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+            ("client_id", client),
         ],
     )
     .await
