@@ -6,19 +6,12 @@
 
 mod common;
 
+use common::procs::field;
+
 use common::procs::{BannerHub, run_nexus};
 use common::{Era, connect, expect_json, expect_ok, try_call};
 use serde_json::{Value, json};
 use std::os::unix::fs::PermissionsExt;
-
-/// The value after `key` (e.g. `mcp: `) on a banner line.
-fn field(lines: &[String], key: &str) -> Option<String> {
-    lines.iter().find_map(|l| {
-        l.trim_start()
-            .strip_prefix(key)
-            .map(|v| v.trim().to_owned())
-    })
-}
 
 /// Runs `nexus <args>` with `env`; returns (exit code, stdout, stderr). Never hangs.
 async fn run(args: &[&str], env: &[(String, String)]) -> (i32, String, String) {

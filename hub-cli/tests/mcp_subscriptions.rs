@@ -356,13 +356,10 @@ async fn the_embedded_hub_tells_subscribers_without_a_bus() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut up = common::procs::BannerHub::start(&dir.path().join("hub"));
     let banner = up.banner();
-    let field = |key: &str| {
-        banner
-            .iter()
-            .find_map(|l| l.trim().strip_prefix(key).map(|v| v.trim().to_owned()))
-            .unwrap_or_else(|| panic!("no {key} line in {banner:?}"))
+    let line = |key: &str| {
+        common::procs::field(&banner, key).unwrap_or_else(|| panic!("no {key} line in {banner:?}"))
     };
-    let (mcp, token) = (field("mcp: "), field("token: "));
+    let (mcp, token) = (line("mcp: "), line("token: "));
     let w = common::connect(&mcp, &token, Era::Stateless).await;
     write(&w, "/zone/default/readme.md", "hello\n").await;
     let (legacy, mut told) = watcher(&mcp, &token).await;

@@ -18,25 +18,16 @@
 
 mod common;
 
+use common::procs::field;
+
 use common::auth::{Stack, frontend_port, private_file};
 use common::procs::{BannerHub, parse_admin_env, run_nexus};
 use rpc_server::testing::idp::{Idp, idp_available};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-fn field(lines: &[String], key: &str) -> Option<String> {
-    lines.iter().find_map(|l| {
-        l.trim_start()
-            .strip_prefix(key)
-            .map(|v| v.trim().to_owned())
-    })
-}
-
 fn artifacts() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("test-artifacts/oauth-browser")
+    common::procs::artifacts("oauth-browser")
 }
 
 /// Runs the browser script; returns its stdout, failing with everything it said.

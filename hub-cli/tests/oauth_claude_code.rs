@@ -17,24 +17,15 @@
 
 mod common;
 
+use common::procs::field;
+
 use common::procs::{BannerHub, clean_cmd, parse_admin_env, run_nexus};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-fn field(lines: &[String], key: &str) -> Option<String> {
-    lines.iter().find_map(|l| {
-        l.trim_start()
-            .strip_prefix(key)
-            .map(|v| v.trim().to_owned())
-    })
-}
-
 fn artifacts() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("test-artifacts/oauth-claude-code")
+    common::procs::artifacts("oauth-claude-code")
 }
 
 /// Claude Code from tests/claude-code, or `None` (a failure in CI).

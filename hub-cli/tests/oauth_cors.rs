@@ -7,19 +7,13 @@
 
 mod common;
 
+use common::procs::field;
+
 use common::procs::BannerHub;
 use reqwest::Method;
 use serde_json::{Value, json};
 
 const APP: &str = "https://app.example.com";
-
-fn field(lines: &[String], key: &str) -> Option<String> {
-    lines.iter().find_map(|l| {
-        l.trim_start()
-            .strip_prefix(key)
-            .map(|v| v.trim().to_owned())
-    })
-}
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()

@@ -6,16 +6,10 @@
 
 mod common;
 
+use common::procs::field;
+
 use common::procs::{BannerHub, parse_admin_env, run_nexus};
 use serde_json::{Value, json};
-
-fn field(lines: &[String], key: &str) -> Option<String> {
-    lines.iter().find_map(|l| {
-        l.trim_start()
-            .strip_prefix(key)
-            .map(|v| v.trim().to_owned())
-    })
-}
 
 async fn register(base: &str, name: &str) -> String {
     let r = reqwest::Client::builder()

@@ -428,3 +428,21 @@ pub async fn haproxy(dir: &Path, servers: &[u16], backend_extra: &str) -> (Proc,
     }
     (proc, port)
 }
+
+/// The value after `key` (e.g. `"mcp: "`) on a line of `nexus hub up`'s banner.
+pub fn field(lines: &[String], key: &str) -> Option<String> {
+    lines.iter().find_map(|l| {
+        l.trim_start()
+            .strip_prefix(key)
+            .map(|v| v.trim().to_owned())
+    })
+}
+
+/// Where a test keeps what it saves for a person to look at (screenshots):
+/// `$CARGO_TARGET_DIR/test-artifacts/<name>`.
+pub fn artifacts(name: &str) -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("test-artifacts").join(name)
+}
