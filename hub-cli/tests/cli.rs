@@ -4,7 +4,7 @@
 //!
 //! Every run checks that nothing panicked (no "panicked" on stdout or stderr).
 
-mod common;
+use crate::common;
 
 use chrono::{DateTime, Utc};
 use common::procs::nexus_cmd;

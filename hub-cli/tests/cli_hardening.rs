@@ -4,7 +4,7 @@
 //! - `--remote` failures are one human line, never the MCP client's Rust type names or
 //!   `Debug` text.
 
-mod common;
+use crate::common;
 
 use common::procs::{BannerHub, nexus_cmd, run};
 use std::os::unix::fs::PermissionsExt;

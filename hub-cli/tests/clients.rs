@@ -11,7 +11,7 @@
 //! --prefix tests/claude-code`, done by scripts/test and .ci/run). Without it the Claude
 //! Code test says so and passes, except in CI (`CI` set), where that is a failure.
 
-mod common;
+use crate::common;
 
 use common::procs::{
     HubUp, clean_cmd, free_port, mcp_serve_cmd, parse_admin_env, run_nexus, start_frontend,

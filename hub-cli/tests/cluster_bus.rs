@@ -31,7 +31,7 @@
 //! (monitoring 14542, its proxy 14543) and nexusd 14560–14563. The two tests run one after
 //! the other ([`SERIAL`]): both are heavy for a 2-core machine.
 
-mod common;
+use crate::common;
 
 use common::mcp::{ACCEPT, headers, stateless_call_body};
 use common::nats::{ClusterPorts, NatsCluster, assert_free};

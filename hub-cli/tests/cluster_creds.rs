@@ -6,8 +6,7 @@
 //! Ports: 14241–14243 (clients), 14251–14253 (routes), 14261–14263 (monitoring), 14269
 //! (nothing listens: an unreachable server).
 
-#[path = "../../cluster/tests/harness/mod.rs"]
-mod harness;
+use crate::harness;
 
 use async_nats::{Event, ServerError};
 use harness::{NatsServer, assert_free, skip_nats, wait_all_healthy};

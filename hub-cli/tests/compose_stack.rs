@@ -10,7 +10,7 @@
 //! harness builds only the `nexus` binary for this crate). The frontend runs as written:
 //! the `nexus-mcp` binary.
 
-mod frontend_bin;
+use crate::frontend_bin;
 
 use rmcp::model::{CallToolRequestParams, ClientConfig, ProtocolVersion};
 use rmcp::transport::StreamableHttpClientTransport;

@@ -1,7 +1,7 @@
 //! `--config nexus-hub.toml`: precedence defaults < file < environment < flags, and
 //! `nexus hub config check` printing effective settings with secrets redacted.
 
-mod common;
+use crate::common;
 
 use common::procs::{nexus_cmd, run};
 use std::os::unix::fs::PermissionsExt;

@@ -8,7 +8,7 @@
 //! There is no `helm` here: the chart is checked at the template level (see
 //! `helm_chart_templates`).
 
-mod frontend_bin;
+use crate::frontend_bin;
 
 use rpc_server::db::Backend;
 use rpc_server::testing::{TEST_SECRET, TestDb, empty_postgres_database};

@@ -4,7 +4,7 @@
 //! remotely, and after a restart on the same data dir keeps the token, the files and the
 //! MCP sessions (their sealing secret is kept in the data dir, 0600).
 
-mod common;
+use crate::common;
 
 use common::procs::field;
 

@@ -4,7 +4,7 @@
 //! `nexus admin set-password` from standard input, `nexus hub keys rotate` and `list` on a
 //! running server's database, and unknown-user vs wrong-password login timing.
 
-mod common;
+use crate::common;
 
 use common::http;
 use common::procs::{Proc, free_port, hub_cmd, nexus_cmd, serve_cmd, start_nexusd};

@@ -4,7 +4,7 @@
 //! lifecycles; foreign Host headers are refused even with a valid token; a large body is
 //! read only for a verified token; /health and /metrics need no token.
 
-mod common;
+use crate::common;
 
 use chrono::{Duration as ChronoDuration, Utc};
 use common::mcp::{LEGACY, bearer, message, request, send, session_call_body, stateless_call_body};

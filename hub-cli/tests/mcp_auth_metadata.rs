@@ -6,7 +6,7 @@
 //! (the local one and two OIDC IdPs, multi-oidc) the document lists exactly those. The
 //! frontend's refresh and its last-good fallback are in `mcp-frontend/src/forward/tests.rs`.
 
-mod common;
+use crate::common;
 
 use common::mcp::{initialize_body, post, send};
 use common::{http, spawn_frontend};

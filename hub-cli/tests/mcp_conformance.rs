@@ -12,7 +12,7 @@
 //! Needs `npm ci --prefix tests/conformance` (scripts/test and .ci/run do it); without it
 //! the test fails and says so.
 
-mod common;
+use crate::common;
 
 use common::Hub;
 use std::path::{Path, PathBuf};

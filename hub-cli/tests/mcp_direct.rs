@@ -4,7 +4,7 @@
 //! HTTP status, content type and byte-identical JSON-RPC body. The direct frontend's
 //! counter shows which requests it answered itself: exactly the valid ones.
 
-mod common;
+use crate::common;
 
 use common::mcp::{ACCEPT, bearer, headers, meta};
 use common::{Hub, http, spawn_frontend_with};

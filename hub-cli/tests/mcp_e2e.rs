@@ -4,7 +4,7 @@
 //! the tool catalogue (admin tools only for the admin; schemas and annotations), every file
 //! tool with its effect checked on disk, and the admin tools.
 
-mod common;
+use crate::common;
 
 use common::{
     Client, ERAS, Era, Hub, connect, expect_json, expect_ok, expect_tool_error, list_tools,

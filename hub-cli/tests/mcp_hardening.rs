@@ -4,7 +4,7 @@
 //! path of malformed credentials and malformed JSON. A real rpc-server (Postgres) and a
 //! real frontend on 127.0.0.1; no timing is asserted except against configured deadlines.
 
-mod common;
+use crate::common;
 
 use common::mcp::{LEGACY, MODERN, bearer, message, send, session_call_body};
 use common::procs::free_port;

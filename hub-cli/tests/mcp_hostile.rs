@@ -2,7 +2,7 @@
 //! types, unknown arguments, a huge argument and hostile paths are errors an agent can
 //! read, and nothing lands outside the caller's zone.
 
-mod common;
+use crate::common;
 
 use common::{Hub, connect, expect_any_error, expect_ok, expect_tool_error, try_call};
 use serde_json::{Value, json};

@@ -8,7 +8,7 @@
 //! the frontend forwards, not the frontend's. Hostile credentials get clear 400/401/431
 //! from both servers, which keep serving.
 
-mod common;
+use crate::common;
 
 use base64::Engine as _;
 use common::auth::{

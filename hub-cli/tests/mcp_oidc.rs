@@ -10,7 +10,7 @@
 //! Needs `node` and `tests/oidc/node_modules` (`npm ci --prefix tests/oidc`): without them
 //! the test says so and passes, except in CI (`CI` set), where that is a failure.
 
-mod common;
+use crate::common;
 
 use chrono::Utc;
 use common::auth::{

@@ -2,7 +2,7 @@
 //! spends one unit of the caller's budget (verification is free), and past the budget
 //! the frontend answers 429 with the headers a client needs to back off.
 
-mod common;
+use crate::common;
 
 use common::mcp::{bearer, post, send, stateless_call_body};
 use common::redis::{WAIT, frontend_config, rpc_server};

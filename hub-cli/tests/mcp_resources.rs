@@ -13,7 +13,7 @@
 //!   prompts, within the caller's view (`../` completes to nothing); `logging/setLevel` is
 //!   accepted.
 
-mod common;
+use crate::common;
 
 use common::{ERAS, Era, Hub, connect};
 use rmcp::model::{

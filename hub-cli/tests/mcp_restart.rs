@@ -3,7 +3,7 @@
 //! HTTP error) and the frontend's /health is 503; once it is back, the same frontend and the
 //! same clients, in both lifecycles, work again and see the files written before.
 
-mod common;
+use crate::common;
 
 use common::{ERAS, STEP, connect, expect_ok, http, spawn_frontend, try_call};
 use rpc_server::Application;

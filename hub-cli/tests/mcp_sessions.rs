@@ -5,7 +5,7 @@
 //! and the official Python SDK holds a whole session through an HAProxy round robin (no
 //! stickiness) over two frontends.
 
-mod common;
+use crate::common;
 
 use common::mcp::{bearer, message, open_session, post, send, session_call_body};
 use common::{FrontendHandle, spawn_frontend_with};

@@ -16,7 +16,7 @@
 //! "Nothing was told" is judged against a later change that is told: notifications of
 //! one frontend follow the order the bus delivered the changes in.
 
-mod common;
+use crate::common;
 
 use common::procs::{
     Proc, free_port, hub, mcp_serve_cmd, run_nexus, serve_cmd, start_frontend, start_nexusd,

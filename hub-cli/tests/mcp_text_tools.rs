@@ -3,7 +3,7 @@
 //! offset/limit (the paging note), `nexus_md_structure`, and `nexus_edit_file` with fuzzy
 //! matching, preview and the diff — every change checked in the hub's storage.
 
-mod common;
+use crate::common;
 
 use common::{ERAS, Hub, connect, expect_json, expect_ok, expect_tool_error, list_tools, try_call};
 use serde_json::json;

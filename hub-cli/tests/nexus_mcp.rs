@@ -2,8 +2,8 @@
 //! flags and `[mcp]` config section as `nexus mcp serve`, no database driver linked, and an
 //! authenticated MCP call through it to a real rpc-server.
 
-mod common;
-mod frontend_bin;
+use crate::common;
+use crate::frontend_bin;
 
 use common::procs::{Proc, clean_cmd, free_port, wait_healthy};
 use common::{Era, connect, expect_json, expect_ok, try_call};

@@ -16,7 +16,7 @@
 //! Needs python3 with the MCP SDK and chromium + chromedriver (scripts/test installs
 //! them); without them the test fails and says so.
 
-mod common;
+use crate::common;
 
 use common::procs::field;
 

@@ -15,7 +15,7 @@
 //! passes, except in CI (`CI` set). Chromium and chromedriver are needed as for
 //! tests/oauth_browser.rs.
 
-mod common;
+use crate::common;
 
 use common::procs::field;
 

@@ -5,7 +5,7 @@
 //! refusing a foreign `Origin` (403, no CORS headers), and a foreign Host is refused
 //! everywhere. Real requests from reqwest against the real servers.
 
-mod common;
+use crate::common;
 
 use common::procs::field;
 

@@ -4,7 +4,7 @@
 //! Clients are registered over HTTP (RFC 7591) as an MCP client does; the sign-in itself
 //! is tests/oauth_browser.rs's and tests/oauth_claude_code.rs's.
 
-mod common;
+use crate::common;
 
 use common::procs::field;
 

@@ -16,9 +16,8 @@
 //!
 //! The shared test Postgres is never stopped.
 
-mod common;
-#[path = "../../rpc-server/tests/own_postgres/mod.rs"]
-mod own_postgres;
+use crate::common;
+use crate::own_postgres;
 
 use common::mcp::{bearer, initialize_body, post, send, stateless_call_body};
 use common::redis::{frontend_config, get_text, metric_sum};

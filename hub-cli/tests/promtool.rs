@@ -4,7 +4,7 @@
 //!
 //! Needs `promtool` (Debian: `apt-get install prometheus`; `.ci/run` installs it).
 
-mod common;
+use crate::common;
 
 use common::{Era, Hub, connect, expect_ok, expect_tool_error, http, try_call};
 use serde_json::json;

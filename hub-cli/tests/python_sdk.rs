@@ -8,7 +8,7 @@
 //! Needs `python3` with the SDK installed (`python3 -m pip install mcp`); without it the test
 //! fails and says so, it never skips.
 
-mod common;
+use crate::common;
 
 use common::Hub;
 

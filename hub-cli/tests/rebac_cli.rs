@@ -6,7 +6,7 @@
 //! alice's key sees through MCP exactly what the tuples allow in a `rebac` zone. `--remote`
 //! (the admin MCP tools) prints what local mode prints.
 
-mod common;
+use crate::common;
 
 use common::procs::{
     HubUp, Proc, free_port, mcp_serve_cmd, parse_admin_env, run_nexus, serve_cmd, start_frontend,

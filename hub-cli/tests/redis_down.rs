@@ -8,9 +8,8 @@
 //! Every Redis here is this test's own (or a port with nothing on it): the shared test
 //! Redis is never stopped.
 
-mod common;
-#[path = "../../rpc-server/tests/own_redis/mod.rs"]
-mod own_redis;
+use crate::common;
+use crate::own_redis;
 
 use common::procs::hub_cmd;
 use common::redis::{

@@ -18,7 +18,7 @@
 //! Short by default (a CI test); `NEXUS_DRILL_LONG=1` runs more clients, zones, rounds and
 //! kill cycles. The figures are printed with eprintln (run with `--nocapture`).
 
-mod common;
+use crate::common;
 
 use common::cluster::{Cluster, ClusterSpec};
 use common::mcp::{headers, initialize_body, session_call_body, stateless_call_body};

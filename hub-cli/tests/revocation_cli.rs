@@ -10,9 +10,8 @@
 //! polling the server. The documented bound is [`BOUND`]; see [`assert_bound`] for how it
 //! is checked without flaking on a shared machine.
 
-mod common;
-#[path = "../../rpc-server/tests/own_redis/mod.rs"]
-mod own_redis;
+use crate::common;
+use crate::own_redis;
 
 use common::procs::{HubUp, Proc, free_port, parse_admin_env, run_nexus, serve_cmd, start_nexusd};
 use common::whoami_status;

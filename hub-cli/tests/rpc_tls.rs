@@ -5,7 +5,7 @@
 //! frontends presenting a certificate from that CA; bad settings stop startup, naming the
 //! variable.
 
-mod common;
+use crate::common;
 
 use common::mcp::{bearer, message, post, send, stateless_call_body};
 use common::procs::{Proc, free_port, mcp_serve_cmd, run_nexus, wait_healthy};

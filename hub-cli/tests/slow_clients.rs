@@ -23,7 +23,7 @@
 //!   is not idle-timed: its first head is due), and meanwhile an rmcp client with a valid
 //!   token has its tool calls served.
 
-mod common;
+use crate::common;
 
 use common::procs::{Proc, free_port, mcp_serve_cmd, serve_cmd, start_frontend, start_nexusd};
 use common::{Era, STEP, connect, expect_ok, try_call, try_connect};

@@ -21,10 +21,10 @@
 //!
 //! ```text
 //! eval "$(scripts/test-services 2>/dev/null)"
-//! NEXUS_SOAK_SECS=600 cargo nextest run -p hub-cli --test soak --no-capture
+//! NEXUS_SOAK_SECS=600 cargo nextest run -p hub-cli -E 'test(/^soak::/)' --no-capture
 //! ```
 
-mod common;
+use crate::common;
 
 use common::procs::{
     free_port, hub_cmd, mcp_serve_cmd, run, serve_cmd, start_frontend, start_nexusd,

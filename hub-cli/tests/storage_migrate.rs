@@ -5,7 +5,7 @@
 //! `zones.imported`, a second start imports nothing twice, and `nexus hub storage` reports,
 //! collects and moves the blobs.
 
-mod common;
+use crate::common;
 
 use common::procs::{BannerHub, run_nexus};
 use serde_json::{Value, json};

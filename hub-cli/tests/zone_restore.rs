@@ -4,7 +4,7 @@
 //! says how many tokens regain access. The real `nexus` binary against a running server
 //! on both backends.
 
-mod common;
+use crate::common;
 
 use common::procs::{hub_cmd, run};
 use rpc_server::db::Backend;

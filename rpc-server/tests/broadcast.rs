@@ -11,7 +11,7 @@
 //! The real CLI against real processes, and the < 100 ms figure: `hub-cli/tests/revocation_cli.rs`.
 //! Propagation times are printed (run with `--nocapture` to see them).
 
-mod own_redis;
+use crate::own_redis;
 
 use nexus_wire::methods::TokenCreateParams;
 use own_redis::OwnRedis;

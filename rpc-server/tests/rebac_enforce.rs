@@ -4,7 +4,7 @@
 //! expire; list/glob/grep never show what the caller may not read; changes and disabled
 //! subjects take effect on the next request, in this process and in another nexusd.
 
-mod own_redis;
+use crate::own_redis;
 
 use chrono::{Duration as ChronoDuration, Utc};
 use nexus_authz::model::{ObjectRef, Relation, SubjectRef, Tuple};

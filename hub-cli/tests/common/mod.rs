@@ -4,7 +4,7 @@
 //! over raw HTTP ([`mcp`]), a hub of many nodes as processes ([`cluster`]), credentials end to end through the frontend ([`auth`]), the `nexus` binary as processes ([`procs`]) and the helpers of
 //! hubs with Redis ([`redis`]).
 //!
-//! Not every test binary uses every helper.
+//! Not every test uses every helper.
 #![allow(dead_code)]
 
 pub mod auth;

@@ -14,8 +14,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-#[path = "../../../cluster/tests/harness/mod.rs"]
-mod harness;
+use crate::harness;
 
 pub use harness::assert_free;
 use harness::{NatsServer, find_nats_server, wait_all_healthy};
