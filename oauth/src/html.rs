@@ -138,13 +138,18 @@ pub struct ZoneChoice {
 
 /// What the consent page offers: the scopes asked for within the user's rights.
 #[derive(Debug, Clone, Copy)]
-pub struct Offer {
+pub struct Offer<'a> {
     pub read: bool,
     pub write: bool,
     pub admin: bool,
     /// The user is an administrator without listed zones: with `admin` ticked and no zone,
     /// the token sees every zone.
     pub all_zones: bool,
+    /// The user holds no zone list: the token gets what the user's roles, groups and
+    /// shared paths allow, decided at every request.
+    pub roles: bool,
+    /// Groups the identity provider says the user is in.
+    pub groups: &'a [String],
 }
 
 /// The consent page: the client, where it will be sent, who signed in (and through which
@@ -172,9 +177,18 @@ pub fn consent_page(
     if zones.is_empty() {
         zone_boxes.push_str(if offer.all_zones {
             "<p class=\"muted\">No zone exists yet.</p>"
+        } else if offer.roles {
+            "<p id=\"roles\">No zone is listed for you: the application gets what your roles, groups and shared folders allow, checked at every request, within the permissions below.</p>"
         } else {
             "<p class=\"err\">You hold no zone: the client could do nothing.</p>"
         });
+    }
+    if !offer.groups.is_empty() {
+        let names: Vec<String> = offer.groups.iter().map(|g| esc(g)).collect();
+        zone_boxes.push_str(&format!(
+            "<p class=\"muted\" id=\"groups\">As a member of: {}.</p>",
+            names.join(", ")
+        ));
     }
     if offer.all_zones && offer.admin {
         zone_boxes.push_str("<p class=\"muted\">With administration and no zone ticked, the application sees every zone.</p>");

@@ -11,6 +11,9 @@ use rpc_server::testing::{TestDb, poll_until};
 use serde_json::{Value, json};
 use std::time::Duration;
 
+/// The JSON-RPC code of a permission error.
+const DENIED: i64 = -32003;
+
 #[tokio::test]
 async fn the_flow_issues_a_narrowed_hub_token_that_rotates_on_both_databases() {
     for backend in [Backend::Sqlite, Backend::Postgres] {
@@ -595,4 +598,143 @@ async fn a_revoked_oauth_token_is_refused_by_every_node_at_once() {
         (400, Some("invalid_grant")),
         "{e}"
     );
+}
+
+#[tokio::test]
+async fn a_user_without_zones_connects_with_what_their_roles_allow() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let h = hub(&db).await;
+    let base = &h.base;
+    let root = post_json(
+        base,
+        "/auth/login",
+        None,
+        json!({"username": "root", "password": ROOT_PW}),
+    )
+    .await
+    .1["token"]
+        .as_str()
+        .expect("root login")
+        .to_owned();
+    // bob may read and write, and holds no zone: his roles decide, as for his login token.
+    let (s, v) = post_json(
+        base,
+        "/auth/users",
+        Some(&root),
+        json!({"username": "bob", "password": "bob-password-for-oauth-tests", "permissions": ["READ", "WRITE"]}),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let alice_client = client_id(base).await;
+    // alice writes a file in eng while it is open; then eng goes to roles.
+    let alice = code_for(base, &alice_client, EVERYTHING).await;
+    let (_, at) = redeem(base, &alice_client, &alice).await;
+    let alice = at["access_token"].as_str().expect("alice").to_owned();
+    rpc(
+        base,
+        &alice,
+        "write",
+        json!({"path": "/zone/eng/plan.md", "content": "plan"}),
+    )
+    .await
+    .expect("alice writes");
+    h.control
+        .set_zone_access("eng", "rebac")
+        .await
+        .expect("rebac mode");
+    let caller = rpc_server::control::Caller::local();
+    let tuple =
+        |subject: &str, relation: &str, object: &str| nexus_wire::methods::RebacTupleParams {
+            subject: subject.into(),
+            relation: relation.into(),
+            object: object.into(),
+            ..Default::default()
+        };
+    h.control
+        .rebac_create(&caller, tuple("user:bob", "member", "group:eng-team"))
+        .await
+        .expect("member");
+    h.control
+        .rebac_create(
+            &caller,
+            tuple("group:eng-team#member", "writer", "zone:eng"),
+        )
+        .await
+        .expect("role");
+
+    let client = client_id(base).await;
+    let (cookie, consent) =
+        to_consent(base, &client, "bob", "bob-password-for-oauth-tests", None).await;
+    assert!(consent.body.contains("id=\"roles\""), "{}", consent.body);
+    assert!(!consent.body.contains("name=\"zone\""), "no zone to pick");
+    // Consented to reading only.
+    let back = decide(
+        base,
+        &cookie,
+        &consent,
+        &[("perm", "read"), ("decision", "allow")],
+    )
+    .await;
+    assert_eq!(back.status, 303, "{}", back.body);
+    let (s, t) = redeem(base, &client, &back.param("code").expect("code")).await;
+    assert_eq!(s, 200, "{t}");
+    assert_eq!(t["scope"], "files:read");
+    let access = t["access_token"].as_str().expect("access").to_owned();
+    let who = rpc(base, &access, "whoami", json!({}))
+        .await
+        .expect("whoami");
+    assert_eq!(who["user_id"], "bob");
+    // The token lists no zone: whoami shows what his roles give now.
+    assert_eq!(who["zones"], json!([{"zone": "eng", "permission": "rw"}]));
+    let listed = h.control.store().list_tokens(false).await.expect("tokens");
+    let rec = listed.iter().find(|r| r.user_id == "bob").expect("listed");
+    assert!(
+        rec.zones.is_empty() && rec.oauth_groups.is_empty(),
+        "{rec:?}"
+    );
+
+    let read = rpc(base, &access, "read", json!({"path": "/zone/eng/plan.md"}))
+        .await
+        .expect("bob reads through eng-team");
+    assert!(read.to_string().contains("plan"), "{read}");
+    // Within the consent: a writer by role, but the token was given reading only.
+    assert!(
+        rpc(
+            base,
+            &access,
+            "write",
+            json!({"path": "/zone/eng/b.md", "content": "b"})
+        )
+        .await
+        .is_err(),
+        "read-only consent"
+    );
+    // ops gives him no role.
+    assert_eq!(
+        rpc(base, &access, "read", json!({"path": "/zone/ops/x.md"})).await,
+        Err(DENIED),
+        "nothing in ops"
+    );
+    // Out of the group: refused at the next request.
+    h.control
+        .rebac_delete(&caller, tuple("user:bob", "member", "group:eng-team"))
+        .await
+        .expect("out");
+    assert_eq!(
+        rpc(base, &access, "read", json!({"path": "/zone/eng/plan.md"})).await,
+        Err(DENIED),
+        "no longer in eng-team"
+    );
+    // The refresh keeps the grant zoneless: still his roles, nothing more.
+    let (s, r) = refresh_grant(base, &client, t["refresh_token"].as_str().expect("r")).await;
+    assert_eq!(s, 200, "{r}");
+    let who = rpc(
+        base,
+        r["access_token"].as_str().expect("a"),
+        "whoami",
+        json!({}),
+    )
+    .await
+    .expect("whoami");
+    assert_eq!(who["zones"], json!([]), "no role left: {who}");
 }

@@ -619,3 +619,160 @@ async fn a_public_client_at_the_idp_signs_in_with_pkce_alone_and_is_audited() {
         }
     }
 }
+
+/// A tuple written as the operator would (`nexus hub rebac create`).
+async fn grant(h: &Hub, subject: &str, relation: &str, object: &str) {
+    h.control
+        .rebac_create(
+            &rpc_server::control::Caller::local(),
+            nexus_wire::methods::RebacTupleParams {
+                subject: subject.into(),
+                relation: relation.into(),
+                object: object.into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("tuple");
+}
+
+/// A file method with `token`: the result, or the JSON-RPC error code (HTTP status when
+/// not 200).
+async fn call(base: &str, token: &str, method: &str, params: Value) -> Result<Value, i64> {
+    rpc_server::testing::oauth::rpc(base, token, method, params).await
+}
+
+#[tokio::test]
+async fn the_groups_an_idp_asserts_travel_with_the_oauth_grant() {
+    if !idp_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let idp = Idp::fresh(&dir, "idp", &["--login-redirect", CALLBACK]).await;
+    let db = TestDb::new(Backend::Postgres).await;
+    let h = hub(&db, &idp, false).await;
+    let base = &h.base;
+    // eng decides by roles; its writers are the IdP's group eng-team. carol is not a
+    // registered subject and her claims list no zone: her groups are all she has.
+    h.control
+        .set_zone_access("eng", "rebac")
+        .await
+        .expect("rebac mode");
+    grant(&h, "group:eng-team#member", "writer", "zone:eng").await;
+    let client = register(base).await;
+
+    let (consent, cookie) = to_consent(base, &client, "carol").await;
+    assert!(consent.body.contains("id=\"roles\""), "{}", consent.body);
+    assert!(
+        consent.body.contains("As a member of: eng-team, readers."),
+        "{}",
+        consent.body
+    );
+    assert!(!consent.body.contains("name=\"zone\""), "no zone to pick");
+    let back = post_form(
+        &format!("{base}/oauth/authorize/consent"),
+        Some(&cookie),
+        &[
+            ("grant", &consent.hidden("grant")),
+            ("csrf", &consent.hidden("csrf")),
+            ("perm", "read"),
+            ("perm", "write"),
+            ("decision", "allow"),
+        ],
+    )
+    .await;
+    assert_eq!(back.status, 303, "{}", back.body);
+    let code = back.param("code").expect("a code");
+    let (s, t) = token(
+        base,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("client_id", &client),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+            ("resource", RESOURCE),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200, "{t}");
+    let access = t["access_token"].as_str().expect("access").to_owned();
+    let who = whoami(base, &access).await.expect("the token works");
+    assert_eq!(who["user_id"], "carol");
+    // The token lists no zone; whoami shows what her groups' roles give now.
+    assert_eq!(who["groups"], json!(["eng-team", "readers"]), "{who}");
+    assert_eq!(who["zones"], json!([{"zone": "eng", "permission": "rw"}]));
+    let listed = h.control.store().list_tokens(false).await.expect("tokens");
+    let rec = listed
+        .iter()
+        .find(|r| r.user_id == "carol")
+        .expect("listed");
+    assert!(rec.zones.is_empty(), "{rec:?}");
+    assert_eq!(rec.oauth_groups, "eng-team,readers");
+
+    // Through eng-team she writes in eng; ops she cannot even read.
+    call(
+        base,
+        &access,
+        "write",
+        json!({"path": "/zone/eng/c.txt", "content": "c"}),
+    )
+    .await
+    .expect("eng-team writes in eng");
+    assert!(
+        call(base, &access, "read", json!({"path": "/zone/ops/x.txt"}))
+            .await
+            .is_err(),
+        "no role in ops"
+    );
+    // The groups survive a refresh, without asking the IdP.
+    let (s, r) = refresh_grant(base, &client, t["refresh_token"].as_str().expect("refresh")).await;
+    assert_eq!(s, 200, "{r}");
+    let access2 = r["access_token"].as_str().expect("access").to_owned();
+    call(base, &access2, "read", json!({"path": "/zone/eng/c.txt"}))
+        .await
+        .expect("still eng-team after a refresh");
+    // The operator takes the group's role away: refused at once, nothing to wait for.
+    h.control
+        .rebac_delete(
+            &rpc_server::control::Caller::local(),
+            nexus_wire::methods::RebacTupleParams {
+                subject: "group:eng-team#member".into(),
+                relation: "writer".into(),
+                object: "zone:eng".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("delete");
+    assert!(
+        call(base, &access2, "read", json!({"path": "/zone/eng/c.txt"}))
+            .await
+            .is_err(),
+        "the group's role is gone"
+    );
+    // The readers group gets eng by a role: the same token reads again, and only reads.
+    grant(&h, "group:readers#member", "reader", "zone:eng").await;
+    call(base, &access2, "read", json!({"path": "/zone/eng/c.txt"}))
+        .await
+        .expect("readers read");
+    assert!(
+        call(
+            base,
+            &access2,
+            "write",
+            json!({"path": "/zone/eng/c.txt", "content": "d"})
+        )
+        .await
+        .is_err(),
+        "readers do not write"
+    );
+
+    // Someone with neither zones, groups nor a registered subject holds nothing to consent to.
+    let (consent, _) = to_consent(base, &client, "nobody").await;
+    assert!(
+        consent.body.contains("You hold no zone"),
+        "{}",
+        consent.body
+    );
+}

@@ -57,6 +57,8 @@ let tamper = {};
 const accounts = {
   alice: { groups: ['eng'], nexus_zones: 'eng:rw' },
   boss: { groups: ['hub-admins'] },
+  // Groups and no zones: what her groups' roles allow on the hub is all she holds.
+  carol: { groups: ['eng-team', 'readers'] },
 };
 
 function newKey() {

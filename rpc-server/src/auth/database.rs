@@ -118,8 +118,13 @@ impl DatabaseAuth {
         {
             return self.refuse(digest, Refusal::Revoked);
         }
-        // A zoneless token is an admin's, or a subject's whose access is all ReBAC grants.
-        if !rec.zones_active || (rec.zones.is_empty() && !rec.is_admin && rec.subject.is_none()) {
+        // An OAuth token of an OIDC subject speaks for the groups its provider asserted.
+        let groups = crate::db::split_groups(&rec.oauth_groups);
+        // A zoneless token is an admin's, or one whose access is all ReBAC grants: a
+        // subject's, or its groups'.
+        if !rec.zones_active
+            || (rec.zones.is_empty() && !rec.is_admin && rec.subject.is_none() && groups.is_empty())
+        {
             return self.refuse(digest, Refusal::ZoneInactive);
         }
         let subject = rec.subject.map(|s| super::identity::BoundSubject {
@@ -141,7 +146,7 @@ impl DatabaseAuth {
             subject,
             rebac: Default::default(),
             credential: super::identity::Credential::Database,
-            groups: Vec::new(),
+            groups,
             permissions: match rec.permissions.as_deref().map(Perms::parse_stored) {
                 None => None,
                 Some(Ok(p)) => Some(p),

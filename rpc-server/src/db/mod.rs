@@ -20,7 +20,7 @@ pub use files::{
 pub use local::{LocalUserRecord, NewLocalUser, RefreshUse, SessionRecord, SigningKeyRecord};
 pub use oauth::{
     CodeUse, NewCode, NewRefresh, OAuthClientRecord, OAuthCodeRecord, OAuthRefreshRecord,
-    OAuthRefreshUse,
+    OAuthRefreshUse, join_groups, split_groups,
 };
 pub use subjects::{NewSubject, SubjectDeleted, SubjectRecord};
 pub use tokens::{NewToken, OAuthBinding, SubjectBinding, TokenRecord};

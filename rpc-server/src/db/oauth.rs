@@ -9,6 +9,31 @@ use super::{NewToken, Store, StoreError, with_pool};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+/// Groups as the `oauth_groups` columns hold them: comma-separated, sorted, without repeats.
+pub fn join_groups(groups: &[String]) -> String {
+    let mut g: Vec<&str> = groups
+        .iter()
+        .map(String::as_str)
+        .filter(|g| nexus_providers::oidc::is_subject_id(g))
+        .collect();
+    g.sort_unstable();
+    g.dedup();
+    g.join(",")
+}
+
+/// The groups of an `oauth_groups` column. A name that is not a valid group is dropped:
+/// fewer groups can only mean less access.
+pub fn split_groups(stored: &str) -> Vec<String> {
+    let mut g: Vec<String> = stored
+        .split(',')
+        .filter(|g| nexus_providers::oidc::is_subject_id(g))
+        .map(str::to_owned)
+        .collect();
+    g.sort_unstable();
+    g.dedup();
+    g
+}
+
 /// A client as stored.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct OAuthClientRecord {
@@ -44,6 +69,9 @@ pub struct NewCode {
     pub expires_at: DateTime<Utc>,
     /// The OIDC provider that signed the subject in; `None`: a local user.
     pub provider: Option<String>,
+    /// Groups the OIDC provider asserted at sign-in, comma-separated (migration
+    /// `20261231000003_oauth_groups`); empty for a local user.
+    pub oauth_groups: String,
 }
 
 /// A code as stored.
@@ -59,13 +87,16 @@ pub struct OAuthCodeRecord {
     pub family_id: Uuid,
     /// The OIDC provider that signed the subject in; `None`: a local user.
     pub provider: Option<String>,
+    /// Groups the OIDC provider asserted at sign-in, comma-separated (migration
+    /// `20261231000003_oauth_groups`); empty for a local user.
+    pub oauth_groups: String,
 }
 
 /// What presenting a code found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CodeUse {
     /// Unused and live: now used.
-    Fresh(OAuthCodeRecord),
+    Fresh(Box<OAuthCodeRecord>),
     /// Used before: every token issued from it (these) has just been revoked (RFC 6749 §4.1.2).
     Reused(Vec<Uuid>),
     /// Unknown or expired.
@@ -86,6 +117,9 @@ pub struct NewRefresh {
     pub expires_at: DateTime<Utc>,
     /// The OIDC provider that signed the subject in; `None`: a local user.
     pub provider: Option<String>,
+    /// Groups the OIDC provider asserted at sign-in, comma-separated (migration
+    /// `20261231000003_oauth_groups`); empty for a local user.
+    pub oauth_groups: String,
 }
 
 /// A refresh token as stored.
@@ -100,6 +134,9 @@ pub struct OAuthRefreshRecord {
     pub expires_at: DateTime<Utc>,
     /// The OIDC provider that signed the subject in; `None`: a local user.
     pub provider: Option<String>,
+    /// Groups the OIDC provider asserted at sign-in, comma-separated (migration
+    /// `20261231000003_oauth_groups`); empty for a local user.
+    pub oauth_groups: String,
 }
 
 /// What presenting a refresh token found.
@@ -217,12 +254,13 @@ impl Store {
 
     pub async fn oauth_insert_code(&self, c: &NewCode) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO oauth_codes (code_hash, client_id, username, redirect_uri, \
-             code_challenge, resource, scope, zones, family_id, created_at, expires_at, provider) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+             code_challenge, resource, scope, zones, family_id, created_at, expires_at, provider, \
+             oauth_groups) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
         with_pool!(self, p => sqlx::query(SQL)
             .bind(&c.digest[..]).bind(&c.client_id).bind(&c.username).bind(&c.redirect_uri)
             .bind(&c.code_challenge).bind(&c.resource).bind(&c.scope).bind(&c.zones)
             .bind(c.family_id).bind(c.created_at).bind(c.expires_at).bind(&c.provider)
+            .bind(&c.oauth_groups)
             .execute(p).await.map(|_| ()))?;
         Ok(())
     }
@@ -236,13 +274,13 @@ impl Store {
     ) -> Result<CodeUse, StoreError> {
         const USE: &str = "UPDATE oauth_codes SET used_at = $2 WHERE code_hash = $1 \
              AND used_at IS NULL AND expires_at > $2 RETURNING client_id, username, redirect_uri, \
-             code_challenge, resource, scope, zones, family_id, provider";
+             code_challenge, resource, scope, zones, family_id, provider, oauth_groups";
         const FIND: &str = "SELECT family_id, used_at FROM oauth_codes WHERE code_hash = $1";
         let fresh: Option<OAuthCodeRecord> = with_pool!(self, p => {
             sqlx::query_as(USE).bind(&digest[..]).bind(now).fetch_optional(p).await
         })?;
         if let Some(c) = fresh {
-            return Ok(CodeUse::Fresh(c));
+            return Ok(CodeUse::Fresh(Box::new(c)));
         }
         let found: Option<(Uuid, Option<DateTime<Utc>>)> = with_pool!(self, p => {
             sqlx::query_as(FIND).bind(&digest[..]).fetch_optional(p).await
@@ -262,8 +300,8 @@ impl Store {
         refresh: &NewRefresh,
     ) -> Result<(), StoreError> {
         const REFRESH: &str = "INSERT INTO oauth_refresh_tokens (token_hash, family_id, client_id, \
-             username, resource, scope, zones, issued_at, expires_at, provider) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+             username, resource, scope, zones, issued_at, expires_at, provider, oauth_groups) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
         let res: Result<(), StoreError> = with_pool!(self, p => async {
             let mut tx = p.begin_write().await?;
             insert_token_in!(tx, token);
@@ -271,7 +309,7 @@ impl Store {
                 .bind(&refresh.digest[..]).bind(refresh.family_id).bind(&refresh.client_id)
                 .bind(&refresh.username).bind(&refresh.resource).bind(&refresh.scope)
                 .bind(&refresh.zones).bind(refresh.issued_at).bind(refresh.expires_at)
-                .bind(&refresh.provider)
+                .bind(&refresh.provider).bind(&refresh.oauth_groups)
                 .execute(&mut *tx).await?;
             tx.commit().await?;
             Ok(())
@@ -288,7 +326,8 @@ impl Store {
     ) -> Result<OAuthRefreshUse, StoreError> {
         const USE: &str = "UPDATE oauth_refresh_tokens SET used_at = $2 WHERE token_hash = $1 \
              AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2 \
-             RETURNING family_id, client_id, username, resource, scope, zones, expires_at, provider";
+             RETURNING family_id, client_id, username, resource, scope, zones, expires_at, provider, \
+             oauth_groups";
         const FIND: &str =
             "SELECT family_id, expires_at FROM oauth_refresh_tokens WHERE token_hash = $1";
         let fresh: Option<OAuthRefreshRecord> = with_pool!(self, p => {

@@ -31,6 +31,9 @@ pub struct NewToken {
 pub struct OAuthBinding {
     pub client_id: String,
     pub family_id: Uuid,
+    /// Groups the subject's OIDC provider asserted at sign-in, comma-separated; empty for
+    /// a local user.
+    pub groups: String,
 }
 
 /// A token as stored, with its grants. `zones_active` is false when any granted zone is
@@ -57,6 +60,9 @@ pub struct TokenRecord {
     pub kind: String,
     /// The OAuth client an `oauth` token was issued to.
     pub oauth_client_id: Option<String>,
+    /// Groups an `oauth` token speaks for (its subject's OIDC provider asserted them at
+    /// sign-in), comma-separated; empty for every other token.
+    pub oauth_groups: String,
 }
 
 /// The subject a token is bound to, as the verification lookup sees it.
@@ -82,6 +88,7 @@ struct TokenRow {
     permissions: Option<String>,
     kind: String,
     oauth_client_id: Option<String>,
+    oauth_groups: String,
 }
 
 #[derive(sqlx::FromRow)]
@@ -106,7 +113,8 @@ struct JoinedRow {
 }
 
 const TOKEN_COLS: &str = "t.key_id, t.name, t.user_id, t.subject_type, t.is_admin, t.rate_limit, \
-     t.created_at, t.expires_at, t.revoked_at, t.last_used_at, t.permissions, t.kind, t.oauth_client_id";
+     t.created_at, t.expires_at, t.revoked_at, t.last_used_at, t.permissions, t.kind, t.oauth_client_id, \
+     t.oauth_groups";
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Db(sqlx::Error::Decode(
@@ -136,6 +144,7 @@ impl TokenRow {
             subject: None,
             kind: self.kind,
             oauth_client_id: self.oauth_client_id,
+            oauth_groups: self.oauth_groups,
         })
     }
 }
@@ -163,7 +172,8 @@ macro_rules! insert_token_in {
         const ZONE_OK: &str = "SELECT zone_id FROM zones WHERE zone_id = $1 AND deleted_at IS NULL";
         const INSERT: &str = "INSERT INTO api_tokens (key_id, token_hash, name, user_id, subject_type, \
              is_admin, rate_limit, created_at, expires_at, permissions, kind, oauth_client_id, \
-             oauth_family) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+             oauth_family, oauth_groups) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
         const GRANT: &str =
             "INSERT INTO token_zones (key_id, zone_id, permission) VALUES ($1, $2, $3)";
         let t: &$crate::db::NewToken = $t;
@@ -188,6 +198,7 @@ macro_rules! insert_token_in {
             .bind(if t.oauth.is_some() { "oauth" } else { "key" })
             .bind(t.oauth.as_ref().map(|o| o.client_id.clone()))
             .bind(t.oauth.as_ref().map(|o| o.family_id))
+            .bind(t.oauth.as_ref().map_or("", |o| o.groups.as_str()))
             .execute(&mut *$tx)
             .await
             .map_err(|e| {

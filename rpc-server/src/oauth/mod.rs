@@ -123,6 +123,9 @@ struct UpstreamGrant {
     admin: bool,
     /// `eng:rw,ops:r`; empty for none (or, with `admin`, every zone).
     zones: String,
+    /// The `groups_claim`'s groups: the tokens speak for them as a bearer token would.
+    #[serde(default)]
+    groups: Vec<String>,
 }
 
 /// The OAuth server: settings, keys derived from the server secret, and what it works on.
@@ -199,6 +202,25 @@ struct Rights {
     zones: Vec<ZoneGrant>,
     /// An admin with no zone list: a zoneless admin token sees every zone.
     all_zones: bool,
+    /// No zone list and not an admin, but a registered subject (or groups an IdP asserted):
+    /// the token lists no zones, and what the subject's roles, groups and path tuples
+    /// allow is checked at every request (SPEC §9), as for its login token.
+    roles: bool,
+}
+
+/// What one access token is minted from: the code's or the refresh token's row.
+struct Grant<'a> {
+    client_id: &'a str,
+    client_name: &'a str,
+    username: &'a str,
+    scope: &'a str,
+    zones: &'a str,
+    resource: &'a str,
+    family: Uuid,
+    family_end: chrono::DateTime<Utc>,
+    provider: Option<&'a str>,
+    /// The `oauth_groups` column: comma-separated.
+    groups: &'a str,
 }
 
 impl OAuthServer {
@@ -571,6 +593,11 @@ impl OAuthServer {
                     write: offer.write,
                     admin: offer.admin,
                     all_zones: rights.all_zones,
+                    roles: rights.roles,
+                    groups: consent
+                        .upstream
+                        .as_ref()
+                        .map_or(&[], |g| g.groups.as_slice()),
                 },
                 &sealed,
                 &token,
@@ -588,30 +615,44 @@ impl OAuthServer {
             write: perms.allows(Perm::Write),
             admin: perms.allows(Perm::Admin),
         };
-        self.rights_in(scopes, &user.zones).await
+        // A local user is a registered subject: with no zones, its roles decide.
+        self.rights_in(scopes, &user.zones, true).await
     }
 
     /// What an OIDC subject holds: the claims' zones, and with an admin group every zone
     /// when the claims list none (as a zoneless admin token sees them).
-    async fn upstream_rights(&self, g: &UpstreamGrant) -> Result<Rights, StoreError> {
-        // An OIDC token's rights are its zones and admin groups, nothing else (as for a
-        // bearer token of the issuer).
+    async fn upstream_rights(
+        &self,
+        subject: &str,
+        g: &UpstreamGrant,
+    ) -> Result<Rights, StoreError> {
+        // An OIDC token's rights are its zones, admin groups and groups, and the roles of
+        // its subject if registered (as for a bearer token of the issuer).
         let scopes = Scopes {
             read: true,
             write: true,
             admin: g.admin,
         };
-        self.rights_in(scopes, &g.zones).await
+        let roles = !g.groups.is_empty() || self.store().get_subject(subject).await?.is_some();
+        self.rights_in(scopes, &g.zones, roles).await
     }
 
-    /// `scopes` over the zones of `spec`; an admin with none listed holds every active zone.
-    async fn rights_in(&self, scopes: Scopes, spec: &str) -> Result<Rights, StoreError> {
+    /// `scopes` over the zones of `spec`; an admin with none listed holds every active zone,
+    /// and anyone else with none listed what their roles allow when `roles` says they may
+    /// hold any.
+    async fn rights_in(
+        &self,
+        scopes: Scopes,
+        spec: &str,
+        roles: bool,
+    ) -> Result<Rights, StoreError> {
         let listed = if spec.trim().is_empty() {
             Vec::new()
         } else {
             parse_zone_spec(spec).unwrap_or_default()
         };
-        let all_zones = listed.is_empty() && scopes.admin;
+        let listed_is_empty = listed.is_empty();
+        let all_zones = listed_is_empty && scopes.admin;
         let zones = if all_zones {
             self.store()
                 .active_zones()
@@ -627,6 +668,7 @@ impl OAuthServer {
         };
         Ok(Rights {
             scopes,
+            roles: roles && listed_is_empty && !all_zones,
             zones,
             all_zones,
         })
@@ -874,8 +916,9 @@ impl OAuthServer {
             provider: p.provider.clone(),
             admin: v.is_admin,
             zones: zone_spec(&v.zones),
+            groups: v.groups.clone(),
         };
-        let rights = match self.upstream_rights(&grant).await {
+        let rights = match self.upstream_rights(&v.subject, &grant).await {
             Ok(r) => r,
             Err(_) => return Outcome::error_page(503, "Try again", "The hub cannot answer now."),
         };
@@ -957,7 +1000,7 @@ impl OAuthServer {
                 self.rights(&user).await
             }
             Some(g) => match self.upstream_subject_ok(&g.provider, &c.username).await {
-                Ok(true) => self.upstream_rights(g).await,
+                Ok(true) => self.upstream_rights(&c.username, g).await,
                 Ok(false) => return back("access_denied", "the user cannot sign in"),
                 Err(_) => return back("temporarily_unavailable", "try again"),
             },
@@ -978,7 +1021,9 @@ impl OAuthServer {
             .map(|(_, v)| v.as_str())
             .collect();
         let zones = narrow_zones(&rights, &chosen, scopes);
-        if scopes.is_empty() || (zones.is_empty() && !(scopes.admin && rights.all_zones)) {
+        if scopes.is_empty()
+            || (zones.is_empty() && !(scopes.admin && rights.all_zones || rights.roles))
+        {
             return back("access_denied", "nothing was granted");
         }
         let Ok(code) = secret::generate(secret::CODE_PREFIX) else {
@@ -997,6 +1042,11 @@ impl OAuthServer {
             created_at: now,
             expires_at: now + ChronoDuration::seconds(nexus_oauth::CODE_TTL_SECS),
             provider: c.upstream.as_ref().map(|g| g.provider.clone()),
+            oauth_groups: c
+                .upstream
+                .as_ref()
+                .map(|g| crate::db::join_groups(&g.groups))
+                .unwrap_or_default(),
         };
         if self.store().oauth_insert_code(&new).await.is_err() {
             return back("temporarily_unavailable", "try again");
@@ -1101,17 +1151,18 @@ impl OAuthServer {
             .ok_or_else(|| OAuthError::new("invalid_client", "the client is revoked"))?;
         let family_end = now + ChronoDuration::seconds(nexus_oauth::REFRESH_FAMILY_SECS);
         let out = self
-            .mint(
+            .mint(Grant {
                 client_id,
-                &client_name,
-                &c.username,
-                &c.scope,
-                &c.zones,
-                &c.resource,
-                c.family_id,
+                client_name: &client_name,
+                username: &c.username,
+                scope: &c.scope,
+                zones: &c.zones,
+                resource: &c.resource,
+                family: c.family_id,
                 family_end,
-                c.provider.as_deref(),
-            )
+                provider: c.provider.as_deref(),
+                groups: &c.oauth_groups,
+            })
             .await?;
         self.audit(
             "oauth.token",
@@ -1185,17 +1236,18 @@ impl OAuthServer {
             None => r.scope.clone(),
         };
         let out = self
-            .mint(
+            .mint(Grant {
                 client_id,
-                &client_name,
-                &r.username,
-                &scope,
-                &r.zones,
-                &r.resource,
-                r.family_id,
-                r.expires_at,
-                r.provider.as_deref(),
-            )
+                client_name: &client_name,
+                username: &r.username,
+                scope: &scope,
+                zones: &r.zones,
+                resource: &r.resource,
+                family: r.family_id,
+                family_end: r.expires_at,
+                provider: r.provider.as_deref(),
+                groups: &r.oauth_groups,
+            })
             .await?;
         self.audit(
             "oauth.token",
@@ -1205,21 +1257,21 @@ impl OAuthServer {
         Ok(out)
     }
 
-    /// An access token (a hub token of kind `oauth`) and the next refresh token of
-    /// `family`, within what the user holds now and what was consented.
-    #[allow(clippy::too_many_arguments)]
-    async fn mint(
-        &self,
-        client_id: &str,
-        client_name: &str,
-        username: &str,
-        scope: &str,
-        zones: &str,
-        resource: &str,
-        family: Uuid,
-        family_end: chrono::DateTime<Utc>,
-        provider: Option<&str>,
-    ) -> Result<serde_json::Value, OAuthError> {
+    /// An access token (a hub token of kind `oauth`) and the next refresh token of the
+    /// grant's family, within what the user holds now and what was consented.
+    async fn mint(&self, grant: Grant<'_>) -> Result<serde_json::Value, OAuthError> {
+        let Grant {
+            client_id,
+            client_name,
+            username,
+            scope,
+            zones,
+            resource,
+            family,
+            family_end,
+            provider,
+            groups,
+        } = grant;
         let rights = match provider {
             None => {
                 let user = match self
@@ -1244,11 +1296,15 @@ impl OAuthServer {
                     return Err(OAuthError::invalid_grant("the user cannot sign in"));
                 }
                 let consented = Scopes::parse(Some(scope))?;
-                self.upstream_rights(&UpstreamGrant {
-                    provider: p.to_owned(),
-                    admin: consented.admin,
-                    zones: zones.to_owned(),
-                })
+                self.upstream_rights(
+                    username,
+                    &UpstreamGrant {
+                        provider: p.to_owned(),
+                        admin: consented.admin,
+                        zones: zones.to_owned(),
+                        groups: crate::db::split_groups(groups),
+                    },
+                )
                 .await
                 .map_err(store_err)?
             }
@@ -1274,8 +1330,9 @@ impl OAuthServer {
                 None => false,
             }
         });
-        let zoneless_admin = consented.is_empty() && scopes.admin && rights.all_zones;
-        if scopes.is_empty() || (granted.is_empty() && !zoneless_admin) {
+        // Zoneless: an admin's every zone, or what the subject's roles allow.
+        let zoneless = consented.is_empty() && (scopes.admin && rights.all_zones || rights.roles);
+        if scopes.is_empty() || (granted.is_empty() && !zoneless) {
             return Err(OAuthError::invalid_grant(
                 "the user no longer holds anything that was granted",
             ));
@@ -1308,6 +1365,7 @@ impl OAuthServer {
             oauth: Some(OAuthBinding {
                 client_id: client_id.to_owned(),
                 family_id: family,
+                groups: groups.to_owned(),
             }),
         };
         let refresh = secret::generate(secret::REFRESH_PREFIX).map_err(|_| unavailable())?;
@@ -1322,6 +1380,7 @@ impl OAuthServer {
             issued_at: now,
             expires_at: family_end,
             provider: provider.map(str::to_owned),
+            oauth_groups: groups.to_owned(),
         };
         match self.store().oauth_insert_grant(&token, &new_refresh).await {
             Ok(()) => {}
