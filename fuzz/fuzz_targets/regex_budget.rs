@@ -1,4 +1,4 @@
-//! The metered regex matcher grep uses (`rpc_server::files::grep::budget`): a random pattern
+//! The metered regex matcher grep uses (`nexus_search::budget`): a random pattern
 //! and haystack under a tiny work budget.
 //!
 //! Input: byte 0 picks the budget, byte 1 the flags (bit 0: ignore case), byte 2 the
@@ -15,7 +15,7 @@ use libfuzzer_sys::fuzz_target;
 // The matcher's own source, compiled here rather than through the rpc-server crate (which
 // would build the whole server stack with sanitizers). It depends on std and
 // regex-automata alone.
-#[path = "../../rpc-server/src/files/grep/budget.rs"]
+#[path = "../../search/src/budget.rs"]
 #[allow(dead_code)]
 mod budget;
 

@@ -177,55 +177,9 @@ impl Embedder {
     }
 }
 
-/// A vector as the database keeps it: little-endian `f32`s.
-pub(crate) fn to_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-pub(crate) fn from_bytes(b: &[u8]) -> Option<Vec<f32>> {
-    if b.is_empty() || !b.len().is_multiple_of(4) {
-        return None;
-    }
-    Some(
-        b.chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-    )
-}
-
-/// Cosine similarity; 0 for vectors of different widths or of no length.
-pub(crate) fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    if a.len() != b.len() {
-        return 0.0;
-    }
-    let (mut dot, mut na, mut nb) = (0f64, 0f64, 0f64);
-    for (x, y) in a.iter().zip(b) {
-        let (x, y) = (f64::from(*x), f64::from(*y));
-        dot += x * y;
-        na += x * x;
-        nb += y * y;
-    }
-    if na == 0.0 || nb == 0.0 {
-        0.0
-    } else {
-        dot / (na.sqrt() * nb.sqrt())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn vectors_round_trip_and_compare() {
-        let v = vec![1.0f32, -2.5, 0.0, 3.25];
-        assert_eq!(from_bytes(&to_bytes(&v)), Some(v.clone()));
-        assert_eq!(from_bytes(&[1, 2, 3]), None);
-        assert!((cosine(&v, &v) - 1.0).abs() < 1e-9);
-        assert_eq!(cosine(&v, &[1.0]), 0.0);
-        assert_eq!(cosine(&[0.0, 0.0], &[1.0, 0.0]), 0.0);
-        assert!(cosine(&[1.0, 0.0], &[0.0, 1.0]).abs() < 1e-12);
-    }
 
     #[test]
     fn the_key_is_never_in_debug_output() {

@@ -10,38 +10,28 @@
 //! so `total` is exact only when `total_is_lower_bound` is false. Concurrent greps are
 //! capped per token and in total.
 //!
-//! The line loop is this module's own rather than `grep-searcher`'s: that searcher drives
-//! its matcher over whole buffers with no way to stop inside a line, and the metered
-//! engine is what keeps a hostile pattern from pinning a CPU. Context, inversion and
-//! counting are per-line bookkeeping on top of it. The trigram prefilter stays sound for
-//! context (the lines around a match are in a file that has one); an inverted match has
-//! no literal every hit must contain, so it reads every file in path order, capped as a
-//! pattern without literals is.
-
-pub mod budget;
+//! The matching and the line loop are nexus-search's ([`nexus_search::budget`],
+//! [`nexus_search::lines`]); this module finds the files and runs them. The trigram
+//! prefilter stays sound for context (the lines around a match are in a file that has
+//! one); an inverted match has no literal every hit must contain, so it reads every file
+//! in path order, capped as a pattern without literals is.
 
 use super::access::{Access, Shown};
 use super::path::ZonePath;
-use super::search::Prefilter;
 use super::service::{FileService, MAX_PATTERN_LEN, check_page};
 use crate::db::TextFilter;
 use crate::metrics::Metrics;
-pub use budget::{Meter, Program, ProgramCache, Stop};
+use nexus_search::budget::{Meter, Program, ProgramCache, Stop};
+use nexus_search::lines::{FileStop, Include, Mode, Scan, scan_file};
+use nexus_search::literals::Prefilter;
 use nexus_wire::jsonrpc::printable;
-use nexus_wire::methods::{GrepCount, GrepMatch, GrepParams, GrepResult};
+use nexus_wire::methods::{GrepParams, GrepResult};
 use nexus_wire::{ErrorCode, RpcError};
 use std::collections::HashMap;
-use std::collections::VecDeque;
-use std::io::{self, BufRead, BufReader, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
-
-/// Longest line text a grep match carries.
-const MAX_MATCH_TEXT: usize = 1000;
-/// Bytes of a file's start that must be free of NUL for it to count as text.
-const BINARY_PROBE: usize = 8 * 1024;
 
 /// What one grep may spend, and how many may run at once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,78 +189,14 @@ pub(crate) const MAX_CONTEXT: usize = 20;
 /// Most paths a `files` list may name.
 pub(crate) const MAX_FILES: usize = 1000;
 
-/// What a scan reports of a matching line, beside the line itself.
-#[derive(Debug, Clone, Copy, Default)]
-struct Mode {
-    /// Lines that do not match are the hits.
-    invert: bool,
-    before: usize,
-    after: usize,
-    /// Count hits per file instead of keeping lines; the scan runs to the end.
-    count_only: bool,
-}
-
-/// Where a scan stands: the page so far and what it cost.
-struct Scan {
-    offset: usize,
-    limit: usize,
-    mode: Mode,
-    /// Matches seen, the page's and those before it.
-    seen: usize,
-    items: Vec<GrepMatch>,
-    /// `count_only`: files with hits seen, the page of them, and hits in all.
-    files_seen: usize,
-    counts: Vec<GrepCount>,
-    hits: u64,
-    scanned_bytes: u64,
-    /// A line was clipped, so a match may have been missed.
-    clipped: bool,
-}
-
-impl Scan {
-    /// Enough matches for the page and the one after it (never, when counting: the
-    /// counts are of every file).
-    fn full(&self) -> bool {
-        !self.mode.count_only
-            && self.seen >= self.offset.saturating_add(self.limit).saturating_add(1)
+/// The `include` filter, its length checked as any pattern's.
+fn include_filter(glob: &str) -> Result<Include, RpcError> {
+    if glob.is_empty() || glob.len() > MAX_PATTERN_LEN || glob.contains('\0') {
+        return Err(RpcError::invalid_params(format!(
+            "include must be a glob of 1-{MAX_PATTERN_LEN} bytes without NUL"
+        )));
     }
-}
-
-/// Which files `include` lets through: a glob without `/` matches the file name, one
-/// with `/` the path below the grep's `path`.
-struct Include {
-    matcher: globset::GlobMatcher,
-    by_name: bool,
-}
-
-impl Include {
-    fn new(glob: &str) -> Result<Self, RpcError> {
-        if glob.is_empty() || glob.len() > MAX_PATTERN_LEN || glob.contains('\0') {
-            return Err(RpcError::invalid_params(format!(
-                "include must be a glob of 1-{MAX_PATTERN_LEN} bytes without NUL"
-            )));
-        }
-        let glob = glob.trim_start_matches('/');
-        let matcher = globset::GlobBuilder::new(glob)
-            .literal_separator(true)
-            .backslash_escape(true)
-            .build()
-            .map_err(|e| RpcError::invalid_params(format!("invalid include glob: {}", e.kind())))?
-            .compile_matcher();
-        Ok(Self {
-            matcher,
-            by_name: !glob.contains('/'),
-        })
-    }
-
-    /// Whether the file at `below` (its components below the grep's path) is searched.
-    fn admits(&self, below: &[String]) -> bool {
-        if self.by_name {
-            below.last().is_some_and(|n| self.matcher.is_match(n))
-        } else {
-            self.matcher.is_match(below.join("/"))
-        }
-    }
+    Include::new(glob).map_err(RpcError::invalid_params)
 }
 
 /// Where a grep looks: each base with how many of its leading components are the
@@ -357,7 +283,7 @@ pub(crate) async fn run(
         after: p.after_context,
         count_only: p.count_only,
     };
-    let include = p.include.as_deref().map(Include::new).transpose()?;
+    let include = p.include.as_deref().map(include_filter).transpose()?;
     let pattern = if p.fixed_strings {
         regex_syntax::escape(&p.pattern)
     } else {
@@ -388,18 +314,7 @@ pub(crate) async fn run(
         slot,
         meter,
         cache: program.create_cache(),
-        scan: Scan {
-            offset: p.offset,
-            limit,
-            mode,
-            seen: 0,
-            items: Vec::with_capacity(limit.min(64)),
-            files_seen: 0,
-            counts: Vec::new(),
-            hits: 0,
-            scanned_bytes: 0,
-            clipped: false,
-        },
+        scan: Scan::new(p.offset, limit, mode),
         stopped: None,
     });
     let mut unindexed = 0usize;
@@ -465,11 +380,11 @@ pub(crate) async fn run(
                     }
                     match scan_file(
                         &bytes[..],
-                        zp,
+                        &zp.display(),
                         &program,
                         &mut st.cache,
                         &mut st.meter,
-                        &limits,
+                        limits.max_line_bytes,
                         &mut st.scan,
                     ) {
                         Ok(()) if st.scan.full() => break,
@@ -714,170 +629,4 @@ fn stop_error(stop: Stop, scan: &Scan, limits: &GrepLimits) -> RpcError {
         "matches_so_far": scan.seen,
     }));
     e
-}
-
-enum FileStop {
-    Stop(Stop),
-    Io,
-}
-
-impl From<Stop> for FileStop {
-    fn from(s: Stop) -> Self {
-        Self::Stop(s)
-    }
-}
-
-/// Scans one file line by line with bounded memory: at most `max_line_bytes` of a line
-/// are kept and searched; the rest is read past and charged as one unit a byte.
-fn scan_file(
-    file: impl Read,
-    zp: &ZonePath,
-    program: &Program,
-    cache: &mut ProgramCache,
-    meter: &mut Meter,
-    limits: &GrepLimits,
-    scan: &mut Scan,
-) -> Result<(), FileStop> {
-    let mut r = BufReader::with_capacity(64 * 1024, file);
-    // Binary files are skipped, as grep tools do.
-    {
-        let head = r.fill_buf().map_err(|_| FileStop::Io)?;
-        let probe = &head[..head.len().min(BINARY_PROBE)];
-        if memchr::memchr(0, probe).is_some() {
-            return Ok(());
-        }
-    }
-    let cap = limits.max_line_bytes.max(1);
-    let mut line: Vec<u8> = Vec::new();
-    let mut shown: Option<String> = None;
-    let mut number = 0u64;
-    let mode = scan.mode;
-    // The lines before the current one (with before_context), and how many lines after
-    // it the last kept match still takes (with after_context).
-    let mut recent: VecDeque<String> = VecDeque::with_capacity(mode.before);
-    let mut wants_after = 0usize;
-    let mut hits = 0u64;
-    let result = loop {
-        let Some((clipped, ended_by_newline, skipped)) =
-            read_line(&mut r, &mut line, cap, &mut scan.scanned_bytes)?
-        else {
-            break Ok(());
-        };
-        number += 1;
-        meter.charge(skipped)?;
-        if clipped {
-            scan.clipped = true;
-        }
-        let mut text: &[u8] = &line;
-        if ended_by_newline && !clipped && text.last() == Some(&b'\r') {
-            text = &text[..text.len() - 1];
-        }
-        // Lines that are not UTF-8 are not text: skipped. A clipped line may end inside
-        // a character; its complete prefix is searched.
-        let text = match std::str::from_utf8(text) {
-            Ok(s) => s,
-            Err(e) if clipped && e.error_len().is_none() => {
-                std::str::from_utf8(&text[..e.valid_up_to()]).unwrap_or_default()
-            }
-            Err(_) => continue,
-        };
-        if wants_after > 0 {
-            wants_after -= 1;
-            if let Some(last) = scan.items.last_mut() {
-                last.after.push(clip(text));
-            }
-        }
-        // The page is complete; only the last match's trailing context was still read.
-        if scan.full() {
-            if wants_after == 0 {
-                break Ok(());
-            }
-            continue;
-        }
-        if program.is_match(cache, text.as_bytes(), meter)? == mode.invert {
-            if mode.before > 0 {
-                if recent.len() == mode.before {
-                    recent.pop_front();
-                }
-                recent.push_back(clip(text));
-            }
-            continue;
-        }
-        hits += 1;
-        if mode.count_only {
-            continue;
-        }
-        if scan.seen >= scan.offset && scan.items.len() < scan.limit {
-            let path = shown.get_or_insert_with(|| zp.display()).clone();
-            scan.items.push(GrepMatch {
-                path,
-                line: number,
-                text: clip(text),
-                before: recent.iter().cloned().collect(),
-                after: Vec::new(),
-            });
-            wants_after = mode.after;
-        }
-        if mode.before > 0 {
-            if recent.len() == mode.before {
-                recent.pop_front();
-            }
-            recent.push_back(clip(text));
-        }
-        scan.seen += 1;
-        if scan.full() && wants_after == 0 {
-            break Ok(());
-        }
-    };
-    if mode.count_only && hits > 0 {
-        if scan.files_seen >= scan.offset && scan.counts.len() < scan.limit {
-            scan.counts.push(GrepCount {
-                path: zp.display(),
-                count: hits,
-            });
-        }
-        scan.files_seen += 1;
-        scan.hits += hits;
-    }
-    result
-}
-
-/// A line as a match or context line carries it.
-fn clip(text: &str) -> String {
-    text.chars().take(MAX_MATCH_TEXT).collect()
-}
-
-/// Reads the next line into `buf` (without its `\n`), keeping at most `cap` bytes.
-/// Returns (clipped, ended by a newline, bytes read past beyond `cap`), or None at the end.
-fn read_line(
-    r: &mut impl BufRead,
-    buf: &mut Vec<u8>,
-    cap: usize,
-    scanned: &mut u64,
-) -> Result<Option<(bool, bool, u64)>, FileStop> {
-    buf.clear();
-    let mut any = false;
-    let mut skipped = 0u64;
-    loop {
-        let avail = match r.fill_buf() {
-            Ok(a) => a,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return Err(FileStop::Io),
-        };
-        if avail.is_empty() {
-            return Ok(any.then_some((skipped > 0, false, skipped)));
-        }
-        any = true;
-        let newline = memchr::memchr(b'\n', avail);
-        let part = &avail[..newline.unwrap_or(avail.len())];
-        let take = part.len().min(cap - buf.len());
-        buf.extend_from_slice(&part[..take]);
-        skipped += (part.len() - take) as u64;
-        let used = newline.map_or(avail.len(), |i| i + 1);
-        r.consume(used);
-        *scanned += used as u64;
-        if newline.is_some() {
-            return Ok(Some((skipped > 0, true, skipped)));
-        }
-    }
 }
