@@ -29,12 +29,13 @@ COPY bus/Cargo.toml bus/
 COPY cluster/Cargo.toml cluster/
 COPY text/Cargo.toml text/
 COPY oauth/Cargo.toml oauth/
+COPY search/Cargo.toml search/
 COPY rpc-server/Cargo.toml rpc-server/
 COPY mcp-frontend/Cargo.toml mcp-frontend/
 COPY hub-cli/Cargo.toml hub-cli/
 COPY bench/Cargo.toml bench/
 RUN set -eux; \
-    for crate in wire authz serve providers blobs bus cluster text rpc-server mcp-frontend hub-cli bench; do \
+    for crate in wire authz serve providers blobs bus cluster text oauth search rpc-server mcp-frontend hub-cli bench; do \
         mkdir -p "$crate/src"; \
         echo '// dependency-cache stub' > "$crate/src/lib.rs"; \
     done; \
@@ -43,7 +44,7 @@ RUN set -eux; \
     echo 'fn main() {}' > hub-cli/src/main.rs; \
     cargo build --release --locked --bin nexus --bin nexusd; \
     cargo build --release --locked -p mcp-frontend --bin nexus-mcp; \
-    rm -rf wire authz serve providers blobs bus cluster text rpc-server mcp-frontend hub-cli bench
+    rm -rf wire authz serve providers blobs bus cluster text oauth search rpc-server mcp-frontend hub-cli bench
 
 # 2. The real sources. Migrations are embedded at compile time (sqlx::migrate!).
 COPY wire wire
@@ -55,6 +56,7 @@ COPY bus bus
 COPY cluster cluster
 COPY text text
 COPY oauth oauth
+COPY search search
 COPY rpc-server rpc-server
 COPY mcp-frontend mcp-frontend
 COPY hub-cli hub-cli
@@ -65,7 +67,7 @@ COPY migrations migrations
 # only (built with the others it would also carry what the CLI enables in them).
 # The release profile keeps line tables (for profiling); the image drops them to stay
 # small. Symbols stay, and panic messages keep their file:line.
-RUN find wire serve providers rpc-server mcp-frontend hub-cli bench -name '*.rs' -exec touch {} + \
+RUN find wire authz serve providers blobs bus cluster text oauth search rpc-server mcp-frontend hub-cli bench -name '*.rs' -exec touch {} + \
     && cargo build --release --locked --bin nexus --bin nexusd \
     && cargo build --release --locked -p mcp-frontend --bin nexus-mcp \
     && strip --strip-debug target/release/nexus target/release/nexusd target/release/nexus-mcp \

@@ -847,6 +847,24 @@ fn dockerfile_matches_the_workspace() {
         );
         assert!(has(&format!("COPY {m} {m}")), "Dockerfile: COPY {m} {m}");
     }
+    // ...and in each list of crates: the stubs of the dependency-cache layer (a member
+    // without one fails that build), their removal, and the touch that makes cargo
+    // rebuild it from its real sources (without it, an older checkout's mtimes would
+    // leave the stub in the binaries).
+    for (what, start) in [
+        ("stubbed", "for crate in "),
+        ("stub removed", "rm -rf "),
+        ("sources touched", "RUN find "),
+    ] {
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("Dockerfile: a line starting {start:?}"));
+        let words: Vec<&str> = line.split([' ', ';']).collect();
+        for m in &members {
+            assert!(words.contains(m), "Dockerfile: {m} not {what}: {line}");
+        }
+    }
     assert!(
         has("COPY migrations migrations"),
         "migrations are compiled in"

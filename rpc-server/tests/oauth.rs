@@ -605,17 +605,7 @@ async fn a_user_without_zones_connects_with_what_their_roles_allow() {
     let db = TestDb::new(Backend::Postgres).await;
     let h = hub(&db).await;
     let base = &h.base;
-    let root = post_json(
-        base,
-        "/auth/login",
-        None,
-        json!({"username": "root", "password": ROOT_PW}),
-    )
-    .await
-    .1["token"]
-        .as_str()
-        .expect("root login")
-        .to_owned();
+    let root = root_token(base).await;
     // bob may read and write, and holds no zone: his roles decide, as for his login token.
     let (s, v) = post_json(
         base,

@@ -332,12 +332,11 @@ async fn an_oidc_sign_in_gets_a_hub_token_for_its_subject_on_both_databases() {
         assert!(consent.body.contains("value=\"eng\""), "{}", consent.body);
         assert!(!consent.body.contains("value=\"ops\""), "only her zones");
         assert!(!consent.body.contains("value=\"admin\""), "not an admin");
-        let back = post_form(
-            &format!("{base}/oauth/authorize/consent"),
-            Some(&cookie),
+        let back = allow(
+            base,
+            &cookie,
+            &consent,
             &[
-                ("grant", &consent.hidden("grant")),
-                ("csrf", &consent.hidden("csrf")),
                 ("zone", "eng"),
                 ("perm", "read"),
                 ("perm", "write"),
@@ -350,18 +349,7 @@ async fn an_oidc_sign_in_gets_a_hub_token_for_its_subject_on_both_databases() {
         assert_eq!(back.param("state").as_deref(), Some("client-state"));
         assert_eq!(back.param("iss").as_deref(), Some(ISSUER));
         let code = back.param("code").expect("a code");
-        let (s, t) = token(
-            base,
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("client_id", &client),
-                ("redirect_uri", REDIRECT),
-                ("code_verifier", VERIFIER),
-                ("resource", RESOURCE),
-            ],
-        )
-        .await;
+        let (s, t) = redeem(base, &client, &code).await;
         assert_eq!(s, 200, "{t}");
         let access = t["access_token"].as_str().expect("access").to_owned();
         let who = whoami(base, &access).await.expect("the token works");
@@ -620,6 +608,35 @@ async fn a_public_client_at_the_idp_signs_in_with_pkce_alone_and_is_audited() {
     }
 }
 
+/// The consent form sent with `fields` (the decision among them).
+async fn allow(base: &str, cookie: &str, consent: &Answer, fields: &[(&str, &str)]) -> Answer {
+    let (grant, csrf) = (consent.hidden("grant"), consent.hidden("csrf"));
+    let mut form = vec![("grant", grant.as_str()), ("csrf", csrf.as_str())];
+    form.extend_from_slice(fields);
+    post_form(
+        &format!("{base}/oauth/authorize/consent"),
+        Some(cookie),
+        &form,
+    )
+    .await
+}
+
+/// The code redeemed at the token endpoint with this file's redirect URI and verifier.
+async fn redeem(base: &str, client: &str, code: &str) -> (u16, Value) {
+    token(
+        base,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("client_id", client),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+            ("resource", RESOURCE),
+        ],
+    )
+    .await
+}
+
 /// A tuple written as the operator would (`nexus hub rebac create`).
 async fn grant(h: &Hub, subject: &str, relation: &str, object: &str) {
     h.control
@@ -669,32 +686,16 @@ async fn the_groups_an_idp_asserts_travel_with_the_oauth_grant() {
         consent.body
     );
     assert!(!consent.body.contains("name=\"zone\""), "no zone to pick");
-    let back = post_form(
-        &format!("{base}/oauth/authorize/consent"),
-        Some(&cookie),
-        &[
-            ("grant", &consent.hidden("grant")),
-            ("csrf", &consent.hidden("csrf")),
-            ("perm", "read"),
-            ("perm", "write"),
-            ("decision", "allow"),
-        ],
+    let back = allow(
+        base,
+        &cookie,
+        &consent,
+        &[("perm", "read"), ("perm", "write"), ("decision", "allow")],
     )
     .await;
     assert_eq!(back.status, 303, "{}", back.body);
     let code = back.param("code").expect("a code");
-    let (s, t) = token(
-        base,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("client_id", &client),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", VERIFIER),
-            ("resource", RESOURCE),
-        ],
-    )
-    .await;
+    let (s, t) = redeem(base, &client, &code).await;
     assert_eq!(s, 200, "{t}");
     let access = t["access_token"].as_str().expect("access").to_owned();
     let who = whoami(base, &access).await.expect("the token works");

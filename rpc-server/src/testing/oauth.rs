@@ -69,17 +69,7 @@ pub async fn hub_with(db: &TestDb, settings: OAuthSettings) -> Hub {
     for z in ["eng", "ops"] {
         let _ = h.control.create_zone(z).await;
     }
-    let root = post_json(
-        &h.base,
-        "/auth/login",
-        None,
-        json!({"username": "root", "password": ROOT_PW}),
-    )
-    .await
-    .1["token"]
-        .as_str()
-        .expect("root login")
-        .to_owned();
+    let root = root_token(&h.base).await;
     let (s, v) = post_json(
         &h.base,
         "/auth/users",
@@ -89,6 +79,21 @@ pub async fn hub_with(db: &TestDb, settings: OAuthSettings) -> Hub {
     .await;
     assert!(s == 201 || s == 409, "create alice: {s} {v}");
     h
+}
+
+/// A login token of the hub's root user.
+pub async fn root_token(base: &str) -> String {
+    post_json(
+        base,
+        "/auth/login",
+        None,
+        json!({"username": "root", "password": ROOT_PW}),
+    )
+    .await
+    .1["token"]
+        .as_str()
+        .expect("root login")
+        .to_owned()
 }
 
 pub fn http() -> reqwest::Client {
