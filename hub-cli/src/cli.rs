@@ -133,8 +133,9 @@ pub enum AdminCommand {
     DisableUser(SubjectIdArgs),
     /// Enable a disabled subject.
     EnableUser(SubjectIdArgs),
-    /// Set a local user's password (for POST /auth/login), hashed with argon2id as the
-    /// server does. The password is the first line of standard input when that is not a
+    /// Set a local user's password (for POST /auth/login and the browser sign-in of MCP
+    /// clients), hashed with argon2id as the server does; with --create, make the local
+    /// user. The password is the first line of standard input when that is not a
     /// terminal, else asked twice without echo; never an argument. A new password ends
     /// every session of the user: its login tokens are refused on every nexusd at once
     /// and its refresh tokens are dead. On the hub's database only (no --remote).
@@ -145,8 +146,19 @@ pub enum AdminCommand {
 pub struct SetPasswordArgs {
     #[command(flatten)]
     pub target: RemoteArgs,
-    /// The local user (as created with POST /auth/users, or root).
+    /// The local user (made with --create or POST /auth/users, or root).
     pub username: String,
+    /// Make the local user (and register its subject if need be); refused when it
+    /// exists.
+    #[arg(long)]
+    pub create: bool,
+    /// With --create: READ, WRITE and ADMIN, comma-separated [default: READ].
+    #[arg(long, requires = "create", value_delimiter = ',')]
+    pub permissions: Vec<String>,
+    /// With --create: the user's zones, eng:rw,ops:r. Without, what the user's roles,
+    /// groups and tuples allow (SPEC §9).
+    #[arg(long, requires = "create")]
+    pub zones: Option<String>,
 }
 
 #[derive(Debug, Args)]

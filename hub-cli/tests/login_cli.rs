@@ -1,7 +1,7 @@
 //! The local provider from an operator's seat (SPEC §10), with real `nexus serve`
 //! processes and the `nexus` CLI: root bootstrap with and without `NEXUS_ROOT_PASSWORD`
 //! (a generated password shown exactly once and stored only as an argon2id hash),
-//! `nexus admin set-password` from standard input, `nexus hub keys rotate` and `list` on a
+//! `nexus admin set-password` from standard input (and `--create`, a new local user), `nexus hub keys rotate` and `list` on a
 //! running server's database, and unknown-user vs wrong-password login timing.
 
 use crate::common;
@@ -310,6 +310,150 @@ async fn set_password_from_stdin_replaces_the_old_one_and_ends_sessions() {
         200,
         "the refused runs changed nothing"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_password_create_makes_a_local_user_from_the_cli() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let (_p, base) = nexusd(
+        "set-password-create",
+        &db.url,
+        db.dir.path(),
+        &[("NEXUS_ROOT_PASSWORD", ROOT_PW)],
+    )
+    .await;
+    let env = [("NEXUS_DATABASE_URL", db.url.as_str())];
+    let pw = "carol-first-password";
+
+    // Without --create, the hint names the command that makes one.
+    let (code, _, err) = nexus_stdin(&["admin", "set-password", "carol"], &env, b"x\n").await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("set-password carol --create"), "{err}");
+
+    let (code, out, err) = nexus_stdin(
+        &[
+            "admin",
+            "set-password",
+            "carol",
+            "--create",
+            "--permissions",
+            "READ,WRITE",
+        ],
+        &env,
+        format!("{pw}\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("Local user created: carol (READ,WRITE;"),
+        "{out}"
+    );
+    assert!(!out.contains(pw) && !err.contains(pw));
+    // The running server signs her in; she is a registered user subject.
+    let t = token(&base, "carol", pw).await;
+    assert_eq!(me(&base, &t).await, 200);
+    let u = db
+        .store
+        .find_local_user("carol")
+        .await
+        .expect("read")
+        .expect("carol");
+    assert_eq!(
+        (u.permissions.as_str(), u.zones.as_str()),
+        ("READ,WRITE", "")
+    );
+    assert!(u.password_hash.starts_with("$argon2id$"));
+    assert!(db.store.get_subject("carol").await.expect("read").is_some());
+
+    // With zones, and READ alone by default.
+    let (code, out, err) = nexus_stdin(
+        &[
+            "admin",
+            "set-password",
+            "dave",
+            "--create",
+            "--zones",
+            "eng:rw",
+        ],
+        &env,
+        b"dave-password\n",
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let u = db
+        .store
+        .find_local_user("dave")
+        .await
+        .expect("read")
+        .expect("dave");
+    assert_eq!(
+        (u.permissions.as_str(), u.zones.as_str()),
+        ("READ", "eng:rw")
+    );
+
+    // Refusals change nothing: an existing user, SUPER, unknown permissions, bad zones,
+    // a name that is not a subject id, a subject that is not a user, --zones alone.
+    let (code, _, err) = nexus_stdin(
+        &["admin", "set-password", "carol", "--create"],
+        &env,
+        b"another-password\n",
+    )
+    .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("exists"), "{err}");
+    assert_eq!(login(&base, "carol", pw).await.0, 200, "password unchanged");
+    for (args, want) in [
+        (vec!["--permissions", "SUPER"], 2),
+        (vec!["--permissions", "READ,OWNER"], 2),
+        (vec!["--zones", "eng:x"], 2),
+    ] {
+        let mut all = vec!["admin", "set-password", "erin", "--create"];
+        all.extend(args.iter().copied());
+        let (code, _, err) = nexus_stdin(&all, &env, b"erin-password\n").await;
+        assert_eq!(code, want, "{args:?}: {err}");
+    }
+    let (code, _, err) = nexus_stdin(
+        &["admin", "set-password", "Erin!", "--create"],
+        &env,
+        b"erin-password\n",
+    )
+    .await;
+    assert_ne!(code, 0, "{err}");
+    let (code, out, err) = nexus_stdin(
+        &[
+            "admin",
+            "create-user",
+            "bot",
+            "--subject-type",
+            "agent",
+            "--no-key",
+        ],
+        &env,
+        b"",
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = nexus_stdin(
+        &["admin", "set-password", "bot", "--create"],
+        &env,
+        b"bot-password\n",
+    )
+    .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not a user"), "{err}");
+    let (code, _, err) = nexus_stdin(
+        &["admin", "set-password", "carol", "--zones", "eng:r"],
+        &env,
+        b"x\n",
+    )
+    .await;
+    assert_eq!(code, 2, "--zones needs --create: {err}");
+    for who in ["erin", "bot"] {
+        assert!(
+            db.store.find_local_user(who).await.expect("read").is_none(),
+            "{who} was not made"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,8 +10,9 @@ use crate::error::CliError;
 use crate::output;
 use chrono::Utc;
 use nexus_providers::password::MAX_PASSWORD_BYTES;
+use nexus_providers::permissions::{Perm, Perms};
 use rpc_server::auth::TokenHasher;
-use rpc_server::auth::local::{change_password, check_username, rotate_stored_key};
+use rpc_server::auth::local::{change_password, check_username, create_user, rotate_stored_key};
 use rpc_server::db::{SigningKeyRecord, Store, StoreError};
 use secrecy::{ExposeSecret, SecretString};
 use std::io::{BufRead, IsTerminal, Read, Write};
@@ -28,17 +29,32 @@ pub async fn set_password(
         ));
     }
     check_username(&a.username).map_err(|e| CliError::with_code(e.to_string(), 2))?;
+    let new_user = if a.create {
+        Some(new_user_grants(&a)?)
+    } else {
+        None
+    };
     let store = connect(db_url(local.database_url.as_ref())?).await?;
-    // Before asking: an unknown user is refused without a prompt.
+    // Before asking: an unknown user (or, to create, a known one) is refused without a
+    // prompt.
     let known = store
         .find_local_user(&a.username)
         .await
         .map_err(|e| CliError::new(format!("cannot read users: {e}")))?;
-    if known.is_none() {
-        return Err(CliError::new(format!(
-            "no local user {:?}: create it with POST /auth/users (nothing changed)",
-            a.username
-        )));
+    match (&known, &new_user) {
+        (None, None) => {
+            return Err(CliError::new(format!(
+                "no local user {:?}: create it with `nexus admin set-password {} --create` (nothing changed)",
+                a.username, a.username
+            )));
+        }
+        (Some(_), Some(_)) => {
+            return Err(CliError::new(format!(
+                "the local user {:?} exists: without --create, set-password changes its password (nothing changed)",
+                a.username
+            )));
+        }
+        _ => {}
     }
     let stdin = std::io::stdin();
     let pw = if stdin.is_terminal() {
@@ -46,6 +62,29 @@ pub async fn set_password(
     } else {
         first_line(&mut stdin.lock())?
     };
+    if let Some((perms, zones)) = new_user {
+        return match create_user(&store, &a.username, pw, perms, &zones).await {
+            Ok(()) => output::line(
+                out,
+                &format!(
+                    "✓ Local user created: {} ({}; {}); it signs in with POST /auth/login or in an MCP client's browser login",
+                    a.username,
+                    perms.names().join(","),
+                    if zones.is_empty() {
+                        "no zones: its roles, groups and tuples decide".to_owned()
+                    } else {
+                        format!("zones {zones}")
+                    }
+                ),
+            ),
+            Err(StoreError::SubjectExists(_)) => Err(CliError::new(format!(
+                "the local user {:?} exists (nothing changed)",
+                a.username
+            ))),
+            Err(StoreError::Invalid(m)) => Err(CliError::new(format!("{m} (nothing changed)"))),
+            Err(e) => Err(CliError::new(format!("cannot create the user: {e}"))),
+        };
+    }
     match change_password(&store, &a.username, pw).await {
         Ok(()) => output::line(
             out,
@@ -61,6 +100,30 @@ pub async fn set_password(
         Err(StoreError::Invalid(m)) => Err(CliError::new(format!("{m} (nothing changed)"))),
         Err(e) => Err(CliError::new(format!("cannot set the password: {e}"))),
     }
+}
+
+/// The permissions (READ when none are named; SUPER is root's alone) and zones of a user
+/// to create, checked before anything is asked or written.
+fn new_user_grants(a: &SetPasswordArgs) -> Result<(Perms, String), CliError> {
+    let names: Vec<&str> = if a.permissions.is_empty() {
+        vec!["READ"]
+    } else {
+        a.permissions.iter().map(|p| p.trim()).collect()
+    };
+    let perms = Perms::parse(&names)
+        .map_err(|_| CliError::with_code("--permissions are READ, WRITE and ADMIN", 2))?;
+    if perms.allows(Perm::Super) {
+        return Err(CliError::with_code(
+            "--permissions: SUPER is the root user's alone",
+            2,
+        ));
+    }
+    let zones = a.zones.clone().unwrap_or_default();
+    if !zones.is_empty() {
+        nexus_wire::spec::parse_zone_spec(&zones)
+            .map_err(|e| CliError::with_code(format!("--zones: {e}"), 2))?;
+    }
+    Ok((perms, zones))
 }
 
 /// A terminal: asked twice without echo.

@@ -693,15 +693,53 @@ pub async fn change_password(
     username: &str,
     pw: SecretString,
 ) -> Result<(), StoreError> {
-    password::check_password(pw.expose_secret())
-        .map_err(|_| StoreError::Invalid("the password must be 1-1024 bytes".into()))?;
-    let hash = tokio::task::spawn_blocking(move || password::hash(pw.expose_secret()))
-        .await
-        .map_err(|_| StoreError::Invalid("password hashing failed".into()))?
-        .map_err(|_| StoreError::Invalid("password hashing failed".into()))?;
+    let hash = hash_for_store(pw).await?;
     store
         .change_local_password(username, &hash, Utc::now())
         .await
+}
+
+/// Creates a local user with a password, outside a running server (the operator's
+/// `nexus admin set-password --create`): hashed as the server hashes, the subject
+/// registered if it is not. `SubjectExists` when the user has a password already;
+/// `Invalid` for a name that is not a subject id or a subject that is not a user.
+pub async fn create_user(
+    store: &Store,
+    username: &str,
+    pw: SecretString,
+    perms: Perms,
+    zones: &str,
+) -> Result<(), StoreError> {
+    nexus_authz::model::validate_subject_id("user", username).map_err(|_| {
+        StoreError::Invalid(
+            "a username is 1-128 of a-z 0-9 . _ @ - and starts with a letter or digit".into(),
+        )
+    })?;
+    let hash = hash_for_store(pw).await?;
+    store
+        .upsert_local_user(
+            &NewLocalUser {
+                username: username.to_owned(),
+                password_hash: hash,
+                permissions: perms.stored(),
+                zones: zones.to_owned(),
+                tenant_id: None,
+                now: Utc::now(),
+            },
+            false,
+        )
+        .await
+        .map(|_| ())
+}
+
+/// A password checked and hashed (argon2id, on the blocking pool).
+async fn hash_for_store(pw: SecretString) -> Result<String, StoreError> {
+    password::check_password(pw.expose_secret())
+        .map_err(|_| StoreError::Invalid("the password must be 1-1024 bytes".into()))?;
+    tokio::task::spawn_blocking(move || password::hash(pw.expose_secret()))
+        .await
+        .map_err(|_| StoreError::Invalid("password hashing failed".into()))?
+        .map_err(|_| StoreError::Invalid("password hashing failed".into()))
 }
 
 /// 1-128 bytes of visible characters; anything else is a 400 before any lookup.
