@@ -11,7 +11,7 @@
 //! - A revoked token's subscriptions end at once (the revocation travels the bus too): a
 //!   later change is told to another subscriber of the same file, not to it.
 //! - `nexus hub up` (no bus): a change made through the embedded hub reaches a subscriber,
-//!   an rmcp session and the official Python SDK (`tests/python/subscriptions.py`).
+//!   an rmcp session and the official Python SDK in both eras (`tests/python/subscriptions.py`).
 //!
 //! "Nothing was told" is judged against a later change that is told: notifications of
 //! one frontend follow the order the bus delivered the changes in.
@@ -378,6 +378,18 @@ async fn the_embedded_hub_tells_subscribers_without_a_bus() {
     let out = common::auth::run_python(
         "subscriptions.py",
         &[&mcp, &token, "/zone/default/py/watched.md"],
+        &[],
+        Duration::from_secs(90),
+    )
+    .await;
+    assert!(
+        out.contains("ok: told") && out.contains("ok: quiet"),
+        "{out}"
+    );
+    // And in the 2026-07-28 era: `Client.listen`.
+    let out = common::auth::run_python(
+        "subscriptions.py",
+        &[&mcp, &token, "/zone/default/py/listened.md", "--listen"],
         &[],
         Duration::from_secs(90),
     )
