@@ -121,12 +121,13 @@ impl From<Stop> for FileStop {
     }
 }
 
-/// Scans one file (shown as `path`) line by line with bounded memory: at most `max_line_bytes` of a line
-/// are kept and searched; the rest is read past and charged as one unit a byte.
-/// Binary files (a NUL in the first 8 KiB) are skipped, as grep tools do.
+/// Scans one file line by line with bounded memory: at most `max_line_bytes` of a line
+/// are kept and searched; the rest is read past and charged as one unit a byte. The file
+/// is shown as `path()`, asked for at its first hit only. Binary files (a NUL in the
+/// first 8 KiB) are skipped, as grep tools do.
 pub fn scan_file(
     file: impl Read,
-    path: &str,
+    path: &dyn Fn() -> String,
     program: &Program,
     cache: &mut ProgramCache,
     meter: &mut Meter,
@@ -144,6 +145,8 @@ pub fn scan_file(
     }
     let cap = max_line_bytes.max(1);
     let mut line: Vec<u8> = Vec::new();
+    // The path as shown, made once for the file's first hit.
+    let mut shown: Option<String> = None;
     let mut number = 0u64;
     let mode = scan.mode;
     // The lines before the current one (with before_context), and how many lines after
@@ -203,7 +206,7 @@ pub fn scan_file(
         }
         if scan.seen >= scan.offset && scan.items.len() < scan.limit {
             scan.items.push(GrepMatch {
-                path: path.to_owned(),
+                path: shown.get_or_insert_with(path).clone(),
                 line: number,
                 text: clip(text),
                 before: recent.iter().cloned().collect(),
@@ -225,7 +228,7 @@ pub fn scan_file(
     if mode.count_only && hits > 0 {
         if scan.files_seen >= scan.offset && scan.counts.len() < scan.limit {
             scan.counts.push(GrepCount {
-                path: path.to_owned(),
+                path: shown.take().unwrap_or_else(path),
                 count: hits,
             });
         }
@@ -272,5 +275,146 @@ fn read_line(
         if newline.is_some() {
             return Ok(Some((skipped > 0, true, skipped)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The page of a scan of `text` for `pattern` (one file, `/f`).
+    fn scan(text: &[u8], pattern: &str, mode: Mode, cap: usize) -> Scan {
+        let program = Program::new(pattern, false).expect("compiles");
+        let mut cache = program.create_cache();
+        let mut meter = Meter::new(u64::MAX);
+        let mut s = Scan::new(0, 10, mode);
+        scan_file(
+            text,
+            &|| "/f".to_owned(),
+            &program,
+            &mut cache,
+            &mut meter,
+            cap,
+            &mut s,
+        )
+        .map_err(|_| "stopped")
+        .expect("scans");
+        s
+    }
+
+    fn lines(s: &Scan) -> Vec<(u64, &str)> {
+        s.items.iter().map(|m| (m.line, m.text.as_str())).collect()
+    }
+
+    #[test]
+    fn matches_carry_their_numbers_and_context() {
+        let text = b"one\ntwo match\nthree\r\nfour match\nfive\n";
+        let s = scan(text, "match", Mode::default(), 1024);
+        assert_eq!(lines(&s), [(2, "two match"), (4, "four match")]);
+        assert_eq!((s.seen, s.scanned_bytes), (2, text.len() as u64));
+        let s = scan(
+            text,
+            "four",
+            Mode {
+                before: 2,
+                after: 1,
+                ..Mode::default()
+            },
+            1024,
+        );
+        let m = &s.items[0];
+        // The CR of a CRLF line is not part of the text.
+        assert_eq!(
+            (m.before.as_slice(), m.after.as_slice()),
+            (
+                &["two match".to_owned(), "three".to_owned()][..],
+                &["five".to_owned()][..]
+            )
+        );
+    }
+
+    #[test]
+    fn inversion_and_counting() {
+        let text = b"a\nb match\nc\n";
+        let s = scan(
+            text,
+            "match",
+            Mode {
+                invert: true,
+                ..Mode::default()
+            },
+            1024,
+        );
+        assert_eq!(lines(&s), [(1, "a"), (3, "c")]);
+        let s = scan(
+            text,
+            "[a-c]",
+            Mode {
+                count_only: true,
+                ..Mode::default()
+            },
+            1024,
+        );
+        assert!(s.items.is_empty());
+        assert_eq!((s.hits, s.files_seen), (3, 1));
+        assert_eq!((s.counts[0].path.as_str(), s.counts[0].count), ("/f", 3));
+    }
+
+    #[test]
+    fn long_lines_are_clipped_binary_and_non_utf8_skipped() {
+        // Past the cap the rest of the line is read, not searched: the match beyond it is
+        // missed and the scan says so.
+        let mut long = vec![b'x'; 100];
+        long.extend_from_slice(b"needle\nneedle\n");
+        let s = scan(&long, "needle", Mode::default(), 50);
+        assert_eq!(lines(&s), [(2, "needle")]);
+        assert!(s.clipped);
+        assert!(
+            scan(b"needle\0\n", "needle", Mode::default(), 1024)
+                .items
+                .is_empty()
+        );
+        let s = scan(
+            b"\xff\xfe needle\nneedle ok\n",
+            "needle",
+            Mode::default(),
+            1024,
+        );
+        assert_eq!(lines(&s), [(2, "needle ok")]);
+    }
+
+    #[test]
+    fn a_full_page_stops_the_scan_and_counts_one_more() {
+        let text = "hit\n".repeat(50);
+        let program = Program::new("hit", false).expect("compiles");
+        let mut cache = program.create_cache();
+        let mut meter = Meter::new(u64::MAX);
+        let mut s = Scan::new(2, 3, Mode::default());
+        scan_file(
+            text.as_bytes(),
+            &|| "/f".to_owned(),
+            &program,
+            &mut cache,
+            &mut meter,
+            1024,
+            &mut s,
+        )
+        .map_err(|_| "stopped")
+        .expect("scans");
+        assert_eq!(lines(&s), [(3, "hit"), (4, "hit"), (5, "hit")]);
+        // offset + limit + 1: enough to say there is more, and no further.
+        assert!(s.full() && s.seen == 6);
+        assert!(s.scanned_bytes < text.len() as u64);
+    }
+
+    #[test]
+    fn include_globs_by_name_or_by_path() {
+        let by_name = Include::new("*.md").expect("glob");
+        assert!(by_name.admits(&["a".into(), "b.md".into()]));
+        assert!(!by_name.admits(&["a.md".into(), "b.rs".into()]));
+        let by_path = Include::new("/docs/*.md").expect("glob");
+        assert!(by_path.admits(&["docs".into(), "x.md".into()]));
+        assert!(!by_path.admits(&["src".into(), "docs".into(), "x.md".into()]));
+        assert!(Include::new("a[").is_err());
     }
 }

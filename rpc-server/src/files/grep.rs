@@ -380,7 +380,7 @@ pub(crate) async fn run(
                     }
                     match scan_file(
                         &bytes[..],
-                        &zp.display(),
+                        &|| zp.display(),
                         &program,
                         &mut st.cache,
                         &mut st.meter,
