@@ -15,17 +15,16 @@ use rpc_server::auth::InvalidationBus;
 use rpc_server::config::{AuthChain, OAuthSettings};
 use rpc_server::db::{Backend, NewSubject};
 use rpc_server::testing::idp::{Idp, idp_available};
-use rpc_server::testing::oauth::{Answer, answer, encode, http, refresh_grant, token};
+use rpc_server::testing::oauth::{
+    Answer, ISSUER, RESOURCE, VERIFIER, answer, encode, http, redeem_for, refresh_grant, rpc,
+};
 use rpc_server::testing::{TestDb, TestOptions, config};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt as _;
 
-const ISSUER: &str = "http://hub.test";
-const RESOURCE: &str = "http://hub.test/mcp";
 const CALLBACK: &str = "http://hub.test/oauth/upstream/callback";
 const REDIRECT: &str = "http://127.0.0.1:33419/callback";
-const VERIFIER: &str = "a-verifier-of-enough-length-0123456789-abcdefghijklmnop";
 
 struct Hub {
     base: String,
@@ -621,20 +620,9 @@ async fn allow(base: &str, cookie: &str, consent: &Answer, fields: &[(&str, &str
     .await
 }
 
-/// The code redeemed at the token endpoint with this file's redirect URI and verifier.
+/// The code redeemed at the token endpoint with this file's redirect URI.
 async fn redeem(base: &str, client: &str, code: &str) -> (u16, Value) {
-    token(
-        base,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("client_id", client),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", VERIFIER),
-            ("resource", RESOURCE),
-        ],
-    )
-    .await
+    redeem_for(base, client, code, REDIRECT).await
 }
 
 /// A tuple written as the operator would (`nexus hub rebac create`).
@@ -651,12 +639,6 @@ async fn grant(h: &Hub, subject: &str, relation: &str, object: &str) {
         )
         .await
         .expect("tuple");
-}
-
-/// A file method with `token`: the result, or the JSON-RPC error code (HTTP status when
-/// not 200).
-async fn call(base: &str, token: &str, method: &str, params: Value) -> Result<Value, i64> {
-    rpc_server::testing::oauth::rpc(base, token, method, params).await
 }
 
 #[tokio::test]
@@ -712,7 +694,7 @@ async fn the_groups_an_idp_asserts_travel_with_the_oauth_grant() {
     assert_eq!(rec.oauth_groups, "eng-team,readers");
 
     // Through eng-team she writes in eng; ops she cannot even read.
-    call(
+    rpc(
         base,
         &access,
         "write",
@@ -721,7 +703,7 @@ async fn the_groups_an_idp_asserts_travel_with_the_oauth_grant() {
     .await
     .expect("eng-team writes in eng");
     assert!(
-        call(base, &access, "read", json!({"path": "/zone/ops/x.txt"}))
+        rpc(base, &access, "read", json!({"path": "/zone/ops/x.txt"}))
             .await
             .is_err(),
         "no role in ops"
@@ -730,7 +712,7 @@ async fn the_groups_an_idp_asserts_travel_with_the_oauth_grant() {
     let (s, r) = refresh_grant(base, &client, t["refresh_token"].as_str().expect("refresh")).await;
     assert_eq!(s, 200, "{r}");
     let access2 = r["access_token"].as_str().expect("access").to_owned();
-    call(base, &access2, "read", json!({"path": "/zone/eng/c.txt"}))
+    rpc(base, &access2, "read", json!({"path": "/zone/eng/c.txt"}))
         .await
         .expect("still eng-team after a refresh");
     // The operator takes the group's role away: refused at once, nothing to wait for.
@@ -747,18 +729,18 @@ async fn the_groups_an_idp_asserts_travel_with_the_oauth_grant() {
         .await
         .expect("delete");
     assert!(
-        call(base, &access2, "read", json!({"path": "/zone/eng/c.txt"}))
+        rpc(base, &access2, "read", json!({"path": "/zone/eng/c.txt"}))
             .await
             .is_err(),
         "the group's role is gone"
     );
     // The readers group gets eng by a role: the same token reads again, and only reads.
     grant(&h, "group:readers#member", "reader", "zone:eng").await;
-    call(base, &access2, "read", json!({"path": "/zone/eng/c.txt"}))
+    rpc(base, &access2, "read", json!({"path": "/zone/eng/c.txt"}))
         .await
         .expect("readers read");
     assert!(
-        call(
+        rpc(
             base,
             &access2,
             "write",

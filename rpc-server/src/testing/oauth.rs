@@ -323,13 +323,18 @@ pub async fn token(base: &str, form: &[(&str, &str)]) -> (u16, Value) {
 }
 
 pub async fn redeem(base: &str, client: &str, code: &str) -> (u16, Value) {
+    redeem_for(base, client, code, REDIRECT).await
+}
+
+/// The code redeemed with [`VERIFIER`] for a client that asked to come back to `redirect`.
+pub async fn redeem_for(base: &str, client: &str, code: &str, redirect: &str) -> (u16, Value) {
     token(
         base,
         &[
             ("grant_type", "authorization_code"),
             ("code", code),
             ("client_id", client),
-            ("redirect_uri", REDIRECT),
+            ("redirect_uri", redirect),
             ("code_verifier", VERIFIER),
             ("resource", RESOURCE),
         ],
