@@ -53,6 +53,27 @@ fn refused(d: impl Into<String>) -> OAuthError {
 
 /// The roots a metadata document's certificate may chain to: the system's and the
 /// operator's CA file. An unreadable or empty CA file is an error (at startup).
+/// `addrs` when every one is allowed: a name with one public and one private address is
+/// refused, as whichever the connection picked could be the private one.
+fn every_address_allowed(
+    host: &str,
+    addrs: Vec<SocketAddr>,
+    allow_private: bool,
+) -> Result<Vec<SocketAddr>, OAuthError> {
+    if addrs.is_empty() {
+        return Err(refused("the client_id URL's host has no address"));
+    }
+    for a in &addrs {
+        if let Some(why) = classify(a.ip()).refusal(allow_private) {
+            return Err(refused(format!(
+                "{host} is at {}, a {why} address; client metadata documents are fetched from public addresses only",
+                a.ip()
+            )));
+        }
+    }
+    Ok(addrs)
+}
+
 pub(crate) fn load_roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, String> {
     let mut roots = rustls::RootCertStore::empty();
     // Roots that fail to load are skipped; none at all leaves https failing closed.
@@ -189,19 +210,11 @@ impl CimdFetcher {
                 .collect(),
             None => Vec::new(),
         };
-        if addrs.is_empty() {
-            return Err(refused("the client_id URL's host has no address"));
-        }
-        let host = url.host_str().unwrap_or_default();
-        for a in &addrs {
-            if let Some(why) = classify(a.ip()).refusal(self.settings.allow_private) {
-                return Err(refused(format!(
-                    "{host} is at {}, a {why} address; client metadata documents are fetched from public addresses only",
-                    a.ip()
-                )));
-            }
-        }
-        Ok(addrs)
+        every_address_allowed(
+            url.host_str().unwrap_or_default(),
+            addrs,
+            self.settings.allow_private,
+        )
     }
 
     async fn fetch(&self, url: &Url) -> Result<(Client, Duration), OAuthError> {
@@ -378,5 +391,52 @@ impl OAuthServer {
             }
         }
         Ok(Some((client.client_name, client.redirect_uris)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(ips: &[&str]) -> Vec<SocketAddr> {
+        ips.iter()
+            .map(|ip| SocketAddr::new(ip.parse().expect("an address"), 443))
+            .collect()
+    }
+
+    #[test]
+    fn a_name_with_any_refused_address_is_refused() {
+        // A name may resolve to a public and a private address at once (split-horizon DNS,
+        // or an attacker's record): the private one could be the one connected to.
+        for mixed in [
+            &["93.184.215.14", "10.0.0.7"][..],
+            &["10.0.0.7", "93.184.215.14"],
+            &["2606:2800:21f:cb07:6820:80da:af6b:8b2c", "::1"],
+            &["93.184.215.14", "169.254.169.254"],
+            &["93.184.215.14", "::ffff:127.0.0.1"],
+        ] {
+            let e =
+                every_address_allowed("docs.example", addrs(mixed), false).expect_err("refused");
+            assert!(
+                e.description.contains("public addresses only"),
+                "{mixed:?}: {e:?}"
+            );
+        }
+        assert!(every_address_allowed("docs.example", Vec::new(), false).is_err());
+        let public = addrs(&["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"]);
+        assert_eq!(
+            every_address_allowed("docs.example", public.clone(), false).expect("public"),
+            public
+        );
+        // An operator may allow private addresses; link-local stays refused.
+        assert!(every_address_allowed("docs.internal", addrs(&["10.0.0.7"]), true).is_ok());
+        assert!(
+            every_address_allowed(
+                "docs.internal",
+                addrs(&["10.0.0.7", "169.254.169.254"]),
+                true
+            )
+            .is_err()
+        );
     }
 }
