@@ -245,6 +245,12 @@ pub struct OidcLogin {
     /// The button's text: "Continue with <display_name>"; default the provider's name.
     #[serde(default)]
     pub display_name: Option<String>,
+    /// How long an MCP client signed in through this provider stays signed in (its refresh
+    /// tokens' lifetime) before the user signs in at the provider again: `12h`, `7d` …
+    /// Default 24 h, at most 30 days. The hub cannot hear of a user the provider disables
+    /// or a group it takes away; this bounds how long such a user keeps access.
+    #[serde(default)]
+    pub session: Option<String>,
 }
 
 // Written out so that a future inline secret could never be printed by a `{:?}`.
@@ -256,6 +262,7 @@ impl fmt::Debug for OidcLogin {
             .field("client_secret_env", &self.client_secret_env)
             .field("scopes", &self.scopes)
             .field("display_name", &self.display_name)
+            .field("session", &self.session)
             .finish()
     }
 }

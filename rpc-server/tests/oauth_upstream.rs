@@ -35,11 +35,18 @@ struct Hub {
 /// A hub whose only sign-in is the IdP (as the hub's confidential client `hub-login`,
 /// its secret in a 0600 file; or the public client `hub-login-public`).
 async fn hub(db: &TestDb, idp: &Idp, public: bool) -> Hub {
-    hub_with(db, idp, public, None).await
+    hub_with(db, idp, public, None, None).await
 }
 
-/// As [`hub`], publishing audit events on `redis` when given.
-async fn hub_with(db: &TestDb, idp: &Idp, public: bool, redis: Option<String>) -> Hub {
+/// As [`hub`], publishing audit events on `redis` when given, with `login.session` when
+/// given.
+async fn hub_with(
+    db: &TestDb,
+    idp: &Idp,
+    public: bool,
+    redis: Option<String>,
+    session: Option<&str>,
+) -> Hub {
     let keys = tempfile::tempdir().expect("tempdir");
     let secret_file = keys.path().join("idp-secret");
     std::fs::write(&secret_file, "hub-login-secret\n").expect("secret");
@@ -55,6 +62,7 @@ async fn hub_with(db: &TestDb, idp: &Idp, public: bool, redis: Option<String>) -
         client_secret_env: None,
         scopes: None,
         display_name: Some("Test IdP".into()),
+        session: session.map(str::to_owned),
     });
     let chain = AuthChain {
         types: vec![AuthType::Database, AuthType::Oidc],
@@ -574,7 +582,7 @@ async fn a_public_client_at_the_idp_signs_in_with_pkce_alone_and_is_audited() {
     let idp = Idp::fresh(&dir, "idp", &["--login-redirect", CALLBACK]).await;
     let db = TestDb::new(Backend::Sqlite).await;
     let redis = rpc_server::testing::redis_url();
-    let h = hub_with(&db, &idp, true, Some(redis.clone())).await;
+    let h = hub_with(&db, &idp, true, Some(redis.clone()), None).await;
     let wait = std::time::Duration::from_secs(10);
     let client = redis::Client::open(redis).expect("redis url");
     let mut ps = tokio::time::timeout(wait, client.get_async_pubsub())
@@ -757,5 +765,46 @@ async fn the_groups_an_idp_asserts_travel_with_the_oauth_grant() {
         consent.body.contains("You hold no zone"),
         "{}",
         consent.body
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_sign_in_lasts_its_login_session() {
+    if !idp_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let idp = Idp::fresh(&dir, "idp", &["--login-redirect", CALLBACK]).await;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let h = hub_with(&db, &idp, false, None, Some("3s")).await;
+    let base = &h.base;
+    let client = register(base).await;
+    let (consent, cookie) = to_consent(base, &client, "alice").await;
+    let back = allow(
+        base,
+        &cookie,
+        &consent,
+        &[("zone", "eng"), ("perm", "read"), ("decision", "allow")],
+    )
+    .await;
+    let (s, t) = redeem(base, &client, &back.param("code").expect("a code")).await;
+    assert_eq!(s, 200, "{t}");
+    // The access token ends with the session, not after the usual hour.
+    let expires_in = t["expires_in"].as_i64().expect("expires_in");
+    assert!((1..=3).contains(&expires_in), "{t}");
+    let (s, r) = refresh_grant(base, &client, t["refresh_token"].as_str().expect("refresh")).await;
+    assert_eq!(s, 200, "within the session a refresh works: {r}");
+    // Past it, the refresh token is dead: the user signs in at the IdP again.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let (s, e) = refresh_grant(base, &client, r["refresh_token"].as_str().expect("refresh")).await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{e}"
+    );
+    assert_eq!(
+        whoami(base, r["access_token"].as_str().expect("access")).await,
+        Err(401),
+        "its access token ended with it"
     );
 }

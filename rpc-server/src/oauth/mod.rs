@@ -1149,7 +1149,13 @@ impl OAuthServer {
             .client(client_id)
             .await?
             .ok_or_else(|| OAuthError::new("invalid_client", "the client is revoked"))?;
-        let family_end = now + ChronoDuration::seconds(nexus_oauth::REFRESH_FAMILY_SECS);
+        // A sign-in through an upstream provider lives as long as its `login.session`: the
+        // hub never hears of what the provider takes away later.
+        let mut family_end = now + ChronoDuration::seconds(nexus_oauth::REFRESH_FAMILY_SECS);
+        if let Some(u) = c.provider.as_deref().and_then(|p| self.upstream(p)) {
+            let session = ChronoDuration::from_std(u.session).unwrap_or(ChronoDuration::zero());
+            family_end = family_end.min(now + session);
+        }
         let out = self
             .mint(Grant {
                 client_id,

@@ -93,6 +93,8 @@ pub(crate) struct Upstream {
     http: HttpsClient<Full<Bytes>>,
     /// Discovered once; a failed discovery is tried again on the next sign-in.
     endpoints: RwLock<Option<Endpoints>>,
+    /// The longest a refresh family of a sign-in here lives (`login.session`).
+    pub(crate) session: std::time::Duration,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -137,6 +139,26 @@ fn read_secret(name: &str, login: &OidcLogin) -> anyhow::Result<Option<SecretStr
     }
 }
 
+/// Default of `login.session`: a day, as a working day's single sign-on session.
+const DEFAULT_SESSION: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// `login.session`: at least a second, at most the 30 days of any refresh family.
+fn login_session(name: &str, text: Option<&str>) -> anyhow::Result<std::time::Duration> {
+    let Some(text) = text else {
+        return Ok(DEFAULT_SESSION);
+    };
+    let d = humantime::parse_duration(text.trim()).map_err(|e| {
+        anyhow::anyhow!(
+            "oidc provider {name}: login.session {text:?} is not a duration (12h, 7d): {e}"
+        )
+    })?;
+    let most = std::time::Duration::from_secs(nexus_oauth::REFRESH_FAMILY_SECS as u64);
+    if d < std::time::Duration::from_secs(1) || d > most {
+        anyhow::bail!("oidc provider {name}: login.session must be between 1s and 30d");
+    }
+    Ok(d)
+}
+
 impl Upstream {
     /// The sign-in of provider `name`, when its configuration has `login`.
     pub(crate) fn from_config(
@@ -162,8 +184,10 @@ impl Upstream {
             .clone()
             .filter(|d| !d.trim().is_empty())
             .unwrap_or_else(|| name.to_owned());
+        let session = login_session(name, login.session.as_deref())?;
         Ok(Some(Self {
             name: name.to_owned(),
+            session,
             display,
             issuer: cfg.issuer.clone(),
             client_id: login.client_id.clone(),
@@ -352,6 +376,21 @@ impl Replays {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn login_session_is_a_bounded_duration() {
+        let h = |n: u64| std::time::Duration::from_secs(n * 3600);
+        assert_eq!(login_session("p", None).expect("default"), h(24));
+        assert_eq!(login_session("p", Some("12h")).expect("12h"), h(12));
+        assert_eq!(login_session("p", Some(" 30days ")).expect("30d"), h(720));
+        for bad in ["0s", "31d", "soon", "-1h", ""] {
+            let e = login_session("corp", Some(bad)).expect_err(bad).to_string();
+            assert!(
+                e.contains("oidc provider corp: login.session"),
+                "{bad}: {e}"
+            );
+        }
+    }
 
     #[test]
     fn a_state_is_accepted_once_until_it_expires() {
