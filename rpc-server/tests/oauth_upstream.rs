@@ -32,6 +32,14 @@ struct Hub {
     _keys: tempfile::TempDir,
 }
 
+/// The IdP, its logins sent back to the hub's callback, and a fresh database; the
+/// tempdir holds the IdP's files.
+async fn idp_and_db(backend: Backend) -> (tempfile::TempDir, Idp, TestDb) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let idp = Idp::fresh(&dir, "idp", &["--login-redirect", CALLBACK]).await;
+    (dir, idp, TestDb::new(backend).await)
+}
+
 /// A hub whose only sign-in is the IdP (as the hub's confidential client `hub-login`,
 /// its secret in a 0600 file; or the public client `hub-login-public`).
 async fn hub(db: &TestDb, idp: &Idp, public: bool) -> Hub {
@@ -431,9 +439,7 @@ async fn state_nonce_audience_issuer_replay_and_idp_errors_are_refused() {
     if !idp_available() {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let idp = Idp::fresh(&dir, "idp", &["--login-redirect", CALLBACK]).await;
-    let db = TestDb::new(Backend::Postgres).await;
+    let (_dir, idp, db) = idp_and_db(Backend::Postgres).await;
     let h = hub(&db, &idp, false).await;
     let base = &h.base;
     let client = register(base).await;
@@ -578,9 +584,7 @@ async fn a_public_client_at_the_idp_signs_in_with_pkce_alone_and_is_audited() {
     if !idp_available() {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let idp = Idp::fresh(&dir, "idp", &["--login-redirect", CALLBACK]).await;
-    let db = TestDb::new(Backend::Sqlite).await;
+    let (_dir, idp, db) = idp_and_db(Backend::Sqlite).await;
     let redis = rpc_server::testing::redis_url();
     let h = hub_with(&db, &idp, true, Some(redis.clone()), None).await;
     let wait = std::time::Duration::from_secs(10);
@@ -654,9 +658,7 @@ async fn the_groups_an_idp_asserts_travel_with_the_oauth_grant() {
     if !idp_available() {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let idp = Idp::fresh(&dir, "idp", &["--login-redirect", CALLBACK]).await;
-    let db = TestDb::new(Backend::Postgres).await;
+    let (_dir, idp, db) = idp_and_db(Backend::Postgres).await;
     let h = hub(&db, &idp, false).await;
     let base = &h.base;
     // eng decides by roles; its writers are the IdP's group eng-team. carol is not a
@@ -773,9 +775,7 @@ async fn an_upstream_sign_in_lasts_its_login_session() {
     if !idp_available() {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let idp = Idp::fresh(&dir, "idp", &["--login-redirect", CALLBACK]).await;
-    let db = TestDb::new(Backend::Sqlite).await;
+    let (_dir, idp, db) = idp_and_db(Backend::Sqlite).await;
     let h = hub_with(&db, &idp, false, None, Some("3s")).await;
     let base = &h.base;
     let client = register(base).await;
