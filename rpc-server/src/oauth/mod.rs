@@ -439,6 +439,33 @@ impl OAuthServer {
         }
     }
 
+    /// What a page's form carries sealed in its `sealed_field`, after its CSRF token is
+    /// checked against the pages' cookie (`purpose` binds token and seal to one form; a
+    /// failed check is audited as `form_name`). Also the cookie's value, when there is one.
+    /// `Err` is the refusal page.
+    fn open_form<'c, T: serde::de::DeserializeOwned>(
+        &self,
+        form: &[(String, String)],
+        cookie_header: Option<&'c str>,
+        sealed_field: &str,
+        purpose: &str,
+        form_name: &str,
+    ) -> Result<(T, Option<&'c str>), Outcome> {
+        let cookie = cookie_header.and_then(|h| csrf::cookie_value(h, self.secure()));
+        let (Some(sealed), Some(token)) = (field_of(form, sealed_field), field_of(form, "csrf"))
+        else {
+            return Err(Self::forged());
+        };
+        if !self.csrf.verify(purpose, cookie, sealed, token) {
+            self.audit("oauth.csrf_refused", None, json!({ "form": form_name }));
+            return Err(Self::forged());
+        }
+        self.sealer
+            .open::<T>(purpose, sealed, Utc::now().timestamp())
+            .map(|v| (v, cookie))
+            .ok_or_else(Self::forged)
+    }
+
     fn forged() -> Outcome {
         Outcome::error_page(
             403,
@@ -454,24 +481,17 @@ impl OAuthServer {
         cookie_header: Option<&str>,
         ip: IpAddr,
     ) -> Outcome {
-        let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        let cookie = cookie_header.and_then(|h| csrf::cookie_value(h, self.secure()));
-        let (Some(sealed), Some(token)) = (field("request"), field("csrf")) else {
-            return Self::forged();
-        };
-        if !self.csrf.verify("login", cookie, sealed, token) {
-            self.audit("oauth.csrf_refused", None, json!({ "form": "login" }));
-            return Self::forged();
-        }
-        let Some(cookie) = cookie else {
-            return Self::forged();
-        };
-        let now = Utc::now();
-        let Some(req) = self
-            .sealer
-            .open::<AuthorizationRequest>("login", sealed, now.timestamp())
-        else {
-            return Self::forged();
+        let field = |k: &str| field_of(form, k);
+        let (req, cookie) = match self.open_form::<AuthorizationRequest>(
+            form,
+            cookie_header,
+            "request",
+            "login",
+            "login",
+        ) {
+            Ok((req, Some(cookie))) => (req, cookie),
+            Ok((_, None)) => return Self::forged(),
+            Err(refused) => return refused,
         };
         let Some(local) = &self.local else {
             return Outcome::error_page(
@@ -698,22 +718,18 @@ impl OAuthServer {
         form: &[(String, String)],
         cookie_header: Option<&str>,
     ) -> Outcome {
-        let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        let cookie = cookie_header.and_then(|h| csrf::cookie_value(h, self.secure()));
-        let (Some(sealed), Some(token)) = (field("request"), field("csrf")) else {
-            return Self::forged();
+        let field = |k: &str| field_of(form, k);
+        let req = match self.open_form::<AuthorizationRequest>(
+            form,
+            cookie_header,
+            "request",
+            "login",
+            "upstream",
+        ) {
+            Ok((req, _)) => req,
+            Err(refused) => return refused,
         };
-        if !self.csrf.verify("login", cookie, sealed, token) {
-            self.audit("oauth.csrf_refused", None, json!({ "form": "upstream" }));
-            return Self::forged();
-        }
         let now = Utc::now().timestamp();
-        let Some(req) = self
-            .sealer
-            .open::<AuthorizationRequest>("login", sealed, now)
-        else {
-            return Self::forged();
-        };
         let Some(u) = field("provider").and_then(|p| self.upstream(p)) else {
             return Outcome::error_page(
                 400,
@@ -947,22 +963,13 @@ impl OAuthServer {
         form: &[(String, String)],
         cookie_header: Option<&str>,
     ) -> Outcome {
-        let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        let cookie = cookie_header.and_then(|h| csrf::cookie_value(h, self.secure()));
-        let (Some(sealed), Some(token)) = (field("grant"), field("csrf")) else {
-            return Self::forged();
+        let field = |k: &str| field_of(form, k);
+        let c = match self.open_form::<Consent>(form, cookie_header, "grant", "consent", "consent")
+        {
+            Ok((c, _)) => c,
+            Err(refused) => return refused,
         };
-        if !self.csrf.verify("consent", cookie, sealed, token) {
-            self.audit("oauth.csrf_refused", None, json!({ "form": "consent" }));
-            return Self::forged();
-        }
         let now = Utc::now();
-        let Some(c) = self
-            .sealer
-            .open::<Consent>("consent", sealed, now.timestamp())
-        else {
-            return Self::forged();
-        };
         let req = &c.req;
         let back = |code: &'static str, description: &str| {
             Outcome::Redirect(redirect_with(
@@ -1074,8 +1081,7 @@ impl OAuthServer {
                 "a parameter is given more than once",
             ));
         }
-        let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        let res = match field("grant_type") {
+        let res = match field_of(form, "grant_type") {
             Some("authorization_code") => self.redeem_code(form).await,
             Some("refresh_token") => self.rotate(form).await,
             Some(_) => Err(OAuthError::new(
