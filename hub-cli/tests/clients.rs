@@ -13,9 +13,9 @@
 
 use crate::common;
 
-use common::procs::{
-    HubUp, clean_cmd, free_port, mcp_serve_cmd, parse_admin_env, run_nexus, start_frontend,
-};
+use common::claude::{claude_code, listed};
+
+use common::procs::{HubUp, free_port, mcp_serve_cmd, parse_admin_env, run_nexus, start_frontend};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -321,59 +321,9 @@ fn var<'a>(env: &'a [(String, String)], k: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{k} in admin.env"))
 }
 
-/// Claude Code from tests/claude-code, or `None` (a failure in CI).
-fn claude_code() -> Option<PathBuf> {
-    let bin =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/claude-code/node_modules/.bin/claude");
-    if bin.exists() {
-        return Some(bin);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "Claude Code is missing (run `npm ci --prefix tests/claude-code`)"
-    );
-    eprintln!("skipped: Claude Code is missing (npm ci --prefix tests/claude-code)");
-    None
-}
-
 /// Runs `script` in sh with `home` as HOME and Claude Code on PATH; returns its stdout.
 async fn claude_sh(claude: &Path, home: &Path, script: &str) -> String {
-    let dir = claude.parent().expect("bin dir");
-    let path = format!(
-        "{}:{}",
-        dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let mut cmd = clean_cmd(Path::new("sh"));
-    cmd.arg("-c")
-        .arg(script)
-        .current_dir(home)
-        .env("HOME", home)
-        .env("PATH", path)
-        // No API key is needed for `claude mcp`; none leaks in from the test's environment.
-        .env_remove("ANTHROPIC_API_KEY")
-        .env("DISABLE_AUTOUPDATER", "1")
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1");
-    let mut cmd = tokio::process::Command::from(cmd);
-    cmd.kill_on_drop(true);
-    let out = tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
-        .await
-        .expect("claude hung")
-        .expect("run sh");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{script}\nstdout: {text}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
-}
-
-/// The line `claude mcp list` prints for `server`.
-fn listed<'a>(list: &'a str, server: &str) -> &'a str {
-    list.lines()
-        .find(|l| l.starts_with(&format!("{server}:")))
-        .unwrap_or_else(|| panic!("{server} not listed:\n{list}"))
+    common::claude::run(claude, home, Path::new("sh"), &["-c", script], script).await
 }
 
 /// The shell lines of `token create --client claude-code` output: `export …` and the

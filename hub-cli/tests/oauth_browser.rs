@@ -82,22 +82,14 @@ async fn the_python_sdk_signs_in_through_the_browser_and_the_operator_revokes_it
     shots_exist(&shots, "python-sdk");
 
     // The operator sees the credential the browser login produced, and revokes it.
-    let (code, listed, err) = run_nexus(&["hub", "token", "list", "--json"], &env).await;
-    assert_eq!(code, 0, "{err}");
-    let tokens: serde_json::Value = serde_json::from_str(&listed).expect("json");
-    let oauth: Vec<&serde_json::Value> = tokens
-        .as_array()
-        .expect("array")
-        .iter()
-        .filter(|t| t["kind"] == "oauth")
-        .collect();
-    assert_eq!(oauth.len(), 1, "{listed}");
+    let oauth = common::procs::oauth_tokens(&env).await;
+    assert_eq!(oauth.len(), 1, "{oauth:?}");
     assert_eq!(oauth[0]["user_id"], "root");
     assert!(
         oauth[0]["name"]
             .as_str()
             .is_some_and(|n| n.starts_with("oauth:mcp-python-sdk:")),
-        "{listed}"
+        "{oauth:?}"
     );
     // The client it was issued to, as `hub oauth clients list` shows it.
     let (code, clients, err) =

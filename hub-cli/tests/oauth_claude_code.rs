@@ -17,9 +17,11 @@
 
 use crate::common;
 
+use common::claude::{claude_code, claude_env, listed};
+
 use common::procs::field;
 
-use common::procs::{BannerHub, clean_cmd, parse_admin_env, run_nexus};
+use common::procs::{BannerHub, parse_admin_env, run_nexus};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,72 +30,9 @@ fn artifacts() -> PathBuf {
     common::procs::artifacts("oauth-claude-code")
 }
 
-/// Claude Code from tests/claude-code, or `None` (a failure in CI).
-fn claude_code() -> Option<PathBuf> {
-    let bin =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/claude-code/node_modules/.bin/claude");
-    if bin.exists() {
-        return Some(bin);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "Claude Code is missing (run `npm ci --prefix tests/claude-code`)"
-    );
-    eprintln!("skipped: Claude Code is missing (npm ci --prefix tests/claude-code)");
-    None
-}
-
-/// HOME (a fresh directory: nothing of this machine's Claude Code configuration) and PATH
-/// (Claude Code and its Node first) for every `claude` run.
-fn claude_env(claude: &Path, home: &Path) -> Vec<(String, String)> {
-    let dir = claude.parent().expect("bin dir");
-    vec![
-        ("HOME".into(), home.display().to_string()),
-        (
-            "PATH".into(),
-            format!(
-                "{}:{}",
-                dir.display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        ),
-        ("DISABLE_AUTOUPDATER".into(), "1".into()),
-        (
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".into(),
-            "1".into(),
-        ),
-    ]
-}
-
 /// Runs `claude <args>`; returns its stdout, failing with everything it said.
 async fn claude(claude: &Path, home: &Path, args: &[&str]) -> String {
-    let mut cmd = clean_cmd(claude);
-    cmd.args(args)
-        .current_dir(home)
-        .envs(claude_env(claude, home))
-        // No API key is needed for `claude mcp`; none leaks in from the test's environment.
-        .env_remove("ANTHROPIC_API_KEY");
-    let mut cmd = tokio::process::Command::from(cmd);
-    cmd.kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
-        .await
-        .expect("claude hung")
-        .expect("run claude");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "claude {args:?}\nstdout: {text}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
-}
-
-/// The line `claude mcp list` prints for `server`.
-fn listed<'a>(list: &'a str, server: &str) -> &'a str {
-    let prefix = format!("{server}: ");
-    list.lines()
-        .find(|l| l.starts_with(&prefix))
-        .unwrap_or_else(|| panic!("{server} is not listed:\n{list}"))
+    common::claude::run(claude, home, claude, args, &format!("claude {args:?}")).await
 }
 
 fn query(url: &str) -> Vec<(String, String)> {
@@ -204,16 +143,8 @@ async fn claude_code_signs_in_with_oauth_and_the_operator_revokes_it() {
     );
 
     // The operator: one credential of kind oauth, root's, issued to Claude Code's registration.
-    let (code, listed_json, err) = run_nexus(&["hub", "token", "list", "--json"], &env).await;
-    assert_eq!(code, 0, "{err}");
-    let tokens: Value = serde_json::from_str(&listed_json).expect("json");
-    let oauth: Vec<&Value> = tokens
-        .as_array()
-        .expect("array")
-        .iter()
-        .filter(|t| t["kind"] == "oauth")
-        .collect();
-    assert_eq!(oauth.len(), 1, "{listed_json}");
+    let oauth = common::procs::oauth_tokens(&env).await;
+    assert_eq!(oauth.len(), 1, "{oauth:?}");
     assert_eq!(oauth[0]["user_id"], "root");
     assert_eq!(oauth[0]["status"], "active");
     let client_id = oauth[0]["oauth_client"].as_str().expect("oauth_client");
@@ -292,15 +223,10 @@ async fn claude_code_signs_in_with_oauth_and_the_operator_revokes_it() {
         l.contains("Needs authentication") || l.contains("Failed"),
         "{l}"
     );
-    let (_, listed_json, _) = run_nexus(&["hub", "token", "list", "--json"], &env).await;
-    let tokens: Value = serde_json::from_str(&listed_json).expect("json");
+    let left = common::procs::oauth_tokens(&env).await;
     assert!(
-        !tokens
-            .as_array()
-            .expect("array")
-            .iter()
-            .any(|t| t["kind"] == "oauth"),
-        "no live OAuth token after the revocation: {listed_json}"
+        left.is_empty(),
+        "no live OAuth token after the revocation: {left:?}"
     );
     hub.terminate();
 }

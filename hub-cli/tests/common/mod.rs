@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod auth;
+pub mod claude;
 pub mod cluster;
 pub mod mcp;
 pub mod nats;

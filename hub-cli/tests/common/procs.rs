@@ -61,6 +61,20 @@ pub fn run(cmd: &mut Command) -> (i32, String, String) {
 }
 
 /// Runs `nexus <args>` with `env` added, killed if it outlives [`CLI_WAIT`]; see [`outcome`].
+/// The live tokens of kind `oauth` as `nexus hub token list --json` prints them.
+pub async fn oauth_tokens(env: &[(String, String)]) -> Vec<serde_json::Value> {
+    let (code, listed, err) = run_nexus(&["hub", "token", "list", "--json"], env).await;
+    assert_eq!(code, 0, "{err}");
+    let tokens: serde_json::Value = serde_json::from_str(&listed).expect("json");
+    tokens
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|t| t["kind"] == "oauth")
+        .cloned()
+        .collect()
+}
+
 pub async fn run_nexus<S: AsRef<OsStr> + Debug>(
     args: &[S],
     env: &[(String, String)],
