@@ -466,6 +466,15 @@ impl OAuthServer {
             .ok_or_else(Self::forged)
     }
 
+    /// Audits a refused upstream callback: why, and through which provider.
+    fn upstream_refused(&self, reason: &str, provider: &str) {
+        self.audit(
+            "oauth.upstream_refused",
+            None,
+            json!({ "reason": reason, "provider": provider }),
+        );
+    }
+
     fn forged() -> Outcome {
         Outcome::error_page(
             403,
@@ -822,22 +831,14 @@ impl OAuthServer {
                     .csrf
                     .verify("upstream-binding", Some(b), &p.id, &p.binding)
         }) {
-            self.audit(
-                "oauth.upstream_refused",
-                None,
-                json!({ "reason": "browser", "provider": p.provider }),
-            );
+            self.upstream_refused("browser", &p.provider);
             return Self::forged();
         }
         if !self
             .replays
             .first_use(&p.id, now + nexus_oauth::PAGE_TTL_SECS, now)
         {
-            self.audit(
-                "oauth.upstream_refused",
-                None,
-                json!({ "reason": "replay", "provider": p.provider }),
-            );
+            self.upstream_refused("replay", &p.provider);
             return refused(
                 "Sign-in already used",
                 "This sign-in was already completed. Start again from the application.",
@@ -872,11 +873,7 @@ impl OAuthServer {
             .get("iss")
             .is_some_and(|i| i.trim_end_matches('/') != u.issuer().trim_end_matches('/'))
         {
-            self.audit(
-                "oauth.upstream_refused",
-                None,
-                json!({ "reason": "issuer", "provider": p.provider }),
-            );
+            self.upstream_refused("issuer", &p.provider);
             return refused(
                 "Invalid sign-in",
                 "The answer came from another identity provider than the one asked.",
