@@ -549,19 +549,7 @@ impl LocalAuth {
         update: bool,
     ) -> Result<bool, StoreError> {
         check_username(username).map_err(|_| StoreError::Invalid("invalid username".into()))?;
-        self.store
-            .upsert_local_user(
-                &NewLocalUser {
-                    username: username.to_owned(),
-                    password_hash,
-                    permissions: perms.stored(),
-                    zones: zones.to_owned(),
-                    tenant_id: None,
-                    now: Utc::now(),
-                },
-                update,
-            )
-            .await
+        upsert_user(&self.store, username, password_hash, perms, zones, update).await
     }
 
     // ---- verification ----
@@ -716,20 +704,33 @@ pub async fn create_user(
         )
     })?;
     let hash = hash_for_store(pw).await?;
+    upsert_user(store, username, hash, perms, zones, false)
+        .await
+        .map(|_| ())
+}
+
+/// The user's row (and subject) written, created or, with `update`, replaced.
+async fn upsert_user(
+    store: &Store,
+    username: &str,
+    password_hash: String,
+    perms: Perms,
+    zones: &str,
+    update: bool,
+) -> Result<bool, StoreError> {
     store
         .upsert_local_user(
             &NewLocalUser {
                 username: username.to_owned(),
-                password_hash: hash,
+                password_hash,
                 permissions: perms.stored(),
                 zones: zones.to_owned(),
                 tenant_id: None,
                 now: Utc::now(),
             },
-            false,
+            update,
         )
         .await
-        .map(|_| ())
 }
 
 /// A password checked and hashed (argon2id, on the blocking pool).
